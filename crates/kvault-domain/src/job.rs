@@ -1,0 +1,193 @@
+//! Long-running operations: their identity, lifecycle and live progress.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(transparent)]
+pub struct JobId(pub uuid::Uuid);
+
+impl JobId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Backup,
+    Restore,
+    Migrate,
+    Drain,
+    Verify,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
+            JobKind::Migrate => "migrate",
+            JobKind::Drain => "drain",
+            JobKind::Verify => "verify",
+        }
+    }
+}
+
+impl std::str::FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            JobKind::Backup,
+            JobKind::Restore,
+            JobKind::Migrate,
+            JobKind::Drain,
+            JobKind::Verify,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown job kind '{s}'"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    /// The server stopped while the job ran; it did not finish.
+    Interrupted,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != JobState::Running
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            JobState::Running,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Cancelled,
+            JobState::Interrupted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown job state '{s}'"))
+    }
+}
+
+/// A snapshot of how far a job got.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobProgress {
+    pub messages: u64,
+    pub bytes: u64,
+    /// Messages per second since the job started.
+    pub messages_per_second: f64,
+}
+
+/// A job as stored and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Job {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub cluster_id: Option<String>,
+    pub state: JobState,
+    pub request: serde_json::Value,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+    pub progress: JobProgress,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Live counters and a cancel flag shared between a running operation and whoever watches it.
+/// Operations bump the counters as they go and check `is_cancelled` between batches.
+#[derive(Debug, Default, Clone)]
+pub struct OperationControl {
+    inner: Arc<ControlInner>,
+}
+
+#[derive(Debug, Default)]
+struct ControlInner {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    cancelled: AtomicBool,
+}
+
+impl OperationControl {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&self, messages: u64, bytes: u64) {
+        self.inner.messages.fetch_add(messages, Ordering::Relaxed);
+        self.inner.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.inner.messages.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self, elapsed_secs: f64) -> JobProgress {
+        let messages = self.messages();
+        JobProgress {
+            messages,
+            bytes: self.bytes(),
+            messages_per_second: if elapsed_secs > 0.0 {
+                messages as f64 / elapsed_secs
+            } else {
+                0.0
+            },
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The kvault model: what a backup, restore, migration and drain *are*, independent of Kafka
+//! client libraries, file formats or HTTP.
+//!
+//! - [`offset`], [`compression`], [`ids`]: small value types that validate themselves.
+//! - [`record`]: one Kafka record as bytes (nullable key and value, ordered headers).
+//! - [`backup`], [`restore`], [`migrate`], [`drain`]: the documented request and result shapes,
+//!   with their defaults and `validate()` methods.
+//! - [`manifest`]: the description of a finished backup (topic metadata, per-partition ranges,
+//!   segment index) that storage persists and restore plans from.
+//! - [`job`]: long-running operations, their states and progress.
+//! - [`ports`]: the traits that the storage and Kafka layers implement.
+//! - [`error`]: typed validation and operation errors, each naming the field and value at fault.
+//!
+//! This crate does no I/O and knows no framework: `serde` shapes are the contract, and the
+//! `openapi` feature adds `utoipa` schemas for the HTTP layer.
+
+pub mod backup;
+pub mod compression;
+pub mod drain;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod manifest;
+pub mod migrate;
+pub mod offset;
+pub mod ports;
+pub mod record;
+pub mod restore;
+
+pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};
+pub use compression::{Compression, CompressionType};
+pub use drain::{DrainRequest, DrainResult, DrainStatus, DrainStrategy, PartitionLag};
+pub use error::{DomainError, ValidationError};
+pub use ids::{BackupId, ClusterId};
+pub use job::{Job, JobId, JobKind, JobProgress, JobState};
+pub use manifest::{Manifest, PartitionManifest, SegmentInfo, TopicMetadata};
+pub use migrate::{MessageTransformation, MigrateRequest, MigrateResult};
+pub use offset::Offset;
+pub use record::{Header, Record, TimestampType};
+pub use restore::{IfExists, PartitionMapping, RestoreRequest, RestoreResult};

@@ -1,0 +1,93 @@
+//! What a finished backup contains. Storage persists it as `manifest.json`; restore plans from
+//! it (partition count, configs, segment offset and timestamp ranges) without reading segments.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::compression::Compression;
+
+/// The archive format version this build writes. Readers accept versions up to this one.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Topic metadata captured at backup time, used to recreate the topic on restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub partition_count: i32,
+    pub replication_factor: i16,
+    /// Topic-level configs as the admin API reports them (cleanup.policy, retention.ms, ...).
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One segment file of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    /// File name relative to the backup directory, e.g. `p0/00000000000000000000.seg`.
+    pub file: String,
+    /// Lower-case hex SHA-256 of the whole file.
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub block_count: u64,
+    pub message_count: u64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    /// Payload bytes before compression.
+    pub raw_bytes: u64,
+}
+
+/// One partition of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionManifest {
+    pub partition: i32,
+    /// The range the backup covered, `[start_offset, end_offset)`: the resolved start and the cut.
+    pub start_offset: i64,
+    pub end_offset: i64,
+    /// Offsets of the first and last record written (absent when the partition is empty).
+    pub first_offset: Option<i64>,
+    pub last_offset: Option<i64>,
+    pub message_count: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    /// True when the offsets of the written records are `start_offset, start_offset+1, ...`
+    /// with no gap (compaction and transaction markers leave gaps).
+    pub contiguous: bool,
+    pub segments: Vec<SegmentInfo>,
+}
+
+/// The manifest of a finished backup. Its presence is what makes a backup directory a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub backup_id: String,
+    pub cluster_id: String,
+    pub topic: TopicMetadata,
+    pub compression: Compression,
+    pub include_keys: bool,
+    pub include_headers: bool,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub partitions: Vec<PartitionManifest>,
+}
+
+impl Manifest {
+    pub fn total_messages(&self) -> u64 {
+        self.partitions.iter().map(|p| p.message_count).sum()
+    }
+
+    pub fn total_raw_bytes(&self) -> u64 {
+        self.partitions.iter().map(|p| p.raw_bytes).sum()
+    }
+
+    pub fn total_compressed_bytes(&self) -> u64 {
+        self.partitions.iter().map(|p| p.compressed_bytes).sum()
+    }
+
+    pub fn partition(&self, partition: i32) -> Option<&PartitionManifest> {
+        self.partitions.iter().find(|p| p.partition == partition)
+    }
+}

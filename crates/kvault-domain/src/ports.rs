@@ -1,0 +1,99 @@
+//! The traits other layers implement. The storage layer implements [`ArchiveStore`]; the Kafka
+//! layer drives it, so Kafka code never knows the file format and storage never knows Kafka.
+//!
+//! Archive I/O is synchronous (files, CPU-bound compression): async callers run it on a
+//! blocking thread and hand records across a bounded channel, which also bounds memory.
+
+use chrono::{DateTime, Utc};
+
+use crate::compression::Compression;
+use crate::error::DomainResult;
+use crate::ids::BackupId;
+use crate::manifest::{Manifest, PartitionManifest, TopicMetadata};
+use crate::record::Record;
+
+/// Everything the store needs to know before the first record arrives.
+#[derive(Debug, Clone)]
+pub struct ArchiveSpec {
+    pub backup_id: BackupId,
+    pub cluster_id: String,
+    pub topic: TopicMetadata,
+    pub compression: Compression,
+    pub include_keys: bool,
+    pub include_headers: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which part of a partition a reader should return.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadBounds {
+    /// Only records with `timestamp <= until_timestamp` (ms). Segments whose `min_timestamp`
+    /// is later are skipped without being read.
+    pub until_timestamp: Option<i64>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyReport {
+    pub backup_id: String,
+    pub valid: bool,
+    pub segments_checked: u64,
+    pub blocks_checked: u64,
+    pub messages_checked: u64,
+    pub bytes_checked: u64,
+    /// One line per problem found, naming file, block and offset.
+    pub problems: Vec<String>,
+}
+
+/// A place backups live: local filesystem first, object storage behind the same trait.
+pub trait ArchiveStore: Send + Sync + 'static {
+    /// Starts a new backup. Fails with `Conflict` when the id is taken.
+    fn create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>>;
+    /// The manifest of a finished backup; `NotFound` when there is none.
+    fn manifest(&self, id: &BackupId) -> DomainResult<Manifest>;
+    /// Streams one partition's records in offset order, validating as it reads.
+    fn read_partition(
+        &self,
+        id: &BackupId,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn RecordReader>>;
+    /// Every finished backup's manifest, newest first. Unfinished directories are never listed.
+    fn list(&self) -> DomainResult<Vec<Manifest>>;
+    fn delete(&self, id: &BackupId) -> DomainResult<()>;
+    /// Reads the whole backup and checks every checksum and count against the manifest.
+    fn verify(&self, id: &BackupId) -> DomainResult<VerifyReport>;
+}
+
+/// A backup being written. Nothing is visible as a backup until [`ArchiveWriter::commit`];
+/// dropping the writer without committing removes what was written.
+pub trait ArchiveWriter: Send {
+    /// A writer for one partition. Partition writers are independent and may run on
+    /// different threads at the same time.
+    fn partition(&self, partition: i32) -> DomainResult<Box<dyn PartitionWriter>>;
+    /// Writes the manifest last and makes the backup visible atomically.
+    fn commit(
+        self: Box<Self>,
+        partitions: Vec<PartitionManifest>,
+        finished_at: DateTime<Utc>,
+    ) -> DomainResult<Manifest>;
+    /// Removes everything written so far.
+    fn abort(self: Box<Self>) -> DomainResult<()>;
+}
+
+/// Appends records of one partition, in offset order, a block at a time.
+pub trait PartitionWriter: Send {
+    fn append(&mut self, record: &Record) -> DomainResult<()>;
+    /// Bytes written to disk so far (compressed), for size limits.
+    fn bytes_written(&self) -> u64;
+    /// Flushes, fsyncs and describes what was written. `[start_offset, end_offset)` is the
+    /// range the backup covered, which may be wider than the records written.
+    fn finish(self: Box<Self>, start_offset: i64, end_offset: i64)
+        -> DomainResult<PartitionManifest>;
+}
+
+/// Records of one partition, in order. An `Err` item ends the stream.
+pub trait RecordReader: Iterator<Item = DomainResult<Record>> + Send {}
+
+impl<T: Iterator<Item = DomainResult<Record>> + Send> RecordReader for T {}

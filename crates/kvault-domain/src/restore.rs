@@ -1,0 +1,224 @@
+//! The documented restore request (`POST /clusters/{id}/restore`) and its result.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{validate_partition_list, validate_rate};
+use crate::error::ValidationError;
+use crate::ids::{validate_topic_name, BackupId};
+
+/// The header that carries a restored record's original offset, when asked for.
+pub const SOURCE_OFFSET_HEADER: &str = "kvault.source.offset";
+
+/// What to do when the target topic already exists and holds messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum IfExists {
+    /// Refuse with 409 Conflict (default): a restore never mixes into live data by accident.
+    #[default]
+    Fail,
+    /// Append after the messages already there.
+    Append,
+}
+
+/// How source partitions were mapped onto target partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionMapping {
+    /// Partition N goes to partition N (partition counts match).
+    Identity,
+    /// Keyed records by Kafka's default murmur2 partitioner; null keys round-robin.
+    Murmur2,
+}
+
+/// `POST /api/kafka/clusters/{cluster-id}/restore`. Documented fields with documented
+/// defaults; `if_exists`, `partitions`, `until_time` and `include_source_offset_header` are
+/// extensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub backup_id: String,
+    pub target_topic: String,
+    /// Partitions of the target topic when kvault creates it (default: the source's).
+    #[serde(default)]
+    pub target_partitions: Option<i32>,
+    /// Replication factor when kvault creates the topic (default: the source's).
+    #[serde(default)]
+    pub replication_factor: Option<i16>,
+    /// Keep every record at its original offset. Only possible into an empty (or new) topic with
+    /// the same partition count, when each backed-up partition starts at offset 0 without gaps;
+    /// otherwise the restore is refused before anything is written.
+    #[serde(default)]
+    pub preserve_offsets: bool,
+    /// Messages per second (default 5000).
+    #[serde(default)]
+    pub rate_limit_per_second: Option<u32>,
+    /// Verify every checksum before producing anything (default true).
+    #[serde(default = "yes")]
+    pub validate_checksum: bool,
+    /// Extension: `"fail"` (default) or `"append"` when the target topic holds messages.
+    #[serde(default)]
+    pub if_exists: IfExists,
+    /// Extension: restore only these source partitions.
+    #[serde(default)]
+    pub partitions: Option<Vec<i32>>,
+    /// Extension: restore only records with a timestamp at or before this instant.
+    #[serde(default)]
+    pub until_time: Option<DateTime<Utc>>,
+    /// Extension: add a `kvault.source.offset` header (decimal) to every restored record.
+    #[serde(default)]
+    pub include_source_offset_header: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub const DEFAULT_RESTORE_RATE: u32 = 5_000;
+
+/// A validated restore request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestorePlan {
+    pub backup_id: BackupId,
+    pub target_topic: String,
+    pub target_partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub preserve_offsets: bool,
+    pub rate_limit_per_second: u32,
+    pub validate_checksum: bool,
+    pub if_exists: IfExists,
+    pub partitions: Option<Vec<i32>>,
+    pub until_time_ms: Option<i64>,
+    pub include_source_offset_header: bool,
+}
+
+impl RestoreRequest {
+    pub fn new(backup_id: impl Into<String>, target_topic: impl Into<String>) -> Self {
+        Self {
+            backup_id: backup_id.into(),
+            target_topic: target_topic.into(),
+            target_partitions: None,
+            replication_factor: None,
+            preserve_offsets: false,
+            rate_limit_per_second: None,
+            validate_checksum: true,
+            if_exists: IfExists::Fail,
+            partitions: None,
+            until_time: None,
+            include_source_offset_header: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<RestorePlan, ValidationError> {
+        let backup_id = BackupId::parse(&self.backup_id)?;
+        validate_topic_name("target_topic", &self.target_topic)?;
+        if let Some(n) = self.target_partitions {
+            if n < 1 {
+                return Err(ValidationError::new("target_partitions", n, "must be at least 1"));
+            }
+        }
+        if let Some(n) = self.replication_factor {
+            if n < 1 {
+                return Err(ValidationError::new("replication_factor", n, "must be at least 1"));
+            }
+        }
+        if let Some(partitions) = &self.partitions {
+            validate_partition_list("partitions", partitions)?;
+        }
+        if self.preserve_offsets && self.if_exists == IfExists::Append {
+            return Err(ValidationError::new(
+                "preserve_offsets",
+                true,
+                "cannot preserve offsets while appending to a topic that already holds messages",
+            ));
+        }
+        let rate = validate_rate(self.rate_limit_per_second, DEFAULT_RESTORE_RATE)?;
+        Ok(RestorePlan {
+            backup_id,
+            target_topic: self.target_topic.clone(),
+            target_partitions: self.target_partitions,
+            replication_factor: self.replication_factor,
+            preserve_offsets: self.preserve_offsets,
+            rate_limit_per_second: rate,
+            validate_checksum: self.validate_checksum,
+            if_exists: self.if_exists,
+            partitions: self.partitions.clone(),
+            until_time_ms: self.until_time.map(|t| t.timestamp_millis()),
+            include_source_offset_header: self.include_source_offset_header,
+        })
+    }
+}
+
+/// One target partition after a restore: `[start_offset, end_offset)` is where the restored
+/// records landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartitionRestoreResult {
+    pub partition: i32,
+    pub messages_count: u64,
+    pub start_offset: i64,
+    pub end_offset: i64,
+}
+
+/// The documented restore response, plus extensions (`partition_mapping`, `topic_created`,
+/// `offsets_preserved`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RestoreResult {
+    pub backup_id: String,
+    pub target_topic: String,
+    pub cluster_id: String,
+    /// Messages selected from the backup for this restore.
+    pub total_messages: u64,
+    /// Payload bytes of those messages.
+    pub total_size_bytes: u64,
+    pub duration_ms: u64,
+    pub messages_restored: u64,
+    pub partitions_created: Vec<PartitionRestoreResult>,
+    pub status: String,
+    pub checksum_validated: bool,
+    pub partition_mapping: PartitionMapping,
+    pub topic_created: bool,
+    pub offsets_preserved: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_and_defaults() {
+        let req: RestoreRequest = serde_json::from_str(
+            r#"{"backup_id":"backup-1234567890","target_topic":"events-restored",
+                "target_partitions":3,"replication_factor":2,"preserve_offsets":false,
+                "rate_limit_per_second":5000,"validate_checksum":true}"#,
+        )
+        .unwrap();
+        assert!(req.validate().is_ok());
+        let minimal: RestoreRequest =
+            serde_json::from_str(r#"{"backup_id":"b1","target_topic":"t"}"#).unwrap();
+        let plan = minimal.validate().unwrap();
+        assert!(plan.validate_checksum);
+        assert!(!plan.preserve_offsets);
+        assert_eq!(plan.rate_limit_per_second, 5000);
+        assert_eq!(plan.if_exists, IfExists::Fail);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut req = RestoreRequest::new("b1", "t");
+        req.target_partitions = Some(0);
+        assert_eq!(req.validate().unwrap_err().field, "target_partitions");
+        let req = RestoreRequest::new("../b1", "t");
+        assert_eq!(req.validate().unwrap_err().field, "backup_id");
+        let req = RestoreRequest::new("b1", "bad topic");
+        assert_eq!(req.validate().unwrap_err().field, "target_topic");
+        let mut req = RestoreRequest::new("b1", "t");
+        req.preserve_offsets = true;
+        req.if_exists = IfExists::Append;
+        assert_eq!(req.validate().unwrap_err().field, "preserve_offsets");
+    }
+}
