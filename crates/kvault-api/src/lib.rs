@@ -1,1 +1,20 @@
-//! placeholder
+//! kvault's HTTP API: the documented endpoints over actix-web, JWT roles, limits, and job state
+//! in a SQL database.
+//!
+//! What the `kvault` binary uses:
+//! - [`configuration::Settings::load`]: defaults, `--config` file, `KVAULT__*` env vars.
+//! - [`startup::Application`]: `build(settings)`, `port()`, `run_until_stopped()`.
+//! - [`auth::mint_token`]: tokens for `kvault token`.
+//! - [`jobs::JobStore`]: the job table, for CLI listings.
+
+pub mod auth;
+pub mod configuration;
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod routes;
+pub mod runner;
+pub mod startup;
+
+pub use configuration::{ConfigError, Settings};
+pub use startup::{Application, StartupError};

@@ -155,10 +155,7 @@ impl BackupRequest {
         if let Some(partitions) = &self.partitions {
             validate_partition_list("partitions", partitions)?;
         }
-        let rate = validate_rate(
-            self.rate_limit_per_second,
-            defaults.rate_limit_per_second,
-        )?;
+        let rate = validate_rate(self.rate_limit_per_second, defaults.rate_limit_per_second)?;
         if let (Some(start), Some(end)) = (self.start_time, self.end_time) {
             if start > end {
                 return Err(ValidationError::new(
@@ -190,7 +187,10 @@ impl BackupRequest {
 }
 
 /// Partition lists: non-empty, no negatives, no repeats.
-pub(crate) fn validate_partition_list(field: &str, partitions: &[i32]) -> Result<(), ValidationError> {
+pub(crate) fn validate_partition_list(
+    field: &str,
+    partitions: &[i32],
+) -> Result<(), ValidationError> {
     if partitions.is_empty() {
         return Err(ValidationError::new(
             field,
@@ -199,7 +199,11 @@ pub(crate) fn validate_partition_list(field: &str, partitions: &[i32]) -> Result
         ));
     }
     if let Some(p) = partitions.iter().find(|p| **p < 0) {
-        return Err(ValidationError::new(field, p, "partition numbers start at 0"));
+        return Err(ValidationError::new(
+            field,
+            p,
+            "partition numbers start at 0",
+        ));
     }
     let mut seen = partitions.to_vec();
     seen.sort_unstable();
@@ -317,14 +321,23 @@ mod tests {
         };
         check(r#"{"topic":""}"#, "topic");
         check(r#"{"topic":"t","max_messages":0}"#, "max_messages");
-        check(r#"{"topic":"t","start_offset":10,"end_offset":5}"#, "start_offset");
+        check(
+            r#"{"topic":"t","start_offset":10,"end_offset":5}"#,
+            "start_offset",
+        );
         check(r#"{"topic":"t","end_offset":"earliest"}"#, "end_offset");
         check(r#"{"topic":"t","partitions":[]}"#, "partitions");
         check(r#"{"topic":"t","partitions":[0,0]}"#, "partitions");
         check(r#"{"topic":"t","partitions":[-1]}"#, "partitions");
-        check(r#"{"topic":"t","rate_limit_per_second":0}"#, "rate_limit_per_second");
+        check(
+            r#"{"topic":"t","rate_limit_per_second":0}"#,
+            "rate_limit_per_second",
+        );
         check(r#"{"topic":"t","backup_id":"../x"}"#, "backup_id");
-        check(r#"{"topic":"t","compression":"lz4","compression_level":3}"#, "compression_level");
+        check(
+            r#"{"topic":"t","compression":"lz4","compression_level":3}"#,
+            "compression_level",
+        );
         check(
             r#"{"topic":"t","start_time":"2025-01-02T00:00:00Z","end_time":"2025-01-01T00:00:00Z"}"#,
             "start_time",
@@ -333,8 +346,13 @@ mod tests {
 
     #[test]
     fn unknown_codecs_and_fields_are_refused_by_the_parser() {
-        assert!(serde_json::from_str::<BackupRequest>(r#"{"topic":"t","compression":"brotli"}"#).is_err());
-        assert!(serde_json::from_str::<BackupRequest>(r#"{"topic":"t","compresion":"gzip"}"#).is_err());
+        assert!(
+            serde_json::from_str::<BackupRequest>(r#"{"topic":"t","compression":"brotli"}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<BackupRequest>(r#"{"topic":"t","compresion":"gzip"}"#).is_err()
+        );
     }
 
     #[test]

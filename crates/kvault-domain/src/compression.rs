@@ -127,7 +127,9 @@ mod tests {
         assert!(Compression::new(CompressionType::Zstd, Some(23)).is_err());
         assert!(Compression::new(CompressionType::Lz4, Some(1)).is_err());
         assert_eq!(
-            Compression::new(CompressionType::Snappy, None).unwrap().level,
+            Compression::new(CompressionType::Snappy, None)
+                .unwrap()
+                .level,
             None
         );
     }

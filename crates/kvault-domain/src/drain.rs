@@ -46,10 +46,18 @@ fn default_interval() -> u64 {
 impl DrainRequest {
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.group_id.trim().is_empty() {
-            return Err(ValidationError::new("group_id", &self.group_id, "must not be empty"));
+            return Err(ValidationError::new(
+                "group_id",
+                &self.group_id,
+                "must not be empty",
+            ));
         }
         if self.topics.is_empty() {
-            return Err(ValidationError::new("topics", "[]", "name at least one topic"));
+            return Err(ValidationError::new(
+                "topics",
+                "[]",
+                "name at least one topic",
+            ));
         }
         for topic in &self.topics {
             validate_topic_name("topics", topic)?;

@@ -23,7 +23,11 @@ impl BackupId {
     /// A new unique id for a backup started now: `backup-{unix millis}-{random}`.
     pub fn generate(now: chrono::DateTime<chrono::Utc>) -> Self {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
-        Self(format!("backup-{}-{}", now.timestamp_millis(), &suffix[..8]))
+        Self(format!(
+            "backup-{}-{}",
+            now.timestamp_millis(),
+            &suffix[..8]
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -112,7 +116,11 @@ fn validate_path_safe_id(field: &str, raw: &str) -> Result<(), ValidationError> 
 /// Kafka's own rule for topic names: 1 to 249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(field: &str, raw: &str) -> Result<(), ValidationError> {
     if raw.is_empty() {
-        return Err(ValidationError::new(field, raw, "topic name must not be empty"));
+        return Err(ValidationError::new(
+            field,
+            raw,
+            "topic name must not be empty",
+        ));
     }
     if raw.len() > 249 {
         return Err(ValidationError::new(
@@ -122,7 +130,11 @@ pub fn validate_topic_name(field: &str, raw: &str) -> Result<(), ValidationError
         ));
     }
     if raw == "." || raw == ".." {
-        return Err(ValidationError::new(field, raw, "topic name must not be '.' or '..'"));
+        return Err(ValidationError::new(
+            field,
+            raw,
+            "topic name must not be '.' or '..'",
+        ));
     }
     if !raw
         .chars()
@@ -143,7 +155,9 @@ mod tests {
 
     #[test]
     fn backup_ids_cannot_escape_the_base_path() {
-        for bad in ["", "..", ".", "../etc", "a/b", "a\\b", ".hidden", "a b", "é"] {
+        for bad in [
+            "", "..", ".", "../etc", "a/b", "a\\b", ".hidden", "a b", "é",
+        ] {
             assert!(BackupId::parse(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["backup-1", "events.2025-09-02", "A_b-9"] {

@@ -64,8 +64,10 @@ pub struct MigrateRequest {
 
 impl MigrateRequest {
     pub fn validate(&self) -> Result<(ClusterId, ClusterId), ValidationError> {
-        let source = ClusterId::parse(&self.source_cluster).map_err(|e| rename(e, "source_cluster"))?;
-        let target = ClusterId::parse(&self.target_cluster).map_err(|e| rename(e, "target_cluster"))?;
+        let source =
+            ClusterId::parse(&self.source_cluster).map_err(|e| rename(e, "source_cluster"))?;
+        let target =
+            ClusterId::parse(&self.target_cluster).map_err(|e| rename(e, "target_cluster"))?;
         validate_topic_name("source_topic", &self.source_topic)?;
         validate_topic_name("target_topic", &self.target_topic)?;
         if source == target && self.source_topic == self.target_topic {
@@ -76,10 +78,18 @@ impl MigrateRequest {
             ));
         }
         if self.max_messages == Some(0) {
-            return Err(ValidationError::new("max_messages", 0, "must be at least 1"));
+            return Err(ValidationError::new(
+                "max_messages",
+                0,
+                "must be at least 1",
+            ));
         }
         if self.rate_limit_per_second == Some(0) {
-            return Err(ValidationError::new("rate_limit_per_second", 0, "must be at least 1"));
+            return Err(ValidationError::new(
+                "rate_limit_per_second",
+                0,
+                "must be at least 1",
+            ));
         }
         Ok((source, target))
     }

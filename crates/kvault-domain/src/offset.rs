@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn serializes_back_to_the_documented_shape() {
         assert_eq!(serde_json::to_string(&Offset::At(7)).unwrap(), "7");
-        assert_eq!(serde_json::to_string(&Offset::Latest).unwrap(), "\"latest\"");
+        assert_eq!(
+            serde_json::to_string(&Offset::Latest).unwrap(),
+            "\"latest\""
+        );
     }
 
     #[test]

@@ -89,8 +89,11 @@ pub trait PartitionWriter: Send {
     fn bytes_written(&self) -> u64;
     /// Flushes, fsyncs and describes what was written. `[start_offset, end_offset)` is the
     /// range the backup covered, which may be wider than the records written.
-    fn finish(self: Box<Self>, start_offset: i64, end_offset: i64)
-        -> DomainResult<PartitionManifest>;
+    fn finish(
+        self: Box<Self>,
+        start_offset: i64,
+        end_offset: i64,
+    ) -> DomainResult<PartitionManifest>;
 }
 
 /// Records of one partition, in order. An `Err` item ends the stream.

@@ -117,12 +117,20 @@ impl RestoreRequest {
         validate_topic_name("target_topic", &self.target_topic)?;
         if let Some(n) = self.target_partitions {
             if n < 1 {
-                return Err(ValidationError::new("target_partitions", n, "must be at least 1"));
+                return Err(ValidationError::new(
+                    "target_partitions",
+                    n,
+                    "must be at least 1",
+                ));
             }
         }
         if let Some(n) = self.replication_factor {
             if n < 1 {
-                return Err(ValidationError::new("replication_factor", n, "must be at least 1"));
+                return Err(ValidationError::new(
+                    "replication_factor",
+                    n,
+                    "must be at least 1",
+                ));
             }
         }
         if let Some(partitions) = &self.partitions {

@@ -1,1 +1,34 @@
-//! placeholder
+//! kvault's Kafka adapter: backup, restore, migrate and drain over rdkafka (librdkafka).
+//!
+//! - [`cluster`]: [`KafkaCluster`], the entry point the API and CLI call (ping, topic checks,
+//!   backup, restore).
+//! - [`client`]: [`ClusterConfig`] and the librdkafka settings for readers, producers and
+//!   admin clients.
+//! - [`admin`]: topic metadata, watermarks, offsets for timestamps, topic configs, creating
+//!   and deleting topics.
+//! - `backup`: a consistent cut of a topic streamed into an
+//!   [`ArchiveStore`](kvault_domain::ports::ArchiveStore), partitions read concurrently.
+//! - `restore`: an archive produced back into a topic, byte for byte.
+//! - [`partitioner`]: Kafka's murmur2 key partitioner; [`throttle`]: messages-per-second limits.
+//! - `migrate`, `transform`, `drain`: cluster-to-cluster copy with per-message transformations,
+//!   and consumer-group draining.
+//!
+//! This crate never knows the archive format: it drives the `ArchiveStore` port of
+//! `kvault-domain`, and archive I/O runs on blocking threads fed by bounded channels.
+
+pub mod admin;
+mod backup;
+pub mod client;
+pub mod cluster;
+pub mod partitioner;
+mod restore;
+pub mod throttle;
+
+pub mod drain;
+pub mod migrate;
+pub mod transform;
+
+pub use backup::BackupLimits;
+pub use client::ClusterConfig;
+pub use cluster::KafkaCluster;
+pub use migrate::migrate;

@@ -1,1 +1,52 @@
-fn main() {}
+//! `kvault`: the server (`kvault serve`) and the CLI for the same operations.
+//!
+//! - [`cli`]: the command-line shape.
+//! - [`context`]: loads the configuration and builds the archive store and cluster clients.
+//! - [`commands`]: one module per subcommand; each prints its JSON result on stdout.
+//! - [`progress`]: the progress line long runs print on stderr.
+//! - [`exit`]: how failures become messages and exit codes a CI pipeline can trust.
+
+mod cli;
+mod commands;
+mod context;
+mod exit;
+mod progress;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, LogFormat};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return exit::CliError::internal(format!("cannot start runtime: {e}")).report(),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => err.report(),
+    }
+}
+
+/// Logs go to stderr so stdout carries only the JSON result. The server logs at `info`, CLI
+/// commands at `warn` unless RUST_LOG says otherwise.
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default_level = match cli.command {
+        Command::Serve => "info",
+        _ => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,377 @@
+//! JWT bearer authentication: token minting for the CLI, verification with a pinned algorithm,
+//! roles (`viewer` < `operator` < `admin`), the optional `clusters` claim, and the
+//! per-subject request rate limit, all applied by the [`Authed`] extractor.
+
+use std::future::{ready, Ready};
+use std::marker::PhantomData;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::configuration::{AuthSettings, JwtAlgorithm};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// What a token may do. Ordered: each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// GET routes.
+    Viewer,
+    /// Backup, drain, verify, cancel.
+    Operator,
+    /// Restore, migrate, delete.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role '{other}' (expected viewer, operator or admin)"
+            )),
+        }
+    }
+}
+
+/// `roles` may be a single string or a list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Roles {
+    One(Role),
+    Many(Vec<Role>),
+}
+
+/// The claims kvault reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    roles: Roles,
+    /// When present, the only cluster ids this token may touch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<String>>,
+}
+
+impl Claims {
+    /// The highest role granted.
+    pub fn role(&self) -> Option<Role> {
+        match &self.roles {
+            Roles::One(r) => Some(*r),
+            Roles::Many(rs) => rs.iter().max().copied(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("auth: cannot read key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("auth: {0}")]
+    Key(String),
+    #[error("auth: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Signs a token for `sub` with `role`, valid for `ttl`, optionally limited to `clusters`.
+/// HS256 signs with `jwt_secret`; RS256 with `private_key_file`.
+pub fn mint_token(
+    settings: &AuthSettings,
+    sub: &str,
+    role: Role,
+    ttl: Duration,
+    clusters: Option<Vec<String>>,
+) -> Result<String, AuthError> {
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let claims = Claims {
+        sub: sub.to_owned(),
+        exp: now + ttl.as_secs(),
+        iat: Some(now),
+        iss: settings.issuer.clone(),
+        roles: Roles::Many(vec![role]),
+        clusters,
+    };
+    let (alg, key) = match settings.algorithm {
+        JwtAlgorithm::Hs256 => {
+            let secret = settings
+                .jwt_secret
+                .as_ref()
+                .ok_or_else(|| AuthError::Key("auth.jwt_secret is not set".into()))?;
+            (
+                Algorithm::HS256,
+                EncodingKey::from_secret(secret.expose().as_bytes()),
+            )
+        }
+        JwtAlgorithm::Rs256 => {
+            let path = settings.private_key_file.as_ref().ok_or_else(|| {
+                AuthError::Key("RS256 minting needs auth.private_key_file".into())
+            })?;
+            let pem = std::fs::read(path).map_err(|source| AuthError::KeyFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)?)
+        }
+    };
+    Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
+}
+
+type SubjectLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+/// Verifies tokens and counts requests per subject.
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+    limiter: SubjectLimiter,
+}
+
+impl Authenticator {
+    pub fn new(settings: &AuthSettings, requests_per_minute: u32) -> Result<Self, AuthError> {
+        let (alg, key) = match settings.algorithm {
+            JwtAlgorithm::Hs256 => {
+                let secret = settings
+                    .jwt_secret
+                    .as_ref()
+                    .ok_or_else(|| AuthError::Key("auth.jwt_secret is not set".into()))?;
+                (
+                    Algorithm::HS256,
+                    DecodingKey::from_secret(secret.expose().as_bytes()),
+                )
+            }
+            JwtAlgorithm::Rs256 => {
+                let path = settings
+                    .public_key_file
+                    .as_ref()
+                    .ok_or_else(|| AuthError::Key("RS256 needs auth.public_key_file".into()))?;
+                let pem = std::fs::read(path).map_err(|source| AuthError::KeyFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem)?)
+            }
+        };
+        // `Validation::new` pins the one algorithm and requires `exp`.
+        let mut validation = Validation::new(alg);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &settings.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let per_minute = NonZeroU32::new(requests_per_minute).ok_or_else(|| {
+            AuthError::Key("limits.requests_per_minute must be at least 1".into())
+        })?;
+        Ok(Self {
+            key,
+            validation,
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        })
+    }
+
+    /// Checks signature, algorithm, expiry and issuer. Reasons stay vague on purpose: a client
+    /// learns the token was refused, not which check a forger got wrong — except expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized("token expired")
+                }
+                _ => {
+                    tracing::debug!(reason = %e, "token refused");
+                    ApiError::unauthorized("invalid token")
+                }
+            },
+        )?;
+        Ok(data.claims)
+    }
+
+    /// Counts one request for `subject`; 429 with the wait when the quota is spent.
+    pub fn check_rate(&self, subject: &str) -> Result<(), ApiError> {
+        match self.limiter.check_key(&subject.to_owned()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(ApiError::too_many(
+                    "request rate limit reached for this token subject",
+                    wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                ))
+            }
+        }
+    }
+
+    /// Drops limiter state of subjects that have been idle, so memory stays bounded.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+/// The minimum role a route needs, as a type so that [`Authed`] checks it during extraction
+/// (before the body is parsed: a viewer gets 403, not a validation error).
+pub trait RoleRequirement {
+    const ROLE: Role;
+}
+
+pub struct Viewer;
+pub struct Operator;
+pub struct Admin;
+
+impl RoleRequirement for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl RoleRequirement for Operator {
+    const ROLE: Role = Role::Operator;
+}
+impl RoleRequirement for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The caller: a verified token with at least role `R`, within its request rate.
+pub struct Authed<R> {
+    pub claims: Arc<Claims>,
+    _role: PhantomData<R>,
+}
+
+impl<R> Authed<R> {
+    pub fn subject(&self) -> &str {
+        &self.claims.sub
+    }
+
+    /// 403 unless the token's `clusters` claim (when present) names `cluster_id`.
+    pub fn require_cluster(&self, cluster_id: &str) -> Result<(), ApiError> {
+        if self.may_touch(cluster_id) {
+            Ok(())
+        } else {
+            Err(
+                ApiError::forbidden(format!("this token may not access cluster '{cluster_id}'"))
+                    .on("cluster_id", cluster_id),
+            )
+        }
+    }
+
+    pub fn may_touch(&self, cluster_id: &str) -> bool {
+        match &self.claims.clusters {
+            None => true,
+            Some(allowed) => allowed.iter().any(|c| c == cluster_id),
+        }
+    }
+}
+
+fn authenticate(req: &HttpRequest, needed: Role) -> Result<Arc<Claims>, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("AppState missing from app data"))?;
+    let raw = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing Authorization: Bearer <token> header")
+                .on("Authorization", "")
+        })?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    let claims = state.auth.verify(token)?;
+    state.auth.check_rate(&claims.sub)?;
+    let role = claims
+        .role()
+        .ok_or_else(|| ApiError::forbidden("the token grants no role"))?;
+    if role < needed {
+        return Err(ApiError::forbidden(format!(
+            "role '{}' required, the token has '{}'",
+            needed.as_str(),
+            role.as_str()
+        ))
+        .on("roles", role.as_str()));
+    }
+    Ok(Arc::new(claims))
+}
+
+impl<R: RoleRequirement> FromRequest for Authed<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req, R::ROLE).map(|claims| Authed {
+            claims,
+            _role: PhantomData,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::Settings;
+
+    #[test]
+    fn minted_tokens_verify_and_carry_role_and_clusters() {
+        let s = Settings::embedded_defaults().unwrap();
+        let auth = Authenticator::new(&s.auth, 100).unwrap();
+        let t = mint_token(
+            &s.auth,
+            "ci",
+            Role::Operator,
+            Duration::from_secs(60),
+            Some(vec!["local".into()]),
+        )
+        .unwrap();
+        let c = auth.verify(&t).unwrap();
+        assert_eq!(c.sub, "ci");
+        assert_eq!(c.role(), Some(Role::Operator));
+        assert_eq!(c.clusters.as_deref(), Some(&["local".to_owned()][..]));
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        assert_eq!("admin".parse::<Role>().unwrap(), Role::Admin);
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn the_quota_is_per_subject() {
+        let s = Settings::embedded_defaults().unwrap();
+        let auth = Authenticator::new(&s.auth, 3).unwrap();
+        for _ in 0..3 {
+            auth.check_rate("a").unwrap();
+        }
+        let err = auth.check_rate("a").unwrap_err();
+        assert_eq!(err.status.as_u16(), 429);
+        assert!(err.retry_after.unwrap() >= 1);
+        auth.check_rate("b").unwrap();
+    }
+}

@@ -1,0 +1,403 @@
+//! Job state in a SQL database through `sqlx::Any`: PostgreSQL in production and tests, an
+//! SQLite file as the zero-setup default. Both run the same queries; the two migration folders
+//! (`migrations/postgres`, `migrations/sqlite`) define the same columns with portable types
+//! (times as Unix milliseconds, JSON as text).
+
+use std::path::Path;
+
+use chrono::{DateTime, TimeZone, Utc};
+use kvault_domain::{Job, JobId, JobKind, JobProgress, JobState};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("job store migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("job store: cannot create the database directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("job store: row {id} is unreadable: {reason}")]
+    Corrupt { id: String, reason: String },
+}
+
+/// A job about to be stored as `running`.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub cluster_id: Option<String>,
+    pub subject: String,
+    pub request: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters for [`JobStore::list`].
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub kind: Option<JobKind>,
+    pub state: Option<JobState>,
+    pub cluster_id: Option<String>,
+    pub limit: i64,
+}
+
+/// Aggregates over backup jobs for `GET /api/kafka/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BackupJobStats {
+    pub running: i64,
+    pub completed_since: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub average_duration_ms: f64,
+}
+
+#[derive(Clone)]
+pub struct JobStore {
+    pool: AnyPool,
+}
+
+const COLUMNS: &str = "id, kind, cluster_id, subject, state, request, result, error, \
+    progress_messages, progress_bytes, created_at_ms, finished_at_ms, duration_ms";
+
+impl JobStore {
+    /// Connects (creating an SQLite file and its directory when needed) and runs the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = sqlite_file(url) {
+            if let Some(dir) = Path::new(&path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect(url)
+            .await?;
+        let store = Self { pool };
+        if url.starts_with("sqlite:") {
+            SQLITE_MIGRATIONS.run(&store.pool).await?;
+        } else {
+            POSTGRES_MIGRATIONS.run(&store.pool).await?;
+        }
+        Ok(store)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn insert(&self, job: &NewJob) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6)",
+        )
+        .bind(job.id.to_string())
+        .bind(job.kind.as_str())
+        .bind(job.cluster_id.clone())
+        .bind(job.subject.clone())
+        .bind(job.request.to_string())
+        .bind(job.created_at.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how a running job ended. Returns false when the job was no longer `running`
+    /// (e.g. a restarted server already marked it `interrupted`): an end is written only once.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish(
+        &self,
+        id: JobId,
+        state: JobState,
+        result: Option<&serde_json::Value>,
+        error: Option<&serde_json::Value>,
+        progress: JobProgress,
+        finished_at: DateTime<Utc>,
+        duration_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, result = $2, error = $3, progress_messages = $4, \
+             progress_bytes = $5, finished_at_ms = $6, duration_ms = $7 \
+             WHERE id = $8 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(result.map(|v| v.to_string()))
+        .bind(error.map(|v| v.to_string()))
+        .bind(clamp_i64(progress.messages))
+        .bind(clamp_i64(progress.bytes))
+        .bind(finished_at.timestamp_millis())
+        .bind(clamp_i64(duration_ms))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks every `running` job `interrupted` with `error` as the reason; run at startup,
+    /// before any new job starts. Returns how many jobs it touched.
+    pub async fn interrupt_running(
+        &self,
+        error: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'interrupted', error = $1, finished_at_ms = $2, \
+             duration_ms = $2 - created_at_ms WHERE state = 'running'",
+        )
+        .bind(error.to_string())
+        .bind(now.timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<Option<StoredJob>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| StoredJob::from_row(&r)).transpose()
+    }
+
+    /// Newest first.
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<StoredJob>, StoreError> {
+        // Optional filters as `($n IS NULL OR col = $n)`, so one statement serves every
+        // combination on both databases.
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs \
+             WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) \
+             AND ($3 IS NULL OR cluster_id = $3) \
+             ORDER BY created_at_ms DESC, id LIMIT $4"
+        ))
+        .bind(filter.kind.map(|k| k.as_str().to_owned()))
+        .bind(filter.state.map(|s| s.as_str().to_owned()))
+        .bind(filter.cluster_id.clone())
+        .bind(filter.limit.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StoredJob::from_row).collect()
+    }
+
+    /// Backup aggregates; `since` bounds `completed_since` (start of the UTC day for metrics).
+    pub async fn backup_stats(&self, since: DateTime<Utc>) -> Result<BackupJobStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               CAST(COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN state = 'completed' AND finished_at_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN state IN ('failed', 'interrupted') THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(AVG(CASE WHEN state = 'completed' THEN duration_ms END), 0) AS DOUBLE PRECISION) \
+             FROM jobs WHERE kind = 'backup'",
+        )
+        .bind(since.timestamp_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BackupJobStats {
+            running: row.try_get(0)?,
+            completed_since: row.try_get(1)?,
+            completed: row.try_get(2)?,
+            failed: row.try_get(3)?,
+            average_duration_ms: row.try_get(4)?,
+        })
+    }
+
+    /// `(kind, state, count)` for every combination present, for Prometheus.
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, state, CAST(COUNT(*) AS BIGINT) FROM jobs GROUP BY kind, state ORDER BY kind, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The file behind an `sqlite://path?opts` URL, when it is a file.
+fn sqlite_file(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
+}
+
+/// A job row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredJob {
+    pub job: Job,
+    pub subject: String,
+    pub duration_ms: Option<u64>,
+}
+
+impl StoredJob {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let id: String = row.try_get("id")?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: id.clone(),
+            reason,
+        };
+        let json = |col: &str| -> Result<Option<serde_json::Value>, StoreError> {
+            let raw: Option<String> = row.try_get(col)?;
+            raw.map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(|e| corrupt(format!("{col}: {e}")))
+        };
+        let time = |ms: i64| {
+            Utc.timestamp_millis_opt(ms)
+                .single()
+                .ok_or_else(|| corrupt(format!("bad timestamp {ms}")))
+        };
+        let uuid = uuid::Uuid::parse_str(&id).map_err(|e| corrupt(e.to_string()))?;
+        let kind: String = row.try_get("kind")?;
+        let state: String = row.try_get("state")?;
+        let created_ms: i64 = row.try_get("created_at_ms")?;
+        let finished_ms: Option<i64> = row.try_get("finished_at_ms")?;
+        let duration_ms: Option<i64> = row.try_get("duration_ms")?;
+        let messages: i64 = row.try_get("progress_messages")?;
+        let bytes: i64 = row.try_get("progress_bytes")?;
+        let created_at = time(created_ms)?;
+        let finished_at = finished_ms.map(time).transpose()?;
+        let secs = duration_ms.unwrap_or(0) as f64 / 1000.0;
+        Ok(StoredJob {
+            job: Job {
+                id: JobId(uuid),
+                kind: kind.parse().map_err(corrupt)?,
+                cluster_id: row.try_get("cluster_id")?,
+                state: state.parse().map_err(corrupt)?,
+                request: json("request")?.unwrap_or(serde_json::Value::Null),
+                result: json("result")?,
+                error: json("error")?,
+                progress: JobProgress {
+                    messages: messages.max(0) as u64,
+                    bytes: bytes.max(0) as u64,
+                    messages_per_second: if secs > 0.0 {
+                        messages as f64 / secs
+                    } else {
+                        0.0
+                    },
+                },
+                created_at,
+                finished_at,
+            },
+            subject: row.try_get("subject")?,
+            duration_ms: duration_ms.map(|d| d.max(0) as u64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://./data/kvault.db?mode=rwc").as_deref(),
+            Some("./data/kvault.db")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://x/y"), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_round_trips_a_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/jobs.db?mode=rwc", dir.path().display());
+        let store = JobStore::connect(&url, 2).await.unwrap();
+        exercise(&store).await;
+    }
+
+    /// The same checks the Postgres integration tests run through HTTP, here directly.
+    pub(crate) async fn exercise(store: &JobStore) {
+        let id = JobId::new();
+        let now = Utc::now();
+        store
+            .insert(&NewJob {
+                id,
+                kind: JobKind::Backup,
+                cluster_id: Some("local".into()),
+                subject: "t".into(),
+                request: serde_json::json!({"topic": "events"}),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        let got = store.get(id).await.unwrap().unwrap();
+        assert_eq!(got.job.state, JobState::Running);
+        assert_eq!(got.job.request["topic"], "events");
+        let stats = store.backup_stats(now).await.unwrap();
+        assert_eq!(stats.running, 1);
+        let progress = JobProgress {
+            messages: 10,
+            bytes: 100,
+            messages_per_second: 0.0,
+        };
+        let result = serde_json::json!({"status": "completed"});
+        assert!(store
+            .finish(
+                id,
+                JobState::Completed,
+                Some(&result),
+                None,
+                progress,
+                now,
+                2000
+            )
+            .await
+            .unwrap());
+        // A second end is refused: the first one stands.
+        assert!(!store
+            .finish(id, JobState::Failed, None, None, progress, now, 1)
+            .await
+            .unwrap());
+        let got = store.get(id).await.unwrap().unwrap();
+        assert_eq!(got.job.state, JobState::Completed);
+        assert_eq!(got.job.progress.messages, 10);
+        assert_eq!(got.job.progress.messages_per_second, 5.0);
+        let stats = store.backup_stats(now).await.unwrap();
+        assert_eq!(
+            (stats.running, stats.completed, stats.completed_since),
+            (0, 1, 1)
+        );
+        assert_eq!(stats.average_duration_ms, 2000.0);
+        let list = store
+            .list(&JobFilter {
+                kind: Some(JobKind::Restore),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(list.is_empty());
+        let list = store
+            .list(&JobFilter {
+                state: Some(JobState::Completed),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(list.len(), 1);
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts, vec![("backup".into(), "completed".into(), 1)]);
+    }
+}

@@ -1,0 +1,208 @@
+//! Monitoring: the documented `GET /api/kafka/metrics`, Prometheus text at `/metrics`, and the
+//! unauthenticated `/health` (liveness) and `/ready` (database reachable) probes.
+
+use std::fmt::Write as _;
+
+use actix_web::http::StatusCode;
+use actix_web::{get, web, HttpResponse};
+use chrono::{Datelike, TimeZone, Utc};
+use kvault_domain::JobKind;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Authed, Viewer};
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::backups::blocking;
+use crate::startup::AppState;
+
+/// The documented backup metrics, plus `total_backups`, `active_restores`, `active_migrations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricsResponse {
+    /// Backups running now.
+    pub active_backups: u64,
+    /// Backups that completed since 00:00 UTC today.
+    pub completed_backups_today: u64,
+    /// Compressed size of every stored backup, in GB (10^9 bytes).
+    pub total_backup_size_gb: f64,
+    /// Mean duration of completed backup jobs.
+    pub average_backup_duration_ms: f64,
+    /// `(1 - compressed / raw) * 100` over every stored backup.
+    pub compression_savings_percent: f64,
+    /// Failed or interrupted backup jobs as a share of all ended backup jobs.
+    pub error_rate_percent: f64,
+    pub total_backups: u64,
+    pub active_restores: u64,
+    pub active_migrations: u64,
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+impl AppState {
+    pub(crate) async fn metrics(&self) -> Result<MetricsResponse, ApiError> {
+        let now = Utc::now();
+        let midnight = Utc
+            .with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
+            .single()
+            .unwrap_or(now);
+        let stats = self
+            .runner
+            .store()
+            .backup_stats(midnight)
+            .await
+            .map_err(ApiError::internal)?;
+        let manifests = blocking(&self.store, |s| s.list()).await?;
+        let raw: u64 = manifests.iter().map(|m| m.total_raw_bytes()).sum();
+        let compressed: u64 = manifests.iter().map(|m| m.total_compressed_bytes()).sum();
+        let ended = stats.completed + stats.failed;
+        Ok(MetricsResponse {
+            active_backups: stats.running.max(0) as u64,
+            completed_backups_today: stats.completed_since.max(0) as u64,
+            total_backup_size_gb: (compressed as f64 / 1e9 * 1e6).round() / 1e6,
+            average_backup_duration_ms: round2(stats.average_duration_ms),
+            compression_savings_percent: if raw == 0 {
+                0.0
+            } else {
+                round2((1.0 - compressed as f64 / raw as f64) * 100.0)
+            },
+            error_rate_percent: if ended == 0 {
+                0.0
+            } else {
+                round2(stats.failed as f64 * 100.0 / ended as f64)
+            },
+            total_backups: manifests.len() as u64,
+            active_restores: self.runner.running(JobKind::Restore) as u64,
+            active_migrations: self.runner.running(JobKind::Migrate) as u64,
+        })
+    }
+}
+
+/// Backup metrics computed from the job store and the archives.
+#[utoipa::path(
+    get, path = "/api/kafka/metrics", tag = "monitoring",
+    responses((status = 200, body = MetricsResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+#[get("/api/kafka/metrics")]
+pub async fn metrics(
+    _auth: Authed<Viewer>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.metrics().await?))
+}
+
+/// Prometheus text exposition (unauthenticated, like `/health`: counts only, no data).
+#[utoipa::path(
+    get, path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+)]
+#[get("/metrics")]
+pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let m = state.metrics().await?;
+    let counts = state
+        .runner
+        .store()
+        .counts()
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge(
+        "kvault_active_backups",
+        "Backups running now.",
+        m.active_backups as f64,
+    );
+    gauge(
+        "kvault_active_restores",
+        "Restores running now.",
+        m.active_restores as f64,
+    );
+    gauge(
+        "kvault_active_migrations",
+        "Migrations running now.",
+        m.active_migrations as f64,
+    );
+    gauge(
+        "kvault_completed_backups_today",
+        "Backups completed since 00:00 UTC.",
+        m.completed_backups_today as f64,
+    );
+    gauge(
+        "kvault_backups_stored",
+        "Finished backups in the archive store.",
+        m.total_backups as f64,
+    );
+    gauge(
+        "kvault_backup_size_bytes",
+        "Compressed bytes of all stored backups.",
+        m.total_backup_size_gb * 1e9,
+    );
+    gauge(
+        "kvault_backup_duration_ms_average",
+        "Mean duration of completed backups.",
+        m.average_backup_duration_ms,
+    );
+    gauge(
+        "kvault_compression_savings_percent",
+        "Space saved by compression over all stored backups.",
+        m.compression_savings_percent,
+    );
+    gauge(
+        "kvault_backup_error_rate_percent",
+        "Failed share of ended backup jobs.",
+        m.error_rate_percent,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP kvault_jobs Jobs in the job store by kind and state.\n# TYPE kvault_jobs gauge"
+    );
+    for (kind, job_state, n) in counts {
+        let _ = writeln!(
+            out,
+            "kvault_jobs{{kind=\"{kind}\",state=\"{job_state}\"}} {n}"
+        );
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: String,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "monitoring", responses((status = 200, body = HealthResponse)))]
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(HealthResponse {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the job database answers.
+#[utoipa::path(
+    get, path = "/ready", tag = "monitoring",
+    responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody))
+)]
+#[get("/ready")]
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.runner.store().ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "the job database is not reachable",
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(HealthResponse {
+        status: "ready".into(),
+    }))
+}

@@ -1,0 +1,219 @@
+//! Tokens: missing, expired, wrong signature, `alg: none`, another algorithm, wrong role,
+//! the `clusters` claim.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kvault_api::auth::Role;
+use serde_json::json;
+
+use crate::helpers::{error_body, spawn_app};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn missing_and_malformed_tokens_get_401() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .get(app.url("/api/kafka/jobs"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("www-authenticate").is_some());
+    let body = error_body(resp, 401).await;
+    assert_eq!(body["error"], "Unauthorized");
+    assert_eq!(body["details"]["field"], "Authorization");
+
+    let resp = app
+        .client
+        .get(app.url("/api/kafka/jobs"))
+        .header("Authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
+    error_body(resp, 401).await;
+    let resp = app
+        .client
+        .get(app.url("/api/kafka/jobs"))
+        .bearer_auth("not.a.jwt")
+        .send()
+        .await
+        .unwrap();
+    error_body(resp, 401).await;
+}
+
+#[tokio::test]
+async fn expired_wrong_signature_alg_none_and_other_algorithms_are_refused() {
+    let app = spawn_app().await;
+    let secret = app
+        .settings
+        .auth
+        .jwt_secret
+        .as_ref()
+        .unwrap()
+        .expose()
+        .as_bytes()
+        .to_vec();
+    let claims = |exp: u64| json!({"sub": "mallory", "exp": exp, "roles": ["admin"]});
+    let sign = |alg: Algorithm, key: &[u8], exp: u64| {
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            &claims(exp),
+            &EncodingKey::from_secret(key),
+        )
+        .unwrap()
+    };
+    let good = sign(Algorithm::HS256, &secret, now() + 600);
+    let cases = [
+        ("expired", sign(Algorithm::HS256, &secret, now() - 120)),
+        (
+            "wrong secret",
+            sign(
+                Algorithm::HS256,
+                b"some-other-secret-of-decent-length",
+                now() + 600,
+            ),
+        ),
+        (
+            "HS384 with the right secret",
+            sign(Algorithm::HS384, &secret, now() + 600),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(br#"{"alg":"none","typ":"JWT"}"#),
+                b64(claims(now() + 600).to_string().as_bytes())
+            ),
+        ),
+        (
+            "no exp",
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &json!({"sub": "mallory", "roles": ["admin"]}),
+                &EncodingKey::from_secret(&secret),
+            )
+            .unwrap(),
+        ),
+        ("tampered payload", {
+            let parts: Vec<&str> = good.split('.').collect();
+            let forged = b64(
+                json!({"sub": "mallory", "exp": now() + 6000, "roles": ["admin"]})
+                    .to_string()
+                    .as_bytes(),
+            );
+            format!("{}.{}.{}", parts[0], forged, parts[2])
+        }),
+    ];
+    for (what, token) in cases {
+        let resp = app
+            .client
+            .get(app.url("/api/kafka/jobs"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let body = error_body(resp, 401).await;
+        assert_eq!(body["error"], "Unauthorized", "{what}");
+        if what == "expired" {
+            assert_eq!(body["message"], "token expired");
+        }
+    }
+    let resp = app
+        .client
+        .get(app.url("/api/kafka/jobs"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn roles_gate_routes() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 3).await;
+    // viewer may read, not back up
+    assert_eq!(
+        app.get("/api/kafka/metrics", Role::Viewer)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/backup",
+            Role::Viewer,
+            &json!({"topic": topic}),
+        )
+        .await;
+    let body = error_body(resp, 403).await;
+    assert_eq!(body["error"], "Forbidden");
+    assert_eq!(body["details"]["field"], "roles");
+    // operator may not restore, migrate or delete; the role check comes before body parsing
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/restore",
+            Role::Operator,
+            &json!({"nonsense": 1}),
+        )
+        .await;
+    error_body(resp, 403).await;
+    let resp = app
+        .post("/api/kafka/migrate", Role::Operator, &json!({}))
+        .await;
+    error_body(resp, 403).await;
+    let resp = app
+        .client
+        .delete(app.url("/api/kafka/backups/whatever"))
+        .bearer_auth(app.token(Role::Operator))
+        .send()
+        .await
+        .unwrap();
+    error_body(resp, 403).await;
+}
+
+#[tokio::test]
+async fn the_clusters_claim_limits_which_clusters_a_token_touches() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 1).await;
+    let token = app.token_for("ci", Role::Admin, Some(vec!["elsewhere".into()]));
+    let resp = app
+        .client
+        .post(app.url("/api/kafka/clusters/local/backup"))
+        .bearer_auth(&token)
+        .json(&json!({"topic": topic}))
+        .send()
+        .await
+        .unwrap();
+    let body = error_body(resp, 403).await;
+    assert_eq!(body["details"]["field"], "cluster_id");
+    assert_eq!(body["details"]["value"], "local");
+    let token = app.token_for("ci", Role::Admin, Some(vec!["local".into()]));
+    let resp = app
+        .client
+        .post(app.url("/api/kafka/clusters/local/backup"))
+        .bearer_auth(&token)
+        .json(&json!({"topic": topic}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap()
+    );
+}

@@ -1,0 +1,167 @@
+//! Job state in the database: restart recovery, listing filters, and the SQLite default.
+
+use std::time::Duration;
+
+use kvault_api::auth::Role;
+use kvault_api::jobs::JobStore;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_body, fresh_database, spawn_with_settings, test_settings};
+
+#[tokio::test]
+async fn a_restart_marks_running_jobs_interrupted() {
+    let db = fresh_database().await;
+    let (settings, dir) = test_settings(db.clone()).await;
+    let first = spawn_with_settings(settings.clone(), dir).await;
+    let topic = first.topic_with(1, 20).await;
+    let resp = first
+        .post(
+            "/api/kafka/clusters/local/backup?wait=false",
+            Role::Operator,
+            &json!({"topic": topic, "rate_limit_per_second": 1}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = resp.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A second server on the same database is what a restart looks like to the job table.
+    let (mut settings2, dir2) = test_settings(db).await;
+    settings2.auth = settings.auth.clone();
+    let second = spawn_with_settings(settings2, dir2).await;
+    let job: Value = second
+        .get(&format!("/api/kafka/jobs/{id}"), Role::Viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "interrupted", "{job}");
+    assert!(job["finished_at"].is_string());
+    assert_eq!(job["error"]["body"]["error"], "Interrupted", "{job}");
+
+    // The first server's job ending later does not overwrite the recorded interruption.
+    let resp = first
+        .post(
+            &format!("/api/kafka/jobs/{id}/cancel"),
+            Role::Operator,
+            &json!({}),
+        )
+        .await;
+    // The first server no longer sees it as running: the store says interrupted.
+    error_body(resp, 409).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job: Value = second
+        .get(&format!("/api/kafka/jobs/{id}"), Role::Viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "interrupted");
+}
+
+#[tokio::test]
+async fn jobs_are_listed_newest_first_and_filtered() {
+    let (settings, dir) = test_settings(fresh_database().await).await;
+    let app = spawn_with_settings(settings, dir).await;
+    let topic = app.topic_with(1, 2).await;
+    for _ in 0..2 {
+        let resp = app
+            .post(
+                "/api/kafka/clusters/local/backup",
+                Role::Operator,
+                &json!({"topic": topic}),
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let all: Value = app
+        .get("/api/kafka/jobs", Role::Viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let jobs = all["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs[0]["created_at"].as_str() >= jobs[1]["created_at"].as_str());
+    let none: Value = app
+        .get("/api/kafka/jobs?kind=restore", Role::Viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(none["jobs"].as_array().unwrap().is_empty());
+    let done: Value = app
+        .get(
+            "/api/kafka/jobs?kind=backup&state=completed&cluster_id=local&limit=1",
+            Role::Viewer,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["jobs"].as_array().unwrap().len(), 1);
+    let id = done["jobs"][0]["id"].as_str().unwrap();
+    let job: Value = app
+        .get(&format!("/api/kafka/jobs/{id}"), Role::Viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "completed");
+    assert_eq!(job["request"]["topic"], topic.as_str());
+    assert!(job["result"]["backup_id"].is_string());
+}
+
+#[tokio::test]
+async fn the_sqlite_default_serves_the_same_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/data/kvault.db?mode=rwc", tmp.path().display());
+    let (settings, dir) = test_settings(url.clone()).await;
+    let app = spawn_with_settings(settings, dir).await;
+    let topic = app.topic_with(1, 4).await;
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/backup",
+            Role::Operator,
+            &json!({"topic": topic}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let metrics: Value = app
+        .get("/api/kafka/metrics", Role::Viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metrics["completed_backups_today"], 1);
+    let jobs: Value = app
+        .get("/api/kafka/jobs", Role::Viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["jobs"][0]["state"], "completed");
+    assert_eq!(
+        app.client
+            .get(app.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_job_store_speaks_postgres_directly() {
+    let store = JobStore::connect(&fresh_database().await, 2).await.unwrap();
+    store.ping().await.unwrap();
+    let stats = store.backup_stats(chrono::Utc::now()).await.unwrap();
+    assert_eq!(stats.running, 0);
+    assert_eq!(stats.average_duration_ms, 0.0);
+    assert!(store.counts().await.unwrap().is_empty());
+}

@@ -1,0 +1,341 @@
+//! Cluster metadata and topic administration over rdkafka: topic description, watermarks,
+//! offsets for timestamps, topic configs, creating and deleting topics. Blocking librdkafka
+//! calls run on tokio's blocking pool so async callers never stall a runtime thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvault_domain::error::DomainResult;
+use kvault_domain::DomainError;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::{Offset as KOffset, TopicPartitionList};
+
+use crate::client::{create_admin, create_reader, kafka_error, ClusterConfig};
+
+/// Timeout for metadata-style requests.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the broker says a topic looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    /// Partition ids, sorted.
+    pub partitions: Vec<i32>,
+    /// The largest replica count of any partition.
+    pub replication_factor: i16,
+}
+
+impl TopicInfo {
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+}
+
+/// What creating a topic did with the requested configs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreatedTopic {
+    /// True when the broker refused the configs and the topic was created without them.
+    pub configs_dropped: bool,
+    /// The broker's reason for refusing them.
+    pub config_error: Option<String>,
+}
+
+/// Metadata and admin operations against one cluster.
+#[derive(Clone)]
+pub struct Admin {
+    reader: Arc<BaseConsumer>,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> DomainResult<T> + Send + 'static,
+) -> DomainResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DomainError::Internal(format!("blocking task failed: {e}")))?
+}
+
+impl Admin {
+    pub fn new(cluster: &ClusterConfig) -> DomainResult<Self> {
+        Ok(Self {
+            reader: Arc::new(create_reader(cluster)?),
+            admin: Arc::new(create_admin(cluster)?),
+        })
+    }
+
+    pub fn admin_client(&self) -> &AdminClient<DefaultClientContext> {
+        &self.admin
+    }
+
+    /// Any metadata answer within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> DomainResult<()> {
+        let reader = self.reader.clone();
+        blocking(move || {
+            reader
+                .fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(|e| kafka_error("cluster unreachable (metadata request)", e))
+        })
+        .await
+    }
+
+    /// The topic's partitions and replication factor; `None` when it does not exist.
+    pub async fn topic(&self, topic: &str) -> DomainResult<Option<TopicInfo>> {
+        let reader = self.reader.clone();
+        let topic = topic.to_owned();
+        blocking(move || {
+            let metadata = reader
+                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
+                .map_err(|e| kafka_error(format!("metadata of topic {topic}"), e))?;
+            let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Ok(None);
+            };
+            match t.error() {
+                None => {}
+                Some(code) => {
+                    let code = RDKafkaErrorCode::from(code);
+                    if code == RDKafkaErrorCode::UnknownTopicOrPartition
+                        || code == RDKafkaErrorCode::UnknownTopic
+                    {
+                        return Ok(None);
+                    }
+                    return Err(DomainError::Kafka(format!(
+                        "metadata of topic {topic}: {code}"
+                    )));
+                }
+            }
+            if t.partitions().is_empty() {
+                return Ok(None);
+            }
+            let mut partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            partitions.sort_unstable();
+            let replication_factor = t
+                .partitions()
+                .iter()
+                .map(|p| p.replicas().len())
+                .max()
+                .unwrap_or(1)
+                .max(1) as i16;
+            Ok(Some(TopicInfo {
+                name: topic,
+                partitions,
+                replication_factor,
+            }))
+        })
+        .await
+    }
+
+    /// Like [`Admin::topic`], but a missing topic is `NotFound("topic")`.
+    pub async fn require_topic(&self, topic: &str) -> DomainResult<TopicInfo> {
+        self.topic(topic)
+            .await?
+            .ok_or_else(|| DomainError::not_found("topic", topic))
+    }
+
+    /// `(low, high)` watermarks of every listed partition, read one after the other right now.
+    pub async fn watermarks(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> DomainResult<BTreeMap<i32, (i64, i64)>> {
+        let reader = self.reader.clone();
+        let topic = topic.to_owned();
+        let partitions = partitions.to_vec();
+        blocking(move || {
+            let mut out = BTreeMap::new();
+            for p in partitions {
+                let marks = reader
+                    .fetch_watermarks(&topic, p, METADATA_TIMEOUT)
+                    .map_err(|e| kafka_error(format!("watermarks of {topic}/{p}"), e))?;
+                out.insert(p, marks);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// For each partition, the first offset whose timestamp is at or after `timestamp_ms`,
+    /// or `None` when no such record exists (yet).
+    pub async fn offsets_for_time(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp_ms: i64,
+    ) -> DomainResult<BTreeMap<i32, Option<i64>>> {
+        let reader = self.reader.clone();
+        let topic = topic.to_owned();
+        let partitions = partitions.to_vec();
+        blocking(move || {
+            let mut query = TopicPartitionList::new();
+            for p in &partitions {
+                query
+                    .add_partition_offset(&topic, *p, KOffset::Offset(timestamp_ms))
+                    .map_err(|e| kafka_error("offsets_for_times request", e))?;
+            }
+            let answer = reader
+                .offsets_for_times(query, METADATA_TIMEOUT)
+                .map_err(|e| kafka_error(format!("offsets_for_times on {topic}"), e))?;
+            let mut out = BTreeMap::new();
+            for p in partitions {
+                let offset = match answer.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(KOffset::Offset(o)) if o >= 0 => Some(o),
+                    _ => None,
+                };
+                out.insert(p, offset);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The topic's configs worth restoring: those set on the topic itself (plus
+    /// `cleanup.policy`, which decides what the topic *is*). Defaults and broker-wide values
+    /// are left out so a restore into another cluster inherits that cluster's defaults.
+    pub async fn topic_configs(&self, topic: &str) -> DomainResult<BTreeMap<String, String>> {
+        let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+        let results = self
+            .admin
+            .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)
+            .await
+            .map_err(|e| kafka_error(format!("describe configs of {topic}"), e))?;
+        let mut configs = BTreeMap::new();
+        for result in results {
+            let resource = result.map_err(|code| {
+                DomainError::Kafka(format!("describe configs of {topic}: {code}"))
+            })?;
+            for entry in resource.entries {
+                let Some(value) = entry.value else { continue };
+                if entry.is_sensitive {
+                    continue;
+                }
+                let set_on_topic = match entry.source {
+                    ConfigSource::DynamicTopic => true,
+                    ConfigSource::Unknown => !entry.is_default,
+                    _ => false,
+                };
+                if set_on_topic || entry.name == "cleanup.policy" {
+                    configs.insert(entry.name, value);
+                }
+            }
+        }
+        Ok(configs)
+    }
+
+    /// Creates a topic and waits until its metadata shows every partition. When the broker
+    /// refuses the configs (unknown or invalid for this broker), the topic is created without
+    /// them and the result says so: restoring the data matters more than a retention setting,
+    /// and the caller reports it.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> DomainResult<CreatedTopic> {
+        let mut created = CreatedTopic::default();
+        match self
+            .try_create(name, partitions, replication_factor, configs)
+            .await
+        {
+            Ok(()) => {}
+            Err((code, message))
+                if !configs.is_empty()
+                    && matches!(
+                        code,
+                        Some(RDKafkaErrorCode::InvalidConfig)
+                            | Some(RDKafkaErrorCode::PolicyViolation)
+                            | Some(RDKafkaErrorCode::InvalidRequest)
+                    ) =>
+            {
+                created.configs_dropped = true;
+                created.config_error = Some(message);
+                self.try_create(name, partitions, replication_factor, &BTreeMap::new())
+                    .await
+                    .map_err(|(_, m)| DomainError::Kafka(m))?;
+            }
+            Err((Some(RDKafkaErrorCode::TopicAlreadyExists), message)) => {
+                return Err(DomainError::conflict_on(message, "target_topic", name));
+            }
+            Err((Some(RDKafkaErrorCode::InvalidReplicationFactor), message)) => {
+                return Err(kvault_domain::ValidationError::new(
+                    "replication_factor",
+                    replication_factor,
+                    message,
+                )
+                .into());
+            }
+            Err((_, message)) => return Err(DomainError::Kafka(message)),
+        }
+        let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
+        loop {
+            if let Some(info) = self.topic(name).await? {
+                if info.partition_count() == partitions {
+                    return Ok(created);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DomainError::Kafka(format!(
+                    "topic {name} was created but its {partitions} partitions did not appear \
+                     in metadata within {METADATA_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn try_create(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), (Option<RDKafkaErrorCode>, String)> {
+        let mut topic = NewTopic::new(
+            name,
+            partitions,
+            TopicReplication::Fixed(i32::from(replication_factor)),
+        );
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = self
+            .admin
+            .create_topics(&[topic], &options)
+            .await
+            .map_err(|e| (None, format!("create topic {name}: {e}")))?;
+        for result in results {
+            if let Err((topic, code)) = result {
+                return Err((Some(code), format!("create topic {topic}: {code}")));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> DomainResult<()> {
+        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = self
+            .admin
+            .delete_topics(&[name], &options)
+            .await
+            .map_err(|e| kafka_error(format!("delete topic {name}"), e))?;
+        for result in results {
+            if let Err((topic, code)) = result {
+                return Err(DomainError::Kafka(format!("delete topic {topic}: {code}")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! Backup: reads a consistent cut of a topic (the watermarks seen when the backup starts) and
+//! streams it into an archive.
+//!
+//! Each selected partition gets its own reader thread (a librdkafka consumer assigned to that
+//! partition only) and its own writer thread (the archive's `PartitionWriter`), joined by a
+//! small bounded channel of record batches: memory stays bounded whatever the topic size, and
+//! fetching overlaps compression. A few partitions are processed at a time.
+//!
+//! A reader stops at the cut, never on silence: when it sees a record at or past the cut, or
+//! librdkafka reports the end of the partition (offsets are not contiguous: compaction and
+//! transaction markers leave gaps, so "offset end-1 arrived" is not a usable test).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use kvault_domain::backup::{compression_ratio, BackupPlan};
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
+use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
+use kvault_domain::record::{Header, Record, TimestampType};
+use kvault_domain::{BackupResult, DomainError, Offset, PartitionBackupResult, ValidationError};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
+use rdkafka::{Offset as KOffset, TopicPartitionList};
+
+use crate::admin::Admin;
+use crate::client::{create_reader, kafka_error, ClusterConfig};
+use crate::throttle::Throttle;
+
+/// Partitions read at the same time. Each holds a consumer (with its prefetch queue) and a
+/// writer thread, so this also bounds memory and threads.
+const PARTITION_CONCURRENCY: usize = 4;
+/// Record batches in flight between one reader and its writer.
+const CHANNEL_BATCHES: usize = 4;
+const BATCH_RECORDS: usize = 1_000;
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+/// A reader that gets neither a record nor an end-of-partition event for this long gives up:
+/// the broker is not answering.
+const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Limits that come from configuration rather than from the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BackupLimits {
+    /// `max_backup_size_gb` in bytes: an archive growing past it fails and is removed.
+    pub max_bytes: Option<u64>,
+}
+
+/// The part of a partition one backup covers.
+#[derive(Debug, Clone, Copy)]
+struct PartitionRange {
+    partition: i32,
+    start: i64,
+    end: i64,
+    truncated_by_retention: bool,
+}
+
+/// State every partition task of one backup shares.
+struct Shared {
+    topic: String,
+    cluster: ClusterConfig,
+    include_keys: bool,
+    include_headers: bool,
+    start_time_ms: Option<i64>,
+    end_time_ms: Option<i64>,
+    /// Messages still allowed by `max_messages`.
+    remaining: Option<AtomicU64>,
+    throttle: Option<Throttle>,
+    /// Set when any partition failed: the others stop at their next record.
+    stop: AtomicBool,
+    archive_bytes: AtomicU64,
+    limits: BackupLimits,
+    control: OperationControl,
+}
+
+impl Shared {
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
+    }
+
+    /// Takes one message from the `max_messages` budget; false when it is used up.
+    fn take_budget(&self) -> bool {
+        match &self.remaining {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+}
+
+type SharedArchive = Arc<Mutex<Option<Box<dyn ArchiveWriter>>>>;
+
+pub(crate) async fn run(
+    cluster_id: &str,
+    cluster: &ClusterConfig,
+    plan: BackupPlan,
+    store: Arc<dyn ArchiveStore>,
+    limits: BackupLimits,
+    control: OperationControl,
+) -> DomainResult<BackupResult> {
+    let started = Instant::now();
+    let created_at = Utc::now();
+    let admin = Admin::new(cluster)?;
+    let info = admin.require_topic(&plan.topic).await?;
+    let selected = match &plan.partitions {
+        None => info.partitions.clone(),
+        Some(requested) => {
+            if let Some(bad) = requested.iter().find(|p| !info.partitions.contains(p)) {
+                return Err(ValidationError::new(
+                    "partitions",
+                    bad,
+                    format!(
+                        "topic {} has {} partitions (0..{})",
+                        plan.topic,
+                        info.partition_count(),
+                        info.partition_count() - 1
+                    ),
+                )
+                .into());
+            }
+            let mut sorted = requested.clone();
+            sorted.sort_unstable();
+            sorted
+        }
+    };
+
+    // The cut: everything below these high watermarks, nothing above.
+    let marks = admin.watermarks(&plan.topic, &selected).await?;
+    let mut warnings = Vec::new();
+    let configs = match admin.topic_configs(&plan.topic).await {
+        Ok(configs) => configs,
+        Err(e) => {
+            warnings.push(format!(
+                "topic configs could not be read ({e}); the archive records none"
+            ));
+            Default::default()
+        }
+    };
+    let from_time = match plan.start_time_ms {
+        Some(ts) => Some(admin.offsets_for_time(&plan.topic, &selected, ts).await?),
+        None => None,
+    };
+    let until_time = match plan.end_time_ms {
+        Some(ts) => Some(admin.offsets_for_time(&plan.topic, &selected, ts).await?),
+        None => None,
+    };
+    let mut ranges = Vec::with_capacity(selected.len());
+    for p in &selected {
+        let (low, high) = marks.get(p).copied().unwrap_or((0, 0));
+        let mut start = plan.start_offset.resolve(low, high);
+        let mut end = plan.end_offset.resolve(low, high).max(start);
+        if let Some(first_at) = from_time.as_ref().and_then(|m| m.get(p)) {
+            // No record at or after start_time: nothing of this partition qualifies.
+            start = start.max(first_at.unwrap_or(end)).min(end);
+        }
+        if let Some(Some(first_after)) = until_time.as_ref().and_then(|m| m.get(p)) {
+            end = end.min(*first_after).max(start);
+        }
+        ranges.push(PartitionRange {
+            partition: *p,
+            start,
+            end,
+            truncated_by_retention: matches!(plan.start_offset, Offset::At(n) if n < low),
+        });
+    }
+
+    let spec = ArchiveSpec {
+        backup_id: plan.backup_id.clone(),
+        cluster_id: cluster_id.to_owned(),
+        topic: TopicMetadata {
+            name: plan.topic.clone(),
+            partition_count: info.partition_count(),
+            replication_factor: info.replication_factor,
+            configs,
+        },
+        compression: plan.compression,
+        include_keys: plan.include_keys,
+        include_headers: plan.include_headers,
+        created_at,
+    };
+    let writer = {
+        let store = store.clone();
+        blocking(move || store.create(spec)).await?
+    };
+    let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));
+    let shared = Arc::new(Shared {
+        topic: plan.topic.clone(),
+        cluster: cluster.clone(),
+        include_keys: plan.include_keys,
+        include_headers: plan.include_headers,
+        start_time_ms: plan.start_time_ms,
+        end_time_ms: plan.end_time_ms,
+        remaining: plan.max_messages.map(AtomicU64::new),
+        throttle: Throttle::per_second(plan.rate_limit_per_second),
+        stop: AtomicBool::new(false),
+        archive_bytes: AtomicU64::new(0),
+        limits,
+        control: control.clone(),
+    });
+
+    let outcomes: Vec<DomainResult<PartitionManifest>> = futures::stream::iter(ranges.clone())
+        .map(|range| backup_partition(range, shared.clone(), archive.clone()))
+        .buffer_unordered(PARTITION_CONCURRENCY)
+        .collect()
+        .await;
+
+    let writer = archive
+        .lock()
+        .map_err(|_| DomainError::Internal("archive writer lock poisoned".into()))?
+        .take()
+        .ok_or_else(|| DomainError::Internal("archive writer already taken".into()))?;
+    let mut manifests = Vec::with_capacity(outcomes.len());
+    let mut failure: Option<DomainError> = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(m) => manifests.push(m),
+            // Report the root cause, not the "stopped because another partition failed".
+            Err(DomainError::Cancelled) if failure.is_some() => {}
+            Err(e) => {
+                if failure.is_none() || matches!(failure, Some(DomainError::Cancelled)) {
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(error) = failure {
+        let _ = blocking(move || writer.abort()).await;
+        return Err(error);
+    }
+    if control.is_cancelled() {
+        let _ = blocking(move || writer.abort()).await;
+        return Err(DomainError::Cancelled);
+    }
+    manifests.sort_by_key(|m| m.partition);
+    let finished_at = Utc::now();
+    let manifest = blocking(move || writer.commit(manifests, finished_at)).await?;
+
+    let partitions = manifest
+        .partitions
+        .iter()
+        .map(|m| PartitionBackupResult {
+            partition: m.partition,
+            messages_count: m.message_count,
+            start_offset: m.start_offset,
+            end_offset: m.end_offset,
+            first_offset: m.first_offset,
+            last_offset: m.last_offset,
+            start_truncated_by_retention: ranges
+                .iter()
+                .any(|r| r.partition == m.partition && r.truncated_by_retention),
+        })
+        .collect::<Vec<_>>();
+    for p in partitions.iter().filter(|p| p.start_truncated_by_retention) {
+        warnings.push(format!(
+            "partition {}: the requested start offset is no longer on the broker (retention); \
+             the backup starts at {}",
+            p.partition, p.start_offset
+        ));
+    }
+    let raw = manifest.total_raw_bytes();
+    let compressed = manifest.total_compressed_bytes();
+    Ok(BackupResult {
+        backup_id: manifest.backup_id.clone(),
+        topic: plan.topic,
+        cluster_id: cluster_id.to_owned(),
+        compression: plan.compression.codec,
+        total_messages: manifest.total_messages(),
+        total_size_bytes: raw,
+        compressed_size_bytes: compressed,
+        compression_ratio: compression_ratio(raw, compressed),
+        duration_ms: started.elapsed().as_millis() as u64,
+        partitions,
+        created_at,
+        finished_at: manifest.finished_at,
+        status: "completed".into(),
+        warnings,
+    })
+}
+
+/// Reads one partition's range into the archive; returns what the archive recorded.
+async fn backup_partition(
+    range: PartitionRange,
+    shared: Arc<Shared>,
+    archive: SharedArchive,
+) -> DomainResult<PartitionManifest> {
+    let (tx, rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let writer = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || write_partition(range.partition, rx, &shared, &archive))
+    };
+    let reader = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || read_partition(range, tx, &shared))
+    };
+    let read = join(reader).await;
+    let written = join(writer).await;
+    let result = match (read, written) {
+        (Ok(end), Ok(pw)) => blocking(move || pw.finish(range.start, end)).await,
+        // A writer failure is the cause when both failed: the reader only saw the closed channel.
+        (_, Err(e)) | (Err(e), _) => Err(e),
+    };
+    if result.is_err() {
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Appends batches until the reader closes the channel; returns the writer unfinished (the
+/// final range is known only when the reader is done).
+fn write_partition(
+    partition: i32,
+    rx: Receiver<Vec<Record>>,
+    shared: &Shared,
+    archive: &SharedArchive,
+) -> DomainResult<Box<dyn PartitionWriter>> {
+    let mut writer = {
+        let guard = archive
+            .lock()
+            .map_err(|_| DomainError::Internal("archive writer lock poisoned".into()))?;
+        let archive = guard
+            .as_ref()
+            .ok_or_else(|| DomainError::Internal("archive writer already committed".into()))?;
+        archive.partition(partition)?
+    };
+    let fail = |e: DomainError| {
+        shared.stop.store(true, Ordering::Relaxed);
+        e
+    };
+    let mut reported = 0u64;
+    for batch in rx {
+        let mut bytes = 0u64;
+        for record in &batch {
+            writer.append(record).map_err(fail)?;
+            bytes += record.payload_len();
+        }
+        shared.control.add(batch.len() as u64, bytes);
+        let size = writer.bytes_written();
+        let total = shared
+            .archive_bytes
+            .fetch_add(size.saturating_sub(reported), Ordering::Relaxed)
+            + size.saturating_sub(reported);
+        reported = size;
+        if let Some(max) = shared.limits.max_bytes {
+            if total > max {
+                return Err(fail(DomainError::LimitExceeded {
+                    message: format!(
+                        "backup of {} exceeds the archive size limit of {max} bytes \
+                         (max_backup_size_gb); the partial archive was removed",
+                        shared.topic
+                    ),
+                    retry_after_secs: 0,
+                }));
+            }
+        }
+    }
+    Ok(writer)
+}
+
+/// Consumes `[range.start, range.end)` of one partition into batches; returns the offset the
+/// covered range ends at (the cut, or where `max_messages` stopped it).
+fn read_partition(
+    range: PartitionRange,
+    tx: SyncSender<Vec<Record>>,
+    shared: &Shared,
+) -> DomainResult<i64> {
+    if range.start >= range.end {
+        return Ok(range.start);
+    }
+    let consumer = create_reader(&shared.cluster)?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&shared.topic, range.partition, KOffset::Offset(range.start))
+        .map_err(|e| kafka_error("partition assignment", e))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| kafka_error(format!("assign {}/{}", shared.topic, range.partition), e))?;
+
+    let mut batch = Vec::with_capacity(BATCH_RECORDS);
+    let mut batch_bytes = 0u64;
+    let mut covered_to = range.start;
+    let mut last_activity = Instant::now();
+    loop {
+        if shared.should_stop() {
+            return Err(DomainError::Cancelled);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                if last_activity.elapsed() > READ_STALL_TIMEOUT {
+                    return Err(DomainError::Kafka(format!(
+                        "{}/{}: no record and no end-of-partition for {:?} at offset {} \
+                         (cut at {})",
+                        shared.topic, range.partition, READ_STALL_TIMEOUT, covered_to, range.end
+                    )));
+                }
+            }
+            // The log end is at or past the cut (the high watermark only grows).
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                covered_to = range.end;
+                break;
+            }
+            Some(Err(e)) => {
+                return Err(kafka_error(
+                    format!("read {}/{}", shared.topic, range.partition),
+                    e,
+                ))
+            }
+            Some(Ok(message)) => {
+                last_activity = Instant::now();
+                let offset = message.offset();
+                if offset >= range.end {
+                    covered_to = range.end;
+                    break;
+                }
+                if !in_time_bounds(&message, shared) {
+                    covered_to = offset + 1;
+                    continue;
+                }
+                if !shared.take_budget() {
+                    // max_messages reached: the covered range ends before this record.
+                    break;
+                }
+                if let Some(throttle) = &shared.throttle {
+                    throttle.acquire_blocking(1);
+                }
+                let record = to_record(&message, shared.include_keys, shared.include_headers);
+                batch_bytes += record.payload_len();
+                batch.push(record);
+                covered_to = offset + 1;
+                if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
+                    batch_bytes = 0;
+                    if tx.send(full).is_err() {
+                        // The writer failed; its error is the one reported.
+                        return Err(DomainError::Cancelled);
+                    }
+                }
+                if covered_to >= range.end {
+                    break;
+                }
+            }
+        }
+    }
+    if !batch.is_empty() && tx.send(batch).is_err() {
+        return Err(DomainError::Cancelled);
+    }
+    Ok(covered_to)
+}
+
+fn in_time_bounds(message: &BorrowedMessage<'_>, shared: &Shared) -> bool {
+    if shared.start_time_ms.is_none() && shared.end_time_ms.is_none() {
+        return true;
+    }
+    let Some(ts) = message.timestamp().to_millis() else {
+        return true;
+    };
+    shared.start_time_ms.is_none_or(|from| ts >= from)
+        && shared.end_time_ms.is_none_or(|until| ts < until)
+}
+
+/// Copies a consumed message into the domain's record, keeping bytes and nulls as they are.
+pub(crate) fn to_record(
+    message: &BorrowedMessage<'_>,
+    include_keys: bool,
+    include_headers: bool,
+) -> Record {
+    let (timestamp, timestamp_type) = match message.timestamp() {
+        Timestamp::NotAvailable => (0, TimestampType::NotAvailable),
+        Timestamp::CreateTime(t) => (t, TimestampType::CreateTime),
+        Timestamp::LogAppendTime(t) => (t, TimestampType::LogAppendTime),
+    };
+    let headers = match (include_headers, message.headers()) {
+        (true, Some(headers)) => headers
+            .iter()
+            .map(|h| Header {
+                key: h.key.to_owned(),
+                value: h.value.map(<[u8]>::to_vec),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Record {
+        offset: message.offset(),
+        timestamp,
+        timestamp_type,
+        key: if include_keys {
+            message.key().map(<[u8]>::to_vec)
+        } else {
+            None
+        },
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> DomainResult<T> + Send + 'static,
+) -> DomainResult<T> {
+    join(tokio::task::spawn_blocking(f)).await
+}
+
+async fn join<T>(handle: tokio::task::JoinHandle<DomainResult<T>>) -> DomainResult<T> {
+    handle
+        .await
+        .map_err(|e| DomainError::Internal(format!("worker thread failed: {e}")))?
+}

@@ -1,0 +1,87 @@
+//! [`KafkaCluster`]: one configured cluster and the operations kvault runs against it. This is
+//! the surface the API layer and the CLI call; the work happens in `backup` and `restore`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvault_domain::backup::BackupPlan;
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::ports::ArchiveStore;
+use kvault_domain::restore::RestorePlan;
+use kvault_domain::{BackupResult, ClusterId, RestoreResult, ValidationError};
+
+use crate::admin::Admin;
+use crate::backup::BackupLimits;
+use crate::client::ClusterConfig;
+
+/// How long `ping` waits for a metadata answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A cluster kvault can talk to. Cheap to create and to clone: clients are made per operation.
+#[derive(Debug, Clone)]
+pub struct KafkaCluster {
+    id: ClusterId,
+    config: ClusterConfig,
+}
+
+impl KafkaCluster {
+    /// Checks the definition; does no network I/O.
+    pub fn connect(id: ClusterId, config: &ClusterConfig) -> DomainResult<Self> {
+        if config.bootstrap_servers.trim().is_empty() {
+            return Err(ValidationError::new(
+                "bootstrap_servers",
+                "",
+                format!("cluster {id} names no bootstrap servers"),
+            )
+            .into());
+        }
+        Ok(Self {
+            id,
+            config: config.clone(),
+        })
+    }
+
+    pub fn id(&self) -> &ClusterId {
+        &self.id
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Metadata and admin helpers for this cluster (creates clients).
+    pub fn admin(&self) -> DomainResult<Admin> {
+        Admin::new(&self.config)
+    }
+
+    /// Succeeds when the cluster answers a metadata request within a few seconds.
+    pub async fn ping(&self) -> DomainResult<()> {
+        self.admin()?.ping(PING_TIMEOUT).await
+    }
+
+    pub async fn topic_exists(&self, topic: &str) -> DomainResult<bool> {
+        Ok(self.admin()?.topic(topic).await?.is_some())
+    }
+
+    /// Backs up a consistent cut of the plan's topic into `store` (see the `backup` module).
+    pub async fn backup(
+        &self,
+        plan: BackupPlan,
+        store: Arc<dyn ArchiveStore>,
+        limits: BackupLimits,
+        control: OperationControl,
+    ) -> DomainResult<BackupResult> {
+        crate::backup::run(self.id.as_str(), &self.config, plan, store, limits, control).await
+    }
+
+    /// Restores a backup from `store` into the plan's target topic (see the `restore` module).
+    pub async fn restore(
+        &self,
+        plan: RestorePlan,
+        store: Arc<dyn ArchiveStore>,
+        control: OperationControl,
+    ) -> DomainResult<RestoreResult> {
+        crate::restore::run(self.id.as_str(), &self.config, plan, store, control).await
+    }
+}

@@ -1,0 +1,332 @@
+//! Drain: watches a consumer group's lag on some topics until it is drained or a timeout
+//! passes, without ever joining the group.
+//!
+//! - Lag of a partition = high watermark - committed offset of the group; a partition the
+//!   group never committed counts from the low watermark. Committed offsets are read with an
+//!   OffsetFetch request (`rd_kafka_committed`) from a consumer configured with the group's id
+//!   that never subscribes, is never assigned anything and never commits: it sends no
+//!   JoinGroup/SyncGroup/LeaveGroup, so the members being watched see no rebalance.
+//! - `lag_based`: drained when the total lag over all partitions is `<= max_lag`.
+//! - `time_based`: drained when, on every partition, the committed offset has reached the high
+//!   watermark snapshotted when the drain began, whatever was produced since. It is the safe
+//!   point to cut a deployment over while producers keep writing.
+//! - A check runs every `check_interval_ms` until drained or `timeout_seconds` (one last check
+//!   runs at the deadline). The result describes the last check.
+//! - `lag_seconds` of a partition with lag is the age of the next unconsumed record (now minus
+//!   its timestamp), read by a separate group-less consumer assigned at the committed offset;
+//!   `None` when the partition has no lag or that record could not be read in time.
+//! - An unknown topic is `NotFound("topic")`. A group is known when the broker describes it in
+//!   a state other than `Dead` (it has members or stored offsets), or when it has a committed
+//!   offset on one of the watched partitions; otherwise `NotFound("consumer_group")`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kvault_domain::drain::{DrainRequest, DrainResult, DrainStatus, DrainStrategy, PartitionLag};
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::DomainError;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset as KOffset, TopicPartitionList};
+
+use crate::admin::METADATA_TIMEOUT;
+use crate::client::{base_config, create_reader, kafka_error};
+use crate::cluster::KafkaCluster;
+
+/// How long the lag-in-seconds probe waits for the next unconsumed records.
+const LAG_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One partition being watched.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Tp {
+    topic: String,
+    partition: i32,
+}
+
+/// One observation of every watched partition.
+#[derive(Debug, Clone)]
+struct Check {
+    lags: Vec<PartitionLag>,
+    /// Committed offset per partition, `None` when the group has none there.
+    committed: BTreeMap<Tp, Option<i64>>,
+    total_lag: i64,
+}
+
+impl KafkaCluster {
+    /// Watches `req.group_id` on `req.topics` until drained (per `req.strategy`) or timed out.
+    pub async fn drain(
+        &self,
+        req: DrainRequest,
+        control: OperationControl,
+    ) -> DomainResult<DrainResult> {
+        let started = Instant::now();
+        req.validate()?;
+        let admin = self.admin()?;
+        let mut partitions = Vec::new();
+        for topic in &req.topics {
+            let info = admin.require_topic(topic).await?;
+            for p in info.partitions {
+                partitions.push(Tp {
+                    topic: topic.clone(),
+                    partition: p,
+                });
+            }
+        }
+        partitions.sort();
+        partitions.dedup();
+
+        let probe = Arc::new(committed_reader(self, &req.group_id)?);
+        let first = check(&probe, &partitions).await?;
+        if !group_known(&probe, &req.group_id, &first).await? {
+            return Err(DomainError::not_found("consumer_group", &req.group_id));
+        }
+        // time_based: what existed when the drain began.
+        let snapshot: BTreeMap<Tp, i64> = first
+            .lags
+            .iter()
+            .map(|l| (tp(l), l.latest_offset))
+            .collect();
+
+        let timeout = Duration::from_secs(req.timeout_seconds);
+        let interval = Duration::from_millis(req.check_interval_ms);
+        let mut last = first;
+        let mut last_time = Utc::now();
+        loop {
+            if is_drained(&req, &last, &snapshot) {
+                return Ok(
+                    finish(self, &req, DrainStatus::Drained, last, last_time, started).await,
+                );
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= timeout {
+                return Ok(
+                    finish(self, &req, DrainStatus::Timeout, last, last_time, started).await,
+                );
+            }
+            sleep_or_cancel(interval.min(timeout - elapsed), &control).await?;
+            last = check(&probe, &partitions).await?;
+            last_time = Utc::now();
+        }
+    }
+}
+
+fn tp(l: &PartitionLag) -> Tp {
+    Tp {
+        topic: l.topic.clone(),
+        partition: l.partition,
+    }
+}
+
+fn is_drained(req: &DrainRequest, check: &Check, snapshot: &BTreeMap<Tp, i64>) -> bool {
+    match req.strategy {
+        DrainStrategy::LagBased => {
+            check.total_lag <= i64::try_from(req.max_lag).unwrap_or(i64::MAX)
+        }
+        DrainStrategy::TimeBased => check.lags.iter().all(|l| {
+            let target = snapshot.get(&tp(l)).copied().unwrap_or(0);
+            // A partition the group never committed has consumed nothing of it unless it
+            // held nothing (current_offset is then the low watermark, which equals the high).
+            l.current_offset >= target
+        }),
+    }
+}
+
+async fn finish(
+    cluster: &KafkaCluster,
+    req: &DrainRequest,
+    status: DrainStatus,
+    mut check: Check,
+    last_check_time: chrono::DateTime<Utc>,
+    started: Instant,
+) -> DrainResult {
+    // The age estimate is best effort: a failure leaves `lag_seconds` empty, not the drain.
+    match lag_ages(cluster, &check).await {
+        Ok(ages) => {
+            for lag in &mut check.lags {
+                lag.lag_seconds = ages.get(&tp(lag)).copied();
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not estimate lag in seconds"),
+    }
+    DrainResult {
+        group_id: req.group_id.clone(),
+        status,
+        total_lag: check.total_lag,
+        duration_ms: started.elapsed().as_millis() as u64,
+        partitions_checked: check.lags.len(),
+        last_check_time,
+        partition_details: check.lags,
+    }
+}
+
+async fn sleep_or_cancel(duration: Duration, control: &OperationControl) -> DomainResult<()> {
+    // Sleep in slices so a cancel is honoured within ~100 ms even with long intervals.
+    let until = tokio::time::Instant::now() + duration;
+    loop {
+        if control.is_cancelled() {
+            return Err(DomainError::Cancelled);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        tokio::time::sleep((until - now).min(Duration::from_millis(100))).await;
+    }
+}
+
+/// A consumer carrying the group's id that is only ever used for OffsetFetch (and group
+/// description). It must never subscribe, be assigned, or commit.
+fn committed_reader(cluster: &KafkaCluster, group: &str) -> DomainResult<BaseConsumer> {
+    let mut config: ClientConfig = base_config(cluster.config());
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("allow.auto.create.topics", "false");
+    config
+        .create()
+        .map_err(|e| kafka_error("create offset reader", e))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> DomainResult<T> + Send + 'static,
+) -> DomainResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DomainError::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// Reads committed offsets and watermarks of every partition.
+async fn check(probe: &Arc<BaseConsumer>, partitions: &[Tp]) -> DomainResult<Check> {
+    let probe = Arc::clone(probe);
+    let partitions = partitions.to_vec();
+    blocking(move || {
+        let mut query = TopicPartitionList::new();
+        for tp in &partitions {
+            query
+                .add_partition_offset(&tp.topic, tp.partition, KOffset::Invalid)
+                .map_err(|e| kafka_error("committed offsets request", e))?;
+        }
+        let answer = probe
+            .committed_offsets(query, METADATA_TIMEOUT)
+            .map_err(|e| kafka_error("read committed offsets", e))?;
+        let mut lags = Vec::with_capacity(partitions.len());
+        let mut committed = BTreeMap::new();
+        let mut total_lag = 0i64;
+        for tp in partitions {
+            let elem = answer.find_partition(&tp.topic, tp.partition);
+            if let Some(Err(e)) = elem.as_ref().map(|e| e.error()) {
+                return Err(kafka_error(
+                    format!("committed offset of {}/{}", tp.topic, tp.partition),
+                    e,
+                ));
+            }
+            let offset = match elem.map(|e| e.offset()) {
+                Some(KOffset::Offset(o)) if o >= 0 => Some(o),
+                _ => None,
+            };
+            let (low, high) = probe
+                .fetch_watermarks(&tp.topic, tp.partition, METADATA_TIMEOUT)
+                .map_err(|e| {
+                    kafka_error(format!("watermarks of {}/{}", tp.topic, tp.partition), e)
+                })?;
+            let current = offset.unwrap_or(low);
+            let lag = (high - current).max(0);
+            total_lag += lag;
+            lags.push(PartitionLag {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                current_offset: current,
+                latest_offset: high,
+                lag,
+                lag_seconds: None,
+            });
+            committed.insert(tp, offset);
+        }
+        Ok(Check {
+            lags,
+            committed,
+            total_lag,
+        })
+    })
+    .await
+}
+
+/// Whether the broker knows the group (see the module docs).
+async fn group_known(probe: &Arc<BaseConsumer>, group: &str, first: &Check) -> DomainResult<bool> {
+    if first.committed.values().any(Option::is_some) {
+        return Ok(true);
+    }
+    let probe = Arc::clone(probe);
+    let group = group.to_owned();
+    blocking(move || {
+        let list = probe
+            .fetch_group_list(Some(&group), METADATA_TIMEOUT)
+            .map_err(|e| kafka_error(format!("describe group {group}"), e))?;
+        Ok(list.groups().iter().any(|g| {
+            g.name() == group && !g.state().is_empty() && !g.state().eq_ignore_ascii_case("dead")
+        }))
+    })
+    .await
+}
+
+/// Age in seconds of the next unconsumed record of every lagging partition.
+async fn lag_ages(cluster: &KafkaCluster, check: &Check) -> DomainResult<BTreeMap<Tp, f64>> {
+    let wanted: BTreeMap<Tp, i64> = check
+        .lags
+        .iter()
+        .filter(|l| l.lag > 0)
+        .map(|l| (tp(l), l.current_offset))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let reader = create_reader(cluster.config())?;
+    blocking(move || {
+        let mut assignment = TopicPartitionList::new();
+        for (tp, offset) in &wanted {
+            assignment
+                .add_partition_offset(&tp.topic, tp.partition, KOffset::Offset(*offset))
+                .map_err(|e| kafka_error("lag probe assignment", e))?;
+        }
+        reader
+            .assign(&assignment)
+            .map_err(|e| kafka_error("lag probe assign", e))?;
+        let deadline = Instant::now() + LAG_PROBE_TIMEOUT;
+        let mut ages = BTreeMap::new();
+        while ages.len() < wanted.len() && Instant::now() < deadline {
+            match reader.poll(Duration::from_millis(100)) {
+                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => return Err(kafka_error("lag probe read", e)),
+                Some(Ok(m)) => {
+                    let key = Tp {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                    };
+                    if ages.contains_key(&key) {
+                        continue;
+                    }
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        let age_ms = (Utc::now().timestamp_millis() - ts).max(0);
+                        ages.insert(key.clone(), age_ms as f64 / 1000.0);
+                    }
+                    // One record per partition is all we need.
+                    let _ = reader.incremental_unassign(&single(&key));
+                }
+            }
+        }
+        Ok(ages)
+    })
+    .await
+}
+
+fn single(tp: &Tp) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&tp.topic, tp.partition);
+    list
+}

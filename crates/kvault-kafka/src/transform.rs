@@ -1,0 +1,761 @@
+//! Per-message transformations for migrations: a CEL filter, a CEL key rewrite and appended
+//! headers, compiled once per request and applied to each record.
+//!
+//! # Variables visible to expressions
+//!
+//! | name            | CEL type            | meaning                                                        |
+//! |-----------------|---------------------|----------------------------------------------------------------|
+//! | `key`           | `string`            | the key as lossy UTF-8 (`""` when the key is null)             |
+//! | `value`         | `string`            | the value as lossy UTF-8 (`""` when null / tombstone)          |
+//! | `key_bytes`     | `bytes`             | the key bytes, unchanged (`b""` when null)                     |
+//! | `value_bytes`   | `bytes`             | the value bytes, unchanged (`b""` when null)                   |
+//! | `key_is_null`   | `bool`              | the key is null (as opposed to empty)                          |
+//! | `value_is_null` | `bool`              | the value is null (a tombstone)                                |
+//! | `headers`       | `map(string,string)`| header name -> lossy UTF-8 value; a repeated name keeps the last value, a null header value reads as `""` |
+//! | `partition`     | `int`               | source partition                                               |
+//! | `offset`        | `int`               | source offset                                                  |
+//! | `timestamp`     | `int`               | record timestamp, milliseconds since the Unix epoch            |
+//! | `is_json`       | `bool`              | the value parses as JSON                                       |
+//! | `json`          | any                 | the value parsed as JSON; **unbound** when it is not JSON      |
+//!
+//! The lossy strings are for matching only: the bytes that move are always the original ones.
+//! Referencing `json` on a message whose value is not JSON is an evaluation error, handled by
+//! the request's `on_error` policy; guard with `is_json && json.level == 'error'` (CEL's `&&`
+//! short-circuits on `false`) to make such messages simply not match. A missing JSON field is
+//! also an error; test it with `has(json.field)`.
+//!
+//! The standard library plus the `strings` extension (`lowerAscii`, `split`, ...) are
+//! available. An expression naming any other variable is refused at compile time, so a typo
+//! is a 400 instead of a migration that fails on every message.
+//!
+//! # Order of application
+//! The filter runs first, on the original record; a message it keeps then gets the key
+//! computed by `key_transformation` (also from the original record) and the `header_additions`
+//! appended after its own headers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::objects::{Key, Map};
+use cel::{Context, Env, Program, Value};
+use kvault_domain::migrate::MessageTransformation;
+use kvault_domain::record::{Header, Record};
+use kvault_domain::ValidationError;
+
+/// Field names used in validation and evaluation errors.
+pub const FILTER_FIELD: &str = "transformation.filter_expression";
+pub const KEY_FIELD: &str = "transformation.key_transformation";
+
+/// Every variable an expression may reference.
+pub const VARIABLES: &[&str] = &[
+    "key",
+    "value",
+    "key_bytes",
+    "value_bytes",
+    "key_is_null",
+    "value_is_null",
+    "headers",
+    "partition",
+    "offset",
+    "timestamp",
+    "is_json",
+    "json",
+];
+
+/// Identifiers that CEL itself resolves: type names (`type(x) == int`) and the namespaces of
+/// namespaced functions (`base64.encode(..)`).
+const BUILTIN_IDENTS: &[&str] = &[
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "dyn",
+    "base64",
+    "math",
+    "strings",
+    "lists",
+];
+
+/// An expression failed on one message at run time.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field} failed at partition {partition} offset {offset}: {message}")]
+pub struct EvalError {
+    /// [`FILTER_FIELD`] or [`KEY_FIELD`].
+    pub field: &'static str,
+    pub partition: i32,
+    pub offset: i64,
+    pub message: String,
+}
+
+/// Which variables the compiled expressions reference, so that a message only pays for the
+/// ones used (building `headers` allocates, `json` parses the value).
+#[derive(Debug, Clone, Copy, Default)]
+struct Needs {
+    key: bool,
+    value: bool,
+    key_bytes: bool,
+    value_bytes: bool,
+    key_is_null: bool,
+    value_is_null: bool,
+    headers: bool,
+    partition: bool,
+    offset: bool,
+    timestamp: bool,
+    json: bool,
+}
+
+impl Needs {
+    fn add(&mut self, name: &str) {
+        match name {
+            "key" => self.key = true,
+            "value" => self.value = true,
+            "key_bytes" => self.key_bytes = true,
+            "value_bytes" => self.value_bytes = true,
+            "key_is_null" => self.key_is_null = true,
+            "value_is_null" => self.value_is_null = true,
+            "headers" => self.headers = true,
+            "partition" => self.partition = true,
+            "offset" => self.offset = true,
+            "timestamp" => self.timestamp = true,
+            // `is_json` needs the same parse as `json`.
+            "json" | "is_json" => self.json = true,
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CompiledExpr {
+    field: &'static str,
+    source: String,
+    program: Program,
+}
+
+/// What the expressions decided for one message.
+enum Decision {
+    Drop,
+    /// Keep it; `Some(new_key)` replaces the key (`Some(None)` makes it null).
+    Keep(Option<Option<Vec<u8>>>),
+}
+
+/// A request's [`MessageTransformation`], compiled once and applied per record.
+pub struct CompiledTransformation {
+    env: Arc<Env>,
+    filter: Option<CompiledExpr>,
+    key: Option<CompiledExpr>,
+    header_additions: Vec<Header>,
+    needs: Needs,
+}
+
+impl std::fmt::Debug for CompiledTransformation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledTransformation")
+            .field("filter", &self.filter.is_some())
+            .field("key", &self.key.is_some())
+            .field("header_additions", &self.header_additions.len())
+            .finish()
+    }
+}
+
+impl CompiledTransformation {
+    /// Parses and checks both expressions. Errors name the field and carry the expression as
+    /// the refused value.
+    pub fn compile(t: &MessageTransformation) -> Result<Self, ValidationError> {
+        let mut env = Env::stdlib();
+        env.add_extension(cel::extensions::strings)
+            .map_err(|e| ValidationError::new(FILTER_FIELD, "", format!("CEL setup: {e}")))?;
+        let env = Arc::new(env);
+        let mut needs = Needs::default();
+        let filter = t
+            .filter_expression
+            .as_deref()
+            .map(|src| compile_one(&env, FILTER_FIELD, src, &mut needs))
+            .transpose()?;
+        let key = t
+            .key_transformation
+            .as_deref()
+            .map(|src| compile_one(&env, KEY_FIELD, src, &mut needs))
+            .transpose()?;
+        let header_additions = t
+            .header_additions
+            .iter()
+            .map(|(name, value)| Header {
+                key: name.clone(),
+                value: Some(value.clone().into_bytes()),
+            })
+            .collect();
+        Ok(Self {
+            env,
+            filter,
+            key,
+            header_additions,
+            needs,
+        })
+    }
+
+    /// The source text of the expression behind `field` ([`FILTER_FIELD`] or [`KEY_FIELD`]),
+    /// for error reports.
+    pub fn expression(&self, field: &str) -> Option<&str> {
+        [&self.filter, &self.key]
+            .into_iter()
+            .flatten()
+            .find(|e| e.field == field)
+            .map(|e| e.source.as_str())
+    }
+
+    /// Whether this transformation changes or drops anything at all.
+    pub fn is_identity(&self) -> bool {
+        self.filter.is_none() && self.key.is_none() && self.header_additions.is_empty()
+    }
+
+    /// `Ok(None)` when the filter drops the record, else the record to write.
+    pub fn apply(&self, record: &Record, partition: i32) -> Result<Option<Record>, EvalError> {
+        match self.decide(record, partition)? {
+            Decision::Drop => Ok(None),
+            Decision::Keep(new_key) => Ok(Some(self.finish(record.clone(), new_key))),
+        }
+    }
+
+    /// Like [`apply`](Self::apply) but takes the record by value, saving a copy of its bytes
+    /// on the migration hot path.
+    pub fn apply_owned(&self, record: Record, partition: i32) -> Result<Option<Record>, EvalError> {
+        match self.decide(&record, partition)? {
+            Decision::Drop => Ok(None),
+            Decision::Keep(new_key) => Ok(Some(self.finish(record, new_key))),
+        }
+    }
+
+    fn finish(&self, mut record: Record, new_key: Option<Option<Vec<u8>>>) -> Record {
+        if let Some(key) = new_key {
+            record.key = key;
+        }
+        record.headers.extend(self.header_additions.iter().cloned());
+        record
+    }
+
+    fn decide(&self, record: &Record, partition: i32) -> Result<Decision, EvalError> {
+        if self.filter.is_none() && self.key.is_none() {
+            return Ok(Decision::Keep(None));
+        }
+        let context = self.context(record, partition);
+        if let Some(filter) = &self.filter {
+            match filter.program.execute(&context) {
+                Ok(Value::Bool(true)) => {}
+                Ok(Value::Bool(false)) => return Ok(Decision::Drop),
+                Ok(other) => {
+                    return Err(eval_error(
+                        filter.field,
+                        record,
+                        partition,
+                        format!("must return a bool, returned {}", other.type_of()),
+                    ))
+                }
+                Err(e) => return Err(eval_error(filter.field, record, partition, e.to_string())),
+            }
+        }
+        let new_key = match &self.key {
+            None => None,
+            Some(key) => match key.program.execute(&context) {
+                Ok(Value::String(s)) => Some(Some(s.as_bytes().to_vec())),
+                Ok(Value::Bytes(b)) => Some(Some(b.as_ref().clone())),
+                Ok(Value::Null) => Some(None),
+                Ok(other) => {
+                    return Err(eval_error(
+                        key.field,
+                        record,
+                        partition,
+                        format!(
+                            "must return a string, bytes or null, returned {}",
+                            other.type_of()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(eval_error(key.field, record, partition, e.to_string())),
+            },
+        };
+        Ok(Decision::Keep(new_key))
+    }
+
+    /// Binds only the variables the expressions reference.
+    fn context(&self, record: &Record, partition: i32) -> Context<'static, 'static> {
+        let n = &self.needs;
+        let mut ctx = Context::with_env(Arc::clone(&self.env));
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        if n.key {
+            ctx.add_variable_from_value("key", lossy(key));
+        }
+        if n.value {
+            ctx.add_variable_from_value("value", lossy(value));
+        }
+        if n.key_bytes {
+            ctx.add_variable_from_value("key_bytes", Value::Bytes(Arc::new(bytes(key))));
+        }
+        if n.value_bytes {
+            ctx.add_variable_from_value("value_bytes", Value::Bytes(Arc::new(bytes(value))));
+        }
+        if n.key_is_null {
+            ctx.add_variable_from_value("key_is_null", Value::Bool(key.is_none()));
+        }
+        if n.value_is_null {
+            ctx.add_variable_from_value("value_is_null", Value::Bool(value.is_none()));
+        }
+        if n.headers {
+            let mut map = HashMap::with_capacity(record.headers.len());
+            // Later headers overwrite earlier ones: the last value of a repeated name wins.
+            for h in &record.headers {
+                map.insert(
+                    Key::String(Arc::new(h.key.clone())),
+                    lossy(h.value.as_deref()),
+                );
+            }
+            ctx.add_variable_from_value("headers", Value::Map(Map { map: Arc::new(map) }));
+        }
+        if n.partition {
+            ctx.add_variable_from_value("partition", Value::Int(i64::from(partition)));
+        }
+        if n.offset {
+            ctx.add_variable_from_value("offset", Value::Int(record.offset));
+        }
+        if n.timestamp {
+            ctx.add_variable_from_value("timestamp", Value::Int(record.timestamp));
+        }
+        if n.json {
+            let parsed = value.and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok());
+            ctx.add_variable_from_value("is_json", Value::Bool(parsed.is_some()));
+            if let Some(json) = parsed {
+                ctx.add_variable_from_value("json", json_to_cel(json));
+            }
+        }
+        ctx
+    }
+}
+
+fn eval_error(field: &'static str, record: &Record, partition: i32, message: String) -> EvalError {
+    EvalError {
+        field,
+        partition,
+        offset: record.offset,
+        message,
+    }
+}
+
+fn lossy(b: Option<&[u8]>) -> Value {
+    Value::String(Arc::new(
+        String::from_utf8_lossy(b.unwrap_or_default()).into_owned(),
+    ))
+}
+
+fn bytes(b: Option<&[u8]>) -> Vec<u8> {
+    b.unwrap_or_default().to_vec()
+}
+
+/// JSON numbers become `int` when they fit in i64, `uint` when only u64 holds them, else
+/// `double`, so `json.count == 3` compares as written.
+fn json_to_cel(json: serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::UInt(u)
+            } else {
+                Value::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        serde_json::Value::String(s) => Value::String(Arc::new(s)),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.into_iter().map(json_to_cel).collect()))
+        }
+        serde_json::Value::Object(fields) => {
+            let map = fields
+                .into_iter()
+                .map(|(k, v)| (Key::String(Arc::new(k)), json_to_cel(v)))
+                .collect::<HashMap<_, _>>();
+            Value::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+fn compile_one(
+    env: &Env,
+    field: &'static str,
+    source: &str,
+    needs: &mut Needs,
+) -> Result<CompiledExpr, ValidationError> {
+    if source.trim().is_empty() {
+        return Err(ValidationError::new(field, source, "must not be empty"));
+    }
+    let program = env
+        .compile(source)
+        .map_err(|e| ValidationError::new(field, source, format!("invalid CEL: {e}")))?;
+    let mut free = Vec::new();
+    free_idents(program.expression(), &mut Vec::new(), &mut free);
+    for name in free {
+        if VARIABLES.contains(&name.as_str()) {
+            needs.add(&name);
+        } else if !BUILTIN_IDENTS.contains(&name.as_str()) {
+            return Err(ValidationError::new(
+                field,
+                source,
+                format!(
+                    "unknown variable '{name}'; available: {}",
+                    VARIABLES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(CompiledExpr {
+        field,
+        source: source.to_owned(),
+        program,
+    })
+}
+
+/// Collects identifiers that are not bound by an enclosing comprehension (`exists(x, ..)`).
+fn free_idents(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<String>) {
+    match &expr.expr {
+        Expr::Unspecified | Expr::Literal(_) => {}
+        Expr::Ident(name) => {
+            if !name.starts_with('@') && !bound.iter().any(|b| b == name) {
+                let unique: HashSet<&String> = out.iter().collect();
+                if !unique.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                free_idents(target, bound, out);
+            }
+            for arg in &call.args {
+                free_idents(arg, bound, out);
+            }
+        }
+        Expr::Select(select) => free_idents(&select.operand, bound, out),
+        Expr::List(list) => {
+            for e in &list.elements {
+                free_idents(e, bound, out);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        free_idents(&e.key, bound, out);
+                        free_idents(&e.value, bound, out);
+                    }
+                    EntryExpr::StructField(f) => free_idents(&f.value, bound, out),
+                }
+            }
+        }
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        free_idents(&e.key, bound, out);
+                        free_idents(&e.value, bound, out);
+                    }
+                    EntryExpr::StructField(f) => free_idents(&f.value, bound, out),
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            free_idents(&c.iter_range, bound, out);
+            free_idents(&c.accu_init, bound, out);
+            let depth = bound.len();
+            bound.push(c.iter_var.clone());
+            if let Some(v2) = &c.iter_var2 {
+                bound.push(v2.clone());
+            }
+            bound.push(c.accu_var.clone());
+            free_idents(&c.loop_cond, bound, out);
+            free_idents(&c.loop_step, bound, out);
+            free_idents(&c.result, bound, out);
+            bound.truncate(depth);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvault_domain::record::TimestampType;
+
+    fn record(
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&str>)],
+    ) -> Record {
+        Record {
+            offset: 42,
+            timestamp: 1_700_000_000_123,
+            timestamp_type: TimestampType::CreateTime,
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: headers
+                .iter()
+                .map(|(k, v)| Header {
+                    key: (*k).to_owned(),
+                    value: v.map(|v| v.as_bytes().to_vec()),
+                })
+                .collect(),
+        }
+    }
+
+    fn filter(expr: &str) -> CompiledTransformation {
+        CompiledTransformation::compile(&MessageTransformation {
+            filter_expression: Some(expr.to_owned()),
+            ..Default::default()
+        })
+        .expect("compiles")
+    }
+
+    fn keep(expr: &str, r: &Record) -> bool {
+        filter(expr).apply(r, 3).expect("evaluates").is_some()
+    }
+
+    #[test]
+    fn documented_contains_filter_works_as_written() {
+        let r = record(Some(b"k"), Some(b"an important event"), &[]);
+        assert!(keep("value.contains('important')", &r));
+        let r = record(Some(b"k"), Some(b"routine"), &[]);
+        assert!(!keep("value.contains('important')", &r));
+    }
+
+    #[test]
+    fn json_and_headers_filter() {
+        let expr = "json.level == 'error' && headers['tenant'] == 'a'";
+        let hit = record(
+            None,
+            Some(br#"{"level":"error","n":3}"#),
+            &[("tenant", Some("a"))],
+        );
+        let other_tenant = record(
+            None,
+            Some(br#"{"level":"error"}"#),
+            &[("tenant", Some("b"))],
+        );
+        let info = record(None, Some(br#"{"level":"info"}"#), &[("tenant", Some("a"))]);
+        assert!(keep(expr, &hit));
+        assert!(!keep(expr, &other_tenant));
+        assert!(!keep(expr, &info));
+        assert!(keep("json.n == 3", &hit));
+    }
+
+    #[test]
+    fn json_is_unbound_for_non_json_values_and_is_json_guards_it() {
+        let r = record(None, Some(b"not json {"), &[]);
+        let err = filter("json.level == 'error'").apply(&r, 0).unwrap_err();
+        assert_eq!(err.field, FILTER_FIELD);
+        assert_eq!(err.offset, 42);
+        assert!(!keep("is_json && json.level == 'error'", &r));
+        let tombstone = record(None, None, &[]);
+        assert!(!keep("is_json", &tombstone));
+        assert!(keep(
+            "has(json.a) && json.a.b[1] == 2.5",
+            &record(None, Some(br#"{"a":{"b":[1,2.5]}}"#), &[])
+        ));
+        assert!(!keep(
+            "has(json.missing)",
+            &record(None, Some(br#"{"a":1}"#), &[])
+        ));
+    }
+
+    #[test]
+    fn last_header_wins_and_null_header_reads_empty() {
+        let r = record(
+            None,
+            Some(b"v"),
+            &[("h", Some("first")), ("h", Some("last")), ("n", None)],
+        );
+        assert!(keep("headers['h'] == 'last'", &r));
+        assert!(keep("headers['n'] == ''", &r));
+        assert!(keep("!('missing' in headers)", &r));
+    }
+
+    #[test]
+    fn null_and_empty_keys_and_values_are_distinguishable() {
+        let null = record(None, None, &[]);
+        let empty = record(Some(b""), Some(b""), &[]);
+        assert!(keep(
+            "key == '' && value == '' && key_is_null && value_is_null",
+            &null
+        ));
+        assert!(keep("key == '' && !key_is_null && !value_is_null", &empty));
+        assert!(keep("size(value_bytes) == 0 && key_bytes == b''", &null));
+    }
+
+    #[test]
+    fn bytes_and_numbers_are_exposed() {
+        let r = record(Some(&[0xff, 0x00]), Some(&[0xfe, 0x41]), &[]);
+        assert!(keep(
+            "key_bytes == b'\\xff\\x00' && size(value_bytes) == 2",
+            &r
+        ));
+        // lossy UTF-8 for display: the invalid byte becomes U+FFFD, the rest survives
+        assert!(keep("value.endsWith('A')", &r));
+        assert!(keep(
+            "partition == 3 && offset == 42 && timestamp == 1700000000123",
+            &r
+        ));
+    }
+
+    #[test]
+    fn filtered_record_bytes_move_unchanged() {
+        let r = record(Some(&[0xff]), Some(&[0x80, b'x']), &[("h", None)]);
+        let out = filter("true").apply(&r, 0).unwrap().unwrap();
+        assert_eq!(out, r);
+    }
+
+    #[test]
+    fn key_transformation_string_bytes_and_null() {
+        let t = |expr: &str| {
+            CompiledTransformation::compile(&MessageTransformation {
+                key_transformation: Some(expr.to_owned()),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let r = record(Some(b"user1"), Some(br#"{"user_id":"u-9"}"#), &[]);
+        assert_eq!(
+            t("key + '-dr'").apply(&r, 0).unwrap().unwrap().key,
+            Some(b"user1-dr".to_vec())
+        );
+        assert_eq!(
+            t("json.user_id").apply(&r, 0).unwrap().unwrap().key,
+            Some(b"u-9".to_vec())
+        );
+        assert_eq!(
+            t("b'\\x01\\x02'").apply(&r, 0).unwrap().unwrap().key,
+            Some(vec![1, 2])
+        );
+        assert_eq!(t("null").apply(&r, 0).unwrap().unwrap().key, None);
+        let err = t("offset").apply(&r, 0).unwrap_err();
+        assert_eq!(err.field, KEY_FIELD);
+        assert!(
+            err.message.contains("string, bytes or null"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn headers_are_appended_after_existing_ones() {
+        let t = CompiledTransformation::compile(&MessageTransformation {
+            header_additions: vec![
+                ("migrated-from".into(), "prod".into()),
+                ("h".into(), "".into()),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        let r = record(None, None, &[("h", Some("orig"))]);
+        let out = t.apply(&r, 0).unwrap().unwrap();
+        let got: Vec<(&str, Option<&[u8]>)> = out
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("h", Some(&b"orig"[..])),
+                ("migrated-from", Some(&b"prod"[..])),
+                ("h", Some(&b""[..]))
+            ]
+        );
+        assert_eq!(out.value, None);
+    }
+
+    #[test]
+    fn filter_runs_before_key_and_headers() {
+        let t = CompiledTransformation::compile(&MessageTransformation {
+            filter_expression: Some("key.startsWith('keep')".into()),
+            key_transformation: Some("'new-' + key".into()),
+            header_additions: vec![("x".into(), "y".into())],
+        })
+        .unwrap();
+        assert!(t
+            .apply(&record(Some(b"drop-1"), None, &[]), 0)
+            .unwrap()
+            .is_none());
+        let out = t
+            .apply(&record(Some(b"keep-1"), None, &[]), 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.key, Some(b"new-keep-1".to_vec()));
+        assert_eq!(out.headers.len(), 1);
+    }
+
+    #[test]
+    fn invalid_expressions_are_validation_errors_naming_field_and_value() {
+        let bad = CompiledTransformation::compile(&MessageTransformation {
+            filter_expression: Some("value.contains(".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(bad.field, FILTER_FIELD);
+        assert_eq!(bad.value, "value.contains(");
+        let unknown = CompiledTransformation::compile(&MessageTransformation {
+            key_transformation: Some("valu + 'x'".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(unknown.field, KEY_FIELD);
+        assert!(unknown.message.contains("'valu'"), "{}", unknown.message);
+        let empty = CompiledTransformation::compile(&MessageTransformation {
+            filter_expression: Some("  ".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(empty.field, FILTER_FIELD);
+    }
+
+    #[test]
+    fn comprehension_variables_and_builtins_are_not_unknown() {
+        let r = record(None, Some(br#"{"tags":["a","vip"]}"#), &[("x", Some("1"))]);
+        assert!(keep("json.tags.exists(t, t == 'vip')", &r));
+        assert!(keep("headers.all(k, k == 'x')", &r));
+        assert!(keep("type(offset) == int", &r));
+        assert!(keep("value.lowerAscii().contains('vip')", &r));
+    }
+
+    #[test]
+    fn non_bool_filter_and_runtime_errors_are_eval_errors() {
+        let r = record(None, Some(b"v"), &[]);
+        let err = filter("value").apply(&r, 7).unwrap_err();
+        assert_eq!(
+            (err.field, err.partition, err.offset),
+            (FILTER_FIELD, 7, 42)
+        );
+        assert!(filter("headers['absent'] == 'x'").apply(&r, 0).is_err());
+        assert!(filter("1 / (offset - 42) == 0").apply(&r, 0).is_err());
+    }
+
+    #[test]
+    fn identity_passes_everything_through() {
+        let t = CompiledTransformation::compile(&MessageTransformation::default()).unwrap();
+        assert!(t.is_identity());
+        let r = record(None, None, &[]);
+        assert_eq!(t.apply_owned(r.clone(), 0).unwrap(), Some(r));
+    }
+
+    #[test]
+    fn compiled_transformation_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<CompiledTransformation>();
+        let t = filter("offset > 1");
+        assert_eq!(t.expression(FILTER_FIELD), Some("offset > 1"));
+        assert_eq!(t.expression(KEY_FIELD), None);
+    }
+}

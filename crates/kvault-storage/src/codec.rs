@@ -1,0 +1,216 @@
+//! Block compression and decompression for the five codecs, with reusable buffers and
+//! decompression that never allocates more than the block's declared raw length.
+
+use std::io::{Read, Write};
+
+use kvault_domain::{Compression, CompressionType};
+
+/// Compresses blocks with one codec and level; keeps codec state between blocks.
+pub(crate) struct Encoder {
+    compression: Compression,
+    snappy: snap::raw::Encoder,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl Encoder {
+    pub fn new(compression: Compression) -> Result<Self, String> {
+        let zstd = match compression.codec {
+            CompressionType::Zstd => {
+                let level = compression
+                    .level
+                    .or(CompressionType::Zstd.default_level())
+                    .unwrap_or(3);
+                Some(zstd::bulk::Compressor::new(level).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            compression,
+            snappy: snap::raw::Encoder::new(),
+            zstd,
+        })
+    }
+
+    /// Replaces `out` with the compressed form of `raw`.
+    pub fn compress(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        out.clear();
+        match self.compression.codec {
+            CompressionType::None => out.extend_from_slice(raw),
+            CompressionType::Gzip => {
+                let level = self
+                    .compression
+                    .level
+                    .or(CompressionType::Gzip.default_level())
+                    .unwrap_or(6)
+                    .clamp(0, 9) as u32;
+                let mut enc = flate2::write::GzEncoder::new(
+                    std::mem::take(out),
+                    flate2::Compression::new(level),
+                );
+                enc.write_all(raw).map_err(|e| e.to_string())?;
+                *out = enc.finish().map_err(|e| e.to_string())?;
+            }
+            CompressionType::Snappy => {
+                out.resize(snap::raw::max_compress_len(raw.len()), 0);
+                let n = self.snappy.compress(raw, out).map_err(|e| e.to_string())?;
+                out.truncate(n);
+            }
+            CompressionType::Lz4 => {
+                out.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+                let n = lz4_flex::block::compress_into(raw, out).map_err(|e| e.to_string())?;
+                out.truncate(n);
+            }
+            CompressionType::Zstd => {
+                let zstd = self
+                    .zstd
+                    .as_mut()
+                    .ok_or_else(|| "zstd compressor missing".to_owned())?;
+                out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                zstd.compress_to_buffer(raw, out)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decompresses blocks of one codec.
+pub(crate) struct Decoder {
+    codec: CompressionType,
+    snappy: snap::raw::Decoder,
+}
+
+/// LZ4 block format cannot expand by more than ~255:1; anything claiming more is corrupt,
+/// and the check stops a tiny input from forcing a large allocation.
+const LZ4_MAX_RATIO: u64 = 256;
+/// Snappy's longest copy (64 bytes) costs at least 3 bytes: ~21:1. 32 leaves headroom.
+const SNAPPY_MAX_RATIO: u64 = 32;
+
+impl Decoder {
+    pub fn new(codec: CompressionType) -> Self {
+        Self {
+            codec,
+            snappy: snap::raw::Decoder::new(),
+        }
+    }
+
+    /// Replaces `out` with exactly `raw_len` decompressed bytes, or says why it cannot.
+    /// `raw_len` has already been checked against the format limit by the caller.
+    pub fn decompress(
+        &mut self,
+        compressed: &[u8],
+        raw_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let clen = compressed.len() as u64;
+        match self.codec {
+            CompressionType::None => {
+                if compressed.len() != raw_len {
+                    return Err(format!(
+                        "uncompressed block holds {} bytes, header says {raw_len}",
+                        compressed.len()
+                    ));
+                }
+                out.clear();
+                out.extend_from_slice(compressed);
+            }
+            CompressionType::Gzip => {
+                let dec = flate2::read::GzDecoder::new(compressed);
+                read_bounded(dec, raw_len, out)?;
+            }
+            CompressionType::Zstd => {
+                let dec = zstd::stream::read::Decoder::with_buffer(compressed)
+                    .map_err(|e| e.to_string())?;
+                read_bounded(dec, raw_len, out)?;
+            }
+            CompressionType::Snappy => {
+                if raw_len as u64 > clen * SNAPPY_MAX_RATIO + 64 {
+                    return Err(format!(
+                        "{raw_len} raw bytes cannot come from {clen} snappy bytes"
+                    ));
+                }
+                let claimed = snap::raw::decompress_len(compressed).map_err(|e| e.to_string())?;
+                if claimed != raw_len {
+                    return Err(format!(
+                        "snappy stream holds {claimed} bytes, header says {raw_len}"
+                    ));
+                }
+                // Resizing without clearing keeps the zero-fill to the growth only.
+                out.resize(raw_len, 0);
+                let n = self
+                    .snappy
+                    .decompress(compressed, out)
+                    .map_err(|e| e.to_string())?;
+                if n != raw_len {
+                    return Err(format!("snappy produced {n} bytes, header says {raw_len}"));
+                }
+            }
+            CompressionType::Lz4 => {
+                if raw_len as u64 > clen * LZ4_MAX_RATIO + 64 {
+                    return Err(format!(
+                        "{raw_len} raw bytes cannot come from {clen} lz4 bytes"
+                    ));
+                }
+                out.resize(raw_len, 0);
+                let n =
+                    lz4_flex::block::decompress_into(compressed, out).map_err(|e| e.to_string())?;
+                if n != raw_len {
+                    return Err(format!("lz4 produced {n} bytes, header says {raw_len}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a streaming decoder to its end into `out`, growing the buffer only as data arrives
+/// (a lying header cannot force a large allocation) and refusing more than `raw_len` bytes.
+fn read_bounded(dec: impl Read, raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    let n = dec
+        .take(raw_len as u64 + 1)
+        .read_to_end(out)
+        .map_err(|e| e.to_string())?;
+    if n != raw_len {
+        return Err(if n > raw_len {
+            format!("stream holds more than the {raw_len} bytes the header says")
+        } else {
+            format!("stream holds {n} bytes, header says {raw_len}")
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_codec_round_trips_and_refuses_wrong_lengths() {
+        let raw: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        for codec in CompressionType::ALL {
+            let c = Compression::new(codec, None).unwrap();
+            let mut enc = Encoder::new(c).unwrap();
+            let mut dec = Decoder::new(codec);
+            let mut z = Vec::new();
+            let mut back = Vec::new();
+            enc.compress(&raw, &mut z).unwrap();
+            dec.decompress(&z, raw.len(), &mut back).unwrap();
+            assert_eq!(back, raw, "{codec}");
+            assert!(
+                dec.decompress(&z, raw.len() - 1, &mut back).is_err(),
+                "{codec}"
+            );
+            assert!(
+                dec.decompress(&z, raw.len() + 1, &mut back).is_err(),
+                "{codec}"
+            );
+            // Empty input round-trips too.
+            enc.compress(&[], &mut z).unwrap();
+            dec.decompress(&z, 0, &mut back).unwrap();
+            assert!(back.is_empty());
+        }
+    }
+}

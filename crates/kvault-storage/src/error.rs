@@ -1,0 +1,292 @@
+//! Typed storage errors, each naming the file, block and byte position at fault, and their
+//! mapping onto [`DomainError`] at the [`ArchiveStore`](kvault_domain::ports::ArchiveStore)
+//! boundary.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use kvault_domain::{CompressionType, DomainError};
+
+/// Where in an archive a problem was found.
+///
+/// `file` is relative to the store's base directory (`{backup_id}/p0/…seg`), or `<memory>` for
+/// in-memory reads, so its first path component is the backup id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    /// Index of the block (0-based) when the problem is inside or at a block.
+    pub block: Option<u64>,
+    /// Byte position in the file where the damaged structure starts.
+    pub pos: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.block {
+            Some(b) => write!(f, "{} block {} at byte {}", self.file, b, self.pos),
+            None => write!(f, "{} at byte {}", self.file, self.pos),
+        }
+    }
+}
+
+/// Everything the archive layer can report. Corruption variants say what was expected and
+/// what was found; none of them are produced by a panic path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The operating system refused an operation.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file does not start with the segment magic: not a kvault segment.
+    #[error("{at}: bad segment magic {found:02x?}")]
+    BadMagic { at: Location, found: [u8; 4] },
+    /// The segment was written by a newer (or unknown) major format version.
+    #[error(
+        "{at}: unsupported segment format version {major}.{minor} (this build reads {supported}.x)"
+    )]
+    UnsupportedVersion {
+        at: Location,
+        major: u16,
+        minor: u16,
+        supported: u16,
+    },
+    /// The codec id in the segment header is not one this build knows.
+    #[error("{at}: unknown codec id {code}")]
+    UnknownCodec { at: Location, code: u8 },
+    /// The segment's codec differs from the one the manifest records.
+    #[error("{at}: segment codec {found} differs from manifest codec {expected}")]
+    CodecMismatch {
+        at: Location,
+        expected: CompressionType,
+        found: CompressionType,
+    },
+    /// A fixed-size header (file header, block header or trailer) failed its own CRC32C.
+    #[error("{at}: {what} checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    HeaderChecksum {
+        at: Location,
+        what: &'static str,
+        stored: u32,
+        computed: u32,
+    },
+    /// A block's compressed bytes failed their CRC32C.
+    #[error(
+        "{at}: block data checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    BlockChecksum {
+        at: Location,
+        stored: u32,
+        computed: u32,
+    },
+    /// The file ended before a complete structure (or before its trailer).
+    #[error("{at}: truncated: file ends inside {what}")]
+    Truncated { at: Location, what: &'static str },
+    /// Bytes follow the segment trailer.
+    #[error("{at}: unexpected bytes after the segment trailer")]
+    TrailingBytes { at: Location },
+    /// Neither a block header nor the trailer starts here.
+    #[error("{at}: expected a block or trailer marker, found {found:02x?}")]
+    BadMarker { at: Location, found: [u8; 4] },
+    /// A length or count exceeds the format's documented maximum; refused before allocating.
+    #[error("{at}: {what} is {value}, above the limit of {max}")]
+    LimitExceeded {
+        at: Location,
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
+    /// The codec could not decompress a block, or produced the wrong length.
+    #[error("{at}: {codec} decompression failed: {message}")]
+    Decompress {
+        at: Location,
+        codec: CompressionType,
+        message: String,
+    },
+    /// A record inside a decompressed block is malformed (bad length, bad enum value,
+    /// non-UTF-8 header name, ...).
+    #[error("{at}: record {index} of the block: {reason}")]
+    BadRecord {
+        at: Location,
+        index: u64,
+        reason: String,
+    },
+    /// A count, offset or timestamp differs from what a header, trailer or manifest states.
+    #[error("{at}: {what}: expected {expected}, found {found}")]
+    Mismatch {
+        at: Location,
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// Record offsets must strictly increase within a segment and across segments.
+    #[error("{at}: offset {found} does not follow offset {previous}")]
+    OffsetOrder {
+        at: Location,
+        previous: i64,
+        found: i64,
+    },
+    /// The whole file's SHA-256 differs from the manifest.
+    #[error("{file}: SHA-256 mismatch (manifest {expected}, file {actual})")]
+    Sha256Mismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    /// `manifest.json` cannot be parsed, is too large, or contradicts itself or its directory.
+    #[error("{file}: bad manifest: {reason}")]
+    BadManifest { file: String, reason: String },
+    /// The manifest was written by a newer format version.
+    #[error("{file}: manifest format version {found} is newer than supported {supported}")]
+    ManifestVersion {
+        file: String,
+        found: u32,
+        supported: u32,
+    },
+    /// No finished backup with this id.
+    #[error("backup '{0}' not found")]
+    BackupNotFound(String),
+    /// The backup exists but has no such partition.
+    #[error("backup '{backup_id}' has no partition {partition}")]
+    PartitionNotFound { backup_id: String, partition: i32 },
+    /// A backup (finished or still being written) already uses this id.
+    #[error("backup '{0}' already exists")]
+    BackupExists(String),
+    /// A writer for this partition of this backup was already handed out.
+    #[error("partition {partition} of backup '{backup_id}' is already being written")]
+    PartitionTaken { backup_id: String, partition: i32 },
+    /// Records must be appended in strictly increasing offset order.
+    #[error("partition {partition}: offset {found} appended after offset {previous}")]
+    AppendOrder {
+        partition: i32,
+        previous: i64,
+        found: i64,
+    },
+    /// One record is larger than a block may be.
+    #[error("partition {partition}: record at offset {offset} encodes to {size} bytes, above the limit of {max}")]
+    RecordTooLarge {
+        partition: i32,
+        offset: i64,
+        size: u64,
+        max: u64,
+    },
+    /// A compressor failed while writing (not a property of the data on disk).
+    #[error("{codec} compression failed: {message}")]
+    Compress {
+        codec: CompressionType,
+        message: String,
+    },
+    /// The caller passed something the store cannot use (bad options, a reserved id, a
+    /// commit naming files that were never written).
+    #[error("{field}: {message}")]
+    InvalidInput {
+        field: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the archive's bytes are damaged or inconsistent (as opposed to an I/O
+    /// failure, a missing backup or a caller error).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Self::BadMagic { .. }
+                | Self::UnsupportedVersion { .. }
+                | Self::UnknownCodec { .. }
+                | Self::CodecMismatch { .. }
+                | Self::HeaderChecksum { .. }
+                | Self::BlockChecksum { .. }
+                | Self::Truncated { .. }
+                | Self::TrailingBytes { .. }
+                | Self::BadMarker { .. }
+                | Self::LimitExceeded { .. }
+                | Self::Decompress { .. }
+                | Self::BadRecord { .. }
+                | Self::Mismatch { .. }
+                | Self::OffsetOrder { .. }
+                | Self::Sha256Mismatch { .. }
+                | Self::BadManifest { .. }
+                | Self::ManifestVersion { .. }
+        )
+    }
+
+    /// Converts to the domain error for a backup, naming `backup_id` in corruption errors.
+    pub fn into_domain(self, backup_id: &str) -> DomainError {
+        if self.is_corruption() {
+            return DomainError::CorruptArchive {
+                backup_id: backup_id.to_owned(),
+                reason: self.to_string(),
+            };
+        }
+        match self {
+            Self::BackupNotFound(id) => DomainError::not_found("backup", id),
+            Self::PartitionNotFound {
+                backup_id,
+                partition,
+            } => DomainError::not_found("partition", format!("{backup_id}/{partition}")),
+            Self::BackupExists(id) => {
+                DomainError::conflict_on(format!("backup '{id}' already exists"), "backup_id", id)
+            }
+            e @ Self::PartitionTaken { .. } => DomainError::conflict(e.to_string()),
+            Self::InvalidInput {
+                field,
+                value,
+                message,
+            } => kvault_domain::ValidationError::new(field, value, message).into(),
+            e @ (Self::AppendOrder { .. } | Self::RecordTooLarge { .. }) => {
+                DomainError::Internal(e.to_string())
+            }
+            e => DomainError::Storage(e.to_string()),
+        }
+    }
+
+    /// The backup id an error is about, when it can tell.
+    fn backup_id(&self) -> String {
+        let from_file = |f: &str| f.split('/').next().unwrap_or_default().to_owned();
+        match self {
+            Self::BackupNotFound(id) | Self::BackupExists(id) => id.clone(),
+            Self::PartitionNotFound { backup_id, .. } | Self::PartitionTaken { backup_id, .. } => {
+                backup_id.clone()
+            }
+            Self::Sha256Mismatch { file, .. }
+            | Self::BadManifest { file, .. }
+            | Self::ManifestVersion { file, .. } => from_file(file),
+            Self::BadMagic { at, .. }
+            | Self::UnsupportedVersion { at, .. }
+            | Self::UnknownCodec { at, .. }
+            | Self::CodecMismatch { at, .. }
+            | Self::HeaderChecksum { at, .. }
+            | Self::BlockChecksum { at, .. }
+            | Self::Truncated { at, .. }
+            | Self::TrailingBytes { at }
+            | Self::BadMarker { at, .. }
+            | Self::LimitExceeded { at, .. }
+            | Self::Decompress { at, .. }
+            | Self::BadRecord { at, .. }
+            | Self::Mismatch { at, .. }
+            | Self::OffsetOrder { at, .. } => from_file(&at.file),
+            _ => String::new(),
+        }
+    }
+}
+
+impl From<StorageError> for DomainError {
+    fn from(e: StorageError) -> Self {
+        let id = e.backup_id();
+        e.into_domain(&id)
+    }
+}
+
+pub(crate) type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,244 @@
+//! Command-line shape: subcommands and flags. Flags are named like the JSON fields of the API
+//! (kebab-case, with the snake_case spelling accepted as an alias), so a request body and a
+//! command line read the same.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kvault_domain::restore::IfExists;
+use kvault_domain::{CompressionType, Offset};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kvault",
+    version,
+    about = "Back up, restore, migrate and drain Kafka topics"
+)]
+pub struct Cli {
+    /// Configuration file layered over the built-in defaults (env: KVAULT_CONFIG).
+    #[arg(long, global = true, env = "KVAULT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API server.
+    Serve,
+    /// Back up a topic into a new archive; prints the backup result as JSON.
+    Backup(BackupArgs),
+    /// Restore a backup into a topic; prints the restore result as JSON.
+    Restore(RestoreArgs),
+    /// Read a whole backup and check every checksum and count against its manifest.
+    Verify(BackupIdArg),
+    /// List finished backups (newest first).
+    List(ListArgs),
+    /// Print a backup's manifest.
+    Show(BackupIdArg),
+    /// Mint a JWT from the configured secret, for local use and CI.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Cluster id from the `clusters:` config section.
+    #[arg(long, alias = "cluster_id", alias = "cluster-id")]
+    pub cluster: String,
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long, value_parser = parse_compression)]
+    pub compression: Option<CompressionType>,
+    #[arg(long, alias = "compression_level")]
+    pub compression_level: Option<i32>,
+    #[arg(long, alias = "max_messages")]
+    pub max_messages: Option<u64>,
+    /// "earliest", "latest" or an offset.
+    #[arg(long, alias = "start_offset", default_value = "earliest")]
+    pub start_offset: Offset,
+    /// "latest" or an offset (exclusive).
+    #[arg(long, alias = "end_offset", default_value = "latest")]
+    pub end_offset: Offset,
+    /// Comma-separated partition numbers (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub partitions: Option<Vec<i32>>,
+    #[arg(long, alias = "include_headers", default_value_t = true, action = clap::ArgAction::Set)]
+    pub include_headers: bool,
+    #[arg(long, alias = "include_keys", default_value_t = true, action = clap::ArgAction::Set)]
+    pub include_keys: bool,
+    #[arg(long, alias = "rate_limit_per_second")]
+    pub rate_limit_per_second: Option<u32>,
+    /// RFC 3339 instant: only records at or after it.
+    #[arg(long, alias = "start_time")]
+    pub start_time: Option<DateTime<Utc>>,
+    /// RFC 3339 instant: only records before it.
+    #[arg(long, alias = "end_time")]
+    pub end_time: Option<DateTime<Utc>>,
+    /// Name the backup (default: generated).
+    #[arg(long, alias = "backup_id")]
+    pub backup_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Target cluster id (default: the cluster the backup was taken from).
+    #[arg(long, alias = "cluster_id", alias = "cluster-id")]
+    pub cluster: Option<String>,
+    #[arg(long, alias = "backup_id")]
+    pub backup_id: String,
+    #[arg(long, alias = "target_topic")]
+    pub target_topic: String,
+    #[arg(long, alias = "target_partitions")]
+    pub target_partitions: Option<i32>,
+    #[arg(long, alias = "replication_factor")]
+    pub replication_factor: Option<i16>,
+    #[arg(long, alias = "preserve_offsets")]
+    pub preserve_offsets: bool,
+    #[arg(long, alias = "rate_limit_per_second")]
+    pub rate_limit_per_second: Option<u32>,
+    #[arg(long, alias = "validate_checksum", default_value_t = true, action = clap::ArgAction::Set)]
+    pub validate_checksum: bool,
+    #[arg(long, alias = "if_exists", value_enum, default_value_t = IfExistsArg::Fail)]
+    pub if_exists: IfExistsArg,
+    /// Comma-separated source partitions to restore (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub partitions: Option<Vec<i32>>,
+    /// RFC 3339 instant: restore only records at or before it.
+    #[arg(long, alias = "until_time")]
+    pub until_time: Option<DateTime<Utc>>,
+    /// Add a `kvault.source.offset` header to every restored record.
+    #[arg(long, alias = "include_source_offset_header")]
+    pub include_source_offset_header: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IfExistsArg {
+    Fail,
+    Append,
+}
+
+impl From<IfExistsArg> for IfExists {
+    fn from(arg: IfExistsArg) -> Self {
+        match arg {
+            IfExistsArg::Fail => IfExists::Fail,
+            IfExistsArg::Append => IfExists::Append,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BackupIdArg {
+    #[arg(long, alias = "backup_id")]
+    pub backup_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only backups of this cluster.
+    #[arg(long, alias = "cluster_id", alias = "cluster-id")]
+    pub cluster: Option<String>,
+    /// Only backups of this topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Subject (user or pipeline name); API rate limits are per subject.
+    #[arg(long)]
+    pub sub: String,
+    /// viewer, operator or admin.
+    #[arg(long)]
+    pub role: String,
+    /// Lifetime, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: std::time::Duration,
+    /// Comma-separated cluster ids the token may touch (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub clusters: Option<Vec<String>>,
+}
+
+fn parse_compression(raw: &str) -> Result<CompressionType, String> {
+    raw.parse::<CompressionType>().map_err(|e| e.message)
+}
+
+/// `90s`, `30m`, `1h`, `7d`, or plain seconds.
+pub fn parse_ttl(raw: &str) -> Result<std::time::Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((raw, "s"), |i| raw.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration like 30m, 1h or 7d, got '{raw}'"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' (use s, m, h or d)"
+            ))
+        }
+    };
+    if secs == 0 {
+        return Err("ttl must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_ttl("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_ttl("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_ttl("7d").unwrap().as_secs(), 604_800);
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+
+    #[test]
+    fn snake_case_aliases_parse() {
+        let cli = Cli::try_parse_from([
+            "kvault",
+            "backup",
+            "--cluster",
+            "local",
+            "--topic",
+            "events",
+            "--max_messages",
+            "10",
+            "--start-offset",
+            "5",
+            "--partitions",
+            "0,2",
+            "--include-keys",
+            "false",
+        ])
+        .unwrap();
+        let Command::Backup(args) = cli.command else {
+            panic!("not a backup")
+        };
+        assert_eq!(args.max_messages, Some(10));
+        assert_eq!(args.start_offset, Offset::At(5));
+        assert_eq!(args.partitions, Some(vec![0, 2]));
+        assert!(!args.include_keys);
+        assert!(args.include_headers);
+    }
+}

@@ -1,0 +1,34 @@
+//! One module per subcommand. Each prints its documented JSON result on stdout.
+
+mod archive;
+mod backup;
+mod restore;
+mod serve;
+mod token;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+use crate::exit::CliError;
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let context = Context::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve::run(context).await,
+        Command::Backup(args) => backup::run(&context, args).await,
+        Command::Restore(args) => restore::run(&context, args).await,
+        Command::Verify(args) => archive::verify(&context, args).await,
+        Command::List(args) => archive::list(&context, args).await,
+        Command::Show(args) => archive::show(&context, args).await,
+        Command::Token(args) => token::run(&context, args),
+    }
+}
+
+/// Pretty JSON on stdout: what pipelines parse and people read.
+fn print_json(value: &impl Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::internal(format!("cannot encode result: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! `kvault restore`: the same request and result as `POST /clusters/{id}/restore`. Without
+//! `--cluster` it restores into the cluster the backup was taken from.
+
+use kvault_domain::job::OperationControl;
+use kvault_domain::RestoreRequest;
+
+use super::print_json;
+use crate::cli::RestoreArgs;
+use crate::context::Context;
+use crate::exit::CliError;
+use crate::progress::ProgressLine;
+
+pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
+    let request = RestoreRequest {
+        backup_id: args.backup_id,
+        target_topic: args.target_topic,
+        target_partitions: args.target_partitions,
+        replication_factor: args.replication_factor,
+        preserve_offsets: args.preserve_offsets,
+        rate_limit_per_second: args.rate_limit_per_second,
+        validate_checksum: args.validate_checksum,
+        if_exists: args.if_exists.into(),
+        partitions: args.partitions,
+        until_time: args.until_time,
+        include_source_offset_header: args.include_source_offset_header,
+    };
+    let plan = request.validate()?;
+    let store = context.store()?;
+    let cluster_id = match args.cluster {
+        Some(id) => id,
+        None => store.manifest(&plan.backup_id)?.cluster_id,
+    };
+    let cluster = context.cluster(&cluster_id)?;
+    let control = OperationControl::new();
+    let _progress = ProgressLine::start(format!("restore {}", plan.backup_id), control.clone());
+    let result = cluster.restore(plan, store, control).await?;
+    print_json(&result)
+}

@@ -1,0 +1,17 @@
+//! `kvault serve`: the HTTP API on the configured address, until Ctrl-C or SIGTERM.
+
+use kvault_api::startup::Application;
+
+use crate::context::Context;
+use crate::exit::CliError;
+
+pub async fn run(context: Context) -> Result<(), CliError> {
+    let application = Application::build(context.settings)
+        .await
+        .map_err(|e| CliError::internal(format!("cannot start the server: {e}")))?;
+    tracing::info!(port = application.port(), "kvault API listening");
+    application
+        .run_until_stopped()
+        .await
+        .map_err(|e| CliError::internal(format!("server stopped with an error: {e}")))
+}

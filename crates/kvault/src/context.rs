@@ -1,0 +1,54 @@
+//! What every command needs from the configuration: the archive store and cluster clients.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kvault_api::configuration::Settings;
+use kvault_domain::ports::ArchiveStore;
+use kvault_domain::ClusterId;
+use kvault_kafka::KafkaCluster;
+use kvault_storage::LocalArchiveStore;
+
+use crate::exit::{CliError, EXIT_NOT_FOUND};
+
+pub struct Context {
+    pub settings: Settings,
+}
+
+impl Context {
+    pub fn load(config: Option<&Path>) -> Result<Self, CliError> {
+        let settings =
+            Settings::load(config).map_err(|e| CliError::invalid(format!("configuration: {e}")))?;
+        Ok(Self { settings })
+    }
+
+    pub fn store(&self) -> Result<Arc<dyn ArchiveStore>, CliError> {
+        let store = LocalArchiveStore::new(&self.settings.backup.base_path).map_err(|e| {
+            CliError::internal(format!(
+                "cannot open backup directory {}: {e}",
+                self.settings.backup.base_path.display()
+            ))
+        })?;
+        Ok(Arc::new(store))
+    }
+
+    /// A client for a cluster named in the `clusters:` section.
+    pub fn cluster(&self, id: &str) -> Result<KafkaCluster, CliError> {
+        let cluster_id = ClusterId::parse(id)?;
+        let config = self.settings.clusters.get(id).ok_or_else(|| {
+            let known: Vec<&str> = self.settings.clusters.keys().map(String::as_str).collect();
+            CliError::new(
+                EXIT_NOT_FOUND,
+                format!(
+                    "cluster '{id}' is not configured (known: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })?;
+        Ok(KafkaCluster::connect(cluster_id, config)?)
+    }
+}

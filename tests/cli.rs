@@ -1,0 +1,222 @@
+//! End-to-end tests of the `kvault` binary against a real broker: what a CI pipeline does when
+//! it calls `kvault backup` and `kvault restore` and trusts the exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use kvault_testkit::{TestBroker, TestRecord};
+use serde_json::Value;
+
+/// A config file naming the test broker as cluster `test` and a private backup directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(broker: &TestBroker) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("kvault.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "backup:\n  base_path: \"{}\"\nclusters:\n  test:\n    bootstrap_servers: \"{}\"\n",
+                dir.path().join("backups").display(),
+                broker.bootstrap()
+            ),
+        )
+        .unwrap();
+        Self { dir, config }
+    }
+
+    fn backups(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    fn kvault(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kvault"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run kvault")
+    }
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "kvault failed ({:?}): {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+fn records(n: usize) -> Vec<TestRecord> {
+    (0..n)
+        .map(|i| TestRecord {
+            partition: Some((i % 2) as i32),
+            key: (i % 5 != 0).then(|| format!("key-{i}").into_bytes()),
+            value: (i % 7 != 0).then(|| vec![0xff, 0x00, i as u8]),
+            headers: vec![("h".into(), Some(b"v".to_vec())), ("h".into(), None)],
+            timestamp: Some(1_700_000_000_000 + i as i64),
+        })
+        .collect()
+}
+
+fn first_segment(dir: &Path) -> PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "seg") {
+                return path;
+            }
+        }
+    }
+    panic!("no segment under {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_verify_list_restore_round_trip_through_the_cli() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-src");
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &records(500)).await;
+
+    let backup = json(&setup.kvault(&[
+        "backup",
+        "--cluster",
+        "test",
+        "--topic",
+        &topic,
+        "--compression",
+        "zstd",
+    ]));
+    assert_eq!(backup["status"], "completed");
+    assert_eq!(backup["total_messages"], 500);
+    assert_eq!(backup["compression"], "zstd");
+    let backup_id = backup["backup_id"].as_str().unwrap().to_owned();
+
+    let report = json(&setup.kvault(&["verify", "--backup-id", &backup_id]));
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["messages_checked"], 500);
+
+    let listed = json(&setup.kvault(&["list", "--topic", &topic]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["backup_id"], backup_id.as_str());
+    let shown = json(&setup.kvault(&["show", "--backup-id", &backup_id]));
+    assert_eq!(shown["topic"]["partition_count"], 2);
+
+    // No --cluster: restore goes back to the cluster the backup came from.
+    let target = broker.unique_topic("cli-dst");
+    let restored = json(&setup.kvault(&[
+        "restore",
+        "--backup-id",
+        &backup_id,
+        "--target-topic",
+        &target,
+    ]));
+    assert_eq!(restored["messages_restored"], 500);
+    assert_eq!(restored["checksum_validated"], true);
+    let mut original = broker.consume_all(&topic).await;
+    let mut copy = broker.consume_all(&target).await;
+    original.sort_by_key(|r| (r.partition, r.offset));
+    copy.sort_by_key(|r| (r.partition, r.offset));
+    assert_eq!(original, copy);
+
+    // The target now holds messages: a second restore is a conflict, exit code 4.
+    let again = setup.kvault(&[
+        "restore",
+        "--backup-id",
+        &backup_id,
+        "--target-topic",
+        &target,
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_archive_fails_verify_and_restore_with_exit_code_5() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-corrupt");
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &records(200)).await;
+    let backup = json(&setup.kvault(&["backup", "--cluster", "test", "--topic", &topic]));
+    let backup_id = backup["backup_id"].as_str().unwrap().to_owned();
+
+    let segment = first_segment(&setup.backups().join(&backup_id));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let verify = setup.kvault(&["verify", "--backup-id", &backup_id]);
+    assert_eq!(verify.status.code(), Some(5));
+    let target = broker.unique_topic("cli-corrupt-dst");
+    let restore = setup.kvault(&[
+        "restore",
+        "--backup-id",
+        &backup_id,
+        "--target-topic",
+        &target,
+    ]);
+    assert_eq!(
+        restore.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert_eq!(
+        broker.partition_count(&target).await,
+        None,
+        "nothing may be created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_exits_with_a_message_and_the_right_code() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+
+    let unknown_cluster = setup.kvault(&["backup", "--cluster", "nope", "--topic", "t"]);
+    assert_eq!(unknown_cluster.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unknown_cluster.stderr).contains("nope"));
+
+    let bad_offset = setup.kvault(&[
+        "backup",
+        "--cluster",
+        "test",
+        "--topic",
+        "t",
+        "--start-offset",
+        "10",
+        "--end-offset",
+        "5",
+    ]);
+    assert_eq!(bad_offset.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_offset.stderr).contains("start_offset"));
+
+    let missing_topic = setup.kvault(&[
+        "backup",
+        "--cluster",
+        "test",
+        "--topic",
+        &broker.unique_topic("absent"),
+    ]);
+    assert_eq!(missing_topic.status.code(), Some(3));
+
+    let missing_backup = setup.kvault(&["verify", "--backup-id", "no-such-backup"]);
+    assert_eq!(missing_backup.status.code(), Some(3));
+}
