@@ -8,6 +8,11 @@ if [ -z "${KVAULT_TEST_BOOTSTRAP:-}" ]; then
   bash scripts/install-broker.sh
 fi
 bash scripts/start-postgres.sh
-export KVAULT_TEST_DATABASE_URL="${KVAULT_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# Each API test creates a database of its own (kvault_test_*); drop those of earlier runs.
+{ psql -h 127.0.0.1 -U postgres -d test -Atqc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'kvault\_test\_%'" |
+    while read -r db; do psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS \"$db\""; done
+} 2>/dev/null || true
 
-cargo test --workspace --all-targets "$@"
+# Benches are not run here: they are measurements, run on purpose (see README).
+cargo test --workspace "$@"

@@ -220,3 +220,95 @@ async fn bad_input_exits_with_a_message_and_the_right_code() {
     let missing_backup = setup.kvault(&["verify", "--backup-id", "no-such-backup"]);
     assert_eq!(missing_backup.status.code(), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_filters_with_cel_and_drain_reports_unknown_groups() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let source = broker.unique_topic("cli-mig-src");
+    broker.create_topic(&source, 2).await;
+    let messages: Vec<TestRecord> = (0..100)
+        .map(|i| TestRecord {
+            partition: Some(i % 2),
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(
+                if i % 4 == 0 {
+                    format!("important {i}")
+                } else {
+                    format!("noise {i}")
+                }
+                .into_bytes(),
+            ),
+            ..TestRecord::default()
+        })
+        .collect();
+    broker.produce(&source, &messages).await;
+
+    let target = broker.unique_topic("cli-mig-dst");
+    let result = json(&setup.kvault(&[
+        "migrate",
+        "--source-cluster",
+        "test",
+        "--source-topic",
+        &source,
+        "--target-cluster",
+        "test",
+        "--target-topic",
+        &target,
+        "--filter-expression",
+        "value.contains('important')",
+        "--key-transformation",
+        "key + '-dr'",
+        "--header",
+        "migrated-from=test",
+    ]));
+    assert_eq!(result["messages_read"], 100);
+    assert_eq!(result["messages_migrated"], 25);
+    assert_eq!(result["transformation_applied"], true);
+    let copied = broker.consume_all(&target).await;
+    assert_eq!(copied.len(), 25);
+    for record in &copied {
+        assert!(record.value.as_deref().unwrap().starts_with(b"important"));
+        assert!(record.key.as_deref().unwrap().ends_with(b"-dr"));
+        assert_eq!(
+            record.headers.last().unwrap(),
+            &("migrated-from".to_string(), Some(b"test".to_vec()))
+        );
+    }
+
+    let bad = setup.kvault(&[
+        "migrate",
+        "--source-cluster",
+        "test",
+        "--source-topic",
+        &source,
+        "--target-cluster",
+        "test",
+        "--target-topic",
+        &broker.unique_topic("cli-mig-bad"),
+        "--filter-expression",
+        "value.contains(",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("filter_expression"));
+
+    let drain = setup.kvault(&[
+        "drain",
+        "--cluster",
+        "test",
+        "--group-id",
+        "no-such-group",
+        "--topics",
+        &source,
+        "--timeout-seconds",
+        "1",
+        "--check-interval-ms",
+        "100",
+    ]);
+    assert_eq!(
+        drain.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
+}

@@ -24,6 +24,7 @@ use crate::error::{json_fallback, ApiError};
 use crate::extract::{path_error, query_error};
 use crate::jobs::{JobStore, StoreError};
 use crate::routes;
+use crate::routes::metrics::ArchiveTotalsCache;
 use crate::runner::{JobRunner, Limits};
 
 /// Shared by every request.
@@ -34,6 +35,7 @@ pub struct AppState {
     pub limits: Limits,
     pub clusters: BTreeMap<String, Arc<KafkaCluster>>,
     pub store: Arc<dyn ArchiveStore>,
+    pub archive_totals: Arc<ArchiveTotalsCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,7 @@ impl Application {
             limits: Limits::new(&settings),
             clusters,
             store: Arc::new(archive),
+            archive_totals: Arc::new(ArchiveTotalsCache::default()),
             settings,
         });
         let server = run(listener, state.clone())?;
@@ -265,17 +268,20 @@ async fn retention_loop(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let state = state.clone();
         let days = state.settings.backup.retention_days;
+        let (store, runner) = (state.store.clone(), state.runner.clone());
         let swept = tokio::task::spawn_blocking(move || {
-            let runner = state.runner.clone();
-            sweep_retention(state.store.as_ref(), days, Utc::now(), |id| {
+            sweep_retention(store.as_ref(), days, Utc::now(), |id| {
                 runner.uses_backup(id)
             })
         })
         .await;
         match swept {
-            Ok(Ok(_)) => {}
+            Ok(Ok(deleted)) => {
+                if !deleted.is_empty() {
+                    state.archive_totals.invalidate();
+                }
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
             Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
         }

@@ -26,29 +26,47 @@
 //! field. A migration that fails or is cancelled after it created the target topic deletes that
 //! topic again, so no half-migrated topic is left behind; a pre-existing target is left as is
 //! (records already written stay).
+//!
+//! Consumer-group translation (`translate_consumer_groups`): while copying, each partition
+//! task records where the copies landed (source offset -> target offset, as run-length
+//! segments in an [`OffsetMap`] of bounded size). After the copy, each listed group's committed
+//! offsets on the source topic are read without joining the group (a consumer with the group's
+//! id that never subscribes, only sends OffsetFetch), each committed offset `c` is mapped to
+//! the target offset of the first copied record at or after `c` (the end of the copied
+//! records when none; the target's end when the partition copied nothing), and the result is
+//! committed for the same group id on the target, again without joining. The group then
+//! resumes on the target at the copy of the next record it would have read on the source,
+//! whatever the filter dropped. Translation needs partitions kept 1:1: when records are
+//! re-partitioned by key, one source position has no single target position, so the groups
+//! are refused (reported, nothing committed) rather than guessed. A group with no commit on
+//! the source topic is reported as skipped; a failure to read or commit one group's offsets
+//! is reported for that group and does not undo the copy.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::FuturesUnordered;
+use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{
-    MessageTransformation, MigrateRequest, MigrateResult, OnEvaluationError,
+    GroupTranslation, GroupTranslationStatus, MessageTransformation, MigrateRequest, MigrateResult,
+    OnEvaluationError, PartitionTranslation,
 };
 use kvault_domain::record::{Record, TimestampType};
 use kvault_domain::{DomainError, ValidationError};
-use rdkafka::consumer::Consumer;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::admin::Admin;
-use crate::client::{create_producer, create_reader, kafka_error, ClusterConfig};
+use crate::admin::{Admin, METADATA_TIMEOUT};
+use crate::client::{base_config, create_producer, create_reader, kafka_error, ClusterConfig};
 use crate::cluster::KafkaCluster;
 use crate::partitioner::KeyPartitioner;
 use crate::throttle::Throttle;
@@ -65,6 +83,11 @@ const MAX_IN_FLIGHT: usize = 20_000;
 /// A reader that gets neither a record nor an end-of-partition event for this long gives up.
 const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Offset-map segments kept over all partitions of one migration (32 bytes each), shared out
+/// per partition; only reached when a filter fragments the copy into very many runs.
+const OFFSET_MAP_TOTAL_RUNS: usize = 1 << 20;
+const OFFSET_MAP_MIN_RUNS: usize = 256;
+const OFFSET_MAP_MAX_RUNS: usize = 1 << 16;
 
 /// State shared by every partition task of one migration.
 struct Shared {
@@ -85,6 +108,8 @@ struct Shared {
     filtered: AtomicU64,
     failed: AtomicU64,
     written: AtomicU64,
+    /// Segments each partition's [`OffsetMap`] may hold; `None` when no group is translated.
+    offset_map_runs: Option<usize>,
 }
 
 impl Shared {
@@ -179,6 +204,30 @@ pub async fn migrate(
     } else {
         Some(KeyPartitioner::new(target_partitions.len() as i32))
     };
+    // Group translation: why it cannot be done, or the target's ends before the copy (where
+    // a group lands on a partition that copies nothing).
+    let translation = if req.translate_consumer_groups.is_empty() {
+        None
+    } else if partitioner.is_some() {
+        Some(Err(format!(
+            "partitions were not kept 1:1 (source topic has partitions {:?}, target topic {:?}): \
+             records were re-partitioned by key, so a source offset has no single target \
+             offset; nothing was committed",
+            info.partitions, target_partitions
+        )))
+    } else {
+        let ends = target_admin
+            .watermarks(&req.target_topic, &target_partitions)
+            .await?
+            .into_iter()
+            .map(|(p, (_, high))| (p, high))
+            .collect::<BTreeMap<i32, i64>>();
+        Some(Ok(ends))
+    };
+    let offset_map_runs = matches!(translation, Some(Ok(_))).then(|| {
+        (OFFSET_MAP_TOTAL_RUNS / info.partitions.len().max(1))
+            .clamp(OFFSET_MAP_MIN_RUNS, OFFSET_MAP_MAX_RUNS)
+    });
 
     let shared = Arc::new(Shared {
         source: source.config().clone(),
@@ -196,6 +245,7 @@ pub async fn migrate(
         filtered: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         written: AtomicU64::new(0),
+        offset_map_runs,
     });
 
     let ranges: Vec<(i32, i64, i64)> = marks
@@ -207,11 +257,18 @@ pub async fn migrate(
         .map(|(p, start, end)| migrate_partition(p, start, end, Arc::clone(&shared)))
         .buffer_unordered(PARTITION_CONCURRENCY);
     let mut first_error = None;
+    let mut offset_maps = BTreeMap::new();
     while let Some(result) = tasks.next().await {
-        if let Err(e) = result {
-            // Stop the other partitions; keep the first (root-cause) error.
-            shared.stop.store(true, Ordering::Relaxed);
-            first_error.get_or_insert(e);
+        match result {
+            Ok((partition, Some(map))) => {
+                offset_maps.insert(partition, map);
+            }
+            Ok((_, None)) => {}
+            Err(e) => {
+                // Stop the other partitions; keep the first (root-cause) error.
+                shared.stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
         }
     }
     drop(tasks);
@@ -226,6 +283,40 @@ pub async fn migrate(
     }
     if let Some(error) = first_error {
         return Err(fail(error, &shared, &target_admin, topic_created).await);
+    }
+
+    let mut consumer_groups_translated = Vec::with_capacity(req.translate_consumer_groups.len());
+    if let Some(translation) = translation {
+        let plan = translation.map(|target_ends| TranslationPlan {
+            cut: marks.clone(),
+            offset_maps,
+            target_ends,
+        });
+        for group in &req.translate_consumer_groups {
+            if shared.control.is_cancelled() {
+                return Err(DomainError::Cancelled);
+            }
+            let outcome = match &plan {
+                Err(reason) => GroupTranslation {
+                    group_id: group.clone(),
+                    status: GroupTranslationStatus::Refused,
+                    message: Some(reason.clone()),
+                    partitions: Vec::new(),
+                },
+                Ok(plan) => {
+                    translate_group(
+                        source.config(),
+                        target.config(),
+                        &req.source_topic,
+                        &req.target_topic,
+                        group,
+                        plan,
+                    )
+                    .await
+                }
+            };
+            consumer_groups_translated.push(outcome);
+        }
     }
 
     let read = shared.read.load(Ordering::Relaxed);
@@ -245,16 +336,18 @@ pub async fn migrate(
         messages_filtered: shared.filtered.load(Ordering::Relaxed),
         messages_failed: shared.failed.load(Ordering::Relaxed),
         messages_written: written,
+        consumer_groups_translated,
     })
 }
 
-/// Migrates `[start, end)` of one source partition.
+/// Migrates `[start, end)` of one source partition; returns where the copies landed when
+/// groups are to be translated.
 async fn migrate_partition(
     partition: i32,
     start: i64,
     end: i64,
     shared: Arc<Shared>,
-) -> DomainResult<()> {
+) -> DomainResult<(i32, Option<OffsetMap>)> {
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
     let reader_shared = Arc::clone(&shared);
     let reader = tokio::task::spawn_blocking(move || {
@@ -272,9 +365,9 @@ async fn migrate_partition(
     // A reader error is the root cause (the producer just saw the channel close); a producer
     // error makes the reader stop with `Cancelled`, which must not hide it.
     match (read, produced) {
-        (Err(e), Ok(())) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
         (_, Err(e)) => Err(e),
-        (Ok(()), Ok(())) => Ok(()),
+        (Ok(()), Ok(map)) => Ok((partition, map)),
     }
 }
 
@@ -401,15 +494,86 @@ type DeliveryResult = Result<
     futures::channel::oneshot::Canceled,
 >;
 
+/// Deliveries awaited in send order, with each record's source offset. librdkafka confirms
+/// one partition's records in order (idempotent producer), so awaiting them in order costs
+/// little, and it lets the offset map be built in offset order.
+struct Pending {
+    deliveries: FuturesOrdered<DeliveryFuture>,
+    source_offsets: VecDeque<i64>,
+    map: Option<OffsetMap>,
+}
+
+impl Pending {
+    fn new(shared: &Shared) -> Self {
+        Self {
+            deliveries: FuturesOrdered::new(),
+            source_offsets: VecDeque::new(),
+            map: shared.offset_map_runs.map(OffsetMap::new),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    fn push(&mut self, source_offset: i64, delivery: DeliveryFuture) {
+        self.deliveries.push_back(delivery);
+        self.source_offsets.push_back(source_offset);
+    }
+
+    /// Waits for the oldest delivery; `None` when nothing is pending.
+    async fn next(&mut self, shared: &Shared) -> Option<DomainResult<()>> {
+        let done = self.deliveries.next().await?;
+        let source_offset = self.source_offsets.pop_front();
+        Some(self.settle(done, source_offset, shared))
+    }
+
+    async fn settle_all(&mut self, shared: &Shared) -> DomainResult<()> {
+        let mut first_error = None;
+        while let Some(result) = self.next(shared).await {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Counts a confirmed delivery (and maps its offset); a failed one (after librdkafka's own
+    /// retries) fails the migration.
+    fn settle(
+        &mut self,
+        result: DeliveryResult,
+        source_offset: Option<i64>,
+        shared: &Shared,
+    ) -> DomainResult<()> {
+        match result {
+            Ok(Ok(delivery)) => {
+                shared.written.fetch_add(1, Ordering::Relaxed);
+                if let (Some(map), Some(source)) = (&mut self.map, source_offset) {
+                    map.record(source, delivery.offset);
+                }
+                Ok(())
+            }
+            Ok(Err((e, _))) => Err(DomainError::Kafka(format!(
+                "delivery to {} failed: {e}",
+                shared.target_topic
+            ))),
+            Err(_) => Err(DomainError::Kafka(
+                "producer shut down before delivery was confirmed".into(),
+            )),
+        }
+    }
+}
+
 async fn produce_batches(
     source_partition: i32,
     rx: &mut mpsc::Receiver<Vec<Record>>,
     shared: &Shared,
-) -> DomainResult<()> {
-    let mut pending: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();
+) -> DomainResult<Option<OffsetMap>> {
+    let mut pending = Pending::new(shared);
     while let Some(batch) = rx.recv().await {
         if shared.should_stop() {
-            settle_all(&mut pending, shared).await?;
+            pending.settle_all(shared).await?;
             return Err(DomainError::Cancelled);
         }
         if let Some(throttle) = &shared.throttle {
@@ -441,14 +605,14 @@ async fn produce_batches(
             loop {
                 match shared.producer.send_result(out) {
                     Ok(future) => {
-                        pending.push(future);
+                        pending.push(record.offset, future);
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         out = back;
                         // The local queue is full: wait for a delivery (or a moment) first.
-                        match pending.next().await {
-                            Some(done) => settle(done, shared)?,
+                        match pending.next(shared).await {
+                            Some(done) => done?,
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
@@ -461,44 +625,289 @@ async fn produce_batches(
                 }
             }
             while pending.len() > MAX_IN_FLIGHT {
-                if let Some(done) = pending.next().await {
-                    settle(done, shared)?;
+                if let Some(done) = pending.next(shared).await {
+                    done?;
                 }
             }
         }
         shared.control.add(batch.len() as u64, batch_bytes);
     }
-    settle_all(&mut pending, shared).await
+    pending.settle_all(shared).await?;
+    Ok(pending.map)
 }
 
-async fn settle_all(
-    pending: &mut FuturesUnordered<DeliveryFuture>,
-    shared: &Shared,
-) -> DomainResult<()> {
-    let mut first_error = None;
-    while let Some(done) = pending.next().await {
-        if let Err(e) = settle(done, shared) {
-            first_error.get_or_insert(e);
+/// Where one group's offsets are translated to, once the copy is done.
+struct TranslationPlan {
+    /// Source `(low, high)` watermarks at the start: the cut.
+    cut: BTreeMap<i32, (i64, i64)>,
+    /// Per source partition that copied anything: where the copies landed.
+    offset_maps: BTreeMap<i32, OffsetMap>,
+    /// Target high watermarks before the copy: the position of a partition that copied
+    /// nothing.
+    target_ends: BTreeMap<i32, i64>,
+}
+
+impl TranslationPlan {
+    /// The target offset for committed source offset `committed` on `partition`, and whether
+    /// it is exact (see [`OffsetMap::translate`]).
+    fn translate(&self, partition: i32, committed: i64) -> (i64, bool) {
+        let map = self.offset_maps.get(&partition);
+        if let Some(found) = map.and_then(|m| m.translate(committed)) {
+            return found;
+        }
+        // No copied record at or after `committed`: the group has consumed everything it
+        // would find on the target there.
+        let end = map
+            .and_then(OffsetMap::end)
+            .or_else(|| self.target_ends.get(&partition).copied())
+            .unwrap_or(0);
+        (end, true)
+    }
+}
+
+/// A consumer carrying the group's id that is only used for OffsetFetch and OffsetCommit: it
+/// never subscribes or joins, so it neither triggers a rebalance nor takes partitions.
+fn group_client(cluster: &ClusterConfig, group: &str) -> DomainResult<BaseConsumer> {
+    let mut config: ClientConfig = base_config(cluster);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("allow.auto.create.topics", "false");
+    config
+        .create()
+        .map_err(|e| kafka_error(format!("create client for group {group}"), e))
+}
+
+/// Reads `group`'s committed offsets on the source topic, translates and commits them on the
+/// target topic. Errors are reported in the returned entry, not raised: the copy is done.
+async fn translate_group(
+    source: &ClusterConfig,
+    target: &ClusterConfig,
+    source_topic: &str,
+    target_topic: &str,
+    group: &str,
+    plan: &TranslationPlan,
+) -> GroupTranslation {
+    let partitions: Vec<i32> = plan.cut.keys().copied().collect();
+    let read = {
+        let (source, topic, group) = (source.clone(), source_topic.to_owned(), group.to_owned());
+        tokio::task::spawn_blocking(move || read_committed(&source, &topic, &group, &partitions))
+            .await
+            .map_err(|e| DomainError::Internal(format!("offset reader thread failed: {e}")))
+            .and_then(|r| r)
+    };
+    let mut outcome = GroupTranslation {
+        group_id: group.to_owned(),
+        status: GroupTranslationStatus::Failed,
+        message: None,
+        partitions: Vec::new(),
+    };
+    let committed = match read {
+        Ok(committed) => committed,
+        Err(e) => {
+            outcome.message = Some(format!("reading committed offsets on the source: {e}"));
+            return outcome;
+        }
+    };
+    if committed.is_empty() {
+        outcome.status = GroupTranslationStatus::Skipped;
+        outcome.message = Some(format!(
+            "no committed offset on source topic {source_topic}"
+        ));
+        return outcome;
+    }
+
+    let mut past_cut = Vec::new();
+    let mut commit = Vec::with_capacity(committed.len());
+    for (partition, offset, metadata) in committed {
+        let (target_offset, exact) = plan.translate(partition, offset);
+        if plan
+            .cut
+            .get(&partition)
+            .is_some_and(|(_, high)| offset > *high)
+        {
+            past_cut.push(partition);
+        }
+        outcome.partitions.push(PartitionTranslation {
+            partition,
+            source_offset: offset,
+            target_offset,
+            exact,
+        });
+        commit.push((partition, target_offset, metadata));
+    }
+    let committed = {
+        let (target, topic, group) = (target.clone(), target_topic.to_owned(), group.to_owned());
+        tokio::task::spawn_blocking(move || commit_offsets(&target, &topic, &group, &commit))
+            .await
+            .map_err(|e| DomainError::Internal(format!("offset commit thread failed: {e}")))
+            .and_then(|r| r)
+    };
+    match committed {
+        Ok(()) => {
+            outcome.status = GroupTranslationStatus::Translated;
+            if !past_cut.is_empty() {
+                // Those records arrived after the cut and were not copied: nothing on the
+                // target corresponds to them, so the group is put at the end of the copies.
+                outcome.message = Some(format!(
+                    "committed past the migration's cut on partitions {past_cut:?}; the \
+                     records it consumed there after the cut were not copied"
+                ));
+            }
+        }
+        Err(e) => {
+            outcome.message = Some(format!(
+                "committing on the target failed (is the group active there?): {e}"
+            ));
+            outcome.partitions.clear();
         }
     }
-    first_error.map_or(Ok(()), Err)
+    outcome
 }
 
-/// Counts a confirmed delivery; a failed one (after librdkafka's own retries) fails the
-/// migration.
-fn settle(result: DeliveryResult, shared: &Shared) -> DomainResult<()> {
-    match result {
-        Ok(Ok(_)) => {
-            shared.written.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+/// `(partition, committed offset, commit metadata)` for every partition where `group` has a
+/// committed offset on `topic`.
+fn read_committed(
+    cluster: &ClusterConfig,
+    topic: &str,
+    group: &str,
+    partitions: &[i32],
+) -> DomainResult<Vec<(i32, i64, String)>> {
+    let client = group_client(cluster, group)?;
+    let mut query = TopicPartitionList::new();
+    for p in partitions {
+        query
+            .add_partition_offset(topic, *p, KOffset::Invalid)
+            .map_err(|e| kafka_error("committed offsets request", e))?;
+    }
+    let answer = client
+        .committed_offsets(query, METADATA_TIMEOUT)
+        .map_err(|e| kafka_error(format!("committed offsets of group {group}"), e))?;
+    let mut out = Vec::new();
+    for p in partitions {
+        let Some(elem) = answer.find_partition(topic, *p) else {
+            continue;
+        };
+        elem.error()
+            .map_err(|e| kafka_error(format!("committed offset of {topic}/{p}"), e))?;
+        if let KOffset::Offset(o) = elem.offset() {
+            if o >= 0 {
+                out.push((*p, o, elem.metadata().to_owned()));
+            }
         }
-        Ok(Err((e, _))) => Err(DomainError::Kafka(format!(
-            "delivery to {} failed: {e}",
-            shared.target_topic
-        ))),
-        Err(_) => Err(DomainError::Kafka(
-            "producer shut down before delivery was confirmed".into(),
-        )),
+    }
+    Ok(out)
+}
+
+/// Commits `offsets` for `group` on `topic` synchronously, without joining the group.
+fn commit_offsets(
+    cluster: &ClusterConfig,
+    topic: &str,
+    group: &str,
+    offsets: &[(i32, i64, String)],
+) -> DomainResult<()> {
+    let client = group_client(cluster, group)?;
+    let mut list = TopicPartitionList::new();
+    for (partition, offset, metadata) in offsets {
+        let mut elem = list.add_partition(topic, *partition);
+        elem.set_offset(KOffset::Offset(*offset))
+            .map_err(|e| kafka_error("offset commit request", e))?;
+        elem.set_metadata(metadata.as_str());
+    }
+    client
+        .commit(&list, CommitMode::Sync)
+        .map_err(|e| kafka_error(format!("commit offsets of group {group} on {topic}"), e))
+}
+
+/// Where one source partition's copied records landed on the target: run-length segments
+/// (consecutive source offsets written to consecutive target offsets), in offset order. Exact
+/// as long as it holds at most `max_runs` segments; beyond that it is thinned out (every
+/// other segment dropped), which keeps memory bounded and makes translations that fall in a
+/// thinned gap err early (see [`OffsetMap::translate`]).
+#[derive(Debug)]
+struct OffsetMap {
+    runs: Vec<Run>,
+    max_runs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    source: i64,
+    target: i64,
+    len: i64,
+    /// Nothing was copied between the previous run's end and this run's start (false once a
+    /// run in between was thinned out).
+    gap_exact: bool,
+}
+
+impl OffsetMap {
+    fn new(max_runs: usize) -> Self {
+        Self {
+            runs: Vec::new(),
+            max_runs: max_runs.max(4),
+        }
+    }
+
+    /// Records that the record at `source` was written at `target`; calls come in increasing
+    /// source (and target) order.
+    fn record(&mut self, source: i64, target: i64) {
+        if let Some(last) = self.runs.last_mut() {
+            if source == last.source + last.len && target == last.target + last.len {
+                last.len += 1;
+                return;
+            }
+        }
+        if self.runs.len() >= self.max_runs {
+            self.thin();
+        }
+        self.runs.push(Run {
+            source,
+            target,
+            len: 1,
+            gap_exact: true,
+        });
+    }
+
+    /// Drops every other run, always keeping the first and the last.
+    fn thin(&mut self) {
+        let last = self.runs.len().saturating_sub(1);
+        let mut dropped = false;
+        let mut kept = Vec::with_capacity(self.runs.len() / 2 + 1);
+        for (i, run) in self.runs.drain(..).enumerate() {
+            if i % 2 == 0 || i == last {
+                kept.push(Run {
+                    gap_exact: run.gap_exact && !dropped,
+                    ..run
+                });
+                dropped = false;
+            } else {
+                dropped = true;
+            }
+        }
+        self.runs = kept;
+    }
+
+    /// The target offset of the first copied record at or after source offset `committed`,
+    /// and whether that is exact; `None` when no record at or after it was copied. In a
+    /// thinned-out gap the answer is the target position right after the last known copy
+    /// before `committed`: never past an unread record, at worst a few already-read records
+    /// early (at-least-once, like Kafka's own offset translation).
+    fn translate(&self, committed: i64) -> Option<(i64, bool)> {
+        let i = self.runs.partition_point(|r| r.source + r.len <= committed);
+        let run = self.runs.get(i)?;
+        if committed >= run.source {
+            return Some((run.target + (committed - run.source), true));
+        }
+        match i.checked_sub(1).map(|j| self.runs[j]) {
+            Some(prev) if !run.gap_exact => Some((prev.target + prev.len, false)),
+            _ => Some((run.target, true)),
+        }
+    }
+
+    /// The target offset after the last copied record.
+    fn end(&self) -> Option<i64> {
+        self.runs.last().map(|r| r.target + r.len)
     }
 }
 
@@ -531,5 +940,71 @@ async fn fail(
         DomainError::Kafka(m) => DomainError::Kafka(format!("{m} ({context})")),
         DomainError::NotFound { kind, name } => DomainError::NotFound { kind, name },
         other => DomainError::Internal(format!("{other} ({context})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OffsetMap;
+
+    /// Builds a map from `(source, target)` pairs.
+    fn map(max_runs: usize, pairs: &[(i64, i64)]) -> OffsetMap {
+        let mut m = OffsetMap::new(max_runs);
+        for (s, t) in pairs {
+            m.record(*s, *t);
+        }
+        m
+    }
+
+    #[test]
+    fn contiguous_copy_is_one_run_and_translates_exactly() {
+        let pairs: Vec<(i64, i64)> = (10..1_010).map(|s| (s, s + 90)).collect();
+        let m = map(4, &pairs);
+        assert_eq!(m.runs.len(), 1);
+        assert_eq!(m.translate(0), Some((100, true)), "before the first copy");
+        assert_eq!(m.translate(10), Some((100, true)));
+        assert_eq!(m.translate(500), Some((590, true)));
+        assert_eq!(m.translate(1_009), Some((1_099, true)));
+        assert_eq!(m.translate(1_010), None, "nothing copied at or after");
+        assert_eq!(m.end(), Some(1_100));
+    }
+
+    #[test]
+    fn filtered_records_map_to_the_next_copy() {
+        // Source 0..10, odd offsets filtered out: copies land at 0..5.
+        let pairs: Vec<(i64, i64)> = (0..10).step_by(2).map(|s| (s, s / 2)).collect();
+        let m = map(100, &pairs);
+        assert_eq!(m.runs.len(), 5);
+        for committed in 0..10 {
+            // The next copy at or after `committed` is the next even source offset.
+            let next_even = committed + committed % 2;
+            let expected = (next_even < 10).then_some((next_even / 2, true));
+            assert_eq!(m.translate(committed), expected, "committed {committed}");
+        }
+        assert_eq!(m.end(), Some(5));
+    }
+
+    #[test]
+    fn thinning_bounds_memory_and_errs_early_never_late() {
+        // 1000 copies of even source offsets, only 8 runs allowed.
+        let pairs: Vec<(i64, i64)> = (0..2_000).step_by(2).map(|s| (s, s / 2)).collect();
+        let m = map(8, &pairs);
+        assert!(m.runs.len() <= 8, "{} runs", m.runs.len());
+        assert_eq!(m.runs.first().map(|r| r.source), Some(0));
+        assert_eq!(m.runs.last().map(|r| r.source), Some(1_998));
+        let mut inexact = 0;
+        for committed in 0..1_999 {
+            let truth = (committed + committed % 2) / 2;
+            let (target, exact) = m.translate(committed).expect("a copy follows");
+            if exact {
+                assert_eq!(target, truth, "committed {committed}");
+            } else {
+                inexact += 1;
+                assert!(target <= truth, "committed {committed}: {target} > {truth}");
+            }
+        }
+        assert!(inexact > 0, "thinning must show up as inexact answers");
+        assert_eq!(m.translate(1_999), None, "the last copy is source 1998");
+        assert_eq!(m.end(), Some(1_000));
     }
 }

@@ -1,13 +1,22 @@
 //! Migrations against real brokers: a cross-cluster copy with filter, key and header
 //! transformations checked record by record; evaluation-error policies; invalid expressions
-//! that move nothing; re-partitioning and `max_messages`.
+//! that move nothing; re-partitioning and `max_messages`; consumer-group offsets translated
+//! to the target (a real group that consumed part of the source, explicit commits, a filter
+//! dropping records, a group without commits, re-partitioning refused).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use kvault_domain::job::OperationControl;
-use kvault_domain::migrate::{MessageTransformation, MigrateRequest, OnEvaluationError};
+use kvault_domain::migrate::{
+    GroupTranslationStatus, MessageTransformation, MigrateRequest, OnEvaluationError,
+};
 use kvault_domain::{ClusterId, DomainError};
 use kvault_kafka::partitioner::partition_for_key;
 use kvault_kafka::{migrate, ClusterConfig, KafkaCluster};
 use kvault_testkit::{ConsumedRecord, TestBroker, TestRecord};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 fn cluster(id: &str, broker: &TestBroker) -> KafkaCluster {
     KafkaCluster::connect(
@@ -31,6 +40,7 @@ fn request(
         transformation: t,
         rate_limit_per_second: None,
         on_error: OnEvaluationError::Skip,
+        translate_consumer_groups: Vec::new(),
     }
 }
 
@@ -344,16 +354,31 @@ async fn repartitions_by_key_into_existing_topic_and_honours_max_messages() {
     broker.produce(&source_topic, &records).await;
     let c = cluster("src", broker);
     let control = OperationControl::new();
-    let result = migrate(
-        &c,
-        &c,
-        "m".into(),
-        request(&source_topic, &target_topic, None),
-        control.clone(),
-    )
-    .await
-    .expect("migration succeeds");
+    let group = broker.unique_topic("mig-rp-group");
+    commit_offsets(broker, &group, &source_topic, &[(0, 5), (1, 5)]).await;
+    let mut req = request(&source_topic, &target_topic, None);
+    req.translate_consumer_groups = vec![group.clone()];
+    let result = migrate(&c, &c, "m".into(), req, control.clone())
+        .await
+        .expect("migration succeeds");
     assert!(!result.transformation_applied);
+    // Re-partitioned by key: a source offset has no single target offset, so the group is
+    // refused and nothing is committed for it on the target topic.
+    assert_eq!(result.consumer_groups_translated.len(), 1);
+    let refused = &result.consumer_groups_translated[0];
+    assert_eq!(refused.status, GroupTranslationStatus::Refused);
+    assert!(
+        refused
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("not kept 1:1")),
+        "{refused:?}"
+    );
+    assert!(refused.partitions.is_empty());
+    assert_eq!(
+        committed_offsets(broker, &group, &target_topic, 3).await,
+        vec![None, None, None]
+    );
     assert_eq!(result.messages_written, 40);
     assert_eq!(control.messages(), 40);
     let got = broker.consume_all(&target_topic).await;
@@ -403,5 +428,270 @@ async fn unknown_source_topic_is_not_found() {
     assert!(
         matches!(err, DomainError::NotFound { kind: "topic", .. }),
         "{err:?}"
+    );
+}
+
+/// Commits `offsets` (`(partition, offset)`) for `group` without joining it.
+async fn commit_offsets(broker: &TestBroker, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let consumer = group_client(broker, group);
+    let mut list = TopicPartitionList::new();
+    for (p, o) in offsets {
+        list.add_partition_offset(topic, *p, Offset::Offset(*o))
+            .expect("offset");
+    }
+    tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+        .await
+        .expect("commit thread")
+        .expect("commit");
+}
+
+/// `group`'s committed offset on each partition of `topic` (`None`: no commit).
+async fn committed_offsets(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    let consumer = group_client(broker, group);
+    let mut query = TopicPartitionList::new();
+    for p in 0..partitions {
+        query
+            .add_partition_offset(topic, p, Offset::Invalid)
+            .expect("query");
+    }
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let answer = consumer
+            .committed_offsets(query, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |p| match answer.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) if o >= 0 => Some(o),
+                    _ => None,
+                },
+            )
+            .collect()
+    })
+    .await
+    .expect("offset thread")
+}
+
+fn group_client(broker: &TestBroker, group: &str) -> BaseConsumer {
+    let mut config = broker.client_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    config.create().expect("group client")
+}
+
+/// A real group member: subscribes, consumes `limit` records committing each synchronously,
+/// then leaves the group.
+async fn consume_part(broker: &TestBroker, group: &str, topic: &str, limit: usize) {
+    let mut config = broker.client_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000");
+    let consumer: StreamConsumer = config.create().expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut handled = 0;
+    while handled < limit {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("group member got no record within 30s")
+            .expect("consume");
+        consumer
+            .commit_message(&message, CommitMode::Sync)
+            .expect("commit");
+        handled += 1;
+    }
+    consumer.unsubscribe();
+}
+
+fn is_dropped(i: usize) -> bool {
+    i % 4 == 1 || (40..50).contains(&i)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translates_consumer_group_offsets_to_the_target_cluster() {
+    const PARTITIONS: i32 = 3;
+    const PER_PARTITION: usize = 100;
+    let source_broker = TestBroker::get().await;
+    let target_broker = TestBroker::start_new().await;
+    let source_topic = source_broker.unique_topic("mig-grp-src");
+    let target_topic = target_broker.unique_topic("mig-grp-dst");
+    source_broker.create_topic(&source_topic, PARTITIONS).await;
+    // Every 4th record (from 1) and the run 40..50 of each partition are filtered out.
+    let records: Vec<TestRecord> = (0..PARTITIONS)
+        .flat_map(|p| {
+            (0..PER_PARTITION).map(move |i| {
+                let verdict = if is_dropped(i) { "drop" } else { "keep" };
+                TestRecord {
+                    partition: Some(p),
+                    ..TestRecord::kv(format!("k-{p}-{i}"), format!("{verdict}-{p}-{i}"))
+                }
+            })
+        })
+        .collect();
+    let produced = source_broker.produce(&source_topic, &records).await;
+    assert_eq!(produced[1], (0, 1), "offsets are the record indexes");
+
+    // A real group that consumed part of the topic; one with explicit commits covering a
+    // filtered run (p0), the end of the partition (p1) and no commit at all (p2); one with
+    // no commit anywhere.
+    let member_group = source_broker.unique_topic("mig-grp-member");
+    consume_part(source_broker, &member_group, &source_topic, 130).await;
+    let explicit_group = source_broker.unique_topic("mig-grp-explicit");
+    commit_offsets(
+        source_broker,
+        &explicit_group,
+        &source_topic,
+        &[(0, 41), (1, PER_PARTITION as i64)],
+    )
+    .await;
+    // And one inside kept runs (p0: 63, p2: 0) and on a lone filtered record (p1: 57).
+    let mid_group = source_broker.unique_topic("mig-grp-mid");
+    commit_offsets(
+        source_broker,
+        &mid_group,
+        &source_topic,
+        &[(0, 63), (1, 57), (2, 0)],
+    )
+    .await;
+    let idle_group = source_broker.unique_topic("mig-grp-idle");
+
+    let mut req = request(
+        &source_topic,
+        &target_topic,
+        Some(MessageTransformation {
+            filter_expression: Some("!value.contains('drop')".into()),
+            ..Default::default()
+        }),
+    );
+    req.translate_consumer_groups = vec![
+        member_group.clone(),
+        explicit_group.clone(),
+        mid_group.clone(),
+        idle_group.clone(),
+    ];
+    let result = migrate(
+        &cluster("src", source_broker),
+        &cluster("dst", &target_broker),
+        "migration-groups".into(),
+        req,
+        OperationControl::new(),
+    )
+    .await
+    .expect("migration succeeds");
+    let kept_per_partition = (0..PER_PARTITION).filter(|i| !is_dropped(*i)).count();
+    assert_eq!(
+        result.messages_written,
+        (kept_per_partition * PARTITIONS as usize) as u64
+    );
+
+    let outcomes: Vec<_> = result
+        .consumer_groups_translated
+        .iter()
+        .map(|g| (g.group_id.as_str(), g.status))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (member_group.as_str(), GroupTranslationStatus::Translated),
+            (explicit_group.as_str(), GroupTranslationStatus::Translated),
+            (mid_group.as_str(), GroupTranslationStatus::Translated),
+            (idle_group.as_str(), GroupTranslationStatus::Skipped),
+        ]
+    );
+
+    let source_records = source_broker.consume_all(&source_topic).await;
+    let target_records = target_broker.consume_all(&target_topic).await;
+    let target_at: HashMap<(i32, i64), &ConsumedRecord> = target_records
+        .iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
+    let mut target_ends = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        target_ends.insert(p, target_broker.watermarks(&target_topic, p).await.1);
+    }
+
+    for group in [&member_group, &explicit_group, &mid_group] {
+        let on_source = committed_offsets(source_broker, group, &source_topic, PARTITIONS).await;
+        let on_target = committed_offsets(&target_broker, group, &target_topic, PARTITIONS).await;
+        assert!(
+            on_source.iter().any(Option::is_some),
+            "{group}: {on_source:?}"
+        );
+        let reported = &result
+            .consumer_groups_translated
+            .iter()
+            .find(|g| &g.group_id == group)
+            .expect("reported")
+            .partitions;
+        for p in 0..PARTITIONS {
+            let Some(source_offset) = on_source[p as usize] else {
+                assert_eq!(
+                    on_target[p as usize], None,
+                    "{group} p{p}: no commit to copy"
+                );
+                continue;
+            };
+            let target_offset = on_target[p as usize].unwrap_or_else(|| {
+                panic!("{group} p{p}: committed {source_offset} on source, nothing on target")
+            });
+            let entry = reported
+                .iter()
+                .find(|t| t.partition == p)
+                .expect("partition reported");
+            assert_eq!(
+                (entry.source_offset, entry.target_offset, entry.exact),
+                (source_offset, target_offset, true)
+            );
+            // The next record the group would read on the source that was copied...
+            let next_on_source = source_records.iter().find(|r| {
+                r.partition == p
+                    && r.offset >= source_offset
+                    && r.value.as_deref().is_some_and(|v| v.starts_with(b"keep"))
+            });
+            match next_on_source {
+                // ...is the record the group reads next on the target.
+                Some(expected) => {
+                    let got = target_at
+                        .get(&(p, target_offset))
+                        .unwrap_or_else(|| panic!("{group} p{p}: no record at {target_offset}"));
+                    assert_eq!(
+                        (&got.key, &got.value),
+                        (&expected.key, &expected.value),
+                        "{group} p{p}: source {source_offset} -> target {target_offset}"
+                    );
+                }
+                // ...or none is left: the group is at the end on the target as well.
+                None => assert_eq!(Some(&target_offset), target_ends.get(&p)),
+            }
+        }
+    }
+    // The explicit commits: p0 at 41 (inside the filtered run 40..50) resumes at the copy of
+    // record 50; p1 fully consumed stays fully consumed; p2 was never committed.
+    let explicit =
+        committed_offsets(&target_broker, &explicit_group, &target_topic, PARTITIONS).await;
+    let copies_before = |offset: usize| (0..offset).filter(|i| !is_dropped(*i)).count() as i64;
+    assert_eq!(
+        explicit,
+        vec![
+            Some(copies_before(50)),
+            Some(kept_per_partition as i64),
+            None
+        ]
+    );
+    assert_eq!(
+        committed_offsets(&target_broker, &mid_group, &target_topic, PARTITIONS).await,
+        vec![Some(copies_before(63)), Some(copies_before(58)), Some(0)]
+    );
+    // The group without commits got none on the target either.
+    assert_eq!(
+        committed_offsets(&target_broker, &idle_group, &target_topic, PARTITIONS).await,
+        vec![None, None, None]
     );
 }

@@ -290,3 +290,49 @@ impl From<StorageError> for DomainError {
 }
 
 pub(crate) type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_onto_the_documented_domain_variants() {
+        let at = Location {
+            file: "b7/p0/00000000000000000000.seg".into(),
+            block: Some(3),
+            pos: 99,
+        };
+        let e = StorageError::BlockChecksum {
+            at,
+            stored: 1,
+            computed: 2,
+        };
+        assert!(e
+            .to_string()
+            .contains("b7/p0/00000000000000000000.seg block 3 at byte 99"));
+        match DomainError::from(e) {
+            DomainError::CorruptArchive { backup_id, reason } => {
+                assert_eq!(backup_id, "b7");
+                assert!(reason.contains("checksum"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            DomainError::from(StorageError::io("/x", io::Error::other("disk full"))),
+            DomainError::Storage(_)
+        ));
+        assert!(matches!(
+            StorageError::BackupNotFound("b".into()).into_domain("b"),
+            DomainError::NotFound { kind: "backup", .. }
+        ));
+        match StorageError::BackupExists("b".into()).into_domain("b") {
+            DomainError::Conflict { field, value, .. } => {
+                assert_eq!(
+                    (field.as_deref(), value.as_deref()),
+                    (Some("backup_id"), Some("b"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

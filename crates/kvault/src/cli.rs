@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kvault_domain::drain::DrainStrategy;
+use kvault_domain::migrate::OnEvaluationError;
 use kvault_domain::restore::IfExists;
 use kvault_domain::{CompressionType, Offset};
 
@@ -46,6 +48,10 @@ pub enum Command {
     List(ListArgs),
     /// Print a backup's manifest.
     Show(BackupIdArg),
+    /// Copy a topic to another topic or cluster, optionally filtering and rewriting with CEL.
+    Migrate(MigrateArgs),
+    /// Watch a consumer group's lag until it is drained or the timeout passes.
+    Drain(DrainArgs),
     /// Mint a JWT from the configured secret, for local use and CI.
     Token(TokenArgs),
 }
@@ -137,6 +143,89 @@ impl From<IfExistsArg> for IfExists {
 }
 
 #[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[arg(long, alias = "source_cluster")]
+    pub source_cluster: String,
+    #[arg(long, alias = "source_topic")]
+    pub source_topic: String,
+    #[arg(long, alias = "target_cluster")]
+    pub target_cluster: String,
+    #[arg(long, alias = "target_topic")]
+    pub target_topic: String,
+    #[arg(long, alias = "max_messages")]
+    pub max_messages: Option<u64>,
+    /// CEL expression; a message is copied when it evaluates to true.
+    #[arg(long, alias = "filter_expression")]
+    pub filter_expression: Option<String>,
+    /// CEL expression whose string or bytes result becomes the new key.
+    #[arg(long, alias = "key_transformation")]
+    pub key_transformation: Option<String>,
+    /// A header added to every message, as NAME=VALUE; repeat for more.
+    #[arg(long = "header", value_parser = parse_header)]
+    pub header_additions: Vec<(String, String)>,
+    #[arg(long, alias = "rate_limit_per_second")]
+    pub rate_limit_per_second: Option<u32>,
+    /// What a runtime expression error does to the migration.
+    #[arg(long, alias = "on_error", value_enum, default_value_t = OnErrorArg::Skip)]
+    pub on_error: OnErrorArg,
+    /// Comma-separated consumer groups whose committed offsets are translated to the target
+    /// after the copy (partitions must be kept 1:1).
+    #[arg(long, alias = "translate_consumer_groups", value_delimiter = ',')]
+    pub translate_consumer_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnErrorArg {
+    Skip,
+    Fail,
+}
+
+impl From<OnErrorArg> for OnEvaluationError {
+    fn from(arg: OnErrorArg) -> Self {
+        match arg {
+            OnErrorArg::Skip => OnEvaluationError::Skip,
+            OnErrorArg::Fail => OnEvaluationError::Fail,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    #[arg(long, alias = "cluster_id", alias = "cluster-id")]
+    pub cluster: String,
+    #[arg(long, alias = "group_id")]
+    pub group_id: String,
+    /// Comma-separated topics to watch.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub topics: Vec<String>,
+    #[arg(long, alias = "max_lag", default_value_t = 0)]
+    pub max_lag: u64,
+    #[arg(long, alias = "timeout_seconds", default_value_t = 300)]
+    pub timeout_seconds: u64,
+    #[arg(long, alias = "check_interval_ms", default_value_t = 5000)]
+    pub check_interval_ms: u64,
+    #[arg(long, value_enum, default_value_t = StrategyArg::LagBased)]
+    pub strategy: StrategyArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    #[value(alias = "lag_based")]
+    LagBased,
+    #[value(alias = "time_based")]
+    TimeBased,
+}
+
+impl From<StrategyArg> for DrainStrategy {
+    fn from(arg: StrategyArg) -> Self {
+        match arg {
+            StrategyArg::LagBased => DrainStrategy::LagBased,
+            StrategyArg::TimeBased => DrainStrategy::TimeBased,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct BackupIdArg {
     #[arg(long, alias = "backup_id")]
     pub backup_id: String,
@@ -166,6 +255,13 @@ pub struct TokenArgs {
     /// Comma-separated cluster ids the token may touch (default: all).
     #[arg(long, value_delimiter = ',')]
     pub clusters: Option<Vec<String>>,
+}
+
+fn parse_header(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .filter(|(name, _)| !name.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{raw}'"))
 }
 
 fn parse_compression(raw: &str) -> Result<CompressionType, String> {

@@ -11,6 +11,7 @@ pub const EXIT_INVALID_INPUT: u8 = 2;
 pub const EXIT_NOT_FOUND: u8 = 3;
 pub const EXIT_CONFLICT: u8 = 4;
 pub const EXIT_CORRUPT: u8 = 5;
+pub const EXIT_DRAIN_TIMEOUT: u8 = 6;
 
 #[derive(Debug)]
 pub struct CliError {

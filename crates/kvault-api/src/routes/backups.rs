@@ -205,7 +205,9 @@ pub async fn delete_backup(
         );
     }
     let target = id.clone();
-    blocking(&state.store, move |s| s.delete(&target)).await?;
+    let deleted = blocking(&state.store, move |s| s.delete(&target)).await;
+    state.archive_totals.invalidate();
+    deleted?;
     tracing::info!(backup_id = %id, subject = auth.subject(), "backup deleted");
     Ok(HttpResponse::Ok().json(DeletedBackup {
         backup_id: id.to_string(),

@@ -2,6 +2,8 @@
 //! unauthenticated `/health` (liveness) and `/ready` (database reachable) probes.
 
 use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpResponse};
@@ -39,7 +41,60 @@ fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
+/// Sizes summed over every stored archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArchiveTotals {
+    pub backups: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+}
+
+/// Archive totals are read from every manifest on disk, which grows with the number of backups,
+/// so they are cached: invalidated whenever this server creates or deletes a backup, and
+/// re-read at most every [`ARCHIVE_TOTALS_TTL`] to notice changes made by others (the CLI).
+#[derive(Default)]
+pub struct ArchiveTotalsCache {
+    cached: Mutex<Option<(Instant, ArchiveTotals)>>,
+}
+
+pub const ARCHIVE_TOTALS_TTL: Duration = Duration::from_secs(10);
+
+impl ArchiveTotalsCache {
+    pub fn invalidate(&self) {
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn get(&self) -> Option<ArchiveTotals> {
+        let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        cached
+            .filter(|(at, _)| at.elapsed() < ARCHIVE_TOTALS_TTL)
+            .map(|(_, t)| t)
+    }
+
+    fn put(&self, totals: ArchiveTotals) {
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), totals));
+    }
+}
+
 impl AppState {
+    pub(crate) async fn archive_totals(&self) -> Result<ArchiveTotals, ApiError> {
+        if let Some(t) = self.archive_totals.get() {
+            return Ok(t);
+        }
+        let totals = blocking(&self.store, |s| {
+            let manifests = s.list()?;
+            Ok(ArchiveTotals {
+                backups: manifests.len() as u64,
+                raw_bytes: manifests.iter().map(|m| m.total_raw_bytes()).sum(),
+                compressed_bytes: manifests.iter().map(|m| m.total_compressed_bytes()).sum(),
+            })
+        })
+        .await?;
+        self.archive_totals.put(totals);
+        Ok(totals)
+    }
+
     pub(crate) async fn metrics(&self) -> Result<MetricsResponse, ApiError> {
         let now = Utc::now();
         let midnight = Utc
@@ -52,9 +107,8 @@ impl AppState {
             .backup_stats(midnight)
             .await
             .map_err(ApiError::internal)?;
-        let manifests = blocking(&self.store, |s| s.list()).await?;
-        let raw: u64 = manifests.iter().map(|m| m.total_raw_bytes()).sum();
-        let compressed: u64 = manifests.iter().map(|m| m.total_compressed_bytes()).sum();
+        let totals = self.archive_totals().await?;
+        let (raw, compressed) = (totals.raw_bytes, totals.compressed_bytes);
         let ended = stats.completed + stats.failed;
         Ok(MetricsResponse {
             active_backups: stats.running.max(0) as u64,
@@ -71,7 +125,7 @@ impl AppState {
             } else {
                 round2(stats.failed as f64 * 100.0 / ended as f64)
             },
-            total_backups: manifests.len() as u64,
+            total_backups: totals.backups,
             active_restores: self.runner.running(JobKind::Restore) as u64,
             active_migrations: self.runner.running(JobKind::Migrate) as u64,
         })

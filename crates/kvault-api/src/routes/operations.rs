@@ -136,6 +136,7 @@ pub async fn backup(
     let limits = BackupLimits {
         max_bytes: state.settings.backup.max_backup_bytes(),
     };
+    let totals = state.archive_totals.clone();
     let (id, handle) = state
         .runner
         .start(
@@ -148,8 +149,9 @@ pub async fn backup(
             },
             Some(permit),
             move |control| async move {
-                let result = cluster.backup(plan, store, limits, control).await?;
-                to_json(&result)
+                let result = cluster.backup(plan, store, limits, control).await;
+                totals.invalidate();
+                to_json(&result?)
             },
         )
         .await?;

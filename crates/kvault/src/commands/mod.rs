@@ -2,6 +2,8 @@
 
 mod archive;
 mod backup;
+mod drain;
+mod migrate;
 mod restore;
 mod serve;
 mod token;
@@ -21,6 +23,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify(args) => archive::verify(&context, args).await,
         Command::List(args) => archive::list(&context, args).await,
         Command::Show(args) => archive::show(&context, args).await,
+        Command::Migrate(args) => migrate::run(&context, args).await,
+        Command::Drain(args) => drain::run(&context, args).await,
         Command::Token(args) => token::run(&context, args),
     }
 }

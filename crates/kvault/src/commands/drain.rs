@@ -1,0 +1,36 @@
+//! `kvault drain`: the same request and result as `POST /clusters/{id}/drain`. Exits 0 when the
+//! group drained and 6 when the timeout passed first, so a deploy script can gate on it.
+
+use kvault_domain::drain::DrainStatus;
+use kvault_domain::job::OperationControl;
+use kvault_domain::DrainRequest;
+
+use super::print_json;
+use crate::cli::DrainArgs;
+use crate::context::Context;
+use crate::exit::{CliError, EXIT_DRAIN_TIMEOUT};
+
+pub async fn run(context: &Context, args: DrainArgs) -> Result<(), CliError> {
+    let request = DrainRequest {
+        group_id: args.group_id,
+        topics: args.topics,
+        max_lag: args.max_lag,
+        timeout_seconds: args.timeout_seconds,
+        check_interval_ms: args.check_interval_ms,
+        strategy: args.strategy.into(),
+    };
+    request.validate()?;
+    let cluster = context.cluster(&args.cluster)?;
+    let result = cluster.drain(request, OperationControl::new()).await?;
+    print_json(&result)?;
+    match result.status {
+        DrainStatus::Drained => Ok(()),
+        DrainStatus::Timeout => Err(CliError::new(
+            EXIT_DRAIN_TIMEOUT,
+            format!(
+                "group '{}' still has a lag of {} after {} ms",
+                result.group_id, result.total_lag, result.duration_ms
+            ),
+        )),
+    }
+}
