@@ -312,3 +312,30 @@ async fn migrate_filters_with_cel_and_drain_reports_unknown_groups() {
         String::from_utf8_lossy(&drain.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sample_data_fills_a_new_topic_that_backs_up_with_tombstones_and_null_keys() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-sample");
+    let report = json(&setup.kvault(&[
+        "sample-data",
+        "--cluster",
+        "test",
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+        "--messages",
+        "300",
+    ]));
+    assert_eq!(report["topic_created"], true);
+    assert_eq!(report["messages_produced"], 300);
+    let records = broker.consume_all(&topic).await;
+    assert_eq!(records.len(), 300);
+    assert!(records.iter().any(|r| r.key.is_none()));
+    assert!(records.iter().any(|r| r.value.is_none()));
+
+    let backup = json(&setup.kvault(&["backup", "--cluster", "test", "--topic", &topic]));
+    assert_eq!(backup["total_messages"], 300);
+}

@@ -172,7 +172,7 @@ pub struct PartitionRestoreResult {
 }
 
 /// The documented restore response, plus extensions (`partition_mapping`, `topic_created`,
-/// `offsets_preserved`).
+/// `offsets_preserved`, `warnings`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreResult {
@@ -191,6 +191,10 @@ pub struct RestoreResult {
     pub partition_mapping: PartitionMapping,
     pub topic_created: bool,
     pub offsets_preserved: bool,
+    /// Things the caller should know that did not stop the restore (e.g. topic configs the
+    /// target broker refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[cfg(test)]

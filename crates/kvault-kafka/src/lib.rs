@@ -9,6 +9,7 @@
 //! - `backup`: a consistent cut of a topic streamed into an
 //!   [`ArchiveStore`](kvault_domain::ports::ArchiveStore), partitions read concurrently.
 //! - `restore`: an archive produced back into a topic, byte for byte.
+//! - [`sample`]: sample data for trying kvault on an empty broker.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner; [`throttle`]: messages-per-second limits.
 //! - `migrate`, `transform`, `drain`: cluster-to-cluster copy with per-message transformations,
 //!   and consumer-group draining.
@@ -22,6 +23,7 @@ pub mod client;
 pub mod cluster;
 pub mod partitioner;
 mod restore;
+pub mod sample;
 pub mod throttle;
 
 pub mod drain;

@@ -189,6 +189,7 @@ pub(crate) async fn run(
     }
 
     let topic_created = existing.is_none();
+    let mut warnings = Vec::new();
     if topic_created {
         let replication = plan
             .replication_factor
@@ -207,6 +208,12 @@ pub(crate) async fn run(
                 reason = ?created.config_error,
                 "broker refused the backed-up topic configs; topic created without them"
             );
+            warnings.push(format!(
+                "the broker refused the backed-up topic configs ({}); topic {} was created \
+                 without them",
+                created.config_error.as_deref().unwrap_or("no reason given"),
+                plan.target_topic
+            ));
         }
     }
 
@@ -286,6 +293,7 @@ pub(crate) async fn run(
         partition_mapping: mapping,
         topic_created,
         offsets_preserved: plan.preserve_offsets,
+        warnings,
     })
 }
 

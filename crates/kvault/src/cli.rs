@@ -54,6 +54,8 @@ pub enum Command {
     Drain(DrainArgs),
     /// Mint a JWT from the configured secret, for local use and CI.
     Token(TokenArgs),
+    /// Produce sample messages into a topic (created when missing), to try kvault out.
+    SampleData(SampleDataArgs),
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +241,19 @@ pub struct ListArgs {
     /// Only backups of this topic.
     #[arg(long)]
     pub topic: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleDataArgs {
+    #[arg(long, alias = "cluster_id", alias = "cluster-id")]
+    pub cluster: String,
+    #[arg(long)]
+    pub topic: String,
+    /// Partitions when the topic is created.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: u64,
 }
 
 #[derive(Debug, Args)]

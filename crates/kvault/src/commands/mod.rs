@@ -5,6 +5,7 @@ mod backup;
 mod drain;
 mod migrate;
 mod restore;
+mod sample;
 mod serve;
 mod token;
 
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Show(args) => archive::show(&context, args).await,
         Command::Migrate(args) => migrate::run(&context, args).await,
         Command::Drain(args) => drain::run(&context, args).await,
+        Command::SampleData(args) => sample::run(&context, args).await,
         Command::Token(args) => token::run(&context, args),
     }
 }

@@ -1,0 +1,22 @@
+//! `kvault sample-data`: fills a topic with sample messages so a newcomer can try a backup.
+
+use kvault_domain::ValidationError;
+
+use super::print_json;
+use crate::cli::SampleDataArgs;
+use crate::context::Context;
+use crate::exit::CliError;
+
+pub async fn run(context: &Context, args: SampleDataArgs) -> Result<(), CliError> {
+    kvault_domain::ids::validate_topic_name("topic", &args.topic)?;
+    if args.partitions < 1 {
+        return Err(
+            ValidationError::new("partitions", args.partitions, "must be at least 1").into(),
+        );
+    }
+    let cluster = context.cluster(&args.cluster)?;
+    let report = cluster
+        .produce_sample(&args.topic, args.partitions, args.messages)
+        .await?;
+    print_json(&report)
+}
