@@ -2,9 +2,10 @@
 //!
 //! Produces N (~500-byte, JSON-like, keyed, two headers) messages into a 3-partition topic,
 //! then for each codec backs the topic up and restores it into a fresh topic, printing
-//! messages/s, MB/s (payload bytes) and the peak RSS of each phase. The backup phase doubles as
-//! the memory check: the topic is several times larger than the RSS cap, and the bench says
-//! whether the backup stayed under it.
+//! messages/s, MB/s (payload bytes) and the peak RSS of each phase. Those RSS figures are
+//! indicative only: this process also produced the topic, and memory the allocator kept from
+//! that phase counts as RSS of the later ones. The memory check proper is
+//! `scripts/bench-memory.sh`, which measures `kvault backup`/`restore` in processes of their own.
 //!
 //! Environment: `KVAULT_BENCH_MESSAGES` (default 1000000), `KVAULT_BENCH_CODECS` (comma list,
 //! default all five), `KVAULT_BENCH_RSS_CAP_MB` (default 200), `KVAULT_BENCH_PROPS` (extra
@@ -208,13 +209,15 @@ async fn run() {
             .expect("delete backup");
     }
 
-    println!("memory check (cap {cap_mb:.0} MB):");
+    println!(
+        "in-process peak RSS (cap {cap_mb:.0} MB; includes memory kept from producing the \
+         topic here, see scripts/bench-memory.sh for the separate-process check):"
+    );
     for (codec, rss, raw) in backup_peaks {
         let topic_mb = raw as f64 / 1e6;
         println!(
-            "  backup {codec:<6} topic payload {topic_mb:.0} MB ({:.1}x the cap), peak RSS {rss:.0} MB: {}",
+            "  backup {codec:<6} topic payload {topic_mb:.0} MB ({:.1}x the cap), peak RSS {rss:.0} MB",
             topic_mb / cap_mb,
-            if rss <= cap_mb { "under the cap" } else { "OVER THE CAP" }
         );
     }
     broker.delete_topic(&topic).await;

@@ -64,17 +64,42 @@ pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false")
         .set("auto.offset.reset", "earliest")
-        // Bound what librdkafka prefetches and buffers per consumer: a fetched response stays
-        // in memory while any of its messages is queued, so both the queue and the fetch size
-        // are kept small. Larger single messages are still fetched (librdkafka grows the
-        // request for them).
-        .set("queued.min.messages", "10000")
-        .set("queued.max.messages.kbytes", "8192")
-        .set("fetch.message.max.bytes", "2097152")
-        .set("fetch.max.bytes", "8388608")
-        .set("receive.message.max.bytes", "9437184");
+        // Bound what librdkafka prefetches and buffers per consumer. The queue limits below
+        // are only checked before a fetch is sent: one fetch response is decompressed and
+        // queued whole, so the *fetch size times the topic's compression ratio* is what one
+        // consumer can hold (measured: a 2 MiB partition fetch of lz4 batches of repetitive
+        // JSON queued ~120k messages, ~70 MB, per partition). Small fetches keep that bounded
+        // whatever the topic's size; larger single messages are still fetched (the broker
+        // returns at least one batch).
+        .set("queued.min.messages", "2000")
+        .set("queued.max.messages.kbytes", "4096")
+        .set("fetch.message.max.bytes", "524288")
+        .set("fetch.max.bytes", "1048576")
+        .set("receive.message.max.bytes", "9437184")
+        // librdkafka postpones the next fetch by this much once the queue is over a limit
+        // (default 1 s): with small fetches that turned a 3 s backup into 14 s. The reader
+        // drains its queue continuously, so a short back-off is enough.
+        .set("fetch.queue.backoff.ms", "10");
     for (key, value) in &cluster.properties {
         config.set(key, value);
+    }
+    // librdkafka refuses a consumer whose fetch.max.bytes is below message.max.bytes; a user
+    // who raised message.max.bytes (it applies to every client) should not have to know that.
+    let user_max_message = cluster
+        .properties
+        .get("message.max.bytes")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(max) = user_max_message {
+        if !cluster.properties.contains_key("fetch.max.bytes") && max > 1_048_576 {
+            config.set("fetch.max.bytes", max.to_string());
+            // librdkafka also wants room for the protocol overhead around such a response.
+            if !cluster.properties.contains_key("receive.message.max.bytes") {
+                config.set(
+                    "receive.message.max.bytes",
+                    (max + 512).max(9_437_184).to_string(),
+                );
+            }
+        }
     }
     config
 }
@@ -92,8 +117,10 @@ pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
         .set("batch.size", "1000000")
         .set("compression.type", "lz4")
         .set("message.max.bytes", "10485760")
-        .set("queue.buffering.max.messages", "100000")
-        .set("queue.buffering.max.kbytes", "65536")
+        // The local queue is what a restore holds in memory besides its small batches;
+        // 16 MiB kept the measured restore rate (a larger queue only raised peak RSS).
+        .set("queue.buffering.max.messages", "30000")
+        .set("queue.buffering.max.kbytes", "16384")
         .set("message.timeout.ms", "120000");
     for (key, value) in &cluster.properties {
         config.set(key, value);
@@ -124,6 +151,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn default_reader_and_producer_configs_are_accepted() {
+        let cluster = ClusterConfig::new("127.0.0.1:9");
+        assert!(create_reader(&cluster).is_ok());
+        assert!(create_producer(&cluster).is_ok());
+    }
+
+    #[test]
     fn user_properties_win() {
         let mut cluster = ClusterConfig::new("a:9092");
         cluster.properties.insert("linger.ms".into(), "50".into());
@@ -137,6 +171,32 @@ mod tests {
         assert_eq!(
             reader_config(&cluster).get("enable.auto.commit"),
             Some("false")
+        );
+    }
+
+    #[test]
+    fn reader_fetch_size_follows_a_raised_message_max() {
+        let mut cluster = ClusterConfig::new("a:9092");
+        assert_eq!(
+            reader_config(&cluster).get("fetch.max.bytes"),
+            Some("1048576")
+        );
+        cluster
+            .properties
+            .insert("message.max.bytes".into(), "10485760".into());
+        assert_eq!(
+            reader_config(&cluster).get("fetch.max.bytes"),
+            Some("10485760")
+        );
+        // librdkafka accepts the combination (it refuses fetch.max.bytes < message.max.bytes).
+        assert!(create_reader(&cluster).is_ok());
+        // An explicit fetch.max.bytes is the user's call.
+        cluster
+            .properties
+            .insert("fetch.max.bytes".into(), "2097152".into());
+        assert_eq!(
+            reader_config(&cluster).get("fetch.max.bytes"),
+            Some("2097152")
         );
     }
 }
