@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -34,14 +34,13 @@ use kvault_domain::ports::{ArchiveStore, ReadBounds};
 use kvault_domain::record::{Record, TimestampType};
 use kvault_domain::restore::{PartitionRestoreResult, RestorePlan, SOURCE_OFFSET_HEADER};
 use kvault_domain::{DomainError, IfExists, PartitionMapping, RestoreResult, ValidationError};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 
-use crate::admin::{Admin, TopicInfo};
+use crate::admin::{blocking, Admin, TopicInfo};
 use crate::client::{create_producer, ClusterConfig};
 use crate::partitioner::KeyPartitioner;
+use crate::produce::{delivered, future_record, Deliveries, Delivered};
 use crate::throttle::Throttle;
 
 const PARTITION_CONCURRENCY: usize = 4;
@@ -481,44 +480,19 @@ fn read_archive(
     Ok(())
 }
 
-/// One record waiting for its delivery report.
-type Pending = FuturesUnordered<PendingDelivery>;
-
-struct PendingDelivery {
-    source_offset: i64,
-    future: DeliveryFuture,
-}
-
-impl std::future::Future for PendingDelivery {
-    type Output = (
-        i64,
-        Result<
-            rdkafka::producer::future_producer::OwnedDeliveryResult,
-            futures::channel::oneshot::Canceled,
-        >,
-    );
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let offset = self.source_offset;
-        std::pin::Pin::new(&mut self.future)
-            .poll(cx)
-            .map(|result| (offset, result))
-    }
-}
-
 async fn produce_batches(
     source: i32,
     rx: &mut mpsc::Receiver<Vec<Record>>,
     shared: &Shared,
 ) -> DomainResult<SourceTotals> {
     let mut totals = SourceTotals::default();
-    let mut pending: Pending = FuturesUnordered::new();
+    // Deliveries are settled as they come: restore only tallies where they landed.
+    let mut deliveries = Deliveries::new(FuturesUnordered::new(), MAX_IN_FLIGHT, |done| {
+        settle(done, shared)
+    });
     while let Some(batch) = rx.recv().await {
         if shared.should_stop() {
-            drain(&mut pending, shared).await?;
+            deliveries.settle_all().await?;
             return Err(DomainError::Cancelled);
         }
         if let Some(throttle) = &shared.throttle {
@@ -529,108 +503,34 @@ async fn produce_batches(
             batch_bytes += record.payload_len();
             let target = shared.target_partition(source, record);
             let offset_text = record.offset.to_string();
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
-            for h in &record.headers {
-                headers = headers.insert(KHeader {
-                    key: h.key.as_str(),
-                    value: h.value.as_deref(),
-                });
-            }
-            if shared.source_offset_header {
-                headers = headers.insert(KHeader {
-                    key: SOURCE_OFFSET_HEADER,
-                    value: Some(offset_text.as_bytes()),
-                });
-            }
-            let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&shared.target_topic)
-                .partition(target)
-                .headers(headers);
-            if let Some(key) = &record.key {
-                out = out.key(key.as_slice());
-            }
-            if let Some(value) = &record.value {
-                out = out.payload(value.as_slice());
-            }
-            if record.timestamp_type != TimestampType::NotAvailable {
-                out = out.timestamp(record.timestamp);
-            }
-            loop {
-                match shared.producer.send_result(out) {
-                    Ok(future) => {
-                        pending.push(PendingDelivery {
-                            source_offset: record.offset,
-                            future,
-                        });
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        out = back;
-                        // The local queue is full: wait for a delivery (or a moment) first.
-                        match pending.next().await {
-                            Some(done) => settle(done, shared)?,
-                            None => tokio::time::sleep(Duration::from_millis(5)).await,
-                        }
-                    }
-                    Err((e, _)) => {
-                        return Err(DomainError::Kafka(format!(
-                            "produce to {}/{target}: {e}",
-                            shared.target_topic
-                        )))
-                    }
-                }
-            }
-            while pending.len() > MAX_IN_FLIGHT {
-                if let Some(done) = pending.next().await {
-                    settle(done, shared)?;
-                }
-            }
+            let extra: &[(&str, &[u8])] = if shared.source_offset_header {
+                &[(SOURCE_OFFSET_HEADER, offset_text.as_bytes())]
+            } else {
+                &[]
+            };
+            let out = future_record(&shared.target_topic, target, record, extra);
+            deliveries.send(&shared.producer, out, record.offset).await?;
         }
         totals.messages += batch.len() as u64;
         totals.bytes += batch_bytes;
         shared.control.add(batch.len() as u64, batch_bytes);
     }
-    drain(&mut pending, shared).await?;
+    deliveries.settle_all().await?;
     Ok(totals)
-}
-
-async fn drain(pending: &mut Pending, shared: &Shared) -> DomainResult<()> {
-    let mut first_error = None;
-    while let Some(done) = pending.next().await {
-        if let Err(e) = settle(done, shared) {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// Records a delivery report; a failed delivery (after librdkafka's own retries) fails the
 /// restore, and so does an offset that differs from the source when offsets are preserved.
-fn settle(
-    (source_offset, result): <PendingDelivery as std::future::Future>::Output,
-    shared: &Shared,
-) -> DomainResult<()> {
-    let delivery = match result {
-        Ok(Ok(delivery)) => delivery,
-        Ok(Err((e, _))) => {
-            return Err(DomainError::Kafka(format!(
-                "delivery to {} failed: {e}",
-                shared.target_topic
-            )))
-        }
-        Err(_) => {
-            return Err(DomainError::Kafka(
-                "producer shut down before delivery was confirmed".into(),
-            ))
-        }
-    };
+fn settle((source_offset, result): Delivered, shared: &Shared) -> DomainResult<()> {
+    let (partition, offset) = delivered(result, &shared.target_topic)?;
     if let Ok(mut tally) = shared.tally.lock() {
-        tally.add(delivery.partition, delivery.offset);
+        tally.add(partition, offset);
     }
-    if shared.preserve_offsets && delivery.offset != source_offset {
+    if shared.preserve_offsets && offset != source_offset {
         return Err(DomainError::Kafka(format!(
-            "offset preservation broken: source offset {source_offset} landed at offset {} of \
-             partition {} (was something else writing to {}?)",
-            delivery.offset, delivery.partition, shared.target_topic
+            "offset preservation broken: source offset {source_offset} landed at offset \
+             {offset} of partition {partition} (was something else writing to {}?)",
+            shared.target_topic
         )));
     }
     Ok(())
@@ -669,12 +569,4 @@ async fn fail_after_producing(
         },
         other => DomainError::Internal(format!("{other} ({context})")),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> DomainResult<T> + Send + 'static,
-) -> DomainResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DomainError::Internal(format!("worker thread failed: {e}")))?
 }

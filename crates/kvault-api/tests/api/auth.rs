@@ -217,3 +217,60 @@ async fn the_clusters_claim_limits_which_clusters_a_token_touches() {
         resp.text().await.unwrap()
     );
 }
+
+/// RS256: the server verifies with the public key, `kvault token` signs with the private key,
+/// and an HS256 token signed with the (still configured) shared secret is refused.
+#[tokio::test]
+async fn rs256_tokens_verify_with_the_public_key_and_hs256_is_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let private = keys.path().join("jwt-private.pem");
+    let public = keys.path().join("jwt-public.pem");
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is needed to generate a test key pair");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&["genrsa", "-out", private.to_str().unwrap(), "2048"]);
+    openssl(&[
+        "rsa",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+
+    let hs_secret = "a-shared-secret-that-must-not-work-now";
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.auth.algorithm = kvault_api::configuration::JwtAlgorithm::Rs256;
+        settings.auth.public_key_file = Some(public.clone());
+        settings.auth.private_key_file = Some(private.clone());
+        settings.auth.jwt_secret = Some(kvault_api::configuration::Secret::new(hs_secret));
+    })
+    .await;
+
+    let resp = app.get("/api/kafka/jobs", Role::Viewer).await;
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "RS256 token minted from the private key"
+    );
+
+    let hs_token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "mallory", "exp": now() + 600, "roles": ["admin"]}),
+        &EncodingKey::from_secret(hs_secret.as_bytes()),
+    )
+    .unwrap();
+    let resp = app
+        .client
+        .get(app.url("/api/kafka/jobs"))
+        .bearer_auth(hs_token)
+        .send()
+        .await
+        .unwrap();
+    error_body(resp, 401).await;
+}
