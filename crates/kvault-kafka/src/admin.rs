@@ -18,6 +18,51 @@ use rdkafka::{Offset as KOffset, TopicPartitionList};
 
 use crate::client::{create_admin, create_reader, kafka_error, ClusterConfig};
 
+/// A group's committed position on one partition, as OffsetFetch returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    /// The metadata string stored with the commit (empty when none).
+    pub metadata: String,
+}
+
+/// Reads the committed offsets of the group `client` was configured with (see
+/// [`group_offsets_client`](crate::client::group_offsets_client)) on `partitions`, with one
+/// OffsetFetch request that joins nothing. The answer has one entry per requested partition,
+/// in order: `None` where the group has no commit. Blocking.
+pub fn committed_offsets(
+    client: &BaseConsumer,
+    group: &str,
+    partitions: &[(&str, i32)],
+) -> DomainResult<Vec<Option<CommittedOffset>>> {
+    let mut query = TopicPartitionList::new();
+    for (topic, p) in partitions {
+        query
+            .add_partition_offset(topic, *p, KOffset::Invalid)
+            .map_err(|e| kafka_error("committed offsets request", e))?;
+    }
+    let answer = client
+        .committed_offsets(query, METADATA_TIMEOUT)
+        .map_err(|e| kafka_error(format!("committed offsets of group {group}"), e))?;
+    let mut out = Vec::with_capacity(partitions.len());
+    for (topic, p) in partitions {
+        let Some(elem) = answer.find_partition(topic, *p) else {
+            out.push(None);
+            continue;
+        };
+        elem.error()
+            .map_err(|e| kafka_error(format!("committed offset of {topic}/{p}"), e))?;
+        out.push(match elem.offset() {
+            KOffset::Offset(o) if o >= 0 => Some(CommittedOffset {
+                offset: o,
+                metadata: elem.metadata().to_owned(),
+            }),
+            _ => None,
+        });
+    }
+    Ok(out)
+}
+
 /// Timeout for metadata-style requests.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -59,7 +104,8 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs a blocking librdkafka call on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> DomainResult<T> + Send + 'static,
 ) -> DomainResult<T> {
     tokio::task::spawn_blocking(f)

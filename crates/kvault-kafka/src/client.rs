@@ -36,25 +36,34 @@ pub fn kafka_error(context: impl std::fmt::Display, error: KafkaError) -> Domain
     DomainError::Kafka(format!("{context}: {error}"))
 }
 
-/// Bootstrap servers plus the user's properties. Every other builder starts here.
-pub fn base_config(cluster: &ClusterConfig) -> ClientConfig {
+/// Bootstrap servers and kvault's client id: what every client starts from.
+fn kvault_client(cluster: &ClusterConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &cluster.bootstrap_servers)
         .set("client.id", "kvault");
+    config
+}
+
+/// The user's properties, applied after kvault's settings so they win.
+fn apply_user_properties(config: &mut ClientConfig, cluster: &ClusterConfig) {
     for (key, value) in &cluster.properties {
         config.set(key, value);
     }
+}
+
+/// Bootstrap servers plus the user's properties: the start of admin and group clients.
+pub fn base_config(cluster: &ClusterConfig) -> ClientConfig {
+    let mut config = kvault_client(cluster);
+    apply_user_properties(&mut config, cluster);
     config
 }
 
 /// Settings for a consumer that is assigned partitions explicitly (never joins a group,
 /// never commits) and reads them to a known end.
 pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = kvault_client(cluster);
     config
-        .set("bootstrap.servers", &cluster.bootstrap_servers)
-        .set("client.id", "kvault")
         // Required by librdkafka for some consumer paths even though no group is joined.
         .set("group.id", "kvault-reader")
         .set("enable.auto.commit", "false")
@@ -80,9 +89,7 @@ pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
         // (default 1 s): with small fetches that turned a 3 s backup into 14 s. The reader
         // drains its queue continuously, so a short back-off is enough.
         .set("fetch.queue.backoff.ms", "10");
-    for (key, value) in &cluster.properties {
-        config.set(key, value);
-    }
+    apply_user_properties(&mut config, cluster);
     // librdkafka refuses a consumer whose fetch.max.bytes is below message.max.bytes; a user
     // who raised message.max.bytes (it applies to every client) should not have to know that.
     let user_max_message = cluster
@@ -107,10 +114,8 @@ pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
 /// Settings for kvault's producers: idempotent with acks=all, so a broker hiccup neither
 /// loses nor duplicates a record, and a bounded local queue.
 pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = kvault_client(cluster);
     config
-        .set("bootstrap.servers", &cluster.bootstrap_servers)
-        .set("client.id", "kvault")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "10")
@@ -122,10 +127,23 @@ pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
         .set("queue.buffering.max.messages", "30000")
         .set("queue.buffering.max.kbytes", "16384")
         .set("message.timeout.ms", "120000");
-    for (key, value) in &cluster.properties {
-        config.set(key, value);
-    }
+    apply_user_properties(&mut config, cluster);
     config
+}
+
+/// A consumer carrying `group`'s id that is only ever used for OffsetFetch, OffsetCommit and
+/// group description: it must never subscribe or be assigned, so it sends no
+/// JoinGroup/SyncGroup/LeaveGroup and the group's members see no rebalance.
+pub fn group_offsets_client(cluster: &ClusterConfig, group: &str) -> DomainResult<BaseConsumer> {
+    let mut config = base_config(cluster);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("allow.auto.create.topics", "false");
+    config
+        .create()
+        .map_err(|e| kafka_error(format!("create offsets client for group {group}"), e))
 }
 
 pub fn create_admin(cluster: &ClusterConfig) -> DomainResult<AdminClient<DefaultClientContext>> {

@@ -28,14 +28,13 @@ use kvault_domain::drain::{DrainRequest, DrainResult, DrainStatus, DrainStrategy
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::DomainError;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 
-use crate::admin::METADATA_TIMEOUT;
-use crate::client::{base_config, create_reader, kafka_error};
+use crate::admin::{blocking, committed_offsets, METADATA_TIMEOUT};
+use crate::client::{create_reader, group_offsets_client, kafka_error};
 use crate::cluster::KafkaCluster;
 
 /// How long the lag-in-seconds probe waits for the next unconsumed records.
@@ -80,8 +79,8 @@ impl KafkaCluster {
         partitions.sort();
         partitions.dedup();
 
-        let probe = Arc::new(committed_reader(self, &req.group_id)?);
-        let first = check(&probe, &partitions).await?;
+        let probe = Arc::new(group_offsets_client(self.config(), &req.group_id)?);
+        let first = check(&probe, &req.group_id, &partitions).await?;
         if !group_known(&probe, &req.group_id, &first).await? {
             return Err(DomainError::not_found("consumer_group", &req.group_id));
         }
@@ -109,7 +108,7 @@ impl KafkaCluster {
                 );
             }
             sleep_or_cancel(interval.min(timeout - elapsed), &control).await?;
-            last = check(&probe, &partitions).await?;
+            last = check(&probe, &req.group_id, &partitions).await?;
             last_time = Utc::now();
         }
     }
@@ -179,57 +178,22 @@ async fn sleep_or_cancel(duration: Duration, control: &OperationControl) -> Doma
     }
 }
 
-/// A consumer carrying the group's id that is only ever used for OffsetFetch (and group
-/// description). It must never subscribe, be assigned, or commit.
-fn committed_reader(cluster: &KafkaCluster, group: &str) -> DomainResult<BaseConsumer> {
-    let mut config: ClientConfig = base_config(cluster.config());
-    config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("allow.auto.create.topics", "false");
-    config
-        .create()
-        .map_err(|e| kafka_error("create offset reader", e))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> DomainResult<T> + Send + 'static,
-) -> DomainResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DomainError::Internal(format!("blocking task failed: {e}")))?
-}
-
 /// Reads committed offsets and watermarks of every partition.
-async fn check(probe: &Arc<BaseConsumer>, partitions: &[Tp]) -> DomainResult<Check> {
+async fn check(probe: &Arc<BaseConsumer>, group: &str, partitions: &[Tp]) -> DomainResult<Check> {
     let probe = Arc::clone(probe);
     let partitions = partitions.to_vec();
+    let group = group.to_owned();
     blocking(move || {
-        let mut query = TopicPartitionList::new();
-        for tp in &partitions {
-            query
-                .add_partition_offset(&tp.topic, tp.partition, KOffset::Invalid)
-                .map_err(|e| kafka_error("committed offsets request", e))?;
-        }
-        let answer = probe
-            .committed_offsets(query, METADATA_TIMEOUT)
-            .map_err(|e| kafka_error("read committed offsets", e))?;
+        let query: Vec<(&str, i32)> = partitions
+            .iter()
+            .map(|tp| (tp.topic.as_str(), tp.partition))
+            .collect();
+        let offsets = committed_offsets(&probe, &group, &query)?;
         let mut lags = Vec::with_capacity(partitions.len());
         let mut committed = BTreeMap::new();
         let mut total_lag = 0i64;
-        for tp in partitions {
-            let elem = answer.find_partition(&tp.topic, tp.partition);
-            if let Some(Err(e)) = elem.as_ref().map(|e| e.error()) {
-                return Err(kafka_error(
-                    format!("committed offset of {}/{}", tp.topic, tp.partition),
-                    e,
-                ));
-            }
-            let offset = match elem.map(|e| e.offset()) {
-                Some(KOffset::Offset(o)) if o >= 0 => Some(o),
-                _ => None,
-            };
+        for (tp, found) in partitions.iter().zip(offsets) {
+            let offset = found.map(|c| c.offset);
             let (low, high) = probe
                 .fetch_watermarks(&tp.topic, tp.partition, METADATA_TIMEOUT)
                 .map_err(|e| {
@@ -246,7 +210,7 @@ async fn check(probe: &Arc<BaseConsumer>, partitions: &[Tp]) -> DomainResult<Che
                 lag,
                 lag_seconds: None,
             });
-            committed.insert(tp, offset);
+            committed.insert(tp.clone(), offset);
         }
         Ok(Check {
             lags,

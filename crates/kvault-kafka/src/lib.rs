@@ -9,6 +9,7 @@
 //! - `backup`: a consistent cut of a topic streamed into an
 //!   [`ArchiveStore`](kvault_domain::ports::ArchiveStore), partitions read concurrently.
 //! - `restore`: an archive produced back into a topic, byte for byte.
+//! - `produce`: the record building and back-pressured sending restore and migrate share.
 //! - [`sample`]: sample data for trying kvault on an empty broker.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner; [`throttle`]: messages-per-second limits.
 //! - `migrate`, `transform`, `drain`: cluster-to-cluster copy with per-message transformations,
@@ -22,6 +23,7 @@ mod backup;
 pub mod client;
 pub mod cluster;
 pub mod partitioner;
+mod produce;
 mod restore;
 pub mod sample;
 pub mod throttle;

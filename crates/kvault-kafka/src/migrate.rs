@@ -42,7 +42,7 @@
 //! the source topic is reported as skipped; a failure to read or commit one group's offsets
 //! is reported for that group and does not undo the copy.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,20 +55,21 @@ use kvault_domain::migrate::{
     GroupTranslation, GroupTranslationStatus, MessageTransformation, MigrateRequest, MigrateResult,
     OnEvaluationError, PartitionTranslation,
 };
-use kvault_domain::record::{Record, TimestampType};
+use kvault_domain::record::Record;
 use kvault_domain::{DomainError, ValidationError};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::admin::{Admin, METADATA_TIMEOUT};
-use crate::client::{base_config, create_producer, create_reader, kafka_error, ClusterConfig};
+use crate::admin::{committed_offsets, Admin};
+use crate::client::{
+    create_producer, create_reader, group_offsets_client, kafka_error, ClusterConfig,
+};
 use crate::cluster::KafkaCluster;
 use crate::partitioner::KeyPartitioner;
+use crate::produce::{delivered, future_record, Delivered, Deliveries};
 use crate::throttle::Throttle;
 use crate::transform::{CompiledTransformation, EvalError};
 
@@ -488,92 +489,21 @@ fn eval_failure(e: EvalError, shared: &Shared) -> DomainError {
     .into()
 }
 
-/// One record waiting for its delivery report.
-type DeliveryResult = Result<
-    rdkafka::producer::future_producer::OwnedDeliveryResult,
-    futures::channel::oneshot::Canceled,
->;
-
-/// Deliveries awaited in send order, with each record's source offset. librdkafka confirms
-/// one partition's records in order (idempotent producer), so awaiting them in order costs
-/// little, and it lets the offset map be built in offset order.
-struct Pending {
-    deliveries: FuturesOrdered<DeliveryFuture>,
-    source_offsets: VecDeque<i64>,
-    map: Option<OffsetMap>,
-}
-
-impl Pending {
-    fn new(shared: &Shared) -> Self {
-        Self {
-            deliveries: FuturesOrdered::new(),
-            source_offsets: VecDeque::new(),
-            map: shared.offset_map_runs.map(OffsetMap::new),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.deliveries.len()
-    }
-
-    fn push(&mut self, source_offset: i64, delivery: DeliveryFuture) {
-        self.deliveries.push_back(delivery);
-        self.source_offsets.push_back(source_offset);
-    }
-
-    /// Waits for the oldest delivery; `None` when nothing is pending.
-    async fn next(&mut self, shared: &Shared) -> Option<DomainResult<()>> {
-        let done = self.deliveries.next().await?;
-        let source_offset = self.source_offsets.pop_front();
-        Some(self.settle(done, source_offset, shared))
-    }
-
-    async fn settle_all(&mut self, shared: &Shared) -> DomainResult<()> {
-        let mut first_error = None;
-        while let Some(result) = self.next(shared).await {
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// Counts a confirmed delivery (and maps its offset); a failed one (after librdkafka's own
-    /// retries) fails the migration.
-    fn settle(
-        &mut self,
-        result: DeliveryResult,
-        source_offset: Option<i64>,
-        shared: &Shared,
-    ) -> DomainResult<()> {
-        match result {
-            Ok(Ok(delivery)) => {
-                shared.written.fetch_add(1, Ordering::Relaxed);
-                if let (Some(map), Some(source)) = (&mut self.map, source_offset) {
-                    map.record(source, delivery.offset);
-                }
-                Ok(())
-            }
-            Ok(Err((e, _))) => Err(DomainError::Kafka(format!(
-                "delivery to {} failed: {e}",
-                shared.target_topic
-            ))),
-            Err(_) => Err(DomainError::Kafka(
-                "producer shut down before delivery was confirmed".into(),
-            )),
-        }
-    }
-}
-
 async fn produce_batches(
     source_partition: i32,
     rx: &mut mpsc::Receiver<Vec<Record>>,
     shared: &Shared,
 ) -> DomainResult<Option<OffsetMap>> {
-    let mut pending = Pending::new(shared);
+    let mut map = shared.offset_map_runs.map(OffsetMap::new);
+    // Deliveries are awaited in send order: librdkafka confirms one partition's records in
+    // order (idempotent producer), so this costs little, and it builds the offset map in
+    // offset order.
+    let mut deliveries = Deliveries::new(FuturesOrdered::new(), MAX_IN_FLIGHT, |done| {
+        settle(done, &mut map, shared)
+    });
     while let Some(batch) = rx.recv().await {
         if shared.should_stop() {
-            pending.settle_all(shared).await?;
+            deliveries.settle_all().await?;
             return Err(DomainError::Cancelled);
         }
         if let Some(throttle) = &shared.throttle {
@@ -583,57 +513,32 @@ async fn produce_batches(
         for record in &batch {
             batch_bytes += record.payload_len();
             let target = shared.target_partition(source_partition, record);
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for h in &record.headers {
-                headers = headers.insert(KHeader {
-                    key: h.key.as_str(),
-                    value: h.value.as_deref(),
-                });
-            }
-            let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&shared.target_topic)
-                .partition(target)
-                .headers(headers);
-            if let Some(key) = &record.key {
-                out = out.key(key.as_slice());
-            }
-            if let Some(value) = &record.value {
-                out = out.payload(value.as_slice());
-            }
-            if record.timestamp_type != TimestampType::NotAvailable {
-                out = out.timestamp(record.timestamp);
-            }
-            loop {
-                match shared.producer.send_result(out) {
-                    Ok(future) => {
-                        pending.push(record.offset, future);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        out = back;
-                        // The local queue is full: wait for a delivery (or a moment) first.
-                        match pending.next(shared).await {
-                            Some(done) => done?,
-                            None => tokio::time::sleep(Duration::from_millis(5)).await,
-                        }
-                    }
-                    Err((e, _)) => {
-                        return Err(DomainError::Kafka(format!(
-                            "produce to {}/{target}: {e}",
-                            shared.target_topic
-                        )))
-                    }
-                }
-            }
-            while pending.len() > MAX_IN_FLIGHT {
-                if let Some(done) = pending.next(shared).await {
-                    done?;
-                }
-            }
+            let out = future_record(&shared.target_topic, target, record, &[]);
+            deliveries
+                .send(&shared.producer, out, record.offset)
+                .await?;
         }
         shared.control.add(batch.len() as u64, batch_bytes);
     }
-    pending.settle_all(shared).await?;
-    Ok(pending.map)
+    deliveries.settle_all().await?;
+    // Ends the settle closure's borrow of `map`.
+    drop(deliveries);
+    Ok(map)
+}
+
+/// Counts a confirmed delivery (and maps its offset); a failed one (after librdkafka's own
+/// retries) fails the migration.
+fn settle(
+    (source_offset, result): Delivered,
+    map: &mut Option<OffsetMap>,
+    shared: &Shared,
+) -> DomainResult<()> {
+    let (_, offset) = delivered(result, &shared.target_topic)?;
+    shared.written.fetch_add(1, Ordering::Relaxed);
+    if let Some(map) = map {
+        map.record(source_offset, offset);
+    }
+    Ok(())
 }
 
 /// Where one group's offsets are translated to, once the copy is done.
@@ -663,20 +568,6 @@ impl TranslationPlan {
             .unwrap_or(0);
         (end, true)
     }
-}
-
-/// A consumer carrying the group's id that is only used for OffsetFetch and OffsetCommit: it
-/// never subscribes or joins, so it neither triggers a rebalance nor takes partitions.
-fn group_client(cluster: &ClusterConfig, group: &str) -> DomainResult<BaseConsumer> {
-    let mut config: ClientConfig = base_config(cluster);
-    config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("allow.auto.create.topics", "false");
-    config
-        .create()
-        .map_err(|e| kafka_error(format!("create client for group {group}"), e))
 }
 
 /// Reads `group`'s committed offsets on the source topic, translates and commits them on the
@@ -774,30 +665,14 @@ fn read_committed(
     group: &str,
     partitions: &[i32],
 ) -> DomainResult<Vec<(i32, i64, String)>> {
-    let client = group_client(cluster, group)?;
-    let mut query = TopicPartitionList::new();
-    for p in partitions {
-        query
-            .add_partition_offset(topic, *p, KOffset::Invalid)
-            .map_err(|e| kafka_error("committed offsets request", e))?;
-    }
-    let answer = client
-        .committed_offsets(query, METADATA_TIMEOUT)
-        .map_err(|e| kafka_error(format!("committed offsets of group {group}"), e))?;
-    let mut out = Vec::new();
-    for p in partitions {
-        let Some(elem) = answer.find_partition(topic, *p) else {
-            continue;
-        };
-        elem.error()
-            .map_err(|e| kafka_error(format!("committed offset of {topic}/{p}"), e))?;
-        if let KOffset::Offset(o) = elem.offset() {
-            if o >= 0 {
-                out.push((*p, o, elem.metadata().to_owned()));
-            }
-        }
-    }
-    Ok(out)
+    let client = group_offsets_client(cluster, group)?;
+    let query: Vec<(&str, i32)> = partitions.iter().map(|p| (topic, *p)).collect();
+    let found = committed_offsets(&client, group, &query)?;
+    Ok(partitions
+        .iter()
+        .zip(found)
+        .filter_map(|(p, c)| c.map(|c| (*p, c.offset, c.metadata)))
+        .collect())
 }
 
 /// Commits `offsets` for `group` on `topic` synchronously, without joining the group.
@@ -807,7 +682,7 @@ fn commit_offsets(
     group: &str,
     offsets: &[(i32, i64, String)],
 ) -> DomainResult<()> {
-    let client = group_client(cluster, group)?;
+    let client = group_offsets_client(cluster, group)?;
     let mut list = TopicPartitionList::new();
     for (partition, offset, metadata) in offsets {
         let mut elem = list.add_partition(topic, *partition);

@@ -33,8 +33,7 @@ pub(crate) fn future_record<'a>(
     extra_headers: &[(&str, &[u8])],
 ) -> FutureRecord<'a, [u8], [u8]> {
     // `OwnedHeaders::insert` copies the bytes, so extra headers may borrow from temporaries.
-    let mut headers =
-        OwnedHeaders::new_with_capacity(record.headers.len() + extra_headers.len());
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + extra_headers.len());
     for h in &record.headers {
         headers = headers.insert(KHeader {
             key: h.key.as_str(),
@@ -240,7 +239,11 @@ mod tests {
         assert_eq!(out.topic, "t");
         assert_eq!(out.partition, Some(3));
         assert_eq!(out.key, None, "null key stays null");
-        assert_eq!(out.payload, Some(&b""[..]), "empty value stays empty, not null");
+        assert_eq!(
+            out.payload,
+            Some(&b""[..]),
+            "empty value stays empty, not null"
+        );
         assert_eq!(out.timestamp, Some(1_700_000_000_000));
         let headers = out.headers.as_ref().expect("headers");
         let seen: Vec<(String, Option<Vec<u8>>)> = headers

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use crate::admin::{blocking, Admin, TopicInfo};
 use crate::client::{create_producer, ClusterConfig};
 use crate::partitioner::KeyPartitioner;
-use crate::produce::{delivered, future_record, Deliveries, Delivered};
+use crate::produce::{delivered, future_record, Delivered, Deliveries};
 use crate::throttle::Throttle;
 
 const PARTITION_CONCURRENCY: usize = 4;
@@ -509,7 +509,9 @@ async fn produce_batches(
                 &[]
             };
             let out = future_record(&shared.target_topic, target, record, extra);
-            deliveries.send(&shared.producer, out, record.offset).await?;
+            deliveries
+                .send(&shared.producer, out, record.offset)
+                .await?;
         }
         totals.messages += batch.len() as u64;
         totals.bytes += batch_bytes;

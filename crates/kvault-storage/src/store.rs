@@ -31,6 +31,8 @@ pub const PARTIAL_SUFFIX: &str = ".partial";
 /// small records plus the record that overflows it always fits.
 pub const MAX_BLOCK_SIZE: usize = (MAX_BLOCK_RAW_LEN / 2) as usize;
 const IO_BUFFER: usize = 256 << 10;
+/// Marks a hidden directory as the remains of a delete: `.{id}.deleting-{nanos}`.
+const TOMBSTONE_MARKER: &str = ".deleting-";
 
 /// Tuning for how segments are cut. The defaults suit production; tests use small values to
 /// exercise block and segment boundaries.
@@ -106,7 +108,9 @@ impl LocalArchiveStore {
         options.validate()?;
         let base = base.into();
         fs::create_dir_all(&base).map_err(io_err(&base))?;
-        Ok(Self { base, options })
+        let store = Self { base, options };
+        store.sweep_tombstones();
+        Ok(store)
     }
 
     pub fn base_path(&self) -> &Path {
@@ -271,6 +275,7 @@ impl LocalArchiveStore {
             value: format!("{:?}", spec.compression.level),
             message,
         })?;
+        self.sweep_tombstones();
         let final_dir = self.final_dir(&id);
         if final_dir.exists() {
             return Err(StorageError::BackupExists(id));
@@ -329,17 +334,82 @@ impl LocalArchiveStore {
 
     fn delete_inner(&self, id: &str) -> Result<()> {
         let dir = self.final_dir(id);
-        let manifest = dir.join(MANIFEST_FILE);
-        if !manifest.is_file() {
+        if !dir.join(MANIFEST_FILE).is_file() {
             return Err(StorageError::BackupNotFound(id.to_owned()));
         }
-        // Removing the manifest first makes the backup invisible at once, even if removing
-        // the segments is interrupted.
-        fs::remove_file(&manifest).map_err(io_err(&manifest))?;
-        sync_dir(&dir)?;
-        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-        sync_dir(&self.base)
+        // Renaming to a hidden tombstone is the commit point: one atomic step makes the
+        // backup invisible and frees its id. A crash before it leaves the backup whole; a
+        // crash after it leaves a tombstone that the next open or create sweeps away.
+        let tombstone = self.base.join(tombstone_name(id));
+        match fs::rename(&dir, &tombstone) {
+            Ok(()) => {}
+            // A concurrent delete of the same id won the rename.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::BackupNotFound(id.to_owned()))
+            }
+            Err(e) => return Err(StorageError::io(&dir, e)),
+        }
+        sync_dir(&self.base)?;
+        // The backup is gone as far as anyone can see; failing to reclaim the space now is
+        // not a failed delete, the tombstone is swept later.
+        if let Err(e) = fs::remove_dir_all(&tombstone) {
+            if tombstone.exists() {
+                tracing::warn!(
+                    path = %tombstone.display(),
+                    error = %e,
+                    "backup deleted but its files could not be removed yet; swept on next open"
+                );
+            }
+        }
+        Ok(())
     }
+
+    /// Removes the tombstones of interrupted deletes, best effort: a tombstone never blocks
+    /// an id or shows up in a listing, so a failure here only delays reclaiming the space.
+    fn sweep_tombstones(&self) {
+        let Ok(entries) = fs::read_dir(&self.base) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || !entry.file_name().to_str().is_some_and(is_tombstone) {
+                continue;
+            }
+            let path = entry.path();
+            match fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                // Another sweep or the delete that made it got there first.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "could not remove the leftovers of a deleted backup"
+                ),
+            }
+        }
+    }
+}
+
+/// Whether `name` is exactly what [`tombstone_name`] makes, so the sweep never touches
+/// another hidden entry someone keeps in the base directory.
+fn is_tombstone(name: &str) -> bool {
+    let Some((id, nanos)) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(TOMBSTONE_MARKER))
+    else {
+        return false;
+    };
+    !nanos.is_empty() && nanos.bytes().all(|b| b.is_ascii_digit()) && BackupId::parse(id).is_ok()
+}
+
+/// The hidden name a backup directory is renamed to while it is deleted: it starts with '.',
+/// which no backup id may, so it is never listed and never collides with an id; the time
+/// makes repeated deletes of a re-created id distinct.
+fn tombstone_name(id: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(".{id}{TOMBSTONE_MARKER}{nanos}")
 }
 
 /// Segment paths come from a file that might have been edited: only plain relative
@@ -966,5 +1036,141 @@ impl Iterator for PartitionReader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvault_domain::{Compression, TopicMetadata};
+
+    fn spec(id: &str) -> ArchiveSpec {
+        ArchiveSpec {
+            backup_id: BackupId::parse(id).expect("valid id"),
+            cluster_id: "local".into(),
+            topic: TopicMetadata {
+                name: "events".into(),
+                partition_count: 1,
+                replication_factor: 1,
+                configs: Default::default(),
+            },
+            compression: Compression::new(CompressionType::None, None).expect("codec"),
+            include_keys: true,
+            include_headers: true,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// Writes and commits a one-record backup.
+    fn backup(store: &LocalArchiveStore, id: &str) {
+        let writer = store.create(spec(id)).expect("create");
+        let mut p = writer.partition(0).expect("partition");
+        p.append(&Record {
+            offset: 0,
+            timestamp: 1,
+            timestamp_type: kvault_domain::TimestampType::CreateTime,
+            key: None,
+            value: Some(b"v".to_vec()),
+            headers: Vec::new(),
+        })
+        .expect("append");
+        let pm = p.finish(0, 1).expect("finish");
+        writer.commit(vec![pm], Utc::now()).expect("commit");
+    }
+
+    fn names(base: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(base)
+            .expect("read base")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// What a crash right after the tombstone rename leaves: a hidden directory with a full
+    /// backup inside.
+    fn crashed_delete(store: &LocalArchiveStore, id: &str) -> PathBuf {
+        backup(store, id);
+        let tombstone = store.base_path().join(tombstone_name(id));
+        fs::rename(store.final_dir(id), &tombstone).expect("rename");
+        tombstone
+    }
+
+    #[test]
+    fn delete_leaves_nothing_and_frees_the_id() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalArchiveStore::new(tmp.path()).expect("store");
+        backup(&store, "b1");
+        backup(&store, "b2");
+        store
+            .delete(&BackupId::parse("b1").expect("id"))
+            .expect("delete");
+        assert_eq!(names(tmp.path()), vec!["b2".to_owned()]);
+        // The id is free again at once.
+        backup(&store, "b1");
+        assert_eq!(store.list().expect("list").len(), 2);
+    }
+
+    #[test]
+    fn a_crashed_delete_hides_the_backup_and_is_swept_on_open_and_create() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalArchiveStore::new(tmp.path()).expect("store");
+        let tombstone = crashed_delete(&store, "gone");
+        assert!(tombstone.join(MANIFEST_FILE).is_file());
+        // Invisible and not blocking its id, even before any sweep.
+        assert!(store.list().expect("list").is_empty());
+        assert!(matches!(
+            store.manifest(&BackupId::parse("gone").expect("id")),
+            Err(kvault_domain::DomainError::NotFound { .. })
+        ));
+
+        // Opening the store sweeps it.
+        let reopened = LocalArchiveStore::new(tmp.path()).expect("reopen");
+        assert!(!tombstone.exists());
+        assert!(names(tmp.path()).is_empty());
+
+        // So does creating a backup (of any id).
+        let tombstone = crashed_delete(&reopened, "gone");
+        backup(&reopened, "other");
+        assert!(!tombstone.exists());
+        assert_eq!(names(tmp.path()), vec!["other".to_owned()]);
+    }
+
+    #[test]
+    fn tombstone_names_are_recognised_exactly() {
+        let name = tombstone_name("backup-1.x");
+        assert!(name.starts_with(".backup-1.x.deleting-"), "{name}");
+        assert!(is_tombstone(&name));
+        for other in [
+            ".deleting-1",
+            ".b.deleting-",
+            ".b.deleting-1a",
+            "b.deleting-1",
+            "..",
+        ] {
+            assert!(!is_tombstone(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_sweep_leaves_other_hidden_entries_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for kept in [".snapshot", ".deleting-1", ".b.deleting-x1", "b.deleting-1"] {
+            fs::create_dir(tmp.path().join(kept)).expect("mkdir");
+        }
+        fs::write(tmp.path().join(".b.deleting-1"), b"a file").expect("write");
+        let store = LocalArchiveStore::new(tmp.path()).expect("store");
+        backup(&store, "kept");
+        assert_eq!(
+            names(tmp.path()),
+            vec![
+                ".b.deleting-1",
+                ".b.deleting-x1",
+                ".deleting-1",
+                ".snapshot",
+                "b.deleting-1",
+                "kept"
+            ]
+        );
     }
 }
