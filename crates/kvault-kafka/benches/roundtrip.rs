@@ -25,7 +25,7 @@ use kvault_domain::restore::RestoreRequest;
 use kvault_domain::{BackupId, ClusterId, CompressionType};
 use kvault_kafka::{BackupLimits, ClusterConfig, KafkaCluster};
 use kvault_storage::LocalArchiveStore;
-use kvault_testkit::{produce_with, TestBroker, TestRecord};
+use kvault_testkit::{bench_message, produce_with, TestBroker, TestRecord};
 
 const PARTITIONS: i32 = 3;
 const CHUNK: usize = 10_000;
@@ -60,30 +60,6 @@ fn rss_mb() -> f64 {
 /// Resets VmHWM to the current RSS so each phase reports its own peak.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn message(i: usize) -> TestRecord {
-    let filler = "abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut value = format!(
-        r#"{{"id":{i},"user":"user-{}","event":"page_view","ts":{},"url":"https://example.com/p/{}","ua":"Mozilla/5.0 (X11; Linux x86_64)","data":""#,
-        i % 100_003,
-        1_750_000_000_000u64 + i as u64,
-        i % 977
-    );
-    while value.len() < 480 {
-        value.push_str(&filler[..(480 - value.len()).min(filler.len())]);
-    }
-    value.push_str("\"}");
-    TestRecord {
-        partition: Some((i % PARTITIONS as usize) as i32),
-        key: Some(format!("user-{}", i % 100_003).into_bytes()),
-        value: Some(value.into_bytes()),
-        headers: vec![
-            ("trace-id".into(), Some(format!("{i:016x}").into_bytes())),
-            ("source".into(), Some(b"bench".to_vec())),
-        ],
-        timestamp: Some(1_750_000_000_000 + i as i64),
-    }
 }
 
 fn main() {
@@ -127,7 +103,7 @@ async fn run() {
     let started = Instant::now();
     for chunk_start in (0..n).step_by(CHUNK) {
         let chunk: Vec<TestRecord> = (chunk_start..(chunk_start + CHUNK).min(n))
-            .map(message)
+            .map(|i| bench_message(i, PARTITIONS))
             .collect();
         produce_with(&producer, &topic, &chunk).await;
     }
@@ -135,7 +111,7 @@ async fn run() {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "produced {n} messages (~{} B each) in {secs:.1} s ({:.0} msg/s)",
-        message(0).value.map_or(0, |v| v.len()),
+        bench_message(0, PARTITIONS).value.map_or(0, |v| v.len()),
         n as f64 / secs
     );
     println!(

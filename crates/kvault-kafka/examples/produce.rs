@@ -8,34 +8,9 @@
 
 use std::time::Instant;
 
-use kvault_testkit::{produce_with, TestBroker, TestRecord, BOOTSTRAP_ENV};
+use kvault_testkit::{bench_message, produce_with, TestBroker, TestRecord, BOOTSTRAP_ENV};
 
 const CHUNK: usize = 10_000;
-
-/// The same shape as the roundtrip bench's messages: ~500-byte value, short key, two headers.
-fn message(i: usize, partitions: i32) -> TestRecord {
-    let filler = "abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut value = format!(
-        r#"{{"id":{i},"user":"user-{}","event":"page_view","ts":{},"url":"https://example.com/p/{}","ua":"Mozilla/5.0 (X11; Linux x86_64)","data":""#,
-        i % 100_003,
-        1_750_000_000_000u64 + i as u64,
-        i % 977
-    );
-    while value.len() < 480 {
-        value.push_str(&filler[..(480 - value.len()).min(filler.len())]);
-    }
-    value.push_str("\"}");
-    TestRecord {
-        partition: Some((i % partitions as usize) as i32),
-        key: Some(format!("user-{}", i % 100_003).into_bytes()),
-        value: Some(value.into_bytes()),
-        headers: vec![
-            ("trace-id".into(), Some(format!("{i:016x}").into_bytes())),
-            ("source".into(), Some(b"bench".to_vec())),
-        ],
-        timestamp: Some(1_750_000_000_000 + i as i64),
-    }
-}
 
 fn usage() -> ! {
     eprintln!("usage: produce <bootstrap> <topic> <messages> [partitions]");
@@ -66,7 +41,7 @@ fn main() {
         let started = Instant::now();
         for chunk_start in (0..n).step_by(CHUNK) {
             let chunk: Vec<TestRecord> = (chunk_start..(chunk_start + CHUNK).min(n))
-                .map(|i| message(i, partitions))
+                .map(|i| bench_message(i, partitions))
                 .collect();
             produce_with(&producer, topic, &chunk).await;
         }

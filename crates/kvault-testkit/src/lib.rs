@@ -71,6 +71,32 @@ impl TestRecord {
     }
 }
 
+/// The benches' message shape: a ~500-byte JSON-like value, a short key, two headers and a
+/// CreateTime, spread round-robin over `partitions`. Deterministic in `i`.
+pub fn bench_message(i: usize, partitions: i32) -> TestRecord {
+    let filler = "abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut value = format!(
+        r#"{{"id":{i},"user":"user-{}","event":"page_view","ts":{},"url":"https://example.com/p/{}","ua":"Mozilla/5.0 (X11; Linux x86_64)","data":""#,
+        i % 100_003,
+        1_750_000_000_000u64 + i as u64,
+        i % 977
+    );
+    while value.len() < 480 {
+        value.push_str(&filler[..(480 - value.len()).min(filler.len())]);
+    }
+    value.push_str("\"}");
+    TestRecord {
+        partition: Some((i % partitions.max(1) as usize) as i32),
+        key: Some(format!("user-{}", i % 100_003).into_bytes()),
+        value: Some(value.into_bytes()),
+        headers: vec![
+            ("trace-id".into(), Some(format!("{i:016x}").into_bytes())),
+            ("source".into(), Some(b"bench".to_vec())),
+        ],
+        timestamp: Some(1_750_000_000_000 + i as i64),
+    }
+}
+
 /// A record read back from the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
