@@ -54,6 +54,16 @@ fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 
+/// The exit code a pipeline would see, with kvault's stderr in the failure message.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn records(n: usize) -> Vec<TestRecord> {
     (0..n)
         .map(|i| TestRecord {
@@ -138,12 +148,7 @@ async fn backup_verify_list_restore_round_trip_through_the_cli() {
         "--target-topic",
         &target,
     ]);
-    assert_eq!(
-        again.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    assert_exit(&again, 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,7 +168,7 @@ async fn a_corrupt_archive_fails_verify_and_restore_with_exit_code_5() {
     std::fs::write(&segment, bytes).unwrap();
 
     let verify = setup.kvault(&["verify", "--backup-id", &backup_id]);
-    assert_eq!(verify.status.code(), Some(5));
+    assert_exit(&verify, 5);
     let target = broker.unique_topic("cli-corrupt-dst");
     let restore = setup.kvault(&[
         "restore",
@@ -172,12 +177,7 @@ async fn a_corrupt_archive_fails_verify_and_restore_with_exit_code_5() {
         "--target-topic",
         &target,
     ]);
-    assert_eq!(
-        restore.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&restore.stderr)
-    );
+    assert_exit(&restore, 5);
     assert_eq!(
         broker.partition_count(&target).await,
         None,
@@ -191,7 +191,7 @@ async fn bad_input_exits_with_a_message_and_the_right_code() {
     let setup = Setup::new(broker);
 
     let unknown_cluster = setup.kvault(&["backup", "--cluster", "nope", "--topic", "t"]);
-    assert_eq!(unknown_cluster.status.code(), Some(3));
+    assert_exit(&unknown_cluster, 3);
     assert!(String::from_utf8_lossy(&unknown_cluster.stderr).contains("nope"));
 
     let bad_offset = setup.kvault(&[
@@ -205,7 +205,7 @@ async fn bad_input_exits_with_a_message_and_the_right_code() {
         "--end-offset",
         "5",
     ]);
-    assert_eq!(bad_offset.status.code(), Some(2));
+    assert_exit(&bad_offset, 2);
     assert!(String::from_utf8_lossy(&bad_offset.stderr).contains("start_offset"));
 
     let missing_topic = setup.kvault(&[
@@ -215,10 +215,10 @@ async fn bad_input_exits_with_a_message_and_the_right_code() {
         "--topic",
         &broker.unique_topic("absent"),
     ]);
-    assert_eq!(missing_topic.status.code(), Some(3));
+    assert_exit(&missing_topic, 3);
 
     let missing_backup = setup.kvault(&["verify", "--backup-id", "no-such-backup"]);
-    assert_eq!(missing_backup.status.code(), Some(3));
+    assert_exit(&missing_backup, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,7 +289,7 @@ async fn migrate_filters_with_cel_and_drain_reports_unknown_groups() {
         "--filter-expression",
         "value.contains(",
     ]);
-    assert_eq!(bad.status.code(), Some(2));
+    assert_exit(&bad, 2);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("filter_expression"));
 
     let drain = setup.kvault(&[
@@ -305,12 +305,7 @@ async fn migrate_filters_with_cel_and_drain_reports_unknown_groups() {
         "--check-interval-ms",
         "100",
     ]);
-    assert_eq!(
-        drain.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&drain.stderr)
-    );
+    assert_exit(&drain, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
