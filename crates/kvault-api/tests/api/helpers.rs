@@ -8,7 +8,7 @@ use kvault_api::configuration::Settings;
 use kvault_api::Application;
 use kvault_kafka::ClusterConfig;
 use kvault_testkit::{TestBroker, TestRecord};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::Connection;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -122,6 +122,24 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// GET as `role`, parsed as JSON (the status is the caller's to check when it matters).
+    pub async fn get_json(&self, path: &str, role: Role) -> Value {
+        self.get(path, role).await.json().await.unwrap()
+    }
+
+    /// A synchronous backup of `topic` on cluster `local` that must complete; its body.
+    pub async fn completed_backup(&self, topic: &str) -> Value {
+        let resp = self
+            .post(
+                "/api/kafka/clusters/local/backup",
+                Role::Operator,
+                &json!({ "topic": topic }),
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json().await.unwrap()
     }
 
     pub async fn post(&self, path: &str, role: Role, body: &Value) -> reqwest::Response {

@@ -68,30 +68,15 @@ async fn jobs_are_listed_newest_first_and_filtered() {
     let app = spawn_with_settings(settings, dir).await;
     let topic = app.topic_with(1, 2).await;
     for _ in 0..2 {
-        let resp = app
-            .post(
-                "/api/kafka/clusters/local/backup",
-                Role::Operator,
-                &json!({"topic": topic}),
-            )
-            .await;
-        assert_eq!(resp.status().as_u16(), 200);
+        app.completed_backup(&topic).await;
     }
-    let all: Value = app
-        .get("/api/kafka/jobs", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get_json("/api/kafka/jobs", Role::Viewer).await;
     let jobs = all["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 2);
     assert!(jobs[0]["created_at"].as_str() >= jobs[1]["created_at"].as_str());
     let none: Value = app
-        .get("/api/kafka/jobs?kind=restore", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/kafka/jobs?kind=restore", Role::Viewer)
+        .await;
     assert!(none["jobs"].as_array().unwrap().is_empty());
     let done: Value = app
         .get(
@@ -105,11 +90,8 @@ async fn jobs_are_listed_newest_first_and_filtered() {
     assert_eq!(done["jobs"].as_array().unwrap().len(), 1);
     let id = done["jobs"][0]["id"].as_str().unwrap();
     let job: Value = app
-        .get(&format!("/api/kafka/jobs/{id}"), Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/kafka/jobs/{id}"), Role::Viewer)
+        .await;
     assert_eq!(job["state"], "completed");
     assert_eq!(job["request"]["topic"], topic.as_str());
     assert!(job["result"]["backup_id"].is_string());
@@ -122,27 +104,10 @@ async fn the_sqlite_default_serves_the_same_api() {
     let (settings, dir) = test_settings(url.clone()).await;
     let app = spawn_with_settings(settings, dir).await;
     let topic = app.topic_with(1, 4).await;
-    let resp = app
-        .post(
-            "/api/kafka/clusters/local/backup",
-            Role::Operator,
-            &json!({"topic": topic}),
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let metrics: Value = app
-        .get("/api/kafka/metrics", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    app.completed_backup(&topic).await;
+    let metrics: Value = app.get_json("/api/kafka/metrics", Role::Viewer).await;
     assert_eq!(metrics["completed_backups_today"], 1);
-    let jobs: Value = app
-        .get("/api/kafka/jobs", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jobs: Value = app.get_json("/api/kafka/jobs", Role::Viewer).await;
     assert_eq!(jobs["jobs"][0]["state"], "completed");
     assert_eq!(
         app.client

@@ -93,19 +93,11 @@ async fn the_11th_concurrent_backup_gets_429_and_jobs_can_be_cancelled() {
         "{body}"
     );
 
-    let metrics: Value = app
-        .get("/api/kafka/metrics", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let metrics: Value = app.get_json("/api/kafka/metrics", Role::Viewer).await;
     assert_eq!(metrics["active_backups"], 10);
     let running: Value = app
-        .get("/api/kafka/jobs?kind=backup&state=running", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/kafka/jobs?kind=backup&state=running", Role::Viewer)
+        .await;
     assert_eq!(running["jobs"].as_array().unwrap().len(), 10);
 
     for id in &jobs {
@@ -135,20 +127,8 @@ async fn the_11th_concurrent_backup_gets_429_and_jobs_can_be_cancelled() {
     .await;
     assert_eq!(body["details"]["field"], "job_id");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let resp = app
-        .post(
-            "/api/kafka/clusters/local/backup",
-            Role::Operator,
-            &json!({"topic": topic}),
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let list: Value = app
-        .get("/api/kafka/backups", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    app.completed_backup(&topic).await;
+    let list: Value = app.get_json("/api/kafka/backups", Role::Viewer).await;
     assert_eq!(
         list["backups"].as_array().unwrap().len(),
         1,

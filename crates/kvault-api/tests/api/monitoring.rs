@@ -19,12 +19,7 @@ async fn health_and_ready_need_no_token() {
 #[tokio::test]
 async fn metrics_are_computed_from_jobs_and_archives() {
     let app = spawn_app().await;
-    let empty: Value = app
-        .get("/api/kafka/metrics", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let empty: Value = app.get_json("/api/kafka/metrics", Role::Viewer).await;
     for field in [
         "active_backups",
         "completed_backups_today",
@@ -56,12 +51,7 @@ async fn metrics_are_computed_from_jobs_and_archives() {
         .await;
     assert!(resp.status().is_client_error(), "{}", resp.status());
 
-    let m: Value = app
-        .get("/api/kafka/metrics", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let m: Value = app.get_json("/api/kafka/metrics", Role::Viewer).await;
     assert_eq!(m["active_backups"], 0);
     assert_eq!(m["completed_backups_today"], 1);
     assert_eq!(m["total_backups"], 1);
@@ -129,12 +119,7 @@ async fn the_openapi_document_names_every_route_and_every_documented_route_exist
         401,
     )
     .await;
-    let doc: Value = app
-        .get("/api/openapi.json", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/api/openapi.json", Role::Viewer).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     let mut documented = 0;

@@ -69,18 +69,12 @@ async fn backup_list_get_verify_restore_delete() {
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0]["backup_id"], backup_id.as_str());
     let other: Value = app
-        .get("/api/kafka/backups?topic=not-this-one", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/kafka/backups?topic=not-this-one", Role::Viewer)
+        .await;
     assert!(other["backups"].as_array().unwrap().is_empty());
     let summary: Value = app
-        .get(&format!("/api/kafka/backups/{backup_id}"), Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/kafka/backups/{backup_id}"), Role::Viewer)
+        .await;
     assert_eq!(summary["total_messages"], 30);
     assert_eq!(summary["partitions"].as_array().unwrap().len(), 3);
 
@@ -330,12 +324,7 @@ async fn max_backup_size_stops_a_backup_and_leaves_no_archive() {
             .contains("max_backup_size_gb"),
         "{body}"
     );
-    let list: Value = app
-        .get("/api/kafka/backups", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/kafka/backups", Role::Viewer).await;
     assert!(list["backups"].as_array().unwrap().is_empty(), "{list}");
     let leftovers: Vec<_> = std::fs::read_dir(&app.settings.backup.base_path)
         .unwrap()
@@ -351,14 +340,7 @@ async fn max_backup_size_stops_a_backup_and_leaves_no_archive() {
 async fn the_retention_sweeper_deletes_only_expired_backups() {
     let app = spawn_app().await;
     let topic = app.topic_with(1, 3).await;
-    let resp = app
-        .post(
-            "/api/kafka/clusters/local/backup",
-            Role::Operator,
-            &json!({"topic": topic}),
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
+    app.completed_backup(&topic).await;
     let state = app.app_state.clone();
     let store = state.store.clone();
     let now = chrono::Utc::now();
@@ -369,11 +351,6 @@ async fn the_retention_sweeper_deletes_only_expired_backups() {
     assert!(in_use.is_empty());
     let swept = kvault_api::startup::sweep_retention(store.as_ref(), 30, later, |_| false).unwrap();
     assert_eq!(swept.len(), 1);
-    let list: Value = app
-        .get("/api/kafka/backups", Role::Viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/kafka/backups", Role::Viewer).await;
     assert!(list["backups"].as_array().unwrap().is_empty());
 }
