@@ -90,6 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     let archive = state.store.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         for b in 0..backups {
             let spec = ArchiveSpec {
@@ -107,7 +108,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 include_headers: true,
                 created_at: Utc::now(),
             };
-            let writer = archive.create(spec).map_err(|e| e.to_string())?;
+            let writer = runtime
+                .block_on(archive.create(spec))
+                .map_err(|e| e.to_string())?;
             let mut p = writer.partition(0).map_err(|e| e.to_string())?;
             for offset in 0..100i64 {
                 let record = Record {

@@ -141,6 +141,7 @@ impl BackupSettings {
         BackupDefaults {
             compression: self.compression,
             rate_limit_per_second: self.rate_limit_per_second,
+            max_bytes: self.max_backup_bytes(),
         }
     }
 
@@ -212,6 +213,35 @@ impl AuthSettings {
         self.algorithm == JwtAlgorithm::Hs256
             && self.jwt_secret.as_ref().map(Secret::expose) == Some(DEV_JWT_SECRET)
     }
+
+    /// Why these settings must not serve a non-loopback address, if they must not: the
+    /// published development secret, or an HS256 secret shorter than 32 bytes.
+    pub fn insecure_for_public_address(&self) -> Option<&'static str> {
+        if self.algorithm != JwtAlgorithm::Hs256 {
+            return None;
+        }
+        if self.uses_dev_secret() {
+            return Some("auth.jwt_secret is the published development secret");
+        }
+        match &self.jwt_secret {
+            Some(s) if s.expose().len() < MIN_PUBLIC_SECRET_BYTES => {
+                Some("auth.jwt_secret is shorter than 32 bytes")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Shortest HS256 secret accepted on a non-loopback address.
+pub const MIN_PUBLIC_SECRET_BYTES: usize = 32;
+
+/// Whether `host` (from `server.host`) only accepts connections from this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
-use kvault_domain::{DomainError, ValidationError};
+use kvault_domain::{DomainError, KafkaFailure, StorageFailure, ValidationError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -218,6 +218,47 @@ impl From<DomainError> for ApiError {
             DomainError::Cancelled => {
                 Self::new(StatusCode::CONFLICT, "Cancelled", "the job was cancelled")
             }
+            // Keep the cause's status and say what the operation had done when it happened.
+            DomainError::WithContext {
+                context, source, ..
+            } => {
+                let mut inner = Self::from(*source);
+                if inner.kind != "InternalError" {
+                    inner.message = format!("{context}: {}", inner.message);
+                } else {
+                    tracing::error!(%context, "the failed operation had done this");
+                }
+                inner
+            }
+            DomainError::Kafka {
+                failure, message, ..
+            } => {
+                tracing::warn!(?failure, %message, "kafka failure");
+                let (status, kind) = match failure {
+                    KafkaFailure::Unavailable => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable")
+                    }
+                    KafkaFailure::Authentication => {
+                        (StatusCode::BAD_GATEWAY, "KafkaAuthenticationFailed")
+                    }
+                    KafkaFailure::Authorization => (StatusCode::BAD_GATEWAY, "KafkaUnauthorized"),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "KafkaError"),
+                };
+                Self::new(status, kind, format!("kafka: {message}"))
+            }
+            DomainError::Storage {
+                failure, message, ..
+            } => {
+                tracing::warn!(?failure, %message, "archive store failure");
+                let (status, kind) = match failure {
+                    StorageFailure::Full => (StatusCode::INSUFFICIENT_STORAGE, "StorageFull"),
+                    StorageFailure::Unavailable => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable")
+                    }
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "StorageError"),
+                };
+                Self::new(status, kind, format!("archive store: {message}"))
+            }
             other => Self::internal(other),
         }
     }
@@ -298,13 +339,43 @@ mod tests {
         let e: ApiError = DomainError::conflict_on("not empty", "target_topic", "t").into();
         assert_eq!(e.status, StatusCode::CONFLICT);
         assert_eq!(e.value.as_deref(), Some("t"));
-        let e: ApiError = DomainError::Kafka("broker 10.0.0.7:9092 down".into()).into();
-        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        // Faults the caller can act on say what failed instead of an opaque 500.
+        let e: ApiError = DomainError::Kafka {
+            failure: KafkaFailure::Unavailable,
+            message: "no broker of cluster 'dr' answered".into(),
+            source: None,
+        }
+        .into();
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable")
+        );
+        assert!(e.message.contains("cluster 'dr'"), "{}", e.message);
+        let e: ApiError = DomainError::Storage {
+            failure: StorageFailure::Full,
+            message: "no space left writing b1.partial/p0/x.seg".into(),
+            source: None,
+        }
+        .into();
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::INSUFFICIENT_STORAGE, "StorageFull")
+        );
+        // Context keeps the cause's status: a conflict found mid-run is still a 409.
+        let e: ApiError = DomainError::conflict("target holds messages")
+            .context("restore stopped after 5 records to partition 0")
+            .into();
+        assert_eq!(e.status, StatusCode::CONFLICT);
         assert!(
-            !e.message.contains("10.0.0.7"),
-            "internals leaked: {}",
+            e.message.starts_with("restore stopped after 5"),
+            "{}",
             e.message
         );
+        let e: ApiError = DomainError::internal("secret sauce")
+            .context("step 2")
+            .into();
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("secret sauce"), "{}", e.message);
         let e: ApiError = DomainError::LimitExceeded {
             message: "busy".into(),
             retry_after_secs: 3,

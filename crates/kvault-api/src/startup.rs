@@ -48,6 +48,12 @@ pub enum StartupError {
     Cluster { id: String, message: String },
     #[error("archive store at {path}: {message}")]
     Archive { path: String, message: String },
+    #[error(
+        "refusing to listen on {host}: {reason}, so anyone who can reach the server could mint \
+         admin tokens. Set KVAULT__AUTH__JWT_SECRET to a random secret of at least 32 bytes \
+         (e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
+    )]
+    InsecureAuth { host: String, reason: &'static str },
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -64,6 +70,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        if let Some(reason) = settings.auth.insecure_for_public_address() {
+            if !crate::configuration::is_loopback_host(&settings.server.host) {
+                return Err(StartupError::InsecureAuth {
+                    host: settings.server.host.clone(),
+                    reason,
+                });
+            }
+        }
         if settings.auth.uses_dev_secret() {
             tracing::warn!(
                 "!!! auth.jwt_secret is the published development secret: anyone can mint tokens \
@@ -240,7 +254,7 @@ async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiE
 
 /// Deletes backups older than `retention_days` (none when it is 0), skipping backups a running
 /// job uses. Returns the ids deleted.
-pub fn sweep_retention(
+pub async fn sweep_retention(
     store: &dyn ArchiveStore,
     retention_days: u32,
     now: DateTime<Utc>,
@@ -251,12 +265,12 @@ pub fn sweep_retention(
     }
     let cutoff = now - chrono::Duration::days(i64::from(retention_days));
     let mut deleted = Vec::new();
-    for manifest in store.list()? {
+    for manifest in store.list().await? {
         if manifest.finished_at >= cutoff || in_use(&manifest.backup_id) {
             continue;
         }
         let id = BackupId::parse(&manifest.backup_id)?;
-        store.delete(&id)?;
+        store.delete(&id).await?;
         tracing::info!(backup_id = %id, finished_at = %manifest.finished_at, retention_days, "backup expired and deleted");
         deleted.push(manifest.backup_id);
     }
@@ -270,20 +284,22 @@ async fn retention_loop(state: web::Data<AppState>) {
         tick.tick().await;
         let days = state.settings.backup.retention_days;
         let (store, runner) = (state.store.clone(), state.runner.clone());
-        let swept = tokio::task::spawn_blocking(move || {
-            sweep_retention(store.as_ref(), days, Utc::now(), |id| {
-                runner.uses_backup(id)
-            })
+        match store.sweep_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "abandoned partial backups removed"),
+            Err(e) => tracing::error!(error = %e, "sweep of abandoned partial backups failed"),
+        }
+        let swept = sweep_retention(store.as_ref(), days, Utc::now(), |id| {
+            runner.uses_backup(id)
         })
         .await;
         match swept {
-            Ok(Ok(deleted)) => {
+            Ok(deleted) => {
                 if !deleted.is_empty() {
                     state.archive_totals.invalidate();
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
-            Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::offset::Offset;
 pub struct BackupDefaults {
     pub compression: CompressionType,
     pub rate_limit_per_second: u32,
+    /// `backup.max_backup_size_gb` in bytes: an archive growing past it fails and is removed.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for BackupDefaults {
@@ -20,6 +22,7 @@ impl Default for BackupDefaults {
         Self {
             compression: CompressionType::Gzip,
             rate_limit_per_second: 10_000,
+            max_bytes: None,
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct BackupPlan {
     /// Milliseconds since the epoch.
     pub start_time_ms: Option<i64>,
     pub end_time_ms: Option<i64>,
+    /// Compressed archive size past which the backup fails and is removed.
+    pub max_bytes: Option<u64>,
 }
 
 impl BackupRequest {
@@ -182,6 +187,7 @@ impl BackupRequest {
             rate_limit_per_second: rate,
             start_time_ms: self.start_time.map(|t| t.timestamp_millis()),
             end_time_ms: self.end_time.map(|t| t.timestamp_millis()),
+            max_bytes: defaults.max_bytes,
         })
     }
 }

@@ -1,7 +1,13 @@
-//! Typed errors shared by every layer. Each variant maps to one documented HTTP status in the
-//! API layer; the CLI prints the message and exits non-zero.
+//! Typed errors shared by every layer. Each [`ErrorKind`] maps to one documented HTTP status in
+//! the API layer and one exit code in the CLI; adapters keep their own error as the `source`, so
+//! the root cause survives all the way to the log line.
+
+use std::error::Error as StdError;
 
 use serde::Serialize;
+
+/// A boxed error from a lower layer (librdkafka, I/O, object storage), kept as a source.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Bad input: names the field and the value that was refused, so the caller can fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
@@ -20,6 +26,36 @@ impl ValidationError {
             message: message.into(),
         }
     }
+}
+
+/// Why Kafka failed, as far as a caller can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum KafkaFailure {
+    /// No broker answered: down, unreachable, or timed out (retry later, check the address).
+    Unavailable,
+    /// SASL/SSL authentication failed (check the credentials).
+    Authentication,
+    /// The broker refused the operation (ACLs).
+    Authorization,
+    /// Anything else the broker said no to.
+    Other,
+}
+
+/// Why the archive store failed, as far as a caller can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum StorageFailure {
+    /// No space left on the device / quota exceeded.
+    Full,
+    /// Permission or access denied (file mode, bucket policy, credentials).
+    PermissionDenied,
+    /// The store could not be reached (object storage endpoint down, retries exhausted).
+    Unavailable,
+    /// The bucket or base directory does not exist.
+    Missing,
+    /// Anything else.
+    Other,
 }
 
 /// What can go wrong with an operation, independent of which layer noticed it.
@@ -52,14 +88,53 @@ pub enum DomainError {
     #[error("operation cancelled")]
     Cancelled,
     /// Kafka said no, or could not be reached.
-    #[error("kafka: {0}")]
-    Kafka(String),
-    /// The archive store failed (disk full, permissions, ...).
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error("kafka: {message}")]
+    Kafka {
+        failure: KafkaFailure,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The archive store failed (disk full, permissions, bucket missing, ...).
+    #[error("storage: {message}")]
+    Storage {
+        failure: StorageFailure,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Anything else; the message is for logs, not for clients.
-    #[error("internal: {0}")]
-    Internal(String),
+    #[error("internal: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Another error with what the operation had done when it happened. The kind is the
+    /// inner error's, so a conflict found mid-run is still a conflict.
+    #[error("{context}: {source}")]
+    WithContext {
+        context: String,
+        /// Machine-readable facts for the error body's `details` (e.g. records per partition).
+        details: Option<serde_json::Value>,
+        #[source]
+        source: Box<DomainError>,
+    },
+}
+
+/// The kind of an error, for mapping onto statuses and exit codes without matching strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    Validation,
+    NotFound,
+    Conflict,
+    LimitExceeded,
+    CorruptArchive,
+    Cancelled,
+    Kafka(KafkaFailure),
+    Storage(StorageFailure),
+    Internal,
 }
 
 impl DomainError {
@@ -89,6 +164,119 @@ impl DomainError {
             value: Some(value.to_string()),
         }
     }
+
+    /// A Kafka failure of kind [`KafkaFailure::Other`] without a source.
+    pub fn kafka(message: impl Into<String>) -> Self {
+        Self::Kafka {
+            failure: KafkaFailure::Other,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A storage failure of kind [`StorageFailure::Other`] without a source.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Self::Storage {
+            failure: StorageFailure::Other,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Wraps `self` with what the operation was doing; the kind stays `self`'s.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Self::WithContext {
+            context: context.into(),
+            details: None,
+            source: Box::new(self),
+        }
+    }
+
+    /// Like [`DomainError::context`], with machine-readable details for the error body.
+    pub fn context_with(self, context: impl Into<String>, details: serde_json::Value) -> Self {
+        Self::WithContext {
+            context: context.into(),
+            details: Some(details),
+            source: Box::new(self),
+        }
+    }
+
+    /// The innermost error: what actually went wrong, under any context layers.
+    pub fn root(&self) -> &DomainError {
+        match self {
+            Self::WithContext { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self.root() {
+            Self::Validation(_) => ErrorKind::Validation,
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            Self::CorruptArchive { .. } => ErrorKind::CorruptArchive,
+            Self::Cancelled => ErrorKind::Cancelled,
+            Self::Kafka { failure, .. } => ErrorKind::Kafka(*failure),
+            Self::Storage { failure, .. } => ErrorKind::Storage(*failure),
+            Self::Internal { .. } | Self::WithContext { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// The outermost `details` attached with [`DomainError::context_with`], if any.
+    pub fn details(&self) -> Option<&serde_json::Value> {
+        match self {
+            Self::WithContext {
+                details: Some(d), ..
+            } => Some(d),
+            Self::WithContext { source, .. } => source.details(),
+            _ => None,
+        }
+    }
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_the_kind_and_the_details() {
+        let e = DomainError::conflict_on("topic holds messages", "target_topic", "t")
+            .context_with("restore stopped", serde_json::json!({"written": {"0": 5}}))
+            .context("job 1");
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert_eq!(e.details().unwrap()["written"]["0"], 5);
+        assert!(e
+            .to_string()
+            .starts_with("job 1: restore stopped: topic holds"));
+        assert!(matches!(e.root(), DomainError::Conflict { .. }));
+    }
+
+    #[test]
+    fn failures_are_kinds_of_their_own() {
+        let e = DomainError::Kafka {
+            failure: KafkaFailure::Unavailable,
+            message: "no broker".into(),
+            source: Some("connection refused".into()),
+        };
+        assert_eq!(e.kind(), ErrorKind::Kafka(KafkaFailure::Unavailable));
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("connection refused")
+        );
+        assert_eq!(
+            DomainError::storage("x").kind(),
+            ErrorKind::Storage(StorageFailure::Other)
+        );
+        assert_eq!(DomainError::internal("x").kind(), ErrorKind::Internal);
+    }
+}

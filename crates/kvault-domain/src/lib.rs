@@ -2,19 +2,24 @@
 //! client libraries, file formats or HTTP.
 //!
 //! - [`offset`], [`compression`], [`ids`]: small value types that validate themselves.
+//! - [`cluster`]: how to reach a cluster (the `clusters:` config entries).
 //! - [`record`]: one Kafka record as bytes (nullable key and value, ordered headers).
 //! - [`backup`], [`restore`], [`migrate`], [`drain`]: the documented request and result shapes,
 //!   with their defaults and `validate()` methods.
 //! - [`manifest`]: the description of a finished backup (topic metadata, per-partition ranges,
 //!   segment index) that storage persists and restore plans from.
 //! - [`job`]: long-running operations, their states and progress.
-//! - [`ports`]: the traits that the storage and Kafka layers implement.
+//! - [`operations`]: backup, restore, migrate and drain as traits ([`operations::Engine`]),
+//!   which the Kafka layer implements and the API and CLI call.
+//! - [`ports`]: what the operations need from the outside ([`ports::ArchiveStore`]), which
+//!   the storage layer implements.
 //! - [`error`]: typed validation and operation errors, each naming the field and value at fault.
 //!
 //! This crate does no I/O and knows no framework: `serde` shapes are the contract, and the
 //! `openapi` feature adds `utoipa` schemas for the HTTP layer.
 
 pub mod backup;
+pub mod cluster;
 pub mod compression;
 pub mod drain;
 pub mod error;
@@ -23,14 +28,18 @@ pub mod job;
 pub mod manifest;
 pub mod migrate;
 pub mod offset;
+pub mod operations;
 pub mod ports;
 pub mod record;
 pub mod restore;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};
+pub use cluster::ClusterConfig;
 pub use compression::{Compression, CompressionType};
 pub use drain::{DrainRequest, DrainResult, DrainStatus, DrainStrategy, PartitionLag};
-pub use error::{DomainError, ValidationError};
+pub use error::{
+    DomainError, DomainResult, ErrorKind, KafkaFailure, StorageFailure, ValidationError,
+};
 pub use ids::{BackupId, ClusterId};
 pub use job::{Job, JobId, JobKind, JobProgress, JobState};
 pub use manifest::{Manifest, PartitionManifest, SegmentInfo, TopicMetadata};

@@ -23,7 +23,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestoreRequest;
 use kvault_domain::{BackupId, ClusterId, CompressionType};
-use kvault_kafka::{BackupLimits, ClusterConfig, KafkaCluster};
+use kvault_kafka::{ClusterConfig, KafkaCluster};
 use kvault_storage::LocalArchiveStore;
 use kvault_testkit::{bench_message, produce_with, TestBroker, TestRecord};
 
@@ -131,12 +131,7 @@ async fn run() {
         reset_peak_rss();
         let t = Instant::now();
         let backup = kafka
-            .backup(
-                plan,
-                store.clone(),
-                BackupLimits::default(),
-                OperationControl::new(),
-            )
+            .backup(plan, store.clone(), OperationControl::new())
             .await
             .expect("backup");
         let backup_secs = t.elapsed().as_secs_f64();
@@ -178,11 +173,7 @@ async fn run() {
         );
         broker.delete_topic(&target).await;
         let id = BackupId::parse(&backup.backup_id).expect("backup id");
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.delete(&id))
-            .await
-            .expect("delete thread")
-            .expect("delete backup");
+        store.delete(&id).await.expect("delete backup");
     }
 
     println!(

@@ -110,7 +110,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> DomainResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| DomainError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| DomainError::internal(format!("blocking task failed: {e}")))?
 }
 
 impl Admin {
@@ -157,7 +157,7 @@ impl Admin {
                     {
                         return Ok(None);
                     }
-                    return Err(DomainError::Kafka(format!(
+                    return Err(DomainError::kafka(format!(
                         "metadata of topic {topic}: {code}"
                     )));
                 }
@@ -259,7 +259,7 @@ impl Admin {
         let mut configs = BTreeMap::new();
         for result in results {
             let resource = result.map_err(|code| {
-                DomainError::Kafka(format!("describe configs of {topic}: {code}"))
+                DomainError::kafka(format!("describe configs of {topic}: {code}"))
             })?;
             for entry in resource.entries {
                 let Some(value) = entry.value else { continue };
@@ -309,7 +309,7 @@ impl Admin {
                 created.config_error = Some(message);
                 self.try_create(name, partitions, replication_factor, &BTreeMap::new())
                     .await
-                    .map_err(|(_, m)| DomainError::Kafka(m))?;
+                    .map_err(|(_, m)| DomainError::kafka(m))?;
             }
             Err((Some(RDKafkaErrorCode::TopicAlreadyExists), message)) => {
                 return Err(DomainError::conflict_on(message, "target_topic", name));
@@ -322,7 +322,7 @@ impl Admin {
                 )
                 .into());
             }
-            Err((_, message)) => return Err(DomainError::Kafka(message)),
+            Err((_, message)) => return Err(DomainError::kafka(message)),
         }
         let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
         loop {
@@ -332,7 +332,7 @@ impl Admin {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(DomainError::Kafka(format!(
+                return Err(DomainError::kafka(format!(
                     "topic {name} was created but its {partitions} partitions did not appear \
                      in metadata within {METADATA_TIMEOUT:?}"
                 )));
@@ -379,7 +379,7 @@ impl Admin {
             .map_err(|e| kafka_error(format!("delete topic {name}"), e))?;
         for result in results {
             if let Err((topic, code)) = result {
-                return Err(DomainError::Kafka(format!("delete topic {topic}: {code}")));
+                return Err(DomainError::kafka(format!("delete topic {topic}: {code}")));
             }
         }
         Ok(())

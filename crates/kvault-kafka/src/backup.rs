@@ -44,13 +44,6 @@ const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// the broker is not answering.
 const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Limits that come from configuration rather than from the request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BackupLimits {
-    /// `max_backup_size_gb` in bytes: an archive growing past it fails and is removed.
-    pub max_bytes: Option<u64>,
-}
-
 /// The part of a partition one backup covers.
 #[derive(Debug, Clone, Copy)]
 struct PartitionRange {
@@ -74,7 +67,7 @@ struct Shared {
     /// Set when any partition failed: the others stop at their next record.
     stop: AtomicBool,
     archive_bytes: AtomicU64,
-    limits: BackupLimits,
+    max_bytes: Option<u64>,
     control: OperationControl,
 }
 
@@ -101,7 +94,6 @@ pub(crate) async fn run(
     cluster: &ClusterConfig,
     plan: BackupPlan,
     store: Arc<dyn ArchiveStore>,
-    limits: BackupLimits,
     control: OperationControl,
 ) -> DomainResult<BackupResult> {
     let started = Instant::now();
@@ -184,10 +176,7 @@ pub(crate) async fn run(
         include_headers: plan.include_headers,
         created_at,
     };
-    let writer = {
-        let store = store.clone();
-        blocking(move || store.create(spec)).await?
-    };
+    let writer = store.create(spec).await?;
     let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));
     let shared = Arc::new(Shared {
         topic: plan.topic.clone(),
@@ -200,7 +189,7 @@ pub(crate) async fn run(
         throttle: Throttle::per_second(plan.rate_limit_per_second),
         stop: AtomicBool::new(false),
         archive_bytes: AtomicU64::new(0),
-        limits,
+        max_bytes: plan.max_bytes,
         control: control.clone(),
     });
 
@@ -212,9 +201,9 @@ pub(crate) async fn run(
 
     let writer = archive
         .lock()
-        .map_err(|_| DomainError::Internal("archive writer lock poisoned".into()))?
+        .map_err(|_| DomainError::internal("archive writer lock poisoned"))?
         .take()
-        .ok_or_else(|| DomainError::Internal("archive writer already taken".into()))?;
+        .ok_or_else(|| DomainError::internal("archive writer already taken"))?;
     let mut manifests = Vec::with_capacity(outcomes.len());
     let mut failure: Option<DomainError> = None;
     for outcome in outcomes {
@@ -322,10 +311,10 @@ fn write_partition(
     let mut writer = {
         let guard = archive
             .lock()
-            .map_err(|_| DomainError::Internal("archive writer lock poisoned".into()))?;
+            .map_err(|_| DomainError::internal("archive writer lock poisoned"))?;
         let archive = guard
             .as_ref()
-            .ok_or_else(|| DomainError::Internal("archive writer already committed".into()))?;
+            .ok_or_else(|| DomainError::internal("archive writer already committed"))?;
         archive.partition(partition)?
     };
     let fail = |e: DomainError| {
@@ -346,7 +335,7 @@ fn write_partition(
             .fetch_add(size.saturating_sub(reported), Ordering::Relaxed)
             + size.saturating_sub(reported);
         reported = size;
-        if let Some(max) = shared.limits.max_bytes {
+        if let Some(max) = shared.max_bytes {
             if total > max {
                 return Err(fail(DomainError::LimitExceeded {
                     message: format!(
@@ -392,7 +381,7 @@ fn read_partition(
         match consumer.poll(Duration::from_millis(100)) {
             None => {
                 if last_activity.elapsed() > READ_STALL_TIMEOUT {
-                    return Err(DomainError::Kafka(format!(
+                    return Err(DomainError::kafka(format!(
                         "{}/{}: no record and no end-of-partition for {:?} at offset {} \
                          (cut at {})",
                         shared.topic, range.partition, READ_STALL_TIMEOUT, covered_to, range.end
@@ -507,5 +496,5 @@ async fn blocking<T: Send + 'static>(
 async fn join<T>(handle: tokio::task::JoinHandle<DomainResult<T>>) -> DomainResult<T> {
     handle
         .await
-        .map_err(|e| DomainError::Internal(format!("worker thread failed: {e}")))?
+        .map_err(|e| DomainError::internal(format!("worker thread failed: {e}")))?
 }

@@ -1,9 +1,8 @@
 //! Building librdkafka client configurations from a cluster definition: one place decides the
 //! settings every kvault consumer, producer and admin client uses.
 
-use std::collections::BTreeMap;
-
 use kvault_domain::error::DomainResult;
+pub use kvault_domain::ClusterConfig;
 use kvault_domain::DomainError;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
@@ -11,29 +10,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
-use serde::{Deserialize, Serialize};
-
-/// How to reach a cluster: the `clusters:` entries of the config file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ClusterConfig {
-    pub bootstrap_servers: String,
-    /// Extra librdkafka properties (SASL, TLS, timeouts...), applied last so they win.
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-}
-
-impl ClusterConfig {
-    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
-        Self {
-            bootstrap_servers: bootstrap_servers.into(),
-            properties: BTreeMap::new(),
-        }
-    }
-}
 
 /// Turns a client error into the domain's Kafka error, saying what kvault was doing.
 pub fn kafka_error(context: impl std::fmt::Display, error: KafkaError) -> DomainError {
-    DomainError::Kafka(format!("{context}: {error}"))
+    DomainError::kafka(format!("{context}: {error}"))
 }
 
 /// Bootstrap servers and kvault's client id: what every client starts from.

@@ -12,7 +12,6 @@ use kvault_domain::restore::RestorePlan;
 use kvault_domain::{BackupResult, ClusterId, RestoreResult, ValidationError};
 
 use crate::admin::Admin;
-use crate::backup::BackupLimits;
 use crate::client::ClusterConfig;
 
 /// How long `ping` waits for a metadata answer.
@@ -69,10 +68,9 @@ impl KafkaCluster {
         &self,
         plan: BackupPlan,
         store: Arc<dyn ArchiveStore>,
-        limits: BackupLimits,
         control: OperationControl,
     ) -> DomainResult<BackupResult> {
-        crate::backup::run(self.id.as_str(), &self.config, plan, store, limits, control).await
+        crate::backup::run(self.id.as_str(), &self.config, plan, store, control).await
     }
 
     /// Restores a backup from `store` into the plan's target topic (see the `restore` module).

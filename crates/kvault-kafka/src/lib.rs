@@ -1,7 +1,8 @@
 //! kvault's Kafka adapter: backup, restore, migrate and drain over rdkafka (librdkafka).
 //!
-//! - [`cluster`]: [`KafkaCluster`], the entry point the API and CLI call (ping, topic checks,
-//!   backup, restore).
+//! - [`engine`]: [`KafkaEngine`], the domain's operation traits (`Engine`) over every
+//!   configured cluster and one archive store: what the composition root wires in.
+//! - [`cluster`]: [`KafkaCluster`], one cluster (ping, topic checks, backup, restore).
 //! - [`client`]: [`ClusterConfig`] and the librdkafka settings for readers, producers and
 //!   admin clients.
 //! - [`admin`]: topic metadata, watermarks, offsets for timestamps, topic configs, creating
@@ -20,8 +21,10 @@
 
 pub mod admin;
 mod backup;
+mod cel_limits;
 pub mod client;
 pub mod cluster;
+pub mod engine;
 pub mod partitioner;
 mod produce;
 mod restore;
@@ -32,7 +35,7 @@ pub mod drain;
 pub mod migrate;
 pub mod transform;
 
-pub use backup::BackupLimits;
 pub use client::ClusterConfig;
 pub use cluster::KafkaCluster;
+pub use engine::KafkaEngine;
 pub use migrate::migrate;

@@ -277,7 +277,7 @@ pub async fn migrate(
         let producer = shared.producer.clone();
         let flushed = tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT))
             .await
-            .map_err(|e| DomainError::Internal(format!("flush thread failed: {e}")))?;
+            .map_err(|e| DomainError::internal(format!("flush thread failed: {e}")))?;
         if let Err(e) = flushed {
             first_error = Some(kafka_error(format!("flush {}", req.target_topic), e));
         }
@@ -362,7 +362,7 @@ async fn migrate_partition(
     drop(rx);
     let read = reader
         .await
-        .map_err(|e| DomainError::Internal(format!("reader thread failed: {e}")))?;
+        .map_err(|e| DomainError::internal(format!("reader thread failed: {e}")))?;
     // A reader error is the root cause (the producer just saw the channel close); a producer
     // error makes the reader stop with `Cancelled`, which must not hide it.
     match (read, produced) {
@@ -404,7 +404,7 @@ fn read_partition(
         let message = match consumer.poll(Duration::from_millis(100)) {
             None => {
                 if last_activity.elapsed() > READ_STALL_TIMEOUT {
-                    return Err(DomainError::Kafka(format!(
+                    return Err(DomainError::kafka(format!(
                         "{}/{partition}: no record and no end-of-partition for \
                          {READ_STALL_TIMEOUT:?} (cut at {end})",
                         shared.source_topic
@@ -585,7 +585,7 @@ async fn translate_group(
         let (source, topic, group) = (source.clone(), source_topic.to_owned(), group.to_owned());
         tokio::task::spawn_blocking(move || read_committed(&source, &topic, &group, &partitions))
             .await
-            .map_err(|e| DomainError::Internal(format!("offset reader thread failed: {e}")))
+            .map_err(|e| DomainError::internal(format!("offset reader thread failed: {e}")))
             .and_then(|r| r)
     };
     let mut outcome = GroupTranslation {
@@ -632,7 +632,7 @@ async fn translate_group(
         let (target, topic, group) = (target.clone(), target_topic.to_owned(), group.to_owned());
         tokio::task::spawn_blocking(move || commit_offsets(&target, &topic, &group, &commit))
             .await
-            .map_err(|e| DomainError::Internal(format!("offset commit thread failed: {e}")))
+            .map_err(|e| DomainError::internal(format!("offset commit thread failed: {e}")))
             .and_then(|r| r)
     };
     match committed {
@@ -808,13 +808,8 @@ async fn fail(
             tracing::warn!(%context, "migration cancelled");
             DomainError::Cancelled
         }
-        DomainError::Validation(mut v) => {
-            v.message = format!("{} ({context})", v.message);
-            DomainError::Validation(v)
-        }
-        DomainError::Kafka(m) => DomainError::Kafka(format!("{m} ({context})")),
-        DomainError::NotFound { kind, name } => DomainError::NotFound { kind, name },
-        other => DomainError::Internal(format!("{other} ({context})")),
+        // The kind stays the cause's: a conflict found mid-run is still a 409.
+        other => other.context(context),
     }
 }
 

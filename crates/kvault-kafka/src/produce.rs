@@ -159,7 +159,7 @@ where
                     }
                 }
                 Err((e, back)) => {
-                    return Err(DomainError::Kafka(format!(
+                    return Err(DomainError::kafka(format!(
                         "produce to {}/{}: {e}",
                         back.topic,
                         back.partition.unwrap_or(-1)
@@ -193,11 +193,11 @@ where
 pub(crate) fn delivered(result: DeliveryResult, topic: &str) -> DomainResult<(i32, i64)> {
     match result {
         Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-        Ok(Err((e, _))) => Err(DomainError::Kafka(format!(
+        Ok(Err((e, _))) => Err(DomainError::kafka(format!(
             "delivery to {topic} failed: {e}"
         ))),
-        Err(_) => Err(DomainError::Kafka(
-            "producer shut down before delivery was confirmed".into(),
+        Err(_) => Err(DomainError::kafka(
+            "producer shut down before delivery was confirmed",
         )),
     }
 }

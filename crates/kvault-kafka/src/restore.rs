@@ -30,14 +30,14 @@ use futures::StreamExt;
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::Manifest;
-use kvault_domain::ports::{ArchiveStore, ReadBounds};
+use kvault_domain::ports::{ArchiveStore, ReadBounds, RecordReader};
 use kvault_domain::record::{Record, TimestampType};
 use kvault_domain::restore::{PartitionRestoreResult, RestorePlan, SOURCE_OFFSET_HEADER};
 use kvault_domain::{DomainError, IfExists, PartitionMapping, RestoreResult, ValidationError};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 
-use crate::admin::{blocking, Admin, TopicInfo};
+use crate::admin::{Admin, TopicInfo};
 use crate::client::{create_producer, ClusterConfig};
 use crate::partitioner::KeyPartitioner;
 use crate::produce::{delivered, future_record, Delivered, Deliveries};
@@ -144,15 +144,9 @@ pub(crate) async fn run(
     control: OperationControl,
 ) -> DomainResult<RestoreResult> {
     let started = Instant::now();
-    let manifest = {
-        let store = store.clone();
-        let id = plan.backup_id.clone();
-        blocking(move || store.manifest(&id)).await?
-    };
+    let manifest = store.manifest(&plan.backup_id).await?;
     if plan.validate_checksum {
-        let store = store.clone();
-        let id = plan.backup_id.clone();
-        let report = blocking(move || store.verify(&id)).await?;
+        let report = store.check_integrity(&plan.backup_id, &control).await?;
         if !report.valid {
             return Err(DomainError::CorruptArchive {
                 backup_id: plan.backup_id.to_string(),
@@ -260,7 +254,7 @@ pub(crate) async fn run(
         &mut *shared
             .tally
             .lock()
-            .map_err(|_| DomainError::Internal("restore tally lock poisoned".into()))?,
+            .map_err(|_| DomainError::internal("restore tally lock poisoned"))?,
     );
     if let Some(error) = failure {
         return Err(
@@ -415,16 +409,26 @@ async fn restore_partition(
     shared: Arc<Shared>,
 ) -> DomainResult<SourceTotals> {
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let id = kvault_domain::BackupId::parse(&shared.backup_id)?;
+    let records = store
+        .read_partition(
+            &id,
+            source,
+            ReadBounds {
+                until_timestamp: shared.until_ms,
+            },
+        )
+        .await?;
     let reader = {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || read_archive(source, &store, &shared, tx))
+        tokio::task::spawn_blocking(move || read_archive(records, &shared, tx))
     };
     let produced = produce_batches(source, &mut rx, &shared).await;
     // Unblock the reader if producing stopped early, then collect its outcome.
     drop(rx);
     let read = reader
         .await
-        .map_err(|e| DomainError::Internal(format!("archive reader thread failed: {e}")))?;
+        .map_err(|e| DomainError::internal(format!("archive reader thread failed: {e}")))?;
     let result = match (read, produced) {
         (Err(e), _) if !matches!(e, DomainError::Cancelled) => Err(e),
         (_, Err(e)) => Err(e),
@@ -439,19 +443,10 @@ async fn restore_partition(
 
 /// Streams a source partition out of the archive in batches.
 fn read_archive(
-    source: i32,
-    store: &Arc<dyn ArchiveStore>,
+    reader: Box<dyn RecordReader>,
     shared: &Shared,
     tx: mpsc::Sender<Vec<Record>>,
 ) -> DomainResult<()> {
-    let id = kvault_domain::BackupId::parse(&shared.backup_id)?;
-    let reader = store.read_partition(
-        &id,
-        source,
-        ReadBounds {
-            until_timestamp: shared.until_ms,
-        },
-    )?;
     let mut batch = Vec::with_capacity(BATCH_RECORDS);
     let mut bytes = 0u64;
     for record in reader {
@@ -529,7 +524,7 @@ fn settle((source_offset, result): Delivered, shared: &Shared) -> DomainResult<(
         tally.add(partition, offset);
     }
     if shared.preserve_offsets && offset != source_offset {
-        return Err(DomainError::Kafka(format!(
+        return Err(DomainError::kafka(format!(
             "offset preservation broken: source offset {source_offset} landed at offset \
              {offset} of partition {partition} (was something else writing to {}?)",
             shared.target_topic
@@ -563,12 +558,7 @@ async fn fail_after_producing(
             tracing::warn!(%context, "restore cancelled");
             DomainError::Cancelled
         }
-        DomainError::Kafka(m) => DomainError::Kafka(format!("{m} ({context})")),
-        DomainError::Storage(m) => DomainError::Storage(format!("{m} ({context})")),
-        DomainError::CorruptArchive { backup_id, reason } => DomainError::CorruptArchive {
-            backup_id,
-            reason: format!("{reason} ({context})"),
-        },
-        other => DomainError::Internal(format!("{other} ({context})")),
+        // The kind stays the cause's: a conflict found mid-run is still a 409.
+        other => other.context(context),
     }
 }

@@ -395,6 +395,11 @@ fn compile_one(
     if source.trim().is_empty() {
         return Err(ValidationError::new(field, source, "must not be empty"));
     }
+    // Refuse what could overflow the parser's stack before parsing it.
+    crate::cel_limits::check(source).map_err(|message| {
+        let shown: String = source.chars().take(200).collect();
+        ValidationError::new(field, shown, message)
+    })?;
     let program = env
         .compile(source)
         .map_err(|e| ValidationError::new(field, source, format!("invalid CEL: {e}")))?;

@@ -16,7 +16,7 @@ use kvault_domain::{
     RestoreResult,
 };
 use kvault_kafka::partitioner::partition_for_key;
-use kvault_kafka::{BackupLimits, ClusterConfig, KafkaCluster};
+use kvault_kafka::{ClusterConfig, KafkaCluster};
 use kvault_storage::LocalArchiveStore;
 use kvault_testkit::{ConsumedRecord, TestBroker, TestRecord};
 use tempfile::TempDir;
@@ -51,12 +51,7 @@ async fn backup(
 ) -> Result<BackupResult, DomainError> {
     let plan = req.validate(BackupDefaults::default(), Utc::now())?;
     kafka
-        .backup(
-            plan,
-            store.clone(),
-            BackupLimits::default(),
-            OperationControl::new(),
-        )
+        .backup(plan, store.clone(), OperationControl::new())
         .await
 }
 
@@ -180,6 +175,7 @@ async fn round_trip(codec: CompressionType, n: usize) {
     }
     let manifest = store
         .manifest(&kvault_domain::BackupId::parse(&result.backup_id).unwrap())
+        .await
         .unwrap();
     assert_eq!(manifest.topic.partition_count, 3);
     assert_eq!(manifest.topic.replication_factor, 1);
@@ -598,4 +594,48 @@ async fn conflict_append_preserve_offsets_and_source_offset_header() {
     broker.delete_topic(&topic).await;
     broker.delete_topic(&target).await;
     broker.delete_topic(&target2).await;
+}
+
+/// The engine behind the domain traits, as the API and CLI hold it: `Arc<dyn Engine>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_runs_backup_and_restore_through_the_domain_traits() {
+    use kvault_domain::operations::Engine;
+    let broker = TestBroker::get().await;
+    let (_dir, store) = store();
+    let id = ClusterId::parse("test").unwrap();
+    let engine: Arc<dyn Engine> = Arc::new(
+        kvault_kafka::KafkaEngine::new(
+            [(id.clone(), ClusterConfig::new(broker.bootstrap()))],
+            store.clone(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(engine.ids(), vec![id.clone()]);
+    let source = broker.unique_topic("engine");
+    broker.create_topic(&source, 2).await;
+    let produced = fill_varied(broker, &source, 500, 2).await;
+    assert!(engine.topic_exists(&id, &source).await.unwrap());
+
+    let plan = request(&source, CompressionType::Zstd)
+        .validate(BackupDefaults::default(), Utc::now())
+        .unwrap();
+    let backed_up = engine
+        .backup(&id, plan, OperationControl::new())
+        .await
+        .unwrap();
+    assert_eq!(backed_up.total_messages, produced.len() as u64);
+
+    let target = broker.unique_topic("engine-restored");
+    let mut req = RestoreRequest::new(&backed_up.backup_id, &target);
+    req.rate_limit_per_second = Some(10_000_000);
+    let restored = engine
+        .restore(&id, req.validate().unwrap(), OperationControl::new())
+        .await
+        .unwrap();
+    assert_eq!(restored.messages_restored, produced.len() as u64);
+    assert_same(&produced, &broker.consume_all(&target).await);
+
+    let unknown = ClusterId::parse("nowhere").unwrap();
+    let err = engine.ping(&unknown).await.expect_err("unknown cluster");
+    assert_eq!(err.kind(), kvault_domain::ErrorKind::NotFound);
 }

@@ -4,9 +4,9 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use kvault_domain::{CompressionType, DomainError};
+use kvault_domain::{CompressionType, DomainError, StorageFailure};
 
 /// Where in an archive a problem was found.
 ///
@@ -173,6 +173,17 @@ pub enum StorageError {
         size: u64,
         max: u64,
     },
+    /// The operation was cancelled through its control.
+    #[error("cancelled")]
+    Cancelled,
+    /// One record carries more headers than a reader would accept.
+    #[error("partition {partition}: record at offset {offset} has {count} headers, above the limit of {max}")]
+    TooManyHeaders {
+        partition: i32,
+        offset: i64,
+        count: usize,
+        max: usize,
+    },
     /// A compressor failed while writing (not a property of the data on disk).
     #[error("{codec} compression failed: {message}")]
     Compress {
@@ -231,6 +242,8 @@ impl StorageError {
             };
         }
         match self {
+            Self::Io { path, source } => io_into_domain(&path, source, backup_id),
+            Self::Cancelled => DomainError::Cancelled,
             Self::BackupNotFound(id) => DomainError::not_found("backup", id),
             Self::PartitionNotFound {
                 backup_id,
@@ -245,10 +258,10 @@ impl StorageError {
                 value,
                 message,
             } => kvault_domain::ValidationError::new(field, value, message).into(),
-            e @ (Self::AppendOrder { .. } | Self::RecordTooLarge { .. }) => {
-                DomainError::Internal(e.to_string())
-            }
-            e => DomainError::Storage(e.to_string()),
+            e @ (Self::AppendOrder { .. }
+            | Self::RecordTooLarge { .. }
+            | Self::TooManyHeaders { .. }) => DomainError::internal(e.to_string()),
+            e => DomainError::storage(e.to_string()),
         }
     }
 
@@ -289,6 +302,44 @@ impl From<StorageError> for DomainError {
     }
 }
 
+/// Maps an I/O failure onto its typed [`StorageFailure`]. The message names the backup and
+/// the file relative to the archive root, so clients never see where the root lives.
+fn io_into_domain(path: &Path, source: io::Error, backup_id: &str) -> DomainError {
+    let inside = path_inside_backup(path, backup_id);
+    let failure = match source.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StorageFailure::Full,
+        io::ErrorKind::PermissionDenied => StorageFailure::PermissionDenied,
+        // Outside any backup, a missing path is the archive root itself.
+        io::ErrorKind::NotFound if inside.is_none() => StorageFailure::Missing,
+        _ => StorageFailure::Other,
+    };
+    let message = match inside {
+        Some(file) => format!("backup '{backup_id}': i/o error on {file}: {source}"),
+        None if backup_id.is_empty() => format!("archive root: i/o error: {source}"),
+        None => format!("backup '{backup_id}': i/o error in the archive root: {source}"),
+    };
+    DomainError::Storage {
+        failure,
+        message,
+        source: Some(Box::new(source)),
+    }
+}
+
+/// `path` from the component naming the backup (`{id}`, `{id}.partial`, a tombstone) on,
+/// or `None` when no component names it.
+fn path_inside_backup(path: &Path, backup_id: &str) -> Option<String> {
+    if backup_id.is_empty() {
+        return None;
+    }
+    let parts: Vec<_> = path.iter().map(|c| c.to_string_lossy()).collect();
+    let start = parts.iter().rposition(|c| {
+        c.as_ref() == backup_id
+            || c.strip_suffix(crate::store::PARTIAL_SUFFIX) == Some(backup_id)
+            || (c.starts_with('.') && c.contains(backup_id))
+    })?;
+    Some(parts[start..].join("/"))
+}
+
 pub(crate) type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -319,8 +370,43 @@ mod tests {
         }
         assert!(matches!(
             DomainError::from(StorageError::io("/x", io::Error::other("disk full"))),
-            DomainError::Storage(_)
+            DomainError::Storage { .. }
         ));
+        let failure_of =
+            |path: &str, kind: io::ErrorKind| match StorageError::io(path, io::Error::from(kind))
+                .into_domain("b1")
+            {
+                DomainError::Storage {
+                    failure,
+                    message,
+                    source,
+                } => {
+                    assert!(source.is_some());
+                    assert!(!message.contains("/srv/vault"), "{message}");
+                    (failure, message)
+                }
+                other => panic!("{other:?}"),
+            };
+        let seg = "/srv/vault/b1.partial/p0/0.seg";
+        let (full, message) = failure_of(seg, io::ErrorKind::StorageFull);
+        assert_eq!(full, StorageFailure::Full);
+        assert!(message.contains("backup 'b1'") && message.contains("b1.partial/p0/0.seg"));
+        assert_eq!(
+            failure_of(seg, io::ErrorKind::QuotaExceeded).0,
+            StorageFailure::Full
+        );
+        assert_eq!(
+            failure_of(seg, io::ErrorKind::PermissionDenied).0,
+            StorageFailure::PermissionDenied
+        );
+        assert_eq!(
+            failure_of("/srv/vault", io::ErrorKind::NotFound).0,
+            StorageFailure::Missing
+        );
+        assert_eq!(
+            failure_of(seg, io::ErrorKind::NotFound).0,
+            StorageFailure::Other
+        );
         assert!(matches!(
             StorageError::BackupNotFound("b".into()).into_domain("b"),
             DomainError::NotFound { kind: "backup", .. }

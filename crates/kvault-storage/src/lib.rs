@@ -9,18 +9,26 @@
 //! - `segment`: writing a segment (blocks + trailer, hashed) and reading it back validated.
 //! - [`store`]: [`LocalArchiveStore`], the [`ArchiveStore`](kvault_domain::ports::ArchiveStore)
 //!   implementation: `.partial` staging, atomic commit, list, read, verify, delete.
+//! - [`backend`]: the segment sink/source seams (files here, objects elsewhere) and the
+//!   commit protocol.
+//! - `partial`: unfinished backups' staging directories, their writer lock and the sweep.
+//! - `verify`: the full check and the fast bytes-only integrity check, in parallel.
 //! - [`fuzzing`]: in-memory entry points used by the fuzz target, tests and benches.
 //! - [`error`]: [`StorageError`], mapped onto `DomainError` at the trait boundary.
 //!
-//! Everything is synchronous; async callers run it on blocking threads.
+//! The format code, writers and readers are synchronous; the async `ArchiveStore` methods run
+//! the store's `blocking_*` methods on blocking threads.
 
+pub mod backend;
 mod codec;
 pub mod error;
 pub mod format;
 pub mod fuzzing;
+mod partial;
 mod record;
 mod segment;
 pub mod store;
+mod verify;
 
 pub use error::{Location, StorageError};
 pub use store::{LocalArchiveStore, LocalStoreOptions};

@@ -3,7 +3,7 @@
 
 use kvault_domain::{Header, Record, TimestampType};
 
-use crate::format::{MIN_HEADER_LEN, MIN_RECORD_LEN};
+use crate::format::{HEADER_RESERVE, MAX_HEADERS_PER_RECORD, MIN_HEADER_LEN, MIN_RECORD_LEN};
 
 const NULL_LEN: i32 = -1;
 
@@ -115,7 +115,13 @@ impl<'a> Cursor<'a> {
                 self.remaining()
             ));
         }
-        let mut headers = Vec::with_capacity(count);
+        if count > MAX_HEADERS_PER_RECORD {
+            return Err(format!(
+                "header count {count} exceeds the limit of {MAX_HEADERS_PER_RECORD} per record"
+            ));
+        }
+        // Reserve little: a crafted count must not buy memory before real headers decode.
+        let mut headers = Vec::with_capacity(count.min(HEADER_RESERVE));
         for i in 0..count {
             let name_len = u32::from_le_bytes(self.array("header name length")?) as usize;
             let name = self.take(name_len, "header name")?;
@@ -224,5 +230,39 @@ mod tests {
         buf[pos] = 0xff;
         let err = Cursor::new(&buf).record().unwrap_err();
         assert!(err.contains("not UTF-8"), "{err}");
+    }
+
+    /// Hardening finding 12: a count the bytes could back but memory should not is refused,
+    /// and an allowed count reserves only a little until headers actually decode.
+    #[test]
+    fn huge_header_counts_are_refused_and_reservations_stay_small() {
+        let empty_header = [0u8; MIN_HEADER_LEN];
+        let block_with = |declared: u32, present: usize| {
+            let mut buf = vec![0u8; 17];
+            buf[16] = 1; // CreateTime
+            buf.extend_from_slice(&(-1i32).to_le_bytes());
+            buf.extend_from_slice(&(-1i32).to_le_bytes());
+            buf.extend_from_slice(&declared.to_le_bytes());
+            for _ in 0..present {
+                buf.extend_from_slice(&empty_header);
+            }
+            buf
+        };
+        let over = MAX_HEADERS_PER_RECORD + 1;
+        let err = Cursor::new(&block_with(over as u32, over))
+            .record()
+            .unwrap_err();
+        assert!(err.contains("exceeds the limit"), "{err}");
+
+        // Declares the maximum, backs it with bytes, but the last header is cut short: the
+        // decode fails without having reserved the declared count up front.
+        let mut cut = block_with(MAX_HEADERS_PER_RECORD as u32, MAX_HEADERS_PER_RECORD);
+        cut.truncate(cut.len() - 1);
+        assert!(Cursor::new(&cut).record().is_err());
+
+        let ok = block_with(3, 3);
+        let record = Cursor::new(&ok).record().unwrap();
+        assert_eq!(record.headers.len(), 3);
+        assert!(record.headers.capacity() <= HEADER_RESERVE);
     }
 }

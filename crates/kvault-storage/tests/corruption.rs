@@ -3,7 +3,9 @@
 
 mod common;
 
-use kvault_domain::ports::{ArchiveStore, ReadBounds};
+use kvault_domain::job::OperationControl;
+
+use kvault_domain::ports::ReadBounds;
 use kvault_domain::{BackupId, Compression, CompressionType, DomainError, Record};
 use kvault_storage::format::{
     BlockHeader, FileHeader, BLOCK_HEADER_LEN, FILE_HEADER_LEN, MAX_BLOCK_RAW_LEN,
@@ -284,7 +286,7 @@ fn small_store(dir: &std::path::Path) -> LocalArchiveStore {
 
 fn write_backup(store: &LocalArchiveStore, id: &str) -> Vec<Record> {
     let w = store
-        .create(common::spec(id, CompressionType::Zstd, 1))
+        .blocking_create(common::spec(id, CompressionType::Zstd, 1))
         .unwrap();
     let mut p = w.partition(0).unwrap();
     let recs: Vec<Record> = (0..600).map(common::record).collect();
@@ -299,7 +301,7 @@ fn write_backup(store: &LocalArchiveStore, id: &str) -> Vec<Record> {
 
 fn read_all(store: &LocalArchiveStore, id: &BackupId) -> Result<Vec<Record>, DomainError> {
     store
-        .read_partition(id, 0, ReadBounds::default())?
+        .blocking_read_partition(id, 0, ReadBounds::default())?
         .collect()
 }
 
@@ -319,7 +321,7 @@ fn damaged_segment_files_fail_reads_and_verify() {
     let store = small_store(tmp.path());
     write_backup(&store, "b1");
     let id = BackupId::parse("b1").unwrap();
-    let manifest = store.manifest(&id).unwrap();
+    let manifest = store.blocking_manifest(&id).unwrap();
     let seg = &manifest.partitions[0].segments[1];
     let path = tmp.path().join("b1").join(&seg.file);
     let original = std::fs::read(&path).unwrap();
@@ -336,19 +338,34 @@ fn damaged_segment_files_fail_reads_and_verify() {
         std::fs::write(&path, &bytes).unwrap();
         let reason = corrupt_reason(read_all(&store, &id).unwrap_err());
         assert!(reason.contains(&seg.file), "{name}: {reason}");
-        let report = store.verify(&id).unwrap();
-        assert!(!report.valid, "{name}");
-        assert_eq!(report.problems.len(), 1, "{name}: {:?}", report.problems);
-        assert!(
-            report.problems[0].contains(&seg.file),
-            "{name}: {:?}",
-            report.problems
-        );
+        let control = OperationControl::default();
+        for report in [
+            store.blocking_verify(&id, &control).unwrap(),
+            store.blocking_verify_integrity(&id, &control).unwrap(),
+        ] {
+            assert!(!report.valid, "{name}");
+            assert_eq!(report.problems.len(), 1, "{name}: {:?}", report.problems);
+            assert!(
+                report.problems[0].contains(&seg.file),
+                "{name}: {:?}",
+                report.problems
+            );
+        }
     }
     std::fs::write(&path, &original).unwrap();
-    assert!(store.verify(&id).unwrap().valid);
+    assert!(
+        store
+            .blocking_verify(&id, &OperationControl::default())
+            .unwrap()
+            .valid
+    );
     std::fs::remove_file(&path).unwrap();
-    assert!(!store.verify(&id).unwrap().valid);
+    assert!(
+        !store
+            .blocking_verify(&id, &OperationControl::default())
+            .unwrap()
+            .valid
+    );
 }
 
 #[test]
@@ -367,28 +384,39 @@ fn damaged_manifests_are_reported() {
 
     // Truncated JSON: manifest() is corrupt, verify reports, list skips it.
     std::fs::write(&path, &original[..original.len() / 2]).unwrap();
-    corrupt_reason(store.manifest(&id).unwrap_err());
-    let report = store.verify(&id).unwrap();
+    corrupt_reason(store.blocking_manifest(&id).unwrap_err());
+    let report = store
+        .blocking_verify(&id, &OperationControl::default())
+        .unwrap();
     assert!(
         !report.valid && report.problems[0].contains("manifest"),
         "{report:?}"
     );
-    assert!(store.list().unwrap().is_empty());
+    assert!(store.blocking_list().unwrap().is_empty());
 
     // Newer format version.
     edit(&|v| v["format_version"] = 2.into());
-    assert!(corrupt_reason(store.manifest(&id).unwrap_err()).contains("newer"));
+    assert!(corrupt_reason(store.blocking_manifest(&id).unwrap_err()).contains("newer"));
 
     // SHA-256 of a segment changed: caught when that segment has been read.
     edit(&|v| v["partitions"][0]["segments"][0]["sha256"] = "00".repeat(32).into());
-    let mut reader = store.read_partition(&id, 0, ReadBounds::default()).unwrap();
+    let mut reader = store
+        .blocking_read_partition(&id, 0, ReadBounds::default())
+        .unwrap();
     let err = reader.find_map(Result::err).unwrap();
     assert!(corrupt_reason(err).contains("SHA-256"));
-    assert!(!store.verify(&id).unwrap().valid);
+    assert!(
+        !store
+            .blocking_verify(&id, &OperationControl::default())
+            .unwrap()
+            .valid
+    );
 
     // A count that does not add up.
     edit(&|v| v["partitions"][0]["message_count"] = 1.into());
-    let report = store.verify(&id).unwrap();
+    let report = store
+        .blocking_verify(&id, &OperationControl::default())
+        .unwrap();
     assert!(
         !report.valid && report.problems.iter().any(|p| p.contains("message count")),
         "{report:?}"
@@ -396,12 +424,42 @@ fn damaged_manifests_are_reported() {
 
     // A segment path that escapes the backup.
     edit(&|v| v["partitions"][0]["segments"][0]["file"] = "../../etc/passwd".into());
-    assert!(corrupt_reason(store.manifest(&id).unwrap_err()).contains("safe relative"));
+    assert!(corrupt_reason(store.blocking_manifest(&id).unwrap_err()).contains("safe relative"));
 
     // Another backup's id.
     edit(&|v| v["backup_id"] = "b2".into());
-    corrupt_reason(store.manifest(&id).unwrap_err());
+    corrupt_reason(store.blocking_manifest(&id).unwrap_err());
 
     std::fs::write(&path, &original).unwrap();
     assert_eq!(read_all(&store, &id).unwrap(), recs);
+}
+
+/// The fast check reads every byte but decodes nothing; both checks report progress and stop
+/// with `Cancelled` when their control is cancelled.
+#[test]
+fn integrity_check_counts_like_verify_reports_progress_and_honours_cancel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path());
+    write_backup(&store, "b1");
+    let id = BackupId::parse("b1").unwrap();
+    let full_control = OperationControl::default();
+    let full = store.blocking_verify(&id, &full_control).unwrap();
+    let fast_control = OperationControl::default();
+    let fast = store.blocking_verify_integrity(&id, &fast_control).unwrap();
+    assert!(full.valid && fast.valid, "{full:?} {fast:?}");
+    assert_eq!(fast, full);
+    assert_eq!(full.messages_checked, 600);
+    for control in [&full_control, &fast_control] {
+        assert_eq!(control.messages(), 600);
+        assert_eq!(control.bytes(), full.bytes_checked);
+    }
+
+    let cancelled = OperationControl::default();
+    cancelled.cancel();
+    for result in [
+        store.blocking_verify(&id, &cancelled),
+        store.blocking_verify_integrity(&id, &cancelled),
+    ] {
+        assert!(matches!(result, Err(DomainError::Cancelled)), "{result:?}");
+    }
 }

@@ -158,3 +158,49 @@ fn mutated_segments_never_panic_and_mostly_fail() {
         "only {rejected}/{total} mutations rejected"
     );
 }
+
+/// Hardening finding 12: a block declaring more headers than a record may carry is refused,
+/// and the fuzz seed `fuzz/seeds/seed-many-headers.seg` is exactly such a segment.
+#[test]
+fn a_record_with_too_many_headers_is_refused_and_kept_as_a_fuzz_seed() {
+    use kvault_storage::format::MAX_HEADERS_PER_RECORD;
+
+    let empty = Header {
+        key: String::new(),
+        value: None,
+    };
+    let record = Record {
+        offset: 0,
+        timestamp: 0,
+        timestamp_type: TimestampType::CreateTime,
+        key: None,
+        value: None,
+        headers: vec![empty; MAX_HEADERS_PER_RECORD + 1],
+    };
+    let compression = Compression::new(CompressionType::Zstd, None).expect("zstd");
+    let bytes = encode_segment(&[record], compression, 1 << 20).expect("encode");
+    let err = read_segment_bytes(&bytes).expect_err("too many headers must be refused");
+    assert!(err.to_string().contains("exceeds the limit"), "{err}");
+
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds/seed-many-headers.seg");
+    if std::env::var_os("KVAULT_WRITE_SEEDS").is_some() {
+        std::fs::write(&seed, &bytes).expect("write seed");
+    }
+    let stored = std::fs::read(&seed).expect("seed file (regenerate with KVAULT_WRITE_SEEDS=1)");
+    let err = read_segment_bytes(&stored).expect_err("the seed must be refused");
+    assert!(err.to_string().contains("exceeds the limit"), "{err}");
+}
+
+/// The real segments in `fuzz/seeds/` (one per codec, written by `kvault backup` before the
+/// gzip backend moved from miniz_oxide to zlib-rs) still decode, 300 messages each.
+#[test]
+fn the_recorded_seed_segments_of_every_codec_still_decode() {
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+    for codec in CompressionType::ALL {
+        let bytes = std::fs::read(seeds.join(format!("seed-{codec}.seg"))).expect("seed");
+        let contents = read_segment_bytes(&bytes).expect("decodes");
+        assert_eq!(contents.codec, codec);
+        assert_eq!(contents.records.len(), 300, "{codec}");
+    }
+}

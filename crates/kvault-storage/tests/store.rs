@@ -3,7 +3,9 @@
 
 mod common;
 
-use kvault_domain::ports::{ArchiveStore, ReadBounds};
+use kvault_domain::job::OperationControl;
+
+use kvault_domain::ports::ReadBounds;
 use kvault_domain::{BackupId, CompressionType, DomainError, Record};
 use kvault_storage::{LocalArchiveStore, LocalStoreOptions};
 
@@ -24,7 +26,7 @@ fn small(dir: &std::path::Path) -> LocalArchiveStore {
 
 fn read(store: &LocalArchiveStore, b: &str, p: i32, bounds: ReadBounds) -> Vec<Record> {
     store
-        .read_partition(&id(b), p, bounds)
+        .blocking_read_partition(&id(b), p, bounds)
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap()
@@ -36,7 +38,9 @@ fn full_round_trip_on_two_threads() {
     let store = small(&tmp.path().join("nested/base"));
     for codec in CompressionType::ALL {
         let name = format!("rt-{codec}");
-        let writer = store.create(common::spec(&name, codec, 2)).unwrap();
+        let writer = store
+            .blocking_create(common::spec(&name, codec, 2))
+            .unwrap();
         // Partition 0 contiguous from 100; partition 1 with gaps (every third offset).
         let p0: Vec<Record> = (100..3_100).map(common::record).collect();
         let p1: Vec<Record> = (0..2_000).map(|i| common::record(i * 3)).collect();
@@ -75,7 +79,11 @@ fn full_round_trip_on_two_threads() {
             .path()
             .join(format!("nested/base/{name}.partial"))
             .is_dir());
-        assert!(store.list().unwrap().iter().all(|m| m.backup_id != name));
+        assert!(store
+            .blocking_list()
+            .unwrap()
+            .iter()
+            .all(|m| m.backup_id != name));
 
         let manifest = writer
             .commit(vec![m1.clone(), m0.clone()], chrono::Utc::now())
@@ -86,13 +94,15 @@ fn full_round_trip_on_two_threads() {
             .path()
             .join(format!("nested/base/{name}.partial"))
             .exists());
-        assert_eq!(store.manifest(&id(&name)).unwrap(), manifest);
-        assert!(store.list().unwrap().contains(&manifest));
+        assert_eq!(store.blocking_manifest(&id(&name)).unwrap(), manifest);
+        assert!(store.blocking_list().unwrap().contains(&manifest));
 
         assert_eq!(read(&store, &name, 0, ReadBounds::default()), p0, "{codec}");
         assert_eq!(read(&store, &name, 1, ReadBounds::default()), p1, "{codec}");
 
-        let report = store.verify(&id(&name)).unwrap();
+        let report = store
+            .blocking_verify(&id(&name), &OperationControl::default())
+            .unwrap();
         assert!(report.valid, "{report:?}");
         assert_eq!(report.messages_checked, 5_000);
         assert_eq!(
@@ -106,24 +116,24 @@ fn full_round_trip_on_two_threads() {
         assert_eq!(report.bytes_checked, manifest.total_compressed_bytes());
         assert!(report.blocks_checked > report.segments_checked);
     }
-    assert_eq!(store.list().unwrap().len(), 5);
+    assert_eq!(store.blocking_list().unwrap().len(), 5);
     for codec in CompressionType::ALL {
         let b = id(&format!("rt-{codec}"));
-        store.delete(&b).unwrap();
+        store.blocking_delete(&b).unwrap();
         assert!(matches!(
-            store.manifest(&b),
+            store.blocking_manifest(&b),
             Err(DomainError::NotFound { kind: "backup", .. })
         ));
         assert!(matches!(
-            store.verify(&b),
+            store.blocking_verify(&b, &OperationControl::default()),
             Err(DomainError::NotFound { .. })
         ));
         assert!(matches!(
-            store.delete(&b),
+            store.blocking_delete(&b),
             Err(DomainError::NotFound { .. })
         ));
     }
-    assert!(store.list().unwrap().is_empty());
+    assert!(store.blocking_list().unwrap().is_empty());
 }
 
 #[test]
@@ -134,23 +144,23 @@ fn unfinished_and_foreign_directories_are_never_listed() {
     std::fs::create_dir(tmp.path().join("stray.partial")).unwrap();
     std::fs::write(tmp.path().join("stray.partial/manifest.json"), b"{}").unwrap();
     let w = store
-        .create(common::spec("busy", CompressionType::Lz4, 1))
+        .blocking_create(common::spec("busy", CompressionType::Lz4, 1))
         .unwrap();
     let mut p = w.partition(0).unwrap();
     p.append(&common::record(0)).unwrap();
     let pm = p.finish(0, 1).unwrap();
-    assert!(store.list().unwrap().is_empty());
+    assert!(store.blocking_list().unwrap().is_empty());
     assert!(matches!(
-        store.manifest(&id("busy")),
+        store.blocking_manifest(&id("busy")),
         Err(DomainError::NotFound { .. })
     ));
     assert!(matches!(
-        store.manifest(&id("no-manifest")),
+        store.blocking_manifest(&id("no-manifest")),
         Err(DomainError::NotFound { .. })
     ));
     w.commit(vec![pm], chrono::Utc::now()).unwrap();
     let listed: Vec<String> = store
-        .list()
+        .blocking_list()
         .unwrap()
         .into_iter()
         .map(|m| m.backup_id)
@@ -164,7 +174,7 @@ fn dropping_or_aborting_removes_the_partial_directory() {
     let store = small(tmp.path());
     {
         let w = store
-            .create(common::spec("dropped", CompressionType::Gzip, 1))
+            .blocking_create(common::spec("dropped", CompressionType::Gzip, 1))
             .unwrap();
         let mut p = w.partition(0).unwrap();
         for i in 0..500 {
@@ -176,7 +186,7 @@ fn dropping_or_aborting_removes_the_partial_directory() {
     assert!(!tmp.path().join("dropped.partial").exists());
 
     let w = store
-        .create(common::spec("aborted", CompressionType::Gzip, 1))
+        .blocking_create(common::spec("aborted", CompressionType::Gzip, 1))
         .unwrap();
     let mut p = w.partition(0).unwrap();
     p.append(&common::record(0)).unwrap();
@@ -185,7 +195,7 @@ fn dropping_or_aborting_removes_the_partial_directory() {
     assert!(!tmp.path().join("aborted.partial").exists());
     // The id is free again.
     store
-        .create(common::spec("aborted", CompressionType::Gzip, 1))
+        .blocking_create(common::spec("aborted", CompressionType::Gzip, 1))
         .unwrap();
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
@@ -203,21 +213,26 @@ fn ids_in_use_conflict() {
         Ok(_) => panic!("expected conflict, got a writer"),
     };
     let w = store
-        .create(common::spec("dup", CompressionType::None, 1))
+        .blocking_create(common::spec("dup", CompressionType::None, 1))
         .unwrap();
-    is_conflict(store.create(common::spec("dup", CompressionType::None, 1)));
+    is_conflict(store.blocking_create(common::spec("dup", CompressionType::None, 1)));
     assert!(matches!(w.partition(0).map(|_| ()), Ok(())));
     assert!(matches!(
         w.partition(0).map(|_| ()),
         Err(DomainError::Conflict { .. })
     ));
     w.commit(vec![], chrono::Utc::now()).unwrap();
-    is_conflict(store.create(common::spec("dup", CompressionType::None, 1)));
+    is_conflict(store.blocking_create(common::spec("dup", CompressionType::None, 1)));
     // The failed creates did not touch the committed backup.
-    assert!(store.verify(&id("dup")).unwrap().valid);
+    assert!(
+        store
+            .blocking_verify(&id("dup"), &OperationControl::default())
+            .unwrap()
+            .valid
+    );
 
     let err = store
-        .create(common::spec("x.partial", CompressionType::None, 1))
+        .blocking_create(common::spec("x.partial", CompressionType::None, 1))
         .err()
         .unwrap();
     assert!(
@@ -231,7 +246,7 @@ fn offsets_must_increase_and_contiguity_is_computed() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path());
     let w = store
-        .create(common::spec("c", CompressionType::Snappy, 4))
+        .blocking_create(common::spec("c", CompressionType::Snappy, 4))
         .unwrap();
     let mut p = w.partition(0).unwrap();
     p.append(&common::record(5)).unwrap();
@@ -252,7 +267,7 @@ fn offsets_must_increase_and_contiguity_is_computed() {
     assert_eq!(m.total_messages(), 0);
     assert!(matches!(
         store
-            .read_partition(&id("c"), 9, ReadBounds::default())
+            .blocking_read_partition(&id("c"), 9, ReadBounds::default())
             .err()
             .unwrap(),
         DomainError::NotFound {
@@ -267,7 +282,7 @@ fn large_values_and_default_options_work() {
     let tmp = tempfile::tempdir().unwrap();
     let store = LocalArchiveStore::new(tmp.path()).unwrap();
     let w = store
-        .create(common::spec("big", CompressionType::Zstd, 1))
+        .blocking_create(common::spec("big", CompressionType::Zstd, 1))
         .unwrap();
     let mut p = w.partition(0).unwrap();
     let mut recs: Vec<Record> = (0..10).map(common::record).collect();
@@ -286,7 +301,12 @@ fn large_values_and_default_options_work() {
     assert_eq!(pm.segments[0].block_count, 3, "small, big-alone, small");
     w.commit(vec![pm], chrono::Utc::now()).unwrap();
     assert_eq!(read(&store, "big", 0, ReadBounds::default()), recs);
-    assert!(store.verify(&id("big")).unwrap().valid);
+    assert!(
+        store
+            .blocking_verify(&id("big"), &OperationControl::default())
+            .unwrap()
+            .valid
+    );
 }
 
 #[test]
@@ -294,7 +314,7 @@ fn until_timestamp_skips_later_segments_unread() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small(tmp.path());
     let w = store
-        .create(common::spec("ts", CompressionType::Lz4, 1))
+        .blocking_create(common::spec("ts", CompressionType::Lz4, 1))
         .unwrap();
     let mut p = w.partition(0).unwrap();
     let recs: Vec<Record> = (0..3_000).map(common::record).collect();
@@ -322,8 +342,82 @@ fn until_timestamp_skips_later_segments_unread() {
     std::fs::write(&last, b"garbage").unwrap();
     assert_eq!(read(&store, "ts", 0, bounds), expected);
     let all: Result<Vec<_>, _> = store
-        .read_partition(&id("ts"), 0, ReadBounds::default())
+        .blocking_read_partition(&id("ts"), 0, ReadBounds::default())
         .unwrap()
         .collect();
     assert!(matches!(all, Err(DomainError::CorruptArchive { .. })));
+}
+
+/// Set in the child process of [`a_partial_is_kept_while_its_writer_lives_and_swept_once_it_dies`]:
+/// the store directory in which the child starts a backup and then waits to be killed.
+const HOLD_PARTIAL_ENV: &str = "KVAULT_TEST_HOLD_PARTIAL_IN";
+
+/// The child side: runs only when spawned by the test below (the env var is set).
+#[test]
+fn hold_a_partial_until_killed() {
+    let Some(dir) = std::env::var_os(HOLD_PARTIAL_ENV) else {
+        return;
+    };
+    let store = LocalArchiveStore::new(std::path::PathBuf::from(dir)).unwrap();
+    let _writer = store
+        .blocking_create(common::spec("held", CompressionType::None, 1))
+        .unwrap();
+    println!("partial-ready");
+    std::thread::sleep(std::time::Duration::from_secs(120));
+}
+
+/// Hardening finding 7: a partial whose writer lives in another process is never touched;
+/// once that process is killed, the partial goes at open and at create of the same id.
+#[test]
+fn a_partial_is_kept_while_its_writer_lives_and_swept_once_it_dies() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let partial = tmp.path().join("held.partial");
+    let spawn_holder = || {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "hold_a_partial_until_killed", "--nocapture"])
+            .env(HOLD_PARTIAL_ENV, tmp.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let ready = stdout
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("partial-ready"));
+        assert!(ready, "the child never started its backup");
+        child
+    };
+    let kill = |mut child: std::process::Child| {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+
+    // Live writer: neither open, the periodic sweep nor a create of the same id touch it.
+    let child = spawn_holder();
+    let store = LocalArchiveStore::new(tmp.path()).unwrap();
+    assert_eq!(store.sweep_abandoned(), 0);
+    assert!(matches!(
+        store.blocking_create(common::spec("held", CompressionType::None, 1)),
+        Err(DomainError::Conflict { .. })
+    ));
+    assert!(partial.is_dir());
+
+    // Writer killed: swept when a store opens.
+    kill(child);
+    assert!(partial.is_dir());
+    LocalArchiveStore::new(tmp.path()).unwrap();
+    assert!(!partial.exists());
+
+    // Writer killed again: the id is free at once for a new create.
+    let child = spawn_holder();
+    kill(child);
+    assert!(partial.is_dir());
+    let writer = store
+        .blocking_create(common::spec("held", CompressionType::None, 1))
+        .unwrap();
+    writer.abort().unwrap();
+    assert!(!partial.exists());
 }

@@ -1,11 +1,9 @@
 //! Backup routes: list (filter by cluster, topic), manifest summary, delete, verify.
 
-use std::sync::Arc;
-
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use kvault_domain::ports::{ArchiveStore, VerifyReport};
-use kvault_domain::{BackupId, CompressionType, DomainError, JobKind, Manifest};
+use kvault_domain::ports::VerifyReport;
+use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -109,18 +107,6 @@ pub struct DeletedBackup {
     pub deleted: bool,
 }
 
-/// Runs blocking archive I/O off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn ArchiveStore>,
-    f: impl FnOnce(&dyn ArchiveStore) -> Result<T, DomainError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
-}
-
 /// The manifest of `raw`, 404 (also for tokens whose `clusters` claim excludes its cluster).
 async fn manifest<R>(
     state: &AppState,
@@ -128,8 +114,7 @@ async fn manifest<R>(
     auth: &Authed<R>,
 ) -> Result<(BackupId, Manifest), ApiError> {
     let id = BackupId::parse(raw)?;
-    let lookup = id.clone();
-    let m = blocking(&state.store, move |s| s.manifest(&lookup)).await?;
+    let m = state.store.manifest(&id).await?;
     if !auth.may_touch(&m.cluster_id) {
         return Err(ApiError::not_found(
             "backup_id",
@@ -152,7 +137,7 @@ pub async fn list_backups(
     query: web::Query<BackupQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let manifests = blocking(&state.store, |s| s.list()).await?;
+    let manifests = state.store.list().await?;
     let backups = manifests
         .iter()
         .filter(|m| auth.may_touch(&m.cluster_id))
@@ -204,8 +189,7 @@ pub async fn delete_backup(
                 .on("backup_id", &id),
         );
     }
-    let target = id.clone();
-    let deleted = blocking(&state.store, move |s| s.delete(&target)).await;
+    let deleted = state.store.delete(&id).await;
     state.archive_totals.invalidate();
     deleted?;
     tracing::info!(backup_id = %id, subject = auth.subject(), "backup deleted");
@@ -250,7 +234,7 @@ pub async fn verify_backup(
             },
             Some(permit),
             move |control| async move {
-                let report = blocking(&store, move |s| s.verify(&id)).await?;
+                let report = store.verify(&id, &control).await?;
                 control.add(report.messages_checked, report.bytes_checked);
                 to_json(&report)
             },

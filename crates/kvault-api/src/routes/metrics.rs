@@ -14,7 +14,6 @@ use utoipa::ToSchema;
 
 use crate::auth::{Authed, Viewer};
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::backups::blocking;
 use crate::startup::AppState;
 
 /// The documented backup metrics, plus `total_backups`, `active_restores`, `active_migrations`.
@@ -82,15 +81,12 @@ impl AppState {
         if let Some(t) = self.archive_totals.get() {
             return Ok(t);
         }
-        let totals = blocking(&self.store, |s| {
-            let manifests = s.list()?;
-            Ok(ArchiveTotals {
-                backups: manifests.len() as u64,
-                raw_bytes: manifests.iter().map(|m| m.total_raw_bytes()).sum(),
-                compressed_bytes: manifests.iter().map(|m| m.total_compressed_bytes()).sum(),
-            })
-        })
-        .await?;
+        let manifests = self.store.list().await?;
+        let totals = ArchiveTotals {
+            backups: manifests.len() as u64,
+            raw_bytes: manifests.iter().map(|m| m.total_raw_bytes()).sum(),
+            compressed_bytes: manifests.iter().map(|m| m.total_compressed_bytes()).sum(),
+        };
         self.archive_totals.put(totals);
         Ok(totals)
     }

@@ -10,7 +10,7 @@ use kvault_domain::{
     BackupRequest, BackupResult, DomainError, DrainRequest, DrainResult, JobId, JobKind,
     MigrateRequest, MigrateResult, RestoreRequest, RestoreResult,
 };
-use kvault_kafka::{BackupLimits, KafkaCluster};
+use kvault_kafka::KafkaCluster;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
@@ -105,14 +105,7 @@ pub async fn backup(
     let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
     let backup_id = plan.backup_id.clone();
     let store = state.store.clone();
-    let exists = {
-        let id = backup_id.clone();
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.manifest(&id))
-            .await
-            .map_err(ApiError::internal)?
-    };
-    match exists {
+    match store.manifest(&backup_id).await {
         Ok(_) => {
             return Err(
                 ApiError::conflict(format!("backup '{backup_id}' already exists"))
@@ -133,9 +126,6 @@ pub async fn backup(
         ));
     }
     let permit = state.limits.acquire(JobKind::Backup, &cluster_id)?;
-    let limits = BackupLimits {
-        max_bytes: state.settings.backup.max_backup_bytes(),
-    };
     let totals = state.archive_totals.clone();
     let (id, handle) = state
         .runner
@@ -149,7 +139,7 @@ pub async fn backup(
             },
             Some(permit),
             move |control| async move {
-                let result = cluster.backup(plan, store, limits, control).await;
+                let result = cluster.backup(plan, store, control).await;
                 totals.invalidate();
                 to_json(&result?)
             },
@@ -190,13 +180,7 @@ pub async fn restore(
     let request = body.0;
     let plan = request.validate()?;
     let store = state.store.clone();
-    {
-        let id = plan.backup_id.clone();
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.manifest(&id))
-            .await
-            .map_err(ApiError::internal)??;
-    }
+    store.manifest(&plan.backup_id).await?;
     let permit = state.limits.acquire(JobKind::Restore, &cluster_id)?;
     let backup_id = plan.backup_id.to_string();
     let (id, handle) = state

@@ -7,7 +7,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kvault_api::auth::Role;
 use serde_json::json;
 
-use crate::helpers::{error_body, spawn_app};
+use crate::helpers::{error_body, fresh_database, spawn_app, test_settings};
+use kvault_api::configuration::Settings;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -273,4 +274,36 @@ async fn rs256_tokens_verify_with_the_public_key_and_hs256_is_refused() {
         .await
         .unwrap();
     error_body(resp, 401).await;
+}
+
+/// The Dockerfile listens on 0.0.0.0: with the published dev secret anyone could mint tokens.
+#[tokio::test]
+async fn a_public_address_with_the_dev_or_a_short_secret_refuses_to_start() {
+    use kvault_api::configuration::Secret;
+    let cases = [
+        (
+            Settings::embedded_defaults().unwrap().auth.jwt_secret,
+            "development secret",
+        ),
+        (
+            Some(Secret::new("only-twenty-bytes-ok")),
+            "shorter than 32 bytes",
+        ),
+    ];
+    for (secret, reason) in cases {
+        let (mut settings, _dir) = test_settings(fresh_database().await).await;
+        settings.server.host = "0.0.0.0".into();
+        settings.auth.jwt_secret = secret;
+        let err = match kvault_api::Application::build(settings).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("started on 0.0.0.0 with an insecure secret"),
+        };
+        assert!(err.contains(reason), "{err}");
+        assert!(err.contains("KVAULT__AUTH__JWT_SECRET"), "{err}");
+    }
+    // Loopback keeps the zero-setup start with the dev secret.
+    let (mut settings, _dir) = test_settings(fresh_database().await).await;
+    settings.auth.jwt_secret = Settings::embedded_defaults().unwrap().auth.jwt_secret;
+    settings.server.host = "127.0.0.1".into();
+    assert!(kvault_api::Application::build(settings).await.is_ok());
 }

@@ -189,3 +189,29 @@ async fn unknown_cluster_topic_and_backup_are_404_with_the_field() {
     .await;
     assert_eq!(body["details"]["field"], "target_cluster");
 }
+
+/// A 120 KB operator chain used to overflow the parser's stack and abort the whole server.
+#[tokio::test]
+async fn a_huge_cel_expression_is_a_400_and_the_server_lives() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 3).await;
+    let chain = format!("{}1 == 2", "1 + ".repeat(30_000));
+    let nest = format!("{}true{}", "(".repeat(20_000), ")".repeat(20_000));
+    for expression in [chain, nest] {
+        let body = error_body(
+            app.post(
+                "/api/kafka/migrate",
+                Role::Admin,
+                &json!({"source_cluster": "local", "source_topic": topic,
+                        "target_cluster": "local", "target_topic": format!("{topic}-copy"),
+                        "transformation": {"filter_expression": expression}}),
+            )
+            .await,
+            400,
+        )
+        .await;
+        assert_eq!(body["details"]["field"], "transformation.filter_expression");
+    }
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -344,12 +344,18 @@ async fn the_retention_sweeper_deletes_only_expired_backups() {
     let state = app.app_state.clone();
     let store = state.store.clone();
     let now = chrono::Utc::now();
-    let kept = kvault_api::startup::sweep_retention(store.as_ref(), 30, now, |_| false).unwrap();
+    let kept = kvault_api::startup::sweep_retention(store.as_ref(), 30, now, |_| false)
+        .await
+        .unwrap();
     assert!(kept.is_empty());
     let later = now + chrono::Duration::days(31);
-    let in_use = kvault_api::startup::sweep_retention(store.as_ref(), 30, later, |_| true).unwrap();
+    let in_use = kvault_api::startup::sweep_retention(store.as_ref(), 30, later, |_| true)
+        .await
+        .unwrap();
     assert!(in_use.is_empty());
-    let swept = kvault_api::startup::sweep_retention(store.as_ref(), 30, later, |_| false).unwrap();
+    let swept = kvault_api::startup::sweep_retention(store.as_ref(), 30, later, |_| false)
+        .await
+        .unwrap();
     assert_eq!(swept.len(), 1);
     let list: Value = app.get_json("/api/kafka/backups", Role::Viewer).await;
     assert!(list["backups"].as_array().unwrap().is_empty());

@@ -9,13 +9,11 @@ use crate::cli::{BackupIdArg, ListArgs};
 use crate::context::Context;
 use crate::exit::{CliError, EXIT_CORRUPT};
 
-/// Runs off the async runtime: verification reads and hashes every byte of the backup.
 pub async fn verify(context: &Context, args: BackupIdArg) -> Result<(), CliError> {
     let id = BackupId::parse(&args.backup_id)?;
     let store = context.store()?;
-    let report = tokio::task::spawn_blocking(move || store.verify(&id))
-        .await
-        .map_err(|e| CliError::internal(format!("verification task failed: {e}")))??;
+    let control = kvault_domain::job::OperationControl::new();
+    let report = store.verify(&id, &control).await?;
     print_json(&report)?;
     if report.valid {
         Ok(())
@@ -65,9 +63,7 @@ impl From<&Manifest> for BackupSummary {
 
 pub async fn list(context: &Context, args: ListArgs) -> Result<(), CliError> {
     let store = context.store()?;
-    let manifests = tokio::task::spawn_blocking(move || store.list())
-        .await
-        .map_err(|e| CliError::internal(format!("listing task failed: {e}")))??;
+    let manifests = store.list().await?;
     let summaries: Vec<BackupSummary> = manifests
         .iter()
         .filter(|m| args.cluster.as_deref().is_none_or(|c| m.cluster_id == c))
@@ -79,6 +75,6 @@ pub async fn list(context: &Context, args: ListArgs) -> Result<(), CliError> {
 
 pub async fn show(context: &Context, args: BackupIdArg) -> Result<(), CliError> {
     let id = BackupId::parse(&args.backup_id)?;
-    let manifest = context.store()?.manifest(&id)?;
+    let manifest = context.store()?.manifest(&id).await?;
     print_json(&manifest)
 }

@@ -2,7 +2,6 @@
 
 use kvault_domain::job::OperationControl;
 use kvault_domain::BackupRequest;
-use kvault_kafka::BackupLimits;
 
 use super::print_json;
 use crate::cli::BackupArgs;
@@ -32,11 +31,8 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     )?;
     let cluster = context.cluster(&args.cluster)?;
     let store = context.store()?;
-    let limits = BackupLimits {
-        max_bytes: context.settings.backup.max_backup_bytes(),
-    };
     let control = OperationControl::new();
     let _progress = ProgressLine::start(format!("backup {}", plan.backup_id), control.clone());
-    let result = cluster.backup(plan, store, limits, control).await?;
+    let result = cluster.backup(plan, store, control).await?;
     print_json(&result)
 }

@@ -28,7 +28,7 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     let store = context.store()?;
     let cluster_id = match args.cluster {
         Some(id) => id,
-        None => store.manifest(&plan.backup_id)?.cluster_id,
+        None => store.manifest(&plan.backup_id).await?.cluster_id,
     };
     let cluster = context.cluster(&cluster_id)?;
     let control = OperationControl::new();

@@ -1,14 +1,19 @@
-//! The traits other layers implement. The storage layer implements [`ArchiveStore`]; the Kafka
-//! layer drives it, so Kafka code never knows the file format and storage never knows Kafka.
+//! The archive port. The storage layer implements [`ArchiveStore`]; the Kafka layer drives it,
+//! so Kafka code never knows the file format and storage never knows Kafka.
 //!
-//! Archive I/O is synchronous (files, CPU-bound compression): async callers run it on a
-//! blocking thread and hand records across a bounded channel, which also bounds memory.
+//! The store's own methods are async: implementations do their blocking file work (or their
+//! object-storage requests) off the caller's runtime threads, so the API and CLI just `.await`.
+//! The streaming halves, [`ArchiveWriter`], [`PartitionWriter`] and [`RecordReader`], are
+//! synchronous and CPU-bound (compression, checksums): callers drive them on a blocking thread
+//! and hand records across a bounded channel, which also bounds memory.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::compression::Compression;
 use crate::error::DomainResult;
 use crate::ids::BackupId;
+use crate::job::OperationControl;
 use crate::manifest::{Manifest, PartitionManifest, TopicMetadata};
 use crate::record::Record;
 
@@ -46,28 +51,53 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// A place backups live: local filesystem first, object storage behind the same trait.
+/// A place backups live: local filesystem or object storage, behind the same trait.
+///
+/// Promises every implementation keeps: a backup becomes visible (listed, readable) only once
+/// [`ArchiveWriter::commit`] succeeded; what a failed, cancelled or killed writer left behind is
+/// never listed and is cleaned up; reads verify checksums as they go.
+#[async_trait]
 pub trait ArchiveStore: Send + Sync + 'static {
     /// Starts a new backup. Fails with `Conflict` when the id is taken.
-    fn create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>>;
+    async fn create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>>;
     /// The manifest of a finished backup; `NotFound` when there is none.
-    fn manifest(&self, id: &BackupId) -> DomainResult<Manifest>;
-    /// Streams one partition's records in offset order, validating as it reads.
-    fn read_partition(
+    async fn manifest(&self, id: &BackupId) -> DomainResult<Manifest>;
+    /// Opens one partition's records for reading in offset order, validating as it reads.
+    /// The reader itself is blocking: iterate it on a blocking thread.
+    async fn read_partition(
         &self,
         id: &BackupId,
         partition: i32,
         bounds: ReadBounds,
     ) -> DomainResult<Box<dyn RecordReader>>;
-    /// Every finished backup's manifest, newest first. Unfinished directories are never listed.
-    fn list(&self) -> DomainResult<Vec<Manifest>>;
-    fn delete(&self, id: &BackupId) -> DomainResult<()>;
-    /// Reads the whole backup and checks every checksum and count against the manifest.
-    fn verify(&self, id: &BackupId) -> DomainResult<VerifyReport>;
+    /// Every finished backup's manifest, newest first. Unfinished backups are never listed.
+    async fn list(&self) -> DomainResult<Vec<Manifest>>;
+    /// Removes a backup: its manifest first (so it stops being listed), then the rest.
+    async fn delete(&self, id: &BackupId) -> DomainResult<()>;
+    /// Checks every checksum and count against the manifest. Stops with `Cancelled` when
+    /// `control` is cancelled; reports progress through it.
+    async fn verify(&self, id: &BackupId, control: &OperationControl)
+        -> DomainResult<VerifyReport>;
+    /// The check a restore runs before producing anything: every checksum over the stored
+    /// bytes, without decoding records (the restore decodes, and checks again, as it goes).
+    /// Defaults to the full [`ArchiveStore::verify`].
+    async fn check_integrity(
+        &self,
+        id: &BackupId,
+        control: &OperationControl,
+    ) -> DomainResult<VerifyReport> {
+        self.verify(id, control).await
+    }
+    /// Removes what killed writers left behind (never a backup still being written); returns
+    /// how many were removed. Called at start-up and periodically.
+    async fn sweep_abandoned(&self) -> DomainResult<usize> {
+        Ok(0)
+    }
 }
 
 /// A backup being written. Nothing is visible as a backup until [`ArchiveWriter::commit`];
-/// dropping the writer without committing removes what was written.
+/// dropping the writer without committing removes what was written. Blocking: call it from a
+/// blocking thread.
 pub trait ArchiveWriter: Send {
     /// A writer for one partition. Partition writers are independent and may run on
     /// different threads at the same time.

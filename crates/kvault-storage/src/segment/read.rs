@@ -1,159 +1,19 @@
-//! Segment files: building blocks from records, writing a file header, blocks and trailer
-//! while hashing, and reading them back one validated block at a time.
+//! Reads a segment one validated block at a time, or checks its bytes without decoding.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use kvault_domain::{CompressionType, Record};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Location, Result, StorageError};
 use crate::format::{
-    codec_from_id, codec_id, BlockHeader, FileHeader, Trailer, BLOCK_HEADER_LEN, BLOCK_MARKER,
-    FILE_HEADER_LEN, FORMAT_MAJOR, FORMAT_MINOR, MAX_BLOCK_COMPRESSED_LEN, MAX_BLOCK_RAW_LEN,
-    MIN_RECORD_LEN, SEGMENT_MAGIC, TRAILER_LEN, TRAILER_MARKER,
+    codec_from_id, BlockHeader, FileHeader, Trailer, BLOCK_HEADER_LEN, BLOCK_MARKER,
+    FILE_HEADER_LEN, FORMAT_MAJOR, MAX_BLOCK_COMPRESSED_LEN, MAX_BLOCK_RAW_LEN, MIN_RECORD_LEN,
+    SEGMENT_MAGIC, TRAILER_LEN, TRAILER_MARKER,
 };
-use crate::record::{self, Cursor};
 
-/// Records waiting to be compressed into the next block, with the block header's stats.
-#[derive(Default)]
-pub(crate) struct BlockBuilder {
-    pub raw: Vec<u8>,
-    pub count: u32,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    pub min_timestamp: i64,
-    pub max_timestamp: i64,
-    /// Sum of `Record::payload_len` (the manifest's "raw bytes").
-    pub payload: u64,
-}
-
-impl BlockBuilder {
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Appends a record; the caller checked its encoded size against the limits.
-    pub fn push(&mut self, r: &Record) {
-        if self.count == 0 {
-            self.first_offset = r.offset;
-            self.min_timestamp = r.timestamp;
-            self.max_timestamp = r.timestamp;
-        }
-        self.last_offset = r.offset;
-        self.min_timestamp = self.min_timestamp.min(r.timestamp);
-        self.max_timestamp = self.max_timestamp.max(r.timestamp);
-        self.count += 1;
-        self.payload += r.payload_len();
-        record::encode(r, &mut self.raw);
-    }
-
-    pub fn clear(&mut self) {
-        self.raw.clear();
-        self.count = 0;
-        self.payload = 0;
-    }
-}
-
-/// What a segment holds, as measured while writing or reading it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct SegmentStats {
-    pub sha256: String,
-    pub size: u64,
-    pub blocks: u64,
-    pub records: u64,
-    pub first_offset: Option<i64>,
-    pub last_offset: Option<i64>,
-    pub min_timestamp: Option<i64>,
-    pub max_timestamp: Option<i64>,
-    pub payload: u64,
-    pub raw_len_total: u64,
-}
-
-impl SegmentStats {
-    fn add_block(&mut self, h: &BlockHeader) {
-        self.blocks += 1;
-        self.records += u64::from(h.record_count);
-        self.raw_len_total += u64::from(h.raw_len);
-        self.first_offset.get_or_insert(h.first_offset);
-        self.last_offset = Some(h.last_offset);
-        self.min_timestamp = Some(
-            self.min_timestamp
-                .map_or(h.min_timestamp, |m| m.min(h.min_timestamp)),
-        );
-        self.max_timestamp = Some(
-            self.max_timestamp
-                .map_or(h.max_timestamp, |m| m.max(h.max_timestamp)),
-        );
-    }
-}
-
-/// Writes one segment: file header, blocks, trailer. Hashes everything it writes.
-pub(crate) struct SegmentWriter<W: Write> {
-    out: W,
-    sha: Sha256,
-    stats: SegmentStats,
-}
-
-impl<W: Write> SegmentWriter<W> {
-    pub fn new(out: W, codec: CompressionType) -> io::Result<Self> {
-        let mut w = Self {
-            out,
-            sha: Sha256::new(),
-            stats: SegmentStats::default(),
-        };
-        let header = FileHeader {
-            major: FORMAT_MAJOR,
-            minor: FORMAT_MINOR,
-            codec_id: codec_id(codec),
-        };
-        w.put(&header.encode())?;
-        Ok(w)
-    }
-
-    fn put(&mut self, b: &[u8]) -> io::Result<()> {
-        self.out.write_all(b)?;
-        self.sha.update(b);
-        self.stats.size += b.len() as u64;
-        Ok(())
-    }
-
-    pub fn size(&self) -> u64 {
-        self.stats.size
-    }
-
-    /// Writes one block whose raw form is `block.raw` and compressed form is `compressed`.
-    pub fn write_block(&mut self, block: &BlockBuilder, compressed: &[u8]) -> io::Result<()> {
-        let header = BlockHeader {
-            record_count: block.count,
-            first_offset: block.first_offset,
-            last_offset: block.last_offset,
-            min_timestamp: block.min_timestamp,
-            max_timestamp: block.max_timestamp,
-            raw_len: u32::try_from(block.raw.len()).map_err(io::Error::other)?,
-            compressed_len: u32::try_from(compressed.len()).map_err(io::Error::other)?,
-            data_crc: crc32c::crc32c(compressed),
-        };
-        self.put(&header.encode())?;
-        self.put(compressed)?;
-        self.stats.add_block(&header);
-        self.stats.payload += block.payload;
-        Ok(())
-    }
-
-    /// Writes the trailer and flushes; returns the sink (for fsync) and what was written.
-    pub fn finish(mut self) -> io::Result<(W, SegmentStats)> {
-        let trailer = Trailer {
-            block_count: self.stats.blocks,
-            record_count: self.stats.records,
-            raw_len_total: self.stats.raw_len_total,
-        };
-        self.put(&trailer.encode())?;
-        self.out.flush()?;
-        let mut stats = self.stats;
-        stats.sha256 = hex::encode(self.sha.finalize());
-        Ok((self.out, stats))
-    }
-}
+use super::decode::decode_block;
+use super::SegmentStats;
 
 /// Reads a segment one block at a time, validating every structure as it goes.
 pub(crate) struct SegmentReader<R: Read> {
@@ -287,6 +147,38 @@ impl<R: Read> SegmentReader<R> {
     /// The next block's records, `Some(vec![])` for a block skipped because its
     /// `min_timestamp` is after `skip_after`, or `None` after a valid trailer at end of file.
     pub fn next_block(&mut self, skip_after: Option<i64>) -> Result<Option<Vec<Record>>> {
+        let Some((h, at)) = self.next_frame()? else {
+            return Ok(None);
+        };
+        if skip_after.is_some_and(|until| h.min_timestamp > until) {
+            self.payload_complete = false;
+            return Ok(Some(Vec::new()));
+        }
+        self.decoder
+            .decompress(&self.compressed, h.raw_len as usize, &mut self.raw)
+            .map_err(|message| StorageError::Decompress {
+                at: at.clone(),
+                codec: self.codec,
+                message,
+            })?;
+        let records = decode_block(&self.raw, &h, &at)?;
+        self.stats.payload += records.iter().map(Record::payload_len).sum::<u64>();
+        Ok(Some(records))
+    }
+
+    /// Checks the next block's bytes (header CRC, limits, data CRC over the compressed bytes)
+    /// without decompressing it; returns its header, or `None` after a valid trailer.
+    pub fn check_next_block(&mut self) -> Result<Option<BlockHeader>> {
+        let frame = self.next_frame()?;
+        if frame.is_some() {
+            self.payload_complete = false;
+        }
+        Ok(frame.map(|(h, _)| h))
+    }
+
+    /// Reads the next block header and its compressed bytes, both checked; `None` after a
+    /// valid trailer.
+    fn next_frame(&mut self) -> Result<Option<(BlockHeader, Location)>> {
         if self.done {
             return Ok(None);
         }
@@ -331,20 +223,7 @@ impl<R: Read> SegmentReader<R> {
         self.read_compressed(&h, &at)?;
         self.stats.add_block(&h);
         self.prev_offset = Some(h.last_offset);
-        if skip_after.is_some_and(|until| h.min_timestamp > until) {
-            self.payload_complete = false;
-            return Ok(Some(Vec::new()));
-        }
-        self.decoder
-            .decompress(&self.compressed, h.raw_len as usize, &mut self.raw)
-            .map_err(|message| StorageError::Decompress {
-                at: at.clone(),
-                codec: self.codec,
-                message,
-            })?;
-        let records = decode_block(&self.raw, &h, &at)?;
-        self.stats.payload += records.iter().map(Record::payload_len).sum::<u64>();
-        Ok(Some(records))
+        Ok(Some((h, at)))
     }
 
     /// Header fields must be within limits and consistent before any allocation.
@@ -493,70 +372,4 @@ impl<R: Read> SegmentReader<R> {
         self.done = true;
         Ok(())
     }
-}
-
-/// Decodes and checks a block's records against its header.
-fn decode_block(raw: &[u8], h: &BlockHeader, at: &Location) -> Result<Vec<Record>> {
-    let mut cursor = Cursor::new(raw);
-    // Capacity is capped: the count is trusted only as far as the records actually decode.
-    let mut records = Vec::with_capacity((h.record_count as usize).min(4096));
-    let mut prev: Option<i64> = None;
-    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-    for index in 0..u64::from(h.record_count) {
-        let r = cursor.record().map_err(|reason| StorageError::BadRecord {
-            at: at.clone(),
-            index,
-            reason,
-        })?;
-        let expected_first = prev.is_none() && r.offset != h.first_offset;
-        if expected_first {
-            return Err(StorageError::Mismatch {
-                at: at.clone(),
-                what: "first record offset",
-                expected: h.first_offset.to_string(),
-                found: r.offset.to_string(),
-            });
-        }
-        if let Some(p) = prev {
-            if r.offset <= p {
-                return Err(StorageError::OffsetOrder {
-                    at: at.clone(),
-                    previous: p,
-                    found: r.offset,
-                });
-            }
-        }
-        prev = Some(r.offset);
-        min_ts = min_ts.min(r.timestamp);
-        max_ts = max_ts.max(r.timestamp);
-        records.push(r);
-    }
-    let checks = [
-        (
-            "bytes after the last record",
-            0u64.to_string(),
-            cursor.remaining().to_string(),
-        ),
-        (
-            "last record offset",
-            h.last_offset.to_string(),
-            prev.map_or_else(String::new, |p| p.to_string()),
-        ),
-        (
-            "block timestamp range",
-            format!("{}..={}", h.min_timestamp, h.max_timestamp),
-            format!("{min_ts}..={max_ts}"),
-        ),
-    ];
-    for (what, expected, found) in checks {
-        if expected != found {
-            return Err(StorageError::Mismatch {
-                at: at.clone(),
-                what,
-                expected,
-                found,
-            });
-        }
-    }
-    Ok(records)
 }

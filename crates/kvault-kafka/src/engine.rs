@@ -1,0 +1,118 @@
+//! [`KafkaEngine`]: the domain's operation traits ([`kvault_domain::operations`]) implemented
+//! over rdkafka for a set of configured clusters and one archive store. This is what the
+//! composition root hands to the API and the CLI as an `Arc<dyn Engine>`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::operations::{
+    BackupOperation, Clusters, DrainOperation, DrainPlan, MigrateOperation, MigrationPlan,
+    RestoreOperation,
+};
+use kvault_domain::ports::ArchiveStore;
+use kvault_domain::{backup::BackupPlan, restore::RestorePlan};
+use kvault_domain::{
+    BackupResult, ClusterConfig, ClusterId, DomainError, DrainResult, MigrateResult, RestoreResult,
+};
+
+use crate::cluster::KafkaCluster;
+
+/// Every configured cluster plus the archive store backups go to and restores read from.
+pub struct KafkaEngine {
+    clusters: BTreeMap<ClusterId, KafkaCluster>,
+    archives: Arc<dyn ArchiveStore>,
+}
+
+impl KafkaEngine {
+    /// Checks every definition (no network I/O).
+    pub fn new(
+        clusters: impl IntoIterator<Item = (ClusterId, ClusterConfig)>,
+        archives: Arc<dyn ArchiveStore>,
+    ) -> DomainResult<Self> {
+        let clusters = clusters
+            .into_iter()
+            .map(|(id, config)| Ok((id.clone(), KafkaCluster::connect(id, &config)?)))
+            .collect::<DomainResult<_>>()?;
+        Ok(Self { clusters, archives })
+    }
+
+    /// The cluster `id`, `NotFound` when it is not configured.
+    pub fn cluster(&self, id: &ClusterId) -> DomainResult<&KafkaCluster> {
+        self.clusters
+            .get(id)
+            .ok_or_else(|| DomainError::not_found("cluster", id.as_str()))
+    }
+}
+
+#[async_trait]
+impl Clusters for KafkaEngine {
+    fn knows(&self, id: &ClusterId) -> bool {
+        self.clusters.contains_key(id)
+    }
+
+    fn ids(&self) -> Vec<ClusterId> {
+        self.clusters.keys().cloned().collect()
+    }
+
+    async fn ping(&self, cluster: &ClusterId) -> DomainResult<()> {
+        self.cluster(cluster)?.ping().await
+    }
+
+    async fn topic_exists(&self, cluster: &ClusterId, topic: &str) -> DomainResult<bool> {
+        self.cluster(cluster)?.topic_exists(topic).await
+    }
+}
+
+#[async_trait]
+impl BackupOperation for KafkaEngine {
+    async fn backup(
+        &self,
+        cluster: &ClusterId,
+        plan: BackupPlan,
+        control: OperationControl,
+    ) -> DomainResult<BackupResult> {
+        let cluster = self.cluster(cluster)?;
+        cluster.backup(plan, self.archives.clone(), control).await
+    }
+}
+
+#[async_trait]
+impl RestoreOperation for KafkaEngine {
+    async fn restore(
+        &self,
+        cluster: &ClusterId,
+        plan: RestorePlan,
+        control: OperationControl,
+    ) -> DomainResult<RestoreResult> {
+        let cluster = self.cluster(cluster)?;
+        cluster.restore(plan, self.archives.clone(), control).await
+    }
+}
+
+#[async_trait]
+impl MigrateOperation for KafkaEngine {
+    async fn migrate(
+        &self,
+        plan: MigrationPlan,
+        control: OperationControl,
+    ) -> DomainResult<MigrateResult> {
+        let source = self.cluster(&plan.source)?;
+        let target = self.cluster(&plan.target)?;
+        crate::migrate::migrate(source, target, plan.migration_id, plan.request, control).await
+    }
+}
+
+#[async_trait]
+impl DrainOperation for KafkaEngine {
+    async fn drain(
+        &self,
+        cluster: &ClusterId,
+        plan: DrainPlan,
+        control: OperationControl,
+    ) -> DomainResult<DrainResult> {
+        self.cluster(cluster)?.drain(plan.request, control).await
+    }
+}

@@ -1,0 +1,105 @@
+//! Staging directories of unfinished backups (`{id}.partial/`) and how a live one is told
+//! from one whose writer died.
+//!
+//! The writer holds an exclusive advisory lock on `{id}.partial/.lock` for its whole life.
+//! The operating system drops the lock when the holder exits, however it exits (kill -9
+//! included), so "the lock can be taken" means "nobody is writing this partial any more".
+//! Such an abandoned partial is removed when its id is created again, when a store opens,
+//! and by [`sweep_abandoned`], which the API calls periodically. A live partial is never
+//! touched.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use fs4::fs_std::FileExt;
+
+/// Name of the lock file inside a partial directory.
+pub(crate) const LOCK_FILE: &str = ".lock";
+
+/// A partial without a lock file is only abandoned once this old: its writer may be between
+/// `mkdir` and taking the lock, or between dropping the lock file and the commit rename.
+const LOCKLESS_GRACE: Duration = Duration::from_secs(120);
+
+/// The lock a live writer keeps on its partial; dropping it releases the lock.
+#[derive(Debug)]
+pub(crate) struct PartialLock {
+    _file: File,
+}
+
+impl PartialLock {
+    /// Takes the lock of the freshly created partial `dir`.
+    pub(crate) fn acquire(dir: &Path) -> io::Result<Self> {
+        let file = open_lock_file(dir)?;
+        if !file.try_lock_exclusive()? {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the lock of a partial this writer just created is held elsewhere",
+            ));
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+fn open_lock_file(dir: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+}
+
+/// Whether the partial `dir` has no live writer; `Some` holds the probe's lock (if there was
+/// a lock file) so no one can start using the directory while it is removed. Errors other
+/// than "no lock file" count as live: when in doubt, a partial is kept.
+fn claim_abandoned(dir: &Path) -> Option<Option<File>> {
+    match File::options().write(true).open(dir.join(LOCK_FILE)) {
+        Ok(file) => file
+            .try_lock_exclusive()
+            .unwrap_or(false)
+            .then_some(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            older_than(dir, LOCKLESS_GRACE).then_some(None)
+        }
+        Err(_) => None,
+    }
+}
+
+fn older_than(dir: &Path, age: Duration) -> bool {
+    fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|elapsed| elapsed >= age)
+}
+
+/// Removes the partial `dir` if it is abandoned; returns whether it is gone.
+pub(crate) fn remove_if_abandoned(dir: &Path) -> bool {
+    // Held until the directory is gone, so a concurrent create of the same id cannot have
+    // its fresh partial removed by this sweep.
+    let Some(_probe) = claim_abandoned(dir) else {
+        return false;
+    };
+    match fs::remove_dir_all(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Err(e) => {
+            tracing::warn!(path = %dir.display(), error = %e, "could not remove an abandoned partial backup");
+            false
+        }
+    }
+}
+
+/// Removes every abandoned `*.partial` directory under `base`; returns how many went.
+pub(crate) fn sweep_abandoned(base: &Path, suffix: &str) -> usize {
+    let Ok(entries) = fs::read_dir(base) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(suffix)))
+        .filter(|e| remove_if_abandoned(&e.path()))
+        .count()
+}

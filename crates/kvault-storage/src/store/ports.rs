@@ -1,0 +1,133 @@
+//! The store's blocking API and the async [`ArchiveStore`] port over it.
+
+use super::*;
+
+/// The blocking API: what the async [`ArchiveStore`] methods run on a blocking thread. Tests,
+/// benches and synchronous tools that own the store call these directly. The `blocking_`
+/// prefix keeps them from shadowing the async trait methods of the same job.
+impl LocalArchiveStore {
+    pub fn blocking_create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>> {
+        let id = spec.backup_id.as_str().to_owned();
+        match self.create_inner(spec) {
+            Ok(w) => Ok(Box::new(w)),
+            Err(e) => Err(e.into_domain(&id)),
+        }
+    }
+
+    pub fn blocking_manifest(&self, id: &BackupId) -> DomainResult<Manifest> {
+        self.load_manifest(id.as_str())
+            .map_err(|e| e.into_domain(id.as_str()))
+    }
+
+    pub fn blocking_read_partition(
+        &self,
+        id: &BackupId,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn RecordReader>> {
+        match self.open_partition(id.as_str(), partition, bounds) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(e.into_domain(id.as_str())),
+        }
+    }
+
+    pub fn blocking_list(&self) -> DomainResult<Vec<Manifest>> {
+        self.list_inner().map_err(|e| e.into_domain(""))
+    }
+
+    pub fn blocking_delete(&self, id: &BackupId) -> DomainResult<()> {
+        self.delete_inner(id.as_str())
+            .map_err(|e| e.into_domain(id.as_str()))
+    }
+
+    /// The full check behind `POST /backups/{id}/verify`: every segment read and decoded,
+    /// every count compared with the manifest. Segments are checked in parallel.
+    pub fn blocking_verify(
+        &self,
+        id: &BackupId,
+        control: &OperationControl,
+    ) -> DomainResult<VerifyReport> {
+        verify::verify_archive(self, id, control, VerifyMode::Decode)
+    }
+
+    /// The fast integrity check to run before a restore: every segment's SHA-256 and every
+    /// block's CRC32C over the compressed bytes, without decompressing or parsing records
+    /// (the restore's own decode checks those). Segments are checked in parallel.
+    /// `messages_checked` counts the records the block headers declare.
+    pub fn blocking_verify_integrity(
+        &self,
+        id: &BackupId,
+        control: &OperationControl,
+    ) -> DomainResult<VerifyReport> {
+        verify::verify_archive(self, id, control, VerifyMode::BytesOnly)
+    }
+
+    /// Runs `f` on a clone of the store on a blocking thread.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(LocalArchiveStore) -> DomainResult<T> + Send + 'static,
+    ) -> DomainResult<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(store))
+            .await
+            .map_err(|e| DomainError::internal(format!("archive store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for LocalArchiveStore {
+    async fn create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>> {
+        self.off_runtime(move |s| s.blocking_create(spec)).await
+    }
+
+    async fn manifest(&self, id: &BackupId) -> DomainResult<Manifest> {
+        let id = id.clone();
+        self.off_runtime(move |s| s.blocking_manifest(&id)).await
+    }
+
+    async fn read_partition(
+        &self,
+        id: &BackupId,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn RecordReader>> {
+        let id = id.clone();
+        self.off_runtime(move |s| s.blocking_read_partition(&id, partition, bounds))
+            .await
+    }
+
+    async fn list(&self) -> DomainResult<Vec<Manifest>> {
+        self.off_runtime(|s| s.blocking_list()).await
+    }
+
+    async fn delete(&self, id: &BackupId) -> DomainResult<()> {
+        let id = id.clone();
+        self.off_runtime(move |s| s.blocking_delete(&id)).await
+    }
+
+    async fn verify(
+        &self,
+        id: &BackupId,
+        control: &OperationControl,
+    ) -> DomainResult<VerifyReport> {
+        let id = id.clone();
+        let control = control.clone();
+        self.off_runtime(move |s| s.blocking_verify(&id, &control))
+            .await
+    }
+
+    async fn check_integrity(
+        &self,
+        id: &BackupId,
+        control: &OperationControl,
+    ) -> DomainResult<VerifyReport> {
+        let id = id.clone();
+        let control = control.clone();
+        self.off_runtime(move |s| s.blocking_verify_integrity(&id, &control))
+            .await
+    }
+
+    async fn sweep_abandoned(&self) -> DomainResult<usize> {
+        self.off_runtime(|s| Ok(s.sweep_abandoned())).await
+    }
+}

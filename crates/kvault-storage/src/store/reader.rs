@@ -1,0 +1,82 @@
+//! Streams one partition's records in offset order, checking each segment as it ends.
+
+use super::*;
+
+/// Streams one partition's records, a block at a time, checking every segment against the
+/// manifest when its last byte has been read.
+pub(super) struct PartitionReader {
+    pub(super) backup_id: String,
+    pub(super) dir: PathBuf,
+    pub(super) codec: CompressionType,
+    pub(super) segments: VecDeque<SegmentInfo>,
+    pub(super) until: Option<i64>,
+    pub(super) current: Option<(SegmentReader<SourceReader<FileSource>>, SegmentInfo)>,
+    pub(super) buffered: std::vec::IntoIter<Record>,
+    pub(super) prev_offset: Option<i64>,
+    pub(super) failed: bool,
+}
+
+impl PartitionReader {
+    /// Loads the next block (or moves to the next segment). `Ok(false)` at the end.
+    fn advance(&mut self) -> Result<bool> {
+        if self.current.is_none() {
+            let Some(info) = self.segments.pop_front() else {
+                return Ok(false);
+            };
+            if self.until.is_some_and(|u| info.min_timestamp > u) {
+                // Nothing in this segment can qualify; its records are skipped unread.
+                self.prev_offset = Some(info.last_offset);
+                return Ok(true);
+            }
+            let label = format!("{}/{}", self.backup_id, info.file);
+            let mut reader = open_segment(&self.dir.join(&info.file), &label, self.codec)?;
+            reader.set_prev_offset(self.prev_offset);
+            self.current = Some((reader, info));
+        }
+        let Some((reader, info)) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        match reader.next_block(self.until)? {
+            Some(records) => {
+                self.buffered = records.into_iter();
+            }
+            None => {
+                check_segment(
+                    reader.stats(),
+                    info,
+                    reader.file(),
+                    reader.payload_complete(),
+                )?;
+                self.prev_offset = Some(info.last_offset);
+                self.current = None;
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Iterator for PartitionReader {
+    type Item = DomainResult<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some(r) = self.buffered.next() {
+                if self.until.is_some_and(|u| r.timestamp > u) {
+                    continue;
+                }
+                return Some(Ok(r));
+            }
+            match self.advance() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e.into_domain(&self.backup_id)));
+                }
+            }
+        }
+    }
+}
