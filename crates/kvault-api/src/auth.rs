@@ -183,6 +183,8 @@ impl Authenticator {
         // `Validation::new` pins the one algorithm and requires `exp`.
         let mut validation = Validation::new(alg);
         validation.leeway = 5;
+        // A token that is not valid yet (`nbf` in the future) is refused like an expired one.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(&[iss]);

@@ -180,7 +180,16 @@ pub async fn restore(
     let request = body.0;
     let plan = request.validate()?;
     let store = state.store.clone();
-    store.manifest(&plan.backup_id).await?;
+    // The backup's source cluster must be inside the token's claim too, or a token scoped to
+    // `staging` could restore a `prod` backup. 404, like GET, so there is no existence oracle.
+    let manifest = store.manifest(&plan.backup_id).await?;
+    if !auth.may_touch(&manifest.cluster_id) {
+        return Err(ApiError::not_found(
+            "backup_id",
+            &plan.backup_id,
+            format!("backup '{}' not found", plan.backup_id),
+        ));
+    }
     let permit = state.limits.acquire(JobKind::Restore, &cluster_id)?;
     let backup_id = plan.backup_id.to_string();
     let (id, handle) = state

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kvault_api::auth::Role;
 use serde_json::json;
 
-use crate::helpers::{error_body, fresh_database, spawn_app, test_settings};
+use crate::helpers::{error_body, fresh_database, spawn_app, spawn_app_with, test_settings};
 use kvault_api::configuration::Settings;
 
 fn now() -> u64 {
@@ -306,4 +306,66 @@ async fn a_public_address_with_the_dev_or_a_short_secret_refuses_to_start() {
     settings.auth.jwt_secret = Settings::embedded_defaults().unwrap().auth.jwt_secret;
     settings.server.host = "127.0.0.1".into();
     assert!(kvault_api::Application::build(settings).await.is_ok());
+}
+
+/// A token whose `nbf` lies in the future is not valid yet.
+#[tokio::test]
+async fn a_token_not_valid_before_a_future_instant_is_refused() {
+    let app = spawn_app().await;
+    let secret = app
+        .settings
+        .auth
+        .jwt_secret
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_owned();
+    let sign = |nbf: u64| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": "early", "exp": now() + 3600, "nbf": nbf, "roles": ["viewer"]}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let status = |token: String| {
+        let request = app
+            .client
+            .get(app.url("/api/kafka/jobs"))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(sign(now() + 600)).await, 401);
+    assert_eq!(status(sign(now() - 60)).await, 200);
+}
+
+/// A token scoped to the target cluster may not restore a backup taken from another cluster.
+#[tokio::test]
+async fn restore_checks_the_backups_source_cluster_against_the_claim() {
+    let app = spawn_app_with(|s| {
+        let local = s.clusters["local"].clone();
+        s.clusters.insert("dst".into(), local);
+    })
+    .await;
+    let topic = app.topic_with(1, 5).await;
+    let backup = app.completed_backup(&topic).await;
+    let backup_id = backup["backup_id"].as_str().unwrap();
+    let restore = |clusters: Vec<String>| {
+        let token = app.token_for("scoped", Role::Admin, Some(clusters));
+        let request = app
+            .client
+            .post(app.url("/api/kafka/clusters/dst/restore"))
+            .bearer_auth(token)
+            .json(&json!({"backup_id": backup_id, "target_topic": format!("{topic}-r")}));
+        async move { request.send().await.unwrap() }
+    };
+    let body = error_body(restore(vec!["dst".into()]).await, 404).await;
+    assert_eq!(body["details"]["field"], "backup_id");
+    let allowed = restore(vec!["dst".into(), "local".into()]).await;
+    assert_eq!(
+        allowed.status().as_u16(),
+        200,
+        "{}",
+        allowed.text().await.unwrap()
+    );
 }
