@@ -52,7 +52,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     settings.auth.jwt_secret = Some(Secret::new("bench-secret-bench-secret-bench-secret"));
     settings.limits.requests_per_minute = u32::MAX / 2;
 
-    let app = Application::build(settings.clone()).await?;
+    // No clusters: an in-memory engine serves the (empty) cluster list, real archives on disk.
+    let archives: Arc<dyn kvault_domain::ports::ArchiveStore> = Arc::new(
+        kvault_storage::LocalArchiveStore::new(&settings.backup.base_path)?,
+    );
+    let engine = kvault_testkit::fake::FakeEngine::new(&[], archives.clone());
+    let adapters = kvault_api::Adapters {
+        engine: Arc::new(engine),
+        archives,
+    };
+    let app = Application::build(settings.clone(), adapters).await?;
     let port = app.port();
     let state = app.state();
     tokio::spawn(app.run_until_stopped());

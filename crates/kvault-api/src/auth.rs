@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::configuration::{AuthSettings, JwtAlgorithm};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// What a token may do. Ordered: each role includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

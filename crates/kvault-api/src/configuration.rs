@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use kvault_domain::backup::BackupDefaults;
+use kvault_domain::ClusterConfig;
 use kvault_domain::CompressionType;
-use kvault_kafka::ClusterConfig;
 use serde::Deserialize;
 
 /// The defaults shipped with the source tree, used when no `config/default.yaml` is found on

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A JSON body of type `T`. Checks the content type, the size cap and the shape, and says
 /// which field was wrong.

@@ -3,7 +3,8 @@
 //!
 //! What the `kvault` binary uses:
 //! - [`configuration::Settings::load`]: defaults, `--config` file, `KVAULT__*` env vars.
-//! - [`startup::Application`]: `build(settings)`, `port()`, `run_until_stopped()`.
+//! - [`startup::Application`]: `build(settings, adapters)`, `port()`, `run_until_stopped()`;
+//!   [`state::Adapters`] is the engine and archive store the binary wires in.
 //! - [`auth::mint_token`]: tokens for `kvault token`.
 //! - [`jobs::JobStore`]: the job table, for CLI listings.
 
@@ -12,9 +13,12 @@ pub mod configuration;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod retention;
 pub mod routes;
 pub mod runner;
 pub mod startup;
+pub mod state;
 
 pub use configuration::{ConfigError, Settings};
 pub use startup::{Application, StartupError};
+pub use state::{Adapters, AppState};

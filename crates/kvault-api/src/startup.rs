@@ -1,22 +1,16 @@
-//! Builds the server from [`Settings`]: job store (with restart recovery), Kafka clusters,
-//! archive store, auth, limits, the retention sweeper, and the actix-web app with its JSON
-//! error handling. [`Application::build`] binds (port 0 works for tests) and
+//! Builds the server from [`Settings`] and the [`Adapters`] the composition root chose: job
+//! store (with restart recovery), auth, limits, the retention sweeper, and the actix-web app with
+//! its JSON error handling. [`Application::build`] binds (port 0 works for tests) and
 //! [`Application::run_until_stopped`] serves.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
-use actix_web::{web, App, HttpRequest, HttpServer};
-use chrono::{DateTime, Utc};
-use kvault_domain::ports::ArchiveStore;
-use kvault_domain::{BackupId, ClusterId};
-use kvault_kafka::KafkaCluster;
-use kvault_storage::LocalArchiveStore;
-use utoipa::OpenApi;
+use actix_web::{web, App, HttpServer};
+use chrono::Utc;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::configuration::Settings;
@@ -26,17 +20,7 @@ use crate::jobs::{JobStore, StoreError};
 use crate::routes;
 use crate::routes::metrics::ArchiveTotalsCache;
 use crate::runner::{JobRunner, Limits};
-
-/// Shared by every request.
-pub struct AppState {
-    pub settings: Settings,
-    pub auth: Authenticator,
-    pub runner: Arc<JobRunner>,
-    pub limits: Limits,
-    pub clusters: BTreeMap<String, Arc<KafkaCluster>>,
-    pub store: Arc<dyn ArchiveStore>,
-    pub archive_totals: Arc<ArchiveTotalsCache>,
-}
+pub use crate::state::{Adapters, AppState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -44,10 +28,6 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("cluster '{id}': {message}")]
-    Cluster { id: String, message: String },
-    #[error("archive store at {path}: {message}")]
-    Archive { path: String, message: String },
     #[error(
         "refusing to listen on {host}: {reason}, so anyone who can reach the server could mint \
          admin tokens. Set KVAULT__AUTH__JWT_SECRET to a random secret of at least 32 bytes \
@@ -69,7 +49,10 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    pub async fn build(
+        settings: Settings,
+        adapters: Adapters,
+    ) -> Result<Application, StartupError> {
         if let Some(reason) = settings.auth.insecure_for_public_address() {
             if !crate::configuration::is_loopback_host(&settings.server.host) {
                 return Err(StartupError::InsecureAuth {
@@ -107,26 +90,6 @@ impl Application {
             );
         }
 
-        let mut clusters = BTreeMap::new();
-        for (id, config) in &settings.clusters {
-            let cluster_id = ClusterId::parse(id).map_err(|e| StartupError::Cluster {
-                id: id.clone(),
-                message: e.to_string(),
-            })?;
-            let cluster =
-                KafkaCluster::connect(cluster_id, config).map_err(|e| StartupError::Cluster {
-                    id: id.clone(),
-                    message: e.to_string(),
-                })?;
-            clusters.insert(id.clone(), Arc::new(cluster));
-        }
-        let archive = LocalArchiveStore::new(&settings.backup.base_path).map_err(|e| {
-            StartupError::Archive {
-                path: settings.backup.base_path.display().to_string(),
-                message: e.to_string(),
-            }
-        })?;
-
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -141,8 +104,8 @@ impl Application {
             auth: Authenticator::new(&settings.auth, settings.limits.requests_per_minute)?,
             runner: Arc::new(JobRunner::new(store)),
             limits: Limits::new(&settings),
-            clusters,
-            store: Arc::new(archive),
+            engine: adapters.engine,
+            store: adapters.archives,
             archive_totals: Arc::new(ArchiveTotalsCache::default()),
             settings,
         });
@@ -165,7 +128,7 @@ impl Application {
 
     /// Serves until the server stops (Ctrl-C / SIGTERM), with the retention sweeper alongside.
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
-        let sweeper = tokio::spawn(retention_loop(self.state.clone()));
+        let sweeper = tokio::spawn(crate::retention::retention_loop(self.state.clone()));
         let idle = tokio::spawn(forget_idle_subjects(self.state.clone()));
         let result = self.server.await;
         sweeper.abort();
@@ -187,121 +150,12 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .wrap(ErrorHandlers::new().default_handler(json_fallback))
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kvault::http"))
             .configure(routes::configure)
-            .default_service(web::to(unknown_route))
+            .default_service(web::to(routes::fallback::unknown_route))
     })
     .listen(listener)
     .map_err(|source| StartupError::Bind { address, source })?
     .run();
     Ok(server)
-}
-
-/// Every documented `(path template, METHOD)`, from the OpenAPI document.
-fn route_table() -> &'static [(String, String)] {
-    static TABLE: OnceLock<Vec<(String, String)>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let doc =
-            serde_json::to_value(crate::routes::openapi::ApiDoc::openapi()).unwrap_or_default();
-        let mut table = Vec::new();
-        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
-            for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
-                table.push((path.clone(), method.to_uppercase()));
-            }
-        }
-        table
-    })
-}
-
-fn template_matches(template: &str, path: &str) -> bool {
-    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
-    t.len() == p.len()
-        && t.iter()
-            .zip(&p)
-            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
-}
-
-/// 405 (with `Allow`) for a known path with another method, 404 otherwise; both in the
-/// documented shape.
-async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    let allowed: Vec<&str> = route_table()
-        .iter()
-        .filter(|(template, _)| template_matches(template, req.path()))
-        .map(|(_, method)| method.as_str())
-        .collect();
-    if allowed.is_empty() {
-        return Err(ApiError::not_found(
-            "path",
-            req.path(),
-            format!("no route for {} {}", req.method(), req.path()),
-        ));
-    }
-    let err = ApiError::new(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        format!(
-            "{} is not allowed on {}; use {}",
-            req.method(),
-            req.path(),
-            allowed.join(", ")
-        ),
-    )
-    .on("method", req.method());
-    let mut resp = actix_web::ResponseError::error_response(&err);
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
-        resp.headers_mut().insert(actix_web::http::header::ALLOW, v);
-    }
-    Ok(resp)
-}
-
-/// Deletes backups older than `retention_days` (none when it is 0), skipping backups a running
-/// job uses. Returns the ids deleted.
-pub async fn sweep_retention(
-    store: &dyn ArchiveStore,
-    retention_days: u32,
-    now: DateTime<Utc>,
-    in_use: impl Fn(&str) -> bool,
-) -> Result<Vec<String>, kvault_domain::DomainError> {
-    if retention_days == 0 {
-        return Ok(Vec::new());
-    }
-    let cutoff = now - chrono::Duration::days(i64::from(retention_days));
-    let mut deleted = Vec::new();
-    for manifest in store.list().await? {
-        if manifest.finished_at >= cutoff || in_use(&manifest.backup_id) {
-            continue;
-        }
-        let id = BackupId::parse(&manifest.backup_id)?;
-        store.delete(&id).await?;
-        tracing::info!(backup_id = %id, finished_at = %manifest.finished_at, retention_days, "backup expired and deleted");
-        deleted.push(manifest.backup_id);
-    }
-    Ok(deleted)
-}
-
-async fn retention_loop(state: web::Data<AppState>) {
-    let every = Duration::from_secs(state.settings.backup.retention_sweep_interval_secs.max(1));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let days = state.settings.backup.retention_days;
-        let (store, runner) = (state.store.clone(), state.runner.clone());
-        match store.sweep_abandoned().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "abandoned partial backups removed"),
-            Err(e) => tracing::error!(error = %e, "sweep of abandoned partial backups failed"),
-        }
-        let swept = sweep_retention(store.as_ref(), days, Utc::now(), |id| {
-            runner.uses_backup(id)
-        })
-        .await;
-        match swept {
-            Ok(deleted) => {
-                if !deleted.is_empty() {
-                    state.archive_totals.invalidate();
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
-        }
-    }
 }
 
 async fn forget_idle_subjects(state: web::Data<AppState>) {

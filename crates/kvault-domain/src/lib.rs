@@ -19,6 +19,7 @@
 //! `openapi` feature adds `utoipa` schemas for the HTTP layer.
 
 pub mod backup;
+pub mod cel_limits;
 pub mod cluster;
 pub mod compression;
 pub mod drain;

@@ -22,6 +22,27 @@ pub struct MessageTransformation {
 }
 
 impl MessageTransformation {
+    /// Refuses expressions too large or deep to parse safely (see [`crate::cel_limits`]);
+    /// whether they are valid CEL is the adapter's to check when it compiles them.
+    pub fn validate_bounds(&self) -> Result<(), ValidationError> {
+        let fields = [
+            ("transformation.filter_expression", &self.filter_expression),
+            (
+                "transformation.key_transformation",
+                &self.key_transformation,
+            ),
+        ];
+        for (field, source) in fields {
+            if let Some(source) = source {
+                crate::cel_limits::check(source).map_err(|message| {
+                    let shown: String = source.chars().take(200).collect();
+                    ValidationError::new(field, shown, message)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.filter_expression.is_none()
             && self.header_additions.is_empty()
@@ -96,6 +117,9 @@ impl MigrateRequest {
                 0,
                 "must be at least 1",
             ));
+        }
+        if let Some(t) = &self.transformation {
+            t.validate_bounds()?;
         }
         for (i, group) in self.translate_consumer_groups.iter().enumerate() {
             if group.trim().is_empty() {
@@ -212,5 +236,23 @@ mod tests {
             let err = req.validate().expect_err("refused");
             assert_eq!(err.field, "translate_consumer_groups");
         }
+    }
+
+    #[test]
+    fn oversized_cel_is_refused_at_validation_naming_the_field() {
+        let mut req: MigrateRequest = serde_json::from_str(
+            r#"{"source_cluster":"a","source_topic":"t","target_cluster":"b","target_topic":"t"}"#,
+        )
+        .expect("request");
+        req.transformation = Some(MessageTransformation {
+            filter_expression: Some("size(value) > 0".into()),
+            header_additions: Vec::new(),
+            key_transformation: Some("(".repeat(64)),
+        });
+        let err = req.validate().expect_err("64 levels of nesting refused");
+        assert_eq!(err.field, "transformation.key_transformation");
+        req.transformation.as_mut().unwrap().key_transformation = Some("key".into());
+        req.validate()
+            .expect("small expressions pass; CEL syntax is the adapter's check");
     }
 }

@@ -157,9 +157,10 @@ impl Admin {
                     {
                         return Ok(None);
                     }
-                    return Err(DomainError::kafka(format!(
-                        "metadata of topic {topic}: {code}"
-                    )));
+                    return Err(crate::error::code_error(
+                        format_args!("metadata of topic {topic}"),
+                        code,
+                    ));
                 }
             }
             if t.partitions().is_empty() {
@@ -259,7 +260,7 @@ impl Admin {
         let mut configs = BTreeMap::new();
         for result in results {
             let resource = result.map_err(|code| {
-                DomainError::kafka(format!("describe configs of {topic}: {code}"))
+                crate::error::code_error(format_args!("describe configs of {topic}"), code)
             })?;
             for entry in resource.entries {
                 let Some(value) = entry.value else { continue };
@@ -309,7 +310,7 @@ impl Admin {
                 created.config_error = Some(message);
                 self.try_create(name, partitions, replication_factor, &BTreeMap::new())
                     .await
-                    .map_err(|(_, m)| DomainError::kafka(m))?;
+                    .map_err(|(code, m)| crate::error::message_error(code, m))?;
             }
             Err((Some(RDKafkaErrorCode::TopicAlreadyExists), message)) => {
                 return Err(DomainError::conflict_on(message, "target_topic", name));
@@ -322,7 +323,7 @@ impl Admin {
                 )
                 .into());
             }
-            Err((_, message)) => return Err(DomainError::kafka(message)),
+            Err((code, message)) => return Err(crate::error::message_error(code, message)),
         }
         let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
         loop {
@@ -361,7 +362,7 @@ impl Admin {
             .admin
             .create_topics(&[topic], &options)
             .await
-            .map_err(|e| (None, format!("create topic {name}: {e}")))?;
+            .map_err(|e| (e.rdkafka_error_code(), format!("create topic {name}: {e}")))?;
         for result in results {
             if let Err((topic, code)) = result {
                 return Err((Some(code), format!("create topic {topic}: {code}")));
@@ -379,7 +380,10 @@ impl Admin {
             .map_err(|e| kafka_error(format!("delete topic {name}"), e))?;
         for result in results {
             if let Err((topic, code)) = result {
-                return Err(DomainError::kafka(format!("delete topic {topic}: {code}")));
+                return Err(crate::error::code_error(
+                    format_args!("delete topic {topic}"),
+                    code,
+                ));
             }
         }
         Ok(())

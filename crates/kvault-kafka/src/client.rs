@@ -3,18 +3,13 @@
 
 use kvault_domain::error::DomainResult;
 pub use kvault_domain::ClusterConfig;
-use kvault_domain::DomainError;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
-/// Turns a client error into the domain's Kafka error, saying what kvault was doing.
-pub fn kafka_error(context: impl std::fmt::Display, error: KafkaError) -> DomainError {
-    DomainError::kafka(format!("{context}: {error}"))
-}
+pub use crate::error::kafka_error;
 
 /// Bootstrap servers and kvault's client id: what every client starts from.
 fn kvault_client(cluster: &ClusterConfig) -> ClientConfig {

@@ -21,10 +21,10 @@
 
 pub mod admin;
 mod backup;
-mod cel_limits;
 pub mod client;
 pub mod cluster;
 pub mod engine;
+pub mod error;
 pub mod partitioner;
 mod produce;
 mod restore;

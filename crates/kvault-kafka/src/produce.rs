@@ -159,11 +159,10 @@ where
                     }
                 }
                 Err((e, back)) => {
-                    return Err(DomainError::kafka(format!(
-                        "produce to {}/{}: {e}",
-                        back.topic,
-                        back.partition.unwrap_or(-1)
-                    )))
+                    return Err(crate::error::kafka_error(
+                        format_args!("produce to {}/{}", back.topic, back.partition.unwrap_or(-1)),
+                        e,
+                    ))
                 }
             }
         }
@@ -193,9 +192,10 @@ where
 pub(crate) fn delivered(result: DeliveryResult, topic: &str) -> DomainResult<(i32, i64)> {
     match result {
         Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-        Ok(Err((e, _))) => Err(DomainError::kafka(format!(
-            "delivery to {topic} failed: {e}"
-        ))),
+        Ok(Err((e, _))) => Err(crate::error::kafka_error(
+            format_args!("delivery to {topic} failed"),
+            e,
+        )),
         Err(_) => Err(DomainError::kafka(
             "producer shut down before delivery was confirmed",
         )),

@@ -396,7 +396,7 @@ fn compile_one(
         return Err(ValidationError::new(field, source, "must not be empty"));
     }
     // Refuse what could overflow the parser's stack before parsing it.
-    crate::cel_limits::check(source).map_err(|message| {
+    kvault_domain::cel_limits::check(source).map_err(|message| {
         let shown: String = source.chars().take(200).collect();
         ValidationError::new(field, shown, message)
     })?;

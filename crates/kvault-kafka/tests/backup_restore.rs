@@ -639,3 +639,35 @@ async fn the_engine_runs_backup_and_restore_through_the_domain_traits() {
     let err = engine.ping(&unknown).await.expect_err("unknown cluster");
     assert_eq!(err.kind(), kvault_domain::ErrorKind::NotFound);
 }
+
+/// A cluster nobody listens on is `Kafka { Unavailable }` (a 503 / retryable exit code for
+/// callers), not an unclassified Kafka error.
+#[tokio::test]
+async fn an_unreachable_cluster_is_classified_unavailable() {
+    use kvault_domain::error::KafkaFailure;
+    use kvault_domain::operations::Engine;
+    let (_dir, store) = store();
+    let id = ClusterId::parse("down").unwrap();
+    // A port that was free a moment ago: nothing accepts connections there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let engine: Arc<dyn Engine> = Arc::new(
+        kvault_kafka::KafkaEngine::new(
+            [(id.clone(), ClusterConfig::new(format!("127.0.0.1:{port}")))],
+            store,
+        )
+        .unwrap(),
+    );
+    let err = engine
+        .topic_exists(&id, "anything")
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(
+        err.kind(),
+        kvault_domain::ErrorKind::Kafka(KafkaFailure::Unavailable),
+        "{err}"
+    );
+}

@@ -9,10 +9,14 @@
 //! - Helpers create uniquely named topics, produce records with keys, values, headers and
 //!   timestamps, and read a whole topic back with partitions and offsets.
 //!
+//! - [`fake::FakeEngine`]: the domain's operations in memory, for API tests that need no broker.
+//!
 //! Tests never skip silently: when no broker can be started they panic and say how to
 //! install one. A started broker runs under a small `sh` watchdog that kills it as soon as the
 //! test process is gone, because statics are never dropped and a crashed test must not leave
 //! brokers behind.
+
+pub mod fake;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -7,7 +7,6 @@ use kvault_api::configuration::Settings;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::ClusterId;
 use kvault_kafka::KafkaCluster;
-use kvault_storage::LocalArchiveStore;
 
 use crate::exit::{CliError, EXIT_NOT_FOUND};
 
@@ -23,13 +22,7 @@ impl Context {
     }
 
     pub fn store(&self) -> Result<Arc<dyn ArchiveStore>, CliError> {
-        let store = LocalArchiveStore::new(&self.settings.backup.base_path).map_err(|e| {
-            CliError::internal(format!(
-                "cannot open backup directory {}: {e}",
-                self.settings.backup.base_path.display()
-            ))
-        })?;
-        Ok(Arc::new(store))
+        crate::compose::archive_store(&self.settings)
     }
 
     /// A client for a cluster named in the `clusters:` section.

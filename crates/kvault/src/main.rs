@@ -8,6 +8,7 @@
 
 mod cli;
 mod commands;
+mod compose;
 mod context;
 mod exit;
 mod progress;

@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Admin, Authed, Operator, Viewer};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{wants_wait, WaitQuery};
-use crate::routes::operations::{respond, to_json, AcceptedJob};
+use crate::routes::respond::{respond, to_json, AcceptedJob};
 use crate::runner::JobSpec;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct BackupQuery {

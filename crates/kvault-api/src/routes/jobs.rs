@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Authed, Operator, Viewer};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::JobFilter;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct JobQuery {
@@ -30,33 +30,6 @@ fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(JobId)
         .map_err(|_| ApiError::bad_request("job_id", raw, "job ids are UUIDs"))
-}
-
-impl AppState {
-    /// The job as stored, with live progress when it runs here; 404 when unknown or when the
-    /// token's `clusters` claim excludes its cluster (a restricted token cannot even learn it exists).
-    pub(crate) async fn job<R>(&self, id: JobId, auth: &Authed<R>) -> Result<Job, ApiError> {
-        let stored = self
-            .runner
-            .store()
-            .get(id)
-            .await
-            .map_err(ApiError::internal)?
-            .filter(|j| {
-                j.job
-                    .cluster_id
-                    .as_deref()
-                    .is_none_or(|c| auth.may_touch(c))
-            })
-            .ok_or_else(|| ApiError::not_found("job_id", id, format!("job '{id}' not found")))?;
-        let mut job = stored.job;
-        if job.state == JobState::Running {
-            if let Some(progress) = self.runner.progress(id) {
-                job.progress = progress;
-            }
-        }
-        Ok(job)
-    }
 }
 
 /// List jobs, newest first.

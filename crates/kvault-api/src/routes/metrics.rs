@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Authed, Viewer};
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The documented backup metrics, plus `total_backups`, `active_restores`, `active_migrations`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -1,10 +1,12 @@
 //! HTTP handlers, one module per resource, and the table that mounts them.
 
 pub mod backups;
+pub mod fallback;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;
+pub mod respond;
 
 use actix_web::web;
 

@@ -1,77 +1,21 @@
 //! The four documented operations: backup, restore, migrate, drain. Each checks its input,
 //! takes a concurrency permit and runs as a job; by default the response waits for the job.
 
-use std::sync::Arc;
-
-use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use kvault_domain::operations::{DrainPlan, MigrationPlan};
 use kvault_domain::{
-    BackupRequest, BackupResult, DomainError, DrainRequest, DrainResult, JobId, JobKind,
-    MigrateRequest, MigrateResult, RestoreRequest, RestoreResult,
+    BackupRequest, BackupResult, DomainError, DrainRequest, DrainResult, JobKind, MigrateRequest,
+    MigrateResult, RestoreRequest, RestoreResult,
 };
-use kvault_kafka::KafkaCluster;
-use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
-use utoipa::ToSchema;
 
 use crate::auth::{Admin, Authed, Operator};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{wants_wait, ApiJson, WaitQuery};
-use crate::runner::{self, JobSpec, Outcome};
-use crate::startup::AppState;
-
-/// The answer to `?wait=false` / `Prefer: respond-async`: where to poll.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AcceptedJob {
-    pub job_id: JobId,
-    pub kind: JobKind,
-    pub state: String,
-    /// `GET` this to follow the job.
-    pub location: String,
-}
-
-/// Waits for the job, or answers 202 with a `Location`.
-pub(crate) async fn respond(
-    wait: bool,
-    kind: JobKind,
-    id: JobId,
-    handle: JoinHandle<Outcome>,
-) -> Result<HttpResponse, ApiError> {
-    if wait {
-        let value = runner::wait(handle).await?;
-        return Ok(HttpResponse::Ok().json(value));
-    }
-    let location = format!("/api/kafka/jobs/{id}");
-    Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, location.clone()))
-        .json(AcceptedJob {
-            job_id: id,
-            kind,
-            state: "running".into(),
-            location,
-        }))
-}
-
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Outcome {
-    serde_json::to_value(value).map_err(ApiError::internal)
-}
-
-impl AppState {
-    /// The configured cluster, 404 when unknown, 403 when the token may not touch it.
-    pub(crate) fn cluster<R>(
-        &self,
-        id: &str,
-        auth: &Authed<R>,
-        field: &str,
-    ) -> Result<Arc<KafkaCluster>, ApiError> {
-        let cluster = self.clusters.get(id).cloned().ok_or_else(|| {
-            ApiError::not_found(field, id, format!("cluster '{id}' is not configured"))
-        })?;
-        auth.require_cluster(id)?;
-        Ok(cluster)
-    }
-}
+pub use crate::routes::respond::AcceptedJob;
+use crate::routes::respond::{respond, to_json};
+use crate::runner::JobSpec;
+use crate::state::AppState;
 
 /// Back up a topic.
 #[utoipa::path(
@@ -104,8 +48,7 @@ pub async fn backup(
     let request = body.0;
     let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
     let backup_id = plan.backup_id.clone();
-    let store = state.store.clone();
-    match store.manifest(&backup_id).await {
+    match state.store.manifest(&backup_id).await {
         Ok(_) => {
             return Err(
                 ApiError::conflict(format!("backup '{backup_id}' already exists"))
@@ -115,7 +58,7 @@ pub async fn backup(
         Err(DomainError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    if !cluster.topic_exists(&plan.topic).await? {
+    if !state.engine.topic_exists(&cluster, &plan.topic).await? {
         return Err(ApiError::not_found(
             "topic",
             &plan.topic,
@@ -127,6 +70,7 @@ pub async fn backup(
     }
     let permit = state.limits.acquire(JobKind::Backup, &cluster_id)?;
     let totals = state.archive_totals.clone();
+    let engine = state.engine.clone();
     let (id, handle) = state
         .runner
         .start(
@@ -139,7 +83,7 @@ pub async fn backup(
             },
             Some(permit),
             move |control| async move {
-                let result = cluster.backup(plan, store, control).await;
+                let result = engine.backup(&cluster, plan, control).await;
                 totals.invalidate();
                 to_json(&result?)
             },
@@ -179,10 +123,9 @@ pub async fn restore(
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
     let request = body.0;
     let plan = request.validate()?;
-    let store = state.store.clone();
     // The backup's source cluster must be inside the token's claim too, or a token scoped to
     // `staging` could restore a `prod` backup. 404, like GET, so there is no existence oracle.
-    let manifest = store.manifest(&plan.backup_id).await?;
+    let manifest = state.store.manifest(&plan.backup_id).await?;
     if !auth.may_touch(&manifest.cluster_id) {
         return Err(ApiError::not_found(
             "backup_id",
@@ -192,6 +135,7 @@ pub async fn restore(
     }
     let permit = state.limits.acquire(JobKind::Restore, &cluster_id)?;
     let backup_id = plan.backup_id.to_string();
+    let engine = state.engine.clone();
     let (id, handle) = state
         .runner
         .start(
@@ -204,7 +148,7 @@ pub async fn restore(
             },
             Some(permit),
             move |control| async move {
-                let result = cluster.restore(plan, store, control).await?;
+                let result = engine.restore(&cluster, plan, control).await?;
                 to_json(&result)
             },
         )
@@ -237,28 +181,32 @@ pub async fn migrate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
-    request.validate()?;
-    let source = state.cluster(&request.source_cluster, &auth, "source_cluster")?;
-    let target = state.cluster(&request.target_cluster, &auth, "target_cluster")?;
-    let permit = state.limits.acquire(JobKind::Migrate, "")?;
-    let now = Utc::now();
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let migration_id = format!("migration-{}-{}", now.timestamp_millis(), &suffix[..8]);
     let stored = to_json(&request)?;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let migration_id = format!(
+        "migration-{}-{}",
+        Utc::now().timestamp_millis(),
+        &suffix[..8]
+    );
+    let plan = MigrationPlan::new(request, migration_id)?;
+    state.cluster(plan.source.as_str(), &auth, "source_cluster")?;
+    state.cluster(plan.target.as_str(), &auth, "target_cluster")?;
+    let permit = state.limits.acquire(JobKind::Migrate, "")?;
+    let source_cluster = plan.source.to_string();
+    let engine = state.engine.clone();
     let (id, handle) = state
         .runner
         .start(
             JobSpec {
                 kind: JobKind::Migrate,
-                cluster_id: Some(request.source_cluster.clone()),
+                cluster_id: Some(source_cluster),
                 subject: auth.subject().to_owned(),
                 request: stored,
                 backup_id: None,
             },
             Some(permit),
             move |control| async move {
-                let result: MigrateResult =
-                    kvault_kafka::migrate(&source, &target, migration_id, request, control).await?;
+                let result: MigrateResult = engine.migrate(plan, control).await?;
                 to_json(&result)
             },
         )
@@ -294,9 +242,10 @@ pub async fn drain(
     let cluster_id = path.into_inner();
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
     let request = body.0;
-    request.validate()?;
-    let permit = state.limits.acquire(JobKind::Drain, &cluster_id)?;
     let stored = to_json(&request)?;
+    let plan = DrainPlan::new(request)?;
+    let permit = state.limits.acquire(JobKind::Drain, &cluster_id)?;
+    let engine = state.engine.clone();
     let (id, handle) = state
         .runner
         .start(
@@ -309,7 +258,7 @@ pub async fn drain(
             },
             Some(permit),
             move |control| async move {
-                let result: DrainResult = cluster.drain(request, control).await?;
+                let result: DrainResult = engine.drain(&cluster, plan, control).await?;
                 to_json(&result)
             },
         )

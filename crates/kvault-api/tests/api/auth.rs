@@ -291,10 +291,15 @@ async fn a_public_address_with_the_dev_or_a_short_secret_refuses_to_start() {
         ),
     ];
     for (secret, reason) in cases {
-        let (mut settings, _dir) = test_settings(fresh_database().await).await;
+        let (mut settings, _dir) = test_settings(fresh_database().await);
         settings.server.host = "0.0.0.0".into();
         settings.auth.jwt_secret = secret;
-        let err = match kvault_api::Application::build(settings).await {
+        let err = match kvault_api::Application::build(
+            settings.clone(),
+            crate::helpers::fake_adapters(&settings).0,
+        )
+        .await
+        {
             Err(e) => e.to_string(),
             Ok(_) => panic!("started on 0.0.0.0 with an insecure secret"),
         };
@@ -302,10 +307,15 @@ async fn a_public_address_with_the_dev_or_a_short_secret_refuses_to_start() {
         assert!(err.contains("KVAULT__AUTH__JWT_SECRET"), "{err}");
     }
     // Loopback keeps the zero-setup start with the dev secret.
-    let (mut settings, _dir) = test_settings(fresh_database().await).await;
+    let (mut settings, _dir) = test_settings(fresh_database().await);
     settings.auth.jwt_secret = Settings::embedded_defaults().unwrap().auth.jwt_secret;
     settings.server.host = "127.0.0.1".into();
-    assert!(kvault_api::Application::build(settings).await.is_ok());
+    assert!(kvault_api::Application::build(
+        settings.clone(),
+        crate::helpers::fake_adapters(&settings).0
+    )
+    .await
+    .is_ok());
 }
 
 /// A token whose `nbf` lies in the future is not valid yet.

@@ -147,7 +147,7 @@ async fn unknown_cluster_topic_and_backup_are_404_with_the_field() {
     assert_eq!(body["details"]["field"], "cluster_id");
     assert_eq!(body["details"]["value"], "nowhere");
 
-    let missing = app.broker.unique_topic("missing");
+    let missing = app.unique_topic("missing");
     let body = error_body(
         app.post(
             "/api/kafka/clusters/local/backup",
@@ -214,4 +214,23 @@ async fn a_huge_cel_expression_is_a_400_and_the_server_lives() {
     }
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// A cluster that cannot be reached is a 503 the caller can retry, not an opaque 500.
+#[tokio::test]
+async fn an_unreachable_cluster_is_a_503_kafka_unavailable() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 3).await;
+    app.fake().set_unavailable(true);
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/backup",
+            Role::Operator,
+            &json!({ "topic": topic }),
+        )
+        .await;
+    let body = error_body(resp, 503).await;
+    assert_eq!(body["error"], "KafkaUnavailable", "{body}");
+    app.fake().set_unavailable(false);
+    app.completed_backup(&topic).await;
 }

@@ -1,12 +1,17 @@
 //! zero2prod-style harness: a fresh PostgreSQL database and archive directory per test, the
-//! shared test broker as cluster `local`, the server on a random port, tokens on demand.
+//! server on a random port, tokens on demand. Cluster `local` is served by the in-memory
+//! [`FakeEngine`] ([`spawn_app`], fast, no broker) or by the shared test broker through the
+//! real Kafka engine ([`spawn_app_on_broker`], for Kafka behaviour).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kvault_api::auth::{mint_token, Role};
 use kvault_api::configuration::Settings;
-use kvault_api::Application;
-use kvault_kafka::ClusterConfig;
+use kvault_api::{Adapters, Application};
+use kvault_domain::ports::ArchiveStore;
+use kvault_domain::{ClusterConfig, ClusterId};
+use kvault_testkit::fake::FakeEngine;
 use kvault_testkit::{TestBroker, TestRecord};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -19,9 +24,15 @@ pub struct TestApp {
     pub port: u16,
     pub settings: Settings,
     pub client: reqwest::Client,
-    pub broker: &'static TestBroker,
-    pub app_state: actix_web::web::Data<kvault_api::startup::AppState>,
+    pub kafka: Kafka,
+    pub app_state: actix_web::web::Data<kvault_api::AppState>,
     pub _archive_dir: tempfile::TempDir,
+}
+
+/// What serves the app's clusters.
+pub enum Kafka {
+    Fake(FakeEngine),
+    Broker(&'static TestBroker),
 }
 
 /// A database no other test uses.
@@ -37,8 +48,9 @@ pub async fn fresh_database() -> String {
     format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
 
-pub async fn test_settings(database_url: String) -> (Settings, tempfile::TempDir) {
-    let broker = TestBroker::get().await;
+/// Settings for a test: its own database and archive directory, the test secret, one cluster
+/// `local` (its address is filled in when the app runs on the broker).
+pub fn test_settings(database_url: String) -> (Settings, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::embedded_defaults().unwrap();
     settings.server.port = 0;
@@ -52,25 +64,84 @@ pub async fn test_settings(database_url: String) -> (Settings, tempfile::TempDir
     settings.clusters.insert(
         "local".into(),
         ClusterConfig {
-            bootstrap_servers: broker.bootstrap().to_owned(),
+            bootstrap_servers: "in-memory:9092".into(),
             properties: Default::default(),
         },
     );
     (settings, dir)
 }
 
+fn archive_store(settings: &Settings) -> Arc<dyn ArchiveStore> {
+    Arc::new(kvault_storage::LocalArchiveStore::new(&settings.backup.base_path).unwrap())
+}
+
+/// The in-memory engine over every configured cluster, and the adapters that use it.
+pub fn fake_adapters(settings: &Settings) -> (Adapters, FakeEngine) {
+    let archives = archive_store(settings);
+    let ids: Vec<&str> = settings.clusters.keys().map(String::as_str).collect();
+    let fake = FakeEngine::new(&ids, archives.clone());
+    let adapters = Adapters {
+        engine: Arc::new(fake.clone()),
+        archives,
+    };
+    (adapters, fake)
+}
+
+/// The real Kafka engine, every configured cluster pointed at the shared test broker.
+async fn broker_adapters(settings: &mut Settings) -> (Adapters, &'static TestBroker) {
+    let broker = TestBroker::get().await;
+    for config in settings.clusters.values_mut() {
+        config.bootstrap_servers = broker.bootstrap().to_owned();
+    }
+    let archives = archive_store(settings);
+    let clusters = settings
+        .clusters
+        .iter()
+        .map(|(id, c)| (ClusterId::parse(id).unwrap(), c.clone()));
+    let engine = kvault_kafka::KafkaEngine::new(clusters, archives.clone()).unwrap();
+    let adapters = Adapters {
+        engine: Arc::new(engine),
+        archives,
+    };
+    (adapters, broker)
+}
+
+/// The app on the in-memory engine.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let (mut settings, dir) = test_settings(fresh_database().await).await;
+    let (mut settings, dir) = test_settings(fresh_database().await);
     tweak(&mut settings);
     spawn_with_settings(settings, dir).await
 }
 
+/// The app on the test broker, for tests of Kafka behaviour.
+pub async fn spawn_app_on_broker() -> TestApp {
+    spawn_app_on_broker_with(|_| {}).await
+}
+
+pub async fn spawn_app_on_broker_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let (mut settings, dir) = test_settings(fresh_database().await);
+    tweak(&mut settings);
+    let (adapters, broker) = broker_adapters(&mut settings).await;
+    start(settings, dir, adapters, Kafka::Broker(broker)).await
+}
+
+/// The app on the in-memory engine with exactly these settings.
 pub async fn spawn_with_settings(settings: Settings, dir: tempfile::TempDir) -> TestApp {
-    let app = Application::build(settings.clone())
+    let (adapters, fake) = fake_adapters(&settings);
+    start(settings, dir, adapters, Kafka::Fake(fake)).await
+}
+
+async fn start(
+    settings: Settings,
+    dir: tempfile::TempDir,
+    adapters: Adapters,
+    kafka: Kafka,
+) -> TestApp {
+    let app = Application::build(settings.clone(), adapters)
         .await
         .expect("application builds");
     let port = app.port();
@@ -85,13 +156,35 @@ pub async fn spawn_with_settings(settings: Settings, dir: tempfile::TempDir) -> 
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap(),
-        broker: TestBroker::get().await,
+        kafka,
         app_state,
         _archive_dir: dir,
     }
 }
 
 impl TestApp {
+    /// The test broker; only for apps from [`spawn_app_on_broker`].
+    pub fn broker(&self) -> &'static TestBroker {
+        match self.kafka {
+            Kafka::Broker(broker) => broker,
+            Kafka::Fake(_) => panic!("this test needs spawn_app_on_broker()"),
+        }
+    }
+
+    /// The in-memory engine; only for apps from [`spawn_app`].
+    #[allow(dead_code)]
+    pub fn fake(&self) -> &FakeEngine {
+        match &self.kafka {
+            Kafka::Fake(fake) => fake,
+            Kafka::Broker(_) => panic!("this test needs spawn_app()"),
+        }
+    }
+
+    /// A topic name no other test uses.
+    pub fn unique_topic(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+    }
+
     pub fn token(&self, role: Role) -> String {
         self.token_for(
             &format!("tester-{}", uuid::Uuid::new_v4().simple()),
@@ -154,8 +247,23 @@ impl TestApp {
 
     /// A topic with `n` small records over `partitions` partitions.
     pub async fn topic_with(&self, partitions: i32, n: usize) -> String {
-        let topic = self.broker.unique_topic("api");
-        self.broker.create_topic(&topic, partitions).await;
+        let topic = self.unique_topic("api");
+        let broker = match &self.kafka {
+            Kafka::Broker(broker) => broker,
+            Kafka::Fake(fake) => {
+                fake.create_topic("local", &topic, partitions);
+                let values: Vec<Vec<u8>> = (0..n)
+                    .map(|i| format!("value-{i}").repeat(4).into_bytes())
+                    .collect();
+                let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("k{i}").into_bytes()).collect();
+                let records: Vec<kvault_testkit::fake::KeyValue<'_>> = (0..n)
+                    .map(|i| (Some(&keys[i][..]), Some(&values[i][..])))
+                    .collect();
+                fake.produce("local", &topic, &records);
+                return topic;
+            }
+        };
+        broker.create_topic(&topic, partitions).await;
         let records: Vec<TestRecord> = (0..n)
             .map(|i| TestRecord {
                 partition: Some(i as i32 % partitions),
@@ -174,7 +282,7 @@ impl TestApp {
             })
             .collect();
         if n > 0 {
-            self.broker.produce(&topic, &records).await;
+            broker.produce(&topic, &records).await;
         }
         topic
     }

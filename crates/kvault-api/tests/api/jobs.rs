@@ -11,7 +11,7 @@ use crate::helpers::{error_body, fresh_database, spawn_with_settings, test_setti
 #[tokio::test]
 async fn a_restart_marks_running_jobs_interrupted() {
     let db = fresh_database().await;
-    let (settings, dir) = test_settings(db.clone()).await;
+    let (settings, dir) = test_settings(db.clone());
     let first = spawn_with_settings(settings.clone(), dir).await;
     let topic = first.topic_with(1, 20).await;
     let resp = first
@@ -29,7 +29,7 @@ async fn a_restart_marks_running_jobs_interrupted() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // A second server on the same database is what a restart looks like to the job table.
-    let (mut settings2, dir2) = test_settings(db).await;
+    let (mut settings2, dir2) = test_settings(db);
     settings2.auth = settings.auth.clone();
     let second = spawn_with_settings(settings2, dir2).await;
     let job: Value = second
@@ -64,7 +64,7 @@ async fn a_restart_marks_running_jobs_interrupted() {
 
 #[tokio::test]
 async fn jobs_are_listed_newest_first_and_filtered() {
-    let (settings, dir) = test_settings(fresh_database().await).await;
+    let (settings, dir) = test_settings(fresh_database().await);
     let app = spawn_with_settings(settings, dir).await;
     let topic = app.topic_with(1, 2).await;
     for _ in 0..2 {
@@ -101,7 +101,7 @@ async fn jobs_are_listed_newest_first_and_filtered() {
 async fn the_sqlite_default_serves_the_same_api() {
     let tmp = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/data/kvault.db?mode=rwc", tmp.path().display());
-    let (settings, dir) = test_settings(url.clone()).await;
+    let (settings, dir) = test_settings(url.clone());
     let app = spawn_with_settings(settings, dir).await;
     let topic = app.topic_with(1, 4).await;
     app.completed_backup(&topic).await;

@@ -1,5 +1,6 @@
-//! HTTP-level tests: a real server on a random port, a fresh PostgreSQL database per test, the
-//! shared nisshi broker as cluster `local`.
+//! HTTP-level tests: a real server on a random port, a fresh PostgreSQL database per test.
+//! Most run on the in-memory engine (auth, roles, limits, jobs, errors, OpenAPI); `operations`
+//! runs on the shared nisshi broker, because it tests what Kafka does.
 
 mod auth;
 mod errors;

@@ -3,7 +3,9 @@
 use kvault_api::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    error_body, spawn_app_on_broker as spawn_app, spawn_app_on_broker_with as spawn_app_with,
+};
 
 #[tokio::test]
 async fn backup_list_get_verify_restore_delete() {
@@ -92,7 +94,7 @@ async fn backup_list_get_verify_restore_delete() {
     assert_eq!(report["messages_checked"], 30);
 
     // Restore into a new topic, then again into the now non-empty topic: 409.
-    let target = app.broker.unique_topic("restored");
+    let target = app.unique_topic("restored");
     let restore_req = json!({"backup_id": backup_id, "target_topic": target});
     let resp = app
         .post(
@@ -120,7 +122,7 @@ async fn backup_list_get_verify_restore_delete() {
     assert_eq!(restored["messages_restored"], 30);
     assert_eq!(restored["status"], "completed");
     assert_eq!(restored["checksum_validated"], true);
-    let back = app.broker.consume_all(&target).await;
+    let back = app.broker().consume_all(&target).await;
     assert_eq!(back.len(), 30);
     let body = error_body(
         app.post(
@@ -194,7 +196,7 @@ async fn async_backup_answers_202_with_a_location_to_poll() {
 async fn migrate_and_drain_happy_paths() {
     let app = spawn_app().await;
     let source = app.topic_with(2, 12).await;
-    let target = app.broker.unique_topic("migrated");
+    let target = app.unique_topic("migrated");
     let resp = app
         .post(
             "/api/kafka/migrate",
@@ -222,7 +224,7 @@ async fn migrate_and_drain_happy_paths() {
             Role::Admin,
             &json!({
                 "source_cluster": "local", "source_topic": source,
-                "target_cluster": "local", "target_topic": app.broker.unique_topic("never"),
+                "target_cluster": "local", "target_topic": app.unique_topic("never"),
                 "transformation": {"filter_expression": "value.contains("}
             }),
         )
@@ -267,11 +269,11 @@ async fn commit_to_end(app: &crate::helpers::TestApp, group: &str, topic: &str, 
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
-        let (_, high) = app.broker.watermarks(topic, p).await;
+        let (_, high) = app.broker().watermarks(topic, p).await;
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(high))
             .unwrap();
     }
-    let mut config = app.broker.client_config();
+    let mut config = app.broker().client_config();
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false");
@@ -288,8 +290,8 @@ async fn max_backup_size_stops_a_backup_and_leaves_no_archive() {
     // A 1.5 MB cap; the topic holds ~4 MB of incompressible values. (The archive grows a
     // block, 1 MiB, at a time, so the cap is enforced at block granularity.)
     let app = spawn_app_with(|s| s.backup.max_backup_size_gb = 0.0015).await;
-    let topic = app.broker.unique_topic("big");
-    app.broker.create_topic(&topic, 1).await;
+    let topic = app.unique_topic("big");
+    app.broker().create_topic(&topic, 1).await;
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut noise = move || {
         // xorshift64: incompressible bytes without a rand dependency
@@ -307,7 +309,7 @@ async fn max_backup_size_stops_a_backup_and_leaves_no_archive() {
             timestamp: None,
         })
         .collect();
-    app.broker.produce(&topic, &records).await;
+    app.broker().produce(&topic, &records).await;
     let resp = app
         .post(
             "/api/kafka/clusters/local/backup",
@@ -344,16 +346,16 @@ async fn the_retention_sweeper_deletes_only_expired_backups() {
     let state = app.app_state.clone();
     let store = state.store.clone();
     let now = chrono::Utc::now();
-    let kept = kvault_api::startup::sweep_retention(store.as_ref(), 30, now, |_| false)
+    let kept = kvault_api::retention::sweep_retention(store.as_ref(), 30, now, |_| false)
         .await
         .unwrap();
     assert!(kept.is_empty());
     let later = now + chrono::Duration::days(31);
-    let in_use = kvault_api::startup::sweep_retention(store.as_ref(), 30, later, |_| true)
+    let in_use = kvault_api::retention::sweep_retention(store.as_ref(), 30, later, |_| true)
         .await
         .unwrap();
     assert!(in_use.is_empty());
-    let swept = kvault_api::startup::sweep_retention(store.as_ref(), 30, later, |_| false)
+    let swept = kvault_api::retention::sweep_retention(store.as_ref(), 30, later, |_| false)
         .await
         .unwrap();
     assert_eq!(swept.len(), 1);

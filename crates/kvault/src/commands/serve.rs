@@ -6,7 +6,8 @@ use crate::context::Context;
 use crate::exit::CliError;
 
 pub async fn run(context: Context) -> Result<(), CliError> {
-    let application = Application::build(context.settings)
+    let adapters = crate::compose::adapters(&context.settings)?;
+    let application = Application::build(context.settings, adapters)
         .await
         .map_err(|e| CliError::internal(format!("cannot start the server: {e}")))?;
     tracing::info!(port = application.port(), "kvault API listening");

@@ -1,4 +1,5 @@
-//! Bounds on CEL source text, checked before the parser sees it. The parser and evaluator are
+//! Bounds on CEL source text, checked (at validation, and again by the adapter) before any
+//! parser sees it. The parser and evaluator are
 //! recursive: a long operator chain (`1 + 1 + ... + 1`) or deep nesting builds a tree deep
 //! enough to overflow a thread's stack and abort the whole process. A cheap scan refuses such
 //! input first; the bounds also cap what one evaluation per message can cost.
