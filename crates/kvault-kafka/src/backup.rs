@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -22,27 +22,14 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
-use kvault_domain::record::{Header, Record, TimestampType};
+use kvault_domain::record::Record;
 use kvault_domain::{BackupResult, DomainError, Offset, PartitionBackupResult, ValidationError};
-use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
-use rdkafka::{Offset as KOffset, TopicPartitionList};
+use rdkafka::message::{BorrowedMessage, Message};
 
 use crate::admin::Admin;
-use crate::client::{create_reader, kafka_error, ClusterConfig};
+use crate::client::ClusterConfig;
+use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use crate::throttle::Throttle;
-
-/// Partitions read at the same time. Each holds a consumer (with its prefetch queue) and a
-/// writer thread, so this also bounds memory and threads.
-const PARTITION_CONCURRENCY: usize = 4;
-/// Record batches in flight between one reader and its writer.
-const CHANNEL_BATCHES: usize = 4;
-const BATCH_RECORDS: usize = 1_000;
-const BATCH_BYTES: u64 = 4 * 1024 * 1024;
-/// A reader that gets neither a record nor an end-of-partition event for this long gives up:
-/// the broker is not answering.
-const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The part of a partition one backup covers.
 #[derive(Debug, Clone, Copy)]
@@ -361,81 +348,44 @@ fn read_partition(
     if range.start >= range.end {
         return Ok(range.start);
     }
-    let consumer = create_reader(&shared.cluster)?;
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&shared.topic, range.partition, KOffset::Offset(range.start))
-        .map_err(|e| kafka_error("partition assignment", e))?;
-    consumer
-        .assign(&assignment)
-        .map_err(|e| kafka_error(format!("assign {}/{}", shared.topic, range.partition), e))?;
-
-    let mut batch = Vec::with_capacity(BATCH_RECORDS);
-    let mut batch_bytes = 0u64;
+    let mut reader = RangeReader::open(
+        &shared.cluster,
+        &shared.topic,
+        range.partition,
+        range.start,
+        range.end,
+    )?;
+    let mut batcher = Batcher::default();
+    // The covered range ends where reading stopped: at the cut, or before the record that
+    // max_messages left out.
     let mut covered_to = range.start;
-    let mut last_activity = Instant::now();
-    loop {
-        if shared.should_stop() {
-            return Err(DomainError::Cancelled);
+    let mut reached_cut = true;
+    while let Some(message) = reader.next(|| shared.should_stop())? {
+        if !in_time_bounds(&message, shared) {
+            covered_to = message.offset() + 1;
+            continue;
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {
-                if last_activity.elapsed() > READ_STALL_TIMEOUT {
-                    return Err(DomainError::kafka(format!(
-                        "{}/{}: no record and no end-of-partition for {:?} at offset {} \
-                         (cut at {})",
-                        shared.topic, range.partition, READ_STALL_TIMEOUT, covered_to, range.end
-                    )));
-                }
-            }
-            // The log end is at or past the cut (the high watermark only grows).
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                covered_to = range.end;
-                break;
-            }
-            Some(Err(e)) => {
-                return Err(kafka_error(
-                    format!("read {}/{}", shared.topic, range.partition),
-                    e,
-                ))
-            }
-            Some(Ok(message)) => {
-                last_activity = Instant::now();
-                let offset = message.offset();
-                if offset >= range.end {
-                    covered_to = range.end;
-                    break;
-                }
-                if !in_time_bounds(&message, shared) {
-                    covered_to = offset + 1;
-                    continue;
-                }
-                if !shared.take_budget() {
-                    // max_messages reached: the covered range ends before this record.
-                    break;
-                }
-                if let Some(throttle) = &shared.throttle {
-                    throttle.acquire_blocking(1);
-                }
-                let record = to_record(&message, shared.include_keys, shared.include_headers);
-                batch_bytes += record.payload_len();
-                batch.push(record);
-                covered_to = offset + 1;
-                if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
-                    batch_bytes = 0;
-                    if tx.send(full).is_err() {
-                        // The writer failed; its error is the one reported.
-                        return Err(DomainError::Cancelled);
-                    }
-                }
-                if covered_to >= range.end {
-                    break;
-                }
+        if !shared.take_budget() {
+            reached_cut = false;
+            break;
+        }
+        if let Some(throttle) = &shared.throttle {
+            throttle.acquire_blocking(1);
+        }
+        covered_to = message.offset() + 1;
+        let record = to_record(&message, shared.include_keys, shared.include_headers);
+        if let Some(full) = batcher.push(record) {
+            if tx.send(full).is_err() {
+                // The writer failed; its error is the one reported.
+                return Err(DomainError::Cancelled);
             }
         }
     }
-    if !batch.is_empty() && tx.send(batch).is_err() {
+    if reached_cut {
+        covered_to = range.end;
+    }
+    let rest = batcher.take();
+    if !rest.is_empty() && tx.send(rest).is_err() {
         return Err(DomainError::Cancelled);
     }
     Ok(covered_to)
@@ -453,40 +403,6 @@ fn in_time_bounds(message: &BorrowedMessage<'_>, shared: &Shared) -> bool {
 }
 
 /// Copies a consumed message into the domain's record, keeping bytes and nulls as they are.
-pub(crate) fn to_record(
-    message: &BorrowedMessage<'_>,
-    include_keys: bool,
-    include_headers: bool,
-) -> Record {
-    let (timestamp, timestamp_type) = match message.timestamp() {
-        Timestamp::NotAvailable => (0, TimestampType::NotAvailable),
-        Timestamp::CreateTime(t) => (t, TimestampType::CreateTime),
-        Timestamp::LogAppendTime(t) => (t, TimestampType::LogAppendTime),
-    };
-    let headers = match (include_headers, message.headers()) {
-        (true, Some(headers)) => headers
-            .iter()
-            .map(|h| Header {
-                key: h.key.to_owned(),
-                value: h.value.map(<[u8]>::to_vec),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    Record {
-        offset: message.offset(),
-        timestamp,
-        timestamp_type,
-        key: if include_keys {
-            message.key().map(<[u8]>::to_vec)
-        } else {
-            None
-        },
-        value: message.payload().map(<[u8]>::to_vec),
-        headers,
-    }
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> DomainResult<T> + Send + 'static,
 ) -> DomainResult<T> {

@@ -23,6 +23,7 @@ pub mod admin;
 mod backup;
 pub mod client;
 pub mod cluster;
+mod consume;
 pub mod engine;
 pub mod error;
 pub mod partitioner;

@@ -58,31 +58,19 @@ use kvault_domain::migrate::{
 use kvault_domain::record::Record;
 use kvault_domain::{DomainError, ValidationError};
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::admin::{committed_offsets, Admin};
-use crate::client::{
-    create_producer, create_reader, group_offsets_client, kafka_error, ClusterConfig,
-};
+use crate::client::{create_producer, group_offsets_client, kafka_error, ClusterConfig};
 use crate::cluster::KafkaCluster;
+use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use crate::partitioner::KeyPartitioner;
-use crate::produce::{delivered, future_record, Delivered, Deliveries};
+use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
 use crate::throttle::Throttle;
 use crate::transform::{CompiledTransformation, EvalError};
 
-/// Partitions migrated at the same time (each holds a consumer and a reader thread).
-const PARTITION_CONCURRENCY: usize = 4;
-/// Record batches in flight between one reader and its producing task.
-const CHANNEL_BATCHES: usize = 4;
-const BATCH_RECORDS: usize = 1_000;
-const BATCH_BYTES: u64 = 4 * 1024 * 1024;
-/// Deliveries awaited at once per partition task; librdkafka's own queue is bounded too.
-const MAX_IN_FLIGHT: usize = 20_000;
-/// A reader that gets neither a record nor an end-of-partition event for this long gives up.
-const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Offset-map segments kept over all partitions of one migration (32 bytes each), shared out
 /// per partition; only reached when a filter fragments the copy into very many runs.
@@ -382,53 +370,14 @@ fn read_partition(
     tx: mpsc::Sender<Vec<Record>>,
     shared: &Shared,
 ) -> DomainResult<()> {
-    let consumer = create_reader(&shared.source)?;
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&shared.source_topic, partition, KOffset::Offset(start))
-        .map_err(|e| kafka_error("partition assignment", e))?;
-    consumer
-        .assign(&assignment)
-        .map_err(|e| kafka_error(format!("assign {}/{partition}", shared.source_topic), e))?;
-
-    let mut batch = Vec::with_capacity(BATCH_RECORDS);
-    let mut batch_bytes = 0u64;
-    let mut last_activity = Instant::now();
-    loop {
-        if shared.should_stop() {
-            return Err(DomainError::Cancelled);
-        }
-        if !shared.budget_left() {
+    let mut reader =
+        RangeReader::open(&shared.source, &shared.source_topic, partition, start, end)?;
+    let mut batcher = Batcher::default();
+    while shared.budget_left() {
+        let Some(message) = reader.next(|| shared.should_stop())? else {
             break;
-        }
-        let message = match consumer.poll(Duration::from_millis(100)) {
-            None => {
-                if last_activity.elapsed() > READ_STALL_TIMEOUT {
-                    return Err(DomainError::kafka(format!(
-                        "{}/{partition}: no record and no end-of-partition for \
-                         {READ_STALL_TIMEOUT:?} (cut at {end})",
-                        shared.source_topic
-                    )));
-                }
-                continue;
-            }
-            // The log end is at or past the cut: offsets may have gaps (compaction,
-            // transaction markers), so "offset end-1 arrived" is not a usable test.
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => {
-                return Err(kafka_error(
-                    format!("read {}/{partition}", shared.source_topic),
-                    e,
-                ))
-            }
-            Some(Ok(message)) => message,
         };
-        last_activity = Instant::now();
-        let offset = rdkafka::Message::offset(&message);
-        if offset >= end {
-            break;
-        }
-        let record = crate::backup::to_record(&message, true, true);
+        let record = to_record(&message, true, true);
         drop(message);
         match shared.transformation.apply_owned(record, partition) {
             Ok(None) => {
@@ -441,11 +390,7 @@ fn read_partition(
                     break;
                 }
                 shared.read.fetch_add(1, Ordering::Relaxed);
-                batch_bytes += record.payload_len();
-                batch.push(record);
-                if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
-                    batch_bytes = 0;
+                if let Some(full) = batcher.push(record) {
                     if tx.blocking_send(full).is_err() {
                         // The producing task failed; its error is the one reported.
                         return Err(DomainError::Cancelled);
@@ -463,11 +408,9 @@ fn read_partition(
                 }
             }
         }
-        if offset + 1 >= end {
-            break;
-        }
     }
-    if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+    let rest = batcher.take();
+    if !rest.is_empty() && tx.blocking_send(rest).is_err() {
         return Err(DomainError::Cancelled);
     }
     Ok(())

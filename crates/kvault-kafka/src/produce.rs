@@ -22,6 +22,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 /// How long to wait before retrying a send into a full local queue when no delivery of ours
 /// is pending (the queue is full of another task's records).
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
+/// Deliveries awaited at once per partition task; librdkafka's own queue is bounded too.
+pub(crate) const MAX_IN_FLIGHT: usize = 20_000;
 
 /// The record to produce to `topic`/`partition`: key, value (null stays null, empty stays
 /// empty), headers in order with null values kept, then `extra_headers`, and the timestamp

@@ -39,16 +39,10 @@ use tokio::sync::mpsc;
 
 use crate::admin::{Admin, TopicInfo};
 use crate::client::{create_producer, ClusterConfig};
+use crate::consume::{Batcher, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use crate::partitioner::KeyPartitioner;
-use crate::produce::{delivered, future_record, Delivered, Deliveries};
+use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
 use crate::throttle::Throttle;
-
-const PARTITION_CONCURRENCY: usize = 4;
-const CHANNEL_BATCHES: usize = 4;
-const BATCH_RECORDS: usize = 1_000;
-const BATCH_BYTES: u64 = 4 * 1024 * 1024;
-/// Deliveries awaited at once per partition task; librdkafka's own queue is bounded too.
-const MAX_IN_FLIGHT: usize = 20_000;
 
 /// Where produced records landed, per target partition.
 #[derive(Debug, Default, Clone, Copy)]
@@ -447,8 +441,7 @@ fn read_archive(
     shared: &Shared,
     tx: mpsc::Sender<Vec<Record>>,
 ) -> DomainResult<()> {
-    let mut batch = Vec::with_capacity(BATCH_RECORDS);
-    let mut bytes = 0u64;
+    let mut batcher = Batcher::default();
     for record in reader {
         let record = record?;
         if let Some(until) = shared.until_ms {
@@ -459,17 +452,14 @@ fn read_archive(
         if shared.should_stop() {
             return Err(DomainError::Cancelled);
         }
-        bytes += record.payload_len();
-        batch.push(record);
-        if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
-            bytes = 0;
+        if let Some(full) = batcher.push(record) {
             if tx.blocking_send(full).is_err() {
                 return Err(DomainError::Cancelled);
             }
         }
     }
-    if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+    let rest = batcher.take();
+    if !rest.is_empty() && tx.blocking_send(rest).is_err() {
         return Err(DomainError::Cancelled);
     }
     Ok(())

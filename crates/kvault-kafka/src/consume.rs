@@ -1,0 +1,182 @@
+//! The one consume path backup and migrate share: read `[start, end)` of one partition with a
+//! librdkafka consumer assigned to it alone and turn messages into domain records; plus the
+//! batching (and its bounds) every operation uses to hand records between its reading and its
+//! writing side. Runs on a blocking thread (librdkafka's poll is synchronous).
+//!
+//! A reader stops at the cut, never on silence: when it sees a record at or past the cut, or
+//! librdkafka reports the end of the partition (offsets are not contiguous: compaction and
+//! transaction markers leave gaps, so "offset end-1 arrived" is not a usable test). A reader
+//! that hears nothing at all for [`READ_STALL_TIMEOUT`] gives up: the broker is not answering.
+
+use std::time::{Duration, Instant};
+
+use kvault_domain::error::{DomainResult, KafkaFailure};
+use kvault_domain::record::{Header, Record, TimestampType};
+use kvault_domain::DomainError;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
+use rdkafka::{Offset as KOffset, TopicPartitionList};
+
+use crate::client::{create_reader, kafka_error, ClusterConfig};
+
+/// Partitions processed at the same time by one operation. Each holds a consumer (with its
+/// prefetch queue) or a producer task and a channel, so this also bounds memory and threads.
+pub(crate) const PARTITION_CONCURRENCY: usize = 4;
+/// Record batches in flight between one reader and its consumer (writer or producer).
+pub(crate) const CHANNEL_BATCHES: usize = 4;
+/// A batch is handed on at this many records or bytes, whichever comes first.
+pub(crate) const BATCH_RECORDS: usize = 1_000;
+pub(crate) const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+/// Neither a record nor an end-of-partition event for this long: the broker is not answering.
+pub(crate) const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads one partition from `start` up to the cut `end` (exclusive).
+pub(crate) struct RangeReader {
+    consumer: BaseConsumer,
+    topic: String,
+    partition: i32,
+    end: i64,
+    /// The next offset not yet seen; `end` once the cut is reached.
+    position: i64,
+}
+
+impl RangeReader {
+    pub(crate) fn open(
+        cluster: &ClusterConfig,
+        topic: &str,
+        partition: i32,
+        start: i64,
+        end: i64,
+    ) -> DomainResult<Self> {
+        let consumer = create_reader(cluster)?;
+        if start < end {
+            let mut assignment = TopicPartitionList::new();
+            assignment
+                .add_partition_offset(topic, partition, KOffset::Offset(start))
+                .map_err(|e| kafka_error("partition assignment", e))?;
+            consumer
+                .assign(&assignment)
+                .map_err(|e| kafka_error(format!("assign {topic}/{partition}"), e))?;
+        }
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            partition,
+            end,
+            position: start.min(end),
+        })
+    }
+
+    /// The next message below the cut, or `None` once the cut (or the end of the partition,
+    /// which is at or past it) is reached. Checks `stop` between polls: `Cancelled` when set.
+    pub(crate) fn next(
+        &mut self,
+        stop: impl Fn() -> bool,
+    ) -> DomainResult<Option<BorrowedMessage<'_>>> {
+        if self.position >= self.end {
+            return Ok(None);
+        }
+        let last_activity = Instant::now();
+        loop {
+            if stop() {
+                return Err(DomainError::Cancelled);
+            }
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None if last_activity.elapsed() > READ_STALL_TIMEOUT => {
+                    return Err(self.stalled());
+                }
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.position = self.end;
+                    return Ok(None);
+                }
+                Some(Err(e)) => {
+                    let context = format!("read {}/{}", self.topic, self.partition);
+                    return Err(kafka_error(context, e));
+                }
+                Some(Ok(message)) => {
+                    let offset = message.offset();
+                    if offset >= self.end {
+                        self.position = self.end;
+                        return Ok(None);
+                    }
+                    self.position = offset + 1;
+                    return Ok(Some(message));
+                }
+            }
+        }
+    }
+
+    fn stalled(&self) -> DomainError {
+        DomainError::Kafka {
+            failure: KafkaFailure::Unavailable,
+            message: format!(
+                "{}/{}: no record and no end-of-partition for {READ_STALL_TIMEOUT:?} at offset \
+                 {} (cut at {})",
+                self.topic, self.partition, self.position, self.end
+            ),
+            source: None,
+        }
+    }
+}
+
+/// Collects records into batches of at most [`BATCH_RECORDS`] records or [`BATCH_BYTES`].
+#[derive(Default)]
+pub(crate) struct Batcher {
+    records: Vec<Record>,
+    bytes: u64,
+}
+
+impl Batcher {
+    /// Adds `record`; returns the full batch when this one filled it.
+    pub(crate) fn push(&mut self, record: Record) -> Option<Vec<Record>> {
+        self.bytes += record.payload_len();
+        self.records.push(record);
+        if self.records.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
+            return Some(self.take());
+        }
+        None
+    }
+
+    /// What is left, possibly empty.
+    pub(crate) fn take(&mut self) -> Vec<Record> {
+        self.bytes = 0;
+        std::mem::replace(&mut self.records, Vec::with_capacity(BATCH_RECORDS))
+    }
+}
+
+/// A consumed message as a domain record; keys and headers only when asked for.
+pub(crate) fn to_record(
+    message: &BorrowedMessage<'_>,
+    include_keys: bool,
+    include_headers: bool,
+) -> Record {
+    let (timestamp, timestamp_type) = match message.timestamp() {
+        Timestamp::NotAvailable => (0, TimestampType::NotAvailable),
+        Timestamp::CreateTime(t) => (t, TimestampType::CreateTime),
+        Timestamp::LogAppendTime(t) => (t, TimestampType::LogAppendTime),
+    };
+    let headers = match (include_headers, message.headers()) {
+        (true, Some(headers)) => headers
+            .iter()
+            .map(|h| Header {
+                key: h.key.to_owned(),
+                value: h.value.map(<[u8]>::to_vec),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Record {
+        offset: message.offset(),
+        timestamp,
+        timestamp_type,
+        key: if include_keys {
+            message.key().map(<[u8]>::to_vec)
+        } else {
+            None
+        },
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
