@@ -1,0 +1,175 @@
+//! One source partition's copy: a blocking reader thread (the shared consume path plus the
+//! transformation) feeding an async task that produces into the target and records where
+//! the copies landed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::stream::FuturesOrdered;
+use kvault_domain::error::DomainResult;
+use kvault_domain::migrate::OnEvaluationError;
+use kvault_domain::record::Record;
+use kvault_domain::{DomainError, ValidationError};
+use tokio::sync::mpsc;
+
+use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES};
+use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+use crate::transform::EvalError;
+
+use super::offset_map::OffsetMap;
+use super::shared::Shared;
+
+/// Migrates `[start, end)` of one source partition; returns where the copies landed when
+/// groups are to be translated.
+pub(super) async fn migrate_partition(
+    partition: i32,
+    start: i64,
+    end: i64,
+    shared: Arc<Shared>,
+) -> DomainResult<(i32, Option<OffsetMap>)> {
+    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let reader_shared = Arc::clone(&shared);
+    let reader = tokio::task::spawn_blocking(move || {
+        read_partition(partition, start, end, tx, &reader_shared)
+    });
+    let produced = produce_batches(partition, &mut rx, &shared).await;
+    if produced.is_err() {
+        // Unblocks and stops the reader: its next send fails.
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    drop(rx);
+    let read = reader
+        .await
+        .map_err(|e| DomainError::internal(format!("reader thread failed: {e}")))?;
+    // A reader error is the root cause (the producer just saw the channel close); a producer
+    // error makes the reader stop with `Cancelled`, which must not hide it.
+    match (read, produced) {
+        (Err(e), Ok(_)) => Err(e),
+        (_, Err(e)) => Err(e),
+        (Ok(()), Ok(map)) => Ok((partition, map)),
+    }
+}
+
+/// Reads `[start, end)` of one partition, applies the transformation and sends what is kept
+/// in batches. Runs on a blocking thread: librdkafka's poll and CEL evaluation are both
+/// synchronous.
+fn read_partition(
+    partition: i32,
+    start: i64,
+    end: i64,
+    tx: mpsc::Sender<Vec<Record>>,
+    shared: &Shared,
+) -> DomainResult<()> {
+    let mut reader =
+        RangeReader::open(&shared.source, &shared.source_topic, partition, start, end)?;
+    let mut batcher = Batcher::default();
+    while shared.budget_left() {
+        let Some(message) = reader.next(|| shared.should_stop())? else {
+            break;
+        };
+        let record = to_record(&message, true, true);
+        drop(message);
+        match shared.transformation.apply_owned(record, partition) {
+            Ok(None) => {
+                shared.read.fetch_add(1, Ordering::Relaxed);
+                shared.filtered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(record)) => {
+                if !shared.take_budget() {
+                    // max_messages reached: this record is neither migrated nor counted.
+                    break;
+                }
+                shared.read.fetch_add(1, Ordering::Relaxed);
+                if let Some(full) = batcher.push(record) {
+                    if tx.blocking_send(full).is_err() {
+                        // The producing task failed; its error is the one reported.
+                        return Err(DomainError::Cancelled);
+                    }
+                }
+            }
+            Err(e) => {
+                shared.read.fetch_add(1, Ordering::Relaxed);
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                match shared.on_error {
+                    OnEvaluationError::Skip => {
+                        tracing::debug!(error = %e, "expression failed; message skipped");
+                    }
+                    OnEvaluationError::Fail => return Err(eval_failure(e, shared)),
+                }
+            }
+        }
+    }
+    let rest = batcher.take();
+    if !rest.is_empty() && tx.blocking_send(rest).is_err() {
+        return Err(DomainError::Cancelled);
+    }
+    Ok(())
+}
+
+fn eval_failure(e: EvalError, shared: &Shared) -> DomainError {
+    let expression = shared
+        .transformation
+        .expression(e.field)
+        .unwrap_or_default();
+    ValidationError::new(
+        e.field,
+        expression,
+        format!(
+            "failed at partition {} offset {}: {} (on_error is \"fail\")",
+            e.partition, e.offset, e.message
+        ),
+    )
+    .into()
+}
+
+async fn produce_batches(
+    source_partition: i32,
+    rx: &mut mpsc::Receiver<Vec<Record>>,
+    shared: &Shared,
+) -> DomainResult<Option<OffsetMap>> {
+    let mut map = shared.offset_map_runs.map(OffsetMap::new);
+    // Deliveries are awaited in send order: librdkafka confirms one partition's records in
+    // order (idempotent producer), so this costs little, and it builds the offset map in
+    // offset order.
+    let mut deliveries = Deliveries::new(FuturesOrdered::new(), MAX_IN_FLIGHT, |done| {
+        settle(done, &mut map, shared)
+    });
+    while let Some(batch) = rx.recv().await {
+        if shared.should_stop() {
+            deliveries.settle_all().await?;
+            return Err(DomainError::Cancelled);
+        }
+        if let Some(throttle) = &shared.throttle {
+            throttle.acquire(batch.len() as u32).await;
+        }
+        let mut batch_bytes = 0u64;
+        for record in &batch {
+            batch_bytes += record.payload_len();
+            let target = shared.target_partition(source_partition, record);
+            let out = future_record(&shared.target_topic, target, record, &[]);
+            deliveries
+                .send(&shared.producer, out, record.offset)
+                .await?;
+        }
+        shared.control.add(batch.len() as u64, batch_bytes);
+    }
+    deliveries.settle_all().await?;
+    // Ends the settle closure's borrow of `map`.
+    drop(deliveries);
+    Ok(map)
+}
+
+/// Counts a confirmed delivery (and maps its offset); a failed one (after librdkafka's own
+/// retries) fails the migration.
+fn settle(
+    (source_offset, result): Delivered,
+    map: &mut Option<OffsetMap>,
+    shared: &Shared,
+) -> DomainResult<()> {
+    let (_, offset) = delivered(result, &shared.target_topic)?;
+    shared.written.fetch_add(1, Ordering::Relaxed);
+    if let Some(map) = map {
+        map.record(source_offset, offset);
+    }
+    Ok(())
+}

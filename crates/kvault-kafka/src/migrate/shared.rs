@@ -1,0 +1,73 @@
+//! What every partition task of one migration shares: the source, the compiled
+//! transformation, the producer, the budget and the counters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use kvault_domain::job::OperationControl;
+use kvault_domain::migrate::OnEvaluationError;
+use kvault_domain::record::Record;
+use rdkafka::producer::FutureProducer;
+
+use crate::client::ClusterConfig;
+use crate::partitioner::KeyPartitioner;
+use crate::throttle::Throttle;
+use crate::transform::CompiledTransformation;
+
+/// State shared by every partition task of one migration.
+pub(super) struct Shared {
+    pub(super) source: ClusterConfig,
+    pub(super) source_topic: String,
+    pub(super) target_topic: String,
+    pub(super) transformation: CompiledTransformation,
+    pub(super) on_error: OnEvaluationError,
+    /// `None`: same partition as the source; else re-partition by key.
+    pub(super) partitioner: Option<KeyPartitioner>,
+    pub(super) producer: FutureProducer,
+    pub(super) throttle: Option<Throttle>,
+    /// Messages that may still be migrated (`max_messages`), `u64::MAX` when uncapped.
+    pub(super) budget: AtomicU64,
+    pub(super) control: OperationControl,
+    pub(super) stop: AtomicBool,
+    pub(super) read: AtomicU64,
+    pub(super) filtered: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) written: AtomicU64,
+    /// Segments each partition's [`OffsetMap`] may hold; `None` when no group is translated.
+    pub(super) offset_map_runs: Option<usize>,
+}
+
+impl Shared {
+    pub(super) fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
+    }
+
+    pub(super) fn budget_left(&self) -> bool {
+        self.budget.load(Ordering::Relaxed) > 0
+    }
+
+    /// Takes one message from the `max_messages` budget; false when it is spent.
+    pub(super) fn take_budget(&self) -> bool {
+        self.budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+
+    pub(super) fn target_partition(&self, source_partition: i32, record: &Record) -> i32 {
+        match &self.partitioner {
+            None => source_partition,
+            Some(p) => p.partition(record.key.as_deref()),
+        }
+    }
+
+    pub(super) fn written_so_far(&self) -> String {
+        format!(
+            "{} read, {} filtered, {} failed, {} written",
+            self.read.load(Ordering::Relaxed),
+            self.filtered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.written.load(Ordering::Relaxed)
+        )
+    }
+}
