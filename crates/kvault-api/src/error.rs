@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
+use kvault_domain::error::ErrorKind;
 use kvault_domain::{DomainError, KafkaFailure, StorageFailure, ValidationError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -40,6 +41,8 @@ pub struct ApiError {
     pub value: Option<String>,
     /// Seconds for the `Retry-After` header (429 only).
     pub retry_after: Option<u64>,
+    /// The domain's kind when this came from a [`DomainError`], so callers decide on an enum.
+    pub cause: Option<ErrorKind>,
 }
 
 impl ApiError {
@@ -51,6 +54,7 @@ impl ApiError {
             field: None,
             value: None,
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -119,6 +123,7 @@ impl ApiError {
             field: body.details.field.clone(),
             value: body.details.value.clone(),
             retry_after: None,
+            cause: None,
         }
     }
 }
@@ -173,95 +178,106 @@ impl From<ValidationError> for ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        match e {
-            DomainError::Validation(v) => v.into(),
-            DomainError::NotFound { kind, name } => {
-                let field = match kind {
-                    "cluster" => "cluster_id",
-                    "backup" => "backup_id",
-                    "job" => "job_id",
-                    "topic" => "topic",
-                    "group" | "consumer group" | "consumer_group" => "group_id",
-                    "partition" => "partitions",
-                    other => other,
-                };
-                Self::not_found(field, &name, format!("{kind} '{name}' not found"))
-            }
-            DomainError::Conflict {
-                message,
-                field,
-                value,
-            } => {
-                let mut err = Self::conflict(message);
-                err.field = field;
-                err.value = value;
-                err
-            }
-            // A limit that retrying cannot help with (retry_after 0), such as
-            // `max_backup_size_gb`, is not "too many requests": it is an unprocessable request.
-            DomainError::LimitExceeded {
-                message,
-                retry_after_secs: 0,
-            } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "LimitExceeded", message),
-            DomainError::LimitExceeded {
-                message,
-                retry_after_secs,
-            } => Self::too_many(message, retry_after_secs),
-            // The archive is damaged: the client cannot fix that by retrying, and the message
-            // names only the backup, so it is safe to show.
-            DomainError::CorruptArchive { backup_id, reason } => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "CorruptArchive",
-                format!("backup '{backup_id}' is corrupt: {reason}"),
-            )
-            .on("backup_id", backup_id),
-            DomainError::Cancelled => {
-                Self::new(StatusCode::CONFLICT, "Cancelled", "the job was cancelled")
-            }
-            // Keep the cause's status and say what the operation had done when it happened.
-            DomainError::WithContext {
-                context, source, ..
-            } => {
-                let mut inner = Self::from(*source);
-                if inner.kind != "InternalError" {
-                    inner.message = format!("{context}: {}", inner.message);
-                } else {
-                    tracing::error!(%context, "the failed operation had done this");
-                }
-                inner
-            }
-            DomainError::Kafka {
-                failure, message, ..
-            } => {
-                tracing::warn!(?failure, %message, "kafka failure");
-                let (status, kind) = match failure {
-                    KafkaFailure::Unavailable => {
-                        (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable")
-                    }
-                    KafkaFailure::Authentication => {
-                        (StatusCode::BAD_GATEWAY, "KafkaAuthenticationFailed")
-                    }
-                    KafkaFailure::Authorization => (StatusCode::BAD_GATEWAY, "KafkaUnauthorized"),
-                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "KafkaError"),
-                };
-                Self::new(status, kind, format!("kafka: {message}"))
-            }
-            DomainError::Storage {
-                failure, message, ..
-            } => {
-                tracing::warn!(?failure, %message, "archive store failure");
-                let (status, kind) = match failure {
-                    StorageFailure::Full => (StatusCode::INSUFFICIENT_STORAGE, "StorageFull"),
-                    StorageFailure::Unavailable => {
-                        (StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable")
-                    }
-                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "StorageError"),
-                };
-                Self::new(status, kind, format!("archive store: {message}"))
-            }
-            other => Self::internal(other),
-        }
+        let cause = e.kind();
+        let mut err = from_domain(e);
+        err.cause = Some(cause);
+        err
     }
+}
+
+fn from_domain(e: DomainError) -> ApiError {
+    match e {
+        DomainError::Validation(v) => v.into(),
+        DomainError::NotFound { kind, name } => ApiError::not_found(
+            not_found_field(kind),
+            &name,
+            format!("{kind} '{name}' not found"),
+        ),
+        DomainError::Conflict {
+            message,
+            field,
+            value,
+        } => {
+            let mut err = ApiError::conflict(message);
+            err.field = field;
+            err.value = value;
+            err
+        }
+        // A limit that retrying cannot help with (retry_after 0), such as
+        // `max_backup_size_gb`, is not "too many requests": it is an unprocessable request.
+        DomainError::LimitExceeded {
+            message,
+            retry_after_secs: 0,
+        } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "LimitExceeded", message),
+        DomainError::LimitExceeded {
+            message,
+            retry_after_secs,
+        } => ApiError::too_many(message, retry_after_secs),
+        // The archive is damaged: the client cannot fix that by retrying, and the message
+        // names only the backup, so it is safe to show.
+        DomainError::CorruptArchive { backup_id, reason } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CorruptArchive",
+            format!("backup '{backup_id}' is corrupt: {reason}"),
+        )
+        .on("backup_id", backup_id),
+        DomainError::Cancelled => {
+            ApiError::new(StatusCode::CONFLICT, "Cancelled", "the job was cancelled")
+        }
+        // Keep the cause's status and say what the operation had done when it happened.
+        DomainError::WithContext {
+            context, source, ..
+        } => {
+            let mut inner = from_domain(*source);
+            if inner.kind != "InternalError" {
+                inner.message = format!("{context}: {}", inner.message);
+            } else {
+                tracing::error!(%context, "the failed operation had done this");
+            }
+            inner
+        }
+        DomainError::Kafka {
+            failure, message, ..
+        } => from_kafka(failure, message),
+        DomainError::Storage {
+            failure, message, ..
+        } => from_storage(failure, message),
+        other => ApiError::internal(other),
+    }
+}
+
+/// The request field a missing thing of `kind` was named by.
+fn not_found_field(kind: &str) -> &str {
+    match kind {
+        "cluster" => "cluster_id",
+        "backup" => "backup_id",
+        "job" => "job_id",
+        "topic" => "topic",
+        "group" | "consumer group" | "consumer_group" => "group_id",
+        "partition" => "partitions",
+        other => other,
+    }
+}
+
+fn from_kafka(failure: KafkaFailure, message: String) -> ApiError {
+    tracing::warn!(?failure, %message, "kafka failure");
+    let (status, kind) = match failure {
+        KafkaFailure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable"),
+        KafkaFailure::Authentication => (StatusCode::BAD_GATEWAY, "KafkaAuthenticationFailed"),
+        KafkaFailure::Authorization => (StatusCode::BAD_GATEWAY, "KafkaUnauthorized"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "KafkaError"),
+    };
+    ApiError::new(status, kind, format!("kafka: {message}"))
+}
+
+fn from_storage(failure: StorageFailure, message: String) -> ApiError {
+    tracing::warn!(?failure, %message, "archive store failure");
+    let (status, kind) = match failure {
+        StorageFailure::Full => (StatusCode::INSUFFICIENT_STORAGE, "StorageFull"),
+        StorageFailure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "StorageError"),
+    };
+    ApiError::new(status, kind, format!("archive store: {message}"))
 }
 
 impl From<sqlx::Error> for ApiError {

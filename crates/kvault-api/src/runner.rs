@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use chrono::Utc;
+use kvault_domain::error::ErrorKind;
 use kvault_domain::job::OperationControl;
 use kvault_domain::{JobId, JobKind, JobProgress, JobState};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -165,58 +166,70 @@ impl JobRunner {
         let runner = Arc::clone(self);
         let handle = tokio::spawn(async move {
             let outcome = fut.await;
-            let elapsed = started.elapsed();
-            let progress = control.snapshot(elapsed.as_secs_f64());
-            let (state, result, error) = match &outcome {
-                Ok(value) => (JobState::Completed, Some(value.clone()), None),
-                Err(e) => {
-                    let state = if control.is_cancelled() || e.kind == "Cancelled" {
-                        JobState::Cancelled
-                    } else {
-                        JobState::Failed
-                    };
-                    let body = serde_json::json!({
-                        "status": e.status.as_u16(),
-                        "body": e.body(),
-                    });
-                    (state, None, Some(body))
-                }
-            };
-            let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            match runner
-                .store
-                .finish(
-                    id,
-                    state,
-                    result.as_ref(),
-                    error.as_ref(),
-                    progress,
-                    Utc::now(),
-                    duration_ms,
-                )
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(job_id = %id, "job ended after it was marked as ended elsewhere")
-                }
-                Err(e) => {
-                    tracing::error!(job_id = %id, error = %e, "could not record the end of a job")
-                }
-            }
-            runner.live().remove(&id);
+            runner.record_end(id, &control, started, &outcome).await;
             drop(permit);
-            match &outcome {
-                Ok(_) => {
-                    tracing::info!(job_id = %id, state = state.as_str(), duration_ms, messages = progress.messages, "job ended")
-                }
-                Err(e) => {
-                    tracing::warn!(job_id = %id, state = state.as_str(), duration_ms, error = %e, "job ended")
-                }
-            }
             outcome
         });
         Ok((id, handle))
+    }
+
+    /// Stores how a job ended (state, result or error body, progress, duration) and forgets
+    /// its live state.
+    async fn record_end(
+        &self,
+        id: JobId,
+        control: &OperationControl,
+        started: Instant,
+        outcome: &Outcome,
+    ) {
+        let elapsed = started.elapsed();
+        let progress = control.snapshot(elapsed.as_secs_f64());
+        let (state, result, error) = match outcome {
+            Ok(value) => (JobState::Completed, Some(value.clone()), None),
+            Err(e) => {
+                let state = if control.is_cancelled() || e.cause == Some(ErrorKind::Cancelled) {
+                    JobState::Cancelled
+                } else {
+                    JobState::Failed
+                };
+                let body = serde_json::json!({
+                    "status": e.status.as_u16(),
+                    "body": e.body(),
+                });
+                (state, None, Some(body))
+            }
+        };
+        let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let stored = self
+            .store
+            .finish(
+                id,
+                state,
+                result.as_ref(),
+                error.as_ref(),
+                progress,
+                Utc::now(),
+                duration_ms,
+            )
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job_id = %id, "job ended after it was marked as ended elsewhere")
+            }
+            Err(e) => {
+                tracing::error!(job_id = %id, error = %e, "could not record the end of a job")
+            }
+        }
+        self.live().remove(&id);
+        match outcome {
+            Ok(_) => {
+                tracing::info!(job_id = %id, state = state.as_str(), duration_ms, messages = progress.messages, "job ended")
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %id, state = state.as_str(), duration_ms, error = %e, "job ended")
+            }
+        }
     }
 
     /// Live progress of a job running in this process.

@@ -19,11 +19,13 @@
 //! `openapi` feature adds `utoipa` schemas for the HTTP layer.
 
 pub mod backup;
+pub mod backup_planning;
 pub mod cel_limits;
 pub mod cluster;
 pub mod compression;
 pub mod drain;
 pub mod error;
+pub mod fanout;
 pub mod ids;
 pub mod job;
 pub mod manifest;

@@ -17,28 +17,24 @@ use std::time::Instant;
 
 use chrono::Utc;
 use futures::StreamExt;
-use kvault_domain::backup::{compression_ratio, BackupPlan};
+use kvault_domain::backup::BackupPlan;
+use kvault_domain::backup_planning::{
+    backup_result, plan_range, select_partitions, BackupRun, PartitionMarks, PartitionRange,
+};
 use kvault_domain::error::DomainResult;
+use kvault_domain::fanout::all_or_root_cause;
 use kvault_domain::job::OperationControl;
+use kvault_domain::manifest::Manifest;
 use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
 use kvault_domain::record::Record;
-use kvault_domain::{BackupResult, DomainError, Offset, PartitionBackupResult, ValidationError};
+use kvault_domain::{BackupResult, DomainError};
 use rdkafka::message::{BorrowedMessage, Message};
 
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
 use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use crate::throttle::Throttle;
-
-/// The part of a partition one backup covers.
-#[derive(Debug, Clone, Copy)]
-struct PartitionRange {
-    partition: i32,
-    start: i64,
-    end: i64,
-    truncated_by_retention: bool,
-}
 
 /// State every partition task of one backup shares.
 struct Shared {
@@ -59,6 +55,23 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(cluster: &ClusterConfig, plan: &BackupPlan, control: OperationControl) -> Self {
+        Self {
+            topic: plan.topic.clone(),
+            cluster: cluster.clone(),
+            include_keys: plan.include_keys,
+            include_headers: plan.include_headers,
+            start_time_ms: plan.start_time_ms,
+            end_time_ms: plan.end_time_ms,
+            remaining: plan.max_messages.map(AtomicU64::new),
+            throttle: Throttle::per_second(plan.rate_limit_per_second),
+            stop: AtomicBool::new(false),
+            archive_bytes: AtomicU64::new(0),
+            max_bytes: plan.max_bytes,
+            control,
+        }
+    }
+
     fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
     }
@@ -76,6 +89,7 @@ impl Shared {
 
 type SharedArchive = Arc<Mutex<Option<Box<dyn ArchiveWriter>>>>;
 
+/// Backs up the plan's cut of its topic into a new archive of `store`.
 pub(crate) async fn run(
     cluster_id: &str,
     cluster: &ClusterConfig,
@@ -87,30 +101,8 @@ pub(crate) async fn run(
     let created_at = Utc::now();
     let admin = Admin::new(cluster)?;
     let info = admin.require_topic(&plan.topic).await?;
-    let selected = match &plan.partitions {
-        None => info.partitions.clone(),
-        Some(requested) => {
-            if let Some(bad) = requested.iter().find(|p| !info.partitions.contains(p)) {
-                return Err(ValidationError::new(
-                    "partitions",
-                    bad,
-                    format!(
-                        "topic {} has {} partitions (0..{})",
-                        plan.topic,
-                        info.partition_count(),
-                        info.partition_count() - 1
-                    ),
-                )
-                .into());
-            }
-            let mut sorted = requested.clone();
-            sorted.sort_unstable();
-            sorted
-        }
-    };
-
-    // The cut: everything below these high watermarks, nothing above.
-    let marks = admin.watermarks(&plan.topic, &selected).await?;
+    let selected = select_partitions(&plan, &info.partitions)?;
+    let ranges = plan_ranges(&admin, &plan, &selected).await?;
     let mut warnings = Vec::new();
     let configs = match admin.topic_configs(&plan.topic).await {
         Ok(configs) => configs,
@@ -121,34 +113,6 @@ pub(crate) async fn run(
             Default::default()
         }
     };
-    let from_time = match plan.start_time_ms {
-        Some(ts) => Some(admin.offsets_for_time(&plan.topic, &selected, ts).await?),
-        None => None,
-    };
-    let until_time = match plan.end_time_ms {
-        Some(ts) => Some(admin.offsets_for_time(&plan.topic, &selected, ts).await?),
-        None => None,
-    };
-    let mut ranges = Vec::with_capacity(selected.len());
-    for p in &selected {
-        let (low, high) = marks.get(p).copied().unwrap_or((0, 0));
-        let mut start = plan.start_offset.resolve(low, high);
-        let mut end = plan.end_offset.resolve(low, high).max(start);
-        if let Some(first_at) = from_time.as_ref().and_then(|m| m.get(p)) {
-            // No record at or after start_time: nothing of this partition qualifies.
-            start = start.max(first_at.unwrap_or(end)).min(end);
-        }
-        if let Some(Some(first_after)) = until_time.as_ref().and_then(|m| m.get(p)) {
-            end = end.min(*first_after).max(start);
-        }
-        ranges.push(PartitionRange {
-            partition: *p,
-            start,
-            end,
-            truncated_by_retention: matches!(plan.start_offset, Offset::At(n) if n < low),
-        });
-    }
-
     let spec = ArchiveSpec {
         backup_id: plan.backup_id.clone(),
         cluster_id: cluster_id.to_owned(),
@@ -165,101 +129,81 @@ pub(crate) async fn run(
     };
     let writer = store.create(spec).await?;
     let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));
-    let shared = Arc::new(Shared {
-        topic: plan.topic.clone(),
-        cluster: cluster.clone(),
-        include_keys: plan.include_keys,
-        include_headers: plan.include_headers,
-        start_time_ms: plan.start_time_ms,
-        end_time_ms: plan.end_time_ms,
-        remaining: plan.max_messages.map(AtomicU64::new),
-        throttle: Throttle::per_second(plan.rate_limit_per_second),
-        stop: AtomicBool::new(false),
-        archive_bytes: AtomicU64::new(0),
-        max_bytes: plan.max_bytes,
-        control: control.clone(),
-    });
-
+    let shared = Arc::new(Shared::new(cluster, &plan, control.clone()));
     let outcomes: Vec<DomainResult<PartitionManifest>> = futures::stream::iter(ranges.clone())
         .map(|range| backup_partition(range, shared.clone(), archive.clone()))
         .buffer_unordered(PARTITION_CONCURRENCY)
         .collect()
         .await;
+    let manifest = commit_or_abort(&archive, outcomes, &control).await?;
+    let run = BackupRun {
+        cluster_id: cluster_id.to_owned(),
+        created_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        warnings,
+    };
+    Ok(backup_result(&manifest, &ranges, run))
+}
 
+/// The cut (high watermarks now) narrowed by the plan's offsets and times, per partition.
+async fn plan_ranges(
+    admin: &Admin,
+    plan: &BackupPlan,
+    selected: &[i32],
+) -> DomainResult<Vec<PartitionRange>> {
+    let marks = admin.watermarks(&plan.topic, selected).await?;
+    let from_time = match plan.start_time_ms {
+        Some(ts) => Some(admin.offsets_for_time(&plan.topic, selected, ts).await?),
+        None => None,
+    };
+    let until_time = match plan.end_time_ms {
+        Some(ts) => Some(admin.offsets_for_time(&plan.topic, selected, ts).await?),
+        None => None,
+    };
+    Ok(selected
+        .iter()
+        .map(|p| {
+            let marks = PartitionMarks {
+                watermarks: marks.get(p).copied().unwrap_or((0, 0)),
+                first_at_start_time: from_time.as_ref().and_then(|m| m.get(p).copied()),
+                first_after_end_time: until_time.as_ref().and_then(|m| m.get(p).copied()),
+            };
+            plan_range(plan, *p, marks)
+        })
+        .collect())
+}
+
+/// Commits the archive when every partition succeeded and nobody cancelled; otherwise
+/// removes what was written and reports the root cause.
+async fn commit_or_abort(
+    archive: &SharedArchive,
+    outcomes: Vec<DomainResult<PartitionManifest>>,
+    control: &OperationControl,
+) -> DomainResult<Manifest> {
     let writer = archive
         .lock()
         .map_err(|_| DomainError::internal("archive writer lock poisoned"))?
         .take()
         .ok_or_else(|| DomainError::internal("archive writer already taken"))?;
-    let mut manifests = Vec::with_capacity(outcomes.len());
-    let mut failure: Option<DomainError> = None;
-    for outcome in outcomes {
-        match outcome {
-            Ok(m) => manifests.push(m),
-            // Report the root cause, not the "stopped because another partition failed".
-            Err(DomainError::Cancelled) if failure.is_some() => {}
-            Err(e) => {
-                if failure.is_none() || matches!(failure, Some(DomainError::Cancelled)) {
-                    failure = Some(e);
-                }
-            }
+    let outcome = all_or_root_cause(outcomes).and_then(|manifests| {
+        if control.is_cancelled() {
+            Err(DomainError::Cancelled)
+        } else {
+            Ok(manifests)
         }
-    }
-    if let Some(error) = failure {
-        let _ = blocking(move || writer.abort()).await;
-        return Err(error);
-    }
-    if control.is_cancelled() {
-        let _ = blocking(move || writer.abort()).await;
-        return Err(DomainError::Cancelled);
-    }
+    });
+    let mut manifests = match outcome {
+        Ok(m) => m,
+        Err(error) => {
+            let _ = blocking(move || writer.abort()).await;
+            return Err(error);
+        }
+    };
     manifests.sort_by_key(|m| m.partition);
     let finished_at = Utc::now();
-    let manifest = blocking(move || writer.commit(manifests, finished_at)).await?;
-
-    let partitions = manifest
-        .partitions
-        .iter()
-        .map(|m| PartitionBackupResult {
-            partition: m.partition,
-            messages_count: m.message_count,
-            start_offset: m.start_offset,
-            end_offset: m.end_offset,
-            first_offset: m.first_offset,
-            last_offset: m.last_offset,
-            start_truncated_by_retention: ranges
-                .iter()
-                .any(|r| r.partition == m.partition && r.truncated_by_retention),
-        })
-        .collect::<Vec<_>>();
-    for p in partitions.iter().filter(|p| p.start_truncated_by_retention) {
-        warnings.push(format!(
-            "partition {}: the requested start offset is no longer on the broker (retention); \
-             the backup starts at {}",
-            p.partition, p.start_offset
-        ));
-    }
-    let raw = manifest.total_raw_bytes();
-    let compressed = manifest.total_compressed_bytes();
-    Ok(BackupResult {
-        backup_id: manifest.backup_id.clone(),
-        topic: plan.topic,
-        cluster_id: cluster_id.to_owned(),
-        compression: plan.compression.codec,
-        total_messages: manifest.total_messages(),
-        total_size_bytes: raw,
-        compressed_size_bytes: compressed,
-        compression_ratio: compression_ratio(raw, compressed),
-        duration_ms: started.elapsed().as_millis() as u64,
-        partitions,
-        created_at,
-        finished_at: manifest.finished_at,
-        status: "completed".into(),
-        warnings,
-    })
+    blocking(move || writer.commit(manifests, finished_at)).await
 }
 
-/// Reads one partition's range into the archive; returns what the archive recorded.
 async fn backup_partition(
     range: PartitionRange,
     shared: Arc<Shared>,

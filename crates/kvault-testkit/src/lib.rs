@@ -18,25 +18,24 @@
 
 pub mod fake;
 
+mod process;
+mod records;
+
 use std::collections::HashMap;
-use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::TopicPartitionList;
 use tokio::sync::OnceCell;
+
+use process::{start_nisshi, start_shared, BrokerProcess};
+pub use records::{bench_message, produce_with, ConsumedRecord, TestRecord};
 
 /// The environment variable naming an existing cluster to test against.
 pub const BOOTSTRAP_ENV: &str = "KVAULT_TEST_BOOTSTRAP";
@@ -52,65 +51,6 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(300);
 
 static SHARED: OnceCell<Result<TestBroker, String>> = OnceCell::const_new();
-
-/// A record to produce. `partition: None` lets the producer's partitioner choose.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TestRecord {
-    pub partition: Option<i32>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-    /// CreateTime in milliseconds; `None` lets the producer stamp it.
-    pub timestamp: Option<i64>,
-}
-
-impl TestRecord {
-    /// A record with a key and a value, no headers.
-    pub fn kv(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Self {
-            key: Some(key.into()),
-            value: Some(value.into()),
-            ..Self::default()
-        }
-    }
-}
-
-/// The benches' message shape: a ~500-byte JSON-like value, a short key, two headers and a
-/// CreateTime, spread round-robin over `partitions`. Deterministic in `i`.
-pub fn bench_message(i: usize, partitions: i32) -> TestRecord {
-    let filler = "abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut value = format!(
-        r#"{{"id":{i},"user":"user-{}","event":"page_view","ts":{},"url":"https://example.com/p/{}","ua":"Mozilla/5.0 (X11; Linux x86_64)","data":""#,
-        i % 100_003,
-        1_750_000_000_000u64 + i as u64,
-        i % 977
-    );
-    while value.len() < 480 {
-        value.push_str(&filler[..(480 - value.len()).min(filler.len())]);
-    }
-    value.push_str("\"}");
-    TestRecord {
-        partition: Some((i % partitions.max(1) as usize) as i32),
-        key: Some(format!("user-{}", i % 100_003).into_bytes()),
-        value: Some(value.into_bytes()),
-        headers: vec![
-            ("trace-id".into(), Some(format!("{i:016x}").into_bytes())),
-            ("source".into(), Some(b"bench".to_vec())),
-        ],
-        timestamp: Some(1_750_000_000_000 + i as i64),
-    }
-}
-
-/// A record read back from the broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumedRecord {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-    pub timestamp: Option<i64>,
-}
 
 /// A broker the tests can talk to.
 pub struct TestBroker {
@@ -355,249 +295,10 @@ impl TestBroker {
     }
 }
 
-/// Produces `records` in order through `producer`, keeping many in flight; returns
-/// `(partition, offset)` of each, in the same order.
-pub async fn produce_with(
-    producer: &FutureProducer,
-    topic: &str,
-    records: &[TestRecord],
-) -> Vec<(i32, i64)> {
-    futures::stream::iter(records.iter().enumerate())
-        .map(|(i, r)| {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (key, value) in &r.headers {
-                headers = headers.insert(Header {
-                    key: key.as_str(),
-                    value: value.as_ref(),
-                });
-            }
-            let mut record: FutureRecord<'_, Vec<u8>, Vec<u8>> =
-                FutureRecord::to(topic).headers(headers);
-            if let Some(key) = &r.key {
-                record = record.key(key);
-            }
-            if let Some(value) = &r.value {
-                record = record.payload(value);
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p);
-            }
-            if let Some(ts) = r.timestamp {
-                record = record.timestamp(ts);
-            }
-            async move {
-                match producer.send(record, Timeout::Never).await {
-                    Ok(delivery) => (delivery.partition, delivery.offset),
-                    Err((e, _)) => panic!("produce record #{i} to {topic}: {e}"),
-                }
-            }
-        })
-        .buffered(10_000)
-        .collect()
-        .await
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("blocking task failed: {e}"),
     }
-}
-
-fn start_shared() -> Result<TestBroker, String> {
-    match std::env::var(BOOTSTRAP_ENV) {
-        Ok(bootstrap) if !bootstrap.trim().is_empty() => {
-            let bootstrap = bootstrap.trim().to_owned();
-            wait_until_ready(&bootstrap, None).map_err(|e| {
-                format!("{BOOTSTRAP_ENV}={bootstrap} does not answer metadata requests: {e}")
-            })?;
-            Ok(TestBroker {
-                admin: admin_client(&bootstrap)?,
-                bootstrap,
-                process: None,
-            })
-        }
-        _ => start_nisshi(),
-    }
-}
-
-fn start_nisshi() -> Result<TestBroker, String> {
-    let binary = find_nisshi().ok_or_else(|| format!("nisshi not found; {INSTALL_HINT}"))?;
-    // A free port can be taken between probing and binding; a second attempt covers that.
-    let mut last_error = String::new();
-    for _ in 0..3 {
-        match BrokerProcess::spawn(&binary) {
-            Ok(process) => {
-                let bootstrap = process.bootstrap.clone();
-                match wait_until_ready(&bootstrap, Some(&process)) {
-                    Ok(()) => {
-                        return Ok(TestBroker {
-                            admin: admin_client(&bootstrap)?,
-                            bootstrap,
-                            process: Some(process),
-                        })
-                    }
-                    Err(e) => last_error = e,
-                }
-            }
-            Err(e) => last_error = e,
-        }
-    }
-    Err(format!(
-        "could not start {}: {last_error}; {INSTALL_HINT}",
-        binary.display()
-    ))
-}
-
-fn find_nisshi() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(NISSHI_BIN_ENV) {
-        let path = PathBuf::from(path);
-        return path.is_file().then_some(path);
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let cached = Path::new(&home).join(".cache/kvault/nisshi/bin/nisshi");
-        if cached.is_file() {
-            return Some(cached);
-        }
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nisshi"))
-            .find(|p| p.is_file())
-    })
-}
-
-fn admin_client(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| format!("create admin client: {e}"))
-}
-
-/// Polls metadata until the broker answers; fails early when the broker process died.
-fn wait_until_ready(bootstrap: &str, process: Option<&BrokerProcess>) -> Result<(), String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| format!("create metadata client: {e}"))?;
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if let Some(process) = process {
-            process.check_alive()?;
-        }
-        match consumer.fetch_metadata(None, Duration::from_millis(500)) {
-            Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
-            Ok(_) => {}
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "no metadata answer within {STARTUP_TIMEOUT:?}: {e}"
-                ))
-            }
-            Err(_) => {}
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("no broker in metadata within {STARTUP_TIMEOUT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A nisshi broker under a `sh` watchdog.
-struct BrokerProcess {
-    bootstrap: String,
-    watchdog: Mutex<Child>,
-    log: PathBuf,
-}
-
-impl BrokerProcess {
-    fn spawn(binary: &Path) -> Result<Self, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?
-            .port();
-        let bootstrap = format!("127.0.0.1:{port}");
-        let log =
-            std::env::temp_dir().join(format!("kvault-nisshi-{}-{port}.log", std::process::id()));
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(|e| format!("open {}: {e}", log.display()))?;
-        // The broker runs in the background of a shell that polls the test process: when the
-        // test process is gone (finished, panicked, killed), the shell kills the broker. A TERM
-        // to the shell (our Drop) does the same at once.
-        let script = r#"
-"$NISSHI" broker --listener-url "tcp://$ADDR" --advertised-listener-url "tcp://$ADDR" \
-    --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s &
-broker=$!
-trap 'kill $broker 2>/dev/null; wait $broker; exit 0' TERM INT
-while kill -0 "$OWNER" 2>/dev/null && kill -0 "$broker" 2>/dev/null; do sleep 0.5; done
-kill $broker 2>/dev/null
-wait $broker
-"#;
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env("NISSHI", binary)
-            .env("ADDR", &bootstrap)
-            .env("OWNER", std::process::id().to_string())
-            .env(
-                "RUST_LOG",
-                std::env::var("NISSHI_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("spawn sh for {}: {e}", binary.display()))?;
-        Ok(Self {
-            bootstrap,
-            watchdog: Mutex::new(child),
-            log,
-        })
-    }
-
-    fn check_alive(&self) -> Result<(), String> {
-        let mut child = self
-            .watchdog
-            .lock()
-            .map_err(|_| "broker handle poisoned".to_owned())?;
-        match child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!(
-                "broker exited ({status}); log {}:\n{}",
-                self.log.display(),
-                tail(&self.log)
-            )),
-            Err(e) => Err(format!("broker status: {e}")),
-        }
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        if let Ok(mut child) = self.watchdog.lock() {
-            // TERM lets the watchdog's trap stop the broker; `Child::kill` would SIGKILL the
-            // shell and leave the broker to the (slower) owner check.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let start = text.len().saturating_sub(4000);
-    let start = (start..text.len())
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(text.len());
-    text[start..].to_owned()
 }

@@ -94,7 +94,36 @@ pub(super) struct TranslationPlan {
     pub(super) target_ends: BTreeMap<i32, i64>,
 }
 
+/// Offsets to commit on the target: `(partition, offset, metadata)`.
+type Commits = Vec<(i32, i64, String)>;
+
 impl TranslationPlan {
+    /// Each committed source offset mapped onto the target: what is reported, what to commit,
+    /// and the partitions where the group had committed past the cut.
+    fn map_commits(&self, committed: Commits) -> (Vec<PartitionTranslation>, Commits, Vec<i32>) {
+        let mut past_cut = Vec::new();
+        let mut translations = Vec::with_capacity(committed.len());
+        let mut commit = Vec::with_capacity(committed.len());
+        for (partition, offset, metadata) in committed {
+            let (target_offset, exact) = self.translate(partition, offset);
+            if self
+                .cut
+                .get(&partition)
+                .is_some_and(|(_, high)| offset > *high)
+            {
+                past_cut.push(partition);
+            }
+            translations.push(PartitionTranslation {
+                partition,
+                source_offset: offset,
+                target_offset,
+                exact,
+            });
+            commit.push((partition, target_offset, metadata));
+        }
+        (translations, commit, past_cut)
+    }
+
     /// The target offset for committed source offset `committed` on `partition`, and whether
     /// it is exact (see [`OffsetMap::translate`]).
     fn translate(&self, partition: i32, committed: i64) -> (i64, bool) {
@@ -151,25 +180,8 @@ async fn translate_group(
         return outcome;
     }
 
-    let mut past_cut = Vec::new();
-    let mut commit = Vec::with_capacity(committed.len());
-    for (partition, offset, metadata) in committed {
-        let (target_offset, exact) = plan.translate(partition, offset);
-        if plan
-            .cut
-            .get(&partition)
-            .is_some_and(|(_, high)| offset > *high)
-        {
-            past_cut.push(partition);
-        }
-        outcome.partitions.push(PartitionTranslation {
-            partition,
-            source_offset: offset,
-            target_offset,
-            exact,
-        });
-        commit.push((partition, target_offset, metadata));
-    }
+    let (translations, commit, past_cut) = plan.map_commits(committed);
+    outcome.partitions = translations;
     let committed = {
         let (target, topic, group) = (target.clone(), target_topic.to_owned(), group.to_owned());
         tokio::task::spawn_blocking(move || commit_offsets(&target, &topic, &group, &commit))

@@ -160,25 +160,13 @@ pub async fn migrate(
             .await?
         }
     };
-    let read = shared.read.load(Ordering::Relaxed);
-    let written = shared.written.load(Ordering::Relaxed);
-    Ok(MigrateResult {
+    Ok(shared.result(
         migration_id,
-        source_cluster: req.source_cluster,
-        source_topic: req.source_topic,
-        target_cluster: req.target_cluster,
-        target_topic: req.target_topic,
-        total_messages: read,
-        messages_migrated: written,
-        duration_ms: started.elapsed().as_millis() as u64,
-        status: "completed".to_owned(),
+        req,
+        started,
         transformation_applied,
-        messages_read: read,
-        messages_filtered: shared.filtered.load(Ordering::Relaxed),
-        messages_failed: shared.failed.load(Ordering::Relaxed),
-        messages_written: written,
         consumer_groups_translated,
-    })
+    ))
 }
 
 /// The target topic's partitions, creating it like restore does when it is missing (same

@@ -2,6 +2,9 @@
 //! transformation, the producer, the budget and the counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use kvault_domain::migrate::{GroupTranslation, MigrateRequest, MigrateResult};
 
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::OnEvaluationError;
@@ -37,6 +40,36 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The documented result, from the counters.
+    pub(super) fn result(
+        &self,
+        migration_id: String,
+        req: MigrateRequest,
+        started: Instant,
+        transformation_applied: bool,
+        consumer_groups_translated: Vec<GroupTranslation>,
+    ) -> MigrateResult {
+        let read = self.read.load(Ordering::Relaxed);
+        let written = self.written.load(Ordering::Relaxed);
+        MigrateResult {
+            migration_id,
+            source_cluster: req.source_cluster,
+            source_topic: req.source_topic,
+            target_cluster: req.target_cluster,
+            target_topic: req.target_topic,
+            total_messages: read,
+            messages_migrated: written,
+            duration_ms: started.elapsed().as_millis() as u64,
+            status: "completed".to_owned(),
+            transformation_applied,
+            messages_read: read,
+            messages_filtered: self.filtered.load(Ordering::Relaxed),
+            messages_failed: self.failed.load(Ordering::Relaxed),
+            messages_written: written,
+            consumer_groups_translated,
+        }
+    }
+
     pub(super) fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
     }

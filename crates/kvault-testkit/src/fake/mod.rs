@@ -6,14 +6,19 @@
 //! What it does not model (test those on the broker): CEL transformations, consumer-group
 //! translation, offset preservation, time bounds, partition remapping by key hash.
 
-mod operations;
+mod backup;
+mod drain;
+mod migrate;
+mod restore;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use kvault_domain::error::{DomainResult, KafkaFailure};
+use kvault_domain::job::OperationControl;
 use kvault_domain::operations::Clusters;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::record::{Header, Record, TimestampType};
@@ -203,4 +208,22 @@ impl Clusters for FakeEngine {
     async fn topic_exists(&self, cluster: &ClusterId, topic: &str) -> DomainResult<bool> {
         self.on(cluster, |c| Ok(c.topics.contains_key(topic)))
     }
+}
+
+/// Sleeps `1/rate` seconds per record (none when `rate` is 0); `Cancelled` once cancelled.
+pub(crate) async fn pace(rate: u32, control: &OperationControl) -> DomainResult<()> {
+    if control.is_cancelled() {
+        return Err(DomainError::Cancelled);
+    }
+    if rate > 0 {
+        tokio::time::sleep(Duration::from_secs_f64(1.0 / f64::from(rate))).await;
+        if control.is_cancelled() {
+            return Err(DomainError::Cancelled);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn blocking_failed(e: tokio::task::JoinError) -> DomainError {
+    DomainError::internal(format!("fake engine blocking task failed: {e}"))
 }

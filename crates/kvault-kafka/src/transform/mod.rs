@@ -33,15 +33,20 @@
 //! computed by `key_transformation` (also from the original record) and the `header_additions`
 //! appended after its own headers.
 
-use std::collections::{HashMap, HashSet};
+mod compile;
+mod values;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::objects::{Key, Map};
-use cel::{Context, Env, Program, Value};
+use cel::{Context, Env, Value};
 use kvault_domain::migrate::MessageTransformation;
 use kvault_domain::record::{Header, Record};
 use kvault_domain::ValidationError;
+
+use compile::{compile_one, CompiledExpr, Needs};
+use values::{bytes, eval_error, json_to_cel, lossy};
 
 /// Field names used in validation and evaluation errors.
 pub const FILTER_FIELD: &str = "transformation.filter_expression";
@@ -63,26 +68,6 @@ pub const VARIABLES: &[&str] = &[
     "json",
 ];
 
-/// Identifiers that CEL itself resolves: type names (`type(x) == int`) and the namespaces of
-/// namespaced functions (`base64.encode(..)`).
-const BUILTIN_IDENTS: &[&str] = &[
-    "int",
-    "uint",
-    "double",
-    "bool",
-    "string",
-    "bytes",
-    "list",
-    "map",
-    "null_type",
-    "type",
-    "dyn",
-    "base64",
-    "math",
-    "strings",
-    "lists",
-];
-
 /// An expression failed on one message at run time.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field} failed at partition {partition} offset {offset}: {message}")]
@@ -92,50 +77,6 @@ pub struct EvalError {
     pub partition: i32,
     pub offset: i64,
     pub message: String,
-}
-
-/// Which variables the compiled expressions reference, so that a message only pays for the
-/// ones used (building `headers` allocates, `json` parses the value).
-#[derive(Debug, Clone, Copy, Default)]
-struct Needs {
-    key: bool,
-    value: bool,
-    key_bytes: bool,
-    value_bytes: bool,
-    key_is_null: bool,
-    value_is_null: bool,
-    headers: bool,
-    partition: bool,
-    offset: bool,
-    timestamp: bool,
-    json: bool,
-}
-
-impl Needs {
-    fn add(&mut self, name: &str) {
-        match name {
-            "key" => self.key = true,
-            "value" => self.value = true,
-            "key_bytes" => self.key_bytes = true,
-            "value_bytes" => self.value_bytes = true,
-            "key_is_null" => self.key_is_null = true,
-            "value_is_null" => self.value_is_null = true,
-            "headers" => self.headers = true,
-            "partition" => self.partition = true,
-            "offset" => self.offset = true,
-            "timestamp" => self.timestamp = true,
-            // `is_json` needs the same parse as `json`.
-            "json" | "is_json" => self.json = true,
-            _ => {}
-        }
-    }
-}
-
-#[derive(Debug)]
-struct CompiledExpr {
-    field: &'static str,
-    source: String,
-    program: Program,
 }
 
 /// What the expressions decided for one message.
@@ -335,159 +276,6 @@ impl CompiledTransformation {
             }
         }
         ctx
-    }
-}
-
-fn eval_error(field: &'static str, record: &Record, partition: i32, message: String) -> EvalError {
-    EvalError {
-        field,
-        partition,
-        offset: record.offset,
-        message,
-    }
-}
-
-fn lossy(b: Option<&[u8]>) -> Value {
-    Value::String(Arc::new(
-        String::from_utf8_lossy(b.unwrap_or_default()).into_owned(),
-    ))
-}
-
-fn bytes(b: Option<&[u8]>) -> Vec<u8> {
-    b.unwrap_or_default().to_vec()
-}
-
-/// JSON numbers become `int` when they fit in i64, `uint` when only u64 holds them, else
-/// `double`, so `json.count == 3` compares as written.
-fn json_to_cel(json: serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::UInt(u)
-            } else {
-                Value::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        serde_json::Value::String(s) => Value::String(Arc::new(s)),
-        serde_json::Value::Array(items) => {
-            Value::List(Arc::new(items.into_iter().map(json_to_cel).collect()))
-        }
-        serde_json::Value::Object(fields) => {
-            let map = fields
-                .into_iter()
-                .map(|(k, v)| (Key::String(Arc::new(k)), json_to_cel(v)))
-                .collect::<HashMap<_, _>>();
-            Value::Map(Map { map: Arc::new(map) })
-        }
-    }
-}
-
-fn compile_one(
-    env: &Env,
-    field: &'static str,
-    source: &str,
-    needs: &mut Needs,
-) -> Result<CompiledExpr, ValidationError> {
-    if source.trim().is_empty() {
-        return Err(ValidationError::new(field, source, "must not be empty"));
-    }
-    // Refuse what could overflow the parser's stack before parsing it.
-    kvault_domain::cel_limits::check(source).map_err(|message| {
-        let shown: String = source.chars().take(200).collect();
-        ValidationError::new(field, shown, message)
-    })?;
-    let program = env
-        .compile(source)
-        .map_err(|e| ValidationError::new(field, source, format!("invalid CEL: {e}")))?;
-    let mut free = Vec::new();
-    free_idents(program.expression(), &mut Vec::new(), &mut free);
-    for name in free {
-        if VARIABLES.contains(&name.as_str()) {
-            needs.add(&name);
-        } else if !BUILTIN_IDENTS.contains(&name.as_str()) {
-            return Err(ValidationError::new(
-                field,
-                source,
-                format!(
-                    "unknown variable '{name}'; available: {}",
-                    VARIABLES.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(CompiledExpr {
-        field,
-        source: source.to_owned(),
-        program,
-    })
-}
-
-/// Collects identifiers that are not bound by an enclosing comprehension (`exists(x, ..)`).
-fn free_idents(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<String>) {
-    match &expr.expr {
-        Expr::Unspecified | Expr::Literal(_) => {}
-        Expr::Ident(name) => {
-            if !name.starts_with('@') && !bound.iter().any(|b| b == name) {
-                let unique: HashSet<&String> = out.iter().collect();
-                if !unique.contains(name) {
-                    out.push(name.clone());
-                }
-            }
-        }
-        Expr::Call(call) => {
-            if let Some(target) = &call.target {
-                free_idents(target, bound, out);
-            }
-            for arg in &call.args {
-                free_idents(arg, bound, out);
-            }
-        }
-        Expr::Select(select) => free_idents(&select.operand, bound, out),
-        Expr::List(list) => {
-            for e in &list.elements {
-                free_idents(e, bound, out);
-            }
-        }
-        Expr::Map(map) => {
-            for entry in &map.entries {
-                match &entry.expr {
-                    EntryExpr::MapEntry(e) => {
-                        free_idents(&e.key, bound, out);
-                        free_idents(&e.value, bound, out);
-                    }
-                    EntryExpr::StructField(f) => free_idents(&f.value, bound, out),
-                }
-            }
-        }
-        Expr::Struct(s) => {
-            for entry in &s.entries {
-                match &entry.expr {
-                    EntryExpr::MapEntry(e) => {
-                        free_idents(&e.key, bound, out);
-                        free_idents(&e.value, bound, out);
-                    }
-                    EntryExpr::StructField(f) => free_idents(&f.value, bound, out),
-                }
-            }
-        }
-        Expr::Comprehension(c) => {
-            free_idents(&c.iter_range, bound, out);
-            free_idents(&c.accu_init, bound, out);
-            let depth = bound.len();
-            bound.push(c.iter_var.clone());
-            if let Some(v2) = &c.iter_var2 {
-                bound.push(v2.clone());
-            }
-            bound.push(c.accu_var.clone());
-            free_idents(&c.loop_cond, bound, out);
-            free_idents(&c.loop_step, bound, out);
-            free_idents(&c.result, bound, out);
-            bound.truncate(depth);
-        }
     }
 }
 

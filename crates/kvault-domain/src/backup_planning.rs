@@ -1,0 +1,190 @@
+//! The pure part of a backup: which partitions, which offset range of each (the cut, the
+//! requested offsets and times, retention), and the documented result from what was written.
+//! The Kafka adapter asks the broker for the numbers; the rules live here, tested without one.
+
+use chrono::{DateTime, Utc};
+
+use crate::backup::{compression_ratio, BackupPlan, BackupResult, PartitionBackupResult};
+use crate::error::ValidationError;
+use crate::manifest::Manifest;
+use crate::offset::Offset;
+
+/// The part of one partition a backup covers: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+    /// The requested start offset was below the log start: retention removed it.
+    pub truncated_by_retention: bool,
+}
+
+/// The partitions to back up: all of `available`, or the requested ones (sorted), each of
+/// which must exist.
+pub fn select_partitions(
+    plan: &BackupPlan,
+    available: &[i32],
+) -> Result<Vec<i32>, ValidationError> {
+    let Some(requested) = &plan.partitions else {
+        return Ok(available.to_vec());
+    };
+    if let Some(bad) = requested.iter().find(|p| !available.contains(p)) {
+        return Err(ValidationError::new(
+            "partitions",
+            bad,
+            format!(
+                "topic {} has {} partitions (0..{})",
+                plan.topic,
+                available.len(),
+                available.len().saturating_sub(1)
+            ),
+        ));
+    }
+    let mut sorted = requested.clone();
+    sorted.sort_unstable();
+    Ok(sorted)
+}
+
+/// What the broker said about one partition, as the range planner needs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionMarks {
+    /// `(low, high)` watermarks at the cut.
+    pub watermarks: (i64, i64),
+    /// For `start_time`: the first offset at or after it (`None`: no such record).
+    pub first_at_start_time: Option<Option<i64>>,
+    /// For `end_time`: the first offset after it (`None`: no such record).
+    pub first_after_end_time: Option<Option<i64>>,
+}
+
+/// The range of one partition the plan covers.
+pub fn plan_range(plan: &BackupPlan, partition: i32, marks: PartitionMarks) -> PartitionRange {
+    let (low, high) = marks.watermarks;
+    let mut start = plan.start_offset.resolve(low, high);
+    let mut end = plan.end_offset.resolve(low, high).max(start);
+    if let Some(first_at) = marks.first_at_start_time {
+        // No record at or after start_time: nothing of this partition qualifies.
+        start = start.max(first_at.unwrap_or(end)).min(end);
+    }
+    if let Some(Some(first_after)) = marks.first_after_end_time {
+        end = end.min(first_after).max(start);
+    }
+    PartitionRange {
+        partition,
+        start,
+        end,
+        truncated_by_retention: matches!(plan.start_offset, Offset::At(n) if n < low),
+    }
+}
+
+/// When and how long a finished backup ran, and what it should tell the caller.
+#[derive(Debug, Clone)]
+pub struct BackupRun {
+    pub cluster_id: String,
+    pub created_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub warnings: Vec<String>,
+}
+
+/// The documented result of a committed backup.
+pub fn backup_result(
+    manifest: &Manifest,
+    ranges: &[PartitionRange],
+    run: BackupRun,
+) -> BackupResult {
+    let truncated = |p: i32| {
+        ranges
+            .iter()
+            .any(|r| r.partition == p && r.truncated_by_retention)
+    };
+    let partitions: Vec<PartitionBackupResult> = manifest
+        .partitions
+        .iter()
+        .map(|m| PartitionBackupResult {
+            partition: m.partition,
+            messages_count: m.message_count,
+            start_offset: m.start_offset,
+            end_offset: m.end_offset,
+            first_offset: m.first_offset,
+            last_offset: m.last_offset,
+            start_truncated_by_retention: truncated(m.partition),
+        })
+        .collect();
+    let mut warnings = run.warnings;
+    for p in partitions.iter().filter(|p| p.start_truncated_by_retention) {
+        warnings.push(format!(
+            "partition {}: the requested start offset is no longer on the broker (retention); \
+             the backup starts at {}",
+            p.partition, p.start_offset
+        ));
+    }
+    let (raw, compressed) = (
+        manifest.total_raw_bytes(),
+        manifest.total_compressed_bytes(),
+    );
+    BackupResult {
+        backup_id: manifest.backup_id.clone(),
+        topic: manifest.topic.name.clone(),
+        cluster_id: run.cluster_id,
+        compression: manifest.compression.codec,
+        total_messages: manifest.total_messages(),
+        total_size_bytes: raw,
+        compressed_size_bytes: compressed,
+        compression_ratio: compression_ratio(raw, compressed),
+        duration_ms: run.duration_ms,
+        partitions,
+        created_at: run.created_at,
+        finished_at: manifest.finished_at,
+        status: "completed".into(),
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::{BackupDefaults, BackupRequest};
+
+    fn plan(json: &str) -> BackupPlan {
+        let req: BackupRequest = serde_json::from_str(json).unwrap();
+        req.validate(BackupDefaults::default(), Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn requested_partitions_must_exist_and_come_back_sorted() {
+        let p = plan(r#"{"topic":"t","partitions":[2,0]}"#);
+        assert_eq!(select_partitions(&p, &[0, 1, 2]).unwrap(), vec![0, 2]);
+        let err = select_partitions(&p, &[0, 1]).unwrap_err();
+        assert_eq!(err.field, "partitions");
+        let all = plan(r#"{"topic":"t"}"#);
+        assert_eq!(select_partitions(&all, &[0, 1]).unwrap(), vec![0, 1]);
+    }
+
+    #[test]
+    fn ranges_clamp_to_the_cut_times_and_retention() {
+        let marks = |low, high| PartitionMarks {
+            watermarks: (low, high),
+            ..Default::default()
+        };
+        let whole = plan(r#"{"topic":"t"}"#);
+        assert_eq!(plan_range(&whole, 0, marks(5, 50)).start, 5);
+        assert_eq!(plan_range(&whole, 0, marks(5, 50)).end, 50);
+
+        let from = plan(r#"{"topic":"t","start_offset":2,"end_offset":40}"#);
+        let r = plan_range(&from, 1, marks(5, 50));
+        assert_eq!((r.start, r.end, r.truncated_by_retention), (5, 40, true));
+
+        let timed = PartitionMarks {
+            watermarks: (0, 100),
+            first_at_start_time: Some(Some(30)),
+            first_after_end_time: Some(Some(60)),
+        };
+        let r = plan_range(&whole, 0, timed);
+        assert_eq!((r.start, r.end), (30, 60));
+        let nothing_after_start = PartitionMarks {
+            first_at_start_time: Some(None),
+            ..timed
+        };
+        let r = plan_range(&whole, 0, nothing_after_start);
+        assert_eq!(r.start, r.end, "an empty range, not the whole partition");
+    }
+}

@@ -1,0 +1,256 @@
+//! Restore: produces the records of a backup into a target topic, byte for byte.
+//!
+//! Order of business, so that nothing is produced from a bad plan or a bad archive:
+//! 1. read the manifest, verify every checksum (when `validate_checksum`), check the request
+//!    against the manifest and the target topic (conflict, `preserve_offsets` feasibility);
+//! 2. create the target topic when missing;
+//! 3. stream each selected source partition from the archive (a blocking reader thread feeding
+//!    a bounded channel) into an idempotent acks=all producer, several partitions at a time.
+//!
+//! `preserve_offsets` semantics: Kafka assigns offsets on produce, so a record keeps its
+//! offset only if it is produced into an empty partition whose next offset equals the source
+//! record's and no offset before it is missing. kvault therefore accepts `preserve_offsets`
+//! only when the mapping is identity, every selected source partition starts at offset 0 with
+//! contiguous offsets (no compaction or transaction gaps), and every target partition is empty
+//! (high watermark 0); otherwise it refuses up front. While producing it checks that each
+//! delivered offset equals the source offset and fails loudly if not (e.g. another producer
+//! wrote into the topic meanwhile). `include_source_offset_header` is the general tool for
+//! translating offsets when they cannot be preserved.
+//!
+//! A failure after producing began never leaves a silent half-written topic: the error says
+//! how many records reached which partitions, and a topic kvault created is deleted again.
+
+mod partition;
+mod target;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::ports::ArchiveStore;
+use kvault_domain::record::Record;
+use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
+use kvault_domain::{DomainError, PartitionMapping, RestoreResult};
+use rdkafka::producer::FutureProducer;
+
+use crate::admin::Admin;
+use crate::client::{create_producer, ClusterConfig};
+use crate::consume::PARTITION_CONCURRENCY;
+use crate::partitioner::KeyPartitioner;
+use crate::throttle::Throttle;
+use kvault_domain::fanout::all_or_root_cause;
+
+use partition::{fail_after_producing, restore_partition};
+use target::{prepare_target, select_partitions};
+
+/// Where produced records landed, per target partition.
+#[derive(Debug, Default, Clone, Copy)]
+struct Landed {
+    count: u64,
+    first: i64,
+    last: i64,
+}
+
+#[derive(Default)]
+struct Tally {
+    partitions: BTreeMap<i32, Landed>,
+}
+
+impl Tally {
+    /// Per target partition: how many records landed, from which offset to which.
+    fn partition_results(&self) -> Vec<PartitionRestoreResult> {
+        self.partitions
+            .iter()
+            .map(|(p, l)| PartitionRestoreResult {
+                partition: *p,
+                messages_count: l.count,
+                start_offset: l.first,
+                end_offset: l.last + 1,
+            })
+            .collect()
+    }
+
+    fn add(&mut self, partition: i32, offset: i64) {
+        let entry = self.partitions.entry(partition).or_insert(Landed {
+            count: 0,
+            first: offset,
+            last: offset,
+        });
+        entry.count += 1;
+        entry.first = entry.first.min(offset);
+        entry.last = entry.last.max(offset);
+    }
+
+    fn total(&self) -> u64 {
+        self.partitions.values().map(|l| l.count).sum()
+    }
+
+    fn describe(&self) -> String {
+        if self.partitions.is_empty() {
+            return "no records were written".into();
+        }
+        let parts: Vec<String> = self
+            .partitions
+            .iter()
+            .map(|(p, l)| {
+                format!(
+                    "partition {p}: {} (offsets {}..={})",
+                    l.count, l.first, l.last
+                )
+            })
+            .collect();
+        format!(
+            "{} records were written: {}",
+            self.total(),
+            parts.join(", ")
+        )
+    }
+}
+
+struct Shared {
+    backup_id: String,
+    target_topic: String,
+    mapping: PartitionMapping,
+    partitioner: KeyPartitioner,
+    producer: FutureProducer,
+    throttle: Option<Throttle>,
+    preserve_offsets: bool,
+    source_offset_header: bool,
+    until_ms: Option<i64>,
+    control: OperationControl,
+    stop: AtomicBool,
+    tally: Mutex<Tally>,
+}
+
+impl Shared {
+    fn new(
+        plan: &RestorePlan,
+        mapping: PartitionMapping,
+        target_partitions: i32,
+        producer: FutureProducer,
+        control: OperationControl,
+    ) -> Self {
+        Self {
+            backup_id: plan.backup_id.to_string(),
+            target_topic: plan.target_topic.clone(),
+            mapping,
+            partitioner: KeyPartitioner::new(target_partitions),
+            producer,
+            throttle: Throttle::per_second(plan.rate_limit_per_second),
+            preserve_offsets: plan.preserve_offsets,
+            source_offset_header: plan.include_source_offset_header,
+            until_ms: plan.until_time_ms,
+            control,
+            stop: AtomicBool::new(false),
+            tally: Mutex::new(Tally::default()),
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
+    }
+
+    fn target_partition(&self, source_partition: i32, record: &Record) -> i32 {
+        match self.mapping {
+            PartitionMapping::Identity => source_partition,
+            PartitionMapping::Murmur2 => self.partitioner.partition(record.key.as_deref()),
+        }
+    }
+}
+
+/// Totals one source partition contributed.
+#[derive(Debug, Default)]
+struct SourceTotals {
+    messages: u64,
+    bytes: u64,
+}
+
+pub(crate) async fn run(
+    cluster_id: &str,
+    cluster: &ClusterConfig,
+    plan: RestorePlan,
+    store: Arc<dyn ArchiveStore>,
+    control: OperationControl,
+) -> DomainResult<RestoreResult> {
+    let started = Instant::now();
+    let manifest = store.manifest(&plan.backup_id).await?;
+    if plan.validate_checksum {
+        let report = store.check_integrity(&plan.backup_id, &control).await?;
+        if !report.valid {
+            return Err(DomainError::CorruptArchive {
+                backup_id: plan.backup_id.to_string(),
+                reason: format!(
+                    "verification found {} problem(s): {}; nothing was restored",
+                    report.problems.len(),
+                    report.problems.join("; ")
+                ),
+            });
+        }
+    }
+    let sources = select_partitions(&plan, &manifest)?;
+
+    let admin = Admin::new(cluster)?;
+    let target = prepare_target(&admin, &plan, &manifest, &sources, &control).await?;
+    let (mapping, target_count, topic_created) =
+        (target.mapping, target.partitions, target.created);
+    let warnings = target.warnings;
+
+    let shared = Arc::new(Shared::new(
+        &plan,
+        mapping,
+        target_count,
+        create_producer(cluster)?,
+        control.clone(),
+    ));
+
+    let outcomes: Vec<DomainResult<SourceTotals>> = futures::stream::iter(sources.clone())
+        .map(|p| restore_partition(p, store.clone(), shared.clone()))
+        .buffer_unordered(PARTITION_CONCURRENCY)
+        .collect()
+        .await;
+    let outcome = all_or_root_cause(outcomes).and_then(|per_source| {
+        if control.is_cancelled() {
+            return Err(DomainError::Cancelled);
+        }
+        Ok(per_source
+            .into_iter()
+            .fold(SourceTotals::default(), |sum, t| SourceTotals {
+                messages: sum.messages + t.messages,
+                bytes: sum.bytes + t.bytes,
+            }))
+    });
+    let tally = std::mem::take(
+        &mut *shared
+            .tally
+            .lock()
+            .map_err(|_| DomainError::internal("restore tally lock poisoned"))?,
+    );
+    let totals = match outcome {
+        Ok(totals) => totals,
+        Err(error) => {
+            let topic = &plan.target_topic;
+            return Err(fail_after_producing(error, &tally, &admin, topic, topic_created).await);
+        }
+    };
+
+    Ok(RestoreResult {
+        backup_id: plan.backup_id.to_string(),
+        target_topic: plan.target_topic,
+        cluster_id: cluster_id.to_owned(),
+        total_messages: totals.messages,
+        total_size_bytes: totals.bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        messages_restored: tally.total(),
+        partitions_created: tally.partition_results(),
+        status: "completed".into(),
+        checksum_validated: plan.validate_checksum,
+        partition_mapping: mapping,
+        topic_created,
+        offsets_preserved: plan.preserve_offsets,
+        warnings,
+    })
+}

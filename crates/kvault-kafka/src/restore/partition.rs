@@ -1,0 +1,177 @@
+//! One source partition's restore: a blocking thread streams it out of the archive into a
+//! bounded channel, an async task produces it and tallies where records landed; and what a
+//! failure after producing began reports (and cleans up).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::stream::FuturesUnordered;
+use kvault_domain::error::DomainResult;
+use kvault_domain::ports::{ArchiveStore, ReadBounds, RecordReader};
+use kvault_domain::record::{Record, TimestampType};
+use kvault_domain::restore::SOURCE_OFFSET_HEADER;
+use kvault_domain::DomainError;
+use tokio::sync::mpsc;
+
+use crate::admin::Admin;
+use crate::consume::{Batcher, CHANNEL_BATCHES};
+use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+
+use super::{Shared, SourceTotals, Tally};
+
+/// Produces one source partition; returns how much it read from the archive.
+pub(super) async fn restore_partition(
+    source: i32,
+    store: Arc<dyn ArchiveStore>,
+    shared: Arc<Shared>,
+) -> DomainResult<SourceTotals> {
+    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let id = kvault_domain::BackupId::parse(&shared.backup_id)?;
+    let records = store
+        .read_partition(
+            &id,
+            source,
+            ReadBounds {
+                until_timestamp: shared.until_ms,
+            },
+        )
+        .await?;
+    let reader = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || read_archive(records, &shared, tx))
+    };
+    let produced = produce_batches(source, &mut rx, &shared).await;
+    // Unblock the reader if producing stopped early, then collect its outcome.
+    drop(rx);
+    let read = reader
+        .await
+        .map_err(|e| DomainError::internal(format!("archive reader thread failed: {e}")))?;
+    let result = match (read, produced) {
+        (Err(e), _) if !matches!(e, DomainError::Cancelled) => Err(e),
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(()), Ok(totals)) => Ok(totals),
+    };
+    if result.is_err() {
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Streams a source partition out of the archive in batches.
+pub(super) fn read_archive(
+    reader: Box<dyn RecordReader>,
+    shared: &Shared,
+    tx: mpsc::Sender<Vec<Record>>,
+) -> DomainResult<()> {
+    let mut batcher = Batcher::default();
+    for record in reader {
+        let record = record?;
+        if let Some(until) = shared.until_ms {
+            if record.timestamp_type != TimestampType::NotAvailable && record.timestamp > until {
+                continue;
+            }
+        }
+        if shared.should_stop() {
+            return Err(DomainError::Cancelled);
+        }
+        if let Some(full) = batcher.push(record) {
+            if tx.blocking_send(full).is_err() {
+                return Err(DomainError::Cancelled);
+            }
+        }
+    }
+    let rest = batcher.take();
+    if !rest.is_empty() && tx.blocking_send(rest).is_err() {
+        return Err(DomainError::Cancelled);
+    }
+    Ok(())
+}
+
+pub(super) async fn produce_batches(
+    source: i32,
+    rx: &mut mpsc::Receiver<Vec<Record>>,
+    shared: &Shared,
+) -> DomainResult<SourceTotals> {
+    let mut totals = SourceTotals::default();
+    // Deliveries are settled as they come: restore only tallies where they landed.
+    let mut deliveries = Deliveries::new(FuturesUnordered::new(), MAX_IN_FLIGHT, |done| {
+        settle(done, shared)
+    });
+    while let Some(batch) = rx.recv().await {
+        if shared.should_stop() {
+            deliveries.settle_all().await?;
+            return Err(DomainError::Cancelled);
+        }
+        if let Some(throttle) = &shared.throttle {
+            throttle.acquire(batch.len() as u32).await;
+        }
+        let mut batch_bytes = 0u64;
+        for record in &batch {
+            batch_bytes += record.payload_len();
+            let target = shared.target_partition(source, record);
+            let offset_text = record.offset.to_string();
+            let extra: &[(&str, &[u8])] = if shared.source_offset_header {
+                &[(SOURCE_OFFSET_HEADER, offset_text.as_bytes())]
+            } else {
+                &[]
+            };
+            let out = future_record(&shared.target_topic, target, record, extra);
+            deliveries
+                .send(&shared.producer, out, record.offset)
+                .await?;
+        }
+        totals.messages += batch.len() as u64;
+        totals.bytes += batch_bytes;
+        shared.control.add(batch.len() as u64, batch_bytes);
+    }
+    deliveries.settle_all().await?;
+    Ok(totals)
+}
+
+/// Records a delivery report; a failed delivery (after librdkafka's own retries) fails the
+/// restore, and so does an offset that differs from the source when offsets are preserved.
+pub(super) fn settle((source_offset, result): Delivered, shared: &Shared) -> DomainResult<()> {
+    let (partition, offset) = delivered(result, &shared.target_topic)?;
+    if let Ok(mut tally) = shared.tally.lock() {
+        tally.add(partition, offset);
+    }
+    if shared.preserve_offsets && offset != source_offset {
+        return Err(DomainError::kafka(format!(
+            "offset preservation broken: source offset {source_offset} landed at offset \
+             {offset} of partition {partition} (was something else writing to {}?)",
+            shared.target_topic
+        )));
+    }
+    Ok(())
+}
+
+/// Turns a failure after producing began into an error that says what was written, deleting
+/// a topic kvault created so no half-restored topic is left behind.
+pub(super) async fn fail_after_producing(
+    error: DomainError,
+    tally: &Tally,
+    admin: &Admin,
+    topic: &str,
+    topic_created: bool,
+) -> DomainError {
+    let cleanup = if topic_created {
+        match admin.delete_topic(topic).await {
+            Ok(()) => format!("; topic {topic} (created by this restore) was deleted again"),
+            Err(e) => format!("; deleting topic {topic} (created by this restore) failed: {e}"),
+        }
+    } else {
+        format!("; topic {topic} existed before and was left as is")
+    };
+    let written = tally.describe();
+    let context = format!("restore into {topic} failed: {written}{cleanup}");
+    match error {
+        DomainError::Cancelled => {
+            // The variant carries no text; the log keeps what was written.
+            tracing::warn!(%context, "restore cancelled");
+            DomainError::Cancelled
+        }
+        // The kind stays the cause's: a conflict found mid-run is still a 409.
+        other => other.context(context),
+    }
+}

@@ -1,0 +1,196 @@
+//! The restore's target topic: checks an existing one against the plan (conflict,
+//! `preserve_offsets` feasibility), or creates it. Nothing is produced here.
+
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::manifest::Manifest;
+use kvault_domain::restore::RestorePlan;
+use kvault_domain::{DomainError, IfExists, PartitionMapping, ValidationError};
+
+use crate::admin::{Admin, TopicInfo};
+
+/// The target topic as the restore will use it.
+pub(super) struct PreparedTarget {
+    pub(super) mapping: PartitionMapping,
+    pub(super) partitions: i32,
+    pub(super) created: bool,
+    pub(super) warnings: Vec<String>,
+}
+
+/// Checks an existing target topic against the plan, or creates it (with the backed-up
+/// configs when the broker takes them). Nothing is produced yet.
+pub(super) async fn prepare_target(
+    admin: &Admin,
+    plan: &RestorePlan,
+    manifest: &Manifest,
+    sources: &[i32],
+    control: &OperationControl,
+) -> DomainResult<PreparedTarget> {
+    let existing = admin.topic(&plan.target_topic).await?;
+    let source_count = manifest.topic.partition_count;
+    let target_count = match &existing {
+        Some(info) => info.partition_count(),
+        None => plan.target_partitions.unwrap_or(source_count),
+    };
+    let mapping = if target_count == source_count {
+        PartitionMapping::Identity
+    } else {
+        PartitionMapping::Murmur2
+    };
+    if let Some(info) = &existing {
+        check_existing_target(admin, plan, info, sources, manifest, mapping).await?;
+    } else if plan.preserve_offsets {
+        check_offsets_preservable(plan, manifest, sources, mapping)?;
+    }
+    if control.is_cancelled() {
+        return Err(DomainError::Cancelled);
+    }
+
+    let topic_created = existing.is_none();
+    let mut warnings = Vec::new();
+    if topic_created {
+        let replication = plan
+            .replication_factor
+            .unwrap_or(manifest.topic.replication_factor);
+        let created = admin
+            .create_topic(
+                &plan.target_topic,
+                target_count,
+                replication,
+                &manifest.topic.configs,
+            )
+            .await?;
+        if created.configs_dropped {
+            tracing::warn!(
+                topic = %plan.target_topic,
+                reason = ?created.config_error,
+                "broker refused the backed-up topic configs; topic created without them"
+            );
+            warnings.push(format!(
+                "the broker refused the backed-up topic configs ({}); topic {} was created \
+                 without them",
+                created.config_error.as_deref().unwrap_or("no reason given"),
+                plan.target_topic
+            ));
+        }
+    }
+
+    Ok(PreparedTarget {
+        mapping,
+        partitions: target_count,
+        created: topic_created,
+        warnings,
+    })
+}
+
+/// The source partitions to restore: the request's subset (each must be in the backup) or all.
+pub(super) fn select_partitions(plan: &RestorePlan, manifest: &Manifest) -> DomainResult<Vec<i32>> {
+    let in_backup: Vec<i32> = manifest.partitions.iter().map(|p| p.partition).collect();
+    match &plan.partitions {
+        None => Ok(in_backup),
+        Some(requested) => {
+            if let Some(bad) = requested.iter().find(|p| !in_backup.contains(p)) {
+                return Err(ValidationError::new(
+                    "partitions",
+                    bad,
+                    format!(
+                        "backup {} holds partitions {in_backup:?}",
+                        manifest.backup_id
+                    ),
+                )
+                .into());
+            }
+            let mut sorted = requested.clone();
+            sorted.sort_unstable();
+            Ok(sorted)
+        }
+    }
+}
+
+/// An existing target: refuse when it holds messages unless appending; check offset
+/// preservation against its watermarks.
+pub(super) async fn check_existing_target(
+    admin: &Admin,
+    plan: &RestorePlan,
+    info: &TopicInfo,
+    sources: &[i32],
+    manifest: &Manifest,
+    mapping: PartitionMapping,
+) -> DomainResult<()> {
+    let marks = admin
+        .watermarks(&plan.target_topic, &info.partitions)
+        .await?;
+    let held: i64 = marks.values().map(|(low, high)| high - low).sum();
+    if held > 0 && plan.if_exists == IfExists::Fail {
+        return Err(DomainError::conflict_on(
+            format!(
+                "target topic {} already exists and holds {held} messages; restore into a new \
+                 or empty topic, or set \"if_exists\": \"append\"",
+                plan.target_topic
+            ),
+            "target_topic",
+            &plan.target_topic,
+        ));
+    }
+    if plan.preserve_offsets {
+        check_offsets_preservable(plan, manifest, sources, mapping)?;
+        if let Some((p, (_, high))) = marks.iter().find(|(_, (_, high))| *high != 0) {
+            return Err(ValidationError::new(
+                "preserve_offsets",
+                true,
+                format!(
+                    "target partition {p} already has offsets up to {high}; offsets can only be \
+                     preserved into empty partitions (high watermark 0)"
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_offsets_preservable(
+    plan: &RestorePlan,
+    manifest: &Manifest,
+    sources: &[i32],
+    mapping: PartitionMapping,
+) -> DomainResult<()> {
+    let refuse = |why: String| -> DomainResult<()> {
+        Err(ValidationError::new("preserve_offsets", true, why).into())
+    };
+    if mapping != PartitionMapping::Identity {
+        return refuse(format!(
+            "the target has a different partition count than the source ({}); records would \
+             be repartitioned, so offsets cannot be kept",
+            manifest.topic.partition_count
+        ));
+    }
+    if plan
+        .target_partitions
+        .is_some_and(|n| n != manifest.topic.partition_count)
+    {
+        return refuse("target_partitions differs from the source's partition count".into());
+    }
+    for p in sources {
+        let Some(pm) = manifest.partition(*p) else {
+            continue;
+        };
+        if pm.message_count == 0 {
+            continue;
+        }
+        if pm.first_offset != Some(0) {
+            return refuse(format!(
+                "source partition {p} starts at offset {} (Kafka assigns offsets from 0 in an \
+                 empty partition); use include_source_offset_header to translate offsets instead",
+                pm.first_offset.unwrap_or(pm.start_offset)
+            ));
+        }
+        if !pm.contiguous {
+            return refuse(format!(
+                "source partition {p} has offset gaps (compaction or transaction markers); \
+                 Kafka would renumber the records; use include_source_offset_header instead"
+            ));
+        }
+    }
+    Ok(())
+}

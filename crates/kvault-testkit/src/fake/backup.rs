@@ -1,0 +1,119 @@
+//! The fake backup: the topic's records (within the plan's offsets, partitions and
+//! `max_messages`, paced by its rate limit) written to a real archive.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use kvault_domain::backup::BackupPlan;
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::manifest::TopicMetadata;
+use kvault_domain::operations::BackupOperation;
+use kvault_domain::ports::ArchiveSpec;
+use kvault_domain::{BackupResult, ClusterId, DomainError, Record};
+
+use super::{blocking_failed, pace, FakeEngine};
+
+use kvault_domain::backup_planning::{
+    backup_result, plan_range, select_partitions, BackupRun, PartitionMarks,
+};
+use kvault_domain::manifest::Manifest;
+use kvault_domain::ports::ArchiveWriter;
+
+#[async_trait]
+impl BackupOperation for FakeEngine {
+    async fn backup(
+        &self,
+        cluster: &ClusterId,
+        plan: BackupPlan,
+        control: OperationControl,
+    ) -> DomainResult<BackupResult> {
+        let started = Instant::now();
+        let created_at = Utc::now();
+        let topic = self.on(cluster, |c| {
+            c.topics
+                .get(&plan.topic)
+                .cloned()
+                .ok_or_else(|| DomainError::not_found("topic", &plan.topic))
+        })?;
+        let count = topic.partitions.len() as i32;
+        let available: Vec<i32> = (0..count).collect();
+        let selected_partitions = select_partitions(&plan, &available)?;
+        let spec = ArchiveSpec {
+            backup_id: plan.backup_id.clone(),
+            cluster_id: cluster.to_string(),
+            topic: TopicMetadata {
+                name: plan.topic.clone(),
+                partition_count: count,
+                replication_factor: 1,
+                configs: Default::default(),
+            },
+            compression: plan.compression,
+            include_keys: plan.include_keys,
+            include_headers: plan.include_headers,
+            created_at,
+        };
+        let mut selected: Vec<(i32, Vec<Record>)> = Vec::new();
+        let mut budget = plan.max_messages.unwrap_or(u64::MAX);
+        for p in selected_partitions {
+            let log = &topic.partitions[p as usize];
+            let marks = PartitionMarks {
+                watermarks: (0, log.len() as i64),
+                ..Default::default()
+            };
+            let range = plan_range(&plan, p, marks);
+            let mut records = Vec::new();
+            for record in &log[range.start as usize..range.end as usize] {
+                if budget == 0 {
+                    break;
+                }
+                pace(plan.rate_limit_per_second, &control).await?;
+                budget -= 1;
+                control.add(1, record.payload_len());
+                records.push(strip(record.clone(), &plan));
+            }
+            selected.push((p, records));
+        }
+        let writer = self.archives().create(spec).await?;
+        let manifest = tokio::task::spawn_blocking(move || write_archive(writer, selected))
+            .await
+            .map_err(blocking_failed)??;
+        let run = BackupRun {
+            cluster_id: cluster.to_string(),
+            created_at,
+            duration_ms: started.elapsed().as_millis() as u64,
+            warnings: Vec::new(),
+        };
+        Ok(backup_result(&manifest, &[], run))
+    }
+}
+
+/// Writes each partition's records and commits the archive.
+fn write_archive(
+    writer: Box<dyn ArchiveWriter>,
+    selected: Vec<(i32, Vec<Record>)>,
+) -> DomainResult<Manifest> {
+    let mut parts = Vec::new();
+    for (p, records) in selected {
+        let mut pw = writer.partition(p)?;
+        for r in &records {
+            pw.append(r)?;
+        }
+        let start = records.first().map_or(0, |r| r.offset);
+        let end = records.last().map_or(start, |r| r.offset + 1);
+        parts.push(pw.finish(start, end)?);
+    }
+    writer.commit(parts, Utc::now())
+}
+
+/// The record as the plan keeps it (keys and headers may be left out).
+fn strip(mut record: Record, plan: &BackupPlan) -> Record {
+    if !plan.include_keys {
+        record.key = None;
+    }
+    if !plan.include_headers {
+        record.headers.clear();
+    }
+    record
+}
