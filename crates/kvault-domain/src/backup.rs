@@ -270,7 +270,7 @@ pub struct BackupResult {
     pub partitions: Vec<PartitionBackupResult>,
     pub created_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
-    pub status: String,
+    pub status: crate::job::OperationStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }

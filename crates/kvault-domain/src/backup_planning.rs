@@ -134,7 +134,7 @@ pub fn backup_result(
         partitions,
         created_at: run.created_at,
         finished_at: manifest.finished_at,
-        status: "completed".into(),
+        status: crate::job::OperationStatus::Completed,
         warnings,
     }
 }

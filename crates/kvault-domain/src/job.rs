@@ -112,6 +112,17 @@ impl std::str::FromStr for JobState {
     }
 }
 
+/// How a finished operation ended, in its result (`"status": "completed"`). Failures and
+/// cancellations are errors, not results, so this has one value today; it is an enum so a
+/// client can rely on the set of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OperationStatus {
+    Completed,
+}
+
 /// A snapshot of how far a job got.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

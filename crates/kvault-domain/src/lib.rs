@@ -44,7 +44,7 @@ pub use error::{
     DomainError, DomainResult, ErrorKind, KafkaFailure, StorageFailure, ValidationError,
 };
 pub use ids::{BackupId, ClusterId};
-pub use job::{Job, JobId, JobKind, JobProgress, JobState};
+pub use job::{Job, JobId, JobKind, JobProgress, JobState, OperationStatus};
 pub use manifest::{Manifest, PartitionManifest, SegmentInfo, TopicMetadata};
 pub use migrate::{MessageTransformation, MigrateRequest, MigrateResult};
 pub use offset::Offset;

@@ -24,6 +24,12 @@ pub struct MigrationPlan {
 }
 
 impl MigrationPlan {
+    /// A new unique migration id: `migration-{unix millis}-{random}`.
+    pub fn generate_id(now: chrono::DateTime<chrono::Utc>) -> String {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!("migration-{}-{}", now.timestamp_millis(), &suffix[..8])
+    }
+
     /// Validates `request` once; the engine trusts the plan.
     pub fn new(request: MigrateRequest, migration_id: String) -> Result<Self, ValidationError> {
         let (source, target) = request.validate()?;

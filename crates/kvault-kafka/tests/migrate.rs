@@ -155,7 +155,7 @@ async fn cross_cluster_migration_filters_rewrites_keys_and_adds_headers() {
     .await
     .expect("migration succeeds");
 
-    assert_eq!(result.status, "completed");
+    assert_eq!(result.status, kvault_domain::OperationStatus::Completed);
     assert!(result.transformation_applied);
     assert_eq!(result.messages_read, 7);
     assert_eq!(result.total_messages, 7);

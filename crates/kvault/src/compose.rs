@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use kvault_api::configuration::Settings;
 use kvault_api::Adapters;
+use kvault_domain::operations::Engine;
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::ClusterId;
+use kvault_domain::{ClusterConfig, ClusterId};
 use kvault_kafka::KafkaEngine;
 use kvault_storage::LocalArchiveStore;
 
@@ -25,7 +26,15 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
     Ok(Arc::new(store))
 }
 
-/// The engine over every configured cluster, writing to and reading from `archives`.
+/// The engine over `clusters`, writing to and reading from `archives`.
+pub fn engine(
+    clusters: impl IntoIterator<Item = (ClusterId, ClusterConfig)>,
+    archives: Arc<dyn ArchiveStore>,
+) -> Result<Arc<dyn Engine>, CliError> {
+    Ok(Arc::new(KafkaEngine::new(clusters, archives)?))
+}
+
+/// What `kvault serve` runs on: the engine over every configured cluster and the store.
 pub fn adapters(settings: &Settings) -> Result<Adapters, CliError> {
     let archives = archive_store(settings)?;
     let clusters = settings
@@ -33,9 +42,8 @@ pub fn adapters(settings: &Settings) -> Result<Adapters, CliError> {
         .iter()
         .map(|(id, config)| Ok((ClusterId::parse(id)?, config.clone())))
         .collect::<Result<Vec<_>, CliError>>()?;
-    let engine = KafkaEngine::new(clusters, archives.clone())?;
     Ok(Adapters {
-        engine: Arc::new(engine),
+        engine: engine(clusters, archives.clone())?,
         archives,
     })
 }

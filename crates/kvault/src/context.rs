@@ -1,11 +1,13 @@
-//! What every command needs from the configuration: the archive store and cluster clients.
+//! What every command needs from the configuration: the archive store and the operations
+//! engine over the clusters it names.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use kvault_api::configuration::Settings;
+use kvault_domain::operations::Engine;
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::ClusterId;
+use kvault_domain::{ClusterConfig, ClusterId};
 use kvault_kafka::KafkaCluster;
 
 use crate::exit::{CliError, EXIT_NOT_FOUND};
@@ -25,8 +27,31 @@ impl Context {
         crate::compose::archive_store(&self.settings)
     }
 
-    /// A client for a cluster named in the `clusters:` section.
+    /// A client for a cluster named in the `clusters:` section (for `sample-data`, which is
+    /// not one of the operations).
     pub fn cluster(&self, id: &str) -> Result<KafkaCluster, CliError> {
+        let (cluster_id, config) = self.cluster_config(id)?;
+        Ok(KafkaCluster::connect(cluster_id, &config)?)
+    }
+
+    /// The operations engine over the named clusters (each must be configured), on `archives`.
+    pub fn engine(
+        &self,
+        clusters: &[&str],
+        archives: Arc<dyn ArchiveStore>,
+    ) -> Result<Arc<dyn Engine>, CliError> {
+        let mut definitions = Vec::with_capacity(clusters.len());
+        for id in clusters {
+            let (cluster_id, config) = self.cluster_config(id)?;
+            if !definitions.iter().any(|(known, _)| known == &cluster_id) {
+                definitions.push((cluster_id, config));
+            }
+        }
+        crate::compose::engine(definitions, archives)
+    }
+
+    /// The definition of a cluster named in the `clusters:` section.
+    fn cluster_config(&self, id: &str) -> Result<(ClusterId, ClusterConfig), CliError> {
         let cluster_id = ClusterId::parse(id)?;
         let config = self.settings.clusters.get(id).ok_or_else(|| {
             let known: Vec<&str> = self.settings.clusters.keys().map(String::as_str).collect();
@@ -42,6 +67,6 @@ impl Context {
                 ),
             )
         })?;
-        Ok(KafkaCluster::connect(cluster_id, config)?)
+        Ok((cluster_id, config.clone()))
     }
 }

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
-use kvault_domain::{JobId, JobKind};
+use kvault_domain::{JobId, JobKind, JobState};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
@@ -16,7 +16,7 @@ use crate::runner::{self, Outcome};
 pub struct AcceptedJob {
     pub job_id: JobId,
     pub kind: JobKind,
-    pub state: String,
+    pub state: JobState,
     /// `GET` this to follow the job.
     pub location: String,
 }
@@ -38,7 +38,7 @@ pub(crate) async fn respond(
         .json(AcceptedJob {
             job_id: id,
             kind,
-            state: "running".into(),
+            state: JobState::Running,
             location,
         }))
 }

@@ -48,7 +48,7 @@ mod partition;
 mod shared;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,6 @@ use crate::client::{create_producer, kafka_error};
 use crate::cluster::KafkaCluster;
 use crate::consume::PARTITION_CONCURRENCY;
 use crate::partitioner::KeyPartitioner;
-use crate::throttle::Throttle;
 use crate::transform::CompiledTransformation;
 
 use group_translation::TranslationPlan;
@@ -121,24 +120,15 @@ pub async fn migrate(
         (OFFSET_MAP_TOTAL_RUNS / info.partitions.len().max(1))
             .clamp(OFFSET_MAP_MIN_RUNS, OFFSET_MAP_MAX_RUNS)
     });
-    let shared = Arc::new(Shared {
-        source: source.config().clone(),
-        source_topic: req.source_topic.clone(),
-        target_topic: req.target_topic.clone(),
+    let shared = Arc::new(Shared::new(
+        source.config().clone(),
+        &req,
         transformation,
-        on_error: req.on_error,
         partitioner,
-        producer: create_producer(target.config())?,
-        throttle: req.rate_limit_per_second.and_then(Throttle::per_second),
-        budget: AtomicU64::new(req.max_messages.unwrap_or(u64::MAX)),
+        create_producer(target.config())?,
         control,
-        stop: AtomicBool::new(false),
-        read: AtomicU64::new(0),
-        filtered: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        written: AtomicU64::new(0),
         offset_map_runs,
-    });
+    ));
     let offset_maps = match copy_partitions(&shared, &marks).await {
         Ok(maps) => maps,
         Err(error) => return Err(fail(error, &shared, &target_admin, topic_created).await),

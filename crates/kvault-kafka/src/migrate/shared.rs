@@ -40,6 +40,35 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    pub(super) fn new(
+        source: ClusterConfig,
+        req: &MigrateRequest,
+        transformation: CompiledTransformation,
+        partitioner: Option<KeyPartitioner>,
+        producer: FutureProducer,
+        control: OperationControl,
+        offset_map_runs: Option<usize>,
+    ) -> Self {
+        Self {
+            source,
+            source_topic: req.source_topic.clone(),
+            target_topic: req.target_topic.clone(),
+            transformation,
+            on_error: req.on_error,
+            partitioner,
+            producer,
+            throttle: req.rate_limit_per_second.and_then(Throttle::per_second),
+            budget: AtomicU64::new(req.max_messages.unwrap_or(u64::MAX)),
+            control,
+            stop: AtomicBool::new(false),
+            read: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            offset_map_runs,
+        }
+    }
+
     /// The documented result, from the counters.
     pub(super) fn result(
         &self,
@@ -60,7 +89,7 @@ impl Shared {
             total_messages: read,
             messages_migrated: written,
             duration_ms: started.elapsed().as_millis() as u64,
-            status: "completed".to_owned(),
+            status: kvault_domain::job::OperationStatus::Completed,
             transformation_applied,
             messages_read: read,
             messages_filtered: self.filtered.load(Ordering::Relaxed),

@@ -179,17 +179,7 @@ pub(crate) async fn run(
     let started = Instant::now();
     let manifest = store.manifest(&plan.backup_id).await?;
     if plan.validate_checksum {
-        let report = store.check_integrity(&plan.backup_id, &control).await?;
-        if !report.valid {
-            return Err(DomainError::CorruptArchive {
-                backup_id: plan.backup_id.to_string(),
-                reason: format!(
-                    "verification found {} problem(s): {}; nothing was restored",
-                    report.problems.len(),
-                    report.problems.join("; ")
-                ),
-            });
-        }
+        check_archive(store.as_ref(), &plan, &control).await?;
     }
     let sources = select_partitions(&plan, &manifest)?;
 
@@ -246,11 +236,32 @@ pub(crate) async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         messages_restored: tally.total(),
         partitions_created: tally.partition_results(),
-        status: "completed".into(),
+        status: kvault_domain::job::OperationStatus::Completed,
         checksum_validated: plan.validate_checksum,
         partition_mapping: mapping,
         topic_created,
         offsets_preserved: plan.preserve_offsets,
         warnings,
     })
+}
+
+/// Every checksum of the backup, before anything is produced: a corrupt archive is refused
+/// whole.
+async fn check_archive(
+    store: &dyn ArchiveStore,
+    plan: &RestorePlan,
+    control: &OperationControl,
+) -> DomainResult<()> {
+    let report = store.check_integrity(&plan.backup_id, control).await?;
+    if !report.valid {
+        return Err(DomainError::CorruptArchive {
+            backup_id: plan.backup_id.to_string(),
+            reason: format!(
+                "verification found {} problem(s): {}; nothing was restored",
+                report.problems.len(),
+                report.problems.join("; ")
+            ),
+        });
+    }
+    Ok(())
 }

@@ -66,7 +66,7 @@ impl MigrateOperation for FakeEngine {
             total_messages: copied,
             messages_migrated: copied,
             duration_ms: started.elapsed().as_millis() as u64,
-            status: "completed".into(),
+            status: kvault_domain::job::OperationStatus::Completed,
             transformation_applied: false,
             messages_read: copied,
             messages_filtered: 0,

@@ -82,7 +82,7 @@ impl RestoreOperation for FakeEngine {
             duration_ms: started.elapsed().as_millis() as u64,
             messages_restored: restored,
             partitions_created: results,
-            status: "completed".into(),
+            status: kvault_domain::job::OperationStatus::Completed,
             checksum_validated: plan.validate_checksum,
             partition_mapping: PartitionMapping::Identity,
             topic_created,

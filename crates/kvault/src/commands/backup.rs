@@ -1,7 +1,7 @@
 //! `kvault backup`: the same request and result as `POST /clusters/{id}/backup`.
 
 use kvault_domain::job::OperationControl;
-use kvault_domain::BackupRequest;
+use kvault_domain::{BackupRequest, ClusterId};
 
 use super::print_json;
 use crate::cli::BackupArgs;
@@ -29,10 +29,10 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
         context.settings.backup.request_defaults(),
         chrono::Utc::now(),
     )?;
-    let cluster = context.cluster(&args.cluster)?;
-    let store = context.store()?;
+    let cluster = ClusterId::parse(&args.cluster)?;
+    let engine = context.engine(&[&args.cluster], context.store()?)?;
     let control = OperationControl::new();
     let _progress = ProgressLine::start(format!("backup {}", plan.backup_id), control.clone());
-    let result = cluster.backup(plan, store, control).await?;
+    let result = engine.backup(&cluster, plan, control).await?;
     print_json(&result)
 }

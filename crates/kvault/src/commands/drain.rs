@@ -3,7 +3,8 @@
 
 use kvault_domain::drain::DrainStatus;
 use kvault_domain::job::OperationControl;
-use kvault_domain::DrainRequest;
+use kvault_domain::operations::DrainPlan;
+use kvault_domain::{ClusterId, DrainRequest};
 
 use super::print_json;
 use crate::cli::DrainArgs;
@@ -19,9 +20,12 @@ pub async fn run(context: &Context, args: DrainArgs) -> Result<(), CliError> {
         check_interval_ms: args.check_interval_ms,
         strategy: args.strategy.into(),
     };
-    request.validate()?;
-    let cluster = context.cluster(&args.cluster)?;
-    let result = cluster.drain(request, OperationControl::new()).await?;
+    let plan = DrainPlan::new(request)?;
+    let cluster = ClusterId::parse(&args.cluster)?;
+    let engine = context.engine(&[&args.cluster], context.store()?)?;
+    let result = engine
+        .drain(&cluster, plan, OperationControl::new())
+        .await?;
     print_json(&result)?;
     match result.status {
         DrainStatus::Drained => Ok(()),

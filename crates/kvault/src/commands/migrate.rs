@@ -2,6 +2,7 @@
 
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::MessageTransformation;
+use kvault_domain::operations::MigrationPlan;
 use kvault_domain::MigrateRequest;
 
 use super::print_json;
@@ -27,12 +28,12 @@ pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
         on_error: args.on_error.into(),
         translate_consumer_groups: args.translate_consumer_groups,
     };
-    request.validate()?;
-    let source = context.cluster(&request.source_cluster)?;
-    let target = context.cluster(&request.target_cluster)?;
-    let migration_id = format!("migration-{}", chrono::Utc::now().timestamp_millis());
+    let plan = MigrationPlan::new(request, MigrationPlan::generate_id(chrono::Utc::now()))?;
+    let migration_id = plan.migration_id.clone();
+    let clusters = [plan.source.as_str(), plan.target.as_str()];
+    let engine = context.engine(&clusters, context.store()?)?;
     let control = OperationControl::new();
-    let _progress = ProgressLine::start(migration_id.clone(), control.clone());
-    let result = kvault_kafka::migrate(&source, &target, migration_id, request, control).await?;
+    let _progress = ProgressLine::start(migration_id, control.clone());
+    let result = engine.migrate(plan, control).await?;
     print_json(&result)
 }

@@ -2,7 +2,7 @@
 //! `--cluster` it restores into the cluster the backup was taken from.
 
 use kvault_domain::job::OperationControl;
-use kvault_domain::RestoreRequest;
+use kvault_domain::{ClusterId, RestoreRequest};
 
 use super::print_json;
 use crate::cli::RestoreArgs;
@@ -30,9 +30,10 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         Some(id) => id,
         None => store.manifest(&plan.backup_id).await?.cluster_id,
     };
-    let cluster = context.cluster(&cluster_id)?;
+    let engine = context.engine(&[&cluster_id], store)?;
+    let cluster = ClusterId::parse(&cluster_id)?;
     let control = OperationControl::new();
     let _progress = ProgressLine::start(format!("restore {}", plan.backup_id), control.clone());
-    let result = cluster.restore(plan, store, control).await?;
+    let result = engine.restore(&cluster, plan, control).await?;
     print_json(&result)
 }
