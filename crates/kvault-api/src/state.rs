@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use kvault_domain::operations::Engine;
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::{ClusterId, Job, JobId, JobState};
+use kvault_domain::{ClusterId, Job, JobId, JobKind, JobState};
 
 use crate::auth::{Authed, Authenticator};
 use crate::configuration::Settings;
 use crate::error::ApiError;
-use crate::routes::metrics::ArchiveTotalsCache;
+use chrono::{Datelike, TimeZone, Utc};
+
+use crate::routes::metrics::{round2, ArchiveTotals, ArchiveTotalsCache, MetricsResponse};
 use crate::runner::{JobRunner, Limits};
 
 /// The adapters the API runs on: the operations engine and the archive store it writes to.
@@ -75,5 +77,57 @@ impl AppState {
             }
         }
         Ok(job)
+    }
+}
+
+impl AppState {
+    pub(crate) async fn archive_totals(&self) -> Result<ArchiveTotals, ApiError> {
+        if let Some(t) = self.archive_totals.get() {
+            return Ok(t);
+        }
+        let manifests = self.store.list().await?;
+        let totals = ArchiveTotals {
+            backups: manifests.len() as u64,
+            raw_bytes: manifests.iter().map(|m| m.total_raw_bytes()).sum(),
+            compressed_bytes: manifests.iter().map(|m| m.total_compressed_bytes()).sum(),
+        };
+        self.archive_totals.put(totals);
+        Ok(totals)
+    }
+
+    pub(crate) async fn metrics(&self) -> Result<MetricsResponse, ApiError> {
+        let now = Utc::now();
+        let midnight = Utc
+            .with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
+            .single()
+            .unwrap_or(now);
+        let stats = self
+            .runner
+            .store()
+            .backup_stats(midnight)
+            .await
+            .map_err(ApiError::internal)?;
+        let totals = self.archive_totals().await?;
+        let (raw, compressed) = (totals.raw_bytes, totals.compressed_bytes);
+        let ended = stats.completed + stats.failed;
+        Ok(MetricsResponse {
+            active_backups: stats.running.max(0) as u64,
+            completed_backups_today: stats.completed_since.max(0) as u64,
+            total_backup_size_gb: (compressed as f64 / 1e9 * 1e6).round() / 1e6,
+            average_backup_duration_ms: round2(stats.average_duration_ms),
+            compression_savings_percent: if raw == 0 {
+                0.0
+            } else {
+                round2((1.0 - compressed as f64 / raw as f64) * 100.0)
+            },
+            error_rate_percent: if ended == 0 {
+                0.0
+            } else {
+                round2(stats.failed as f64 * 100.0 / ended as f64)
+            },
+            total_backups: totals.backups,
+            active_restores: self.runner.running(JobKind::Restore) as u64,
+            active_migrations: self.runner.running(JobKind::Migrate) as u64,
+        })
     }
 }

@@ -35,15 +35,24 @@ pub struct DrainRequest {
     pub strategy: DrainStrategy,
 }
 
+/// Documented defaults: wait up to 5 minutes, checking every 5 seconds.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 300;
+pub const DEFAULT_CHECK_INTERVAL_MS: u64 = 5000;
+
 fn default_timeout() -> u64 {
-    300
+    DEFAULT_TIMEOUT_SECONDS
 }
 
 fn default_interval() -> u64 {
-    5000
+    DEFAULT_CHECK_INTERVAL_MS
 }
 
 impl DrainRequest {
+    /// The drained condition: the total lag over all partitions is at most `max_lag`.
+    pub fn is_drained(&self, total_lag: i64) -> bool {
+        total_lag <= i64::try_from(self.max_lag).unwrap_or(i64::MAX)
+    }
+
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.group_id.trim().is_empty() {
             return Err(ValidationError::new(

@@ -35,6 +35,7 @@ pub mod operations;
 pub mod ports;
 pub mod record;
 pub mod restore;
+pub mod restore_planning;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};
 pub use cluster::ClusterConfig;

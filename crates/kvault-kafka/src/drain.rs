@@ -123,9 +123,7 @@ fn tp(l: &PartitionLag) -> Tp {
 
 fn is_drained(req: &DrainRequest, check: &Check, snapshot: &BTreeMap<Tp, i64>) -> bool {
     match req.strategy {
-        DrainStrategy::LagBased => {
-            check.total_lag <= i64::try_from(req.max_lag).unwrap_or(i64::MAX)
-        }
+        DrainStrategy::LagBased => req.is_drained(check.total_lag),
         DrainStrategy::TimeBased => check.lags.iter().all(|l| {
             let target = snapshot.get(&tp(l)).copied().unwrap_or(0);
             // A partition the group never committed has consumed nothing of it unless it

@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kvault_domain::error::DomainResult;
+use kvault_domain::fanout::RootCause;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{MessageTransformation, MigrateRequest, MigrateResult};
 use kvault_domain::DomainError;
@@ -204,7 +205,7 @@ async fn copy_partitions(
     let mut tasks = futures::stream::iter(ranges)
         .map(|(p, start, end)| migrate_partition(p, start, end, Arc::clone(shared)))
         .buffer_unordered(PARTITION_CONCURRENCY);
-    let mut first_error = None;
+    let mut cause = RootCause::default();
     let mut offset_maps = BTreeMap::new();
     while let Some(result) = tasks.next().await {
         match result {
@@ -213,13 +214,14 @@ async fn copy_partitions(
             }
             Ok((_, None)) => {}
             Err(e) => {
+                // Stop the other partitions; they end with `Cancelled`, which `cause` ignores.
                 shared.stop.store(true, Ordering::Relaxed);
-                first_error.get_or_insert(e);
+                cause.record(e);
             }
         }
     }
     drop(tasks);
-    if let Some(error) = first_error {
+    if let Some(error) = cause.into_error() {
         return Err(error);
     }
     let producer = shared.producer.clone();

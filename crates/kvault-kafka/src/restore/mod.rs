@@ -44,8 +44,9 @@ use crate::partitioner::KeyPartitioner;
 use crate::throttle::Throttle;
 use kvault_domain::fanout::all_or_root_cause;
 
+use kvault_domain::restore_planning::select_partitions;
 use partition::{fail_after_producing, restore_partition};
-use target::{prepare_target, select_partitions};
+use target::prepare_target;
 
 /// Where produced records landed, per target partition.
 #[derive(Debug, Default, Clone, Copy)]

@@ -5,6 +5,7 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::Manifest;
 use kvault_domain::restore::RestorePlan;
+use kvault_domain::restore_planning::{check_offsets_preservable, partition_mapping};
 use kvault_domain::{DomainError, IfExists, PartitionMapping, ValidationError};
 
 use crate::admin::{Admin, TopicInfo};
@@ -32,11 +33,7 @@ pub(super) async fn prepare_target(
         Some(info) => info.partition_count(),
         None => plan.target_partitions.unwrap_or(source_count),
     };
-    let mapping = if target_count == source_count {
-        PartitionMapping::Identity
-    } else {
-        PartitionMapping::Murmur2
-    };
+    let mapping = partition_mapping(source_count, target_count);
     if let Some(info) = &existing {
         check_existing_target(admin, plan, info, sources, manifest, mapping).await?;
     } else if plan.preserve_offsets {
@@ -83,30 +80,6 @@ pub(super) async fn prepare_target(
     })
 }
 
-/// The source partitions to restore: the request's subset (each must be in the backup) or all.
-pub(super) fn select_partitions(plan: &RestorePlan, manifest: &Manifest) -> DomainResult<Vec<i32>> {
-    let in_backup: Vec<i32> = manifest.partitions.iter().map(|p| p.partition).collect();
-    match &plan.partitions {
-        None => Ok(in_backup),
-        Some(requested) => {
-            if let Some(bad) = requested.iter().find(|p| !in_backup.contains(p)) {
-                return Err(ValidationError::new(
-                    "partitions",
-                    bad,
-                    format!(
-                        "backup {} holds partitions {in_backup:?}",
-                        manifest.backup_id
-                    ),
-                )
-                .into());
-            }
-            let mut sorted = requested.clone();
-            sorted.sort_unstable();
-            Ok(sorted)
-        }
-    }
-}
-
 /// An existing target: refuse when it holds messages unless appending; check offset
 /// preservation against its watermarks.
 pub(super) async fn check_existing_target(
@@ -144,52 +117,6 @@ pub(super) async fn check_existing_target(
                 ),
             )
             .into());
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn check_offsets_preservable(
-    plan: &RestorePlan,
-    manifest: &Manifest,
-    sources: &[i32],
-    mapping: PartitionMapping,
-) -> DomainResult<()> {
-    let refuse = |why: String| -> DomainResult<()> {
-        Err(ValidationError::new("preserve_offsets", true, why).into())
-    };
-    if mapping != PartitionMapping::Identity {
-        return refuse(format!(
-            "the target has a different partition count than the source ({}); records would \
-             be repartitioned, so offsets cannot be kept",
-            manifest.topic.partition_count
-        ));
-    }
-    if plan
-        .target_partitions
-        .is_some_and(|n| n != manifest.topic.partition_count)
-    {
-        return refuse("target_partitions differs from the source's partition count".into());
-    }
-    for p in sources {
-        let Some(pm) = manifest.partition(*p) else {
-            continue;
-        };
-        if pm.message_count == 0 {
-            continue;
-        }
-        if pm.first_offset != Some(0) {
-            return refuse(format!(
-                "source partition {p} starts at offset {} (Kafka assigns offsets from 0 in an \
-                 empty partition); use include_source_offset_header to translate offsets instead",
-                pm.first_offset.unwrap_or(pm.start_offset)
-            ));
-        }
-        if !pm.contiguous {
-            return refuse(format!(
-                "source partition {p} has offset gaps (compaction or transaction markers); \
-                 Kafka would renumber the records; use include_source_offset_header instead"
-            ));
         }
     }
     Ok(())

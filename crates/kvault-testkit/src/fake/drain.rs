@@ -52,7 +52,7 @@ impl DrainOperation for FakeEngine {
                 Ok(lags)
             })?;
             let total_lag: i64 = lags.iter().map(|l| l.lag).sum();
-            let drained = total_lag as u64 <= request.max_lag;
+            let drained = request.is_drained(total_lag);
             if drained || started.elapsed() >= deadline {
                 return Ok(DrainResult {
                     group_id: request.group_id.clone(),
