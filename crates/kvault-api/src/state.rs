@@ -114,7 +114,7 @@ impl AppState {
             active_backups: stats.running.max(0) as u64,
             completed_backups_today: stats.completed_since.max(0) as u64,
             total_backup_size_gb: (compressed as f64 / 1e9 * 1e6).round() / 1e6,
-            average_backup_duration_ms: round2(stats.average_duration_ms),
+            average_backup_duration_ms: stats.average_duration_ms.max(0.0).round() as u64,
             compression_savings_percent: if raw == 0 {
                 0.0
             } else {

@@ -268,7 +268,9 @@ pub struct BackupResult {
     pub compression_ratio: f64,
     pub duration_ms: u64,
     pub partitions: Vec<PartitionBackupResult>,
+    #[serde(with = "crate::time::rfc3339_seconds")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339_seconds")]
     pub finished_at: DateTime<Utc>,
     pub status: crate::job::OperationStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

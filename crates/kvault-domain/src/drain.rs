@@ -120,6 +120,7 @@ pub struct DrainResult {
     pub total_lag: i64,
     pub duration_ms: u64,
     pub partitions_checked: usize,
+    #[serde(with = "crate::time::rfc3339_seconds")]
     pub last_check_time: DateTime<Utc>,
     pub partition_details: Vec<PartitionLag>,
 }

@@ -145,7 +145,9 @@ pub struct Job {
     pub result: Option<serde_json::Value>,
     pub error: Option<serde_json::Value>,
     pub progress: JobProgress,
+    #[serde(with = "crate::time::rfc3339_seconds")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339_seconds_option")]
     pub finished_at: Option<DateTime<Utc>>,
 }
 

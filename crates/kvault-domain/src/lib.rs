@@ -36,6 +36,7 @@ pub mod ports;
 pub mod record;
 pub mod restore;
 pub mod restore_planning;
+pub mod time;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};
 pub use cluster::ClusterConfig;

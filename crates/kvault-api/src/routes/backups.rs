@@ -50,7 +50,9 @@ pub struct BackupSummary {
     pub replication_factor: i16,
     pub include_keys: bool,
     pub include_headers: bool,
+    #[serde(with = "kvault_domain::time::rfc3339_seconds")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "kvault_domain::time::rfc3339_seconds")]
     pub finished_at: DateTime<Utc>,
     /// Present on `GET /backups/{id}` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

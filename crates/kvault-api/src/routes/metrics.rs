@@ -24,7 +24,7 @@ pub struct MetricsResponse {
     /// Compressed size of every stored backup, in GB (10^9 bytes).
     pub total_backup_size_gb: f64,
     /// Mean duration of completed backup jobs.
-    pub average_backup_duration_ms: f64,
+    pub average_backup_duration_ms: u64,
     /// `(1 - compressed / raw) * 100` over every stored backup.
     pub compression_savings_percent: f64,
     /// Failed or interrupted backup jobs as a share of all ended backup jobs.
@@ -142,7 +142,7 @@ pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
     gauge(
         "kvault_backup_duration_ms_average",
         "Mean duration of completed backups.",
-        m.average_backup_duration_ms,
+        m.average_backup_duration_ms as f64,
     );
     gauge(
         "kvault_compression_savings_percent",

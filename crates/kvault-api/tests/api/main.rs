@@ -9,3 +9,4 @@ mod jobs;
 mod limits;
 mod monitoring;
 mod operations;
+mod shapes;
