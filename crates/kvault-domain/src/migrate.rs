@@ -87,6 +87,10 @@ pub struct MigrateRequest {
     /// Only possible when partitions are kept 1:1; other groups are reported as refused.
     #[serde(default)]
     pub translate_consumer_groups: Vec<String>,
+    /// Extension, as for restore: a target topic that already holds messages is refused with
+    /// 409 (`fail`, the default) unless this is `append`.
+    #[serde(default)]
+    pub if_exists: crate::restore::IfExists,
 }
 
 impl MigrateRequest {

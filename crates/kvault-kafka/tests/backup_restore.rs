@@ -671,3 +671,52 @@ async fn an_unreachable_cluster_is_classified_unavailable() {
         "{err}"
     );
 }
+
+/// Restoring into an existing empty topic whose layout differs from what the request asks:
+/// the restore goes into the topic as it is, and the result says what was not applied.
+#[tokio::test]
+async fn an_existing_topic_keeps_its_layout_and_the_result_says_so() {
+    let broker = TestBroker::get().await;
+    let (_dir, store) = store();
+    let c = KafkaCluster::connect(
+        ClusterId::parse("test").unwrap(),
+        &ClusterConfig::new(broker.bootstrap()),
+    )
+    .unwrap();
+    let source = broker.unique_topic("layout");
+    broker.create_topic(&source, 2).await;
+    let produced = fill_varied(broker, &source, 50, 2).await;
+    let plan = request(&source, CompressionType::Zstd)
+        .validate(BackupDefaults::default(), Utc::now())
+        .unwrap();
+    let backup = c
+        .backup(plan, store.clone(), OperationControl::new())
+        .await
+        .unwrap();
+
+    let target = broker.unique_topic("layout-existing");
+    broker.create_topic(&target, 2).await;
+    let mut req = RestoreRequest::new(&backup.backup_id, &target);
+    req.target_partitions = Some(6);
+    req.replication_factor = Some(3);
+    let restored = c
+        .restore(
+            req.validate().unwrap(),
+            store.clone(),
+            OperationControl::new(),
+        )
+        .await
+        .expect("an empty existing topic takes the restore");
+    assert_eq!(restored.messages_restored, produced.len() as u64);
+    assert!(!restored.topic_created);
+    let warnings = restored.warnings.join("\n");
+    assert!(
+        warnings.contains("target_partitions 6 was not applied"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("replication_factor 3 was not applied"),
+        "{warnings}"
+    );
+    assert_eq!(broker.partition_count(&target).await, Some(2));
+}

@@ -41,6 +41,7 @@ fn request(
         rate_limit_per_second: None,
         on_error: OnEvaluationError::Skip,
         translate_consumer_groups: Vec::new(),
+        if_exists: Default::default(),
     }
 }
 
@@ -696,4 +697,51 @@ async fn translates_consumer_group_offsets_to_the_target_cluster() {
         committed_offsets(&target_broker, &idle_group, &target_topic, PARTITIONS).await,
         vec![None, None, None]
     );
+}
+
+/// Like restore: an existing target that holds messages is a conflict unless the request says
+/// `if_exists: append`; refused, nothing is written.
+#[tokio::test]
+async fn a_non_empty_target_is_a_conflict_unless_appending() {
+    use kvault_domain::restore::IfExists;
+    let broker = TestBroker::get().await;
+    let source_topic = broker.unique_topic("mig-ie-src");
+    let target_topic = broker.unique_topic("mig-ie-dst");
+    broker.create_topic(&source_topic, 1).await;
+    broker.create_topic(&target_topic, 1).await;
+    let three: Vec<TestRecord> = (0..3)
+        .map(|i| TestRecord::kv(format!("k{i}"), "v"))
+        .collect();
+    broker.produce(&source_topic, &three).await;
+    broker.produce(&target_topic, &three[..1]).await;
+    let c = cluster("src", broker);
+
+    let refused = migrate(
+        &c,
+        &c,
+        "m".into(),
+        request(&source_topic, &target_topic, None),
+        OperationControl::new(),
+    )
+    .await
+    .expect_err("the target holds a message");
+    assert_eq!(
+        refused.kind(),
+        kvault_domain::ErrorKind::Conflict,
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("if_exists"), "{refused}");
+    assert_eq!(
+        broker.watermarks(&target_topic, 0).await.1,
+        1,
+        "nothing written"
+    );
+
+    let mut append = request(&source_topic, &target_topic, None);
+    append.if_exists = IfExists::Append;
+    let result = migrate(&c, &c, "m".into(), append, OperationControl::new())
+        .await
+        .expect("appending is allowed");
+    assert_eq!(result.messages_written, 3);
+    assert_eq!(broker.watermarks(&target_topic, 0).await.1, 4);
 }

@@ -174,6 +174,9 @@ pub struct MigrateArgs {
     /// after the copy (partitions must be kept 1:1).
     #[arg(long, alias = "translate_consumer_groups", value_delimiter = ',')]
     pub translate_consumer_groups: Vec<String>,
+    /// When the target topic already holds messages: fail (exit 3), or append after them.
+    #[arg(long, alias = "if_exists", value_enum, default_value_t = IfExistsArg::Fail)]
+    pub if_exists: IfExistsArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

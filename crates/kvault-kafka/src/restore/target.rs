@@ -44,7 +44,10 @@ pub(super) async fn prepare_target(
     }
 
     let topic_created = existing.is_none();
-    let mut warnings = Vec::new();
+    let mut warnings = existing
+        .as_ref()
+        .map(|info| layout_not_applied(plan, info))
+        .unwrap_or_default();
     if topic_created {
         let replication = plan
             .replication_factor
@@ -120,4 +123,32 @@ pub(super) async fn check_existing_target(
         }
     }
     Ok(())
+}
+
+/// What the request asked of the topic's layout that an existing topic does not have: the
+/// restore goes ahead into the topic as it is and says so.
+fn layout_not_applied(plan: &RestorePlan, info: &TopicInfo) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(asked) = plan
+        .target_partitions
+        .filter(|n| *n != info.partition_count())
+    {
+        warnings.push(format!(
+            "target topic {} already exists with {} partitions; target_partitions {asked} was \
+             not applied",
+            plan.target_topic,
+            info.partition_count()
+        ));
+    }
+    if let Some(asked) = plan
+        .replication_factor
+        .filter(|rf| *rf != info.replication_factor)
+    {
+        warnings.push(format!(
+            "target topic {} already exists with replication factor {}; replication_factor \
+             {asked} was not applied",
+            plan.target_topic, info.replication_factor
+        ));
+    }
+    warnings
 }

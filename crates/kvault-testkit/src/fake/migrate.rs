@@ -9,6 +9,8 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::operations::{MigrateOperation, MigrationPlan};
 use kvault_domain::{DomainError, MigrateResult, ValidationError};
 
+use kvault_domain::restore::IfExists;
+
 use super::{pace, FakeEngine, FakeTopic};
 
 #[async_trait]
@@ -33,6 +35,24 @@ impl MigrateOperation for FakeEngine {
                 .get(&request.source_topic)
                 .cloned()
                 .ok_or_else(|| DomainError::not_found("topic", &request.source_topic))
+        })?;
+        self.on(&plan.target, |c| {
+            let held = c
+                .topics
+                .get(&request.target_topic)
+                .map_or(0, FakeTopic::message_count);
+            if held > 0 && request.if_exists == IfExists::Fail {
+                return Err(DomainError::conflict_on(
+                    format!(
+                        "target topic {} already exists and holds {held} messages; migrate \
+                         into a new or empty topic, or set \"if_exists\": \"append\"",
+                        request.target_topic
+                    ),
+                    "target_topic",
+                    &request.target_topic,
+                ));
+            }
+            Ok(())
         })?;
         let mut copied = 0u64;
         let budget = request.max_messages.unwrap_or(u64::MAX);
