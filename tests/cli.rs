@@ -334,3 +334,71 @@ async fn sample_data_fills_a_new_topic_that_backs_up_with_tombstones_and_null_ke
     let backup = json(&setup.kvault(&["backup", "--cluster", "test", "--topic", &topic]));
     assert_eq!(backup["total_messages"], 300);
 }
+
+/// A kcat user's command line: no config file, the broker given with `-b`, a librdkafka
+/// property with `-X`; backup and restore round-trip and the backup names the `adhoc` cluster.
+#[tokio::test]
+async fn bootstrap_servers_on_the_command_line_need_no_config_file() {
+    let broker = TestBroker::get().await;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = broker.unique_topic("cli-adhoc");
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &records(40)).await;
+    let kvault = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kvault"))
+            .current_dir(dir.path())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("KVAULT_CONFIG")
+            .env("KVAULT__BACKUP__BASE_PATH", dir.path().join("backups"))
+            .env("KVAULT__DATABASE__URL", "sqlite::memory:")
+            .output()
+            .expect("run kvault")
+    };
+    let backup = json(&kvault(&[
+        "backup",
+        "-b",
+        broker.bootstrap(),
+        "-X",
+        "client.id=kvault-adhoc-test",
+        "--topic",
+        &topic,
+    ]));
+    assert_eq!(backup["cluster_id"], "adhoc");
+    assert_eq!(backup["total_messages"], 40);
+
+    let target = broker.unique_topic("cli-adhoc-dst");
+    let restored = json(&kvault(&[
+        "restore",
+        "--bootstrap-servers",
+        broker.bootstrap(),
+        "--backup-id",
+        backup["backup_id"].as_str().unwrap(),
+        "--target-topic",
+        &target,
+    ]));
+    assert_eq!(restored["messages_restored"], 40);
+    assert_eq!(broker.consume_all(&target).await.len(), 40);
+
+    // Without -b or --cluster the command says how to name one.
+    let output = kvault(&["backup", "--topic", &topic]);
+    assert_exit(&output, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("-b host:port"), "{stderr}");
+    // A malformed -X is refused before anything runs.
+    let output = kvault(&[
+        "backup",
+        "-b",
+        broker.bootstrap(),
+        "-X",
+        "novalue",
+        "--topic",
+        &topic,
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -24,8 +24,38 @@ pub struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub ad_hoc: AdHocCluster,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A cluster given on the command line, kcat style, instead of (or over) the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AdHocCluster {
+    /// Bootstrap servers (host:port,...): defines the cluster the command names (`--cluster`,
+    /// default `adhoc`) without a config file.
+    #[arg(
+        short = 'b',
+        long = "bootstrap-servers",
+        alias = "bootstrap_servers",
+        global = true
+    )]
+    pub bootstrap_servers: Option<String>,
+    /// A librdkafka property for that cluster (repeatable), e.g. `-X security.protocol=SSL`.
+    /// Also layered over a configured cluster's properties when `-b` is not given. Values are
+    /// never printed.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property, global = true)]
+    pub properties: Vec<(String, String)>,
+}
+
+fn parse_property(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err("expected KEY=VALUE, e.g. -X security.protocol=SSL".into()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,9 +90,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Cluster id from the `clusters:` config section.
+    /// Cluster id from the `clusters:` config section (or the name of the `-b` cluster).
     #[arg(long, alias = "cluster_id", alias = "cluster-id")]
-    pub cluster: String,
+    pub cluster: Option<String>,
     #[arg(long)]
     pub topic: String,
     #[arg(long, value_parser = parse_compression)]
@@ -147,11 +177,11 @@ impl From<IfExistsArg> for IfExists {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[arg(long, alias = "source_cluster")]
-    pub source_cluster: String,
+    pub source_cluster: Option<String>,
     #[arg(long, alias = "source_topic")]
     pub source_topic: String,
     #[arg(long, alias = "target_cluster")]
-    pub target_cluster: String,
+    pub target_cluster: Option<String>,
     #[arg(long, alias = "target_topic")]
     pub target_topic: String,
     #[arg(long, alias = "max_messages")]
@@ -197,7 +227,7 @@ impl From<OnErrorArg> for OnEvaluationError {
 #[derive(Debug, Args)]
 pub struct DrainArgs {
     #[arg(long, alias = "cluster_id", alias = "cluster-id")]
-    pub cluster: String,
+    pub cluster: Option<String>,
     #[arg(long, alias = "group_id")]
     pub group_id: String,
     /// Comma-separated topics to watch.
@@ -249,7 +279,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct SampleDataArgs {
     #[arg(long, alias = "cluster_id", alias = "cluster-id")]
-    pub cluster: String,
+    pub cluster: Option<String>,
     #[arg(long)]
     pub topic: String,
     /// Partitions when the topic is created.

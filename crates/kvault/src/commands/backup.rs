@@ -29,8 +29,9 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
         context.settings.backup.request_defaults(),
         chrono::Utc::now(),
     )?;
-    let cluster = ClusterId::parse(&args.cluster)?;
-    let engine = context.engine(&[&args.cluster], context.store()?)?;
+    let name = context.cluster_name(args.cluster, "--cluster")?;
+    let cluster = ClusterId::parse(&name)?;
+    let engine = context.engine(&[&name], context.store()?)?;
     let control = OperationControl::new();
     let _progress = ProgressLine::start(format!("backup {}", plan.backup_id), control.clone());
     let result = engine.backup(&cluster, plan, control).await?;

@@ -21,8 +21,9 @@ pub async fn run(context: &Context, args: DrainArgs) -> Result<(), CliError> {
         strategy: args.strategy.into(),
     };
     let plan = DrainPlan::new(request)?;
-    let cluster = ClusterId::parse(&args.cluster)?;
-    let engine = context.engine(&[&args.cluster], context.store()?)?;
+    let name = context.cluster_name(args.cluster, "--cluster")?;
+    let cluster = ClusterId::parse(&name)?;
+    let engine = context.engine(&[&name], context.store()?)?;
     let result = engine
         .drain(&cluster, plan, OperationControl::new())
         .await?;

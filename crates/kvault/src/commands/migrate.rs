@@ -18,9 +18,9 @@ pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
         key_transformation: args.key_transformation,
     };
     let request = MigrateRequest {
-        source_cluster: args.source_cluster,
+        source_cluster: context.cluster_name(args.source_cluster, "--source-cluster")?,
         source_topic: args.source_topic,
-        target_cluster: args.target_cluster,
+        target_cluster: context.cluster_name(args.target_cluster, "--target-cluster")?,
         target_topic: args.target_topic,
         max_messages: args.max_messages,
         transformation: (!transformation.is_empty()).then_some(transformation),

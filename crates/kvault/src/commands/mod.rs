@@ -16,7 +16,7 @@ use crate::context::Context;
 use crate::exit::CliError;
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let context = Context::load(cli.config.as_deref())?;
+    let context = Context::load(cli.config.as_deref())?.with_ad_hoc(cli.ad_hoc);
     match cli.command {
         Command::Serve => serve::run(context).await,
         Command::Backup(args) => backup::run(&context, args).await,

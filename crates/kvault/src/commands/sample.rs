@@ -14,7 +14,7 @@ pub async fn run(context: &Context, args: SampleDataArgs) -> Result<(), CliError
             ValidationError::new("partitions", args.partitions, "must be at least 1").into(),
         );
     }
-    let cluster = context.cluster(&args.cluster)?;
+    let cluster = context.cluster(&context.cluster_name(args.cluster, "--cluster")?)?;
     let report = cluster
         .produce_sample(&args.topic, args.partitions, args.messages)
         .await?;
