@@ -267,6 +267,11 @@ impl<R> Authed<R> {
         &self.claims.sub
     }
 
+    /// Whether the token holds at least `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.claims.role().is_some_and(|held| held >= role)
+    }
+
     /// 403 unless the token's `clusters` claim (when present) names `cluster_id`.
     pub fn require_cluster(&self, cluster_id: &str) -> Result<(), ApiError> {
         if self.may_touch(cluster_id) {

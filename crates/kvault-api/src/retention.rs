@@ -1,6 +1,7 @@
 //! Retention: deletes backups older than `backup.retention_days` (never one a running job
 //! uses) and removes what killed writers left behind, on a timer next to the server.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
@@ -10,29 +11,55 @@ use kvault_domain::BackupId;
 
 use crate::state::AppState;
 
+/// What one retention sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepOutcome {
+    /// Backups deleted.
+    pub deleted: Vec<String>,
+    /// Backups whose delete failed, with why; the sweep went on past them.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Running totals of retention deletions, for `/metrics/prometheus`.
+#[derive(Debug, Default)]
+pub struct RetentionCounters {
+    pub deleted: AtomicU64,
+    pub failed: AtomicU64,
+}
+
 /// Deletes backups older than `retention_days` (none when it is 0), skipping backups a running
-/// job uses. Returns the ids deleted.
+/// job uses. A failed delete is logged and reported, and the sweep goes on with the others.
 pub async fn sweep_retention(
     store: &dyn ArchiveStore,
     retention_days: u32,
     now: DateTime<Utc>,
     in_use: impl Fn(&str) -> bool,
-) -> Result<Vec<String>, kvault_domain::DomainError> {
+) -> Result<SweepOutcome, kvault_domain::DomainError> {
+    let mut outcome = SweepOutcome::default();
     if retention_days == 0 {
-        return Ok(Vec::new());
+        return Ok(outcome);
     }
     let cutoff = now - chrono::Duration::days(i64::from(retention_days));
-    let mut deleted = Vec::new();
     for manifest in store.list().await? {
         if manifest.finished_at >= cutoff || in_use(&manifest.backup_id) {
             continue;
         }
-        let id = BackupId::parse(&manifest.backup_id)?;
-        store.delete(&id).await?;
-        tracing::info!(backup_id = %id, finished_at = %manifest.finished_at, retention_days, "backup expired and deleted");
-        deleted.push(manifest.backup_id);
+        let deleted = match BackupId::parse(&manifest.backup_id) {
+            Ok(id) => store.delete(&id).await,
+            Err(e) => Err(e.into()),
+        };
+        match deleted {
+            Ok(()) => {
+                tracing::info!(backup_id = %manifest.backup_id, finished_at = %manifest.finished_at, retention_days, "backup expired and deleted");
+                outcome.deleted.push(manifest.backup_id);
+            }
+            Err(e) => {
+                tracing::error!(backup_id = %manifest.backup_id, error = %e, "expired backup could not be deleted; the sweep goes on");
+                outcome.failed.push((manifest.backup_id, e.to_string()));
+            }
+        }
     }
-    Ok(deleted)
+    Ok(outcome)
 }
 
 pub(crate) async fn retention_loop(state: web::Data<AppState>) {
@@ -52,8 +79,15 @@ pub(crate) async fn retention_loop(state: web::Data<AppState>) {
         })
         .await;
         match swept {
-            Ok(deleted) => {
-                if !deleted.is_empty() {
+            Ok(outcome) => {
+                let counters = &state.retention;
+                counters
+                    .deleted
+                    .fetch_add(outcome.deleted.len() as u64, Ordering::Relaxed);
+                counters
+                    .failed
+                    .fetch_add(outcome.failed.len() as u64, Ordering::Relaxed);
+                if !outcome.deleted.is_empty() {
                     state.archive_totals.invalidate();
                 }
             }

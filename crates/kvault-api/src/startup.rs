@@ -107,6 +107,7 @@ impl Application {
             engine: adapters.engine,
             store: adapters.archives,
             archive_totals: Arc::new(ArchiveTotalsCache::default()),
+            retention: Default::default(),
             settings,
         });
         let server = run(listener, state.clone())?;

@@ -33,6 +33,7 @@ pub struct AppState {
     pub engine: Arc<dyn Engine>,
     pub store: Arc<dyn ArchiveStore>,
     pub archive_totals: Arc<ArchiveTotalsCache>,
+    pub retention: crate::retention::RetentionCounters,
 }
 
 impl AppState {

@@ -314,7 +314,9 @@ fn read_partition(
             break;
         }
         if let Some(throttle) = &shared.throttle {
-            throttle.acquire_blocking(1);
+            if !throttle.acquire_blocking(1, || shared.should_stop()) {
+                return Err(DomainError::Cancelled);
+            }
         }
         covered_to = message.offset() + 1;
         let record = to_record(&message, shared.include_keys, shared.include_headers);

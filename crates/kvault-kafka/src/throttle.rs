@@ -2,6 +2,7 @@
 //! usable from async tasks and from blocking reader threads.
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
@@ -40,38 +41,66 @@ impl Throttle {
         })
     }
 
-    /// Waits (asynchronously) until `n` more messages may pass.
-    pub async fn acquire(&self, n: u32) {
+    /// Waits (asynchronously) until `n` more messages may pass; `false` as soon as `stop`
+    /// says so (checked at least every [`STOP_CHECK`]), so a cancel is never slept through.
+    pub async fn acquire(&self, n: u32, stop: impl Fn() -> bool) -> bool {
         let mut left = n;
         while left > 0 {
-            let take = left.min(self.burst.get());
-            left -= take;
-            if let Some(take) = NonZeroU32::new(take) {
-                // Cannot fail: `take` never exceeds the burst.
-                let _ = self.limiter.until_n_ready(take).await;
+            match self.try_take(&mut left) {
+                None => {}
+                Some(wait) => {
+                    if stop() {
+                        return false;
+                    }
+                    tokio::time::sleep(wait.min(STOP_CHECK)).await;
+                }
             }
         }
+        true
     }
 
-    /// Blocks the calling (non-async) thread until `n` more messages may pass.
-    pub fn acquire_blocking(&self, n: u32) {
+    /// Blocks the calling (non-async) thread until `n` more messages may pass; `false` as
+    /// soon as `stop` says so.
+    pub fn acquire_blocking(&self, n: u32, stop: impl Fn() -> bool) -> bool {
         let mut left = n;
         while left > 0 {
-            let take = left.min(self.burst.get());
-            let Some(cells) = NonZeroU32::new(take) else {
-                return;
-            };
-            match self.limiter.check_n(cells) {
-                Ok(Ok(())) => left -= take,
-                Ok(Err(not_until)) => {
-                    std::thread::sleep(not_until.wait_time_from(self.clock.now()));
+            match self.try_take(&mut left) {
+                None => {}
+                Some(wait) => {
+                    if stop() {
+                        return false;
+                    }
+                    std::thread::sleep(wait.min(STOP_CHECK));
                 }
-                // `take <= burst`, so the bucket can always hold it; do not spin.
-                Err(_) => left -= take,
+            }
+        }
+        true
+    }
+
+    /// Takes up to one burst of `left` from the bucket; `Some(wait)` when it must wait first.
+    fn try_take(&self, left: &mut u32) -> Option<Duration> {
+        let take = (*left).min(self.burst.get());
+        let Some(cells) = NonZeroU32::new(take) else {
+            *left = 0;
+            return None;
+        };
+        match self.limiter.check_n(cells) {
+            Ok(Ok(())) => {
+                *left -= take;
+                None
+            }
+            Ok(Err(not_until)) => Some(not_until.wait_time_from(self.clock.now())),
+            // `take <= burst`, so the bucket can always hold it; do not spin.
+            Err(_) => {
+                *left -= take;
+                None
             }
         }
     }
 }
+
+/// How often a waiting acquire looks at its stop condition.
+pub const STOP_CHECK: Duration = Duration::from_millis(200);
 
 #[cfg(test)]
 mod tests {
@@ -88,10 +117,39 @@ mod tests {
         let throttle = Throttle::per_second(100).unwrap();
         let start = Instant::now();
         // 100 pass at once (the burst), the next 20 need ~200 ms.
-        throttle.acquire_blocking(100);
-        throttle.acquire_blocking(20);
+        assert!(throttle.acquire_blocking(100, || false));
+        assert!(throttle.acquire_blocking(20, || false));
         let elapsed = start.elapsed();
         assert!(elapsed.as_millis() >= 150, "{elapsed:?}");
         assert!(elapsed.as_millis() < 2_000, "{elapsed:?}");
+    }
+
+    /// At 1 message per second, 1,000 messages would take ~17 minutes: a cancel must end the
+    /// wait at the next check instead.
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_instead_of_sleeping_through_it() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let throttle = Throttle::per_second(1).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            flag.store(true, Ordering::Relaxed);
+        });
+        let start = Instant::now();
+        let passed = throttle
+            .acquire(1_000, || stop.load(Ordering::Relaxed))
+            .await;
+        assert!(!passed, "stopped, not passed");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        let blocking_stop = || true;
+        assert!(!Throttle::per_second(1)
+            .unwrap()
+            .acquire_blocking(1_000, blocking_stop));
     }
 }

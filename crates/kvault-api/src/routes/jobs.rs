@@ -5,7 +5,7 @@ use kvault_domain::{Job, JobId, JobKind, JobState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Authed, Operator, Viewer};
+use crate::auth::{Authed, Operator, Role, Viewer};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::JobFilter;
 use crate::state::AppState;
@@ -130,6 +130,20 @@ pub async fn cancel_job(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_job_id(&path)?;
     let job = state.job(id, &auth).await?;
+    // Cancelling is as strong as starting: restore and migrate need an admin to start, so an
+    // operator may not stop them halfway either.
+    let needed = match job.kind {
+        JobKind::Restore | JobKind::Migrate => Role::Admin,
+        _ => Role::Operator,
+    };
+    if !auth.has_role(needed) {
+        return Err(ApiError::forbidden(format!(
+            "cancelling a {} job needs role {}",
+            job.kind.as_str(),
+            needed.as_str()
+        ))
+        .on("job_id", id));
+    }
     if job.state.is_terminal() || !state.runner.cancel(id) {
         return Err(ApiError::conflict(format!(
             "job '{id}' is {} and cannot be cancelled",

@@ -154,6 +154,24 @@ pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
         "Failed share of ended backup jobs.",
         m.error_rate_percent,
     );
+    for (name, help, counter) in [
+        (
+            "kvault_retention_deletions_total",
+            "Backups deleted by the retention sweep since start.",
+            &state.retention.deleted,
+        ),
+        (
+            "kvault_retention_failures_total",
+            "Expired backups the retention sweep could not delete since start.",
+            &state.retention.failed,
+        ),
+    ] {
+        let value = counter.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP kvault_jobs Jobs in the job store by kind and state.\n# TYPE kvault_jobs gauge"

@@ -379,3 +379,31 @@ async fn restore_checks_the_backups_source_cluster_against_the_claim() {
         allowed.text().await.unwrap()
     );
 }
+
+/// Restore and migrate need an admin to start, so an operator may not cancel them either.
+#[tokio::test]
+async fn an_operator_may_not_cancel_an_admin_only_job() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 20).await;
+    let backup = app.completed_backup(&topic).await;
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/restore?wait=false",
+            Role::Admin,
+            &json!({"backup_id": backup["backup_id"], "target_topic": format!("{topic}-r"),
+                    "rate_limit_per_second": 1}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let job: serde_json::Value = resp.json().await.unwrap();
+    let cancel = format!("/api/kafka/jobs/{}/cancel", job["job_id"].as_str().unwrap());
+    let body = error_body(app.post(&cancel, Role::Operator, &json!({})).await, 403).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("admin"),
+        "{body}"
+    );
+    let resp = app.post(&cancel, Role::Admin, &json!({})).await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let ended = app.wait_for_job(job["job_id"].as_str().unwrap()).await;
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+}

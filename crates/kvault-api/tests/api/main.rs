@@ -9,4 +9,5 @@ mod jobs;
 mod limits;
 mod monitoring;
 mod operations;
+mod retention;
 mod shapes;

@@ -337,28 +337,3 @@ async fn max_backup_size_stops_a_backup_and_leaves_no_archive() {
         "partial archive left behind: {leftovers:?}"
     );
 }
-
-#[tokio::test]
-async fn the_retention_sweeper_deletes_only_expired_backups() {
-    let app = spawn_app().await;
-    let topic = app.topic_with(1, 3).await;
-    app.completed_backup(&topic).await;
-    let state = app.app_state.clone();
-    let store = state.store.clone();
-    let now = chrono::Utc::now();
-    let kept = kvault_api::retention::sweep_retention(store.as_ref(), 30, now, |_| false)
-        .await
-        .unwrap();
-    assert!(kept.is_empty());
-    let later = now + chrono::Duration::days(31);
-    let in_use = kvault_api::retention::sweep_retention(store.as_ref(), 30, later, |_| true)
-        .await
-        .unwrap();
-    assert!(in_use.is_empty());
-    let swept = kvault_api::retention::sweep_retention(store.as_ref(), 30, later, |_| false)
-        .await
-        .unwrap();
-    assert_eq!(swept.len(), 1);
-    let list: Value = app.get_json("/api/kafka/backups", Role::Viewer).await;
-    assert!(list["backups"].as_array().unwrap().is_empty());
-}

@@ -140,7 +140,13 @@ async fn produce_batches(
             return Err(DomainError::Cancelled);
         }
         if let Some(throttle) = &shared.throttle {
-            throttle.acquire(batch.len() as u32).await;
+            if !throttle
+                .acquire(batch.len() as u32, || shared.should_stop())
+                .await
+            {
+                deliveries.settle_all().await?;
+                return Err(DomainError::Cancelled);
+            }
         }
         let mut batch_bytes = 0u64;
         for record in &batch {

@@ -1,0 +1,126 @@
+//! The retention sweep: only expired backups, never one a job uses, and a failed delete does
+//! not stop the sweep (it is logged and counted in the Prometheus `/metrics`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kvault_api::auth::Role;
+use kvault_api::retention::sweep_retention;
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::ports::{
+    ArchiveSpec, ArchiveStore, ArchiveWriter, ReadBounds, RecordReader, VerifyReport,
+};
+use kvault_domain::{BackupId, DomainError, Manifest};
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_retention_sweeper_deletes_only_expired_backups() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 3).await;
+    app.completed_backup(&topic).await;
+    let store = app.app_state.store.clone();
+    let now = chrono::Utc::now();
+    let kept = sweep_retention(store.as_ref(), 30, now, |_| false)
+        .await
+        .unwrap();
+    assert!(kept.deleted.is_empty());
+    let later = now + chrono::Duration::days(31);
+    let in_use = sweep_retention(store.as_ref(), 30, later, |_| true)
+        .await
+        .unwrap();
+    assert!(in_use.deleted.is_empty());
+    let swept = sweep_retention(store.as_ref(), 30, later, |_| false)
+        .await
+        .unwrap();
+    assert_eq!(swept.deleted.len(), 1);
+    let list: Value = app.get_json("/api/kafka/backups", Role::Viewer).await;
+    assert!(list["backups"].as_array().unwrap().is_empty());
+}
+
+/// A store whose delete of one backup fails, like a file held open or a permission error.
+struct FailingDelete {
+    inner: Arc<dyn ArchiveStore>,
+    fails: String,
+}
+
+#[async_trait]
+impl ArchiveStore for FailingDelete {
+    async fn create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>> {
+        self.inner.create(spec).await
+    }
+    async fn manifest(&self, id: &BackupId) -> DomainResult<Manifest> {
+        self.inner.manifest(id).await
+    }
+    async fn read_partition(
+        &self,
+        id: &BackupId,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn RecordReader>> {
+        self.inner.read_partition(id, partition, bounds).await
+    }
+    async fn list(&self) -> DomainResult<Vec<Manifest>> {
+        self.inner.list().await
+    }
+    async fn delete(&self, id: &BackupId) -> DomainResult<()> {
+        if id.as_str() == self.fails {
+            return Err(DomainError::storage("permission denied (test)"));
+        }
+        self.inner.delete(id).await
+    }
+    async fn verify(
+        &self,
+        id: &BackupId,
+        control: &OperationControl,
+    ) -> DomainResult<VerifyReport> {
+        self.inner.verify(id, control).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_delete_does_not_stop_the_sweep() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 3).await;
+    let ids: Vec<String> = [
+        app.completed_backup(&topic).await,
+        app.completed_backup(&topic).await,
+        app.completed_backup(&topic).await,
+    ]
+    .iter()
+    .map(|b| b["backup_id"].as_str().unwrap().to_owned())
+    .collect();
+    // Listing is newest first: make the first one the sweep meets fail.
+    let listed = app.app_state.store.list().await.unwrap();
+    let store = FailingDelete {
+        inner: app.app_state.store.clone(),
+        fails: listed[0].backup_id.clone(),
+    };
+    let later = chrono::Utc::now() + chrono::Duration::days(31);
+    let outcome = sweep_retention(&store, 30, later, |_| false).await.unwrap();
+    assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.failed[0].0, listed[0].backup_id);
+    assert_eq!(outcome.deleted.len(), 2, "the sweep went on: {outcome:?}");
+    let left = app.app_state.store.list().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(ids.contains(&left[0].backup_id));
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("# TYPE kvault_retention_failures_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kvault_retention_deletions_total 0"),
+        "{text}"
+    );
+}
