@@ -284,6 +284,11 @@ impl<R> Authed<R> {
         }
     }
 
+    /// The token's `clusters` claim: `None` when it may touch every cluster.
+    pub fn allowed_clusters(&self) -> Option<&[String]> {
+        self.claims.clusters.as_deref()
+    }
+
     pub fn may_touch(&self, cluster_id: &str) -> bool {
         match &self.claims.clusters {
             None => true,

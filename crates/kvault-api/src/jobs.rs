@@ -45,6 +45,9 @@ pub struct JobFilter {
     pub kind: Option<JobKind>,
     pub state: Option<JobState>,
     pub cluster_id: Option<String>,
+    /// Only jobs on these clusters (and jobs without one); `None`: every cluster. Applied in
+    /// the query, so a scoped token gets full pages.
+    pub allowed_clusters: Option<Vec<String>>,
     pub limit: i64,
 }
 
@@ -176,18 +179,33 @@ impl JobStore {
     pub async fn list(&self, filter: &JobFilter) -> Result<Vec<StoredJob>, StoreError> {
         // Optional filters as `($n IS NULL OR col = $n)`, so one statement serves every
         // combination on both databases.
-        let rows = sqlx::query(&format!(
+        let allowed = match &filter.allowed_clusters {
+            None => String::new(),
+            Some(ids) if ids.is_empty() => " AND cluster_id IS NULL".to_owned(),
+            Some(ids) => {
+                let placeholders: Vec<String> =
+                    (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+                format!(
+                    " AND (cluster_id IS NULL OR cluster_id IN ({}))",
+                    placeholders.join(", ")
+                )
+            }
+        };
+        let sql = format!(
             "SELECT {COLUMNS} FROM jobs \
              WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) \
-             AND ($3 IS NULL OR cluster_id = $3) \
+             AND ($3 IS NULL OR cluster_id = $3){allowed} \
              ORDER BY created_at_ms DESC, id LIMIT $4"
-        ))
-        .bind(filter.kind.map(|k| k.as_str().to_owned()))
-        .bind(filter.state.map(|s| s.as_str().to_owned()))
-        .bind(filter.cluster_id.clone())
-        .bind(filter.limit.max(1))
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(filter.kind.map(|k| k.as_str().to_owned()))
+            .bind(filter.state.map(|s| s.as_str().to_owned()))
+            .bind(filter.cluster_id.clone())
+            .bind(filter.limit.max(1));
+        for id in filter.allowed_clusters.iter().flatten() {
+            query = query.bind(id.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(StoredJob::from_row).collect()
     }
 
@@ -381,6 +399,7 @@ mod tests {
         assert_eq!(stats.average_duration_ms, 2000.0);
         let list = store
             .list(&JobFilter {
+                allowed_clusters: None,
                 kind: Some(JobKind::Restore),
                 limit: 10,
                 ..Default::default()
@@ -390,6 +409,7 @@ mod tests {
         assert!(list.is_empty());
         let list = store
             .list(&JobFilter {
+                allowed_clusters: None,
                 state: Some(JobState::Completed),
                 limit: 10,
                 ..Default::default()

@@ -316,7 +316,10 @@ fn parse_compression(raw: &str) -> Result<CompressionType, String> {
     raw.parse::<CompressionType>().map_err(|e| e.message)
 }
 
-/// `90s`, `30m`, `1h`, `7d`, or plain seconds.
+/// The longest `kvault token --ttl`: a year.
+pub const MAX_TOKEN_TTL_SECS: u64 = 365 * 86_400;
+
+/// `90s`, `30m`, `1h`, `7d`, or plain seconds; at most [`MAX_TOKEN_TTL_SECS`].
 pub fn parse_ttl(raw: &str) -> Result<std::time::Duration, String> {
     let raw = raw.trim();
     let (number, unit) = raw
@@ -325,19 +328,26 @@ pub fn parse_ttl(raw: &str) -> Result<std::time::Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("expected a duration like 30m, 1h or 7d, got '{raw}'"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         other => {
             return Err(format!(
                 "unknown duration unit '{other}' (use s, m, h or d)"
             ))
         }
     };
+    let secs = n.saturating_mul(unit_secs);
     if secs == 0 {
         return Err("ttl must be positive".into());
+    }
+    if secs > MAX_TOKEN_TTL_SECS {
+        return Err(format!(
+            "ttl {raw} is longer than the longest allowed, 365d: long-lived tokens cannot be \
+             revoked, mint short ones"
+        ));
     }
     Ok(std::time::Duration::from_secs(secs))
 }
@@ -353,6 +363,11 @@ mod tests {
         assert_eq!(parse_ttl("1h").unwrap().as_secs(), 3600);
         assert_eq!(parse_ttl("7d").unwrap().as_secs(), 604_800);
         assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("365d").is_ok());
+        assert!(parse_ttl("366d").unwrap_err().contains("365d"));
+        // Would overflow u64 seconds: refused, not wrapped or panicking.
+        assert!(parse_ttl("99999999999999999d").is_err());
+        assert!(parse_ttl("99999999999999999999999").is_err());
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("h").is_err());
     }

@@ -75,6 +75,7 @@ pub async fn list_jobs(
             kind,
             state: job_state,
             cluster_id: query.cluster_id.clone(),
+            allowed_clusters: auth.allowed_clusters().map(<[String]>::to_vec),
             limit,
         })
         .await

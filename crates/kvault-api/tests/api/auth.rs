@@ -407,3 +407,41 @@ async fn an_operator_may_not_cancel_an_admin_only_job() {
     let ended = app.wait_for_job(job["job_id"].as_str().unwrap()).await;
     assert_eq!(ended["state"], "cancelled", "{ended}");
 }
+
+/// The `clusters` claim filters `GET /jobs` in the query: a scoped token gets a full page of
+/// its own jobs, not a page emptied of other clusters' jobs.
+#[tokio::test]
+async fn a_scoped_token_gets_full_pages_of_its_own_jobs() {
+    let app = spawn_app_with(|s| {
+        let local = s.clusters["local"].clone();
+        s.clusters.insert("other".into(), local);
+    })
+    .await;
+    let topic = app.topic_with(1, 3).await;
+    app.completed_backup(&topic).await;
+    app.fake().create_topic("other", &topic, 1);
+    for _ in 0..3 {
+        let resp = app
+            .post(
+                "/api/kafka/clusters/other/backup",
+                Role::Operator,
+                &json!({ "topic": topic }),
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let token = app.token_for("scoped", Role::Viewer, Some(vec!["local".into()]));
+    let page: serde_json::Value = app
+        .client
+        .get(app.url("/api/kafka/jobs?limit=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jobs = page["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{page}");
+    assert_eq!(jobs[0]["cluster_id"], "local");
+}
