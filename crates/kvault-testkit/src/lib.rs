@@ -29,7 +29,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::TopicPartitionList;
 use tokio::sync::OnceCell;
@@ -258,23 +258,7 @@ impl TestBroker {
                         let p = m.partition();
                         let end = ends.get(&p).copied().unwrap_or(0);
                         if m.offset() < end {
-                            out.push(ConsumedRecord {
-                                partition: p,
-                                offset: m.offset(),
-                                key: m.key().map(<[u8]>::to_vec),
-                                value: m.payload().map(<[u8]>::to_vec),
-                                headers: m
-                                    .headers()
-                                    .map(|hs| {
-                                        hs.iter()
-                                            .map(|h| {
-                                                (h.key.to_owned(), h.value.map(<[u8]>::to_vec))
-                                            })
-                                            .collect()
-                                    })
-                                    .unwrap_or_default(),
-                                timestamp: m.timestamp().to_millis(),
-                            });
+                            out.push(ConsumedRecord::from_message(&m));
                         }
                         if m.offset() + 1 >= end {
                             pending.remove(&p);

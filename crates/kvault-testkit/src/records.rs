@@ -106,3 +106,25 @@ pub async fn produce_with(
         .collect()
         .await
 }
+
+impl ConsumedRecord {
+    /// The message as read back, bytes and headers unchanged.
+    pub(crate) fn from_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        use rdkafka::message::{Headers, Message};
+        Self {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp: m.timestamp().to_millis(),
+        }
+    }
+}

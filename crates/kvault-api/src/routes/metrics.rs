@@ -102,6 +102,42 @@ pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
         .counts()
         .await
         .map_err(ApiError::internal)?;
+    let mut out = summary_gauges(&m);
+    for (name, help, counter) in [
+        (
+            "kvault_retention_deletions_total",
+            "Backups deleted by the retention sweep since start.",
+            &state.retention.deleted,
+        ),
+        (
+            "kvault_retention_failures_total",
+            "Expired backups the retention sweep could not delete since start.",
+            &state.retention.failed,
+        ),
+    ] {
+        let value = counter.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kvault_jobs Jobs in the job store by kind and state.\n# TYPE kvault_jobs gauge"
+    );
+    for (kind, job_state, n) in counts {
+        let _ = writeln!(
+            out,
+            "kvault_jobs{{kind=\"{kind}\",state=\"{job_state}\"}} {n}"
+        );
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
+/// The `/api/kafka/metrics` figures as Prometheus gauges.
+fn summary_gauges(m: &MetricsResponse) -> String {
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: f64| {
         let _ = writeln!(
@@ -154,37 +190,7 @@ pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
         "Failed share of ended backup jobs.",
         m.error_rate_percent,
     );
-    for (name, help, counter) in [
-        (
-            "kvault_retention_deletions_total",
-            "Backups deleted by the retention sweep since start.",
-            &state.retention.deleted,
-        ),
-        (
-            "kvault_retention_failures_total",
-            "Expired backups the retention sweep could not delete since start.",
-            &state.retention.failed,
-        ),
-    ] {
-        let value = counter.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP kvault_jobs Jobs in the job store by kind and state.\n# TYPE kvault_jobs gauge"
-    );
-    for (kind, job_state, n) in counts {
-        let _ = writeln!(
-            out,
-            "kvault_jobs{{kind=\"{kind}\",state=\"{job_state}\"}} {n}"
-        );
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(out))
+    out
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
