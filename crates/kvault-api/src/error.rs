@@ -188,11 +188,9 @@ impl From<DomainError> for ApiError {
 fn from_domain(e: DomainError) -> ApiError {
     match e {
         DomainError::Validation(v) => v.into(),
-        DomainError::NotFound { kind, name } => ApiError::not_found(
-            not_found_field(kind),
-            &name,
-            format!("{kind} '{name}' not found"),
-        ),
+        DomainError::NotFound { kind, name } => {
+            ApiError::not_found(kind.field(), &name, format!("{kind} '{name}' not found"))
+        }
         DomainError::Conflict {
             message,
             field,
@@ -243,19 +241,6 @@ fn from_domain(e: DomainError) -> ApiError {
             failure, message, ..
         } => from_storage(failure, message),
         other => ApiError::internal(other),
-    }
-}
-
-/// The request field a missing thing of `kind` was named by.
-fn not_found_field(kind: &str) -> &str {
-    match kind {
-        "cluster" => "cluster_id",
-        "backup" => "backup_id",
-        "job" => "job_id",
-        "topic" => "topic",
-        "group" | "consumer group" | "consumer_group" => "group_id",
-        "partition" => "partitions",
-        other => other,
     }
 }
 
@@ -349,7 +334,8 @@ mod tests {
 
     #[test]
     fn domain_errors_map_to_documented_statuses() {
-        let e: ApiError = DomainError::not_found("topic", "events").into();
+        let e: ApiError =
+            DomainError::not_found(kvault_domain::error::Missing::Topic, "events").into();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert_eq!(e.field.as_deref(), Some("topic"));
         let e: ApiError = DomainError::conflict_on("not empty", "target_topic", "t").into();

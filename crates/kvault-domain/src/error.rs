@@ -67,7 +67,7 @@ pub enum DomainError {
     Validation(#[from] ValidationError),
     /// A named thing does not exist: cluster, topic, backup, job, consumer group (404).
     #[error("{kind} '{name}' not found")]
-    NotFound { kind: &'static str, name: String },
+    NotFound { kind: Missing, name: String },
     /// The request conflicts with existing state, e.g. a non-empty target topic (409).
     #[error("{message}")]
     Conflict {
@@ -122,6 +122,46 @@ pub enum DomainError {
     },
 }
 
+/// What was not found: each kind names the request field a caller used for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Missing {
+    Cluster,
+    Topic,
+    Backup,
+    Job,
+    ConsumerGroup,
+    Partition,
+}
+
+impl Missing {
+    /// The request field that named the missing thing, for the error body's `details.field`.
+    pub fn field(self) -> &'static str {
+        match self {
+            Missing::Cluster => "cluster_id",
+            Missing::Topic => "topic",
+            Missing::Backup => "backup_id",
+            Missing::Job => "job_id",
+            Missing::ConsumerGroup => "group_id",
+            Missing::Partition => "partitions",
+        }
+    }
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Missing::Cluster => "cluster",
+            Missing::Topic => "topic",
+            Missing::Backup => "backup",
+            Missing::Job => "job",
+            Missing::ConsumerGroup => "consumer group",
+            Missing::Partition => "partition",
+        })
+    }
+}
+
 /// The kind of an error, for mapping onto statuses and exit codes without matching strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -138,7 +178,7 @@ pub enum ErrorKind {
 }
 
 impl DomainError {
-    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+    pub fn not_found(kind: Missing, name: impl Into<String>) -> Self {
         Self::NotFound {
             kind,
             name: name.into(),

@@ -188,7 +188,7 @@ impl Admin {
     pub async fn require_topic(&self, topic: &str) -> DomainResult<TopicInfo> {
         self.topic(topic)
             .await?
-            .ok_or_else(|| DomainError::not_found("topic", topic))
+            .ok_or_else(|| DomainError::not_found(kvault_domain::error::Missing::Topic, topic))
     }
 
     /// `(low, high)` watermarks of every listed partition, read one after the other right now.

@@ -82,7 +82,10 @@ impl KafkaCluster {
         let probe = Arc::new(group_offsets_client(self.config(), &req.group_id)?);
         let first = check(&probe, &req.group_id, &partitions).await?;
         if !group_known(&probe, &req.group_id, &first).await? {
-            return Err(DomainError::not_found("consumer_group", &req.group_id));
+            return Err(DomainError::not_found(
+                kvault_domain::error::Missing::ConsumerGroup,
+                &req.group_id,
+            ));
         }
         // time_based: what existed when the drain began.
         let snapshot: BTreeMap<Tp, i64> = first

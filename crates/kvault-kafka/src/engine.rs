@@ -41,9 +41,9 @@ impl KafkaEngine {
 
     /// The cluster `id`, `NotFound` when it is not configured.
     pub fn cluster(&self, id: &ClusterId) -> DomainResult<&KafkaCluster> {
-        self.clusters
-            .get(id)
-            .ok_or_else(|| DomainError::not_found("cluster", id.as_str()))
+        self.clusters.get(id).ok_or_else(|| {
+            DomainError::not_found(kvault_domain::error::Missing::Cluster, id.as_str())
+        })
     }
 }
 

@@ -271,13 +271,26 @@ async fn backup_while_producing_ends_at_the_cut() {
         for p in 0..3 {
             before.push(broker.watermarks(&topic, p).await.1);
         }
-        let result = backup(&kafka, &store, request(&topic, CompressionType::Lz4)).await;
-        let mut after = Vec::new();
-        for p in 0..3 {
-            after.push(broker.watermarks(&topic, p).await.1);
-        }
+        let result = backup(&kafka, &store, request(&topic, CompressionType::Lz4))
+            .await
+            .unwrap();
+        // Keep the producer going until it has written past the cut (on a loaded machine it
+        // may need a moment), so the test always sees a backup that raced a producer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let after = loop {
+            let mut after = Vec::new();
+            for p in 0..3 {
+                after.push(broker.watermarks(&topic, p).await.1);
+            }
+            if after.iter().sum::<i64>() > result.total_messages as i64
+                || std::time::Instant::now() > deadline
+            {
+                break after;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         keep_writing.store(false, Ordering::Relaxed);
-        (result.unwrap(), before, after)
+        (result, before, after)
     };
     let (live, (result, before, after)) = tokio::join!(writer, run_backup);
     assert!(live > 0);
@@ -367,7 +380,9 @@ async fn partition_subset_numeric_offsets_and_limits() {
     )
     .await
     {
-        Err(DomainError::NotFound { kind, .. }) => assert_eq!(kind, "topic"),
+        Err(DomainError::NotFound { kind, .. }) => {
+            assert_eq!(kind, kvault_domain::error::Missing::Topic)
+        }
         other => panic!("expected not found, got {other:?}"),
     }
     assert!(kafka.topic_exists(&topic).await.unwrap());

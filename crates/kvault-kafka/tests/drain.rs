@@ -341,7 +341,7 @@ async fn unknown_group_and_unknown_topic_are_not_found() {
         matches!(
             err,
             DomainError::NotFound {
-                kind: "consumer_group",
+                kind: kvault_domain::error::Missing::ConsumerGroup,
                 ..
             }
         ),
@@ -360,7 +360,13 @@ async fn unknown_group_and_unknown_topic_are_not_found() {
         .await
         .expect_err("unknown topic");
     assert!(
-        matches!(err, DomainError::NotFound { kind: "topic", .. }),
+        matches!(
+            err,
+            DomainError::NotFound {
+                kind: kvault_domain::error::Missing::Topic,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

@@ -429,7 +429,13 @@ async fn unknown_source_topic_is_not_found() {
     .await
     .expect_err("missing source");
     assert!(
-        matches!(err, DomainError::NotFound { kind: "topic", .. }),
+        matches!(
+            err,
+            DomainError::NotFound {
+                kind: kvault_domain::error::Missing::Topic,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

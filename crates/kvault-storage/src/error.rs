@@ -244,11 +244,16 @@ impl StorageError {
         match self {
             Self::Io { path, source } => io_into_domain(&path, source, backup_id),
             Self::Cancelled => DomainError::Cancelled,
-            Self::BackupNotFound(id) => DomainError::not_found("backup", id),
+            Self::BackupNotFound(id) => {
+                DomainError::not_found(kvault_domain::error::Missing::Backup, id)
+            }
             Self::PartitionNotFound {
                 backup_id,
                 partition,
-            } => DomainError::not_found("partition", format!("{backup_id}/{partition}")),
+            } => DomainError::not_found(
+                kvault_domain::error::Missing::Partition,
+                format!("{backup_id}/{partition}"),
+            ),
             Self::BackupExists(id) => {
                 DomainError::conflict_on(format!("backup '{id}' already exists"), "backup_id", id)
             }
@@ -409,7 +414,10 @@ mod tests {
         );
         assert!(matches!(
             StorageError::BackupNotFound("b".into()).into_domain("b"),
-            DomainError::NotFound { kind: "backup", .. }
+            DomainError::NotFound {
+                kind: kvault_domain::error::Missing::Backup,
+                ..
+            }
         ));
         match StorageError::BackupExists("b".into()).into_domain("b") {
             DomainError::Conflict { field, value, .. } => {

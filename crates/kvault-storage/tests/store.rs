@@ -122,7 +122,10 @@ fn full_round_trip_on_two_threads() {
         store.blocking_delete(&b).unwrap();
         assert!(matches!(
             store.blocking_manifest(&b),
-            Err(DomainError::NotFound { kind: "backup", .. })
+            Err(DomainError::NotFound {
+                kind: kvault_domain::error::Missing::Backup,
+                ..
+            })
         ));
         assert!(matches!(
             store.blocking_verify(&b, &OperationControl::default()),
@@ -271,7 +274,7 @@ fn offsets_must_increase_and_contiguity_is_computed() {
             .err()
             .unwrap(),
         DomainError::NotFound {
-            kind: "partition",
+            kind: kvault_domain::error::Missing::Partition,
             ..
         }
     ));

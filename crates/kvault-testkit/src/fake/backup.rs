@@ -32,10 +32,9 @@ impl BackupOperation for FakeEngine {
         let started = Instant::now();
         let created_at = Utc::now();
         let topic = self.on(cluster, |c| {
-            c.topics
-                .get(&plan.topic)
-                .cloned()
-                .ok_or_else(|| DomainError::not_found("topic", &plan.topic))
+            c.topics.get(&plan.topic).cloned().ok_or_else(|| {
+                DomainError::not_found(kvault_domain::error::Missing::Topic, &plan.topic)
+            })
         })?;
         let count = topic.partitions.len() as i32;
         let available: Vec<i32> = (0..count).collect();

@@ -26,16 +26,17 @@ impl DrainOperation for FakeEngine {
         let deadline = Duration::from_secs(request.timeout_seconds);
         loop {
             let lags = self.on(cluster, |c| {
-                let group = c
-                    .groups
-                    .get(&request.group_id)
-                    .ok_or_else(|| DomainError::not_found("consumer_group", &request.group_id))?;
+                let group = c.groups.get(&request.group_id).ok_or_else(|| {
+                    DomainError::not_found(
+                        kvault_domain::error::Missing::ConsumerGroup,
+                        &request.group_id,
+                    )
+                })?;
                 let mut lags = Vec::new();
                 for topic in &request.topics {
-                    let t = c
-                        .topics
-                        .get(topic)
-                        .ok_or_else(|| DomainError::not_found("topic", topic))?;
+                    let t = c.topics.get(topic).ok_or_else(|| {
+                        DomainError::not_found(kvault_domain::error::Missing::Topic, topic)
+                    })?;
                     for (p, log) in t.partitions.iter().enumerate() {
                         let latest = log.len() as i64;
                         let current = group.get(&(topic.clone(), p as i32)).copied().unwrap_or(0);

@@ -31,10 +31,9 @@ impl MigrateOperation for FakeEngine {
             .into());
         }
         let source = self.on(&plan.source, |c| {
-            c.topics
-                .get(&request.source_topic)
-                .cloned()
-                .ok_or_else(|| DomainError::not_found("topic", &request.source_topic))
+            c.topics.get(&request.source_topic).cloned().ok_or_else(|| {
+                DomainError::not_found(kvault_domain::error::Missing::Topic, &request.source_topic)
+            })
         })?;
         self.on(&plan.target, |c| {
             let held = c

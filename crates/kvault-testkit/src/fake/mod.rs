@@ -184,9 +184,9 @@ impl FakeEngine {
             });
         }
         let mut clusters = self.lock();
-        let c = clusters
-            .get_mut(cluster)
-            .ok_or_else(|| DomainError::not_found("cluster", cluster.as_str()))?;
+        let c = clusters.get_mut(cluster).ok_or_else(|| {
+            DomainError::not_found(kvault_domain::error::Missing::Cluster, cluster.as_str())
+        })?;
         f(c)
     }
 }

@@ -127,7 +127,7 @@ fn append(
     let t = c
         .topics
         .get_mut(topic)
-        .ok_or_else(|| DomainError::not_found("topic", topic))?;
+        .ok_or_else(|| DomainError::not_found(kvault_domain::error::Missing::Topic, topic))?;
     let target = source_partition as usize % t.partitions.len();
     Ok(t.append(target, record))
 }
