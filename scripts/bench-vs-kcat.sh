@@ -123,6 +123,23 @@ for name, future in futures.items():
 EOF
 }
 
+expect_count() {
+  [ "$2" = "$RECORDS" ] || die "$1: $2 records, expected $RECORDS"
+}
+
+# records TOPIC: how many records TOPIC holds (sum of its partitions' high watermarks).
+records() {
+  "$PY" - "$BOOTSTRAP" "$1" <<'EOF'
+import sys
+from confluent_kafka import Consumer, TopicPartition
+bootstrap, topic = sys.argv[1], sys.argv[2]
+consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kvault-bench-count"})
+partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+print(sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions))
+consumer.close()
+EOF
+}
+
 # --- dataset -------------------------------------------------------------------------------------
 DATA="$WORK/records.tsv"
 log "generating $RECORDS records"
@@ -151,6 +168,7 @@ topics create "$SOURCE"
 log "loading $SOURCE"
 kcat -P -b "$BOOTSTRAP" -t "$SOURCE" -K $'\t' -z lz4 \
   -H tenant=a -H trace-id=0123456789abcdef0123456789abcdef <"$DATA"
+expect_count "source topic" "$(records "$SOURCE")"
 
 # --- measuring -----------------------------------------------------------------------------------
 RESULTS="$WORK/results.txt" # lines: round name seconds peak_kb
@@ -178,14 +196,11 @@ json_field() {
   grep -m1 "\"$2\":" "$1" | sed -E 's/^[^:]*: *"?([^",]*)"?,?$/\1/'
 }
 
-expect_count() {
-  [ "$2" = "$RECORDS" ] || die "$1: $2 records, expected $RECORDS"
-}
-
 for round in $(seq 1 "$ROUNDS"); do
   log "round $round of $ROUNDS"
   topics create "kcat-p-$round"
   measure "$round" kcat-P env LD_LIBRARY_PATH="$RDKAFKA_DIR" "$KCAT_BIN" -P -b "$BOOTSTRAP" -t "kcat-p-$round" -K $'\t' -l "$DATA"
+  expect_count "kcat -P" "$(records "kcat-p-$round")"
 
   declare -A backup_id=()
   for codec in zstd lz4 gzip; do
