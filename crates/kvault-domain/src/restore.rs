@@ -22,6 +22,30 @@ pub enum IfExists {
     Append,
 }
 
+impl IfExists {
+    /// The one rule restore and migrate share: a target topic holding `held` messages is a
+    /// conflict naming `target_topic` unless the request appends. `verb` says what would have
+    /// been written ("restore", "migrate").
+    pub fn admit(
+        self,
+        topic: &str,
+        held: i64,
+        verb: &str,
+    ) -> Result<(), crate::error::DomainError> {
+        if held > 0 && self == IfExists::Fail {
+            return Err(crate::error::DomainError::conflict_on(
+                format!(
+                    "target topic {topic} already exists and holds {held} messages; {verb} into \
+                     a new or empty topic, or set \"if_exists\": \"append\""
+                ),
+                "target_topic",
+                topic,
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How source partitions were mapped onto target partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

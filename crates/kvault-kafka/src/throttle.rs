@@ -99,6 +99,21 @@ impl Throttle {
     }
 }
 
+/// Whether a batch of `n` records may go on: `false` when `stop` says so, before or while
+/// waiting for the (optional) rate limit. The one check every producing loop makes per batch.
+pub async fn admit(throttle: Option<&Throttle>, n: usize, stop: impl Fn() -> bool) -> bool {
+    if stop() {
+        return false;
+    }
+    match throttle {
+        Some(throttle) => {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            throttle.acquire(n, stop).await
+        }
+        None => true,
+    }
+}
+
 /// How often a waiting acquire looks at its stop condition.
 pub const STOP_CHECK: Duration = Duration::from_millis(200);
 

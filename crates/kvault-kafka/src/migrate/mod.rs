@@ -57,7 +57,6 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::fanout::RootCause;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{MessageTransformation, MigrateRequest, MigrateResult};
-use kvault_domain::restore::IfExists;
 use kvault_domain::DomainError;
 use rdkafka::producer::Producer;
 
@@ -174,17 +173,7 @@ async fn prepare_target(
             .watermarks(&req.target_topic, &existing.partitions)
             .await?;
         let held: i64 = marks.values().map(|(low, high)| high - low).sum();
-        if held > 0 && req.if_exists == IfExists::Fail {
-            return Err(DomainError::conflict_on(
-                format!(
-                    "target topic {} already exists and holds {held} messages; migrate into a \
-                     new or empty topic, or set \"if_exists\": \"append\"",
-                    req.target_topic
-                ),
-                "target_topic",
-                &req.target_topic,
-            ));
-        }
+        req.if_exists.admit(&req.target_topic, held, "migrate")?;
         return Ok((existing.partitions, false));
     }
     let configs = source_admin.topic_configs(&req.source_topic).await?;

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES};
 use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+use crate::throttle::admit;
 use crate::transform::EvalError;
 
 use super::offset_map::OffsetMap;
@@ -135,18 +136,10 @@ async fn produce_batches(
         settle(done, &mut map, shared)
     });
     while let Some(batch) = rx.recv().await {
-        if shared.should_stop() {
+        let stop = || shared.should_stop();
+        if !admit(shared.throttle.as_ref(), batch.len(), stop).await {
             deliveries.settle_all().await?;
             return Err(DomainError::Cancelled);
-        }
-        if let Some(throttle) = &shared.throttle {
-            if !throttle
-                .acquire(batch.len() as u32, || shared.should_stop())
-                .await
-            {
-                deliveries.settle_all().await?;
-                return Err(DomainError::Cancelled);
-            }
         }
         let mut batch_bytes = 0u64;
         for record in &batch {

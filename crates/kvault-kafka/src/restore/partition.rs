@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::admin::Admin;
 use crate::consume::{Batcher, CHANNEL_BATCHES};
 use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+use crate::throttle::admit;
 
 use super::{Shared, SourceTotals, Tally};
 
@@ -99,18 +100,10 @@ pub(super) async fn produce_batches(
         settle(done, shared)
     });
     while let Some(batch) = rx.recv().await {
-        if shared.should_stop() {
+        let stop = || shared.should_stop();
+        if !admit(shared.throttle.as_ref(), batch.len(), stop).await {
             deliveries.settle_all().await?;
             return Err(DomainError::Cancelled);
-        }
-        if let Some(throttle) = &shared.throttle {
-            if !throttle
-                .acquire(batch.len() as u32, || shared.should_stop())
-                .await
-            {
-                deliveries.settle_all().await?;
-                return Err(DomainError::Cancelled);
-            }
         }
         let mut batch_bytes = 0u64;
         for record in &batch {

@@ -6,7 +6,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::Manifest;
 use kvault_domain::restore::RestorePlan;
 use kvault_domain::restore_planning::{check_offsets_preservable, partition_mapping};
-use kvault_domain::{DomainError, IfExists, PartitionMapping, ValidationError};
+use kvault_domain::{DomainError, PartitionMapping, ValidationError};
 
 use crate::admin::{Admin, TopicInfo};
 
@@ -97,17 +97,7 @@ pub(super) async fn check_existing_target(
         .watermarks(&plan.target_topic, &info.partitions)
         .await?;
     let held: i64 = marks.values().map(|(low, high)| high - low).sum();
-    if held > 0 && plan.if_exists == IfExists::Fail {
-        return Err(DomainError::conflict_on(
-            format!(
-                "target topic {} already exists and holds {held} messages; restore into a new \
-                 or empty topic, or set \"if_exists\": \"append\"",
-                plan.target_topic
-            ),
-            "target_topic",
-            &plan.target_topic,
-        ));
-    }
+    plan.if_exists.admit(&plan.target_topic, held, "restore")?;
     if plan.preserve_offsets {
         check_offsets_preservable(plan, manifest, sources, mapping)?;
         if let Some((p, (_, high))) = marks.iter().find(|(_, (_, high))| *high != 0) {

@@ -9,8 +9,6 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::operations::{MigrateOperation, MigrationPlan};
 use kvault_domain::{DomainError, MigrateResult, ValidationError};
 
-use kvault_domain::restore::IfExists;
-
 use super::{pace, FakeEngine, FakeTopic};
 
 #[async_trait]
@@ -40,18 +38,10 @@ impl MigrateOperation for FakeEngine {
                 .topics
                 .get(&request.target_topic)
                 .map_or(0, FakeTopic::message_count);
-            if held > 0 && request.if_exists == IfExists::Fail {
-                return Err(DomainError::conflict_on(
-                    format!(
-                        "target topic {} already exists and holds {held} messages; migrate \
-                         into a new or empty topic, or set \"if_exists\": \"append\"",
-                        request.target_topic
-                    ),
-                    "target_topic",
-                    &request.target_topic,
-                ));
-            }
-            Ok(())
+            let held = i64::try_from(held).unwrap_or(i64::MAX);
+            request
+                .if_exists
+                .admit(&request.target_topic, held, "migrate")
         })?;
         let mut copied = 0u64;
         let budget = request.max_messages.unwrap_or(u64::MAX);

@@ -8,7 +8,7 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::RestoreOperation;
 use kvault_domain::ports::ReadBounds;
-use kvault_domain::restore::{IfExists, PartitionRestoreResult, RestorePlan};
+use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
 use kvault_domain::{ClusterId, DomainError, PartitionMapping, RestoreResult};
 
 use super::{blocking_failed, pace, FakeCluster, FakeEngine, FakeTopic};
@@ -96,19 +96,12 @@ impl RestoreOperation for FakeEngine {
 /// does not append.
 fn ensure_target(c: &mut FakeCluster, plan: &RestorePlan, partitions: i32) -> DomainResult<bool> {
     match c.topics.get(&plan.target_topic) {
-        Some(t) if t.message_count() > 0 && plan.if_exists == IfExists::Fail => {
-            Err(DomainError::conflict_on(
-                format!(
-                    "target topic {} already exists and holds {} messages; restore into a new \
-                     or empty topic, or set \"if_exists\": \"append\"",
-                    plan.target_topic,
-                    t.message_count()
-                ),
-                "target_topic",
-                &plan.target_topic,
-            ))
+        Some(t) => {
+            let held = i64::try_from(t.message_count()).unwrap_or(i64::MAX);
+            plan.if_exists
+                .admit(&plan.target_topic, held, "restore")
+                .map(|()| false)
         }
-        Some(_) => Ok(false),
         None => {
             let topic = FakeTopic::with_partitions(partitions);
             c.topics.insert(plan.target_topic.clone(), topic);
