@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs kvault's whole test suite on a fresh machine: installs the test broker if missing, makes
-# sure PostgreSQL is up, then runs every test against them.
+# Runs kvault's whole test suite on a fresh machine: installs the test broker and the S3-compatible
+# test server if missing, makes sure PostgreSQL is up, then runs every test against them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -z "${KVAULT_TEST_BOOTSTRAP:-}" ]; then
   bash scripts/install-broker.sh
 fi
+bash scripts/install-s3.sh
 bash scripts/start-postgres.sh
 # Each API test creates a database of its own (kvault_test_*); drop those of earlier runs.
 { psql -h 127.0.0.1 -U postgres -d test -Atqc \

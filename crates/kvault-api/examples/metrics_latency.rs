@@ -53,9 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     settings.limits.requests_per_minute = u32::MAX / 2;
 
     // No clusters: an in-memory engine serves the (empty) cluster list, real archives on disk.
-    let archives: Arc<dyn kvault_domain::ports::ArchiveStore> = Arc::new(
-        kvault_storage::LocalArchiveStore::new(&settings.backup.base_path)?,
-    );
+    let archives: Arc<dyn kvault_domain::ports::ArchiveStore> =
+        Arc::new(kvault_storage::Store::local(&settings.backup.base_path)?);
     let engine = kvault_testkit::fake::FakeEngine::new(&[], archives.clone());
     let adapters = kvault_api::Adapters {
         engine: Arc::new(engine),

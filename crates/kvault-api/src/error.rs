@@ -260,6 +260,10 @@ fn from_storage(failure: StorageFailure, message: String) -> ApiError {
     let (status, kind) = match failure {
         StorageFailure::Full => (StatusCode::INSUFFICIENT_STORAGE, "StorageFull"),
         StorageFailure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable"),
+        StorageFailure::PermissionDenied => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "StorageAccessDenied")
+        }
+        StorageFailure::Missing => (StatusCode::INTERNAL_SERVER_ERROR, "StorageMissing"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "StorageError"),
     };
     ApiError::new(status, kind, format!("archive store: {message}"))

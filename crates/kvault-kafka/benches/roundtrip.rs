@@ -24,7 +24,7 @@ use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestoreRequest;
 use kvault_domain::{BackupId, ClusterId, CompressionType};
 use kvault_kafka::{ClusterConfig, KafkaCluster};
-use kvault_storage::LocalArchiveStore;
+use kvault_storage::Store;
 use kvault_testkit::{bench_message, produce_with, TestBroker, TestRecord};
 
 const PARTITIONS: i32 = 3;
@@ -94,8 +94,7 @@ async fn run() {
     let kafka = KafkaCluster::connect(ClusterId::parse("bench").expect("cluster id"), &config)
         .expect("cluster");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn ArchiveStore> =
-        Arc::new(LocalArchiveStore::new(dir.path()).expect("archive store"));
+    let store: Arc<dyn ArchiveStore> = Arc::new(Store::local(dir.path()).expect("archive store"));
 
     let topic = broker.unique_topic("bench");
     broker.create_topic(&topic, PARTITIONS).await;

@@ -17,7 +17,7 @@ use kvault_domain::{
 };
 use kvault_kafka::partitioner::partition_for_key;
 use kvault_kafka::{ClusterConfig, KafkaCluster};
-use kvault_storage::LocalArchiveStore;
+use kvault_storage::Store;
 use kvault_testkit::{ConsumedRecord, TestBroker, TestRecord};
 use tempfile::TempDir;
 
@@ -33,7 +33,7 @@ fn cluster(broker: &TestBroker) -> KafkaCluster {
 
 fn store() -> (TempDir, Arc<dyn ArchiveStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalArchiveStore::new(dir.path()).unwrap();
+    let store = Store::local(dir.path()).unwrap();
     (dir, Arc::new(store))
 }
 

@@ -11,7 +11,7 @@ use kvault_domain::ports::ArchiveSpec;
 use kvault_domain::{
     BackupId, Compression, CompressionType, Header, Record, TimestampType, TopicMetadata,
 };
-use kvault_storage::LocalArchiveStore;
+use kvault_storage::Store;
 
 const PARTITIONS: i32 = 4;
 const RECORDS_PER_PARTITION: i64 = 250_000;
@@ -32,7 +32,7 @@ fn record(offset: i64) -> Record {
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalArchiveStore::new(dir.path()).expect("store");
+    let store = Store::local(dir.path()).expect("store");
     let id = BackupId::parse("speed").expect("id");
     let writer = store
         .blocking_create(ArchiveSpec {

@@ -190,6 +190,10 @@ pub enum StorageError {
         codec: CompressionType,
         message: String,
     },
+    /// An object storage request failed (bucket missing, access denied, endpoint
+    /// unreachable after retries, ...).
+    #[error("object storage: {0}")]
+    Object(crate::backend::object::ObjectError),
     /// The caller passed something the store cannot use (bad options, a reserved id, a
     /// commit naming files that were never written).
     #[error("{field}: {message}")]
@@ -243,6 +247,7 @@ impl StorageError {
         }
         match self {
             Self::Io { path, source } => io_into_domain(&path, source, backup_id),
+            Self::Object(e) => object_into_domain(e, backup_id),
             Self::Cancelled => DomainError::Cancelled,
             Self::BackupNotFound(id) => {
                 DomainError::not_found(kvault_domain::error::Missing::Backup, id)
@@ -310,6 +315,19 @@ impl From<StorageError> for DomainError {
 /// Maps an I/O failure onto its typed [`StorageFailure`]. The message names the backup and
 /// the file relative to the archive root, so clients never see where the root lives.
 fn io_into_domain(path: &Path, source: io::Error, backup_id: &str) -> DomainError {
+    // Object storage failures travel through `io::Write` as `io::Error`s; unwrap them.
+    if source
+        .get_ref()
+        .is_some_and(|e| e.is::<crate::backend::object::ObjectError>())
+    {
+        if let Some(Ok(e)) = source
+            .into_inner()
+            .map(|e| e.downcast::<crate::backend::object::ObjectError>())
+        {
+            return object_into_domain(*e, backup_id);
+        }
+        return DomainError::storage(format!("backup '{backup_id}': object storage failed"));
+    }
     let inside = path_inside_backup(path, backup_id);
     let failure = match source.kind() {
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StorageFailure::Full,
@@ -330,6 +348,21 @@ fn io_into_domain(path: &Path, source: io::Error, backup_id: &str) -> DomainErro
     }
 }
 
+/// An object storage failure, typed by what the user can do about it. The message names the
+/// bucket and key (never a credential).
+fn object_into_domain(e: crate::backend::object::ObjectError, backup_id: &str) -> DomainError {
+    let message = if backup_id.is_empty() {
+        format!("object storage: {e}")
+    } else {
+        format!("backup '{backup_id}': object storage: {e}")
+    };
+    DomainError::Storage {
+        failure: e.failure(),
+        message,
+        source: Some(Box::new(e)),
+    }
+}
+
 /// `path` from the component naming the backup (`{id}`, `{id}.partial`, a tombstone) on,
 /// or `None` when no component names it.
 fn path_inside_backup(path: &Path, backup_id: &str) -> Option<String> {
@@ -339,7 +372,7 @@ fn path_inside_backup(path: &Path, backup_id: &str) -> Option<String> {
     let parts: Vec<_> = path.iter().map(|c| c.to_string_lossy()).collect();
     let start = parts.iter().rposition(|c| {
         c.as_ref() == backup_id
-            || c.strip_suffix(crate::store::PARTIAL_SUFFIX) == Some(backup_id)
+            || c.strip_suffix(crate::backend::local::PARTIAL_SUFFIX) == Some(backup_id)
             || (c.starts_with('.') && c.contains(backup_id))
     })?;
     Some(parts[start..].join("/"))

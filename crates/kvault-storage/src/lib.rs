@@ -1,4 +1,4 @@
-//! kvault's archive format and its local-filesystem store.
+//! kvault's archive format and its stores: a local directory or S3-compatible object storage.
 //!
 //! A backup is a directory holding `manifest.json` (serde of [`kvault_domain::Manifest`]) and
 //! per-partition segment files; `docs/archive-format.md` gives the byte layout. The modules:
@@ -7,11 +7,12 @@
 //! - `record`: the encoding of one record inside an uncompressed block.
 //! - `codec`: block compression (none, gzip, snappy, lz4, zstd) with bounded decompression.
 //! - `segment`: writing a segment (blocks + trailer, hashed) and reading it back validated.
-//! - [`store`]: [`LocalArchiveStore`], the [`ArchiveStore`](kvault_domain::ports::ArchiveStore)
-//!   implementation: `.partial` staging, atomic commit, list, read, verify, delete.
-//! - [`backend`]: the segment sink/source seams (files here, objects elsewhere) and the
-//!   commit protocol.
-//! - `partial`: unfinished backups' staging directories, their writer lock and the sweep.
+//! - [`store`]: [`Store`], the [`ArchiveStore`](kvault_domain::ports::ArchiveStore)
+//!   implementation over a backend: staging, commit, list, read, verify, delete.
+//! - [`backend`]: where the bytes live and the commit protocol every backend keeps:
+//!   [`backend::local`] (directories, `.partial` staging, rename to commit) and
+//!   [`backend::object`] (objects through `object_store`, multipart uploads, create-only
+//!   manifest).
 //! - `verify`: the full check and the fast bytes-only integrity check, in parallel.
 //! - [`fuzzing`]: in-memory entry points used by the fuzz target, tests and benches.
 //! - [`error`]: [`StorageError`], mapped onto `DomainError` at the trait boundary.
@@ -24,11 +25,10 @@ mod codec;
 pub mod error;
 pub mod format;
 pub mod fuzzing;
-mod partial;
 mod record;
 mod segment;
 pub mod store;
 mod verify;
 
 pub use error::{Location, StorageError};
-pub use store::{LocalArchiveStore, LocalStoreOptions};
+pub use store::{Store, StoreOptions};

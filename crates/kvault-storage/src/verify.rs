@@ -3,7 +3,6 @@
 //! compressed bytes, nothing decompressed). Segments are independent, so both check them in
 //! parallel; both stop with `Cancelled` when asked and report progress as they go.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -12,10 +11,10 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::ports::VerifyReport;
 use kvault_domain::{BackupId, CompressionType, DomainError, PartitionManifest, SegmentInfo};
 
-use crate::backend::{FileSource, SourceReader};
+use crate::backend::{Backend, SegmentSource, SourceReader};
 use crate::error::{Location, Result, StorageError};
 use crate::segment::{SegmentReader, SegmentStats};
-use crate::store::{LocalArchiveStore, IO_BUFFER};
+use crate::store::Store;
 
 /// How deep a verification looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +34,7 @@ struct SegmentJob<'a> {
 
 /// Verifies backup `id` of `store` in `mode`.
 pub(crate) fn verify_archive(
-    store: &LocalArchiveStore,
+    store: &Store,
     id: &BackupId,
     control: &OperationControl,
     mode: VerifyMode,
@@ -70,18 +69,11 @@ pub(crate) fn verify_archive(
                 .map(|(info, prev)| SegmentJob { info, prev })
         })
         .collect();
-    let dir = store.final_dir(id);
     let codec = manifest.compression.codec;
     let check = |job: &SegmentJob| {
         let label = format!("{id}/{}", job.info.file);
-        let stats = check_segment_file(
-            &dir.join(&job.info.file),
-            &label,
-            codec,
-            job.prev,
-            mode,
-            control,
-        )?;
+        let reader = open_segment(store.backend(), id, &job.info.file, &label, codec)?;
+        let stats = check_segment_file(reader, job.prev, mode, control)?;
         check_segment(&stats, job.info, &label, mode == VerifyMode::Decode)?;
         Ok(stats)
     };
@@ -142,14 +134,11 @@ fn run_parallel<J: Sync, T: Send>(
 
 /// Reads one whole segment file, checking every block (decoded or bytes only).
 fn check_segment_file(
-    path: &Path,
-    label: &str,
-    codec: CompressionType,
+    mut reader: StoredSegmentReader,
     prev: Option<i64>,
     mode: VerifyMode,
     control: &OperationControl,
 ) -> Result<SegmentStats> {
-    let mut reader = open_segment(path, label, codec)?;
     reader.set_prev_offset(prev);
     loop {
         if control.is_cancelled() {
@@ -170,13 +159,20 @@ fn check_segment_file(
     Ok(reader.stats().clone())
 }
 
+/// A segment reader over whatever backend holds the segment.
+pub(crate) type StoredSegmentReader = SegmentReader<SourceReader<Box<dyn SegmentSource>>>;
+
+/// Opens segment `file` of backup `id` for streaming, checking its codec against the
+/// manifest's.
 pub(crate) fn open_segment(
-    path: &Path,
+    backend: &dyn Backend,
+    id: &str,
+    file: &str,
     label: &str,
     codec: CompressionType,
-) -> Result<SegmentReader<SourceReader<FileSource>>> {
-    let file = FileSource::open(path).map_err(|e| StorageError::io(path, e))?;
-    let reader = SegmentReader::open(SourceReader::new(file, IO_BUFFER), label)?;
+) -> Result<StoredSegmentReader> {
+    let source = backend.open_segment(id, file)?;
+    let reader = SegmentReader::open(SourceReader::new(source, backend.read_window()), label)?;
     if reader.codec() != codec {
         return Err(StorageError::CodecMismatch {
             at: Location {

@@ -11,7 +11,7 @@ use kvault_storage::format::{
     BlockHeader, FileHeader, BLOCK_HEADER_LEN, FILE_HEADER_LEN, MAX_BLOCK_RAW_LEN,
 };
 use kvault_storage::fuzzing::{encode_segment, read_segment_bytes};
-use kvault_storage::{LocalArchiveStore, LocalStoreOptions, StorageError};
+use kvault_storage::{StorageError, Store, StoreOptions};
 
 fn records() -> Vec<Record> {
     (0..200).map(common::record).collect()
@@ -273,10 +273,10 @@ fn lies_with_valid_checksums_are_caught() {
 
 // ---- store level -------------------------------------------------------------------------
 
-fn small_store(dir: &std::path::Path) -> LocalArchiveStore {
-    LocalArchiveStore::with_options(
+fn small_store(dir: &std::path::Path) -> Store {
+    Store::local_with_options(
         dir,
-        LocalStoreOptions {
+        StoreOptions {
             block_size: 1024,
             segment_size: 8 * 1024,
         },
@@ -284,7 +284,7 @@ fn small_store(dir: &std::path::Path) -> LocalArchiveStore {
     .unwrap()
 }
 
-fn write_backup(store: &LocalArchiveStore, id: &str) -> Vec<Record> {
+fn write_backup(store: &Store, id: &str) -> Vec<Record> {
     let w = store
         .blocking_create(common::spec(id, CompressionType::Zstd, 1))
         .unwrap();
@@ -299,7 +299,7 @@ fn write_backup(store: &LocalArchiveStore, id: &str) -> Vec<Record> {
     recs
 }
 
-fn read_all(store: &LocalArchiveStore, id: &BackupId) -> Result<Vec<Record>, DomainError> {
+fn read_all(store: &Store, id: &BackupId) -> Result<Vec<Record>, DomainError> {
     store
         .blocking_read_partition(id, 0, ReadBounds::default())?
         .collect()

@@ -7,16 +7,16 @@ use kvault_domain::job::OperationControl;
 
 use kvault_domain::ports::ReadBounds;
 use kvault_domain::{BackupId, CompressionType, DomainError, Record};
-use kvault_storage::{LocalArchiveStore, LocalStoreOptions};
+use kvault_storage::{Store, StoreOptions};
 
 fn id(s: &str) -> BackupId {
     BackupId::parse(s).unwrap()
 }
 
-fn small(dir: &std::path::Path) -> LocalArchiveStore {
-    LocalArchiveStore::with_options(
+fn small(dir: &std::path::Path) -> Store {
+    Store::local_with_options(
         dir,
-        LocalStoreOptions {
+        StoreOptions {
             block_size: 4096,
             segment_size: 32 * 1024,
         },
@@ -24,7 +24,7 @@ fn small(dir: &std::path::Path) -> LocalArchiveStore {
     .unwrap()
 }
 
-fn read(store: &LocalArchiveStore, b: &str, p: i32, bounds: ReadBounds) -> Vec<Record> {
+fn read(store: &Store, b: &str, p: i32, bounds: ReadBounds) -> Vec<Record> {
     store
         .blocking_read_partition(&id(b), p, bounds)
         .unwrap()
@@ -283,7 +283,7 @@ fn offsets_must_increase_and_contiguity_is_computed() {
 #[test]
 fn large_values_and_default_options_work() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = LocalArchiveStore::new(tmp.path()).unwrap();
+    let store = Store::local(tmp.path()).unwrap();
     let w = store
         .blocking_create(common::spec("big", CompressionType::Zstd, 1))
         .unwrap();
@@ -361,7 +361,7 @@ fn hold_a_partial_until_killed() {
     let Some(dir) = std::env::var_os(HOLD_PARTIAL_ENV) else {
         return;
     };
-    let store = LocalArchiveStore::new(std::path::PathBuf::from(dir)).unwrap();
+    let store = Store::local(std::path::PathBuf::from(dir)).unwrap();
     let _writer = store
         .blocking_create(common::spec("held", CompressionType::None, 1))
         .unwrap();
@@ -400,7 +400,7 @@ fn a_partial_is_kept_while_its_writer_lives_and_swept_once_it_dies() {
 
     // Live writer: neither open, the periodic sweep nor a create of the same id touch it.
     let child = spawn_holder();
-    let store = LocalArchiveStore::new(tmp.path()).unwrap();
+    let store = Store::local(tmp.path()).unwrap();
     assert_eq!(store.sweep_abandoned(), 0);
     assert!(matches!(
         store.blocking_create(common::spec("held", CompressionType::None, 1)),
@@ -411,7 +411,7 @@ fn a_partial_is_kept_while_its_writer_lives_and_swept_once_it_dies() {
     // Writer killed: swept when a store opens.
     kill(child);
     assert!(partial.is_dir());
-    LocalArchiveStore::new(tmp.path()).unwrap();
+    Store::local(tmp.path()).unwrap();
     assert!(!partial.exists());
 
     // Writer killed again: the id is free at once for a new create.

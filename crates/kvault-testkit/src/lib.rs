@@ -17,6 +17,7 @@
 //! brokers behind.
 
 pub mod fake;
+pub mod s3;
 
 mod process;
 mod records;
@@ -36,6 +37,7 @@ use tokio::sync::OnceCell;
 
 use process::{start_nisshi, start_shared, BrokerProcess};
 pub use records::{bench_message, produce_with, ConsumedRecord, TestRecord};
+pub use s3::TestS3;
 
 /// The environment variable naming an existing cluster to test against.
 pub const BOOTSTRAP_ENV: &str = "KVAULT_TEST_BOOTSTRAP";

@@ -4,26 +4,62 @@
 
 use std::sync::Arc;
 
-use kvault_api::configuration::Settings;
+use std::time::Duration;
+
+use kvault_api::configuration::{S3Settings, Settings, StorageTarget};
 use kvault_api::Adapters;
 use kvault_domain::operations::Engine;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::{ClusterConfig, ClusterId};
 use kvault_kafka::KafkaEngine;
-use kvault_storage::LocalArchiveStore;
+use kvault_storage::backend::object::{ObjectBackend, ObjectConfig};
+use kvault_storage::{Store, StoreOptions};
 
 use crate::exit::CliError;
 
-/// The archive store the settings name.
+/// The archive store the settings name: a local directory or an S3 bucket.
 pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliError> {
-    let path = &settings.backup.base_path;
-    let store = LocalArchiveStore::new(path).map_err(|e| {
-        CliError::internal(format!(
-            "cannot open backup directory {}: {e}",
-            path.display()
-        ))
-    })?;
+    let target = settings
+        .storage
+        .target(&settings.backup.base_path)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let store = match target {
+        StorageTarget::Local(path) => Store::local(&path).map_err(|e| {
+            CliError::internal(format!(
+                "cannot open backup directory {}: {e}",
+                path.display()
+            ))
+        })?,
+        StorageTarget::S3(url) => {
+            let config = object_config(url, &settings.storage.s3);
+            let backend = ObjectBackend::connect(&config)
+                .map_err(|e| CliError::usage(format!("storage: {e}")))?;
+            Store::on(Arc::new(backend), StoreOptions::default())
+                .map_err(|e| CliError::internal(format!("storage: {e}")))?
+        }
+        other => return Err(CliError::usage(format!("unsupported storage {other:?}"))),
+    };
+    tracing::info!(location = %store.location(), "archive store");
     Ok(Arc::new(store))
+}
+
+/// The storage crate's settings for `url` from the `storage.s3` section.
+fn object_config(url: String, s3: &S3Settings) -> ObjectConfig {
+    ObjectConfig {
+        url,
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        allow_http: s3.allow_http,
+        access_key_id: s3.access_key_id.as_ref().map(|s| s.expose().to_owned()),
+        secret_access_key: s3.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
+        part_size: s3.part_size_mib << 20,
+        read_window: s3.read_window_mib << 20,
+        abandoned_after: Duration::from_secs(s3.abandoned_after_secs),
+        max_retries: s3.max_retries,
+        retry_timeout: Duration::from_secs(s3.retry_timeout_secs),
+        connect_timeout: Duration::from_secs(s3.connect_timeout_secs),
+        request_timeout: Duration::from_secs(s3.request_timeout_secs),
+    }
 }
 
 /// The engine over `clusters`, writing to and reading from `archives`.

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use kvault_domain::DomainError;
+use kvault_domain::{DomainError, KafkaFailure, StorageFailure};
 
 /// Exit codes (also listed in the README).
 pub const EXIT_FAILED: u8 = 1;
@@ -12,6 +12,10 @@ pub const EXIT_NOT_FOUND: u8 = 3;
 pub const EXIT_CONFLICT: u8 = 4;
 pub const EXIT_CORRUPT: u8 = 5;
 pub const EXIT_DRAIN_TIMEOUT: u8 = 6;
+/// Kafka or the archive store could not be reached (retries ran out): try again later.
+pub const EXIT_UNAVAILABLE: u8 = 7;
+/// The archive store refused: bucket or directory missing, access denied. Fix the settings.
+pub const EXIT_STORAGE_REFUSED: u8 = 8;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -35,6 +39,11 @@ impl CliError {
         Self::new(EXIT_INVALID_INPUT, message)
     }
 
+    /// Settings that cannot work (a bad storage url, say).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(EXIT_INVALID_INPUT, message)
+    }
+
     pub fn report(self) -> ExitCode {
         eprintln!("error: {}", self.message);
         ExitCode::from(self.code)
@@ -43,8 +52,20 @@ impl CliError {
 
 impl From<DomainError> for CliError {
     fn from(err: DomainError) -> Self {
-        let code = match &err {
+        let code = match err.root() {
             DomainError::Validation(_) => EXIT_INVALID_INPUT,
+            DomainError::Kafka {
+                failure: KafkaFailure::Unavailable,
+                ..
+            }
+            | DomainError::Storage {
+                failure: StorageFailure::Unavailable,
+                ..
+            } => EXIT_UNAVAILABLE,
+            DomainError::Storage {
+                failure: StorageFailure::Missing | StorageFailure::PermissionDenied,
+                ..
+            } => EXIT_STORAGE_REFUSED,
             DomainError::NotFound { .. } => EXIT_NOT_FOUND,
             DomainError::Conflict { .. } => EXIT_CONFLICT,
             DomainError::CorruptArchive { .. } => EXIT_CORRUPT,

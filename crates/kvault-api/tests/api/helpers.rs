@@ -72,7 +72,7 @@ pub fn test_settings(database_url: String) -> (Settings, tempfile::TempDir) {
 }
 
 fn archive_store(settings: &Settings) -> Arc<dyn ArchiveStore> {
-    Arc::new(kvault_storage::LocalArchiveStore::new(&settings.backup.base_path).unwrap())
+    Arc::new(kvault_storage::Store::local(&settings.backup.base_path).unwrap())
 }
 
 /// The in-memory engine over every configured cluster, and the adapters that use it.
@@ -88,12 +88,14 @@ pub fn fake_adapters(settings: &Settings) -> (Adapters, FakeEngine) {
 }
 
 /// The real Kafka engine, every configured cluster pointed at the shared test broker.
-async fn broker_adapters(settings: &mut Settings) -> (Adapters, &'static TestBroker) {
+async fn broker_adapters(
+    settings: &mut Settings,
+    archives: Arc<dyn ArchiveStore>,
+) -> (Adapters, &'static TestBroker) {
     let broker = TestBroker::get().await;
     for config in settings.clusters.values_mut() {
         config.bootstrap_servers = broker.bootstrap().to_owned();
     }
-    let archives = archive_store(settings);
     let clusters = settings
         .clusters
         .iter()
@@ -125,8 +127,64 @@ pub async fn spawn_app_on_broker() -> TestApp {
 pub async fn spawn_app_on_broker_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let (mut settings, dir) = test_settings(fresh_database().await);
     tweak(&mut settings);
-    let (adapters, broker) = broker_adapters(&mut settings).await;
+    let archives = archive_store(&settings);
+    let (adapters, broker) = broker_adapters(&mut settings, archives).await;
     start(settings, dir, adapters, Kafka::Broker(broker)).await
+}
+
+/// A bucket of the shared test S3 server, and raw access to what is in it.
+pub struct TestBucket {
+    raw: object_store::aws::AmazonS3,
+}
+
+impl TestBucket {
+    /// Every object in the bucket.
+    pub async fn objects(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        self.raw
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap()
+    }
+}
+
+/// The app on the test broker with its archives in a fresh bucket of the test S3 server.
+pub async fn spawn_app_on_broker_with_s3() -> (TestApp, TestBucket) {
+    use kvault_storage::backend::object::{ObjectBackend, ObjectConfig};
+    use kvault_testkit::s3::{TestS3, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY};
+    let s3 = TestS3::shared();
+    let bucket = s3.fresh_bucket("api");
+    let config = ObjectConfig {
+        url: format!("s3://{bucket}/api"),
+        endpoint: Some(s3.endpoint().to_owned()),
+        region: Some("us-east-1".into()),
+        allow_http: true,
+        access_key_id: Some(S3_ACCESS_KEY_ID.into()),
+        secret_access_key: Some(S3_SECRET_ACCESS_KEY.into()),
+        ..ObjectConfig::default()
+    };
+    let backend = ObjectBackend::connect(&config).unwrap();
+    let archives: Arc<dyn ArchiveStore> =
+        Arc::new(kvault_storage::Store::on(Arc::new(backend), Default::default()).unwrap());
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_endpoint(s3.endpoint())
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .with_access_key_id(S3_ACCESS_KEY_ID)
+        .with_secret_access_key(S3_SECRET_ACCESS_KEY)
+        .build()
+        .unwrap();
+    let (mut settings, dir) = test_settings(fresh_database().await);
+    // No local archive directory is used: the test checks none appears.
+    settings.backup.base_path = dir.path().join("unused");
+    let (adapters, broker) = broker_adapters(&mut settings, archives).await;
+    let app = start(settings, dir, adapters, Kafka::Broker(broker)).await;
+    assert!(!app._archive_dir.path().join("unused").exists());
+    (app, TestBucket { raw })
 }
 
 /// The app on the in-memory engine with exactly these settings.

@@ -5,11 +5,24 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     error_body, spawn_app_on_broker as spawn_app, spawn_app_on_broker_with as spawn_app_with,
+    spawn_app_on_broker_with_s3, TestApp,
 };
 
 #[tokio::test]
 async fn backup_list_get_verify_restore_delete() {
-    let app = spawn_app().await;
+    backup_routes_end_to_end(&spawn_app().await).await;
+}
+
+/// The same routes with the archives in a real S3-compatible server.
+#[tokio::test]
+async fn backup_list_get_verify_restore_delete_with_archives_in_s3() {
+    let (app, s3) = spawn_app_on_broker_with_s3().await;
+    backup_routes_end_to_end(&app).await;
+    // The delete left nothing behind in the bucket.
+    assert!(s3.objects().await.is_empty(), "{:?}", s3.objects().await);
+}
+
+async fn backup_routes_end_to_end(app: &TestApp) {
     let topic = app.topic_with(3, 30).await;
 
     // Backup, synchronous by default, with the documented response fields.

@@ -1,10 +1,9 @@
-//! [`LocalArchiveStore`]: backups as directories on a local filesystem, written under
-//! `{id}.partial/` and renamed into place once every file is durable.
+//! [`Store`]: the archive format over a [`Backend`]: create, stage, commit, list, read,
+//! verify and delete backups, the same on a local disk and in object storage.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -20,54 +19,44 @@ use kvault_domain::{
     BackupId, CompressionType, DomainError, Manifest, PartitionManifest, Record, SegmentInfo,
 };
 
-use crate::backend::{FileSinks, FileSource, SegmentSink, SegmentSinks, SourceReader};
+use crate::backend::local::{LocalBackend, MANIFEST_FILE, PARTIAL_SUFFIX};
+use crate::backend::{Backend, SegmentSink, SegmentSinks, Staging};
 use crate::codec::Encoder;
 use crate::error::{Result, StorageError};
 use crate::format::MAX_BLOCK_RAW_LEN;
 use crate::format::MAX_HEADERS_PER_RECORD;
 use crate::format::MAX_MANIFEST_LEN;
-use crate::partial::{self, PartialLock, LOCK_FILE};
 use crate::record::encoded_len;
-use crate::segment::{BlockBuilder, SegmentReader, SegmentWriter};
+use crate::segment::{BlockBuilder, SegmentWriter};
 use crate::verify::{self, check_segment, open_segment, VerifyMode};
 
 mod partition_writer;
 mod ports;
 mod reader;
-mod tombstone;
 mod writer;
 
-use partition_writer::LocalPartitionWriter;
+use partition_writer::StorePartitionWriter;
 use reader::PartitionReader;
-#[cfg(test)]
-use tombstone::{is_tombstone, tombstone_name};
-use writer::{LocalArchiveWriter, OpenSegment, WriterShared};
+use writer::{OpenSegment, StoreWriter};
 
-pub(crate) const MANIFEST_FILE: &str = "manifest.json";
-/// Suffix of a backup directory still being written. Ids ending in it are refused so a
-/// finished backup can never be mistaken for an unfinished one.
-pub const PARTIAL_SUFFIX: &str = ".partial";
 /// Largest block size an option may ask for: half the format's block limit, so a block of
 /// small records plus the record that overflows it always fits.
 pub const MAX_BLOCK_SIZE: usize = (MAX_BLOCK_RAW_LEN / 2) as usize;
-pub(crate) const IO_BUFFER: usize = 256 << 10;
-/// Marks a hidden directory as the remains of a delete: `.{id}.deleting-{nanos}`.
-const TOMBSTONE_MARKER: &str = ".deleting-";
 
 /// Tuning for how segments are cut. The defaults suit production; tests use small values to
 /// exercise block and segment boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalStoreOptions {
+pub struct StoreOptions {
     /// Target uncompressed bytes per block (default 1 MiB, at most [`MAX_BLOCK_SIZE`]). A
     /// block is cut before a record would push it past this size; one larger record gets a
     /// block of its own.
     pub block_size: usize,
-    /// A new segment file starts once the current one reaches this many bytes
-    /// (default 128 MiB). Smaller segments let a restore skip more by timestamp.
+    /// A new segment starts once the current one reaches this many bytes (default 128 MiB).
+    /// Smaller segments let a restore skip more by timestamp.
     pub segment_size: u64,
 }
 
-impl Default for LocalStoreOptions {
+impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             block_size: 1 << 20,
@@ -76,7 +65,7 @@ impl Default for LocalStoreOptions {
     }
 }
 
-impl LocalStoreOptions {
+impl StoreOptions {
     fn validate(&self) -> Result<()> {
         if self.block_size == 0 || self.block_size > MAX_BLOCK_SIZE {
             return Err(StorageError::InvalidInput {
@@ -96,81 +85,66 @@ impl LocalStoreOptions {
     }
 }
 
-/// Backups on a local filesystem: `{base}/{backup_id}/manifest.json` plus
-/// `{base}/{backup_id}/p{partition}/{first_offset:020}.seg` segment files.
-#[derive(Debug, Clone)]
-pub struct LocalArchiveStore {
-    base: PathBuf,
-    options: LocalStoreOptions,
+/// Backups in the archive format, wherever a [`Backend`] keeps them:
+/// `{root}/{backup_id}/manifest.json` plus `{root}/{backup_id}/p{partition}/{first_offset:020}.seg`.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    options: StoreOptions,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
-    move |e| StorageError::io(path, e)
-}
-
-fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(path))
-}
-
-impl LocalArchiveStore {
-    /// A store at `base`, created if missing, with default options.
-    pub fn new(base: impl Into<PathBuf>) -> Result<Self, StorageError> {
-        Self::with_options(base, LocalStoreOptions::default())
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.backend.location())
+            .field("options", &self.options)
+            .finish()
     }
+}
 
-    /// A store at `base`, created if missing.
-    pub fn with_options(
-        base: impl Into<PathBuf>,
-        options: LocalStoreOptions,
-    ) -> Result<Self, StorageError> {
+impl Store {
+    /// A store on `backend`.
+    pub fn on(backend: Arc<dyn Backend>, options: StoreOptions) -> Result<Self> {
         options.validate()?;
-        let base = base.into();
-        fs::create_dir_all(&base).map_err(io_err(&base))?;
-        let store = Self { base, options };
-        store.sweep_tombstones();
-        store.sweep_abandoned();
-        Ok(store)
+        Ok(Self { backend, options })
     }
 
-    /// Removes the staging directories of backups whose writer is gone (killed, crashed),
-    /// never one still being written; returns how many it removed. Runs at open; the API
-    /// calls it periodically too.
+    /// A store in local directory `base`, created if missing, with default options.
+    pub fn local(base: impl Into<PathBuf>) -> Result<Self> {
+        Self::local_with_options(base, StoreOptions::default())
+    }
+
+    /// A store in local directory `base`, created if missing.
+    pub fn local_with_options(base: impl Into<PathBuf>, options: StoreOptions) -> Result<Self> {
+        options.validate()?;
+        Self::on(Arc::new(LocalBackend::open(base)?), options)
+    }
+
+    /// Where the backups are (`file:///…`, `s3://bucket/prefix`), without credentials.
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Removes what dead writers and interrupted deletes left behind, never a backup still
+    /// being written; returns how many it removed. Runs at open; the API calls it
+    /// periodically too.
     pub fn sweep_abandoned(&self) -> usize {
-        partial::sweep_abandoned(&self.base, PARTIAL_SUFFIX)
+        self.backend.sweep_abandoned()
     }
 
-    pub fn base_path(&self) -> &Path {
-        &self.base
-    }
-
-    pub(crate) fn final_dir(&self, id: &str) -> PathBuf {
-        self.base.join(id)
-    }
-
-    fn partial_dir(&self, id: &str) -> PathBuf {
-        self.base.join(format!("{id}{PARTIAL_SUFFIX}"))
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
     }
 
     pub(crate) fn load_manifest(&self, id: &str) -> Result<Manifest> {
-        let path = self.final_dir(id).join(MANIFEST_FILE);
         let label = format!("{id}/{MANIFEST_FILE}");
         let bad = |reason: String| StorageError::BadManifest {
             file: label.clone(),
             reason,
         };
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::BackupNotFound(id.to_owned()))
-            }
-            Err(e) => return Err(StorageError::io(&path, e)),
+        let Some(bytes) = self.backend.read_manifest(id, MAX_MANIFEST_LEN)? else {
+            return Err(StorageError::BackupNotFound(id.to_owned()));
         };
-        let mut bytes = Vec::new();
-        file.take(MAX_MANIFEST_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&path))?;
         if bytes.len() as u64 > MAX_MANIFEST_LEN {
             return Err(bad(format!("larger than {MAX_MANIFEST_LEN} bytes")));
         }
@@ -227,8 +201,8 @@ impl LocalArchiveStore {
                 partition,
             })?;
         Ok(PartitionReader {
+            store: self.clone(),
             backup_id: id.to_owned(),
-            dir: self.final_dir(id),
             codec: manifest.compression.codec,
             segments: p.segments.iter().cloned().collect(),
             until: bounds.until_timestamp,
@@ -239,7 +213,7 @@ impl LocalArchiveStore {
         })
     }
 
-    fn create_inner(&self, spec: ArchiveSpec) -> Result<LocalArchiveWriter> {
+    fn create_inner(&self, spec: ArchiveSpec) -> Result<StoreWriter> {
         let id = spec.backup_id.as_str().to_owned();
         if id.ends_with(PARTIAL_SUFFIX) {
             return Err(StorageError::InvalidInput {
@@ -255,65 +229,30 @@ impl LocalArchiveStore {
             value: format!("{:?}", spec.compression.level),
             message,
         })?;
-        self.sweep_tombstones();
-        let final_dir = self.final_dir(&id);
-        if final_dir.exists() {
-            return Err(StorageError::BackupExists(id));
-        }
-        let partial = self.partial_dir(&id);
-        // An abandoned partial of this id (its writer was killed) must not block the id.
-        if partial.exists() {
-            partial::remove_if_abandoned(&partial);
-        }
-        // `create_dir` (not `_all`) fails if the directory exists, which makes two racing
-        // creates of one id resolve to exactly one winner.
-        match fs::create_dir(&partial) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(StorageError::BackupExists(id))
-            }
-            Err(e) => return Err(StorageError::io(&partial, e)),
-        }
-        let lock = match PartialLock::acquire(&partial) {
-            Ok(lock) => lock,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&partial);
-                return Err(StorageError::io(partial.join(LOCK_FILE), e));
-            }
-        };
-        Ok(LocalArchiveWriter {
-            lock: Some(lock),
-            shared: Arc::new(WriterShared {
-                spec,
-                dir: partial,
-                options: self.options,
-                taken: Mutex::new(HashSet::new()),
-            }),
-            base: self.base.clone(),
-            final_dir,
-            done: false,
+        let staging = self.backend.begin(&id)?;
+        Ok(StoreWriter {
+            staging,
+            spec,
+            options: self.options,
+            taken: Mutex::new(HashSet::new()),
         })
     }
 
     fn list_inner(&self) -> Result<Vec<Manifest>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.base).map_err(io_err(&self.base))? {
-            let entry = entry.map_err(io_err(&self.base))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
+        for name in self.backend.list_committed()? {
             if name.ends_with(PARTIAL_SUFFIX) || BackupId::parse(&name).is_err() {
-                continue;
-            }
-            if !entry.path().join(MANIFEST_FILE).is_file() {
                 continue;
             }
             match self.load_manifest(&name) {
                 Ok(m) => out.push(m),
+                // Deleted between the listing and the read.
+                Err(StorageError::BackupNotFound(_)) => {}
                 // One unreadable backup must not hide the others; verify reports it.
-                Err(e) => {
+                Err(e) if e.is_corruption() => {
                     tracing::warn!(backup_id = %name, error = %e, "skipping unreadable backup")
                 }
+                Err(e) => return Err(e),
             }
         }
         out.sort_by(|a, b| {
@@ -327,7 +266,7 @@ impl LocalArchiveStore {
 
 /// Segment paths come from a file that might have been edited: only plain relative
 /// components are allowed, so a manifest can never point outside its backup directory.
-fn is_safe_relative(file: &str) -> bool {
+pub(crate) fn is_safe_relative(file: &str) -> bool {
     !file.is_empty()
         && file.split('/').all(|c| {
             !c.is_empty()
@@ -341,7 +280,10 @@ fn is_safe_relative(file: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::tombstone::tombstone_name;
     use kvault_domain::{Compression, TopicMetadata};
+    use std::fs;
+    use std::path::Path;
 
     fn spec(id: &str) -> ArchiveSpec {
         ArchiveSpec {
@@ -361,7 +303,7 @@ mod tests {
     }
 
     /// Writes and commits a one-record backup.
-    fn backup(store: &LocalArchiveStore, id: &str) {
+    fn backup(store: &Store, id: &str) {
         let writer = store.blocking_create(spec(id)).expect("create");
         let mut p = writer.partition(0).expect("partition");
         p.append(&Record {
@@ -388,17 +330,17 @@ mod tests {
 
     /// What a crash right after the tombstone rename leaves: a hidden directory with a full
     /// backup inside.
-    fn crashed_delete(store: &LocalArchiveStore, id: &str) -> PathBuf {
+    fn crashed_delete(store: &Store, base: &Path, id: &str) -> PathBuf {
         backup(store, id);
-        let tombstone = store.base_path().join(tombstone_name(id));
-        fs::rename(store.final_dir(id), &tombstone).expect("rename");
+        let tombstone = base.join(tombstone_name(id));
+        fs::rename(base.join(id), &tombstone).expect("rename");
         tombstone
     }
 
     #[test]
     fn delete_leaves_nothing_and_frees_the_id() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = LocalArchiveStore::new(tmp.path()).expect("store");
+        let store = Store::local(tmp.path()).expect("store");
         backup(&store, "b1");
         backup(&store, "b2");
         store
@@ -413,8 +355,8 @@ mod tests {
     #[test]
     fn a_crashed_delete_hides_the_backup_and_is_swept_on_open_and_create() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = LocalArchiveStore::new(tmp.path()).expect("store");
-        let tombstone = crashed_delete(&store, "gone");
+        let store = Store::local(tmp.path()).expect("store");
+        let tombstone = crashed_delete(&store, tmp.path(), "gone");
         assert!(tombstone.join(MANIFEST_FILE).is_file());
         // Invisible and not blocking its id, even before any sweep.
         assert!(store.blocking_list().expect("list").is_empty());
@@ -424,31 +366,15 @@ mod tests {
         ));
 
         // Opening the store sweeps it.
-        let reopened = LocalArchiveStore::new(tmp.path()).expect("reopen");
+        let reopened = Store::local(tmp.path()).expect("reopen");
         assert!(!tombstone.exists());
         assert!(names(tmp.path()).is_empty());
 
         // So does creating a backup (of any id).
-        let tombstone = crashed_delete(&reopened, "gone");
+        let tombstone = crashed_delete(&reopened, tmp.path(), "gone");
         backup(&reopened, "other");
         assert!(!tombstone.exists());
         assert_eq!(names(tmp.path()), vec!["other".to_owned()]);
-    }
-
-    #[test]
-    fn tombstone_names_are_recognised_exactly() {
-        let name = tombstone_name("backup-1.x");
-        assert!(name.starts_with(".backup-1.x.deleting-"), "{name}");
-        assert!(is_tombstone(&name));
-        for other in [
-            ".deleting-1",
-            ".b.deleting-",
-            ".b.deleting-1a",
-            "b.deleting-1",
-            "..",
-        ] {
-            assert!(!is_tombstone(other), "{other}");
-        }
     }
 
     #[test]
@@ -458,7 +384,7 @@ mod tests {
             fs::create_dir(tmp.path().join(kept)).expect("mkdir");
         }
         fs::write(tmp.path().join(".b.deleting-1"), b"a file").expect("write");
-        let store = LocalArchiveStore::new(tmp.path()).expect("store");
+        let store = Store::local(tmp.path()).expect("store");
         backup(&store, "kept");
         assert_eq!(
             names(tmp.path()),

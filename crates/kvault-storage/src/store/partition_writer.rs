@@ -5,14 +5,13 @@ use super::*;
 
 /// Writes one partition: buffers one block of records, compresses it, appends it to the
 /// current segment, and rolls segments at the size threshold.
-pub(super) struct LocalPartitionWriter {
+pub(super) struct StorePartitionWriter {
     /// Where segment bytes go: files here, a multipart upload in an object store.
     pub(super) sinks: Box<dyn SegmentSinks>,
     pub(super) backup_id: String,
     pub(super) partition: i32,
-    pub(super) dir: PathBuf,
     pub(super) rel_dir: String,
-    pub(super) options: LocalStoreOptions,
+    pub(super) options: StoreOptions,
     pub(super) codec: CompressionType,
     pub(super) encoder: Encoder,
     pub(super) block: BlockBuilder,
@@ -26,7 +25,12 @@ pub(super) struct LocalPartitionWriter {
     pub(super) payload: u64,
 }
 
-impl LocalPartitionWriter {
+impl StorePartitionWriter {
+    /// An I/O error on `file` (relative to the backup), named from the backup id on.
+    fn io_error(&self, file: &str, e: std::io::Error) -> StorageError {
+        StorageError::io(format!("{}/{file}", self.backup_id), e)
+    }
+
     fn append_inner(&mut self, r: &Record) -> Result<()> {
         if let Some(prev) = self.last {
             if r.offset <= prev {
@@ -82,19 +86,19 @@ impl LocalPartitionWriter {
             })?;
         if self.segment.is_none() {
             let name = format!("{:020}.seg", self.block.first_offset);
-            let path = self.dir.join(&name);
-            let sink = self.sinks.create(&name).map_err(io_err(&path))?;
-            let writer = SegmentWriter::new(sink, self.codec).map_err(io_err(&path))?;
-            self.segment = Some(OpenSegment {
-                writer,
-                path,
-                file: format!("{}/{name}", self.rel_dir),
-            });
+            let file = format!("{}/{name}", self.rel_dir);
+            let sink = self
+                .sinks
+                .create(&name)
+                .map_err(|e| self.io_error(&file, e))?;
+            let writer =
+                SegmentWriter::new(sink, self.codec).map_err(|e| self.io_error(&file, e))?;
+            self.segment = Some(OpenSegment { writer, file });
         }
         if let Some(seg) = self.segment.as_mut() {
             seg.writer
                 .write_block(&self.block, &self.compressed)
-                .map_err(io_err(&seg.path))?;
+                .map_err(|e| StorageError::io(format!("{}/{}", self.backup_id, seg.file), e))?;
             let full = seg.writer.size() >= self.options.segment_size;
             self.block.clear();
             if full {
@@ -108,8 +112,11 @@ impl LocalPartitionWriter {
         let Some(seg) = self.segment.take() else {
             return Ok(());
         };
-        let (sink, stats) = seg.writer.finish().map_err(io_err(&seg.path))?;
-        sink.finish().map_err(io_err(&seg.path))?;
+        let (sink, stats) = seg
+            .writer
+            .finish()
+            .map_err(|e| self.io_error(&seg.file, e))?;
+        sink.finish().map_err(|e| self.io_error(&seg.file, e))?;
         self.closed_bytes += stats.size;
         self.segments.push(SegmentInfo {
             file: seg.file,
@@ -129,7 +136,9 @@ impl LocalPartitionWriter {
     fn finish_inner(&mut self, start_offset: i64, end_offset: i64) -> Result<PartitionManifest> {
         self.flush_block()?;
         self.close_segment()?;
-        sync_dir(&self.dir)?;
+        self.sinks
+            .sync()
+            .map_err(|e| self.io_error(&self.rel_dir, e))?;
         // Offsets strictly increase, so `count == last - first + 1` means no gap. An empty
         // partition has no gap among its (zero) records and is reported contiguous.
         let contiguous = match (self.first, self.last) {
@@ -153,7 +162,7 @@ impl LocalPartitionWriter {
     }
 }
 
-impl PartitionWriter for LocalPartitionWriter {
+impl PartitionWriter for StorePartitionWriter {
     fn append(&mut self, record: &Record) -> DomainResult<()> {
         self.append_inner(record)
             .map_err(|e| e.into_domain(&self.backup_id))

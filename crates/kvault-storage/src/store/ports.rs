@@ -5,7 +5,7 @@ use super::*;
 /// The blocking API: what the async [`ArchiveStore`] methods run on a blocking thread. Tests,
 /// benches and synchronous tools that own the store call these directly. The `blocking_`
 /// prefix keeps them from shadowing the async trait methods of the same job.
-impl LocalArchiveStore {
+impl Store {
     pub fn blocking_create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>> {
         let id = spec.backup_id.as_str().to_owned();
         match self.create_inner(spec) {
@@ -36,7 +36,8 @@ impl LocalArchiveStore {
     }
 
     pub fn blocking_delete(&self, id: &BackupId) -> DomainResult<()> {
-        self.delete_inner(id.as_str())
+        self.backend
+            .delete(id.as_str())
             .map_err(|e| e.into_domain(id.as_str()))
     }
 
@@ -65,7 +66,7 @@ impl LocalArchiveStore {
     /// Runs `f` on a clone of the store on a blocking thread.
     async fn off_runtime<T: Send + 'static>(
         &self,
-        f: impl FnOnce(LocalArchiveStore) -> DomainResult<T> + Send + 'static,
+        f: impl FnOnce(Store) -> DomainResult<T> + Send + 'static,
     ) -> DomainResult<T> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || f(store))
@@ -75,7 +76,7 @@ impl LocalArchiveStore {
 }
 
 #[async_trait]
-impl ArchiveStore for LocalArchiveStore {
+impl ArchiveStore for Store {
     async fn create(&self, spec: ArchiveSpec) -> DomainResult<Box<dyn ArchiveWriter>> {
         self.off_runtime(move |s| s.blocking_create(spec)).await
     }

@@ -1,16 +1,17 @@
 //! Streams one partition's records in offset order, checking each segment as it ends.
 
 use super::*;
+use crate::verify::StoredSegmentReader;
 
 /// Streams one partition's records, a block at a time, checking every segment against the
 /// manifest when its last byte has been read.
 pub(super) struct PartitionReader {
+    pub(super) store: Store,
     pub(super) backup_id: String,
-    pub(super) dir: PathBuf,
     pub(super) codec: CompressionType,
     pub(super) segments: VecDeque<SegmentInfo>,
     pub(super) until: Option<i64>,
-    pub(super) current: Option<(SegmentReader<SourceReader<FileSource>>, SegmentInfo)>,
+    pub(super) current: Option<(StoredSegmentReader, SegmentInfo)>,
     pub(super) buffered: std::vec::IntoIter<Record>,
     pub(super) prev_offset: Option<i64>,
     pub(super) failed: bool,
@@ -29,7 +30,13 @@ impl PartitionReader {
                 return Ok(true);
             }
             let label = format!("{}/{}", self.backup_id, info.file);
-            let mut reader = open_segment(&self.dir.join(&info.file), &label, self.codec)?;
+            let mut reader = open_segment(
+                self.store.backend(),
+                &self.backup_id,
+                &info.file,
+                &label,
+                self.codec,
+            )?;
             reader.set_prev_offset(self.prev_offset);
             self.current = Some((reader, info));
         }

@@ -2,6 +2,9 @@
 //! binary, else the copy compiled into the binary), then an optional `--config` file, then
 //! `KVAULT__SECTION__KEY` environment variables. Secrets are redacted from every `Debug` output.
 
+mod storage;
+pub use storage::{S3Settings, StorageSettings, StorageTarget};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,7 @@ use serde::Deserialize;
 
 /// The defaults shipped with the source tree, used when no `config/default.yaml` is found on
 /// disk so that `kvault serve` works from any directory.
-pub const EMBEDDED_DEFAULTS: &str = include_str!("../../../config/default.yaml");
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../../../../config/default.yaml");
 
 /// The HS256 secret in `config/default.yaml`. A server running with it logs a loud warning.
 pub const DEV_JWT_SECRET: &str = "kvault-insecure-development-secret-change-me";
@@ -69,6 +72,8 @@ pub struct Settings {
     pub clusters: BTreeMap<String, ClusterConfig>,
     pub auth: AuthSettings,
     pub database: DatabaseSettings,
+    #[serde(default)]
+    pub storage: StorageSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -87,6 +92,7 @@ impl fmt::Debug for Settings {
             .field("clusters", &clusters)
             .field("auth", &self.auth)
             .field("database", &self.database)
+            .field("storage", &self.storage)
             .finish()
     }
 }
@@ -321,6 +327,7 @@ impl Settings {
                 }
             }
         }
+        self.storage.validate(&self.backup.base_path)?;
         if self.backup.max_concurrent_backups == 0 {
             return Err(ConfigError::invalid(
                 "backup.max_concurrent_backups",

@@ -1,0 +1,221 @@
+//! The `storage:` section: where archives live. `storage.url` is `file://<dir>` (the default,
+//! from `backup.base_path`, which stays the documented alias) or `s3://bucket/prefix` with
+//! the `storage.s3.*` settings. Both credentials are [`Secret`]s: never in `Debug` output.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Secret};
+
+/// The `storage:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StorageSettings {
+    /// `file:///srv/backups`, `file://./data/backups` or `s3://bucket/prefix`. When absent,
+    /// backups live in `backup.base_path`.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub s3: S3Settings,
+}
+
+/// `storage.s3.*`: how to reach an S3 bucket or an S3-compatible server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Settings {
+    /// For S3-compatible servers (`http://127.0.0.1:9000`); AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allows a plain-HTTP endpoint. Off by default.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Static credentials. When absent, the standard AWS chain is used: `AWS_ACCESS_KEY_ID`
+    /// and friends, web identity (EKS), the ECS task role, EC2 instance metadata.
+    #[serde(default)]
+    pub access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// Multipart part size in MiB (5 to 512).
+    #[serde(default = "default_part_size_mib")]
+    pub part_size_mib: usize,
+    /// Bytes per ranged GET when reading, in MiB.
+    #[serde(default = "default_read_window_mib")]
+    pub read_window_mib: usize,
+    /// A writer whose lease was not refreshed for this long is dead; its objects are swept.
+    #[serde(default = "default_abandoned_after")]
+    pub abandoned_after_secs: u64,
+    /// Retries of a failed request, with exponential backoff, within `retry_timeout_secs`.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
+    #[serde(default = "default_retry_timeout")]
+    pub retry_timeout_secs: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            access_key_id: None,
+            secret_access_key: None,
+            part_size_mib: default_part_size_mib(),
+            read_window_mib: default_read_window_mib(),
+            abandoned_after_secs: default_abandoned_after(),
+            max_retries: default_max_retries(),
+            retry_timeout_secs: default_retry_timeout(),
+            connect_timeout_secs: default_connect_timeout(),
+            request_timeout_secs: default_request_timeout(),
+        }
+    }
+}
+
+fn default_part_size_mib() -> usize {
+    8
+}
+fn default_read_window_mib() -> usize {
+    4
+}
+fn default_abandoned_after() -> u64 {
+    900
+}
+fn default_max_retries() -> usize {
+    5
+}
+fn default_retry_timeout() -> u64 {
+    60
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_request_timeout() -> u64 {
+    60
+}
+
+/// Where the archives are, resolved from `storage.url` and `backup.base_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageTarget {
+    /// A local directory.
+    Local(PathBuf),
+    /// `s3://bucket/prefix`, with the settings in `storage.s3`.
+    S3(String),
+}
+
+impl StorageSettings {
+    /// The resolved target; `base_path` is `backup.base_path`.
+    pub fn target(&self, base_path: &std::path::Path) -> Result<StorageTarget, ConfigError> {
+        let Some(url) = self.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(StorageTarget::Local(base_path.to_path_buf()));
+        };
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(ConfigError::invalid(
+                    "storage.url",
+                    "file:// names no directory",
+                ));
+            }
+            return Ok(StorageTarget::Local(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            if rest.split('/').next().unwrap_or_default().is_empty() {
+                return Err(ConfigError::invalid("storage.url", "s3:// names no bucket"));
+            }
+            return Ok(StorageTarget::S3(url.to_owned()));
+        }
+        Err(ConfigError::invalid(
+            "storage.url",
+            "must start with file:// or s3:// (gs:// and az:// are not built in yet)",
+        ))
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self, base_path: &std::path::Path) -> Result<(), ConfigError> {
+        self.target(base_path)?;
+        if !(5..=512).contains(&self.s3.part_size_mib) {
+            return Err(ConfigError::invalid(
+                "storage.s3.part_size_mib",
+                "must be 5 to 512 (S3 parts are at least 5 MiB)",
+            ));
+        }
+        if !(1..=64).contains(&self.s3.read_window_mib) {
+            return Err(ConfigError::invalid(
+                "storage.s3.read_window_mib",
+                "must be 1 to 64",
+            ));
+        }
+        if self.s3.abandoned_after_secs < 10 {
+            return Err(ConfigError::invalid(
+                "storage.s3.abandoned_after_secs",
+                "must be at least 10",
+            ));
+        }
+        if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
+            return Err(ConfigError::invalid(
+                "storage.s3.access_key_id",
+                "set both access_key_id and secret_access_key, or neither",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn with_url(url: &str) -> StorageSettings {
+        StorageSettings {
+            url: Some(url.into()),
+            ..StorageSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_url_picks_the_backend_and_base_path_is_the_default() {
+        let base = Path::new("./data/backups");
+        assert_eq!(
+            StorageSettings::default().target(base).unwrap(),
+            StorageTarget::Local(base.into())
+        );
+        assert_eq!(
+            with_url(" ").target(base).unwrap(),
+            StorageTarget::Local(base.into())
+        );
+        assert_eq!(
+            with_url("file:///srv/vault").target(base).unwrap(),
+            StorageTarget::Local("/srv/vault".into())
+        );
+        assert_eq!(
+            with_url("s3://bucket/some/prefix").target(base).unwrap(),
+            StorageTarget::S3("s3://bucket/some/prefix".into())
+        );
+        for bad in ["s3://", "s3:///x", "file://", "gs://b", "/plain/path"] {
+            assert!(with_url(bad).target(base).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_and_come_in_pairs() {
+        let mut s = with_url("s3://b");
+        s.s3.access_key_id = Some(Secret::new("AKIAEXAMPLEKEYID"));
+        s.s3.secret_access_key = Some(Secret::new("wJalrXUtnFEMI-secret"));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("AKIAEXAMPLEKEYID") && !shown.contains("wJalr"),
+            "{shown}"
+        );
+        assert!(s.validate(Path::new(".")).is_ok());
+        s.s3.secret_access_key = None;
+        assert!(s.validate(Path::new(".")).is_err());
+        let mut small = with_url("s3://b");
+        small.s3.part_size_mib = 4;
+        assert!(small.validate(Path::new(".")).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! The seams between the archive logic (blocks, segments, manifests, verification) and the
+//! place the bytes live. The store ([`crate::Store`]) is written once over [`Backend`]; the
+//! local backend ([`local`]) keeps backups as directories, the object backend ([`object`]) as
+//! objects in S3-compatible storage through the `object_store` crate.
+//!
+//! The commit protocol every backend keeps: segments are written create-only under the
+//! backup's staging area and made durable ([`SegmentSink::finish`]) before the manifest is
+//! written; the manifest is written last and create-only; a backup is visible only once its
+//! manifest is. Locally the staging area is `{id}.partial/` and "visible" is the rename to
+//! `{id}/`; in an object store it is the create-only PUT of `{id}/manifest.json`.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::ops::Range;
+
+use crate::error::Result;
+
+pub mod local;
+pub mod object;
+mod partial;
+pub(crate) mod tombstone;
+
+/// Where a store's backups live: staging, the commit point, listing, reading and deleting.
+/// Every method blocks; the store calls them from blocking threads.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Where the backups are, for messages and `kvault show`: `file:///srv/backups` or
+    /// `s3://bucket/prefix`. Never holds a credential.
+    fn location(&self) -> String;
+
+    /// Starts writing backup `id`. Fails with `BackupExists` if a backup of that id is
+    /// committed or being written by a live writer; the remains of a dead writer of the same
+    /// id are cleared first.
+    fn begin(&self, id: &str) -> Result<Box<dyn Staging>>;
+
+    /// The manifest bytes of committed backup `id`, or `None` if there is none. Reads at most
+    /// `limit + 1` bytes, so the caller can refuse an oversized manifest without holding it.
+    fn read_manifest(&self, id: &str, limit: u64) -> Result<Option<Vec<u8>>>;
+
+    /// The names under the root that have a manifest (not validated as backup ids).
+    fn list_committed(&self) -> Result<Vec<String>>;
+
+    /// Opens segment `file` (relative to the backup) of committed backup `id`. A missing
+    /// segment is an `io::ErrorKind::NotFound` inside `StorageError::Io`.
+    fn open_segment(&self, id: &str, file: &str) -> Result<Box<dyn SegmentSource>>;
+
+    /// Bytes a segment reader fetches per read: a buffer locally, one ranged GET remotely.
+    fn read_window(&self) -> usize;
+
+    /// Deletes committed backup `id`: the manifest goes first (the commit point of a delete),
+    /// then the rest. `BackupNotFound` if there is none.
+    fn delete(&self, id: &str) -> Result<()>;
+
+    /// Removes what dead writers and interrupted deletes left behind, never anything a live
+    /// writer is using; returns how many backups' remains it removed.
+    fn sweep_abandoned(&self) -> usize;
+}
+
+/// One backup being written: its segment sinks, then exactly one of commit or abort.
+pub trait Staging: Send + Sync {
+    /// Sinks for the segments of one partition directory (`p0`).
+    fn sinks(&self, partition_dir: &str) -> Result<Box<dyn SegmentSinks>>;
+
+    /// The size of finished segment `file`, or `None` if it was never written.
+    fn segment_size(&self, file: &str) -> Result<Option<u64>>;
+
+    /// Writes `manifest` create-only and makes the backup visible. `BackupExists` if another
+    /// writer committed the same id first.
+    fn commit(&mut self, manifest: &[u8]) -> Result<()>;
+
+    /// Removes everything this backup wrote. Also what dropping an uncommitted staging does.
+    fn abort(&mut self) -> Result<()>;
+}
+
+/// Where one segment's bytes go while it is written, in order, exactly once.
+pub trait SegmentSink: Write + Send {
+    /// Makes everything written durable and visible under the segment's name (fsync of a
+    /// file; completing a multipart upload). Nothing written is durable before it.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+/// Opens sinks for new segment files of one backup.
+pub trait SegmentSinks: Send + Sync {
+    /// Starts segment `file` (relative to the backup, e.g. `p0/00000000000000000000.seg`).
+    /// Fails if it exists: segments are create-only.
+    fn create(&self, file: &str) -> io::Result<Box<dyn SegmentSink>>;
+
+    /// Makes the set of finished segments durable (a directory fsync locally).
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Random access to one stored segment: a ranged read per call (seek + read of a file; a
+/// ranged GET of an object).
+pub trait SegmentSource: Send {
+    /// Size of the segment in bytes.
+    fn len(&self) -> u64;
+    /// Whether the segment is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Replaces `buf` with the bytes in `range`; short only at the end of the segment.
+    fn read_range(&mut self, range: Range<u64>, buf: &mut Vec<u8>) -> io::Result<()>;
+}
+
+impl SegmentSource for Box<dyn SegmentSource> {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+    fn read_range(&mut self, range: Range<u64>, buf: &mut Vec<u8>) -> io::Result<()> {
+        (**self).read_range(range, buf)
+    }
+}
+
+/// A [`Read`] over a [`SegmentSource`], fetching `window` bytes per ranged read, so the
+/// streaming segment reader runs unchanged over any backend.
+pub struct SourceReader<S: SegmentSource> {
+    source: S,
+    window: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl<S: SegmentSource> SourceReader<S> {
+    pub fn new(source: S, window: usize) -> Self {
+        Self {
+            source,
+            window: window.max(1) as u64,
+            pos: 0,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl<S: SegmentSource> Read for SourceReader<S> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.buf.len() {
+            let end = (self.pos + self.window).min(self.source.len());
+            if self.pos >= end {
+                return Ok(0);
+            }
+            self.source.read_range(self.pos..end, &mut self.buf)?;
+            self.pos += self.buf.len() as u64;
+            self.at = 0;
+            if self.buf.is_empty() {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}

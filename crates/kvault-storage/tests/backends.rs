@@ -1,0 +1,531 @@
+//! The store's promises, checked the same way on both backends: a local directory and a real
+//! S3-compatible server (moto, started by the testkit). Round trips per codec, multipart
+//! segments, corruption, concurrent creates of one id, a writer killed with SIGKILL, a server
+//! that dies mid-upload, and backups copied by hand between a disk and a bucket.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use kvault_domain::job::OperationControl;
+use kvault_domain::ports::ReadBounds;
+use kvault_domain::{BackupId, CompressionType, DomainError, Record, StorageFailure};
+use kvault_storage::backend::object::{ObjectBackend, ObjectConfig, MIN_PART_SIZE};
+use kvault_storage::{Store, StoreOptions};
+use kvault_testkit::s3::{TestS3, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+fn id(s: &str) -> BackupId {
+    BackupId::parse(s).unwrap()
+}
+
+const SMALL: StoreOptions = StoreOptions {
+    block_size: 4096,
+    segment_size: 32 * 1024,
+};
+
+/// Settings for a store in `bucket` of `endpoint` that gives up quickly and calls a lease
+/// stale after two seconds.
+fn s3_config(endpoint: &str, bucket: &str) -> ObjectConfig {
+    ObjectConfig {
+        url: format!("s3://{bucket}/vault"),
+        endpoint: Some(endpoint.to_owned()),
+        region: Some("us-east-1".into()),
+        allow_http: true,
+        access_key_id: Some(S3_ACCESS_KEY_ID.into()),
+        secret_access_key: Some(S3_SECRET_ACCESS_KEY.into()),
+        part_size: MIN_PART_SIZE,
+        abandoned_after: Duration::from_secs(2),
+        max_retries: 1,
+        retry_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(20),
+        ..ObjectConfig::default()
+    }
+}
+
+/// One store under test and raw access to where it keeps its bytes.
+enum Place {
+    Dir(tempfile::TempDir),
+    Bucket {
+        raw: Arc<dyn ObjectStore>,
+        bucket: String,
+    },
+}
+
+struct Harness {
+    store: Store,
+    place: Place,
+}
+
+impl Harness {
+    fn local(options: StoreOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            store: Store::local_with_options(dir.path(), options).unwrap(),
+            place: Place::Dir(dir),
+        }
+    }
+
+    fn s3(options: StoreOptions) -> Self {
+        Self::s3_on(TestS3::shared(), options)
+    }
+
+    fn s3_on(server: &TestS3, options: StoreOptions) -> Self {
+        let bucket = server.fresh_bucket("store");
+        let config = s3_config(server.endpoint(), &bucket);
+        let backend = ObjectBackend::connect(&config).unwrap();
+        let raw = AmazonS3Builder::new()
+            .with_bucket_name(&bucket)
+            .with_endpoint(server.endpoint())
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .with_access_key_id(S3_ACCESS_KEY_ID)
+            .with_secret_access_key(S3_SECRET_ACCESS_KEY)
+            .build()
+            .unwrap();
+        Self {
+            store: Store::on(Arc::new(backend), options).unwrap(),
+            place: Place::Bucket {
+                raw: Arc::new(raw),
+                bucket,
+            },
+        }
+    }
+
+    fn both(options: StoreOptions) -> [Self; 2] {
+        [Self::local(options), Self::s3(options)]
+    }
+
+    fn name(&self) -> &'static str {
+        match self.place {
+            Place::Dir(_) => "local",
+            Place::Bucket { .. } => "s3",
+        }
+    }
+
+    /// Every file or object under the root, relative to it, sorted.
+    fn contents(&self) -> Vec<String> {
+        let mut names = match &self.place {
+            Place::Dir(dir) => walk(dir.path(), dir.path()),
+            Place::Bucket { raw, .. } => runtime()
+                .block_on(raw.list(Some(&Key::from("vault"))).try_collect::<Vec<_>>())
+                .unwrap()
+                .into_iter()
+                .map(|m| m.location.as_ref().trim_start_matches("vault/").to_owned())
+                .collect(),
+        };
+        names.sort();
+        names
+    }
+
+    fn read_raw(&self, rel: &str) -> Vec<u8> {
+        match &self.place {
+            Place::Dir(dir) => std::fs::read(dir.path().join(rel)).unwrap(),
+            Place::Bucket { raw, .. } => runtime().block_on(async {
+                let key = Key::from(format!("vault/{rel}"));
+                raw.get(&key).await.unwrap().bytes().await.unwrap().to_vec()
+            }),
+        }
+    }
+
+    fn write_raw(&self, rel: &str, bytes: Vec<u8>) {
+        match &self.place {
+            Place::Dir(dir) => {
+                let path = dir.path().join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap()
+            }
+            Place::Bucket { raw, .. } => runtime().block_on(async {
+                let key = Key::from(format!("vault/{rel}"));
+                raw.put(&key, PutPayload::from(bytes)).await.unwrap();
+            }),
+        };
+    }
+}
+
+fn walk(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(root, &path));
+        } else {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.push(rel);
+        }
+    }
+    out
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
+}
+
+/// Writes and commits backup `name`: `partitions` partitions of `per_partition` records.
+fn write(store: &Store, name: &str, codec: CompressionType, per_partition: i64) -> Vec<Record> {
+    let writer = store.blocking_create(common::spec(name, codec, 2)).unwrap();
+    let mut manifests = Vec::new();
+    let mut all = Vec::new();
+    for p in 0..2 {
+        let mut pw = writer.partition(p).unwrap();
+        for o in 0..per_partition {
+            let r = common::record(o);
+            pw.append(&r).unwrap();
+            all.push(r);
+        }
+        manifests.push(pw.finish(0, per_partition).unwrap());
+    }
+    writer.commit(manifests, chrono::Utc::now()).unwrap();
+    all
+}
+
+fn read_all(store: &Store, name: &str) -> Result<Vec<Record>, DomainError> {
+    let mut out = Vec::new();
+    for p in 0..2 {
+        for r in store.blocking_read_partition(&id(name), p, ReadBounds::default())? {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn every_codec_round_trips_on_both_backends() {
+    for h in Harness::both(SMALL) {
+        for codec in CompressionType::ALL {
+            let name = format!("rt-{codec}");
+            let written = write(&h.store, &name, codec, 700);
+            assert_eq!(
+                read_all(&h.store, &name).unwrap(),
+                written,
+                "{} {codec}",
+                h.name()
+            );
+            let report = h
+                .store
+                .blocking_verify(&id(&name), &OperationControl::default())
+                .unwrap();
+            assert!(report.valid, "{} {codec}: {:?}", h.name(), report.problems);
+            assert_eq!(report.messages_checked, 1400);
+        }
+        let listed: Vec<String> = h
+            .store
+            .blocking_list()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.backup_id)
+            .collect();
+        assert_eq!(listed.len(), CompressionType::ALL.len(), "{}", h.name());
+        // Nothing but manifests and segments is left once every backup is committed.
+        for name in h.contents() {
+            assert!(
+                name.ends_with("manifest.json") || name.ends_with(".seg"),
+                "{}: {name}",
+                h.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn segments_larger_than_a_part_go_up_in_parts_and_read_back() {
+    let options = StoreOptions {
+        block_size: 256 << 10,
+        segment_size: 64 << 20,
+    };
+    let h = Harness::s3(options);
+    // ~1.1 KB per record, 6,000 per partition: one 6.6 MB segment each, two parts.
+    let writer = h
+        .store
+        .blocking_create(common::spec("big", CompressionType::None, 2))
+        .unwrap();
+    let mut manifests = Vec::new();
+    let mut written = Vec::new();
+    for p in 0..2 {
+        let mut pw = writer.partition(p).unwrap();
+        for o in 0..6_000 {
+            let mut r = common::record(o);
+            r.value = Some(vec![(o % 251) as u8; 1100]);
+            pw.append(&r).unwrap();
+            written.push(r);
+        }
+        manifests.push(pw.finish(0, 6_000).unwrap());
+    }
+    let manifest = writer.commit(manifests, chrono::Utc::now()).unwrap();
+    let seg = &manifest.partitions[0].segments[0];
+    assert!(seg.size_bytes > MIN_PART_SIZE as u64, "{}", seg.size_bytes);
+    assert_eq!(read_all(&h.store, "big").unwrap(), written);
+    let Place::Bucket { bucket, .. } = &h.place else {
+        unreachable!()
+    };
+    assert_eq!(TestS3::shared().open_uploads(bucket), 0);
+}
+
+#[test]
+fn a_flipped_byte_is_refused_by_verify_and_by_reads() {
+    for h in Harness::both(SMALL) {
+        write(&h.store, "flip", CompressionType::Zstd, 300);
+        let manifest = h.store.blocking_manifest(&id("flip")).unwrap();
+        let file = format!("flip/{}", manifest.partitions[1].segments[0].file);
+        let mut bytes = h.read_raw(&file);
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        h.write_raw(&file, bytes);
+
+        let report = h
+            .store
+            .blocking_verify(&id("flip"), &OperationControl::default())
+            .unwrap();
+        assert!(!report.valid, "{}", h.name());
+        assert!(
+            report.problems.iter().any(|p| p.contains("p1/")),
+            "{}: {:?}",
+            h.name(),
+            report.problems
+        );
+        let integrity = h
+            .store
+            .blocking_verify_integrity(&id("flip"), &OperationControl::default())
+            .unwrap();
+        assert!(!integrity.valid, "{}", h.name());
+        assert!(
+            matches!(
+                read_all(&h.store, "flip"),
+                Err(DomainError::CorruptArchive { .. })
+            ),
+            "{}",
+            h.name()
+        );
+    }
+}
+
+#[test]
+fn of_concurrent_creates_of_one_id_exactly_one_wins() {
+    for h in Harness::both(SMALL) {
+        for round in 0..3 {
+            let name = format!("race-{round}");
+            let outcomes: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            h.store
+                                .blocking_create(common::spec(&name, CompressionType::None, 1))
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let (won, lost): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+            assert_eq!(won.len(), 1, "{} round {round}", h.name());
+            for e in lost {
+                assert!(
+                    matches!(e, Err(DomainError::Conflict { .. })),
+                    "{}: {:?}",
+                    h.name(),
+                    e.err()
+                );
+            }
+            for w in won {
+                w.unwrap().abort().unwrap();
+            }
+        }
+        // Aborted writers leave nothing.
+        assert!(h.contents().is_empty(), "{}: {:?}", h.name(), h.contents());
+    }
+}
+
+#[test]
+fn a_committed_id_conflicts_and_delete_frees_it() {
+    for h in Harness::both(SMALL) {
+        write(&h.store, "once", CompressionType::Lz4, 50);
+        assert!(matches!(
+            h.store
+                .blocking_create(common::spec("once", CompressionType::None, 1)),
+            Err(DomainError::Conflict { .. })
+        ));
+        h.store.blocking_delete(&id("once")).unwrap();
+        assert!(h.contents().is_empty(), "{}: {:?}", h.name(), h.contents());
+        assert!(matches!(
+            h.store.blocking_delete(&id("once")),
+            Err(DomainError::NotFound { .. })
+        ));
+        write(&h.store, "once", CompressionType::Lz4, 50);
+        assert_eq!(h.store.blocking_list().unwrap().len(), 1, "{}", h.name());
+    }
+}
+
+#[test]
+fn a_backup_copied_by_hand_reads_the_same_on_the_other_backend() {
+    let [local, s3] = Harness::both(SMALL);
+    let written = write(&local.store, "disk", CompressionType::Snappy, 400);
+    for file in local.contents() {
+        s3.write_raw(&file, local.read_raw(&file));
+    }
+    assert_eq!(read_all(&s3.store, "disk").unwrap(), written);
+
+    let written = write(&s3.store, "cloud", CompressionType::Gzip, 400);
+    for file in s3
+        .contents()
+        .into_iter()
+        .filter(|f| f.starts_with("cloud/"))
+    {
+        local.write_raw(&file, s3.read_raw(&file));
+    }
+    assert_eq!(read_all(&local.store, "cloud").unwrap(), written);
+    assert!(
+        local
+            .store
+            .blocking_verify(&id("cloud"), &OperationControl::default())
+            .unwrap()
+            .valid
+    );
+}
+
+#[test]
+fn a_server_gone_mid_upload_fails_with_a_storage_error_naming_the_bucket() {
+    let server = TestS3::start_new();
+    let h = Harness::s3_on(&server, SMALL);
+    let writer = h
+        .store
+        .blocking_create(common::spec("cut", CompressionType::None, 1))
+        .unwrap();
+    let mut pw = writer.partition(0).unwrap();
+    for o in 0..100 {
+        pw.append(&common::record(o)).unwrap();
+    }
+    server.kill();
+    let started = std::time::Instant::now();
+    let failure = (100..100_000)
+        .find_map(|o| pw.append(&common::record(o)).err())
+        .or_else(|| pw.finish(0, 100_000).err())
+        .expect("writing to a dead server must fail");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    match failure {
+        DomainError::Storage {
+            failure, message, ..
+        } => {
+            assert_eq!(failure, StorageFailure::Unavailable, "{message}");
+            let Place::Bucket { bucket, .. } = &h.place else {
+                unreachable!()
+            };
+            assert!(message.contains(bucket.as_str()), "{message}");
+            assert!(!message.contains(S3_SECRET_ACCESS_KEY), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_bucket_is_reported_as_missing() {
+    let server = TestS3::shared();
+    let config = s3_config(server.endpoint(), "no-such-bucket-here");
+    let store = Store::on(Arc::new(ObjectBackend::connect(&config).unwrap()), SMALL).unwrap();
+    match store.blocking_list() {
+        Err(DomainError::Storage {
+            failure, message, ..
+        }) => {
+            assert_eq!(failure, StorageFailure::Missing, "{message}");
+            assert!(message.contains("no-such-bucket-here"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Tells the child side below where to write (endpoint and bucket, or a directory).
+const HOLD_ENV: &str = "KVAULT_TEST_HOLD_UPLOAD";
+
+/// The child side: starts a backup with a segment bigger than a part (so a multipart upload
+/// is open) and waits to be killed. Runs only when spawned by the test below.
+#[test]
+fn hold_an_upload_until_killed() {
+    let Ok(target) = std::env::var(HOLD_ENV) else {
+        return;
+    };
+    let store = match target.split_once(' ') {
+        Some((endpoint, bucket)) => Store::on(
+            Arc::new(ObjectBackend::connect(&s3_config(endpoint, bucket)).unwrap()),
+            StoreOptions {
+                block_size: 256 << 10,
+                segment_size: 64 << 20,
+            },
+        )
+        .unwrap(),
+        None => Store::local(&target).unwrap(),
+    };
+    let writer = store
+        .blocking_create(common::spec("held", CompressionType::None, 1))
+        .unwrap();
+    let mut pw = writer.partition(0).unwrap();
+    for o in 0..6_000 {
+        let mut r = common::record(o);
+        r.value = Some(vec![7; 1100]);
+        pw.append(&r).unwrap();
+    }
+    println!("upload-open");
+    std::thread::sleep(Duration::from_secs(120));
+    drop((pw, writer));
+}
+
+#[test]
+fn a_writer_killed_mid_upload_is_never_listed_and_its_id_is_freed_by_the_sweep() {
+    for h in Harness::both(SMALL) {
+        let target = match &h.place {
+            Place::Dir(dir) => dir.path().display().to_string(),
+            Place::Bucket { bucket, .. } => format!("{} {bucket}", TestS3::shared().endpoint()),
+        };
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "hold_an_upload_until_killed", "--nocapture"])
+            .env(HOLD_ENV, &target)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let ready = stdout
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("upload-open"));
+        assert!(ready, "{}: the child never started its upload", h.name());
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        assert!(
+            !h.contents().is_empty(),
+            "{}: the child wrote nothing",
+            h.name()
+        );
+        assert!(h.store.blocking_list().unwrap().is_empty(), "{}", h.name());
+        if let Place::Bucket { bucket, .. } = &h.place {
+            assert_eq!(TestS3::shared().open_uploads(bucket), 1);
+            // The dead writer's lease still holds the id until it goes stale.
+            assert!(matches!(
+                h.store
+                    .blocking_create(common::spec("held", CompressionType::None, 1)),
+                Err(DomainError::Conflict { .. })
+            ));
+            std::thread::sleep(Duration::from_millis(2_500));
+        }
+        assert_eq!(h.store.sweep_abandoned(), 1, "{}", h.name());
+        assert!(h.contents().is_empty(), "{}: {:?}", h.name(), h.contents());
+        if let Place::Bucket { bucket, .. } = &h.place {
+            assert_eq!(TestS3::shared().open_uploads(bucket), 0);
+        }
+        write(&h.store, "held", CompressionType::None, 10);
+        assert_eq!(h.store.blocking_list().unwrap().len(), 1, "{}", h.name());
+    }
+}
