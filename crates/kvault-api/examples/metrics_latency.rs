@@ -70,15 +70,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let now = Utc::now();
     for i in 0..jobs {
         let id = JobId::new();
+        let lease = state.runner.lease();
         store
-            .insert(&NewJob {
-                id,
-                kind: JobKind::Backup,
-                cluster_id: Some("local".into()),
-                subject: "bench".into(),
-                request: serde_json::json!({"topic": "events"}),
-                created_at: now,
-            })
+            .admit(
+                &NewJob {
+                    id,
+                    kind: JobKind::Backup,
+                    cluster_id: Some("local".into()),
+                    subject: "bench".into(),
+                    request: serde_json::json!({"topic": "events"}),
+                    created_at: now,
+                    backup_id: None,
+                },
+                lease,
+                None,
+            )
             .await?;
         let state_ = if i % 20 == 0 {
             JobState::Failed
@@ -87,6 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         store
             .finish(
+                &lease.owner,
                 id,
                 state_,
                 None,

@@ -18,6 +18,8 @@ pub mod routes;
 pub mod runner;
 pub mod startup;
 pub mod state;
+mod takeover;
+mod workers;
 
 pub use configuration::{ConfigError, Settings};
 pub use startup::{Application, StartupError};

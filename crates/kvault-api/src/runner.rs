@@ -1,23 +1,25 @@
-//! Runs operations as jobs: stores them as `running`, runs them on tokio tasks with an
-//! [`OperationControl`] for live progress and cancellation, records how they ended, and enforces
-//! the concurrency limits (per cluster for backups, restores and drains; global for migrations).
+//! Runs operations as jobs: admits them as `running` rows under this replica's lease (within
+//! the concurrency limits, counted in the database so every replica shares them), runs them on
+//! tokio tasks with an [`OperationControl`] for live progress and cancellation, and records
+//! how they ended, retrying until the database takes it. `crate::workers` renews the leases
+//! and takes over the jobs of replicas that died.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use chrono::Utc;
 use kvault_domain::error::ErrorKind;
 use kvault_domain::job::OperationControl;
 use kvault_domain::{JobId, JobKind, JobProgress, JobState};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::configuration::Settings;
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::{JobStore, NewJob};
+use crate::jobs::{Capacity, JobStore, Lease, NewJob};
 
 /// Seconds a client is told to wait when a concurrency limit is reached.
 const BUSY_RETRY_AFTER_SECS: u64 = 5;
@@ -32,72 +34,69 @@ struct Live {
     kind: JobKind,
     /// The backup the job reads or writes, so a running job's backup cannot be deleted.
     backup_id: Option<String>,
+    /// Cancelled through the API (as opposed to by a shutdown that hands the job over).
+    cancelled_by_user: bool,
 }
 
-/// Concurrency limits. Permits travel with the job and are released when it ends.
+/// The documented concurrency limits (per cluster for backups, restores and drains; global
+/// for migrations), as capacities the job store checks when it admits a job.
 pub struct Limits {
-    per_cluster: Mutex<HashMap<(JobKind, String), Arc<Semaphore>>>,
-    migrations: Arc<Semaphore>,
     backups: usize,
     restores: usize,
     drains: usize,
-    migrations_max: usize,
+    migrations: usize,
 }
 
 impl Limits {
     pub fn new(settings: &Settings) -> Self {
         Self {
-            per_cluster: Mutex::new(HashMap::new()),
-            migrations: Arc::new(Semaphore::new(settings.limits.max_concurrent_migrations)),
             backups: settings.backup.max_concurrent_backups,
             restores: settings.limits.max_concurrent_restores,
             drains: settings.limits.max_concurrent_drains,
-            migrations_max: settings.limits.max_concurrent_migrations,
+            migrations: settings.limits.max_concurrent_migrations,
         }
     }
 
-    /// A permit for one more `kind` job on `cluster` (migrations ignore the cluster), or 429.
-    pub fn acquire(&self, kind: JobKind, cluster: &str) -> Result<OwnedSemaphorePermit, ApiError> {
-        let (sem, max, scope) = match kind {
-            JobKind::Migrate => (
-                self.migrations.clone(),
-                self.migrations_max,
-                "in total".to_owned(),
-            ),
-            other => {
-                let max = match other {
-                    JobKind::Backup => self.backups,
-                    JobKind::Restore => self.restores,
-                    // Verify jobs only read local files; they share the drain budget.
-                    _ => self.drains,
-                };
-                let mut map = self
-                    .per_cluster
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let sem = map
-                    .entry((other, cluster.to_owned()))
-                    .or_insert_with(|| Arc::new(Semaphore::new(max)))
-                    .clone();
-                (sem, max, format!("on cluster '{cluster}'"))
-            }
+    /// Room for one more `kind` job on `cluster` (migrations count across clusters).
+    pub fn capacity(&self, kind: JobKind, cluster: &str) -> Capacity {
+        let (max, cluster_id) = match kind {
+            JobKind::Migrate => (self.migrations, None),
+            JobKind::Backup => (self.backups, Some(cluster.to_owned())),
+            JobKind::Restore => (self.restores, Some(cluster.to_owned())),
+            // Verify jobs only read archives; they share the drain budget.
+            _ => (self.drains, Some(cluster.to_owned())),
         };
-        sem.try_acquire_owned().map_err(|_| {
-            ApiError::too_many(
-                format!(
-                    "at most {max} concurrent {} operations are allowed {scope}",
-                    kind.as_str()
-                ),
-                BUSY_RETRY_AFTER_SECS,
-            )
-        })
+        Capacity {
+            kind,
+            cluster_id,
+            max,
+        }
     }
+}
+
+/// The 429 for a full capacity.
+fn busy(capacity: &Capacity) -> ApiError {
+    let scope = match &capacity.cluster_id {
+        Some(cluster) => format!("on cluster '{cluster}'"),
+        None => "in total".to_owned(),
+    };
+    ApiError::too_many(
+        format!(
+            "at most {} concurrent {} operations are allowed {scope}",
+            capacity.max,
+            capacity.kind.as_str()
+        ),
+        BUSY_RETRY_AFTER_SECS,
+    )
 }
 
 /// Starts jobs and answers questions about the ones in flight.
 pub struct JobRunner {
     store: JobStore,
+    lease: Lease,
     live: Mutex<HashMap<JobId, Live>>,
+    /// Set by a graceful shutdown: jobs it cancels are handed over, not ended.
+    handing_over: AtomicBool,
 }
 
 /// What to start.
@@ -110,10 +109,12 @@ pub struct JobSpec {
 }
 
 impl JobRunner {
-    pub fn new(store: JobStore) -> Self {
+    pub fn new(store: JobStore, lease: Lease) -> Self {
         Self {
             store,
+            lease,
             live: Mutex::new(HashMap::new()),
+            handing_over: AtomicBool::new(false),
         }
     }
 
@@ -121,16 +122,20 @@ impl JobRunner {
         &self.store
     }
 
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Live>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stores the job, then runs `op` on a task. The permit is held until the job's end is
-    /// stored. The handle yields the outcome for a caller that waits.
+    /// Admits the job (429 when `capacity` is full), then runs `op` on a task. The handle
+    /// yields the outcome for a caller that waits.
     pub async fn start<F, Fut>(
         self: &Arc<Self>,
         spec: JobSpec,
-        permit: Option<OwnedSemaphorePermit>,
+        capacity: Option<Capacity>,
         op: F,
     ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
     where
@@ -138,18 +143,42 @@ impl JobRunner {
         Fut: Future<Output = Outcome> + Send + 'static,
     {
         let id = JobId::new();
-        let created_at = Utc::now();
-        self.store
-            .insert(&NewJob {
-                id,
-                kind: spec.kind,
-                cluster_id: spec.cluster_id.clone(),
-                subject: spec.subject.clone(),
-                request: spec.request,
-                created_at,
-            })
+        let job = NewJob {
+            id,
+            kind: spec.kind,
+            cluster_id: spec.cluster_id.clone(),
+            subject: spec.subject.clone(),
+            request: spec.request,
+            created_at: Utc::now(),
+            backup_id: spec.backup_id.clone(),
+        };
+        let admitted = self
+            .store
+            .admit(&job, &self.lease, capacity.as_ref())
             .await
             .map_err(ApiError::internal)?;
+        if !admitted {
+            return Err(capacity
+                .as_ref()
+                .map_or_else(|| ApiError::internal("job not admitted"), busy));
+        }
+        tracing::info!(job_id = %id, kind = spec.kind.as_str(), cluster = ?spec.cluster_id, subject = %spec.subject, "job started");
+        Ok((id, self.launch(id, spec.kind, spec.backup_id, op)))
+    }
+
+    /// Runs `op` as job `id`, which this replica holds: the job admitted here, or one taken
+    /// over from a replica that died.
+    pub fn launch<F, Fut>(
+        self: &Arc<Self>,
+        id: JobId,
+        kind: JobKind,
+        backup_id: Option<String>,
+        op: F,
+    ) -> JoinHandle<Outcome>
+    where
+        F: FnOnce(OperationControl) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
         let control = OperationControl::new();
         let started = Instant::now();
         self.live().insert(
@@ -157,24 +186,23 @@ impl JobRunner {
             Live {
                 control: control.clone(),
                 started,
-                kind: spec.kind,
-                backup_id: spec.backup_id,
+                kind,
+                backup_id,
+                cancelled_by_user: false,
             },
         );
-        tracing::info!(job_id = %id, kind = spec.kind.as_str(), cluster = ?spec.cluster_id, subject = %spec.subject, "job started");
         let fut = op(control.clone());
         let runner = Arc::clone(self);
-        let handle = tokio::spawn(async move {
+        tokio::spawn(async move {
             let outcome = fut.await;
             runner.record_end(id, &control, started, &outcome).await;
-            drop(permit);
             outcome
-        });
-        Ok((id, handle))
+        })
     }
 
-    /// Stores how a job ended (state, result or error body, progress, duration) and forgets
-    /// its live state.
+    /// Stores how a job ended (state, result or error body, progress, duration), retrying
+    /// until the database takes it, then forgets its live state. A job a shutdown cancelled
+    /// is handed over instead: its lease is released for another replica to take.
     async fn record_end(
         &self,
         id: JobId,
@@ -184,41 +212,47 @@ impl JobRunner {
     ) {
         let elapsed = started.elapsed();
         let progress = control.snapshot(elapsed.as_secs_f64());
-        let (state, result, error) = match outcome {
-            Ok(value) => (JobState::Completed, Some(value.clone()), None),
-            Err(e) => {
-                let state = if control.is_cancelled() || e.cause == Some(ErrorKind::Cancelled) {
-                    JobState::Cancelled
-                } else {
-                    JobState::Failed
-                };
-                let body = serde_json::json!({
-                    "status": e.status.as_u16(),
-                    "body": e.body(),
-                });
-                (state, None, Some(body))
+        let by_user = self.live().get(&id).is_some_and(|l| l.cancelled_by_user);
+        if self.handing_over.load(Ordering::SeqCst) && control.is_cancelled() && !by_user {
+            match self.store.release(&self.lease, id).await {
+                Ok(_) => tracing::info!(job_id = %id, "job handed over at shutdown"),
+                Err(e) => {
+                    tracing::warn!(job_id = %id, error = %e, "could not release a job at shutdown; it is taken over once its lease expires")
+                }
             }
-        };
+            self.live().remove(&id);
+            return;
+        }
+        let (state, result, error) = ending(control, outcome);
         let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        let stored = self
-            .store
-            .finish(
-                id,
-                state,
-                result.as_ref(),
-                error.as_ref(),
-                progress,
-                Utc::now(),
-                duration_ms,
-            )
-            .await;
-        match stored {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(job_id = %id, "job ended after it was marked as ended elsewhere")
-            }
-            Err(e) => {
-                tracing::error!(job_id = %id, error = %e, "could not record the end of a job")
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let stored = self
+                .store
+                .finish(
+                    &self.lease.owner,
+                    id,
+                    state,
+                    result.as_ref(),
+                    error.as_ref(),
+                    progress,
+                    Utc::now(),
+                    duration_ms,
+                )
+                .await;
+            match stored {
+                Ok(true) => break,
+                Ok(false) => {
+                    tracing::warn!(job_id = %id, "job ended after another replica took it over or ended it");
+                    break;
+                }
+                // The lease is renewed meanwhile (the job is still live here), so no other
+                // replica takes the job over while its ending waits for the database.
+                Err(e) => {
+                    tracing::error!(job_id = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "could not record the end of a job; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
             }
         }
         self.live().remove(&id);
@@ -239,10 +273,19 @@ impl JobRunner {
             .map(|l| l.control.snapshot(l.started.elapsed().as_secs_f64()))
     }
 
+    /// Progress of every job running here, for the lease heartbeat.
+    pub fn snapshots(&self) -> Vec<(JobId, JobProgress)> {
+        self.live()
+            .iter()
+            .map(|(id, l)| (*id, l.control.snapshot(l.started.elapsed().as_secs_f64())))
+            .collect()
+    }
+
     /// Asks a running job to stop; false when it is not running here.
     pub fn cancel(&self, id: JobId) -> bool {
-        match self.live().get(&id) {
+        match self.live().get_mut(&id) {
             Some(l) => {
+                l.cancelled_by_user = true;
                 l.control.cancel();
                 true
             }
@@ -250,16 +293,73 @@ impl JobRunner {
         }
     }
 
+    /// Stops a job this replica lost (another replica holds it now): it ends here without
+    /// recording anything, since its owner records the end.
+    pub fn abandon(&self, id: JobId) {
+        if let Some(l) = self.live().get(&id) {
+            tracing::warn!(job_id = %id, "lost the lease of a running job; stopping it here");
+            l.control.cancel();
+        }
+    }
+
+    /// Starts handing jobs over: from now on a job cancelled by [`Self::cancel_all`] releases
+    /// its lease instead of ending.
+    pub fn hand_over(&self) {
+        self.handing_over.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::SeqCst)
+    }
+
+    /// Cancels every job running here (shutdown).
+    pub fn cancel_all(&self) {
+        for l in self.live().values() {
+            l.control.cancel();
+        }
+    }
+
+    /// Jobs running in this process.
+    pub fn live_count(&self) -> usize {
+        self.live().len()
+    }
+
     /// Jobs of `kind` running in this process.
     pub fn running(&self, kind: JobKind) -> usize {
         self.live().values().filter(|l| l.kind == kind).count()
     }
 
-    /// True when a running job reads or writes `backup_id`.
+    /// True when a job running here reads or writes `backup_id`.
     pub fn uses_backup(&self, backup_id: &str) -> bool {
         self.live()
             .values()
             .any(|l| l.backup_id.as_deref() == Some(backup_id))
+    }
+}
+
+/// The state, result and error body a job's outcome is stored as.
+fn ending(
+    control: &OperationControl,
+    outcome: &Outcome,
+) -> (
+    JobState,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+) {
+    match outcome {
+        Ok(value) => (JobState::Completed, Some(value.clone()), None),
+        Err(e) => {
+            let state = if control.is_cancelled() || e.cause == Some(ErrorKind::Cancelled) {
+                JobState::Cancelled
+            } else {
+                JobState::Failed
+            };
+            let body = serde_json::json!({
+                "status": e.status.as_u16(),
+                "body": e.body(),
+            });
+            (state, None, Some(body))
+        }
     }
 }
 

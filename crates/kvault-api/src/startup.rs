@@ -10,13 +10,12 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
-use chrono::Utc;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::configuration::Settings;
-use crate::error::{json_fallback, ApiError};
+use crate::error::json_fallback;
 use crate::extract::{path_error, query_error};
-use crate::jobs::{JobStore, StoreError};
+use crate::jobs::{JobStore, Lease, StoreError};
 use crate::routes;
 use crate::routes::metrics::ArchiveTotalsCache;
 use crate::runner::{JobRunner, Limits};
@@ -72,24 +71,6 @@ impl Application {
             settings.database.max_connections,
         )
         .await?;
-        let reason = ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "Interrupted",
-            "the server stopped while this job was running; it did not finish",
-        );
-        let interrupted = store
-            .interrupt_running(
-                &serde_json::json!({"status": 503, "body": reason.body()}),
-                Utc::now(),
-            )
-            .await?;
-        if interrupted > 0 {
-            tracing::warn!(
-                jobs = interrupted,
-                "jobs left running by a previous server marked interrupted"
-            );
-        }
-
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -102,7 +83,10 @@ impl Application {
 
         let state = web::Data::new(AppState {
             auth: Authenticator::new(&settings.auth, settings.limits.requests_per_minute)?,
-            runner: Arc::new(JobRunner::new(store)),
+            runner: Arc::new(JobRunner::new(
+                store,
+                Lease::new(settings.workers.replica_id(), settings.workers.lease_ttl()),
+            )),
             limits: Limits::new(&settings),
             engine: adapters.engine,
             store: adapters.archives,
@@ -127,18 +111,33 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until the server stops (Ctrl-C / SIGTERM), with the retention sweeper alongside.
+    /// Serves until the server stops (Ctrl-C / SIGTERM), with the retention sweeper and the
+    /// lease heartbeat alongside. On a signal it stops taking jobs over, lets requests and jobs
+    /// finish for `workers.shutdown_grace_secs`, then hands what still runs to other replicas.
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
         let sweeper = tokio::spawn(crate::retention::retention_loop(self.state.clone()));
         let idle = tokio::spawn(forget_idle_subjects(self.state.clone()));
+        let leases = tokio::spawn(crate::workers::lease_loop(self.state.clone()));
+        let signalled = Arc::new(std::sync::OnceLock::new());
+        let listener = tokio::spawn(stop_taking_over_on_signal(
+            self.state.clone(),
+            signalled.clone(),
+        ));
         let result = self.server.await;
-        sweeper.abort();
-        idle.abort();
+        let grace = self.state.settings.workers.shutdown_grace();
+        let left = signalled.get().map_or(grace, |at: &std::time::Instant| {
+            grace.saturating_sub(at.elapsed())
+        });
+        crate::workers::hand_over(&self.state, left).await;
+        for task in [sweeper, idle, leases, listener] {
+            task.abort();
+        }
         result
     }
 }
 
 fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, StartupError> {
+    let shutdown_grace = state.settings.workers.shutdown_grace_secs;
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -153,10 +152,34 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .configure(routes::configure)
             .default_service(web::to(routes::fallback::unknown_route))
     })
+    .shutdown_timeout(shutdown_grace)
     .listen(listener)
     .map_err(|source| StartupError::Bind { address, source })?
     .run();
     Ok(server)
+}
+
+/// On SIGTERM or Ctrl-C (which actix also answers by draining HTTP), stop taking jobs over.
+async fn stop_taking_over_on_signal(
+    state: web::Data<AppState>,
+    signalled: Arc<std::sync::OnceLock<std::time::Instant>>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = signalled.set(std::time::Instant::now());
+    tracing::info!("stopping: no more takeovers; running jobs get workers.shutdown_grace_secs");
+    state.runner.hand_over();
 }
 
 async fn forget_idle_subjects(state: web::Data<AppState>) {

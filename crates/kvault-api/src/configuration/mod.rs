@@ -3,7 +3,9 @@
 //! `KVAULT__SECTION__KEY` environment variables. Secrets are redacted from every `Debug` output.
 
 mod storage;
+mod workers;
 pub use storage::{S3Settings, StorageSettings, StorageTarget};
+pub use workers::WorkerSettings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -74,6 +76,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     #[serde(default)]
     pub storage: StorageSettings,
+    #[serde(default)]
+    pub workers: WorkerSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -93,6 +97,7 @@ impl fmt::Debug for Settings {
             .field("auth", &self.auth)
             .field("database", &self.database)
             .field("storage", &self.storage)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -328,6 +333,7 @@ impl Settings {
             }
         }
         self.storage.validate(&self.backup.base_path)?;
+        self.workers.validate()?;
         if self.backup.max_concurrent_backups == 0 {
             return Err(ConfigError::invalid(
                 "backup.max_concurrent_backups",

@@ -185,7 +185,15 @@ pub async fn delete_backup(
 ) -> Result<HttpResponse, ApiError> {
     let (id, m) = manifest(&state, &path, &auth).await?;
     auth.require_cluster(&m.cluster_id)?;
-    if state.runner.uses_backup(id.as_str()) {
+    let in_use = state.runner.uses_backup(id.as_str())
+        || state
+            .runner
+            .store()
+            .backups_in_use()
+            .await
+            .map_err(ApiError::internal)?
+            .contains(id.as_str());
+    if in_use {
         return Err(
             ApiError::conflict(format!("backup '{id}' is in use by a running job"))
                 .on("backup_id", &id),
@@ -222,7 +230,7 @@ pub async fn verify_backup(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, m) = manifest(&state, &path, &auth).await?;
-    let permit = state.limits.acquire(JobKind::Verify, &m.cluster_id)?;
+    let capacity = state.limits.capacity(JobKind::Verify, &m.cluster_id);
     let store = state.store.clone();
     let (job_id, handle) = state
         .runner
@@ -234,7 +242,7 @@ pub async fn verify_backup(
                 request: serde_json::json!({ "backup_id": id.as_str() }),
                 backup_id: Some(id.to_string()),
             },
-            Some(permit),
+            Some(capacity),
             move |control| async move {
                 let report = store.verify(&id, &control).await?;
                 control.add(report.messages_checked, report.bytes_checked);

@@ -68,7 +68,7 @@ pub async fn backup(
             ),
         ));
     }
-    let permit = state.limits.acquire(JobKind::Backup, &cluster_id)?;
+    let capacity = state.limits.capacity(JobKind::Backup, &cluster_id);
     let totals = state.archive_totals.clone();
     let engine = state.engine.clone();
     let (id, handle) = state
@@ -81,7 +81,7 @@ pub async fn backup(
                 request: to_json(&request)?,
                 backup_id: Some(backup_id.to_string()),
             },
-            Some(permit),
+            Some(capacity),
             move |control| async move {
                 let result = engine.backup(&cluster, plan, control).await;
                 totals.invalidate();
@@ -133,7 +133,7 @@ pub async fn restore(
             format!("backup '{}' not found", plan.backup_id),
         ));
     }
-    let permit = state.limits.acquire(JobKind::Restore, &cluster_id)?;
+    let capacity = state.limits.capacity(JobKind::Restore, &cluster_id);
     let backup_id = plan.backup_id.to_string();
     let engine = state.engine.clone();
     let (id, handle) = state
@@ -146,7 +146,7 @@ pub async fn restore(
                 request: to_json(&request)?,
                 backup_id: Some(backup_id),
             },
-            Some(permit),
+            Some(capacity),
             move |control| async move {
                 let result = engine.restore(&cluster, plan, control).await?;
                 to_json(&result)
@@ -191,7 +191,7 @@ pub async fn migrate(
     let plan = MigrationPlan::new(request, migration_id)?;
     state.cluster(plan.source.as_str(), &auth, "source_cluster")?;
     state.cluster(plan.target.as_str(), &auth, "target_cluster")?;
-    let permit = state.limits.acquire(JobKind::Migrate, "")?;
+    let capacity = state.limits.capacity(JobKind::Migrate, "");
     let source_cluster = plan.source.to_string();
     let engine = state.engine.clone();
     let (id, handle) = state
@@ -204,7 +204,7 @@ pub async fn migrate(
                 request: stored,
                 backup_id: None,
             },
-            Some(permit),
+            Some(capacity),
             move |control| async move {
                 let result: MigrateResult = engine.migrate(plan, control).await?;
                 to_json(&result)
@@ -244,7 +244,7 @@ pub async fn drain(
     let request = body.0;
     let stored = to_json(&request)?;
     let plan = DrainPlan::new(request)?;
-    let permit = state.limits.acquire(JobKind::Drain, &cluster_id)?;
+    let capacity = state.limits.capacity(JobKind::Drain, &cluster_id);
     let engine = state.engine.clone();
     let (id, handle) = state
         .runner
@@ -256,7 +256,7 @@ pub async fn drain(
                 request: stored,
                 backup_id: None,
             },
-            Some(permit),
+            Some(capacity),
             move |control| async move {
                 let result: DrainResult = engine.drain(&cluster, plan, control).await?;
                 to_json(&result)

@@ -93,6 +93,13 @@ pub trait ArchiveStore: Send + Sync + 'static {
     async fn sweep_abandoned(&self) -> DomainResult<usize> {
         Ok(0)
     }
+    /// Removes what an unfinished backup `id` left, even if its writer's lease looks alive:
+    /// called only when the job system knows that writer is gone (its replica's job lease
+    /// expired and this replica took the job over). A committed backup is left alone.
+    async fn discard_unfinished(&self, id: &BackupId) -> DomainResult<()> {
+        let _ = id;
+        Ok(())
+    }
 }
 
 /// A backup being written. Nothing is visible as a backup until [`ArchiveWriter::commit`];

@@ -53,6 +53,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Removes what dead writers and interrupted deletes left behind, never anything a live
     /// writer is using; returns how many backups' remains it removed.
     fn sweep_abandoned(&self) -> usize;
+
+    /// Removes the remains of unfinished backup `id` whatever its writer's lease says (the
+    /// caller knows the writer is gone); a committed backup is left alone.
+    fn discard_unfinished(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
 }
 
 /// One backup being written: its segment sinks, then exactly one of commit or abort.

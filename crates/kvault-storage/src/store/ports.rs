@@ -128,6 +128,16 @@ impl ArchiveStore for Store {
             .await
     }
 
+    async fn discard_unfinished(&self, id: &BackupId) -> DomainResult<()> {
+        let id = id.clone();
+        self.off_runtime(move |s| {
+            s.backend()
+                .discard_unfinished(id.as_str())
+                .map_err(|e| e.into_domain(id.as_str()))
+        })
+        .await
+    }
+
     async fn sweep_abandoned(&self) -> DomainResult<usize> {
         self.off_runtime(|s| Ok(s.sweep_abandoned())).await
     }

@@ -403,6 +403,11 @@ impl Backend for ObjectBackend {
         staging::delete_committed(&self.shared, id)
     }
 
+    fn discard_unfinished(&self, id: &str) -> Result<()> {
+        let committed = self.head(&self.shared.key(id, MANIFEST_FILE))?.is_some();
+        staging::clear(&self.shared, id, committed)
+    }
+
     fn sweep_abandoned(&self) -> usize {
         let survey = match self.survey() {
             Ok(s) => s,

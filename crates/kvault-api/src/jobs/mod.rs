@@ -28,6 +28,9 @@ pub enum StoreError {
     Corrupt { id: String, reason: String },
 }
 
+mod leases;
+pub use leases::{Capacity, Lease};
+
 /// A job about to be stored as `running`.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -37,6 +40,8 @@ pub struct NewJob {
     pub subject: String,
     pub request: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// The backup the job writes or reads.
+    pub backup_id: Option<String>,
 }
 
 /// Filters for [`JobStore::list`].
@@ -64,10 +69,16 @@ pub struct BackupJobStats {
 #[derive(Clone)]
 pub struct JobStore {
     pool: AnyPool,
+    /// PostgreSQL (several replicas may share it) rather than SQLite (one process).
+    postgres: bool,
+    /// Admissions of this process, one at a time (PostgreSQL also takes an advisory lock, so
+    /// admissions of every replica are serialized).
+    admission: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 const COLUMNS: &str = "id, kind, cluster_id, subject, state, request, result, error, \
-    progress_messages, progress_bytes, created_at_ms, finished_at_ms, duration_ms";
+    progress_messages, progress_bytes, created_at_ms, finished_at_ms, duration_ms, owner, \
+    backup_id, attempts";
 
 impl JobStore {
     /// Connects (creating an SQLite file and its directory when needed) and runs the migrations.
@@ -88,7 +99,11 @@ impl JobStore {
             .max_connections(max_connections.max(1))
             .connect(url)
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            postgres: !url.starts_with("sqlite:"),
+            admission: Default::default(),
+        };
         if url.starts_with("sqlite:") {
             SQLITE_MIGRATIONS.run(&store.pool).await?;
         } else {
@@ -102,27 +117,13 @@ impl JobStore {
         Ok(())
     }
 
-    pub async fn insert(&self, job: &NewJob) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6)",
-        )
-        .bind(job.id.to_string())
-        .bind(job.kind.as_str())
-        .bind(job.cluster_id.clone())
-        .bind(job.subject.clone())
-        .bind(job.request.to_string())
-        .bind(job.created_at.timestamp_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Records how a running job ended. Returns false when the job was no longer `running`
-    /// (e.g. a restarted server already marked it `interrupted`): an end is written only once.
+    /// Records how a running job ended. Returns false when the job is no longer `running` under
+    /// `owner` (another replica took it over, or it already ended): an end is written only once,
+    /// by the replica holding the job.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish(
         &self,
+        owner: &str,
         id: JobId,
         state: JobState,
         result: Option<&serde_json::Value>,
@@ -134,7 +135,7 @@ impl JobStore {
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, result = $2, error = $3, progress_messages = $4, \
              progress_bytes = $5, finished_at_ms = $6, duration_ms = $7 \
-             WHERE id = $8 AND state = 'running'",
+             WHERE id = $8 AND state = 'running' AND owner = $9",
         )
         .bind(state.as_str())
         .bind(result.map(|v| v.to_string()))
@@ -144,27 +145,10 @@ impl JobStore {
         .bind(finished_at.timestamp_millis())
         .bind(clamp_i64(duration_ms))
         .bind(id.to_string())
+        .bind(owner.to_owned())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Marks every `running` job `interrupted` with `error` as the reason; run at startup,
-    /// before any new job starts. Returns how many jobs it touched.
-    pub async fn interrupt_running(
-        &self,
-        error: &serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'interrupted', error = $1, finished_at_ms = $2, \
-             duration_ms = $2 - created_at_ms WHERE state = 'running'",
-        )
-        .bind(error.to_string())
-        .bind(now.timestamp_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
     }
 
     pub async fn get(&self, id: JobId) -> Result<Option<StoredJob>, StoreError> {
@@ -264,6 +248,11 @@ pub struct StoredJob {
     pub job: Job,
     pub subject: String,
     pub duration_ms: Option<u64>,
+    /// The replica holding the job's lease.
+    pub owner: Option<String>,
+    pub backup_id: Option<String>,
+    /// 1, plus one per takeover.
+    pub attempts: u64,
 }
 
 impl StoredJob {
@@ -318,6 +307,9 @@ impl StoredJob {
             },
             subject: row.try_get("subject")?,
             duration_ms: duration_ms.map(|d| d.max(0) as u64),
+            owner: row.try_get("owner")?,
+            backup_id: row.try_get("backup_id")?,
+            attempts: row.try_get::<i64, _>("attempts")?.max(1) as u64,
         })
     }
 }
@@ -348,20 +340,34 @@ mod tests {
     pub(crate) async fn exercise(store: &JobStore) {
         let id = JobId::new();
         let now = Utc::now();
-        store
-            .insert(&NewJob {
-                id,
-                kind: JobKind::Backup,
-                cluster_id: Some("local".into()),
-                subject: "t".into(),
-                request: serde_json::json!({"topic": "events"}),
-                created_at: now,
-            })
-            .await
-            .unwrap();
+        let lease = Lease::new("replica-a", std::time::Duration::from_secs(10));
+        let job = NewJob {
+            id,
+            kind: JobKind::Backup,
+            cluster_id: Some("local".into()),
+            subject: "t".into(),
+            request: serde_json::json!({"topic": "events"}),
+            created_at: now,
+            backup_id: Some("b1".into()),
+        };
+        let one = Capacity {
+            kind: JobKind::Backup,
+            cluster_id: Some("local".into()),
+            max: 1,
+        };
+        assert!(store.admit(&job, &lease, Some(&one)).await.unwrap());
+        // The limit counts running jobs: a second one does not fit.
+        let second = NewJob {
+            id: JobId::new(),
+            ..job.clone()
+        };
+        assert!(!store.admit(&second, &lease, Some(&one)).await.unwrap());
+        assert!(store.get(second.id).await.unwrap().is_none());
         let got = store.get(id).await.unwrap().unwrap();
         assert_eq!(got.job.state, JobState::Running);
         assert_eq!(got.job.request["topic"], "events");
+        assert_eq!(got.owner.as_deref(), Some("replica-a"));
+        assert_eq!(got.backup_id.as_deref(), Some("b1"));
         let stats = store.backup_stats(now).await.unwrap();
         assert_eq!(stats.running, 1);
         let progress = JobProgress {
@@ -370,8 +376,23 @@ mod tests {
             messages_per_second: 0.0,
         };
         let result = serde_json::json!({"status": "completed"});
+        // Only the lease holder records the end.
+        assert!(!store
+            .finish(
+                "replica-b",
+                id,
+                JobState::Failed,
+                None,
+                None,
+                progress,
+                now,
+                1
+            )
+            .await
+            .unwrap());
         assert!(store
             .finish(
+                "replica-a",
                 id,
                 JobState::Completed,
                 Some(&result),
@@ -384,7 +405,16 @@ mod tests {
             .unwrap());
         // A second end is refused: the first one stands.
         assert!(!store
-            .finish(id, JobState::Failed, None, None, progress, now, 1)
+            .finish(
+                "replica-a",
+                id,
+                JobState::Failed,
+                None,
+                None,
+                progress,
+                now,
+                1
+            )
             .await
             .unwrap());
         let got = store.get(id).await.unwrap().unwrap();
@@ -419,5 +449,6 @@ mod tests {
         assert_eq!(list.len(), 1);
         let counts = store.counts().await.unwrap();
         assert_eq!(counts, vec![("backup".into(), "completed".into(), 1)]);
+        leases::tests::exercise_leases(store).await;
     }
 }

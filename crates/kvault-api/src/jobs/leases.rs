@@ -1,0 +1,264 @@
+//! Leases: how several replicas share one job table. A job is admitted as `running` and owned
+//! by the replica that admitted it until its lease expires; the owner's heartbeat renews the
+//! lease (and records progress); a replica takes over a job whose lease has expired (its owner
+//! was killed, lost the network or the database). Only the owner records a job's end.
+//!
+//! Claims are compare-and-set updates (`... WHERE id = $1 AND lease expired`), which work the
+//! same on PostgreSQL and SQLite: of two replicas claiming one job exactly one updates the row.
+//! Admission under a concurrency limit counts running jobs and inserts in one transaction that
+//! holds a PostgreSQL advisory lock, so N replicas together admit exactly the limit.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use kvault_domain::{JobId, JobKind, JobProgress};
+
+use super::{clamp_i64, JobStore, NewJob, StoreError, StoredJob, COLUMNS};
+
+/// Advisory lock key serializing admissions across replicas ("kvault" in ASCII).
+const ADMISSION_LOCK: i64 = 0x6b_76_61_75_6c_74;
+
+/// Who holds leases and for how long each renewal lasts.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub ttl: Duration,
+}
+
+impl Lease {
+    pub fn new(owner: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            owner: owner.into(),
+            ttl,
+        }
+    }
+
+    /// When a lease taken or renewed now expires, in Unix milliseconds.
+    fn until_ms(&self) -> i64 {
+        Utc::now().timestamp_millis() + clamp_i64(self.ttl.as_millis() as u64)
+    }
+}
+
+/// A concurrency limit a new job must fit under: at most `max` running jobs of `kind` on
+/// `cluster_id` (on every cluster together when `None`).
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    pub kind: JobKind,
+    pub cluster_id: Option<String>,
+    pub max: usize,
+}
+
+impl JobStore {
+    /// Stores `job` as `running` under `lease` if it fits `capacity`; `Ok(false)` when the
+    /// limit is reached (nothing is stored).
+    pub async fn admit(
+        &self,
+        job: &NewJob,
+        lease: &Lease,
+        capacity: Option<&Capacity>,
+    ) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.admission.lock().await;
+        let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ADMISSION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(c) = capacity {
+            let running: i64 = sqlx::query_scalar(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM jobs WHERE state = 'running' \
+                 AND kind = $1 AND ($2 IS NULL OR cluster_id = $2)",
+            )
+            .bind(c.kind.as_str())
+            .bind(c.cluster_id.clone())
+            .fetch_one(&mut *tx)
+            .await?;
+            if running >= clamp_i64(c.max as u64) {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms, \
+             owner, lease_expires_at_ms, backup_id) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)",
+        )
+        .bind(job.id.to_string())
+        .bind(job.kind.as_str())
+        .bind(job.cluster_id.clone())
+        .bind(job.subject.clone())
+        .bind(job.request.to_string())
+        .bind(job.created_at.timestamp_millis())
+        .bind(lease.owner.clone())
+        .bind(lease.until_ms())
+        .bind(job.backup_id.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Renews the lease of running job `id` and records its progress. `Ok(false)` when the job
+    /// is no longer this owner's (taken over, or ended).
+    pub async fn renew(
+        &self,
+        lease: &Lease,
+        id: JobId,
+        progress: JobProgress,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at_ms = $1, progress_messages = $2, \
+             progress_bytes = $3 WHERE id = $4 AND owner = $5 AND state = 'running'",
+        )
+        .bind(lease.until_ms())
+        .bind(clamp_i64(progress.messages))
+        .bind(clamp_i64(progress.bytes))
+        .bind(id.to_string())
+        .bind(lease.owner.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes over the oldest running job whose lease has expired, if any.
+    pub async fn claim_expired(&self, lease: &Lease) -> Result<Option<StoredJob>, StoreError> {
+        let now = Utc::now().timestamp_millis();
+        let candidates: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' \
+             AND COALESCE(lease_expires_at_ms, 0) < $1 ORDER BY created_at_ms LIMIT 8",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in candidates {
+            let claimed = sqlx::query(
+                "UPDATE jobs SET owner = $1, lease_expires_at_ms = $2, attempts = attempts + 1 \
+                 WHERE id = $3 AND state = 'running' AND COALESCE(lease_expires_at_ms, 0) < $4",
+            )
+            .bind(lease.owner.clone())
+            .bind(lease.until_ms())
+            .bind(id.clone())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if claimed.rows_affected() == 1 {
+                let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                return StoredJob::from_row(&row).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Gives job `id` up at once (graceful shutdown): another replica takes it over on its
+    /// next look instead of waiting for the lease to run out.
+    pub async fn release(&self, lease: &Lease, id: JobId) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at_ms = 0 \
+             WHERE id = $1 AND owner = $2 AND state = 'running'",
+        )
+        .bind(id.to_string())
+        .bind(lease.owner.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Backups read or written by a running job on any replica.
+    pub async fn backups_in_use(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT backup_id FROM jobs WHERE state = 'running' AND backup_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Running jobs of `kind` on every replica (for metrics and tests of the limits).
+    pub async fn running(&self, kind: JobKind) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM jobs WHERE state = 'running' AND kind = $1",
+        )
+        .bind(kind.as_str())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use kvault_domain::JobState;
+
+    /// Two replicas on one store: renewals, expiry, a single winner of a takeover, release.
+    pub(crate) async fn exercise_leases(store: &JobStore) {
+        let a = Lease::new("a", Duration::from_millis(200));
+        let b = Lease::new("b", Duration::from_secs(10));
+        let job = NewJob {
+            id: JobId::new(),
+            kind: JobKind::Drain,
+            cluster_id: Some("c".into()),
+            subject: "s".into(),
+            request: serde_json::json!({}),
+            created_at: Utc::now(),
+            backup_id: None,
+        };
+        assert!(store.admit(&job, &a, None).await.unwrap());
+        let progress = JobProgress {
+            messages: 5,
+            bytes: 50,
+            messages_per_second: 0.0,
+        };
+        assert!(store.renew(&a, job.id, progress).await.unwrap());
+        // Not expired yet: nobody can take it.
+        assert!(store.claim_expired(&b).await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (first, second) = tokio::join!(store.claim_expired(&b), store.claim_expired(&b));
+        let claimed: Vec<StoredJob> = [first.unwrap(), second.unwrap()]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].job.id, job.id);
+        assert_eq!(claimed[0].owner.as_deref(), Some("b"));
+        assert_eq!(claimed[0].attempts, 2);
+        assert_eq!(claimed[0].job.progress.messages, 5);
+        // The old owner has lost it: no renewal, no ending.
+        assert!(!store.renew(&a, job.id, progress).await.unwrap());
+        let now = Utc::now();
+        assert!(!store
+            .finish(
+                "a",
+                job.id,
+                JobState::Completed,
+                None,
+                None,
+                progress,
+                now,
+                1
+            )
+            .await
+            .unwrap());
+        // Released: claimable at once.
+        assert!(store.release(&b, job.id).await.unwrap());
+        let again = store.claim_expired(&a).await.unwrap().unwrap();
+        assert_eq!(again.attempts, 3);
+        assert!(store
+            .finish(
+                "a",
+                job.id,
+                JobState::Completed,
+                None,
+                None,
+                progress,
+                now,
+                1
+            )
+            .await
+            .unwrap());
+        assert_eq!(store.running(JobKind::Drain).await.unwrap(), 0);
+    }
+}

@@ -1,0 +1,171 @@
+//! What a replica does with a job it took over from one that stopped (killed, cut off, shut
+//! down). Reads are simply run again. A backup runs again under the same backup id: a backup
+//! that was already committed is recorded as completed, otherwise the dead writer's remains
+//! are discarded and the backup starts over (never two archives, never a half one listed).
+//! A restore or migration is not restarted: the target may already hold part of the data, so
+//! it ends `interrupted` with an error saying so and what had been written.
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use chrono::Utc;
+use kvault_domain::backup_planning::{backup_result, BackupRun};
+use kvault_domain::operations::DrainPlan;
+use kvault_domain::{
+    BackupId, BackupRequest, ClusterId, DomainError, DrainRequest, JobKind, JobState,
+};
+
+use crate::error::ApiError;
+use crate::jobs::StoredJob;
+use crate::routes::respond::to_json;
+use crate::state::AppState;
+
+/// Resumes or ends `job`, which this replica now holds.
+pub(crate) async fn resume(state: web::Data<AppState>, job: StoredJob) {
+    let (id, kind) = (job.job.id, job.job.kind);
+    tracing::warn!(job_id = %id, kind = kind.as_str(), attempt = job.attempts, "taking over a job whose replica stopped");
+    let resumed = match kind {
+        JobKind::Backup => resume_backup(&state, &job).await,
+        JobKind::Verify => rerun_verify(&state, &job),
+        JobKind::Drain => rerun_drain(&state, &job),
+        _ => Err(interrupted(&job)),
+    };
+    if let Err(error) = resumed {
+        let state_after = if error.kind == "Interrupted" {
+            JobState::Interrupted
+        } else {
+            JobState::Failed
+        };
+        let body = serde_json::json!({"status": error.status.as_u16(), "body": error.body()});
+        end(&state, &job, state_after, None, Some(&body)).await;
+    }
+}
+
+/// Records the end of a taken-over job that did not run here.
+async fn end(
+    state: &AppState,
+    job: &StoredJob,
+    ended: JobState,
+    result: Option<&serde_json::Value>,
+    error: Option<&serde_json::Value>,
+) {
+    let now = Utc::now();
+    let duration = (now - job.job.created_at).num_milliseconds().max(0) as u64;
+    let runner = &state.runner;
+    let stored = runner
+        .store()
+        .finish(
+            &runner.lease().owner,
+            job.job.id,
+            ended,
+            result,
+            error,
+            job.job.progress,
+            now,
+            duration,
+        )
+        .await;
+    if let Err(e) = stored {
+        // The lease runs out and the job is taken over again, so the ending is not lost.
+        tracing::error!(job_id = %job.job.id, error = %e, "could not record the end of a taken-over job");
+    }
+}
+
+fn interrupted(job: &StoredJob) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Interrupted",
+        format!(
+            "the replica running this {} stopped (attempt {}); it had reported {} messages \
+             written. The target may hold part of the data: inspect or delete it before \
+             running the {} again",
+            job.job.kind.as_str(),
+            job.attempts - 1,
+            job.job.progress.messages,
+            job.job.kind.as_str()
+        ),
+    )
+}
+
+fn cluster_of(job: &StoredJob) -> Result<ClusterId, ApiError> {
+    let id = job.job.cluster_id.as_deref().unwrap_or_default();
+    ClusterId::parse(id).map_err(|e| ApiError::internal(format!("stored job cluster: {e}")))
+}
+
+async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
+    let cluster = cluster_of(job)?;
+    let mut request: BackupRequest = serde_json::from_value(job.job.request.clone())
+        .map_err(|e| ApiError::internal(format!("stored backup request: {e}")))?;
+    request.backup_id = job.backup_id.clone().or(request.backup_id);
+    let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
+    match state.store.manifest(&plan.backup_id).await {
+        // Committed before its replica could record it: record it now.
+        Ok(manifest) => {
+            let now = Utc::now();
+            let run = BackupRun {
+                cluster_id: cluster.to_string(),
+                created_at: job.job.created_at,
+                duration_ms: (now - job.job.created_at).num_milliseconds().max(0) as u64,
+                warnings: vec![
+                    "the replica that wrote this backup stopped before recording it; another \
+                     replica recorded it from the committed archive"
+                        .into(),
+                ],
+            };
+            let result = to_json(&backup_result(&manifest, &[], run))?;
+            end(state, job, JobState::Completed, Some(&result), None).await;
+            return Ok(());
+        }
+        Err(DomainError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    state.store.discard_unfinished(&plan.backup_id).await?;
+    let (engine, totals) = (state.engine.clone(), state.archive_totals.clone());
+    let backup_id = plan.backup_id.to_string();
+    state.runner.launch(
+        job.job.id,
+        JobKind::Backup,
+        Some(backup_id),
+        move |control| async move {
+            let result = engine.backup(&cluster, plan, control).await;
+            totals.invalidate();
+            to_json(&result?)
+        },
+    );
+    Ok(())
+}
+
+fn rerun_verify(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
+    let raw = job.backup_id.as_deref().unwrap_or_default();
+    let id =
+        BackupId::parse(raw).map_err(|e| ApiError::internal(format!("stored backup id: {e}")))?;
+    let store = state.store.clone();
+    state.runner.launch(
+        job.job.id,
+        JobKind::Verify,
+        Some(raw.to_owned()),
+        move |control| async move {
+            let report = store.verify(&id, &control).await?;
+            control.add(report.messages_checked, report.bytes_checked);
+            to_json(&report)
+        },
+    );
+    Ok(())
+}
+
+fn rerun_drain(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
+    let cluster = cluster_of(job)?;
+    let request: DrainRequest = serde_json::from_value(job.job.request.clone())
+        .map_err(|e| ApiError::internal(format!("stored drain request: {e}")))?;
+    let plan = DrainPlan::new(request)?;
+    let engine = state.engine.clone();
+    state.runner.launch(
+        job.job.id,
+        JobKind::Drain,
+        None,
+        move |control| async move {
+            let result = engine.drain(&cluster, plan, control).await?;
+            to_json(&result)
+        },
+    );
+    Ok(())
+}

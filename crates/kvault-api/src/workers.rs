@@ -1,0 +1,76 @@
+//! A replica's background work on the shared job table: renewing the leases of the jobs it
+//! runs (writing their progress as it goes), stopping a job whose lease another replica took,
+//! taking over jobs whose replica died, and handing its own jobs over on shutdown.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+
+use crate::state::AppState;
+use crate::takeover;
+
+/// Renews, then looks for expired leases, every `workers.heartbeat_secs`, until the task is
+/// dropped.
+pub(crate) async fn lease_loop(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(state.settings.workers.heartbeat());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        renew_all(&state).await;
+        if !state.runner.is_handing_over() {
+            take_over_expired(&state).await;
+        }
+    }
+}
+
+async fn renew_all(state: &AppState) {
+    let runner = &state.runner;
+    for (id, progress) in runner.snapshots() {
+        match runner.store().renew(runner.lease(), id, progress).await {
+            Ok(true) => {}
+            Ok(false) => runner.abandon(id),
+            // The database is away: keep running; the lease is renewed once it is back (if it
+            // ran out meanwhile, the job is someone else's and the next renewal says so).
+            Err(e) => tracing::warn!(job_id = %id, error = %e, "could not renew a job's lease"),
+        }
+    }
+}
+
+async fn take_over_expired(state: &web::Data<AppState>) {
+    let runner = &state.runner;
+    while runner.live_count() < state.settings.workers.max_jobs {
+        match runner.store().claim_expired(runner.lease()).await {
+            Ok(Some(job)) => takeover::resume(state.clone(), job).await,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for jobs to take over");
+                break;
+            }
+        }
+    }
+}
+
+/// Graceful shutdown: stop taking jobs over, give running jobs `grace` to finish, then cancel
+/// the rest and hand them over (their leases released so another replica resumes them at
+/// once). Returns within `grace` plus a few seconds.
+pub(crate) async fn hand_over(state: &AppState, grace: Duration) {
+    let runner = &state.runner;
+    runner.hand_over();
+    let deadline = Instant::now() + grace;
+    while runner.live_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = runner.live_count();
+    if left == 0 {
+        return;
+    }
+    tracing::warn!(
+        jobs = left,
+        "shutdown: handing running jobs over to other replicas"
+    );
+    runner.cancel_all();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runner.live_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
