@@ -6,7 +6,7 @@ use kvault_api::auth::Role;
 use kvault_api::jobs::JobStore;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_body, fresh_database, spawn_with_settings, test_settings};
+use crate::helpers::{fresh_database, spawn_with_settings, test_settings};
 
 #[tokio::test]
 async fn a_second_replica_starting_leaves_the_first_ones_running_job_alone() {

@@ -1,0 +1,424 @@
+//! Several real `kvault serve` processes on loopback ports sharing one PostgreSQL database,
+//! one S3 bucket (moto) and one broker: a replica killed with SIGKILL mid-backup, a replica
+//! restarted beside a running job, the concurrency limit across replicas, SIGTERM mid-job.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kvault_testkit::s3::{TestS3, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY};
+use kvault_testkit::{TestBroker, TestRecord};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+
+const SECRET: &str = "replica-test-secret-0123456789abcdef";
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const LEASE_TTL_SECS: u64 = 3;
+
+/// What the replicas of one test share.
+struct Cluster {
+    database: String,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+    token: String,
+}
+
+/// One `kvault serve` process.
+struct Replica {
+    name: String,
+    port: u16,
+    child: Child,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    async fn new(broker: &TestBroker, max_backups: usize) -> Self {
+        let name = format!("kvault_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(PG_ADMIN).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let database = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let s3 = TestS3::shared();
+        let bucket = s3.fresh_bucket("replicas");
+        let env: Vec<(String, String)> = [
+            ("KVAULT__DATABASE__URL", database.clone()),
+            ("KVAULT__AUTH__JWT_SECRET", SECRET.into()),
+            (
+                "KVAULT__CLUSTERS__LOCAL__BOOTSTRAP_SERVERS",
+                broker.bootstrap().into(),
+            ),
+            (
+                "KVAULT__BACKUP__MAX_CONCURRENT_BACKUPS",
+                max_backups.to_string(),
+            ),
+            ("KVAULT__STORAGE__URL", format!("s3://{bucket}/shared")),
+            ("KVAULT__STORAGE__S3__ENDPOINT", s3.endpoint().into()),
+            ("KVAULT__STORAGE__S3__REGION", "us-east-1".into()),
+            ("KVAULT__STORAGE__S3__ALLOW_HTTP", "true".into()),
+            (
+                "KVAULT__STORAGE__S3__ACCESS_KEY_ID",
+                S3_ACCESS_KEY_ID.into(),
+            ),
+            (
+                "KVAULT__STORAGE__S3__SECRET_ACCESS_KEY",
+                S3_SECRET_ACCESS_KEY.into(),
+            ),
+            (
+                "KVAULT__WORKERS__LEASE_TTL_SECS",
+                LEASE_TTL_SECS.to_string(),
+            ),
+            ("KVAULT__WORKERS__HEARTBEAT_SECS", "1".into()),
+            ("KVAULT__WORKERS__SHUTDOWN_GRACE_SECS", "2".into()),
+            ("KVAULT__LIMITS__REQUESTS_PER_MINUTE", "10000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kvault"))
+            .current_dir(dir.path())
+            .envs(env.iter().cloned())
+            .args(["token", "--sub", "replica-tests", "--role", "admin"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Cluster {
+            database,
+            env,
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            token,
+        }
+    }
+
+    async fn start(&self, name: &str) -> Replica {
+        let port = free_port();
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kvault"))
+            .current_dir(self.dir.path())
+            .envs(self.env.iter().cloned())
+            .env("KVAULT__SERVER__PORT", port.to_string())
+            .env("KVAULT__WORKERS__REPLICA_ID", name)
+            .env("RUST_LOG", "info")
+            .arg("serve")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let replica = Replica {
+            name: name.to_owned(),
+            port,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = self
+                .http
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return replica;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not start: {}",
+                self.log(name)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn url(&self, replica: &Replica, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", replica.port)
+    }
+
+    async fn post(&self, replica: &Replica, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(replica, path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, replica: &Replica, path: &str) -> Value {
+        self.http
+            .get(self.url(replica, path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls job `id` through `replica` until it leaves `running` or `within` passes.
+    async fn wait_for_end(&self, replica: &Replica, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let job = self.get(replica, &format!("/api/kafka/jobs/{id}")).await;
+            if job["state"] != "running" || Instant::now() >= deadline {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn db(&self) -> PgConnection {
+        PgConnection::connect(&self.database).await.unwrap()
+    }
+
+    async fn job_row(&self, id: &str) -> (String, Option<String>, i64) {
+        sqlx::query_as("SELECT state, owner, attempts FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut self.db().await)
+            .await
+            .unwrap()
+    }
+}
+
+fn records(n: usize) -> Vec<TestRecord> {
+    (0..n)
+        .map(|i| TestRecord {
+            partition: Some((i % 3) as i32),
+            key: (i % 4 != 0).then(|| format!("k{i}").into_bytes()),
+            value: (i % 9 != 0).then(|| vec![i as u8; 1 + i % 50]),
+            headers: vec![("h".into(), Some(vec![0, 1])), ("e".into(), None)],
+            timestamp: Some(1_700_000_000_000 + i as i64),
+        })
+        .collect()
+}
+
+async fn topic_with(broker: &TestBroker, n: usize) -> String {
+    let topic = broker.unique_topic("replicas");
+    broker.create_topic(&topic, 3).await;
+    broker.produce(&topic, &records(n)).await;
+    topic
+}
+
+/// Starts a backup that takes about `seconds` (rate limited), answering 202.
+async fn slow_backup(
+    cluster: &Cluster,
+    on: &Replica,
+    topic: &str,
+    n: usize,
+    seconds: u64,
+) -> String {
+    let rate = (n as u64 / seconds).max(1);
+    let resp = cluster
+        .post(
+            on,
+            "/api/kafka/clusters/local/backup?wait=false",
+            json!({"topic": topic, "rate_limit_per_second": rate, "compression": "zstd"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    resp.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_whose_replica_is_killed_completes_on_another_and_restores_byte_for_byte() {
+    let broker = TestBroker::get().await;
+    let cluster = Cluster::new(broker, 10).await;
+    let mut r1 = cluster.start("r1").await;
+    let r2 = cluster.start("r2").await;
+    let r3 = cluster.start("r3").await;
+    let n = 3_000;
+    let topic = topic_with(broker, n).await;
+    let id = slow_backup(&cluster, &r1, &topic, n, 12).await;
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (state, owner, _) = cluster.job_row(&id).await;
+    assert_eq!((state.as_str(), owner.as_deref()), ("running", Some("r1")));
+    r1.child.kill().unwrap();
+    r1.child.wait().unwrap();
+    let killed = Instant::now();
+
+    // Taken over once the lease runs out, then run to the end on a surviving replica.
+    let job = cluster
+        .wait_for_end(&r2, &id, Duration::from_secs(LEASE_TTL_SECS + 40))
+        .await;
+    let took = killed.elapsed();
+    assert_eq!(job["state"], "completed", "{job}\n{}", cluster.log("r2"));
+    assert_eq!(job["result"]["total_messages"], n as u64, "{job}");
+    let (_, owner, attempts) = cluster.job_row(&id).await;
+    assert_ne!(owner.as_deref(), Some("r1"));
+    assert_eq!(attempts, 2);
+    println!("takeover: killed -> completed in {took:?}");
+
+    let backup_id = job["result"]["backup_id"].as_str().unwrap().to_owned();
+    let listed = cluster.get(&r3, "/api/kafka/backups").await;
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    let report: Value = cluster
+        .post(
+            &r3,
+            &format!("/api/kafka/backups/{backup_id}/verify"),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["valid"], true, "{report}");
+
+    let target = broker.unique_topic("replicas-restored");
+    let restored: Value = cluster
+        .post(
+            &r3,
+            "/api/kafka/clusters/local/restore",
+            json!({"backup_id": backup_id, "target_topic": target}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(restored["messages_restored"], n as u64, "{restored}");
+    let mut original = broker.consume_all(&topic).await;
+    let mut copy = broker.consume_all(&target).await;
+    original.sort_by_key(|r| (r.partition, r.offset));
+    copy.sort_by_key(|r| (r.partition, r.offset));
+    assert_eq!(original, copy);
+    drop((r2, r3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_a_replica_leaves_the_job_of_another_untouched() {
+    let broker = TestBroker::get().await;
+    let cluster = Cluster::new(broker, 10).await;
+    let r1 = cluster.start("r1").await;
+    let r2 = cluster.start("r2").await;
+    let n = 1_200;
+    let topic = topic_with(broker, n).await;
+    let id = slow_backup(&cluster, &r1, &topic, n, 6).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(r2);
+    let r2 = cluster.start("r2").await;
+    let job = cluster
+        .wait_for_end(&r2, &id, Duration::from_secs(30))
+        .await;
+    assert_eq!(job["state"], "completed", "{job}");
+    let (_, owner, attempts) = cluster.job_row(&id).await;
+    assert_eq!((owner.as_deref(), attempts), (Some("r1"), 1));
+    drop(r1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_together_run_no_more_backups_than_the_limit() {
+    let broker = TestBroker::get().await;
+    let cluster = Cluster::new(broker, 10).await;
+    let replicas = [
+        cluster.start("r1").await,
+        cluster.start("r2").await,
+        cluster.start("r3").await,
+    ];
+    let n = 600;
+    let topic = topic_with(broker, n).await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let sends = (0..12).map(|i| {
+        cluster.post(
+            &replicas[i % 3],
+            "/api/kafka/clusters/local/backup?wait=false",
+            json!({"topic": topic, "rate_limit_per_second": 60}),
+        )
+    });
+    // All at once, so admissions on the three replicas race.
+    for resp in futures::future::join_all(sends).await {
+        match resp.status().as_u16() {
+            202 => accepted.push(resp.json::<Value>().await.unwrap()["job_id"].clone()),
+            429 => {
+                assert!(resp.headers().contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", resp.text().await),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (10, 2));
+    let mut db = cluster.db().await;
+    for _ in 0..10 {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'backup' AND state = 'running'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert!(running <= 10, "{running} backups running");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_a_running_backup_over_and_the_process_exits_in_time() {
+    let broker = TestBroker::get().await;
+    let cluster = Cluster::new(broker, 10).await;
+    let mut r1 = cluster.start("r1").await;
+    let r2 = cluster.start("r2").await;
+    let n = 2_000;
+    let topic = topic_with(broker, n).await;
+    let id = slow_backup(&cluster, &r1, &topic, n, 10).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &r1.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = sent + Duration::from_secs(2 + 8);
+    loop {
+        if r1.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "r1 still runs 10 s after SIGTERM:\n{}",
+            cluster.log("r1")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("r1 exited {:?} after SIGTERM", sent.elapsed());
+    let job = cluster
+        .wait_for_end(&r2, &id, Duration::from_secs(40))
+        .await;
+    assert_eq!(job["state"], "completed", "{job}\n{}", cluster.log("r2"));
+    assert_eq!(job["result"]["total_messages"], n as u64);
+    let listed = cluster.get(&r2, "/api/kafka/backups").await;
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    drop(r2);
+    let _ = r1.name;
+}
