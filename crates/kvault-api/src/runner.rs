@@ -36,6 +36,11 @@ struct Live {
     backup_id: Option<String>,
     /// Cancelled through the API (as opposed to by a shutdown that hands the job over).
     cancelled_by_user: bool,
+    /// Stopped because this replica no longer holds (or cannot renew) the job's lease: its
+    /// end is not recorded here.
+    abandoned: bool,
+    /// When the lease was last renewed.
+    renewed: Instant,
 }
 
 /// The documented concurrency limits (per cluster for backups, restores and drains; global
@@ -189,6 +194,8 @@ impl JobRunner {
                 kind,
                 backup_id,
                 cancelled_by_user: false,
+                abandoned: false,
+                renewed: started,
             },
         );
         let fut = op(control.clone());
@@ -212,7 +219,16 @@ impl JobRunner {
     ) {
         let elapsed = started.elapsed();
         let progress = control.snapshot(elapsed.as_secs_f64());
-        let by_user = self.live().get(&id).is_some_and(|l| l.cancelled_by_user);
+        let (by_user, abandoned) = self
+            .live()
+            .get(&id)
+            .map_or((false, false), |l| (l.cancelled_by_user, l.abandoned));
+        if abandoned {
+            // Another replica holds the job (or will, once it sees the lease expired).
+            let _ = self.store.release(&self.lease, id).await;
+            self.live().remove(&id);
+            return;
+        }
         if self.handing_over.load(Ordering::SeqCst) && control.is_cancelled() && !by_user {
             match self.store.release(&self.lease, id).await {
                 Ok(_) => tracing::info!(job_id = %id, "job handed over at shutdown"),
@@ -296,10 +312,23 @@ impl JobRunner {
     /// Stops a job this replica lost (another replica holds it now): it ends here without
     /// recording anything, since its owner records the end.
     pub fn abandon(&self, id: JobId) {
-        if let Some(l) = self.live().get(&id) {
+        if let Some(l) = self.live().get_mut(&id) {
             tracing::warn!(job_id = %id, "lost the lease of a running job; stopping it here");
+            l.abandoned = true;
             l.control.cancel();
         }
+    }
+
+    /// Notes a successful lease renewal of job `id`.
+    pub fn renewed(&self, id: JobId) {
+        if let Some(l) = self.live().get_mut(&id) {
+            l.renewed = Instant::now();
+        }
+    }
+
+    /// How long ago job `id`'s lease was last renewed.
+    pub fn since_renewal(&self, id: JobId) -> Option<Duration> {
+        self.live().get(&id).map(|l| l.renewed.elapsed())
     }
 
     /// Starts handing jobs over: from now on a job cancelled by [`Self::cancel_all`] releases

@@ -27,11 +27,19 @@ async fn renew_all(state: &AppState) {
     let runner = &state.runner;
     for (id, progress) in runner.snapshots() {
         match runner.store().renew(runner.lease(), id, progress).await {
-            Ok(true) => {}
+            Ok(true) => runner.renewed(id),
             Ok(false) => runner.abandon(id),
-            // The database is away: keep running; the lease is renewed once it is back (if it
-            // ran out meanwhile, the job is someone else's and the next renewal says so).
-            Err(e) => tracing::warn!(job_id = %id, error = %e, "could not renew a job's lease"),
+            // The database is away. Within the lease the job goes on; past it another replica
+            // may take the job over as soon as the database is back, so stop here rather than
+            // write next to it.
+            Err(e) => {
+                let ttl = runner.lease().ttl;
+                if runner.since_renewal(id).is_some_and(|ago| ago >= ttl) {
+                    runner.abandon(id);
+                } else {
+                    tracing::warn!(job_id = %id, error = %e, "could not renew a job's lease");
+                }
+            }
         }
     }
 }
