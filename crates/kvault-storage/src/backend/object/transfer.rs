@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use object_store::multipart::PartId;
 use object_store::path::Path as Key;
-use object_store::{MultipartId, ObjectStoreExt, PutPayload};
+use object_store::{MultipartId, ObjectStoreExt, PutPayload, PutPayloadMut};
 
 use super::io::{self as object_io, ObjectError};
 use super::{Shared, UPLOADS};
@@ -69,6 +69,11 @@ pub(super) fn abort_marked_upload(shared: &Arc<Shared>, id: &str, marker: &Key) 
     }
 }
 
+/// An empty part buffer.
+fn part_buffer() -> PutPayloadMut {
+    PutPayloadMut::new().with_block_size(256 << 10)
+}
+
 /// Sinks for the segments of one partition of one backup.
 pub(super) struct ObjectSinks {
     shared: Arc<Shared>,
@@ -93,7 +98,7 @@ impl SegmentSinks for ObjectSinks {
             key: self.shared.key(&self.id, &file),
             marker: marker_key(&self.shared, &self.id, &file),
             shared: self.shared.clone(),
-            buf: Vec::new(),
+            buf: part_buffer(),
             upload: None,
             parts: Vec::new(),
             done: false,
@@ -106,7 +111,9 @@ struct ObjectSink {
     shared: Arc<Shared>,
     key: Key,
     marker: Key,
-    buf: Vec<u8>,
+    /// The part being filled, in 256 KiB chunks: no part-sized allocation, which glibc would
+    /// keep per thread arena after the part is sent.
+    buf: PutPayloadMut,
     upload: Option<MultipartId>,
     parts: Vec<PartId>,
     done: bool,
@@ -131,10 +138,7 @@ impl ObjectSink {
                 id
             }
         };
-        let part = PutPayload::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(self.shared.part_size),
-        ));
+        let part = std::mem::replace(&mut self.buf, part_buffer()).freeze();
         let (key, index) = (self.key.clone(), self.parts.len());
         let id = call(&self.shared, &self.key, move |s| async move {
             s.multipart.put_part(&key, &upload, index, part).await
@@ -146,10 +150,10 @@ impl ObjectSink {
 
 impl Write for ObjectSink {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let room = self.shared.part_size - self.buf.len();
+        let room = self.shared.part_size - self.buf.content_length();
         let n = bytes.len().min(room);
         self.buf.extend_from_slice(&bytes[..n]);
-        if self.buf.len() >= self.shared.part_size {
+        if self.buf.content_length() >= self.shared.part_size {
             self.send_part()?;
         }
         Ok(n)
@@ -164,10 +168,8 @@ impl SegmentSink for ObjectSink {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
         let Some(upload) = self.upload.clone() else {
             // Never filled a part: one PUT.
-            let (key, body) = (
-                self.key.clone(),
-                PutPayload::from(std::mem::take(&mut self.buf)),
-            );
+            let body = std::mem::replace(&mut self.buf, part_buffer()).freeze();
+            let key = self.key.clone();
             call(&self.shared, &self.key, move |s| async move {
                 s.store.put(&key, body).await
             })?;
