@@ -102,6 +102,10 @@ pub struct JobRunner {
     live: Mutex<HashMap<JobId, Live>>,
     /// Set by a graceful shutdown: jobs it cancels are handed over, not ended.
     handing_over: AtomicBool,
+    /// Where jobs run: the process's main runtime, not the HTTP worker that accepted the
+    /// request (each actix worker has a runtime of its own, dropped with the worker at
+    /// shutdown, which would drop a job mid-flight instead of letting it finish or hand over).
+    jobs: tokio::runtime::Handle,
 }
 
 /// What to start.
@@ -114,12 +118,14 @@ pub struct JobSpec {
 }
 
 impl JobRunner {
-    pub fn new(store: JobStore, lease: Lease) -> Self {
+    /// A runner whose jobs run on `jobs` (call from the runtime that outlives the server).
+    pub fn new(store: JobStore, lease: Lease, jobs: tokio::runtime::Handle) -> Self {
         Self {
             store,
             lease,
             live: Mutex::new(HashMap::new()),
             handing_over: AtomicBool::new(false),
+            jobs,
         }
     }
 
@@ -200,7 +206,7 @@ impl JobRunner {
         );
         let fut = op(control.clone());
         let runner = Arc::clone(self);
-        tokio::spawn(async move {
+        self.jobs.spawn(async move {
             let outcome = fut.await;
             runner.record_end(id, &control, started, &outcome).await;
             outcome

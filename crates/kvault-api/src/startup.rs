@@ -86,6 +86,7 @@ impl Application {
             runner: Arc::new(JobRunner::new(
                 store,
                 Lease::new(settings.workers.replica_id(), settings.workers.lease_ttl()),
+                tokio::runtime::Handle::current(),
             )),
             limits: Limits::new(&settings),
             engine: adapters.engine,
