@@ -74,6 +74,9 @@ pub struct Claims {
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Checked against `auth.audience` when that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
     roles: Roles,
     /// When present, the only cluster ids this token may touch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +121,7 @@ pub fn mint_token(
         exp: now + ttl.as_secs(),
         iat: Some(now),
         iss: settings.issuer.clone(),
+        aud: settings.audience.clone(),
         roles: Roles::Many(vec![role]),
         clusters,
     };
@@ -188,6 +192,15 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(&[iss]);
+        }
+        // With an audience configured, a token must name it (a token minted for another
+        // service that shares the key is refused); without one, `aud` is not looked at.
+        match &settings.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+            }
+            None => validation.validate_aud = false,
         }
         let per_minute = NonZeroU32::new(requests_per_minute).ok_or_else(|| {
             AuthError::Key("limits.requests_per_minute must be at least 1".into())

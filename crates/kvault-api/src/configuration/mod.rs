@@ -109,6 +109,9 @@ pub struct ServerSettings {
     /// Largest accepted request body in bytes.
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
+    /// Require a viewer token for the Prometheus endpoint `/metrics` too.
+    #[serde(default)]
+    pub metrics_auth: bool,
 }
 
 fn default_body_limit() -> usize {
@@ -212,6 +215,9 @@ pub struct AuthSettings {
     /// When set, tokens must carry this `iss`.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud` (and `kvault token` puts it in).
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 fn default_alg() -> JwtAlgorithm {

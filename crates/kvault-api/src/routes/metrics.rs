@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, web, FromRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -88,13 +88,21 @@ pub async fn metrics(
     Ok(HttpResponse::Ok().json(state.metrics().await?))
 }
 
-/// Prometheus text exposition (unauthenticated, like `/health`: counts only, no data).
+/// Prometheus text exposition: unauthenticated like `/health` (counts only, no data), unless
+/// `server.metrics_auth` requires a viewer token.
 #[utoipa::path(
     get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
 )]
 #[get("/metrics")]
-pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn prometheus(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.settings.server.metrics_auth {
+        // Same check as every other route: a viewer token, rate-limited per subject.
+        Authed::<Viewer>::from_request(&req, &mut actix_web::dev::Payload::None).await?;
+    }
     let m = state.metrics().await?;
     let counts = state
         .runner

@@ -445,3 +445,50 @@ async fn a_scoped_token_gets_full_pages_of_its_own_jobs() {
     assert_eq!(jobs.len(), 1, "{page}");
     assert_eq!(jobs[0]["cluster_id"], "local");
 }
+
+#[tokio::test]
+async fn with_an_audience_configured_tokens_must_name_it() {
+    let app = spawn_app_with(|s| s.auth.audience = Some("kvault-prod".into())).await;
+    // `kvault token` (mint_token) puts the configured audience in.
+    let ok = app.get("/api/kafka/backups", Role::Viewer).await;
+    assert_eq!(ok.status().as_u16(), 200);
+    for aud in [None, Some("another-service")] {
+        let mut other = app.settings.auth.clone();
+        other.audience = aud.map(str::to_owned);
+        let token = kvault_api::auth::mint_token(
+            &other,
+            "someone",
+            Role::Admin,
+            std::time::Duration::from_secs(60),
+            None,
+        )
+        .unwrap();
+        let resp = app
+            .client
+            .get(app.url("/api/kafka/backups"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        error_body(resp, 401).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_auth_puts_the_prometheus_endpoint_behind_a_token() {
+    let open = spawn_app().await;
+    let resp = open.client.get(open.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let closed = spawn_app_with(|s| s.server.metrics_auth = true).await;
+    let resp = closed
+        .client
+        .get(closed.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    error_body(resp, 401).await;
+    let resp = closed.get("/metrics", Role::Viewer).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.text().await.unwrap().contains("kvault_jobs"));
+}
