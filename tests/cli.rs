@@ -402,3 +402,65 @@ async fn bootstrap_servers_on_the_command_line_need_no_config_file() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Hardening: `kvault backup` killed with SIGKILL mid-way leaves nothing listed, and the same
+/// `backup_id` can be used again at once (the dead writer's staging directory is swept).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_backup_killed_mid_way_lists_nothing_and_frees_its_id() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-killed");
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &records(1_000)).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvault"))
+        .arg("--config")
+        .arg(&setup.config)
+        .args([
+            "backup",
+            "--cluster",
+            "test",
+            "--topic",
+            &topic,
+            "--backup-id",
+            "killed-once",
+            "--rate-limit-per-second",
+            "100",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the backup is writing (its staging directory exists), then kill it.
+    let partial = setup.backups().join("killed-once.partial");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !partial.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        partial.exists(),
+        "the kill left no staging directory to test with"
+    );
+
+    let listed = json(&setup.kvault(&["list"]));
+    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    let again = json(&setup.kvault(&[
+        "backup",
+        "--cluster",
+        "test",
+        "--topic",
+        &topic,
+        "--backup-id",
+        "killed-once",
+    ]));
+    assert_eq!(again["total_messages"], 1_000);
+    assert!(!partial.exists());
+    let listed = json(&setup.kvault(&["list"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
