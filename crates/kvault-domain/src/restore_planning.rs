@@ -84,9 +84,65 @@ pub fn check_offsets_preservable(
     Ok(())
 }
 
+/// A warning when restored records are older than the `retention.ms` the target topic is
+/// created with (the backed-up one): the broker may delete them soon after a restore that
+/// reported success. `now_ms` is the current time in Unix milliseconds.
+pub fn retention_warning(
+    manifest: &Manifest,
+    sources: &[i32],
+    retention_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<String> {
+    let retention = retention_ms.filter(|r| *r > 0)?;
+    let oldest = manifest
+        .partitions
+        .iter()
+        .filter(|p| sources.contains(&p.partition))
+        .flat_map(|p| &p.segments)
+        .filter(|s| s.message_count > 0)
+        .map(|s| s.min_timestamp)
+        .min()?;
+    let cutoff = now_ms.saturating_sub(retention);
+    (oldest < cutoff).then(|| {
+        format!(
+            "some restored records are older than the target topic's retention.ms ({retention}              ms, from the backup): the broker may delete them soon after this restore (oldest              record timestamp {oldest} ms). Raise the target's retention.ms (e.g. -1) to keep them"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest_with_oldest(ts: i64) -> Manifest {
+        let json = serde_json::json!({
+            "format_version": 1, "backup_id": "b", "cluster_id": "c",
+            "topic": {"name": "t", "partition_count": 1, "replication_factor": 1, "configs": {}},
+            "compression": {"codec": "none", "level": null},
+            "include_keys": true, "include_headers": true,
+            "created_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
+            "partitions": [{"partition": 0, "start_offset": 0, "end_offset": 1,
+              "first_offset": 0, "last_offset": 0, "message_count": 1, "raw_bytes": 1,
+              "compressed_bytes": 1, "contiguous": true,
+              "segments": [{"file": "p0/0.seg", "sha256": "x", "size_bytes": 1, "block_count": 1,
+                "message_count": 1, "first_offset": 0, "last_offset": 0,
+                "min_timestamp": ts, "max_timestamp": ts, "raw_bytes": 1}]}]
+        });
+        serde_json::from_value(json).expect("manifest")
+    }
+
+    #[test]
+    fn records_older_than_the_retention_are_warned_about() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        let old = manifest_with_oldest(now - 10 * day);
+        assert!(retention_warning(&old, &[0], Some(7 * day), now).is_some());
+        assert!(retention_warning(&old, &[0], Some(30 * day), now).is_none());
+        // Infinite retention, no retention setting, or the partition not restored: no warning.
+        assert!(retention_warning(&old, &[0], Some(-1), now).is_none());
+        assert!(retention_warning(&old, &[0], None, now).is_none());
+        assert!(retention_warning(&old, &[1], Some(day), now).is_none());
+    }
     use crate::restore::RestoreRequest;
 
     #[test]

@@ -5,7 +5,9 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::Manifest;
 use kvault_domain::restore::RestorePlan;
-use kvault_domain::restore_planning::{check_offsets_preservable, partition_mapping};
+use kvault_domain::restore_planning::{
+    check_offsets_preservable, partition_mapping, retention_warning,
+};
 use kvault_domain::{DomainError, PartitionMapping, ValidationError};
 
 use crate::admin::{Admin, TopicInfo};
@@ -60,6 +62,15 @@ pub(super) async fn prepare_target(
                 &manifest.topic.configs,
             )
             .await?;
+        let retention_ms = manifest
+            .topic
+            .configs
+            .get("retention.ms")
+            .and_then(|v| v.parse::<i64>().ok());
+        if !created.configs_dropped {
+            let now = chrono::Utc::now().timestamp_millis();
+            warnings.extend(retention_warning(manifest, sources, retention_ms, now));
+        }
         if created.configs_dropped {
             tracing::warn!(
                 topic = %plan.target_topic,
