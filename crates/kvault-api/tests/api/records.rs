@@ -161,7 +161,7 @@ async fn binary_keys_come_back_as_base64_of_the_original_bytes() {
     assert_eq!(records[1]["value"], r#"{"n":3,"p":1}"#);
     assert_eq!(records[1]["value_encoding"], "utf8");
     assert_eq!(records[1]["headers"][0]["key"], "kind");
-    assert_eq!(records[1]["headers"][0]["value"], "plain");
+    assert_eq!(records[1]["headers"][0]["value"], "special");
     assert_eq!(records[1]["headers"][0]["value_encoding"], "utf8");
     assert_eq!(records[1]["timestamp_type"], "create_time");
 }
