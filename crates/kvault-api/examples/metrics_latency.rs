@@ -59,6 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let adapters = kvault_api::Adapters {
         engine: Arc::new(engine),
         archives,
+        filters: Arc::new(kvault_kafka::transform::CelFilters),
     };
     let app = Application::build(settings.clone(), adapters).await?;
     let port = app.port();

@@ -91,6 +91,7 @@ impl Application {
             limits: Limits::new(&settings),
             engine: adapters.engine,
             store: adapters.archives,
+            filters: adapters.filters,
             archive_totals: Arc::new(ArchiveTotalsCache::default()),
             retention: Default::default(),
             settings,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kvault_domain::operations::Engine;
-use kvault_domain::ports::ArchiveStore;
+use kvault_domain::ports::{ArchiveStore, RecordFilters};
 use kvault_domain::{ClusterId, Job, JobId, JobKind, JobState};
 
 use crate::auth::{Authed, Authenticator};
@@ -16,12 +16,14 @@ use chrono::{Datelike, TimeZone, Utc};
 use crate::routes::metrics::{round2, ArchiveTotals, ArchiveTotalsCache, MetricsResponse};
 use crate::runner::{JobRunner, Limits};
 
-/// The adapters the API runs on: the operations engine and the archive store it writes to.
-/// Built by the caller of [`crate::Application::build`].
+/// The adapters the API runs on: the operations engine, the archive store it writes to, and
+/// the record-filter compiler the records route uses. Built by the caller of
+/// [`crate::Application::build`].
 #[derive(Clone)]
 pub struct Adapters {
     pub engine: Arc<dyn Engine>,
     pub archives: Arc<dyn ArchiveStore>,
+    pub filters: Arc<dyn RecordFilters>,
 }
 
 /// Shared by every request.
@@ -32,6 +34,7 @@ pub struct AppState {
     pub limits: Limits,
     pub engine: Arc<dyn Engine>,
     pub store: Arc<dyn ArchiveStore>,
+    pub filters: Arc<dyn RecordFilters>,
     pub archive_totals: Arc<ArchiveTotalsCache>,
     pub retention: crate::retention::RetentionCounters,
 }

@@ -13,6 +13,7 @@
 //!   which the Kafka layer implements and the API and CLI call.
 //! - [`ports`]: what the operations need from the outside ([`ports::ArchiveStore`]), which
 //!   the storage layer implements.
+//! - [`browse`]: reading records straight out of a backup (JSON view, cursor, paging).
 //! - [`error`]: typed validation and operation errors, each naming the field and value at fault.
 //!
 //! This crate does no I/O and knows no framework: `serde` shapes are the contract, and the
@@ -20,6 +21,7 @@
 
 pub mod backup;
 pub mod backup_planning;
+pub mod browse;
 pub mod cel_limits;
 pub mod cluster;
 pub mod compression;

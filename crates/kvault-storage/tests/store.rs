@@ -337,6 +337,7 @@ fn until_timestamp_skips_later_segments_unread() {
         .collect();
     let bounds = ReadBounds {
         until_timestamp: Some(until),
+        ..ReadBounds::default()
     };
     assert_eq!(read(&store, "ts", 0, bounds), expected);
 

@@ -78,6 +78,8 @@ pub enum Command {
     List(ListArgs),
     /// Print a backup's manifest.
     Show(BackupIdArg),
+    /// Print records out of a backup, one per line (JSON or text), without restoring it.
+    Cat(crate::commands::cat::CatArgs),
     /// Copy a topic to another topic or cluster, optionally filtering and rewriting with CEL.
     Migrate(MigrateArgs),
     /// Watch a consumer group's lag until it is drained or the timeout passes.

@@ -81,5 +81,6 @@ pub fn adapters(settings: &Settings) -> Result<Adapters, CliError> {
     Ok(Adapters {
         engine: engine(clusters, archives.clone())?,
         archives,
+        filters: Arc::new(kvault_kafka::transform::CelFilters),
     })
 }

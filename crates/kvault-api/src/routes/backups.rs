@@ -110,7 +110,7 @@ pub struct DeletedBackup {
 }
 
 /// The manifest of `raw`, 404 (also for tokens whose `clusters` claim excludes its cluster).
-async fn manifest<R>(
+pub(crate) async fn manifest<R>(
     state: &AppState,
     raw: &str,
     auth: &Authed<R>,

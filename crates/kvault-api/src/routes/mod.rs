@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;
+pub mod records;
 pub mod respond;
 
 use actix_web::web;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(backups::get_backup)
         .service(backups::delete_backup)
         .service(backups::verify_backup)
+        .service(records::read_records)
         .service(metrics::metrics)
         .service(metrics::prometheus)
         .service(metrics::health)

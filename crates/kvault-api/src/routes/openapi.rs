@@ -26,6 +26,7 @@ use crate::error::ErrorBody;
         super::backups::get_backup,
         super::backups::delete_backup,
         super::backups::verify_backup,
+        super::records::read_records,
         super::metrics::metrics,
         super::metrics::prometheus,
         super::metrics::health,

@@ -83,6 +83,7 @@ pub fn fake_adapters(settings: &Settings) -> (Adapters, FakeEngine) {
     let adapters = Adapters {
         engine: Arc::new(fake.clone()),
         archives,
+        filters: Arc::new(kvault_kafka::transform::CelFilters),
     };
     (adapters, fake)
 }
@@ -104,6 +105,7 @@ async fn broker_adapters(
     let adapters = Adapters {
         engine: Arc::new(engine),
         archives,
+        filters: Arc::new(kvault_kafka::transform::CelFilters),
     };
     (adapters, broker)
 }

@@ -9,5 +9,6 @@ mod jobs;
 mod limits;
 mod monitoring;
 mod operations;
+mod records;
 mod retention;
 mod shapes;

@@ -100,6 +100,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/kafka/backups/{backup_id}"),
     ("delete", "/api/kafka/backups/{backup_id}"),
     ("post", "/api/kafka/backups/{backup_id}/verify"),
+    ("get", "/api/kafka/backups/{backup_id}/records"),
     ("get", "/api/kafka/metrics"),
     ("get", "/metrics"),
     ("get", "/health"),

@@ -35,6 +35,30 @@ pub struct ReadBounds {
     /// Only records with `timestamp <= until_timestamp` (ms). Segments whose `min_timestamp`
     /// is later are skipped without being read.
     pub until_timestamp: Option<i64>,
+    /// Only records with `offset >= from_offset`. Segments whose `last_offset` is earlier are
+    /// skipped without being opened; inside a segment, earlier blocks are checked (CRC) but
+    /// not decompressed or decoded.
+    pub from_offset: Option<i64>,
+    /// Only records with `timestamp >= from_timestamp` (ms). Segments and blocks whose
+    /// `max_timestamp` is earlier are skipped the same way.
+    pub from_timestamp: Option<i64>,
+}
+
+impl ReadBounds {
+    /// Whether a record passes every bound.
+    pub fn admits(&self, offset: i64, timestamp: i64) -> bool {
+        self.from_offset.is_none_or(|o| offset >= o)
+            && self.from_timestamp.is_none_or(|t| timestamp >= t)
+            && self.until_timestamp.is_none_or(|u| timestamp <= u)
+    }
+
+    /// Whether nothing in a range `[first, last]` of offsets with timestamps `[min, max]`
+    /// can pass: the range is skipped unread.
+    pub fn excludes(&self, last_offset: i64, min_timestamp: i64, max_timestamp: i64) -> bool {
+        self.from_offset.is_some_and(|o| last_offset < o)
+            || self.from_timestamp.is_some_and(|t| max_timestamp < t)
+            || self.until_timestamp.is_some_and(|u| min_timestamp > u)
+    }
 }
 
 /// What `verify` found.

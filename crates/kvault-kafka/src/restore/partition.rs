@@ -34,6 +34,7 @@ pub(super) async fn restore_partition(
             source,
             ReadBounds {
                 until_timestamp: shared.until_ms,
+                ..ReadBounds::default()
             },
         )
         .await?;

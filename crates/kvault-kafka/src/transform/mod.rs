@@ -34,6 +34,7 @@
 //! appended after its own headers.
 
 mod compile;
+mod filter;
 mod values;
 
 use std::collections::HashMap;
@@ -46,6 +47,7 @@ use kvault_domain::record::{Header, Record};
 use kvault_domain::ValidationError;
 
 use compile::{compile_one, CompiledExpr, Needs};
+pub use filter::{CelFilters, BROWSE_FILTER_FIELD};
 use values::{bytes, eval_error, json_to_cel, lossy};
 
 /// Field names used in validation and evaluation errors.

@@ -147,10 +147,20 @@ impl<R: Read> SegmentReader<R> {
     /// The next block's records, `Some(vec![])` for a block skipped because its
     /// `min_timestamp` is after `skip_after`, or `None` after a valid trailer at end of file.
     pub fn next_block(&mut self, skip_after: Option<i64>) -> Result<Option<Vec<Record>>> {
+        self.next_block_unless(|h| skip_after.is_some_and(|until| h.min_timestamp > until))
+    }
+
+    /// The next block's records, `Some(vec![])` for a block `skip` says no record of is
+    /// wanted (its bytes are still checked against the block CRC, but it is neither
+    /// decompressed nor decoded), or `None` after a valid trailer at end of file.
+    pub fn next_block_unless(
+        &mut self,
+        skip: impl Fn(&BlockHeader) -> bool,
+    ) -> Result<Option<Vec<Record>>> {
         let Some((h, at)) = self.next_frame()? else {
             return Ok(None);
         };
-        if skip_after.is_some_and(|until| h.min_timestamp > until) {
+        if skip(&h) {
             self.payload_complete = false;
             return Ok(Some(Vec::new()));
         }

@@ -205,7 +205,7 @@ impl Store {
             backup_id: id.to_owned(),
             codec: manifest.compression.codec,
             segments: p.segments.iter().cloned().collect(),
-            until: bounds.until_timestamp,
+            bounds,
             current: None,
             buffered: Vec::new().into_iter(),
             prev_offset: None,

@@ -1,4 +1,10 @@
 //! Streams one partition's records in offset order, checking each segment as it ends.
+//!
+//! Seeking: [`ReadBounds`] ranges are matched against the manifest's per-segment offsets and
+//! timestamps first, so a segment with nothing wanted is never opened; inside an opened
+//! segment, blocks with nothing wanted are CRC-checked but not decompressed or decoded. A
+//! segment read to its trailer is still checked whole (SHA-256, counts, ranges); a read that
+//! stops part-way through a segment (the caller stopped iterating) cannot check its SHA-256.
 
 use super::*;
 use crate::verify::StoredSegmentReader;
@@ -10,7 +16,7 @@ pub(super) struct PartitionReader {
     pub(super) backup_id: String,
     pub(super) codec: CompressionType,
     pub(super) segments: VecDeque<SegmentInfo>,
-    pub(super) until: Option<i64>,
+    pub(super) bounds: ReadBounds,
     pub(super) current: Option<(StoredSegmentReader, SegmentInfo)>,
     pub(super) buffered: std::vec::IntoIter<Record>,
     pub(super) prev_offset: Option<i64>,
@@ -24,7 +30,10 @@ impl PartitionReader {
             let Some(info) = self.segments.pop_front() else {
                 return Ok(false);
             };
-            if self.until.is_some_and(|u| info.min_timestamp > u) {
+            if self
+                .bounds
+                .excludes(info.last_offset, info.min_timestamp, info.max_timestamp)
+            {
                 // Nothing in this segment can qualify; its records are skipped unread.
                 self.prev_offset = Some(info.last_offset);
                 return Ok(true);
@@ -43,7 +52,10 @@ impl PartitionReader {
         let Some((reader, info)) = self.current.as_mut() else {
             return Ok(false);
         };
-        match reader.next_block(self.until)? {
+        let bounds = self.bounds;
+        match reader.next_block_unless(|h| {
+            bounds.excludes(h.last_offset, h.min_timestamp, h.max_timestamp)
+        })? {
             Some(records) => {
                 self.buffered = records.into_iter();
             }
@@ -71,7 +83,7 @@ impl Iterator for PartitionReader {
                 return None;
             }
             if let Some(r) = self.buffered.next() {
-                if self.until.is_some_and(|u| r.timestamp > u) {
+                if !self.bounds.admits(r.offset, r.timestamp) {
                     continue;
                 }
                 return Some(Ok(r));

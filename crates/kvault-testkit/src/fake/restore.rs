@@ -39,6 +39,7 @@ impl RestoreOperation for FakeEngine {
         let topic_created = self.on(cluster, |c| ensure_target(c, &plan, partitions))?;
         let bounds = ReadBounds {
             until_timestamp: plan.until_time_ms,
+            ..ReadBounds::default()
         };
         let mut results = Vec::new();
         let (mut restored, mut bytes) = (0u64, 0u64);

@@ -2,6 +2,7 @@
 
 mod archive;
 mod backup;
+pub mod cat;
 mod drain;
 mod migrate;
 mod restore;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify(args) => archive::verify(&context, args).await,
         Command::List(args) => archive::list(&context, args).await,
         Command::Show(args) => archive::show(&context, args).await,
+        Command::Cat(args) => cat::run(&context, args).await,
         Command::Migrate(args) => migrate::run(&context, args).await,
         Command::Drain(args) => drain::run(&context, args).await,
         Command::SampleData(args) => sample::run(&context, args).await,

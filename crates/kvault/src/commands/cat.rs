@@ -1,0 +1,117 @@
+//! `kvault cat`: records read straight out of a backup, one per line on stdout, as JSON
+//! (the shape of `GET /api/kafka/backups/{id}/records`) or kcat-like text.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use kvault_domain::browse::{read_page, BrowseQuery, Encoding, RecordView, MAX_LIMIT};
+use kvault_domain::ports::{RecordFilter, RecordFilters};
+use kvault_domain::{BackupId, DomainError};
+
+use crate::context::Context;
+use crate::exit::CliError;
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    #[arg(long, alias = "backup_id")]
+    pub backup_id: String,
+    /// Only this partition (default: every partition, in order).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// First offset to print (needs --partition).
+    #[arg(long, alias = "from_offset", conflicts_with = "from_time")]
+    pub from_offset: Option<i64>,
+    /// Only records at or after this instant: RFC 3339 or epoch milliseconds.
+    #[arg(long, alias = "from_time")]
+    pub from_time: Option<String>,
+    /// Stop after this many records (default: all).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// A CEL expression, as a migration's filter_expression (e.g. "headers['type'] == 'order'").
+    #[arg(long)]
+    pub filter: Option<String>,
+    #[arg(long, value_enum, default_value_t = CatFormat::Json)]
+    pub format: CatFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CatFormat {
+    /// One JSON object per line.
+    Json,
+    /// `partition:offset<TAB>key<TAB>value`; `null` for null, `base64:` before non-UTF-8 bytes.
+    Text,
+}
+
+pub async fn run(context: &Context, args: CatArgs) -> Result<(), CliError> {
+    let id = BackupId::parse(&args.backup_id)?;
+    let filter: Option<Arc<dyn RecordFilter>> = match args.filter.as_deref() {
+        Some(expr) => Some(Arc::from(
+            kvault_kafka::transform::CelFilters
+                .compile(expr)
+                .map_err(DomainError::from)?,
+        )),
+        None => None,
+    };
+    let store = context.store()?;
+    let manifest = store.manifest(&id).await?;
+    let mut remaining = args.limit.unwrap_or(u64::MAX);
+    let mut cursor: Option<String> = None;
+    while remaining > 0 {
+        let page_limit = remaining.min(MAX_LIMIT as u64) as usize;
+        let query = BrowseQuery::new(
+            args.partition,
+            args.from_offset,
+            args.from_time.as_deref(),
+            Some(page_limit),
+            cursor.as_deref(),
+        )?;
+        let (store, manifest, id, filter) =
+            (store.clone(), manifest.clone(), id.clone(), filter.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let page = tokio::task::spawn_blocking(move || {
+            read_page(&manifest, &query, filter.as_deref(), |p, bounds| {
+                runtime.block_on(store.read_partition(&id, p, bounds))
+            })
+        })
+        .await
+        .map_err(|e| CliError::internal(format!("record reader failed: {e}")))??;
+        remaining -= page.records.len() as u64;
+        print(&page.records, args.format)?;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+fn print(records: &[RecordView], format: CatFormat) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    for r in records {
+        let line = match format {
+            CatFormat::Json => serde_json::to_string(r)
+                .map_err(|e| CliError::internal(format!("cannot encode record: {e}")))?,
+            CatFormat::Text => format!(
+                "{}:{}\t{}\t{}",
+                r.partition,
+                r.offset,
+                text(r.key.as_deref(), r.key_encoding),
+                text(r.value.as_deref(), r.value_encoding)
+            ),
+        };
+        if writeln!(out, "{line}").is_err() {
+            // The reader went away (e.g. `| head`): stop quietly.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn text(s: Option<&str>, encoding: Option<Encoding>) -> String {
+    match (s, encoding) {
+        (None, _) => "null".to_owned(),
+        (Some(s), Some(Encoding::Base64)) => format!("base64:{s}"),
+        (Some(s), _) => s.to_owned(),
+    }
+}
