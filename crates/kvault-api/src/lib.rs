@@ -13,6 +13,7 @@ pub mod configuration;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+mod limits;
 pub mod retention;
 pub mod routes;
 pub mod runner;

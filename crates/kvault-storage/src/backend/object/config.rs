@@ -1,0 +1,72 @@
+//! [`ObjectConfig`]: how to reach a bucket and how to use it. Credentials never show in
+//! `Debug` output.
+
+use std::fmt;
+use std::time::Duration;
+
+/// How to reach the bucket and how to use it.
+#[derive(Clone)]
+pub struct ObjectConfig {
+    /// `s3://bucket` or `s3://bucket/prefix`.
+    pub url: String,
+    /// For S3-compatible servers: `http://127.0.0.1:9000`. `None` for AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint (local servers only).
+    pub allow_http: bool,
+    /// Static credentials; when absent the crate's chain is used (`AWS_*` environment,
+    /// web identity, ECS task role, EC2 instance metadata).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Bytes per multipart part (at least [`MIN_PART_SIZE`]).
+    pub part_size: usize,
+    /// Bytes per ranged GET when reading a segment.
+    pub read_window: usize,
+    /// A lease not refreshed for this long belongs to a dead writer.
+    pub abandoned_after: Duration,
+    /// Retries of a failed request (with exponential backoff) and their overall deadline.
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
+    /// Deadline to connect, and for a whole request.
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for ObjectConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            access_key_id: None,
+            secret_access_key: None,
+            part_size: 8 << 20,
+            read_window: 4 << 20,
+            abandoned_after: Duration::from_secs(15 * 60),
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Credentials never reach a log line or an error message through `Debug`.
+impl fmt::Debug for ObjectConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("ObjectConfig")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &redact(&self.access_key_id))
+            .field("secret_access_key", &redact(&self.secret_access_key))
+            .field("part_size", &self.part_size)
+            .field("read_window", &self.read_window)
+            .field("abandoned_after", &self.abandoned_after)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
+}
