@@ -74,8 +74,8 @@ pub(crate) async fn retention_loop(state: web::Data<AppState>) {
             Ok(n) => tracing::info!(removed = n, "abandoned partial backups removed"),
             Err(e) => tracing::error!(error = %e, "sweep of abandoned partial backups failed"),
         }
-        // Backups a job on any replica reads or writes are kept; if the database cannot say
-        // which, nothing is deleted this round.
+        // Backups a job on any replica (this one included) reads or writes are kept; if the
+        // database cannot say which, nothing is deleted this round.
         let in_use = match runner.store().backups_in_use().await {
             Ok(ids) => ids,
             Err(e) => {
@@ -83,10 +83,8 @@ pub(crate) async fn retention_loop(state: web::Data<AppState>) {
                 continue;
             }
         };
-        let swept = sweep_retention(store.as_ref(), days, Utc::now(), |id| {
-            runner.uses_backup(id) || in_use.contains(id)
-        })
-        .await;
+        let swept =
+            sweep_retention(store.as_ref(), days, Utc::now(), |id| in_use.contains(id)).await;
         match swept {
             Ok(outcome) => {
                 let counters = &state.retention;

@@ -29,9 +29,6 @@ pub type Outcome = Result<serde_json::Value, ApiError>;
 struct Live {
     control: OperationControl,
     started: Instant,
-    kind: JobKind,
-    /// The backup the job reads or writes, so a running job's backup cannot be deleted.
-    backup_id: Option<String>,
     /// Cancelled through the API (as opposed to by a shutdown that hands the job over).
     cancelled_by_user: bool,
     /// Stopped because this replica no longer holds (or cannot renew) the job's lease: its
@@ -120,18 +117,12 @@ impl JobRunner {
                 .map_or_else(|| ApiError::internal("job not admitted"), busy));
         }
         tracing::info!(job_id = %id, kind = spec.kind.as_str(), cluster = ?spec.cluster_id, subject = %spec.subject, "job started");
-        Ok((id, self.launch(id, spec.kind, spec.backup_id, op)))
+        Ok((id, self.launch(id, op)))
     }
 
     /// Runs `op` as job `id`, which this replica holds: the job admitted here, or one taken
     /// over from a replica that died.
-    pub fn launch<F, Fut>(
-        self: &Arc<Self>,
-        id: JobId,
-        kind: JobKind,
-        backup_id: Option<String>,
-        op: F,
-    ) -> JoinHandle<Outcome>
+    pub fn launch<F, Fut>(self: &Arc<Self>, id: JobId, op: F) -> JoinHandle<Outcome>
     where
         F: FnOnce(OperationControl) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
@@ -143,8 +134,6 @@ impl JobRunner {
             Live {
                 control: control.clone(),
                 started,
-                kind,
-                backup_id,
                 cancelled_by_user: false,
                 abandoned: false,
                 renewed: started,
@@ -303,18 +292,6 @@ impl JobRunner {
     /// Jobs running in this process.
     pub fn live_count(&self) -> usize {
         self.live().len()
-    }
-
-    /// Jobs of `kind` running in this process.
-    pub fn running(&self, kind: JobKind) -> usize {
-        self.live().values().filter(|l| l.kind == kind).count()
-    }
-
-    /// True when a job running here reads or writes `backup_id`.
-    pub fn uses_backup(&self, backup_id: &str) -> bool {
-        self.live()
-            .values()
-            .any(|l| l.backup_id.as_deref() == Some(backup_id))
     }
 }
 

@@ -111,6 +111,11 @@ impl AppState {
             .backup_stats(midnight)
             .await
             .map_err(ApiError::internal)?;
+        let store = self.runner.store();
+        let running = |kind| async move { store.running(kind).await.map_err(ApiError::internal) };
+        // Counted in the job table, like `active_backups`: every replica's jobs.
+        let active_restores = running(JobKind::Restore).await?.max(0) as u64;
+        let active_migrations = running(JobKind::Migrate).await?.max(0) as u64;
         let totals = self.archive_totals().await?;
         let (raw, compressed) = (totals.raw_bytes, totals.compressed_bytes);
         let ended = stats.completed + stats.failed;
@@ -130,8 +135,8 @@ impl AppState {
                 round2(stats.failed as f64 * 100.0 / ended as f64)
             },
             total_backups: totals.backups,
-            active_restores: self.runner.running(JobKind::Restore) as u64,
-            active_migrations: self.runner.running(JobKind::Migrate) as u64,
+            active_restores,
+            active_migrations,
         })
     }
 }

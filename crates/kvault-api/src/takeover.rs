@@ -120,17 +120,11 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
     }
     state.store.discard_unfinished(&plan.backup_id).await?;
     let (engine, totals) = (state.engine.clone(), state.archive_totals.clone());
-    let backup_id = plan.backup_id.to_string();
-    state.runner.launch(
-        job.job.id,
-        JobKind::Backup,
-        Some(backup_id),
-        move |control| async move {
-            let result = engine.backup(&cluster, plan, control).await;
-            totals.invalidate();
-            to_json(&result?)
-        },
-    );
+    state.runner.launch(job.job.id, move |control| async move {
+        let result = engine.backup(&cluster, plan, control).await;
+        totals.invalidate();
+        to_json(&result?)
+    });
     Ok(())
 }
 
@@ -139,16 +133,11 @@ fn rerun_verify(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiE
     let id =
         BackupId::parse(raw).map_err(|e| ApiError::internal(format!("stored backup id: {e}")))?;
     let store = state.store.clone();
-    state.runner.launch(
-        job.job.id,
-        JobKind::Verify,
-        Some(raw.to_owned()),
-        move |control| async move {
-            let report = store.verify(&id, &control).await?;
-            control.add(report.messages_checked, report.bytes_checked);
-            to_json(&report)
-        },
-    );
+    state.runner.launch(job.job.id, move |control| async move {
+        let report = store.verify(&id, &control).await?;
+        control.add(report.messages_checked, report.bytes_checked);
+        to_json(&report)
+    });
     Ok(())
 }
 
@@ -158,14 +147,9 @@ fn rerun_drain(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiEr
         .map_err(|e| ApiError::internal(format!("stored drain request: {e}")))?;
     let plan = DrainPlan::new(request)?;
     let engine = state.engine.clone();
-    state.runner.launch(
-        job.job.id,
-        JobKind::Drain,
-        None,
-        move |control| async move {
-            let result = engine.drain(&cluster, plan, control).await?;
-            to_json(&result)
-        },
-    );
+    state.runner.launch(job.job.id, move |control| async move {
+        let result = engine.drain(&cluster, plan, control).await?;
+        to_json(&result)
+    });
     Ok(())
 }

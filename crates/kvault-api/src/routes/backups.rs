@@ -185,14 +185,14 @@ pub async fn delete_backup(
 ) -> Result<HttpResponse, ApiError> {
     let (id, m) = manifest(&state, &path, &auth).await?;
     auth.require_cluster(&m.cluster_id)?;
-    let in_use = state.runner.uses_backup(id.as_str())
-        || state
-            .runner
-            .store()
-            .backups_in_use()
-            .await
-            .map_err(ApiError::internal)?
-            .contains(id.as_str());
+    // Every job is a row naming its backup, so the table knows every replica's jobs.
+    let in_use = state
+        .runner
+        .store()
+        .backups_in_use()
+        .await
+        .map_err(ApiError::internal)?
+        .contains(id.as_str());
     if in_use {
         return Err(
             ApiError::conflict(format!("backup '{id}' is in use by a running job"))

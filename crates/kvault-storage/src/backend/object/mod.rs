@@ -82,6 +82,33 @@ impl Shared {
     pub(crate) fn error(&self, key: &Key, source: object_store::Error) -> StorageError {
         StorageError::Object(ObjectError::new(self.describe(key), source))
     }
+
+    /// `outcome` of a call about `key`, with an absent object as `None` (not an error).
+    pub(crate) fn absent_ok<T>(
+        &self,
+        key: &Key,
+        outcome: object_store::Result<T>,
+    ) -> Result<Option<T>> {
+        match outcome {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                let e = ObjectError::new(self.describe(key), e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(StorageError::Object(e))
+                }
+            }
+        }
+    }
+
+    /// The metadata of `key`, `None` if there is no such object.
+    pub(crate) fn head(self: &Arc<Self>, key: &Key) -> Result<Option<object_store::ObjectMeta>> {
+        let (s, k) = (self.clone(), key.clone());
+        let outcome =
+            io::block_on(async move { s.store.head(&k).await }).map_err(StorageError::Object)?;
+        self.absent_ok(key, outcome)
+    }
 }
 
 /// Backups in an S3 bucket (or an S3-compatible server).
@@ -227,20 +254,7 @@ impl ObjectBackend {
     }
 
     fn head(&self, key: &Key) -> Result<Option<object_store::ObjectMeta>> {
-        let (shared, k) = (self.shared.clone(), key.clone());
-        match io::block_on(async move { shared.store.head(&k).await })
-            .map_err(StorageError::Object)?
-        {
-            Ok(meta) => Ok(Some(meta)),
-            Err(e) => {
-                let e = ObjectError::new(self.shared.describe(key), e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(StorageError::Object(e))
-                }
-            }
-        }
+        self.shared.head(key)
     }
 }
 
@@ -289,17 +303,7 @@ impl Backend for ObjectBackend {
             got.bytes().await
         })
         .map_err(StorageError::Object)?;
-        match fetched {
-            Ok(bytes) => Ok(Some(bytes.to_vec())),
-            Err(e) => {
-                let e = ObjectError::new(self.shared.describe(&key), e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(StorageError::Object(e))
-                }
-            }
-        }
+        Ok(self.shared.absent_ok(&key, fetched)?.map(|b| b.to_vec()))
     }
 
     fn list_committed(&self) -> Result<Vec<String>> {

@@ -42,17 +42,9 @@ fn put_create(shared: &Arc<Shared>, key: &Key, body: Vec<u8>) -> Result<bool> {
 /// Deletes `key`; an absent object is not an error.
 fn delete(shared: &Arc<Shared>, key: &Key) -> Result<()> {
     let (s, k) = (shared.clone(), key.clone());
-    match io::block_on(async move { s.store.delete(&k).await }).map_err(StorageError::Object)? {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let e = ObjectError::new(shared.describe(key), e);
-            if e.is_not_found() {
-                Ok(())
-            } else {
-                Err(StorageError::Object(e))
-            }
-        }
-    }
+    let outcome =
+        io::block_on(async move { s.store.delete(&k).await }).map_err(StorageError::Object)?;
+    shared.absent_ok(key, outcome).map(|_| ())
 }
 
 /// What the lease says: who holds the id. For a person looking at the bucket.
@@ -123,19 +115,8 @@ impl Staging for ObjectStaging {
     }
 
     fn segment_size(&self, file: &str) -> Result<Option<u64>> {
-        let key = self.shared.key(&self.id, file);
-        let (s, k) = (self.shared.clone(), key.clone());
-        match io::block_on(async move { s.store.head(&k).await }).map_err(StorageError::Object)? {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(e) => {
-                let e = ObjectError::new(self.shared.describe(&key), e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(StorageError::Object(e))
-                }
-            }
-        }
+        let meta = self.shared.head(&self.shared.key(&self.id, file))?;
+        Ok(meta.map(|m| m.size))
     }
 
     fn commit(&mut self, manifest: &[u8]) -> Result<()> {
