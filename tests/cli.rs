@@ -519,3 +519,69 @@ async fn cat_prints_a_backups_records_as_json_lines_and_text() {
         "{text}"
     );
 }
+
+/// Progress on stderr: off a terminal (as here) a line every five seconds with the total from
+/// the watermarks and an ETA; `--quiet` prints none; stdout is the JSON result either way.
+/// `kvault completions` prints a script naming the subcommands.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_runs_report_progress_unless_quiet() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-progress");
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &records(600)).await;
+    // 100 messages a second: about six seconds, one progress line.
+    let slow = ["--rate-limit-per-second", "100"];
+    let backup = setup.kvault(
+        &[
+            &["backup", "--cluster", "test", "--topic", &topic][..],
+            &slow,
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&backup.stderr).into_owned();
+    let backup_id = json(&backup)["backup_id"].as_str().unwrap().to_owned();
+    assert!(
+        stderr.contains(&format!("backup {backup_id}: ")) && stderr.contains(" of 600 ("),
+        "no progress line with the total: {stderr}"
+    );
+    assert!(stderr.contains("ETA"), "{stderr}");
+
+    let target = broker.unique_topic("cli-progress-dst");
+    let quiet = setup.kvault(
+        &[
+            &[
+                "--quiet",
+                "restore",
+                "--backup-id",
+                &backup_id,
+                "--target-topic",
+                &target,
+            ][..],
+            &slow,
+        ]
+        .concat(),
+    );
+    assert_eq!(json(&quiet)["messages_restored"], 600);
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+
+    let completions = setup.kvault(&["completions", "bash"]);
+    let script = String::from_utf8(json_free(&completions)).unwrap();
+    for word in ["backup", "restore", "cat", "--backup-id"] {
+        assert!(script.contains(word), "completion script lacks {word}");
+    }
+}
+
+/// stdout of a successful run that prints text, not JSON.
+fn json_free(output: &Output) -> Vec<u8> {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout.clone()
+}

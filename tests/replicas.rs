@@ -335,6 +335,13 @@ async fn restarting_a_replica_leaves_the_job_of_another_untouched() {
     assert_eq!(job["state"], "completed", "{job}");
     let (_, owner, attempts) = cluster.job_row(&id).await;
     assert_eq!((owner.as_deref(), attempts), (Some("r1"), 1));
+    // The job's log lines carry its id (a span field; JSON logs write it on every line).
+    let log = cluster.log("r1");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("job{{job_id={id}}}")) && l.contains("job ended")),
+        "{log}"
+    );
     drop(r1);
 }
 

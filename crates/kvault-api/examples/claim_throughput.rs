@@ -34,6 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             id: JobId::new(),
             kind: JobKind::Drain,
             cluster_id: Some("local".into()),
+            target_cluster_id: None,
             subject: "bench".into(),
             request: serde_json::json!({}),
             created_at: Utc::now(),

@@ -78,6 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     id,
                     kind: JobKind::Backup,
                     cluster_id: Some("local".into()),
+                    target_cluster_id: None,
                     subject: "bench".into(),
                     request: serde_json::json!({"topic": "events"}),
                     created_at: now,

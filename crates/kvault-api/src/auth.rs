@@ -314,6 +314,27 @@ fn authenticate(req: &HttpRequest, needed: Role) -> Result<Arc<Claims>, ApiError
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("AppState missing from app data"))?;
+    // A request without a valid token has no subject to count it under: its address pays,
+    // and once that quota is spent the answer is 429 instead of 401.
+    let claims = bearer_claims(req, state)
+        .or_else(|refused| state.anonymous.check(req).and(Err(refused)))?;
+    state.auth.check_rate(&claims.sub)?;
+    let role = claims
+        .role()
+        .ok_or_else(|| ApiError::forbidden("the token grants no role"))?;
+    if role < needed {
+        return Err(ApiError::forbidden(format!(
+            "role '{}' required, the token has '{}'",
+            needed.as_str(),
+            role.as_str()
+        ))
+        .on("roles", role.as_str()));
+    }
+    Ok(Arc::new(claims))
+}
+
+/// The verified claims of the request's bearer token.
+fn bearer_claims(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
     let raw = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -329,20 +350,7 @@ fn authenticate(req: &HttpRequest, needed: Role) -> Result<Arc<Claims>, ApiError
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
-    let claims = state.auth.verify(token)?;
-    state.auth.check_rate(&claims.sub)?;
-    let role = claims
-        .role()
-        .ok_or_else(|| ApiError::forbidden("the token grants no role"))?;
-    if role < needed {
-        return Err(ApiError::forbidden(format!(
-            "role '{}' required, the token has '{}'",
-            needed.as_str(),
-            role.as_str()
-        ))
-        .on("roles", role.as_str()));
-    }
-    Ok(Arc::new(claims))
+    state.auth.verify(token)
 }
 
 impl<R: RoleRequirement> FromRequest for Authed<R> {

@@ -123,6 +123,7 @@ fn snippet(bytes: &[u8]) -> String {
 
 /// `?wait=false` asks for `202 Accepted` and a `Location` instead of waiting for the job.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// `true` (default): answer when the job ends. `false`: answer 202 at once.
     pub wait: Option<bool>,

@@ -8,10 +8,12 @@
 //! - [`auth::mint_token`]: tokens for `kvault token`.
 //! - [`jobs::JobStore`]: the job table, for CLI listings.
 
+pub mod address_limit;
 pub mod auth;
 pub mod configuration;
 pub mod error;
 pub mod extract;
+pub mod figures;
 pub mod jobs;
 mod limits;
 pub mod retention;

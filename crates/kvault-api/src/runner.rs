@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use kvault_domain::error::ErrorKind;
 use kvault_domain::job::OperationControl;
 use kvault_domain::{JobId, JobKind, JobProgress, JobState};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::{Capacity, JobStore, Lease, NewJob};
@@ -49,12 +50,17 @@ pub struct JobRunner {
     /// request (each actix worker has a runtime of its own, dropped with the worker at
     /// shutdown, which would drop a job mid-flight instead of letting it finish or hand over).
     jobs: tokio::runtime::Handle,
+    /// Bumped whenever this replica admits a job or records one's end, so cached monitoring
+    /// figures know they are stale.
+    changes: AtomicU64,
 }
 
 /// What to start.
 pub struct JobSpec {
     pub kind: JobKind,
     pub cluster_id: Option<String>,
+    /// The cluster a migration writes into.
+    pub target_cluster_id: Option<String>,
     pub subject: String,
     pub request: serde_json::Value,
     pub backup_id: Option<String>,
@@ -69,6 +75,7 @@ impl JobRunner {
             live: Mutex::new(HashMap::new()),
             handing_over: AtomicBool::new(false),
             jobs,
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -78,6 +85,11 @@ impl JobRunner {
 
     pub fn lease(&self) -> &Lease {
         &self.lease
+    }
+
+    /// A number that changes whenever this replica admits or ends a job.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Live>> {
@@ -101,6 +113,7 @@ impl JobRunner {
             id,
             kind: spec.kind,
             cluster_id: spec.cluster_id.clone(),
+            target_cluster_id: spec.target_cluster_id,
             subject: spec.subject.clone(),
             request: spec.request,
             created_at: Utc::now(),
@@ -116,6 +129,7 @@ impl JobRunner {
                 .as_ref()
                 .map_or_else(|| ApiError::internal("job not admitted"), busy));
         }
+        self.changes.fetch_add(1, Ordering::SeqCst);
         tracing::info!(job_id = %id, kind = spec.kind.as_str(), cluster = ?spec.cluster_id, subject = %spec.subject, "job started");
         Ok((id, self.launch(id, op)))
     }
@@ -141,11 +155,17 @@ impl JobRunner {
         );
         let fut = op(control.clone());
         let runner = Arc::clone(self);
-        self.jobs.spawn(async move {
-            let outcome = fut.await;
-            runner.record_end(id, &control, started, &outcome).await;
-            outcome
-        })
+        // Every log line of the job (its operation, its adapters, its ending) carries the job
+        // id: a span field, which `--log-format json` writes on each line.
+        let span = tracing::info_span!("job", job_id = %id);
+        self.jobs.spawn(
+            async move {
+                let outcome = fut.await;
+                runner.record_end(id, &control, started, &outcome).await;
+                outcome
+            }
+            .instrument(span),
+        )
     }
 
     /// Stores how a job ended (state, result or error body, progress, duration), retrying
@@ -213,6 +233,7 @@ impl JobRunner {
             }
         }
         self.live().remove(&id);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         match outcome {
             Ok(_) => {
                 tracing::info!(job_id = %id, state = state.as_str(), duration_ms, messages = progress.messages, "job ended")

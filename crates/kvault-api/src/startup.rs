@@ -4,6 +4,7 @@
 //! [`Application::run_until_stopped`] serves.
 
 use std::net::TcpListener;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +12,14 @@ use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 
+use crate::address_limit::AddressLimiter;
 use crate::auth::{AuthError, Authenticator};
 use crate::configuration::Settings;
 use crate::error::json_fallback;
 use crate::extract::{path_error, query_error};
+use crate::figures::{ArchiveTotalsCache, FiguresCache};
 use crate::jobs::{JobStore, Lease, StoreError};
 use crate::routes;
-use crate::routes::metrics::ArchiveTotalsCache;
 use crate::runner::{JobRunner, Limits};
 pub use crate::state::{Adapters, AppState};
 
@@ -83,6 +85,11 @@ impl Application {
 
         let state = web::Data::new(AppState {
             auth: Authenticator::new(&settings.auth, settings.limits.requests_per_minute)?,
+            anonymous: AddressLimiter::new(
+                NonZeroU32::new(settings.limits.anonymous_requests_per_minute)
+                    .unwrap_or(NonZeroU32::MIN),
+                settings.server.trust_forwarded_for,
+            ),
             runner: Arc::new(JobRunner::new(
                 store,
                 Lease::new(settings.workers.replica_id(), settings.workers.lease_ttl()),
@@ -93,6 +100,7 @@ impl Application {
             store: adapters.archives,
             filters: adapters.filters,
             archive_totals: Arc::new(ArchiveTotalsCache::default()),
+            figures: FiguresCache::default(),
             retention: Default::default(),
             settings,
         });
@@ -189,5 +197,6 @@ async fn forget_idle_subjects(state: web::Data<AppState>) {
     loop {
         tick.tick().await;
         state.auth.forget_idle();
+        state.anonymous.forget_idle();
     }
 }

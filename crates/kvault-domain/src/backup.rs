@@ -34,6 +34,7 @@ impl Default for BackupDefaults {
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     /// Topic to back up.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
     pub topic: String,
     /// Block codec; default `gzip` (or the `backup.compression` config value).
     #[serde(default)]
@@ -43,15 +44,16 @@ pub struct BackupRequest {
     pub compression_level: Option<i32>,
     /// Stop after this many messages in total (default: unlimited).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_messages: Option<u64>,
     /// `"earliest"` (default), `"latest"` or an offset, applied to every selected partition.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::offset::start_offset_schema))]
     pub start_offset: Offset,
     /// `"latest"` (default: the high watermark when the backup starts) or an offset
     /// (exclusive, like the high watermark and like `end_offset` in the result).
     #[serde(default = "latest")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::offset::end_offset_schema))]
     pub end_offset: Offset,
     /// Partitions to back up (default: all).
     #[serde(default)]
@@ -62,6 +64,7 @@ pub struct BackupRequest {
     pub include_keys: bool,
     /// Messages per second across the whole backup (default 10000, or the config value).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub rate_limit_per_second: Option<u32>,
     /// Extension: only records with a timestamp at or after this instant (RFC 3339).
     #[serde(default)]
@@ -71,6 +74,10 @@ pub struct BackupRequest {
     pub end_time: Option<DateTime<Utc>>,
     /// Extension: name the backup instead of letting kvault generate `backup-{millis}-{rand}`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+    )]
     pub backup_id: Option<String>,
 }
 

@@ -23,13 +23,17 @@ pub enum DrainStrategy {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DrainRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub group_id: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub topics: Vec<String>,
     #[serde(default)]
     pub max_lag: u64,
     #[serde(default = "default_timeout")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
     pub timeout_seconds: u64,
     #[serde(default = "default_interval")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 10))]
     pub check_interval_ms: u64,
     #[serde(default)]
     pub strategy: DrainStrategy,

@@ -140,6 +140,9 @@ pub struct Job {
     pub id: JobId,
     pub kind: JobKind,
     pub cluster_id: Option<String>,
+    /// The cluster a migration writes into (extension; absent for the other kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cluster_id: Option<String>,
     pub state: JobState,
     pub request: serde_json::Value,
     pub result: Option<serde_json::Value>,
@@ -163,6 +166,8 @@ struct ControlInner {
     messages: AtomicU64,
     bytes: AtomicU64,
     cancelled: AtomicBool,
+    /// Messages the operation expects to move, plus one; 0 while unknown.
+    total_plus_one: AtomicU64,
 }
 
 impl OperationControl {
@@ -189,6 +194,28 @@ impl OperationControl {
 
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Sets the message count outright, for operations whose progress is a level rather than a
+    /// running sum (a drain: how much of the starting lag has been consumed).
+    pub fn set_messages(&self, messages: u64) {
+        self.inner.messages.store(messages, Ordering::Relaxed);
+    }
+
+    /// How many messages the operation expects to move, once it knows (from the watermarks or
+    /// the manifest): progress bars and ETAs use it.
+    pub fn set_total(&self, messages: u64) {
+        self.inner
+            .total_plus_one
+            .store(messages.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// The expected total, when the operation has announced one.
+    pub fn total(&self) -> Option<u64> {
+        match self.inner.total_plus_one.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n - 1),
+        }
     }
 
     pub fn snapshot(&self, elapsed_secs: f64) -> JobProgress {

@@ -67,16 +67,28 @@ pub enum OnEvaluationError {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MigrateRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+    )]
     pub source_cluster: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
     pub source_topic: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+    )]
     pub target_cluster: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
     pub target_topic: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_messages: Option<u64>,
     #[serde(default)]
     pub transformation: Option<MessageTransformation>,
     /// Messages per second; default unlimited.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub rate_limit_per_second: Option<u32>,
     /// Extension: policy for expression errors at run time.
     #[serde(default)]

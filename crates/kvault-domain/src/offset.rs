@@ -7,6 +7,35 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An offset as the API accepts it: `"earliest"`, `"latest"` or a non-negative number
 /// (a JSON number, or a string holding one, since Postman users often quote it).
+/// OpenAPI schema of a start offset: `"earliest"`, `"latest"` or a non-negative offset.
+#[cfg(feature = "openapi")]
+pub fn start_offset_schema() -> utoipa::openapi::schema::Schema {
+    offset_schema(&["earliest", "latest"])
+}
+
+/// OpenAPI schema of an end offset: `"latest"` or a non-negative offset.
+#[cfg(feature = "openapi")]
+pub fn end_offset_schema() -> utoipa::openapi::schema::Schema {
+    offset_schema(&["latest"])
+}
+
+#[cfg(feature = "openapi")]
+fn offset_schema(names: &[&str]) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names.iter().copied())),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .into()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Offset {
     #[default]

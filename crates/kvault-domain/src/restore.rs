@@ -64,13 +64,20 @@ pub enum PartitionMapping {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+    )]
     pub backup_id: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
     pub target_topic: String,
     /// Partitions of the target topic when kvault creates it (default: the source's).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub target_partitions: Option<i32>,
     /// Replication factor when kvault creates the topic (default: the source's).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 32767))]
     pub replication_factor: Option<i16>,
     /// Keep every record at its original offset. Only possible into an empty (or new) topic with
     /// the same partition count, when each backed-up partition starts at offset 0 without gaps;
@@ -79,6 +86,7 @@ pub struct RestoreRequest {
     pub preserve_offsets: bool,
     /// Messages per second (default 5000).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub rate_limit_per_second: Option<u32>,
     /// Verify every checksum before producing anything (default true).
     #[serde(default = "yes")]
@@ -95,6 +103,13 @@ pub struct RestoreRequest {
     /// Extension: add a `kvault.source.offset` header (decimal) to every restored record.
     #[serde(default)]
     pub include_source_offset_header: bool,
+    /// Extension: `retention.ms` of the topic the restore creates, instead of the backed-up
+    /// value (`-1`: keep forever). Old records restored under the source's retention may be
+    /// deleted by the broker soon after the restore; this keeps them. Only for a topic the
+    /// restore creates: an existing target keeps its own settings.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = -1))]
+    pub retention_override: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -117,6 +132,8 @@ pub struct RestorePlan {
     pub partitions: Option<Vec<i32>>,
     pub until_time_ms: Option<i64>,
     pub include_source_offset_header: bool,
+    /// `retention.ms` for a topic the restore creates.
+    pub retention_override_ms: Option<i64>,
 }
 
 impl RestoreRequest {
@@ -133,6 +150,7 @@ impl RestoreRequest {
             partitions: None,
             until_time: None,
             include_source_offset_header: false,
+            retention_override: None,
         }
     }
 
@@ -167,6 +185,13 @@ impl RestoreRequest {
                 "cannot preserve offsets while appending to a topic that already holds messages",
             ));
         }
+        if let Some(ms) = self.retention_override.filter(|ms| *ms < 1 && *ms != -1) {
+            return Err(ValidationError::new(
+                "retention_override",
+                ms,
+                "must be -1 (keep forever) or a retention.ms of at least 1",
+            ));
+        }
         let rate = validate_rate(self.rate_limit_per_second, DEFAULT_RESTORE_RATE)?;
         Ok(RestorePlan {
             backup_id,
@@ -180,6 +205,7 @@ impl RestoreRequest {
             partitions: self.partitions.clone(),
             until_time_ms: self.until_time.map(|t| t.timestamp_millis()),
             include_source_offset_header: self.include_source_offset_header,
+            retention_override_ms: self.retention_override,
         })
     }
 }

@@ -84,8 +84,8 @@ pub fn check_offsets_preservable(
     Ok(())
 }
 
-/// A warning when restored records are older than the `retention.ms` the target topic is
-/// created with (the backed-up one): the broker may delete them soon after a restore that
+/// A warning when restored records are older than the `retention.ms` in effect on the target
+/// topic (restored records keep their timestamps, and retention goes by them): the broker may delete them soon after a restore that
 /// reported success. `now_ms` is the current time in Unix milliseconds.
 pub fn retention_warning(
     manifest: &Manifest,
@@ -105,7 +105,10 @@ pub fn retention_warning(
     let cutoff = now_ms.saturating_sub(retention);
     (oldest < cutoff).then(|| {
         format!(
-            "some restored records are older than the target topic's retention.ms ({retention}              ms, from the backup): the broker may delete them soon after this restore (oldest              record timestamp {oldest} ms). Raise the target's retention.ms (e.g. -1) to keep them"
+            "some restored records are older than the target topic's retention.ms \
+             ({retention} ms): the broker may delete them soon after this restore (oldest \
+             record timestamp {oldest} ms). To keep them, restore into a new topic with \
+             retention_override: -1, or raise the target's retention.ms"
         )
     })
 }

@@ -103,6 +103,10 @@ pub(crate) async fn run(
     let info = admin.require_topic(&plan.topic).await?;
     let selected = select_partitions(&plan, &info.partitions)?;
     let ranges = plan_ranges(&admin, &plan, &selected).await?;
+    // An upper bound for progress bars: offsets in range (compacted or transactional topics
+    // hold fewer records), capped by max_messages.
+    let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
+    control.set_total(plan.max_messages.map_or(in_range, |max| max.min(in_range)));
     let mut warnings = Vec::new();
     let configs = match admin.topic_configs(&plan.topic).await {
         Ok(configs) => configs,

@@ -87,6 +87,9 @@ impl KafkaCluster {
                 &req.group_id,
             ));
         }
+        // Progress for people watching: how much of the starting lag has been consumed.
+        let starting_lag = first.total_lag.max(0);
+        control.set_total(starting_lag as u64);
         // time_based: what existed when the drain began.
         let snapshot: BTreeMap<Tp, i64> = first
             .lags
@@ -113,6 +116,7 @@ impl KafkaCluster {
             sleep_or_cancel(interval.min(timeout - elapsed), &control).await?;
             last = check(&probe, &req.group_id, &partitions).await?;
             last_time = Utc::now();
+            control.set_messages((starting_lag - last.total_lag).max(0) as u64);
         }
     }
 }

@@ -689,6 +689,103 @@ async fn an_unreachable_cluster_is_classified_unavailable() {
 
 /// Restoring into an existing empty topic whose layout differs from what the request asks:
 /// the restore goes into the topic as it is, and the result says what was not applied.
+/// Records older than the target's retention: the restore warns (a new topic under the
+/// backed-up retention, or an existing one under its own); `retention_override: -1` creates
+/// the topic keeping them forever and there is nothing to warn about; an override for a topic
+/// that exists is refused before anything is produced.
+#[tokio::test]
+async fn old_records_and_the_targets_retention() {
+    let broker = TestBroker::get().await;
+    let (_dir, store) = store();
+    let c = cluster(broker);
+    let source = broker.unique_topic("retention");
+    // A day of retention; the records are from 2025 (BASE_TS), far older.
+    broker
+        .create_topic_with(&source, 1, &[("retention.ms", "86400000")])
+        .await;
+    let produced = fill_simple_old(broker, &source, 20).await;
+    let backup = backup(&c, &store, request(&source, CompressionType::Lz4))
+        .await
+        .unwrap();
+    assert_eq!(
+        backup_configs(&store, &backup.backup_id)
+            .await
+            .get("retention.ms"),
+        Some(&"86400000".to_owned())
+    );
+
+    let warned = restore(
+        &c,
+        &store,
+        RestoreRequest::new(&backup.backup_id, broker.unique_topic("retention-new")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(warned.messages_restored, produced);
+    assert!(
+        warned
+            .warnings
+            .iter()
+            .any(|w| w.contains("retention.ms (86400000 ms)") && w.contains("retention_override")),
+        "{:?}",
+        warned.warnings
+    );
+
+    let kept_topic = broker.unique_topic("retention-kept");
+    let mut req = RestoreRequest::new(&backup.backup_id, &kept_topic);
+    req.retention_override = Some(-1);
+    let kept = restore(&c, &store, req).await.unwrap();
+    assert_eq!(kept.messages_restored, produced);
+    assert!(kept.warnings.is_empty(), "{:?}", kept.warnings);
+    let admin = c.admin().unwrap();
+    assert_eq!(
+        admin
+            .topic_configs(&kept_topic)
+            .await
+            .unwrap()
+            .get("retention.ms"),
+        Some(&"-1".to_owned())
+    );
+
+    // Appending to an existing topic with a short retention warns the same way.
+    let mut append = RestoreRequest::new(&backup.backup_id, &source);
+    append.if_exists = IfExists::Append;
+    let appended = restore(&c, &store, append.clone()).await.unwrap();
+    assert!(
+        appended.warnings.iter().any(|w| w.contains("retention.ms")),
+        "{:?}",
+        appended.warnings
+    );
+    // An override cannot apply to an existing topic: refused, nothing written.
+    let before = broker.watermarks(&source, 0).await;
+    append.retention_override = Some(-1);
+    match restore(&c, &store, append).await {
+        Err(DomainError::Validation(e)) => assert_eq!(e.field, "retention_override"),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+    assert_eq!(broker.watermarks(&source, 0).await, before);
+}
+
+/// `n` records on partition 0 with timestamps from 2025.
+async fn fill_simple_old(broker: &TestBroker, topic: &str, n: usize) -> u64 {
+    let records: Vec<TestRecord> = (0..n)
+        .map(|i| TestRecord {
+            partition: Some(0),
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("v{i}").into_bytes()),
+            headers: Vec::new(),
+            timestamp: Some(BASE_TS + i as i64),
+        })
+        .collect();
+    broker.produce(topic, &records).await;
+    n as u64
+}
+
+async fn backup_configs(store: &Arc<dyn ArchiveStore>, id: &str) -> BTreeMap<String, String> {
+    let id = kvault_domain::BackupId::parse(id).unwrap();
+    store.manifest(&id).await.unwrap().topic.configs
+}
+
 #[tokio::test]
 async fn an_existing_topic_keeps_its_layout_and_the_result_says_so() {
     let broker = TestBroker::get().await;

@@ -121,7 +121,15 @@ impl TestBroker {
     /// Creates a topic with replication factor 1 and waits until its metadata shows every
     /// partition.
     pub async fn create_topic(&self, name: &str, partitions: i32) {
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        self.create_topic_with(name, partitions, &[]).await
+    }
+
+    /// [`Self::create_topic`] with topic configs (`("retention.ms", "86400000")`, ...).
+    pub async fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = self
             .admin

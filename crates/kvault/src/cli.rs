@@ -24,6 +24,9 @@ pub struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// No progress bar or progress lines on stderr (the JSON result and errors still print).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
     #[command(flatten)]
     pub ad_hoc: AdHocCluster,
     #[command(subcommand)]
@@ -88,6 +91,15 @@ pub enum Command {
     Token(TokenArgs),
     /// Produce sample messages into a topic (created when missing), to try kvault out.
     SampleData(SampleDataArgs),
+    /// Print a shell completion script: `kvault completions bash > /etc/bash_completion.d/kvault`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +171,10 @@ pub struct RestoreArgs {
     /// Add a `kvault.source.offset` header to every restored record.
     #[arg(long, alias = "include_source_offset_header")]
     pub include_source_offset_header: bool,
+    /// retention.ms of the topic the restore creates instead of the backed-up one (-1: keep
+    /// forever), so the broker does not delete old restored records.
+    #[arg(long, alias = "retention_override", allow_negative_numbers = true)]
+    pub retention_override: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,10 +12,13 @@ use kvault_kafka::KafkaCluster;
 
 use crate::cli::AdHocCluster;
 use crate::exit::{CliError, EXIT_NOT_FOUND};
+use crate::progress::Display;
 
 pub struct Context {
     pub settings: Settings,
     ad_hoc: AdHocCluster,
+    /// How long operations show their progress on stderr.
+    pub progress: Display,
 }
 
 /// The name a `-b` cluster goes by when the command names none.
@@ -28,7 +31,14 @@ impl Context {
         Ok(Self {
             settings,
             ad_hoc: AdHocCluster::default(),
+            progress: Display::Lines,
         })
+    }
+
+    /// Sets how operations show their progress (`--quiet`, terminal or not).
+    pub fn with_progress(mut self, progress: Display) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Adds the `-b` / `-X` cluster from the command line.

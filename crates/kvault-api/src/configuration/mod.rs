@@ -114,6 +114,11 @@ pub struct ServerSettings {
     /// Require a viewer token for the Prometheus endpoint `/metrics` too.
     #[serde(default)]
     pub metrics_auth: bool,
+    /// Count requests without a valid token under the client named by the `Forwarded` /
+    /// `X-Forwarded-For` headers instead of the connection's address. Only behind a proxy
+    /// that sets them.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 fn default_body_limit() -> usize {
@@ -177,6 +182,10 @@ pub struct LimitSettings {
     pub max_concurrent_drains: usize,
     #[serde(default = "default_rpm")]
     pub requests_per_minute: u32,
+    /// Requests per minute per client address to the routes open without a token (`/health`,
+    /// `/ready`, `/metrics`) and with a missing or refused token.
+    #[serde(default = "default_anonymous_rpm")]
+    pub anonymous_requests_per_minute: u32,
 }
 
 fn default_restores() -> usize {
@@ -190,6 +199,9 @@ fn default_drains() -> usize {
 }
 fn default_rpm() -> u32 {
     100
+}
+fn default_anonymous_rpm() -> u32 {
+    600
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +307,12 @@ impl Settings {
         if self.limits.requests_per_minute == 0 {
             return Err(ConfigError::invalid(
                 "limits.requests_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.anonymous_requests_per_minute == 0 {
+            return Err(ConfigError::invalid(
+                "limits.anonymous_requests_per_minute",
                 "must be at least 1",
             ));
         }

@@ -81,8 +81,8 @@ impl JobStore {
         }
         sqlx::query(
             "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms, \
-             owner, lease_expires_at_ms, backup_id) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)",
+             owner, lease_expires_at_ms, backup_id, target_cluster_id) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10)",
         )
         .bind(job.id.to_string())
         .bind(job.kind.as_str())
@@ -93,6 +93,7 @@ impl JobStore {
         .bind(lease.owner.clone())
         .bind(lease.until_ms())
         .bind(job.backup_id.clone())
+        .bind(job.target_cluster_id.clone())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -201,6 +202,7 @@ pub(crate) mod tests {
             id: JobId::new(),
             kind: JobKind::Drain,
             cluster_id: Some("c".into()),
+            target_cluster_id: None,
             subject: "s".into(),
             request: serde_json::json!({}),
             created_at: Utc::now(),

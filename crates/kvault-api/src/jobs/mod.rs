@@ -37,6 +37,8 @@ pub struct NewJob {
     pub id: JobId,
     pub kind: JobKind,
     pub cluster_id: Option<String>,
+    /// The cluster a migration writes into.
+    pub target_cluster_id: Option<String>,
     pub subject: String,
     pub request: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -56,14 +58,49 @@ pub struct JobFilter {
     pub limit: i64,
 }
 
-/// Aggregates over backup jobs for `GET /api/kafka/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct BackupJobStats {
-    pub running: i64,
-    pub completed_since: i64,
-    pub completed: i64,
-    pub failed: i64,
-    pub average_duration_ms: f64,
+/// The jobs of one `(kind, state)`, summed by [`JobStore::figures`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobGroup {
+    pub kind: String,
+    pub state: String,
+    pub count: i64,
+    /// Of those, how many ended at or after the `since` asked for.
+    pub finished_since: i64,
+    pub duration_sum_ms: i64,
+    /// Of those, how many have a duration (ended jobs).
+    pub with_duration: i64,
+}
+
+/// The job table summed per `(kind, state)`: the figures `/api/kafka/metrics` and `/metrics`
+/// show, from one query.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobFigures {
+    pub groups: Vec<JobGroup>,
+}
+
+impl JobFigures {
+    fn group(&self, kind: JobKind, state: JobState) -> Option<&JobGroup> {
+        self.groups
+            .iter()
+            .find(|g| g.kind == kind.as_str() && g.state == state.as_str())
+    }
+
+    /// Jobs of `kind` in `state`.
+    pub fn count(&self, kind: JobKind, state: JobState) -> i64 {
+        self.group(kind, state).map_or(0, |g| g.count)
+    }
+
+    /// Jobs of `kind` that ended in `state` at or after the `since` of the query.
+    pub fn finished_since(&self, kind: JobKind, state: JobState) -> i64 {
+        self.group(kind, state).map_or(0, |g| g.finished_since)
+    }
+
+    /// Mean duration of the jobs of `kind` in `state`, 0 when there are none.
+    pub fn average_duration_ms(&self, kind: JobKind, state: JobState) -> f64 {
+        self.group(kind, state)
+            .filter(|g| g.with_duration > 0)
+            .map_or(0.0, |g| g.duration_sum_ms as f64 / g.with_duration as f64)
+    }
 }
 
 #[derive(Clone)]
@@ -78,7 +115,7 @@ pub struct JobStore {
 
 const COLUMNS: &str = "id, kind, cluster_id, subject, state, request, result, error, \
     progress_messages, progress_bytes, created_at_ms, finished_at_ms, duration_ms, owner, \
-    backup_id, attempts";
+    backup_id, attempts, target_cluster_id";
 
 impl JobStore {
     /// Connects (creating an SQLite file and its directory when needed) and runs the migrations.
@@ -167,18 +204,20 @@ impl JobStore {
             None => String::new(),
             Some(ids) if ids.is_empty() => " AND cluster_id IS NULL".to_owned(),
             Some(ids) => {
+                // A migration is visible from either end: its source or its target.
                 let placeholders: Vec<String> =
                     (0..ids.len()).map(|i| format!("${}", i + 5)).collect();
+                let placeholders = placeholders.join(", ");
                 format!(
-                    " AND (cluster_id IS NULL OR cluster_id IN ({}))",
-                    placeholders.join(", ")
+                    " AND (cluster_id IS NULL OR cluster_id IN ({placeholders}) \
+                     OR target_cluster_id IN ({placeholders}))"
                 )
             }
         };
         let sql = format!(
             "SELECT {COLUMNS} FROM jobs \
              WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) \
-             AND ($3 IS NULL OR cluster_id = $3){allowed} \
+             AND ($3 IS NULL OR cluster_id = $3 OR target_cluster_id = $3){allowed} \
              ORDER BY created_at_ms DESC, id LIMIT $4"
         );
         let mut query = sqlx::query(&sql)
@@ -193,39 +232,34 @@ impl JobStore {
         rows.iter().map(StoredJob::from_row).collect()
     }
 
-    /// Backup aggregates; `since` bounds `completed_since` (start of the UTC day for metrics).
-    pub async fn backup_stats(&self, since: DateTime<Utc>) -> Result<BackupJobStats, StoreError> {
-        let row = sqlx::query(
-            "SELECT \
-               CAST(COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN state = 'completed' AND finished_at_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN state IN ('failed', 'interrupted') THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(AVG(CASE WHEN state = 'completed' THEN duration_ms END), 0) AS DOUBLE PRECISION) \
-             FROM jobs WHERE kind = 'backup'",
+    /// Every figure monitoring needs, in one scan of the table: per `(kind, state)` the job
+    /// count, how many ended at or after `since` (start of the UTC day for metrics) and the
+    /// summed duration of those with one.
+    pub async fn figures(&self, since: DateTime<Utc>) -> Result<JobFigures, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, state, CAST(COUNT(*) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN finished_at_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT), \
+               CAST(COUNT(duration_ms) AS BIGINT) \
+             FROM jobs GROUP BY kind, state ORDER BY kind, state",
         )
         .bind(since.timestamp_millis())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(BackupJobStats {
-            running: row.try_get(0)?,
-            completed_since: row.try_get(1)?,
-            completed: row.try_get(2)?,
-            failed: row.try_get(3)?,
-            average_duration_ms: row.try_get(4)?,
-        })
-    }
-
-    /// `(kind, state, count)` for every combination present, for Prometheus.
-    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kind, state, CAST(COUNT(*) AS BIGINT) FROM jobs GROUP BY kind, state ORDER BY kind, state",
-        )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
+        let groups = rows
+            .iter()
+            .map(|r| {
+                Ok(JobGroup {
+                    kind: r.try_get(0)?,
+                    state: r.try_get(1)?,
+                    count: r.try_get(2)?,
+                    finished_since: r.try_get(3)?,
+                    duration_sum_ms: r.try_get(4)?,
+                    with_duration: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(JobFigures { groups })
     }
 }
 
@@ -289,6 +323,7 @@ impl StoredJob {
                 id: JobId(uuid),
                 kind: kind.parse().map_err(corrupt)?,
                 cluster_id: row.try_get("cluster_id")?,
+                target_cluster_id: row.try_get("target_cluster_id")?,
                 state: state.parse().map_err(corrupt)?,
                 request: json("request")?.unwrap_or(serde_json::Value::Null),
                 result: json("result")?,
@@ -345,6 +380,7 @@ mod tests {
             id,
             kind: JobKind::Backup,
             cluster_id: Some("local".into()),
+            target_cluster_id: None,
             subject: "t".into(),
             request: serde_json::json!({"topic": "events"}),
             created_at: now,
@@ -368,8 +404,8 @@ mod tests {
         assert_eq!(got.job.request["topic"], "events");
         assert_eq!(got.owner.as_deref(), Some("replica-a"));
         assert_eq!(got.backup_id.as_deref(), Some("b1"));
-        let stats = store.backup_stats(now).await.unwrap();
-        assert_eq!(stats.running, 1);
+        let figures = store.figures(now).await.unwrap();
+        assert_eq!(figures.count(JobKind::Backup, JobState::Running), 1);
         let progress = JobProgress {
             messages: 10,
             bytes: 100,
@@ -421,12 +457,17 @@ mod tests {
         assert_eq!(got.job.state, JobState::Completed);
         assert_eq!(got.job.progress.messages, 10);
         assert_eq!(got.job.progress.messages_per_second, 5.0);
-        let stats = store.backup_stats(now).await.unwrap();
+        let figures = store.figures(now).await.unwrap();
+        let (backup, completed) = (JobKind::Backup, JobState::Completed);
         assert_eq!(
-            (stats.running, stats.completed, stats.completed_since),
+            (
+                figures.count(backup, JobState::Running),
+                figures.count(backup, completed),
+                figures.finished_since(backup, completed)
+            ),
             (0, 1, 1)
         );
-        assert_eq!(stats.average_duration_ms, 2000.0);
+        assert_eq!(figures.average_duration_ms(backup, completed), 2000.0);
         let list = store
             .list(&JobFilter {
                 allowed_clusters: None,
@@ -447,8 +488,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(list.len(), 1);
-        let counts = store.counts().await.unwrap();
-        assert_eq!(counts, vec![("backup".into(), "completed".into(), 1)]);
+        let groups = store.figures(now).await.unwrap().groups;
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert_eq!((groups[0].kind.as_str(), groups[0].count), ("backup", 1));
         leases::tests::exercise_leases(store).await;
     }
 }

@@ -15,6 +15,7 @@ use crate::runner::JobSpec;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BackupQuery {
     pub cluster_id: Option<String>,
     pub topic: Option<String>,
@@ -238,6 +239,7 @@ pub async fn verify_backup(
             JobSpec {
                 kind: JobKind::Verify,
                 cluster_id: Some(m.cluster_id.clone()),
+                target_cluster_id: None,
                 subject: auth.subject().to_owned(),
                 request: serde_json::json!({ "backup_id": id.as_str() }),
                 backup_id: Some(id.to_string()),

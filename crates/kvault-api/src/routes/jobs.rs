@@ -11,6 +11,7 @@ use crate::jobs::JobFilter;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// backup, restore, migrate, drain or verify.
     pub kind: Option<String>,
@@ -18,6 +19,7 @@ pub struct JobQuery {
     pub state: Option<String>,
     pub cluster_id: Option<String>,
     /// At most this many jobs, newest first (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -83,7 +85,7 @@ pub async fn list_jobs(
     let jobs = stored
         .into_iter()
         .map(|s| s.job)
-        .filter(|j| j.cluster_id.as_deref().is_none_or(|c| auth.may_touch(c)))
+        .filter(|j| crate::state::visible_to(j, &auth))
         .map(|mut j| {
             if let Some(p) = state.runner.progress(j.id) {
                 j.progress = p;

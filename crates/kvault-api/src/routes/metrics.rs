@@ -2,8 +2,6 @@
 //! unauthenticated `/health` (liveness) and `/ready` (database reachable) probes.
 
 use std::fmt::Write as _;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{get, web, FromRequest, HttpResponse};
@@ -34,46 +32,6 @@ pub struct MetricsResponse {
     pub active_migrations: u64,
 }
 
-pub(crate) fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
-/// Sizes summed over every stored archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ArchiveTotals {
-    pub backups: u64,
-    pub raw_bytes: u64,
-    pub compressed_bytes: u64,
-}
-
-/// Archive totals are read from every manifest on disk, which grows with the number of backups,
-/// so they are cached: invalidated whenever this server creates or deletes a backup, and
-/// re-read at most every [`ARCHIVE_TOTALS_TTL`] to notice changes made by others (the CLI).
-#[derive(Default)]
-pub struct ArchiveTotalsCache {
-    cached: Mutex<Option<(Instant, ArchiveTotals)>>,
-}
-
-pub const ARCHIVE_TOTALS_TTL: Duration = Duration::from_secs(10);
-
-impl ArchiveTotalsCache {
-    pub fn invalidate(&self) {
-        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    pub(crate) fn get(&self) -> Option<ArchiveTotals> {
-        let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        cached
-            .filter(|(at, _)| at.elapsed() < ARCHIVE_TOTALS_TTL)
-            .map(|(_, t)| t)
-    }
-
-    pub(crate) fn put(&self, totals: ArchiveTotals) {
-        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), totals));
-    }
-}
-
 /// Backup metrics computed from the job store and the archives.
 #[utoipa::path(
     get, path = "/api/kafka/metrics", tag = "monitoring",
@@ -85,14 +43,18 @@ pub async fn metrics(
     _auth: Authed<Viewer>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.metrics().await?))
+    Ok(HttpResponse::Ok().json(&state.figures().await?.summary))
 }
 
 /// Prometheus text exposition: unauthenticated like `/health` (counts only, no data), unless
 /// `server.metrics_auth` requires a viewer token.
 #[utoipa::path(
     get, path = "/metrics", tag = "monitoring",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "No valid token while `server.metrics_auth` is on", body = ErrorBody),
+        (status = 429, description = "Too many requests from this client address", body = ErrorBody)
+    )
 )]
 #[get("/metrics")]
 pub async fn prometheus(
@@ -102,15 +64,11 @@ pub async fn prometheus(
     if state.settings.server.metrics_auth {
         // Same check as every other route: a viewer token, rate-limited per subject.
         Authed::<Viewer>::from_request(&req, &mut actix_web::dev::Payload::None).await?;
+    } else {
+        state.anonymous.check(&req)?;
     }
-    let m = state.metrics().await?;
-    let counts = state
-        .runner
-        .store()
-        .counts()
-        .await
-        .map_err(ApiError::internal)?;
-    let mut out = summary_gauges(&m);
+    let figures = state.figures().await?;
+    let mut out = summary_gauges(&figures.summary);
     for (name, help, counter) in [
         (
             "kvault_retention_deletions_total",
@@ -121,6 +79,11 @@ pub async fn prometheus(
             "kvault_retention_failures_total",
             "Expired backups the retention sweep could not delete since start.",
             &state.retention.failed,
+        ),
+        (
+            "kvault_metrics_refreshes_total",
+            "Times these figures were computed since start (shared by concurrent scrapes).",
+            state.figures.refresh_counter(),
         ),
     ] {
         let value = counter.load(std::sync::atomic::Ordering::Relaxed);
@@ -133,10 +96,11 @@ pub async fn prometheus(
         out,
         "# HELP kvault_jobs Jobs in the job store by kind and state.\n# TYPE kvault_jobs gauge"
     );
-    for (kind, job_state, n) in counts {
+    for g in &figures.jobs.groups {
         let _ = writeln!(
             out,
-            "kvault_jobs{{kind=\"{kind}\",state=\"{job_state}\"}} {n}"
+            "kvault_jobs{{kind=\"{}\",state=\"{}\"}} {}",
+            g.kind, g.state, g.count
         );
     }
     Ok(HttpResponse::Ok()
@@ -207,21 +171,39 @@ pub struct HealthResponse {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "monitoring", responses((status = 200, body = HealthResponse)))]
+#[utoipa::path(
+    get, path = "/health", tag = "monitoring",
+    responses(
+        (status = 200, body = HealthResponse),
+        (status = 429, description = "Too many requests from this client address", body = ErrorBody)
+    )
+)]
 #[get("/health")]
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(HealthResponse {
+pub async fn health(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.anonymous.check(&req)?;
+    Ok(HttpResponse::Ok().json(HealthResponse {
         status: "ok".into(),
-    })
+    }))
 }
 
 /// Readiness: the job database answers.
 #[utoipa::path(
     get, path = "/ready", tag = "monitoring",
-    responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody))
+    responses(
+        (status = 200, body = HealthResponse),
+        (status = 429, description = "Too many requests from this client address", body = ErrorBody),
+        (status = 503, body = ErrorBody)
+    )
 )]
 #[get("/ready")]
-pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn ready(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.anonymous.check(&req)?;
     state.runner.store().ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(

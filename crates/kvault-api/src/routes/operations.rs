@@ -77,6 +77,7 @@ pub async fn backup(
             JobSpec {
                 kind: JobKind::Backup,
                 cluster_id: Some(cluster_id),
+                target_cluster_id: None,
                 subject: auth.subject().to_owned(),
                 request: to_json(&request)?,
                 backup_id: Some(backup_id.to_string()),
@@ -142,6 +143,7 @@ pub async fn restore(
             JobSpec {
                 kind: JobKind::Restore,
                 cluster_id: Some(cluster_id),
+                target_cluster_id: None,
                 subject: auth.subject().to_owned(),
                 request: to_json(&request)?,
                 backup_id: Some(backup_id),
@@ -193,6 +195,7 @@ pub async fn migrate(
     state.cluster(plan.target.as_str(), &auth, "target_cluster")?;
     let capacity = state.limits.capacity(JobKind::Migrate, "");
     let source_cluster = plan.source.to_string();
+    let target_cluster = plan.target.to_string();
     let engine = state.engine.clone();
     let (id, handle) = state
         .runner
@@ -200,6 +203,7 @@ pub async fn migrate(
             JobSpec {
                 kind: JobKind::Migrate,
                 cluster_id: Some(source_cluster),
+                target_cluster_id: Some(target_cluster),
                 subject: auth.subject().to_owned(),
                 request: stored,
                 backup_id: None,
@@ -252,6 +256,7 @@ pub async fn drain(
             JobSpec {
                 kind: JobKind::Drain,
                 cluster_id: Some(cluster_id),
+                target_cluster_id: None,
                 subject: auth.subject().to_owned(),
                 request: stored,
                 backup_id: None,

@@ -13,6 +13,7 @@ use crate::routes::backups::manifest;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecordsQuery {
     /// Only this partition; without it, every partition in ascending order.
     pub partition: Option<i32>,
@@ -21,6 +22,7 @@ pub struct RecordsQuery {
     /// Only records with a timestamp at or after this: RFC 3339 or epoch milliseconds.
     pub from_time: Option<String>,
     /// Records per page, 1..=10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// A CEL expression over the same variables as a migration's `filter_expression`.
     pub filter: Option<String>,

@@ -446,6 +446,90 @@ async fn a_scoped_token_gets_full_pages_of_its_own_jobs() {
     assert_eq!(jobs[0]["cluster_id"], "local");
 }
 
+/// A migration touches two clusters: a token scoped to its target sees it (list and get), one
+/// scoped to neither does not.
+#[tokio::test]
+async fn a_migration_is_visible_from_its_target_cluster() {
+    let app = spawn_app_with(|s| {
+        let local = s.clusters["local"].clone();
+        s.clusters.insert("other".into(), local.clone());
+        s.clusters.insert("third".into(), local);
+    })
+    .await;
+    let topic = app.topic_with(1, 3).await;
+    let resp = app
+        .post(
+            "/api/kafka/migrate",
+            Role::Admin,
+            &json!({
+                "source_cluster": "local", "source_topic": topic,
+                "target_cluster": "other", "target_topic": app.unique_topic("migrated")
+            }),
+        )
+        .await;
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let list = |scope: &str| {
+        let token = app.token_for("scoped", Role::Viewer, Some(vec![scope.into()]));
+        let url = app.url("/api/kafka/jobs?kind=migrate");
+        let client = app.client.clone();
+        async move {
+            let page: serde_json::Value = client
+                .get(url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (token, page["jobs"].as_array().unwrap().clone())
+        }
+    };
+    let (token, jobs) = list("other").await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["cluster_id"], "local");
+    assert_eq!(jobs[0]["target_cluster_id"], "other");
+    let job_url = app.url(&format!(
+        "/api/kafka/jobs/{}",
+        jobs[0]["id"].as_str().unwrap()
+    ));
+    let one = app
+        .client
+        .get(&job_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status().as_u16(), 200);
+    // `cluster_id=other` finds the migration into `other` too.
+    let by_cluster: serde_json::Value = app
+        .client
+        .get(app.url("/api/kafka/jobs?kind=migrate&cluster_id=other"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_cluster["jobs"].as_array().unwrap().len(), 1);
+    let (token, jobs) = list("third").await;
+    assert!(jobs.is_empty(), "{jobs:?}");
+    let hidden = app
+        .client
+        .get(&job_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status().as_u16(), 404);
+}
+
 #[tokio::test]
 async fn with_an_audience_configured_tokens_must_name_it() {
     let app = spawn_app_with(|s| s.auth.audience = Some("kvault-prod".into())).await;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use kvault_api::auth::Role;
 use kvault_api::jobs::JobStore;
+use kvault_domain::{JobKind, JobState};
 use serde_json::{json, Value};
 
 use crate::helpers::{fresh_database, spawn_with_settings, test_settings};
@@ -116,8 +117,10 @@ async fn the_sqlite_default_serves_the_same_api() {
 async fn the_job_store_speaks_postgres_directly() {
     let store = JobStore::connect(&fresh_database().await, 2).await.unwrap();
     store.ping().await.unwrap();
-    let stats = store.backup_stats(chrono::Utc::now()).await.unwrap();
-    assert_eq!(stats.running, 0);
-    assert_eq!(stats.average_duration_ms, 0.0);
-    assert!(store.counts().await.unwrap().is_empty());
+    let figures = store.figures(chrono::Utc::now()).await.unwrap();
+    assert!(figures.groups.is_empty(), "{figures:?}");
+    assert_eq!(
+        figures.average_duration_ms(JobKind::Backup, JobState::Completed),
+        0.0
+    );
 }

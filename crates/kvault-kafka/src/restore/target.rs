@@ -36,6 +36,18 @@ pub(super) async fn prepare_target(
         None => plan.target_partitions.unwrap_or(source_count),
     };
     let mapping = partition_mapping(source_count, target_count);
+    if let (Some(ms), Some(_)) = (plan.retention_override_ms, &existing) {
+        return Err(ValidationError::new(
+            "retention_override",
+            ms,
+            format!(
+                "topic {} already exists: retention_override applies only to a topic the \
+                 restore creates; change the existing topic's retention.ms with your Kafka tools",
+                plan.target_topic
+            ),
+        )
+        .into());
+    }
     if let Some(info) = &existing {
         check_existing_target(admin, plan, info, sources, manifest, mapping).await?;
     } else if plan.preserve_offsets {
@@ -46,31 +58,20 @@ pub(super) async fn prepare_target(
     }
 
     let topic_created = existing.is_none();
-    let mut warnings = existing
-        .as_ref()
-        .map(|info| layout_not_applied(plan, info))
-        .unwrap_or_default();
-    if topic_created {
+    let mut warnings = Vec::new();
+    if let Some(info) = &existing {
+        warnings.extend(layout_not_applied(plan, info));
+    } else {
         let replication = plan
             .replication_factor
             .unwrap_or(manifest.topic.replication_factor);
-        let created = admin
-            .create_topic(
-                &plan.target_topic,
-                target_count,
-                replication,
-                &manifest.topic.configs,
-            )
-            .await?;
-        let retention_ms = manifest
-            .topic
-            .configs
-            .get("retention.ms")
-            .and_then(|v| v.parse::<i64>().ok());
-        if !created.configs_dropped {
-            let now = chrono::Utc::now().timestamp_millis();
-            warnings.extend(retention_warning(manifest, sources, retention_ms, now));
+        let mut configs = manifest.topic.configs.clone();
+        if let Some(ms) = plan.retention_override_ms {
+            configs.insert("retention.ms".to_owned(), ms.to_string());
         }
+        let created = admin
+            .create_topic(&plan.target_topic, target_count, replication, &configs)
+            .await?;
         if created.configs_dropped {
             tracing::warn!(
                 topic = %plan.target_topic,
@@ -84,6 +85,24 @@ pub(super) async fn prepare_target(
                 plan.target_topic
             ));
         }
+    }
+    // The retention in effect on the target (its own, the broker's or the default), whether
+    // the restore created the topic or appends to it: records older than it are deleted by
+    // the broker soon after they are restored.
+    match admin
+        .effective_config(&plan.target_topic, "retention.ms")
+        .await
+    {
+        Ok(value) => {
+            let retention_ms = value.and_then(|v| v.parse::<i64>().ok());
+            let now = chrono::Utc::now().timestamp_millis();
+            warnings.extend(retention_warning(manifest, sources, retention_ms, now));
+        }
+        Err(e) => tracing::warn!(
+            topic = %plan.target_topic,
+            error = %e,
+            "could not read the target's retention.ms; restoring without the retention check"
+        ),
     }
 
     Ok(PreparedTarget {

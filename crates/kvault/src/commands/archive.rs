@@ -8,11 +8,14 @@ use super::print_json;
 use crate::cli::{BackupIdArg, ListArgs};
 use crate::context::Context;
 use crate::exit::{CliError, EXIT_CORRUPT};
+use crate::progress::Progress;
 
 pub async fn verify(context: &Context, args: BackupIdArg) -> Result<(), CliError> {
     let id = BackupId::parse(&args.backup_id)?;
     let store = context.store()?;
     let control = kvault_domain::job::OperationControl::new();
+    control.set_total(store.manifest(&id).await?.total_messages());
+    let _progress = Progress::start(context.progress, format!("verify {id}"), control.clone());
     let report = store.verify(&id, &control).await?;
     print_json(&report)?;
     if report.valid {

@@ -7,7 +7,7 @@ use super::print_json;
 use crate::cli::BackupArgs;
 use crate::context::Context;
 use crate::exit::CliError;
-use crate::progress::ProgressLine;
+use crate::progress::Progress;
 
 pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     let request = BackupRequest {
@@ -33,7 +33,11 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     let cluster = ClusterId::parse(&name)?;
     let engine = context.engine(&[&name], context.store()?)?;
     let control = OperationControl::new();
-    let _progress = ProgressLine::start(format!("backup {}", plan.backup_id), control.clone());
+    let _progress = Progress::start(
+        context.progress,
+        format!("backup {}", plan.backup_id),
+        control.clone(),
+    );
     let result = engine.backup(&cluster, plan, control).await?;
     print_json(&result)
 }

@@ -10,6 +10,7 @@ use super::print_json;
 use crate::cli::DrainArgs;
 use crate::context::Context;
 use crate::exit::{CliError, EXIT_DRAIN_TIMEOUT};
+use crate::progress::Progress;
 
 pub async fn run(context: &Context, args: DrainArgs) -> Result<(), CliError> {
     let request = DrainRequest {
@@ -24,9 +25,11 @@ pub async fn run(context: &Context, args: DrainArgs) -> Result<(), CliError> {
     let name = context.cluster_name(args.cluster, "--cluster")?;
     let cluster = ClusterId::parse(&name)?;
     let engine = context.engine(&[&name], context.store()?)?;
-    let result = engine
-        .drain(&cluster, plan, OperationControl::new())
-        .await?;
+    let control = OperationControl::new();
+    let label = format!("drain {} (starting lag consumed)", plan.request.group_id);
+    let progress = Progress::start(context.progress, label, control.clone());
+    let result = engine.drain(&cluster, plan, control).await?;
+    drop(progress);
     print_json(&result)?;
     match result.status {
         DrainStatus::Drained => Ok(()),

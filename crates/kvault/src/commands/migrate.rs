@@ -9,7 +9,7 @@ use super::print_json;
 use crate::cli::MigrateArgs;
 use crate::context::Context;
 use crate::exit::CliError;
-use crate::progress::ProgressLine;
+use crate::progress::Progress;
 
 pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
     let transformation = MessageTransformation {
@@ -34,7 +34,7 @@ pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
     let clusters = [plan.source.as_str(), plan.target.as_str()];
     let engine = context.engine(&clusters, context.store()?)?;
     let control = OperationControl::new();
-    let _progress = ProgressLine::start(migration_id, control.clone());
+    let _progress = Progress::start(context.progress, migration_id, control.clone());
     let result = engine.migrate(plan, control).await?;
     print_json(&result)
 }

@@ -15,9 +15,18 @@ use serde::Serialize;
 use crate::cli::{Cli, Command};
 use crate::context::Context;
 use crate::exit::CliError;
+use crate::progress::Display;
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let context = Context::load(cli.config.as_deref())?.with_ad_hoc(cli.ad_hoc);
+    if let Command::Completions(args) = &cli.command {
+        // Needs no configuration: it runs at install time.
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(args.shell, &mut command, "kvault", &mut std::io::stdout());
+        return Ok(());
+    }
+    let context = Context::load(cli.config.as_deref())?
+        .with_ad_hoc(cli.ad_hoc)
+        .with_progress(Display::detect(cli.quiet));
     match cli.command {
         Command::Serve => serve::run(context).await,
         Command::Backup(args) => backup::run(&context, args).await,
@@ -30,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Drain(args) => drain::run(&context, args).await,
         Command::SampleData(args) => sample::run(&context, args).await,
         Command::Token(args) => token::run(&context, args),
+        Command::Completions(_) => Ok(()),
     }
 }
 

@@ -8,7 +8,7 @@ use super::print_json;
 use crate::cli::RestoreArgs;
 use crate::context::Context;
 use crate::exit::CliError;
-use crate::progress::ProgressLine;
+use crate::progress::Progress;
 
 pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     let request = RestoreRequest {
@@ -23,17 +23,30 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         partitions: args.partitions,
         until_time: args.until_time,
         include_source_offset_header: args.include_source_offset_header,
+        retention_override: args.retention_override,
     };
     let plan = request.validate()?;
     let store = context.store()?;
-    let cluster_id = match args.cluster {
-        Some(id) => id,
-        None => store.manifest(&plan.backup_id).await?.cluster_id,
-    };
+    let manifest = store.manifest(&plan.backup_id).await?;
+    let cluster_id = args.cluster.unwrap_or_else(|| manifest.cluster_id.clone());
     let engine = context.engine(&[&cluster_id], store)?;
     let cluster = ClusterId::parse(&cluster_id)?;
     let control = OperationControl::new();
-    let _progress = ProgressLine::start(format!("restore {}", plan.backup_id), control.clone());
+    // The bar's length: the selected partitions' records (until_time may take fewer).
+    control.set_total(
+        manifest
+            .partitions
+            .iter()
+            .filter(|p| {
+                plan.partitions
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&p.partition))
+            })
+            .map(|p| p.message_count)
+            .sum(),
+    );
+    let label = format!("restore {}", plan.backup_id);
+    let _progress = Progress::start(context.progress, label, control.clone());
     let result = engine.restore(&cluster, plan, control).await?;
     print_json(&result)
 }

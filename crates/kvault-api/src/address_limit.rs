@@ -1,0 +1,120 @@
+//! Requests that carry no valid token, counted per client address.
+//!
+//! Token holders are rate-limited per subject (`limits.requests_per_minute`). The routes open
+//! to anyone (`/health`, `/ready`, `/metrics` unless `server.metrics_auth`) and requests whose
+//! token is missing or refused have no subject, so they are counted per client address
+//! instead (`limits.anonymous_requests_per_minute`): one client cannot flood the server with
+//! scrapes or with forged tokens that each cost a signature check. Behind a reverse proxy
+//! every client shares the proxy's address unless `server.trust_forwarded_for` takes the
+//! client from `Forwarded`/`X-Forwarded-For` (only when the proxy sets them: a client could
+//! otherwise pick any address to be counted under).
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
+use actix_web::HttpRequest;
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::error::ApiError;
+
+type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+
+/// Per-address quota for requests without a valid token.
+pub struct AddressLimiter {
+    limiter: Limiter,
+    trust_forwarded_for: bool,
+}
+
+impl AddressLimiter {
+    pub fn new(per_minute: NonZeroU32, trust_forwarded_for: bool) -> Self {
+        Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            trust_forwarded_for,
+        }
+    }
+
+    /// Counts one request from `req`'s client; 429 with the wait when its quota is spent. A
+    /// request whose address is unknown (not over TCP) is not counted.
+    pub fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(address) = self.client_address(req) else {
+            return Ok(());
+        };
+        self.limiter.check_key(&address).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::too_many(
+                "request rate limit reached for this client address (requests without a valid \
+                 token)",
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            )
+        })
+    }
+
+    /// Drops the state of addresses that have been idle, so memory stays bounded.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+    }
+
+    fn client_address(&self, req: &HttpRequest) -> Option<IpAddr> {
+        if self.trust_forwarded_for {
+            let info = req.connection_info();
+            if let Some(ip) = info.realip_remote_addr().and_then(parse_address) {
+                return Some(ip);
+            }
+        }
+        req.peer_addr().map(|a| a.ip())
+    }
+}
+
+/// `1.2.3.4`, `1.2.3.4:567`, `[::1]:80` or `::1`.
+fn parse_address(raw: &str) -> Option<IpAddr> {
+    raw.parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| raw.trim_matches(['[', ']']).parse::<IpAddr>())
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn from(ip: &str) -> HttpRequest {
+        TestRequest::default()
+            .peer_addr(format!("{ip}:40000").parse().unwrap())
+            .insert_header(("X-Forwarded-For", "203.0.113.9"))
+            .to_http_request()
+    }
+
+    #[test]
+    fn each_address_has_its_own_quota() {
+        let limiter = AddressLimiter::new(NonZeroU32::new(2).unwrap(), false);
+        let a = from("10.0.0.1");
+        limiter.check(&a).unwrap();
+        limiter.check(&a).unwrap();
+        let refused = limiter.check(&a).unwrap_err();
+        assert_eq!(refused.status.as_u16(), 429);
+        limiter.check(&from("10.0.0.2")).unwrap();
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_when_trusted() {
+        let untrusted = AddressLimiter::new(NonZeroU32::new(1).unwrap(), false);
+        untrusted.check(&from("10.0.0.1")).unwrap();
+        // Another peer, the same forged header: its own quota.
+        untrusted.check(&from("10.0.0.2")).unwrap();
+        let trusted = AddressLimiter::new(NonZeroU32::new(1).unwrap(), true);
+        trusted.check(&from("10.0.0.1")).unwrap();
+        // Both carry X-Forwarded-For 203.0.113.9: one client behind the proxy.
+        assert!(trusted.check(&from("10.0.0.2")).is_err());
+    }
+
+    #[test]
+    fn addresses_parse_with_or_without_a_port() {
+        for raw in ["1.2.3.4", "1.2.3.4:567", "[::1]:80", "::1"] {
+            assert!(parse_address(raw).is_some(), "{raw}");
+        }
+        assert!(parse_address("unknown").is_none());
+    }
+}
