@@ -58,13 +58,13 @@ use kvault_domain::fanout::RootCause;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{MessageTransformation, MigrateRequest, MigrateResult};
 use kvault_domain::DomainError;
-use rdkafka::producer::Producer;
 
 use crate::admin::{Admin, TopicInfo};
-use crate::client::{create_producer, kafka_error};
+use crate::client::kafka_error;
 use crate::cluster::KafkaCluster;
 use crate::consume::PARTITION_CONCURRENCY;
 use crate::partitioner::KeyPartitioner;
+use crate::produce::RecordProducer;
 use crate::transform::CompiledTransformation;
 
 use group_translation::TranslationPlan;
@@ -126,7 +126,7 @@ pub async fn migrate(
         &req,
         transformation,
         partitioner,
-        create_producer(target.config())?,
+        RecordProducer::create(target.config())?,
         control,
         offset_map_runs,
     ));
