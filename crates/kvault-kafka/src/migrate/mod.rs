@@ -95,6 +95,8 @@ pub async fn migrate(
         CompiledTransformation::compile(req.transformation.as_ref().unwrap_or(&empty))?;
     let transformation_applied = req.transformation.as_ref().is_some_and(|t| !t.is_empty());
 
+    // First: the producer connects (and gets its producer id) while the topics are checked.
+    let producer = RecordProducer::create(target.config())?;
     let source_admin = source.admin()?;
     let info = source_admin.require_topic(&req.source_topic).await?;
     let marks = source_admin
@@ -126,7 +128,7 @@ pub async fn migrate(
         &req,
         transformation,
         partitioner,
-        RecordProducer::create(target.config())?,
+        producer,
         control,
         offset_map_runs,
     ));

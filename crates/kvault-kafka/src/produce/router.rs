@@ -148,13 +148,24 @@ impl Drop for Registration<'_> {
 }
 
 impl RecordProducer {
+    /// Creates the producer and starts connecting it at once. The idempotent producer cannot
+    /// send before it has a producer id, and librdkafka asks for one on a 500 ms timer that
+    /// only finds a broker if a connection is already up: left alone that cost ~1 s per run
+    /// (measured). Callers create the producer first, so this overlaps with their checks.
     pub(crate) fn create(cluster: &ClusterConfig) -> DomainResult<Self> {
         let router = Router {
             inboxes: RwLock::new(Vec::new()),
         };
-        let producer = producer_config(cluster)
+        let producer: ThreadedProducer<Router> = producer_config(cluster)
             .create_with_context(router)
             .map_err(|e| kafka_error("create producer", e))?;
+        // A metadata request (no topic named, so none is auto-created) opens a connection;
+        // its answer is not needed.
+        let early = producer.clone();
+        std::thread::spawn(move || {
+            use rdkafka::producer::Producer;
+            let _ = early.client().fetch_metadata(None, Duration::from_secs(10));
+        });
         Ok(Self { producer })
     }
 

@@ -178,6 +178,8 @@ pub(crate) async fn run(
     control: OperationControl,
 ) -> DomainResult<RestoreResult> {
     let started = Instant::now();
+    // First: the producer connects (and gets its producer id) while the archive is checked.
+    let producer = RecordProducer::create(cluster)?;
     let manifest = store.manifest(&plan.backup_id).await?;
     if plan.validate_checksum {
         check_archive(store.as_ref(), &plan, &control).await?;
@@ -194,7 +196,7 @@ pub(crate) async fn run(
         &plan,
         mapping,
         target_count,
-        RecordProducer::create(cluster)?,
+        producer,
         control.clone(),
     ));
 
