@@ -12,7 +12,9 @@
 #   confluent_kafka AdminClient also creates and deletes the bench topics.
 # - the nisshi broker (~/.cache/kvault/nisshi/bin/nisshi, scripts/install-broker.sh), started
 #   in memory on a free port.
-# - target/release/kvault (built here, `cargo build --release -p kvault`).
+# - target/release/kvault (built here, `cargo build --release -p kvault`, under
+#   $CARGO_TARGET_DIR when set), or the binary KVAULT_BIN names (not built: e.g. to measure a
+#   build of another commit side by side).
 #
 # The dataset: BENCH_RECORDS (default 1,000,000) keyed JSON records of ~450 B, written to a
 # tab-separated file and loaded into a 3-partition source topic with `kcat -P -K '\t'` and two
@@ -27,8 +29,8 @@
 #   kcat -C -J | zstd -3, kcat -C -J | gzip -6, raw kcat -C > /dev/null
 #
 # Environment: BENCH_RECORDS (default 1000000), BENCH_ROUNDS (default 2), BENCH_PORT (default:
-# a free port), BENCH_KEEP=1 keeps the temporary directory. On a shared machine, run the full
-# size only when nothing else (a CI run) is using the cores.
+# a free port), BENCH_KEEP=1 keeps the temporary directory, KVAULT_BIN (see above). On a
+# shared machine, run the full size only when nothing else (a CI run) is using the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,9 +75,13 @@ KCAT_BIN="$(command -v kcat)"
 kcat() { LD_LIBRARY_PATH="$RDKAFKA_DIR" "$KCAT_BIN" "$@"; }
 
 [ -x "$NISSHI_BIN" ] || bash scripts/install-broker.sh
-log "building target/release/kvault"
-cargo build --release -q -p kvault
-KVAULT="${CARGO_TARGET_DIR:-$PWD/target}/release/kvault"
+if [ -n "${KVAULT_BIN:-}" ]; then
+  KVAULT="$KVAULT_BIN"
+else
+  log "building target/release/kvault"
+  cargo build --release -q -p kvault
+  KVAULT="${CARGO_TARGET_DIR:-$PWD/target}/release/kvault"
+fi
 [ -x "$KVAULT" ] || die "no kvault binary at $KVAULT"
 
 # --- broker and scratch space ------------------------------------------------------------------

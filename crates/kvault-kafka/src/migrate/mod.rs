@@ -58,13 +58,13 @@ use kvault_domain::fanout::RootCause;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{MessageTransformation, MigrateRequest, MigrateResult};
 use kvault_domain::DomainError;
-use rdkafka::producer::Producer;
 
 use crate::admin::{Admin, TopicInfo};
-use crate::client::{create_producer, kafka_error};
+use crate::client::kafka_error;
 use crate::cluster::KafkaCluster;
 use crate::consume::PARTITION_CONCURRENCY;
 use crate::partitioner::KeyPartitioner;
+use crate::produce::RecordProducer;
 use crate::transform::CompiledTransformation;
 
 use group_translation::TranslationPlan;
@@ -95,6 +95,8 @@ pub async fn migrate(
         CompiledTransformation::compile(req.transformation.as_ref().unwrap_or(&empty))?;
     let transformation_applied = req.transformation.as_ref().is_some_and(|t| !t.is_empty());
 
+    // First: the producer connects (and gets its producer id) while the topics are checked.
+    let producer = RecordProducer::create(target.config())?;
     let source_admin = source.admin()?;
     let info = source_admin.require_topic(&req.source_topic).await?;
     let marks = source_admin
@@ -126,7 +128,7 @@ pub async fn migrate(
         &req,
         transformation,
         partitioner,
-        create_producer(target.config())?,
+        producer,
         control,
         offset_map_runs,
     ));

@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use futures::stream::FuturesOrdered;
 use kvault_domain::error::DomainResult;
 use kvault_domain::migrate::OnEvaluationError;
 use kvault_domain::record::Record;
@@ -13,7 +12,7 @@ use kvault_domain::{DomainError, ValidationError};
 use tokio::sync::mpsc;
 
 use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES};
-use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+use crate::produce::{delivered, out_record, Delivered, Deliveries, MAX_IN_FLIGHT};
 use crate::throttle::admit;
 use crate::transform::EvalError;
 
@@ -129,12 +128,10 @@ async fn produce_batches(
     shared: &Shared,
 ) -> DomainResult<Option<OffsetMap>> {
     let mut map = shared.offset_map_runs.map(OffsetMap::new);
-    // Deliveries are awaited in send order: librdkafka confirms one partition's records in
-    // order (idempotent producer), so this costs little, and it builds the offset map in
-    // offset order.
-    let mut deliveries = Deliveries::new(FuturesOrdered::new(), MAX_IN_FLIGHT, |done| {
+    // Deliveries are settled in send order, so the offset map is built in offset order.
+    let mut deliveries = Deliveries::new(&shared.producer, MAX_IN_FLIGHT, |done| {
         settle(done, &mut map, shared)
-    });
+    })?;
     while let Some(batch) = rx.recv().await {
         let stop = || shared.should_stop();
         if !admit(shared.throttle.as_ref(), batch.len(), stop).await {
@@ -145,11 +142,10 @@ async fn produce_batches(
         for record in &batch {
             batch_bytes += record.payload_len();
             let target = shared.target_partition(source_partition, record);
-            let out = future_record(&shared.target_topic, target, record, &[]);
-            deliveries
-                .send(&shared.producer, out, record.offset)
-                .await?;
+            let out = out_record(&shared.target_topic, target, record, &[]);
+            deliveries.send(out, record.offset).await?;
         }
+        deliveries.settle_ready()?;
         shared.control.add(batch.len() as u64, batch_bytes);
     }
     deliveries.settle_all().await?;
@@ -161,11 +157,11 @@ async fn produce_batches(
 /// Counts a confirmed delivery (and maps its offset); a failed one (after librdkafka's own
 /// retries) fails the migration.
 fn settle(
-    (source_offset, result): Delivered,
+    (source_offset, outcome): Delivered,
     map: &mut Option<OffsetMap>,
     shared: &Shared,
 ) -> DomainResult<()> {
-    let (_, offset) = delivered(result, &shared.target_topic)?;
+    let (_, offset) = delivered(outcome, &shared.target_topic)?;
     shared.written.fetch_add(1, Ordering::Relaxed);
     if let Some(map) = map {
         map.record(source_offset, offset);

@@ -9,10 +9,10 @@ use kvault_domain::migrate::{GroupTranslation, MigrateRequest, MigrateResult};
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::OnEvaluationError;
 use kvault_domain::record::Record;
-use rdkafka::producer::FutureProducer;
 
 use crate::client::ClusterConfig;
 use crate::partitioner::KeyPartitioner;
+use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
 use crate::transform::CompiledTransformation;
 
@@ -25,7 +25,7 @@ pub(super) struct Shared {
     pub(super) on_error: OnEvaluationError,
     /// `None`: same partition as the source; else re-partition by key.
     pub(super) partitioner: Option<KeyPartitioner>,
-    pub(super) producer: FutureProducer,
+    pub(super) producer: RecordProducer,
     pub(super) throttle: Option<Throttle>,
     /// Messages that may still be migrated (`max_messages`), `u64::MAX` when uncapped.
     pub(super) budget: AtomicU64,
@@ -45,7 +45,7 @@ impl Shared {
         req: &MigrateRequest,
         transformation: CompiledTransformation,
         partitioner: Option<KeyPartitioner>,
-        producer: FutureProducer,
+        producer: RecordProducer,
         control: OperationControl,
         offset_map_runs: Option<usize>,
     ) -> Self {

@@ -35,12 +35,12 @@ use kvault_domain::ports::ArchiveStore;
 use kvault_domain::record::Record;
 use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
 use kvault_domain::{DomainError, PartitionMapping, RestoreResult};
-use rdkafka::producer::FutureProducer;
 
 use crate::admin::Admin;
-use crate::client::{create_producer, ClusterConfig};
+use crate::client::ClusterConfig;
 use crate::consume::PARTITION_CONCURRENCY;
 use crate::partitioner::KeyPartitioner;
+use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
 use kvault_domain::fanout::all_or_root_cause;
 
@@ -117,7 +117,7 @@ struct Shared {
     target_topic: String,
     mapping: PartitionMapping,
     partitioner: KeyPartitioner,
-    producer: FutureProducer,
+    producer: RecordProducer,
     throttle: Option<Throttle>,
     preserve_offsets: bool,
     source_offset_header: bool,
@@ -132,7 +132,7 @@ impl Shared {
         plan: &RestorePlan,
         mapping: PartitionMapping,
         target_partitions: i32,
-        producer: FutureProducer,
+        producer: RecordProducer,
         control: OperationControl,
     ) -> Self {
         Self {
@@ -178,6 +178,8 @@ pub(crate) async fn run(
     control: OperationControl,
 ) -> DomainResult<RestoreResult> {
     let started = Instant::now();
+    // First: the producer connects (and gets its producer id) while the archive is checked.
+    let producer = RecordProducer::create(cluster)?;
     let manifest = store.manifest(&plan.backup_id).await?;
     if plan.validate_checksum {
         check_archive(store.as_ref(), &plan, &control).await?;
@@ -194,7 +196,7 @@ pub(crate) async fn run(
         &plan,
         mapping,
         target_count,
-        create_producer(cluster)?,
+        producer,
         control.clone(),
     ));
 

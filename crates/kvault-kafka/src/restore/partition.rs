@@ -2,10 +2,10 @@
 //! bounded channel, an async task produces it and tallies where records landed; and what a
 //! failure after producing began reports (and cleans up).
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use futures::stream::FuturesUnordered;
 use kvault_domain::error::DomainResult;
 use kvault_domain::ports::{ArchiveStore, ReadBounds, RecordReader};
 use kvault_domain::record::{Record, TimestampType};
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::Admin;
 use crate::consume::{Batcher, CHANNEL_BATCHES};
-use crate::produce::{delivered, future_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+use crate::produce::{delivered, out_record, Delivered, Deliveries, MAX_IN_FLIGHT};
 use crate::throttle::admit;
 
 use super::{Shared, SourceTotals, Tally};
@@ -96,10 +96,11 @@ pub(super) async fn produce_batches(
     shared: &Shared,
 ) -> DomainResult<SourceTotals> {
     let mut totals = SourceTotals::default();
-    // Deliveries are settled as they come: restore only tallies where they landed.
-    let mut deliveries = Deliveries::new(FuturesUnordered::new(), MAX_IN_FLIGHT, |done| {
-        settle(done, shared)
-    });
+    // Restore only tallies where deliveries landed (and checks preserved offsets).
+    let mut deliveries =
+        Deliveries::new(&shared.producer, MAX_IN_FLIGHT, |done| settle(done, shared))?;
+    // The source offset header's text, rebuilt in place per record only when asked for.
+    let mut offset_text = String::new();
     while let Some(batch) = rx.recv().await {
         let stop = || shared.should_stop();
         if !admit(shared.throttle.as_ref(), batch.len(), stop).await {
@@ -110,17 +111,17 @@ pub(super) async fn produce_batches(
         for record in &batch {
             batch_bytes += record.payload_len();
             let target = shared.target_partition(source, record);
-            let offset_text = record.offset.to_string();
-            let extra: &[(&str, &[u8])] = if shared.source_offset_header {
-                &[(SOURCE_OFFSET_HEADER, offset_text.as_bytes())]
+            let out = if shared.source_offset_header {
+                offset_text.clear();
+                write!(offset_text, "{}", record.offset).expect("writing to a String");
+                let extra = [(SOURCE_OFFSET_HEADER, offset_text.as_bytes())];
+                out_record(&shared.target_topic, target, record, &extra)
             } else {
-                &[]
+                out_record(&shared.target_topic, target, record, &[])
             };
-            let out = future_record(&shared.target_topic, target, record, extra);
-            deliveries
-                .send(&shared.producer, out, record.offset)
-                .await?;
+            deliveries.send(out, record.offset).await?;
         }
+        deliveries.settle_ready()?;
         totals.messages += batch.len() as u64;
         totals.bytes += batch_bytes;
         shared.control.add(batch.len() as u64, batch_bytes);
@@ -131,8 +132,8 @@ pub(super) async fn produce_batches(
 
 /// Records a delivery report; a failed delivery (after librdkafka's own retries) fails the
 /// restore, and so does an offset that differs from the source when offsets are preserved.
-pub(super) fn settle((source_offset, result): Delivered, shared: &Shared) -> DomainResult<()> {
-    let (partition, offset) = delivered(result, &shared.target_topic)?;
+pub(super) fn settle((source_offset, outcome): Delivered, shared: &Shared) -> DomainResult<()> {
+    let (partition, offset) = delivered(outcome, &shared.target_topic)?;
     if let Ok(mut tally) = shared.tally.lock() {
         tally.add(partition, offset);
     }
