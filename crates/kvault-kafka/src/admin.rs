@@ -389,7 +389,12 @@ impl Admin {
     }
 
     pub async fn delete_topic(&self, name: &str) -> DomainResult<()> {
-        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        // Both timeouts: a failed restore deletes the topic it created, and when the broker is
+        // gone the request timeout (librdkafka's 60 s socket timeout otherwise) is what bounds
+        // how long that failure takes to report.
+        let options = AdminOptions::new()
+            .operation_timeout(Some(METADATA_TIMEOUT))
+            .request_timeout(Some(METADATA_TIMEOUT));
         let results = self
             .admin
             .delete_topics(&[name], &options)

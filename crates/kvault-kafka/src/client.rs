@@ -101,7 +101,10 @@ pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
         // 16 MiB kept the measured restore rate (a larger queue only raised peak RSS).
         .set("queue.buffering.max.messages", "30000")
         .set("queue.buffering.max.kbytes", "16384")
-        .set("message.timeout.ms", "120000");
+        // How long a record may wait for delivery: what bounds a restore or migration whose
+        // target broker disappears (it fails this long after the last delivery, naming what
+        // was written). librdkafka's default is 300 s; a cluster's `properties` may change it.
+        .set("message.timeout.ms", "30000");
     apply_user_properties(&mut config, cluster);
     config
 }

@@ -703,7 +703,8 @@ async fn old_records_and_the_targets_retention() {
     broker
         .create_topic_with(&source, 1, &[("retention.ms", "86400000")])
         .await;
-    let produced = fill_simple_old(broker, &source, 20).await;
+    fill_simple(broker, &source, 20, 1).await;
+    let produced = 20;
     let backup = backup(&c, &store, request(&source, CompressionType::Lz4))
         .await
         .unwrap();
@@ -766,24 +767,59 @@ async fn old_records_and_the_targets_retention() {
     assert_eq!(broker.watermarks(&source, 0).await, before);
 }
 
-/// `n` records on partition 0 with timestamps from 2025.
-async fn fill_simple_old(broker: &TestBroker, topic: &str, n: usize) -> u64 {
-    let records: Vec<TestRecord> = (0..n)
-        .map(|i| TestRecord {
-            partition: Some(0),
-            key: Some(format!("k{i}").into_bytes()),
-            value: Some(format!("v{i}").into_bytes()),
-            headers: Vec::new(),
-            timestamp: Some(BASE_TS + i as i64),
-        })
-        .collect();
-    broker.produce(topic, &records).await;
-    n as u64
-}
-
 async fn backup_configs(store: &Arc<dyn ArchiveStore>, id: &str) -> BTreeMap<String, String> {
     let id = kvault_domain::BackupId::parse(id).unwrap();
     store.manifest(&id).await.unwrap().topic.configs
+}
+
+/// The target's broker killed (SIGKILL) mid-restore: the restore fails within a bound set by
+/// the producer's delivery timeout — `message.timeout.ms`, a cluster property (kvault's default
+/// 30 s; 5 s here) — and the error names the partitions and counts written and the topic the
+/// restore created (which cannot be deleted while its broker is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_target_broker_dies_fails_in_bounded_time() {
+    let source = TestBroker::get().await;
+    let (_dir, store) = store();
+    let c = cluster(source);
+    let topic = source.unique_topic("broker-loss");
+    source.create_topic(&topic, 2).await;
+    fill_simple(source, &topic, 3000, 2).await;
+    let backup = backup(&c, &store, request(&topic, CompressionType::Lz4))
+        .await
+        .unwrap();
+
+    let doomed = TestBroker::start_new().await;
+    let mut config = ClusterConfig::new(doomed.bootstrap());
+    config
+        .properties
+        .insert("message.timeout.ms".into(), "5000".into());
+    let target = KafkaCluster::connect(ClusterId::parse("doomed").unwrap(), &config).unwrap();
+    let mut req = RestoreRequest::new(&backup.backup_id, "restored-then-lost");
+    // 500 a second: six seconds of producing, the broker dies two seconds in.
+    req.rate_limit_per_second = Some(500);
+    let plan = req.validate().unwrap();
+    let running = tokio::spawn(async move {
+        target
+            .restore(plan, store.clone(), OperationControl::new())
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    doomed.kill();
+    let killed = std::time::Instant::now();
+    let outcome = running.await.unwrap();
+    let took = killed.elapsed();
+    let error = outcome.expect_err("a restore into a dead broker cannot succeed");
+    eprintln!("restore failed {took:?} after the kill: {error}");
+    assert!(
+        took < std::time::Duration::from_secs(45),
+        "{took:?}: {error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("records were written: partition "),
+        "{message}"
+    );
+    assert!(message.contains("created by this restore"), "{message}");
 }
 
 #[tokio::test]

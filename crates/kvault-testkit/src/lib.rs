@@ -100,6 +100,18 @@ impl TestBroker {
         }
     }
 
+    /// Kills this broker with SIGKILL, as a crash would (its in-memory data is gone). Only for
+    /// brokers from [`Self::start_new`]; panics for an external one.
+    pub fn kill(&self) {
+        assert!(self.process.is_some(), "cannot kill an external broker");
+        let pattern = format!("listener-url tcp://{}", self.bootstrap);
+        let status = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", "--", &pattern])
+            .status()
+            .expect("run pkill");
+        assert!(status.success(), "no broker process matched {pattern}");
+    }
+
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
