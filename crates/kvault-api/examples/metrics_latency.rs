@@ -124,6 +124,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 include_keys: true,
                 include_headers: true,
                 created_at: Utc::now(),
+                consumer_groups: Vec::new(),
+                backup_set: None,
             };
             let writer = runtime
                 .block_on(archive.create(spec))

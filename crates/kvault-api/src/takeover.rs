@@ -2,6 +2,7 @@
 //! down). Reads are simply run again. A backup runs again under the same backup id: a backup
 //! that was already committed is recorded as completed, otherwise the dead writer's remains
 //! are discarded and the backup starts over (never two archives, never a half one listed).
+//! A backup set ends `interrupted` and its archives are deleted (see [`end_backup_set`]).
 //! A restore or migration is not restarted: the target may already hold part of the data, so
 //! it ends `interrupted` with an error saying so and what had been written.
 
@@ -96,6 +97,9 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
     let mut request: BackupRequest = serde_json::from_value(job.job.request.clone())
         .map_err(|e| ApiError::internal(format!("stored backup request: {e}")))?;
     request.backup_id = job.backup_id.clone().or(request.backup_id);
+    if request.is_set() {
+        return Err(end_backup_set(state, job).await);
+    }
     let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
     match state.store.manifest(&plan.backup_id).await {
         // Committed before its replica could record it: record it now.
@@ -126,6 +130,34 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
         to_json(&result?)
     });
     Ok(())
+}
+
+/// A backup set is not resumed (it may have hundreds of topics to go): the archives it had
+/// committed are deleted, so no partial set stays listed, and the job ends `interrupted`. What
+/// the dead writer of the topic in progress left is swept like any abandoned archive.
+async fn end_backup_set(state: &AppState, job: &StoredJob) -> ApiError {
+    let set_id = job.backup_id.clone().unwrap_or_default();
+    let mut deleted = 0;
+    let members = state.store.list().await.unwrap_or_default();
+    for manifest in members
+        .iter()
+        .filter(|m| m.backup_set.as_ref().is_some_and(|s| s.set_id == set_id))
+    {
+        if let Ok(id) = BackupId::parse(&manifest.backup_id) {
+            if state.store.delete(&id).await.is_ok() {
+                deleted += 1;
+            }
+        }
+    }
+    state.archive_totals.invalidate();
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Interrupted",
+        format!(
+            "the replica running backup set {set_id} stopped (attempt {}); the {deleted}              archive(s) it had written were deleted: run the backup set again",
+            job.attempts - 1
+        ),
+    )
 }
 
 fn rerun_verify(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {

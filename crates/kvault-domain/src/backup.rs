@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::compression::{Compression, CompressionType};
 use crate::error::ValidationError;
+use crate::groups::{GroupChoice, GroupSelection};
 use crate::ids::{validate_topic_name, BackupId};
+use crate::manifest::BackupSetRef;
 use crate::offset::Offset;
 
 /// Defaults that come from the `backup:` config section rather than from the request.
@@ -33,9 +35,18 @@ impl Default for BackupDefaults {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
-    /// Topic to back up.
+    /// Topic to back up (required unless `topics` or `topic_pattern` names a backup set).
+    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
     pub topic: String,
+    /// Extension: back up these topics as one set, each into an archive of its own
+    /// (`{set_id}.{topic}`), instead of `topic`.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    /// Extension: back up every topic whose whole name matches this regular expression
+    /// (internal `__` topics excluded) as one set, instead of `topic`.
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
     /// Block codec; default `gzip` (or the `backup.compression` config value).
     #[serde(default)]
     pub compression: Option<CompressionType>,
@@ -79,6 +90,14 @@ pub struct BackupRequest {
         schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
     )]
     pub backup_id: Option<String>,
+    /// Extension: record the committed offsets of consumer groups on the topic at the cut
+    /// (default true), so a restore can put the groups back.
+    #[serde(default = "yes")]
+    pub include_consumer_groups: bool,
+    /// Extension: only these groups (default: every group with a committed offset on the
+    /// topic). Groups without a commit on the topic are not recorded.
+    #[serde(default)]
+    pub consumer_groups: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -107,6 +126,10 @@ pub struct BackupPlan {
     pub end_time_ms: Option<i64>,
     /// Compressed archive size past which the backup fails and is removed.
     pub max_bytes: Option<u64>,
+    /// Whose committed offsets are recorded at the cut.
+    pub consumer_groups: GroupSelection,
+    /// The set this backup is one topic of, if any.
+    pub backup_set: Option<BackupSetRef>,
 }
 
 impl BackupRequest {
@@ -114,6 +137,8 @@ impl BackupRequest {
     pub fn for_topic(topic: impl Into<String>) -> Self {
         Self {
             topic: topic.into(),
+            topics: None,
+            topic_pattern: None,
             compression: None,
             compression_level: None,
             max_messages: None,
@@ -126,6 +151,8 @@ impl BackupRequest {
             start_time: None,
             end_time: None,
             backup_id: None,
+            include_consumer_groups: true,
+            consumer_groups: None,
         }
     }
 
@@ -136,6 +163,13 @@ impl BackupRequest {
         defaults: BackupDefaults,
         now: DateTime<Utc>,
     ) -> Result<BackupPlan, ValidationError> {
+        if self.is_set() {
+            return Err(ValidationError::new(
+                "topics",
+                "[...]",
+                "names a backup set: validate it with validate_set",
+            ));
+        }
         validate_topic_name("topic", &self.topic)?;
         let compression = Compression::new(
             self.compression.unwrap_or(defaults.compression),
@@ -177,6 +211,7 @@ impl BackupRequest {
                 ));
             }
         }
+        let consumer_groups = self.group_selection()?;
         let backup_id = match &self.backup_id {
             Some(raw) => BackupId::parse(raw)?,
             None => BackupId::generate(now),
@@ -195,7 +230,22 @@ impl BackupRequest {
             start_time_ms: self.start_time.map(|t| t.timestamp_millis()),
             end_time_ms: self.end_time.map(|t| t.timestamp_millis()),
             max_bytes: defaults.max_bytes,
+            consumer_groups,
+            backup_set: None,
         })
+    }
+
+    fn group_selection(&self) -> Result<GroupSelection, ValidationError> {
+        match (&self.consumer_groups, self.include_consumer_groups) {
+            (None, true) => Ok(GroupSelection::All),
+            (None, false) => Ok(GroupSelection::None),
+            (Some(_), false) => Err(ValidationError::new(
+                "consumer_groups",
+                "[...]",
+                "lists groups while include_consumer_groups is false",
+            )),
+            (Some(groups), true) => GroupChoice::Only(groups.clone()).selection("consumer_groups"),
+        }
     }
 }
 
@@ -282,6 +332,9 @@ pub struct BackupResult {
     pub status: crate::job::OperationStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Extension: the consumer groups whose committed offsets the backup recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumer_groups: Vec<String>,
 }
 
 /// `compressed / raw`, rounded to 4 places; 1.0 when there was nothing to compress.
@@ -311,6 +364,7 @@ mod tests {
         assert_eq!(plan.rate_limit_per_second, 10_000);
         assert_eq!(plan.partitions, None);
         assert!(plan.backup_id.as_str().starts_with("backup-"));
+        assert_eq!(plan.consumer_groups, GroupSelection::All);
     }
 
     #[test]
@@ -349,6 +403,11 @@ mod tests {
             "rate_limit_per_second",
         );
         check(r#"{"topic":"t","backup_id":"../x"}"#, "backup_id");
+        check(r#"{"topic":"t","consumer_groups":[]}"#, "consumer_groups");
+        check(
+            r#"{"topic":"t","consumer_groups":["g"],"include_consumer_groups":false}"#,
+            "consumer_groups",
+        );
         check(
             r#"{"topic":"t","compression":"lz4","compression_level":3}"#,
             "compression_level",

@@ -136,6 +136,11 @@ pub fn backup_result(
         finished_at: manifest.finished_at,
         status: crate::job::OperationStatus::Completed,
         warnings,
+        consumer_groups: manifest
+            .consumer_groups
+            .iter()
+            .map(|g| g.group_id.clone())
+            .collect(),
     }
 }
 

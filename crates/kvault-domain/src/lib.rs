@@ -6,8 +6,12 @@
 //! - [`record`]: one Kafka record as bytes (nullable key and value, ordered headers).
 //! - [`backup`], [`restore`], [`migrate`], [`drain`]: the documented request and result shapes,
 //!   with their defaults and `validate()` methods.
+//! - [`backup_set`], [`restore_set`]: many topics in one backup call (all or nothing), and
+//!   restoring them together.
 //! - [`manifest`]: the description of a finished backup (topic metadata, per-partition ranges,
 //!   segment index) that storage persists and restore plans from.
+//! - [`groups`]: which consumer groups travel with a backup, restore or migration, and what
+//!   happened to each.
 //! - [`job`]: long-running operations, their states and progress.
 //! - [`operations`]: backup, restore, migrate and drain as traits ([`operations::Engine`]),
 //!   which the Kafka layer implements and the API and CLI call.
@@ -21,6 +25,7 @@
 
 pub mod backup;
 pub mod backup_planning;
+pub mod backup_set;
 pub mod browse;
 pub mod cel_limits;
 pub mod cluster;
@@ -28,6 +33,7 @@ pub mod compression;
 pub mod drain;
 pub mod error;
 pub mod fanout;
+pub mod groups;
 pub mod ids;
 pub mod job;
 pub mod manifest;
@@ -38,6 +44,7 @@ pub mod ports;
 pub mod record;
 pub mod restore;
 pub mod restore_planning;
+pub mod restore_set;
 pub mod time;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};

@@ -59,6 +59,36 @@ pub struct PartitionManifest {
     pub segments: Vec<SegmentInfo>,
 }
 
+/// One consumer group's committed position on one partition, at the backup's cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupPartitionOffset {
+    pub partition: i32,
+    /// The committed offset: the next record the group would read.
+    pub offset: i64,
+    /// The metadata string committed with it (omitted when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+}
+
+/// A consumer group's committed offsets on the backed-up topic, read when the backup took its
+/// cut (only partitions where the group had committed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsumerGroupOffsets {
+    pub group_id: String,
+    pub partitions: Vec<GroupPartitionOffset>,
+}
+
+/// The backup set an archive belongs to: one call that backed up several topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupSetRef {
+    pub set_id: String,
+    /// How many topics (archives) the set has: a restore of the set refuses one with fewer.
+    pub topic_count: u32,
+}
+
 /// The manifest of a finished backup. Its presence is what makes a backup directory a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -72,6 +102,13 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub partitions: Vec<PartitionManifest>,
+    /// Consumer groups' committed offsets on the topic at the cut, sorted by group id. Absent
+    /// in manifests written before kvault recorded groups, and when none were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumer_groups: Vec<ConsumerGroupOffsets>,
+    /// The set this archive belongs to (absent for a single-topic backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_set: Option<BackupSetRef>,
 }
 
 impl Manifest {
@@ -85,6 +122,10 @@ impl Manifest {
 
     pub fn total_compressed_bytes(&self) -> u64 {
         self.partitions.iter().map(|p| p.compressed_bytes).sum()
+    }
+
+    pub fn consumer_group(&self, group: &str) -> Option<&ConsumerGroupOffsets> {
+        self.consumer_groups.iter().find(|g| g.group_id == group)
     }
 
     pub fn partition(&self, partition: i32) -> Option<&PartitionManifest> {

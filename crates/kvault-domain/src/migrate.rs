@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
+use crate::groups::validate_group_ids;
+pub use crate::groups::{GroupTranslation, GroupTranslationStatus, PartitionTranslation};
 use crate::ids::{validate_topic_name, ClusterId};
 
 /// Per-message transformation rules. Expressions are CEL, compiled once per request.
@@ -137,22 +139,7 @@ impl MigrateRequest {
         if let Some(t) = &self.transformation {
             t.validate_bounds()?;
         }
-        for (i, group) in self.translate_consumer_groups.iter().enumerate() {
-            if group.trim().is_empty() {
-                return Err(ValidationError::new(
-                    "translate_consumer_groups",
-                    group,
-                    "a consumer group id must not be empty",
-                ));
-            }
-            if self.translate_consumer_groups[..i].contains(group) {
-                return Err(ValidationError::new(
-                    "translate_consumer_groups",
-                    group,
-                    "listed more than once",
-                ));
-            }
-        }
+        validate_group_ids("translate_consumer_groups", &self.translate_consumer_groups)?;
         Ok((source, target))
     }
 }
@@ -183,51 +170,6 @@ pub struct MigrateResult {
     /// Extension: one entry per group of `translate_consumer_groups`, in request order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumer_groups_translated: Vec<GroupTranslation>,
-}
-
-/// What happened to one consumer group listed in `translate_consumer_groups`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct GroupTranslation {
-    pub group_id: String,
-    pub status: GroupTranslationStatus,
-    /// Why a group was skipped, refused or failed; notes on a translated one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The partitions committed on the target (translated groups only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub partitions: Vec<PartitionTranslation>,
-}
-
-/// Outcome of translating one group's offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum GroupTranslationStatus {
-    /// Offsets committed on the target.
-    Translated,
-    /// The group has no committed offset on the source topic: nothing to translate.
-    Skipped,
-    /// Translation is not well defined (partitions were not kept 1:1): nothing committed.
-    Refused,
-    /// Reading or committing offsets failed (e.g. the group is active on the target).
-    Failed,
-}
-
-/// One partition of a translated group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct PartitionTranslation {
-    pub partition: i32,
-    /// The group's committed offset on the source topic.
-    pub source_offset: i64,
-    /// The offset committed on the target topic: the target offset of the first copied
-    /// record at or after `source_offset`, or the end of the copied records when there is none.
-    pub target_offset: i64,
-    /// False when the offset map had been thinned out around this position (very many
-    /// filtered runs): `target_offset` then errs early, so the group may see a few records
-    /// again but never misses one.
-    pub exact: bool,
 }
 
 #[cfg(test)]

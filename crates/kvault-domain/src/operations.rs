@@ -65,6 +65,8 @@ pub trait Clusters: Send + Sync {
     /// Succeeds when the cluster answers within a few seconds.
     async fn ping(&self, cluster: &ClusterId) -> DomainResult<()>;
     async fn topic_exists(&self, cluster: &ClusterId, topic: &str) -> DomainResult<bool>;
+    /// Every topic on the cluster, internal ones included, sorted.
+    async fn list_topics(&self, cluster: &ClusterId) -> DomainResult<Vec<String>>;
 }
 
 /// Backs up a consistent cut of a topic into the archive store.

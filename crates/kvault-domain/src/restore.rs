@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::{validate_partition_list, validate_rate};
 use crate::error::ValidationError;
+use crate::groups::{GroupChoice, GroupSelection, GroupTranslation};
 use crate::ids::{validate_topic_name, BackupId};
 
 /// The header that carries a restored record's original offset, when asked for.
@@ -69,6 +70,9 @@ pub struct RestoreRequest {
         schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
     )]
     pub backup_id: String,
+    /// Required, except for a backup set (then each topic is restored under its own name, or
+    /// as `topic_prefix` / `topic_mapping` say).
+    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,249}$"))]
     pub target_topic: String,
     /// Partitions of the target topic when kvault creates it (default: the source's).
@@ -110,6 +114,19 @@ pub struct RestoreRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = -1))]
     pub retention_override: Option<i64>,
+    /// Extension: after the records are restored, commit the consumer groups the backup
+    /// recorded on the target topic, translated to where their next records landed: `true`
+    /// (every recorded group), `false` (default) or a list of group ids. Refused per group
+    /// while it has active members on the target.
+    #[serde(default)]
+    pub restore_consumer_groups: Option<GroupChoice>,
+    /// Extension, backup sets only: restore each topic as `{topic_prefix}{topic}`.
+    #[serde(default)]
+    pub topic_prefix: Option<String>,
+    /// Extension, backup sets only: restore these topics under other names (`{"orders":
+    /// "orders-copy"}`); takes precedence over `topic_prefix`.
+    #[serde(default)]
+    pub topic_mapping: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn yes() -> bool {
@@ -134,6 +151,8 @@ pub struct RestorePlan {
     pub include_source_offset_header: bool,
     /// `retention.ms` for a topic the restore creates.
     pub retention_override_ms: Option<i64>,
+    /// Which recorded groups are committed on the target afterwards.
+    pub restore_consumer_groups: GroupSelection,
 }
 
 impl RestoreRequest {
@@ -151,11 +170,25 @@ impl RestoreRequest {
             until_time: None,
             include_source_offset_header: false,
             retention_override: None,
+            restore_consumer_groups: None,
+            topic_prefix: None,
+            topic_mapping: None,
         }
     }
 
     pub fn validate(&self) -> Result<RestorePlan, ValidationError> {
         let backup_id = BackupId::parse(&self.backup_id)?;
+        if self.topic_prefix.is_some() || self.topic_mapping.is_some() {
+            return Err(ValidationError::new(
+                if self.topic_prefix.is_some() {
+                    "topic_prefix"
+                } else {
+                    "topic_mapping"
+                },
+                &self.backup_id,
+                "applies to backup sets only; this backup is a single topic (use target_topic)",
+            ));
+        }
         validate_topic_name("target_topic", &self.target_topic)?;
         if let Some(n) = self.target_partitions {
             if n < 1 {
@@ -193,6 +226,10 @@ impl RestoreRequest {
             ));
         }
         let rate = validate_rate(self.rate_limit_per_second, DEFAULT_RESTORE_RATE)?;
+        let restore_consumer_groups = match &self.restore_consumer_groups {
+            Some(choice) => choice.selection("restore_consumer_groups")?,
+            None => GroupSelection::None,
+        };
         Ok(RestorePlan {
             backup_id,
             target_topic: self.target_topic.clone(),
@@ -206,6 +243,7 @@ impl RestoreRequest {
             until_time_ms: self.until_time.map(|t| t.timestamp_millis()),
             include_source_offset_header: self.include_source_offset_header,
             retention_override_ms: self.retention_override,
+            restore_consumer_groups,
         })
     }
 }
@@ -245,6 +283,10 @@ pub struct RestoreResult {
     /// target broker refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Extension: one entry per consumer group of `restore_consumer_groups` (for `true`, per
+    /// group the backup recorded), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumer_groups_restored: Vec<GroupTranslation>,
 }
 
 #[cfg(test)]
@@ -282,5 +324,31 @@ mod tests {
         req.preserve_offsets = true;
         req.if_exists = IfExists::Append;
         assert_eq!(req.validate().unwrap_err().field, "preserve_offsets");
+        let mut req = RestoreRequest::new("b1", "t");
+        req.restore_consumer_groups = Some(GroupChoice::Only(vec![]));
+        assert_eq!(req.validate().unwrap_err().field, "restore_consumer_groups");
+    }
+
+    #[test]
+    fn consumer_groups_are_restored_only_when_asked() {
+        let parse = |json: &str| {
+            serde_json::from_str::<RestoreRequest>(json)
+                .unwrap()
+                .validate()
+                .unwrap()
+                .restore_consumer_groups
+        };
+        assert_eq!(
+            parse(r#"{"backup_id":"b","target_topic":"t"}"#),
+            GroupSelection::None
+        );
+        assert_eq!(
+            parse(r#"{"backup_id":"b","target_topic":"t","restore_consumer_groups":true}"#),
+            GroupSelection::All
+        );
+        assert_eq!(
+            parse(r#"{"backup_id":"b","target_topic":"t","restore_consumer_groups":["g"]}"#),
+            GroupSelection::Only(vec!["g".into()])
+        );
     }
 }

@@ -6,6 +6,9 @@
 //! small bounded channel of record batches: memory stays bounded whatever the topic size, and
 //! fetching overlaps compression. A few partitions are processed at a time.
 //!
+//! The committed offsets of consumer groups on the topic are read right after the cut's
+//! watermarks, without joining any group, and recorded in the manifest.
+//!
 //! A reader stops at the cut, never on silence: when it sees a record at or past the cut, or
 //! librdkafka reports the end of the partition (offsets are not contiguous: compaction and
 //! transaction markers leave gaps, so "offset end-1 arrived" is not a usable test).
@@ -34,6 +37,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
 use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
+use crate::groups::record_at_cut;
 use crate::throttle::Throttle;
 
 /// State every partition task of one backup shares.
@@ -107,7 +111,9 @@ pub(crate) async fn run(
     // hold fewer records), capped by max_messages.
     let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
     control.set_total(plan.max_messages.map_or(in_range, |max| max.min(in_range)));
-    let mut warnings = Vec::new();
+    // The groups' positions at the cut: read right after the watermarks that define it.
+    let (consumer_groups, mut warnings) =
+        record_at_cut(cluster, &plan.topic, &selected, &plan.consumer_groups).await?;
     let configs = match admin.topic_configs(&plan.topic).await {
         Ok(configs) => configs,
         Err(e) => {
@@ -130,6 +136,8 @@ pub(crate) async fn run(
         include_keys: plan.include_keys,
         include_headers: plan.include_headers,
         created_at,
+        consumer_groups,
+        backup_set: plan.backup_set.clone(),
     };
     let writer = store.create(spec).await?;
     let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));

@@ -63,6 +63,10 @@ impl KafkaCluster {
         Ok(self.admin()?.topic(topic).await?.is_some())
     }
 
+    pub async fn list_topics(&self) -> DomainResult<Vec<String>> {
+        self.admin()?.list_topics().await
+    }
+
     /// Backs up a consistent cut of the plan's topic into `store` (see the `backup` module).
     pub async fn backup(
         &self,

@@ -64,6 +64,10 @@ impl Clusters for KafkaEngine {
     async fn topic_exists(&self, cluster: &ClusterId, topic: &str) -> DomainResult<bool> {
         self.cluster(cluster)?.topic_exists(topic).await
     }
+
+    async fn list_topics(&self, cluster: &ClusterId) -> DomainResult<Vec<String>> {
+        self.cluster(cluster)?.list_topics().await
+    }
 }
 
 #[async_trait]

@@ -10,6 +10,8 @@
 //! - `backup`: a consistent cut of a topic streamed into an
 //!   [`ArchiveStore`](kvault_domain::ports::ArchiveStore), partitions read concurrently.
 //! - `restore`: an archive produced back into a topic, byte for byte.
+//! - `groups`: consumer groups' committed offsets read, translated and committed without
+//!   joining (what backups record and restore and migrate put back).
 //! - `produce`: the record building and back-pressured sending restore and migrate share.
 //! - [`sample`]: sample data for trying kvault on an empty broker.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner; [`throttle`]: messages-per-second limits.
@@ -26,6 +28,7 @@ pub mod cluster;
 mod consume;
 pub mod engine;
 pub mod error;
+mod groups;
 pub mod partitioner;
 mod produce;
 mod restore;

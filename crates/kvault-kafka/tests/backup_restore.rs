@@ -7,67 +7,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use kvault_domain::backup::{BackupDefaults, BackupRequest};
+use kvault_domain::backup::BackupDefaults;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::{RestoreRequest, SOURCE_OFFSET_HEADER};
-use kvault_domain::{
-    BackupResult, ClusterId, CompressionType, DomainError, IfExists, Offset, PartitionMapping,
-    RestoreResult,
-};
+use kvault_domain::{ClusterId, CompressionType, DomainError, IfExists, Offset, PartitionMapping};
 use kvault_kafka::partitioner::partition_for_key;
 use kvault_kafka::{ClusterConfig, KafkaCluster};
-use kvault_storage::Store;
 use kvault_testkit::{ConsumedRecord, TestBroker, TestRecord};
-use tempfile::TempDir;
+
+mod common;
+
+use common::{backup, cluster, request, restore, store};
 
 const BASE_TS: i64 = 1_750_000_000_000;
-
-fn cluster(broker: &TestBroker) -> KafkaCluster {
-    KafkaCluster::connect(
-        ClusterId::parse("test").unwrap(),
-        &ClusterConfig::new(broker.bootstrap()),
-    )
-    .unwrap()
-}
-
-fn store() -> (TempDir, Arc<dyn ArchiveStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::local(dir.path()).unwrap();
-    (dir, Arc::new(store))
-}
-
-fn request(topic: &str, codec: CompressionType) -> BackupRequest {
-    let mut req = BackupRequest::for_topic(topic);
-    req.compression = Some(codec);
-    req.rate_limit_per_second = Some(10_000_000);
-    req
-}
-
-async fn backup(
-    kafka: &KafkaCluster,
-    store: &Arc<dyn ArchiveStore>,
-    req: BackupRequest,
-) -> Result<BackupResult, DomainError> {
-    let plan = req.validate(BackupDefaults::default(), Utc::now())?;
-    kafka
-        .backup(plan, store.clone(), OperationControl::new())
-        .await
-}
-
-async fn restore(
-    kafka: &KafkaCluster,
-    store: &Arc<dyn ArchiveStore>,
-    mut req: RestoreRequest,
-) -> Result<RestoreResult, DomainError> {
-    if req.rate_limit_per_second.is_none() {
-        req.rate_limit_per_second = Some(10_000_000);
-    }
-    let plan = req.validate()?;
-    kafka
-        .restore(plan, store.clone(), OperationControl::new())
-        .await
-}
 
 /// Record `i` of a varied data set: null and empty keys, tombstones, empty values, non-UTF-8
 /// bytes, duplicate and null headers, explicit timestamps.

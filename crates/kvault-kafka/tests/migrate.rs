@@ -15,8 +15,7 @@ use kvault_domain::{ClusterId, DomainError};
 use kvault_kafka::partitioner::partition_for_key;
 use kvault_kafka::{migrate, ClusterConfig, KafkaCluster};
 use kvault_testkit::{ConsumedRecord, TestBroker, TestRecord};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 
 fn cluster(id: &str, broker: &TestBroker) -> KafkaCluster {
     KafkaCluster::connect(
@@ -358,7 +357,9 @@ async fn repartitions_by_key_into_existing_topic_and_honours_max_messages() {
     let c = cluster("src", broker);
     let control = OperationControl::new();
     let group = broker.unique_topic("mig-rp-group");
-    commit_offsets(broker, &group, &source_topic, &[(0, 5), (1, 5)]).await;
+    broker
+        .commit_group(&group, &source_topic, &[(0, 5), (1, 5)])
+        .await;
     let mut req = request(&source_topic, &target_topic, None);
     req.translate_consumer_groups = vec![group.clone()];
     let result = migrate(&c, &c, "m".into(), req, control.clone())
@@ -379,7 +380,7 @@ async fn repartitions_by_key_into_existing_topic_and_honours_max_messages() {
     );
     assert!(refused.partitions.is_empty());
     assert_eq!(
-        committed_offsets(broker, &group, &target_topic, 3).await,
+        broker.group_offsets(&group, &target_topic, 3).await,
         vec![None, None, None]
     );
     assert_eq!(result.messages_written, 40);
@@ -438,60 +439,6 @@ async fn unknown_source_topic_is_not_found() {
         ),
         "{err:?}"
     );
-}
-
-/// Commits `offsets` (`(partition, offset)`) for `group` without joining it.
-async fn commit_offsets(broker: &TestBroker, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer = group_client(broker, group);
-    let mut list = TopicPartitionList::new();
-    for (p, o) in offsets {
-        list.add_partition_offset(topic, *p, Offset::Offset(*o))
-            .expect("offset");
-    }
-    tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
-        .await
-        .expect("commit thread")
-        .expect("commit");
-}
-
-/// `group`'s committed offset on each partition of `topic` (`None`: no commit).
-async fn committed_offsets(
-    broker: &TestBroker,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-) -> Vec<Option<i64>> {
-    let consumer = group_client(broker, group);
-    let mut query = TopicPartitionList::new();
-    for p in 0..partitions {
-        query
-            .add_partition_offset(topic, p, Offset::Invalid)
-            .expect("query");
-    }
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let answer = consumer
-            .committed_offsets(query, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(
-                |p| match answer.find_partition(&topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) if o >= 0 => Some(o),
-                    _ => None,
-                },
-            )
-            .collect()
-    })
-    .await
-    .expect("offset thread")
-}
-
-fn group_client(broker: &TestBroker, group: &str) -> BaseConsumer {
-    let mut config = broker.client_config();
-    config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
-    config.create().expect("group client")
 }
 
 /// A real group member: subscribes, consumes `limit` records committing each synchronously,
@@ -553,22 +500,18 @@ async fn translates_consumer_group_offsets_to_the_target_cluster() {
     let member_group = source_broker.unique_topic("mig-grp-member");
     consume_part(source_broker, &member_group, &source_topic, 130).await;
     let explicit_group = source_broker.unique_topic("mig-grp-explicit");
-    commit_offsets(
-        source_broker,
-        &explicit_group,
-        &source_topic,
-        &[(0, 41), (1, PER_PARTITION as i64)],
-    )
-    .await;
+    source_broker
+        .commit_group(
+            &explicit_group,
+            &source_topic,
+            &[(0, 41), (1, PER_PARTITION as i64)],
+        )
+        .await;
     // And one inside kept runs (p0: 63, p2: 0) and on a lone filtered record (p1: 57).
     let mid_group = source_broker.unique_topic("mig-grp-mid");
-    commit_offsets(
-        source_broker,
-        &mid_group,
-        &source_topic,
-        &[(0, 63), (1, 57), (2, 0)],
-    )
-    .await;
+    source_broker
+        .commit_group(&mid_group, &source_topic, &[(0, 63), (1, 57), (2, 0)])
+        .await;
     let idle_group = source_broker.unique_topic("mig-grp-idle");
 
     let mut req = request(
@@ -627,8 +570,12 @@ async fn translates_consumer_group_offsets_to_the_target_cluster() {
     }
 
     for group in [&member_group, &explicit_group, &mid_group] {
-        let on_source = committed_offsets(source_broker, group, &source_topic, PARTITIONS).await;
-        let on_target = committed_offsets(&target_broker, group, &target_topic, PARTITIONS).await;
+        let on_source = source_broker
+            .group_offsets(group, &source_topic, PARTITIONS)
+            .await;
+        let on_target = target_broker
+            .group_offsets(group, &target_topic, PARTITIONS)
+            .await;
         assert!(
             on_source.iter().any(Option::is_some),
             "{group}: {on_source:?}"
@@ -683,8 +630,9 @@ async fn translates_consumer_group_offsets_to_the_target_cluster() {
     }
     // The explicit commits: p0 at 41 (inside the filtered run 40..50) resumes at the copy of
     // record 50; p1 fully consumed stays fully consumed; p2 was never committed.
-    let explicit =
-        committed_offsets(&target_broker, &explicit_group, &target_topic, PARTITIONS).await;
+    let explicit = target_broker
+        .group_offsets(&explicit_group, &target_topic, PARTITIONS)
+        .await;
     let copies_before = |offset: usize| (0..offset).filter(|i| !is_dropped(*i)).count() as i64;
     assert_eq!(
         explicit,
@@ -695,12 +643,16 @@ async fn translates_consumer_group_offsets_to_the_target_cluster() {
         ]
     );
     assert_eq!(
-        committed_offsets(&target_broker, &mid_group, &target_topic, PARTITIONS).await,
+        target_broker
+            .group_offsets(&mid_group, &target_topic, PARTITIONS)
+            .await,
         vec![Some(copies_before(63)), Some(copies_before(58)), Some(0)]
     );
     // The group without commits got none on the target either.
     assert_eq!(
-        committed_offsets(&target_broker, &idle_group, &target_topic, PARTITIONS).await,
+        target_broker
+            .group_offsets(&idle_group, &target_topic, PARTITIONS)
+            .await,
         vec![None, None, None]
     );
 }

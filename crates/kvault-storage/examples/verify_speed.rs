@@ -48,6 +48,8 @@ fn main() {
             include_keys: true,
             include_headers: true,
             created_at: Utc::now(),
+            consumer_groups: Vec::new(),
+            backup_set: None,
         })
         .expect("create");
     let mut parts = Vec::new();

@@ -9,6 +9,9 @@
 //! - Helpers create uniquely named topics, produce records with keys, values, headers and
 //!   timestamps, and read a whole topic back with partitions and offsets.
 //!
+//! - Group helpers commit and read a consumer group's offsets without joining it, and keep a
+//!   real member in a group ([`ActiveMember`]).
+//!
 //! - [`fake::FakeEngine`]: the domain's operations in memory, for API tests that need no broker.
 //!
 //! Tests never skip silently: when no broker can be started they panic and say how to
@@ -19,6 +22,7 @@
 pub mod fake;
 pub mod s3;
 
+mod groups;
 mod process;
 mod records;
 
@@ -35,6 +39,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::TopicPartitionList;
 use tokio::sync::OnceCell;
 
+pub use groups::ActiveMember;
 use process::{start_nisshi, start_shared, BrokerProcess};
 pub use records::{bench_message, produce_with, ConsumedRecord, TestRecord};
 pub use s3::TestS3;

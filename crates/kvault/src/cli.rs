@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kvault_domain::drain::DrainStrategy;
+use kvault_domain::groups::GroupChoice;
 use kvault_domain::migrate::OnEvaluationError;
 use kvault_domain::restore::IfExists;
 use kvault_domain::{CompressionType, Offset};
@@ -107,8 +108,15 @@ pub struct BackupArgs {
     /// Cluster id from the `clusters:` config section (or the name of the `-b` cluster).
     #[arg(long, alias = "cluster_id", alias = "cluster-id")]
     pub cluster: Option<String>,
-    #[arg(long)]
+    /// The topic to back up (or `--topics` / `--topic-pattern` for a backup set).
+    #[arg(long, required_unless_present_any = ["topics", "topic_pattern"], default_value = "")]
     pub topic: String,
+    /// Back up these topics as one set (comma-separated), each into its own archive.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["topic", "topic_pattern"])]
+    pub topics: Option<Vec<String>>,
+    /// Back up every topic whose whole name matches this regular expression, as one set.
+    #[arg(long, alias = "topic_pattern", conflicts_with = "topic")]
+    pub topic_pattern: Option<String>,
     #[arg(long, value_parser = parse_compression)]
     pub compression: Option<CompressionType>,
     #[arg(long, alias = "compression_level")]
@@ -139,6 +147,12 @@ pub struct BackupArgs {
     /// Name the backup (default: generated).
     #[arg(long, alias = "backup_id")]
     pub backup_id: Option<String>,
+    /// Record consumer groups' committed offsets on the topic at the cut.
+    #[arg(long, alias = "include_consumer_groups", default_value_t = true, action = clap::ArgAction::Set)]
+    pub include_consumer_groups: bool,
+    /// Only these groups (comma-separated; default: every group with a commit on the topic).
+    #[arg(long, alias = "consumer_groups", value_delimiter = ',')]
+    pub consumer_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -148,7 +162,9 @@ pub struct RestoreArgs {
     pub cluster: Option<String>,
     #[arg(long, alias = "backup_id")]
     pub backup_id: String,
-    #[arg(long, alias = "target_topic")]
+    /// The topic to restore into (left out for a backup set: each topic keeps its name, or
+    /// see --topic-prefix / --topic-mapping).
+    #[arg(long, alias = "target_topic", default_value = "")]
     pub target_topic: String,
     #[arg(long, alias = "target_partitions")]
     pub target_partitions: Option<i32>,
@@ -175,6 +191,26 @@ pub struct RestoreArgs {
     /// forever), so the broker does not delete old restored records.
     #[arg(long, alias = "retention_override", allow_negative_numbers = true)]
     pub retention_override: Option<i64>,
+    /// Put back the consumer groups the backup recorded, translated to the restored records:
+    /// `true`, `false` or a comma-separated list of group ids.
+    #[arg(long, alias = "restore_consumer_groups", value_parser = parse_group_choice)]
+    pub restore_consumer_groups: Option<GroupChoice>,
+    /// Backup sets: restore each topic as PREFIX + its name.
+    #[arg(long, alias = "topic_prefix")]
+    pub topic_prefix: Option<String>,
+    /// Backup sets: restore some topics under other names (`orders=orders-copy,...`).
+    #[arg(long, alias = "topic_mapping", value_delimiter = ',', value_parser = parse_rename)]
+    pub topic_mapping: Option<Vec<(String, String)>>,
+}
+
+fn parse_rename(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(from, to)| (from.trim().to_owned(), to.trim().to_owned()))
+        .ok_or_else(|| format!("expected FROM=TO, got '{raw}'"))
+}
+
+fn parse_group_choice(raw: &str) -> Result<GroupChoice, String> {
+    Ok(GroupChoice::parse_cli(raw))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,7 @@
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use kvault_domain::manifest::ConsumerGroupOffsets;
 use kvault_domain::ports::VerifyReport;
 use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,10 @@ pub struct BackupSummary {
     /// Present on `GET /backups/{id}` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<Vec<BackupPartitionSummary>>,
+    /// Extension, on `GET /backups/{id}` only: the consumer groups' committed offsets the
+    /// backup recorded at its cut (absent when it recorded none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_groups: Option<Vec<ConsumerGroupOffsets>>,
 }
 
 impl BackupSummary {
@@ -95,6 +100,8 @@ impl BackupSummary {
                     })
                     .collect()
             }),
+            consumer_groups: (with_partitions && !m.consumer_groups.is_empty())
+                .then(|| m.consumer_groups.clone()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource, and the table that mounts them.
 
+pub mod backup_sets;
 pub mod backups;
 pub mod fallback;
 pub mod jobs;
@@ -8,6 +9,7 @@ pub mod openapi;
 pub mod operations;
 pub mod records;
 pub mod respond;
+pub mod restore_sets;
 
 use actix_web::web;
 

@@ -5,15 +5,17 @@ use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use kvault_domain::operations::{DrainPlan, MigrationPlan};
 use kvault_domain::{
-    BackupRequest, BackupResult, DomainError, DrainRequest, DrainResult, JobKind, MigrateRequest,
-    MigrateResult, RestoreRequest, RestoreResult,
+    BackupRequest, DomainError, DrainRequest, DrainResult, JobKind, MigrateRequest, MigrateResult,
+    RestoreRequest,
 };
 
 use crate::auth::{Admin, Authed, Operator};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{wants_wait, ApiJson, WaitQuery};
+use crate::routes::backup_sets::{start_backup_set, BackupResponse};
 pub use crate::routes::respond::AcceptedJob;
 use crate::routes::respond::{respond, to_json};
+use crate::routes::restore_sets::{may_name_a_set, start_restore_set, RestoreResponse};
 use crate::runner::JobSpec;
 use crate::state::AppState;
 
@@ -25,7 +27,7 @@ use crate::state::AppState;
     params(("cluster_id" = String, Path, description = "Cluster id from the `clusters:` config"), WaitQuery),
     request_body = BackupRequest,
     responses(
-        (status = 200, description = "Backup finished", body = BackupResult),
+        (status = 200, description = "Backup finished (for `topics` / `topic_pattern`: a backup set's result)", body = BackupResponse),
         (status = 202, description = "Accepted (`?wait=false`); poll `Location`", body = AcceptedJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or topic", body = ErrorBody),
@@ -46,6 +48,9 @@ pub async fn backup(
     let cluster_id = path.into_inner();
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
     let request = body.0;
+    if request.is_set() {
+        return start_backup_set(&auth, cluster, request, (&req, &query), &state).await;
+    }
     let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
     let backup_id = plan.backup_id.clone();
     match state.store.manifest(&backup_id).await {
@@ -101,7 +106,7 @@ pub async fn backup(
     params(("cluster_id" = String, Path, description = "Cluster id from the `clusters:` config"), WaitQuery),
     request_body = RestoreRequest,
     responses(
-        (status = 200, description = "Restore finished", body = RestoreResult),
+        (status = 200, description = "Restore finished (for a backup set: the set's result)", body = RestoreResponse),
         (status = 202, description = "Accepted (`?wait=false`); poll `Location`", body = AcceptedJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or backup", body = ErrorBody),
@@ -123,10 +128,20 @@ pub async fn restore(
     let cluster_id = path.into_inner();
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
     let request = body.0;
+    if may_name_a_set(&request) {
+        return start_restore_set(&auth, cluster, request, (&req, &query), &state).await;
+    }
     let plan = request.validate()?;
     // The backup's source cluster must be inside the token's claim too, or a token scoped to
     // `staging` could restore a `prod` backup. 404, like GET, so there is no existence oracle.
-    let manifest = state.store.manifest(&plan.backup_id).await?;
+    let manifest = match state.store.manifest(&plan.backup_id).await {
+        Ok(manifest) => manifest,
+        // Not one archive: perhaps a backup set (which says why target_topic does not apply).
+        Err(DomainError::NotFound { .. }) => {
+            return start_restore_set(&auth, cluster, request, (&req, &query), &state).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !auth.may_touch(&manifest.cluster_id) {
         return Err(ApiError::not_found(
             "backup_id",

@@ -11,4 +11,5 @@ mod monitoring;
 mod operations;
 mod records;
 mod retention;
+mod sets;
 mod shapes;

@@ -49,6 +49,8 @@ async fn seed(app: &TestApp, id: &str) {
         include_keys: true,
         include_headers: true,
         created_at: Utc::now(),
+        consumer_groups: Vec::new(),
+        backup_set: None,
     };
     let writer = app.app_state.store.create(spec).await.unwrap();
     tokio::task::spawn_blocking(move || {

@@ -14,7 +14,9 @@ use crate::compression::Compression;
 use crate::error::DomainResult;
 use crate::ids::BackupId;
 use crate::job::OperationControl;
-use crate::manifest::{Manifest, PartitionManifest, TopicMetadata};
+use crate::manifest::{
+    BackupSetRef, ConsumerGroupOffsets, Manifest, PartitionManifest, TopicMetadata,
+};
 use crate::record::Record;
 
 /// Everything the store needs to know before the first record arrives.
@@ -27,6 +29,10 @@ pub struct ArchiveSpec {
     pub include_keys: bool,
     pub include_headers: bool,
     pub created_at: DateTime<Utc>,
+    /// Consumer groups' committed offsets at the cut, written into the manifest.
+    pub consumer_groups: Vec<ConsumerGroupOffsets>,
+    /// The set the archive belongs to, if any.
+    pub backup_set: Option<BackupSetRef>,
 }
 
 /// Which part of a partition a reader should return.

@@ -184,6 +184,25 @@ impl Admin {
         .await
     }
 
+    /// Every topic the cluster's metadata lists (internal ones included), sorted.
+    pub async fn list_topics(&self) -> DomainResult<Vec<String>> {
+        let reader = self.reader.clone();
+        blocking(move || {
+            let metadata = reader
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map_err(|e| kafka_error("list topics", e))?;
+            let mut topics: Vec<String> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| t.name().to_owned())
+                .collect();
+            topics.sort_unstable();
+            Ok(topics)
+        })
+        .await
+    }
+
     /// Like [`Admin::topic`], but a missing topic is `NotFound("topic")`.
     pub async fn require_topic(&self, topic: &str) -> DomainResult<TopicInfo> {
         self.topic(topic)

@@ -29,7 +29,7 @@
 //!
 //! Consumer-group translation (`translate_consumer_groups`): while copying, each partition
 //! task records where the copies landed (source offset -> target offset, as run-length
-//! segments in an [`OffsetMap`] of bounded size). After the copy, each listed group's committed
+//! segments in an `OffsetMap` of bounded size). After the copy, each listed group's committed
 //! offsets on the source topic are read without joining the group (a consumer with the group's
 //! id that never subscribes, only sends OffsetFetch), each committed offset `c` is mapped to
 //! the target offset of the first copied record at or after `c` (the end of the copied
@@ -43,7 +43,6 @@
 //! is reported for that group and does not undo the copy.
 
 mod group_translation;
-mod offset_map;
 mod partition;
 mod shared;
 
@@ -52,6 +51,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::groups::offset_map::{runs_per_partition, OffsetMap};
+use crate::groups::translation::TranslationPlan;
 use futures::StreamExt;
 use kvault_domain::error::DomainResult;
 use kvault_domain::fanout::RootCause;
@@ -67,17 +68,10 @@ use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
 use crate::transform::CompiledTransformation;
 
-use group_translation::TranslationPlan;
-use offset_map::OffsetMap;
 use partition::migrate_partition;
 use shared::Shared;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
-/// Offset-map segments kept over all partitions of one migration (32 bytes each), shared out
-/// per partition; only reached when a filter fragments the copy into very many runs.
-const OFFSET_MAP_TOTAL_RUNS: usize = 1 << 20;
-const OFFSET_MAP_MIN_RUNS: usize = 256;
-const OFFSET_MAP_MAX_RUNS: usize = 1 << 16;
 
 /// Copies a consistent cut of `req.source_topic` on `source` into `req.target_topic` on
 /// `target` (see the module docs for the rules).
@@ -119,10 +113,8 @@ pub async fn migrate(
         &target_admin,
     )
     .await?;
-    let offset_map_runs = matches!(translation, Some(Ok(_))).then(|| {
-        (OFFSET_MAP_TOTAL_RUNS / info.partitions.len().max(1))
-            .clamp(OFFSET_MAP_MIN_RUNS, OFFSET_MAP_MAX_RUNS)
-    });
+    let offset_map_runs =
+        matches!(translation, Some(Ok(_))).then(|| runs_per_partition(info.partitions.len()));
     let shared = Arc::new(Shared::new(
         source.config().clone(),
         &req,

@@ -16,8 +16,8 @@ use crate::produce::{delivered, out_record, Delivered, Deliveries, MAX_IN_FLIGHT
 use crate::throttle::admit;
 use crate::transform::EvalError;
 
-use super::offset_map::OffsetMap;
 use super::shared::Shared;
+use crate::groups::offset_map::OffsetMap;
 
 /// Migrates `[start, end)` of one source partition; returns where the copies landed when
 /// groups are to be translated.

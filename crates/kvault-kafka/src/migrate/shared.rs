@@ -35,7 +35,7 @@ pub(super) struct Shared {
     pub(super) filtered: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) written: AtomicU64,
-    /// Segments each partition's [`OffsetMap`] may hold; `None` when no group is translated.
+    /// Segments each partition's `OffsetMap` may hold; `None` when no group is translated.
     pub(super) offset_map_runs: Option<usize>,
 }
 

@@ -17,9 +17,13 @@
 //! wrote into the topic meanwhile). `include_source_offset_header` is the general tool for
 //! translating offsets when they cannot be preserved.
 //!
+//! `restore_consumer_groups`: once every record is delivered, the groups the backup recorded
+//! are committed on the target, translated through where the records landed (see `groups`).
+//!
 //! A failure after producing began never leaves a silent half-written topic: the error says
 //! how many records reached which partitions, and a topic kvault created is deleted again.
 
+mod groups;
 mod partition;
 mod target;
 
@@ -44,6 +48,7 @@ use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
 use kvault_domain::fanout::all_or_root_cause;
 
+use groups::{restore_groups, GroupRestore};
 use kvault_domain::restore_planning::select_partitions;
 use partition::{fail_after_producing, restore_partition};
 use target::prepare_target;
@@ -122,6 +127,8 @@ struct Shared {
     preserve_offsets: bool,
     source_offset_header: bool,
     until_ms: Option<i64>,
+    /// Set when consumer groups are to be put back: where records landed.
+    groups: Option<GroupRestore>,
     control: OperationControl,
     stop: AtomicBool,
     tally: Mutex<Tally>,
@@ -133,6 +140,7 @@ impl Shared {
         mapping: PartitionMapping,
         target_partitions: i32,
         producer: RecordProducer,
+        groups: Option<GroupRestore>,
         control: OperationControl,
     ) -> Self {
         Self {
@@ -145,6 +153,7 @@ impl Shared {
             preserve_offsets: plan.preserve_offsets,
             source_offset_header: plan.include_source_offset_header,
             until_ms: plan.until_time_ms,
+            groups,
             control,
             stop: AtomicBool::new(false),
             tally: Mutex::new(Tally::default()),
@@ -190,13 +199,15 @@ pub(crate) async fn run(
     let target = prepare_target(&admin, &plan, &manifest, &sources, &control).await?;
     let (mapping, target_count, topic_created) =
         (target.mapping, target.partitions, target.created);
-    let warnings = target.warnings;
+    let mut warnings = target.warnings;
+    let groups = GroupRestore::prepare(&admin, &plan, mapping, &sources, topic_created).await?;
 
     let shared = Arc::new(Shared::new(
         &plan,
         mapping,
         target_count,
         producer,
+        groups,
         control.clone(),
     ));
 
@@ -229,6 +240,9 @@ pub(crate) async fn run(
             return Err(fail_after_producing(error, &tally, &admin, topic, topic_created).await);
         }
     };
+    let consumer_groups_restored =
+        restore_groups(cluster, &plan, &manifest, &sources, shared.groups.as_ref()).await?;
+    warnings.extend(groups::warnings(&consumer_groups_restored));
 
     Ok(RestoreResult {
         backup_id: plan.backup_id.to_string(),
@@ -245,6 +259,7 @@ pub(crate) async fn run(
         topic_created,
         offsets_preserved: plan.preserve_offsets,
         warnings,
+        consumer_groups_restored,
     })
 }
 

@@ -137,6 +137,9 @@ pub(super) fn settle((source_offset, outcome): Delivered, shared: &Shared) -> Do
     if let Ok(mut tally) = shared.tally.lock() {
         tally.add(partition, offset);
     }
+    if let Some(groups) = &shared.groups {
+        groups.landed(partition, source_offset, offset);
+    }
     if shared.preserve_offsets && offset != source_offset {
         return Err(DomainError::kafka(format!(
             "offset preservation broken: source offset {source_offset} landed at offset \

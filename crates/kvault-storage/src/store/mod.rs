@@ -299,6 +299,8 @@ mod tests {
             include_keys: true,
             include_headers: true,
             created_at: Utc::now(),
+            consumer_groups: Vec::new(),
+            backup_set: None,
         }
     }
 

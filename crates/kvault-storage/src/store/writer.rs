@@ -102,6 +102,8 @@ impl StoreWriter {
             created_at: spec.created_at,
             finished_at,
             partitions,
+            consumer_groups: spec.consumer_groups.clone(),
+            backup_set: spec.backup_set.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::BadManifest {
             file: format!("{}/{MANIFEST_FILE}", self.id()),

@@ -52,6 +52,8 @@ impl BackupOperation for FakeEngine {
             include_keys: plan.include_keys,
             include_headers: plan.include_headers,
             created_at,
+            consumer_groups: Vec::new(),
+            backup_set: plan.backup_set.clone(),
         };
         let mut selected: Vec<(i32, Vec<Record>)> = Vec::new();
         let mut budget = plan.max_messages.unwrap_or(u64::MAX);

@@ -208,6 +208,14 @@ impl Clusters for FakeEngine {
     async fn topic_exists(&self, cluster: &ClusterId, topic: &str) -> DomainResult<bool> {
         self.on(cluster, |c| Ok(c.topics.contains_key(topic)))
     }
+
+    async fn list_topics(&self, cluster: &ClusterId) -> DomainResult<Vec<String>> {
+        self.on(cluster, |c| {
+            let mut topics: Vec<String> = c.topics.keys().cloned().collect();
+            topics.sort();
+            Ok(topics)
+        })
+    }
 }
 
 /// Sleeps `1/rate` seconds per record (none when `rate` is 0); `Cancelled` once cancelled.

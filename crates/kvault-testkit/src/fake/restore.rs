@@ -89,6 +89,7 @@ impl RestoreOperation for FakeEngine {
             topic_created,
             offsets_preserved: false,
             warnings: Vec::new(),
+            consumer_groups_restored: Vec::new(),
         })
     }
 }

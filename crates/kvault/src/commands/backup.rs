@@ -1,5 +1,7 @@
-//! `kvault backup`: the same request and result as `POST /clusters/{id}/backup`.
+//! `kvault backup`: the same request and result as `POST /clusters/{id}/backup`, for one
+//! topic or a set (`--topics`, `--topic-pattern`).
 
+use kvault_domain::backup_set::run_backup_set;
 use kvault_domain::job::OperationControl;
 use kvault_domain::{BackupRequest, ClusterId};
 
@@ -12,6 +14,8 @@ use crate::progress::Progress;
 pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     let request = BackupRequest {
         topic: args.topic,
+        topics: args.topics,
+        topic_pattern: args.topic_pattern,
         compression: args.compression,
         compression_level: args.compression_level,
         max_messages: args.max_messages,
@@ -24,15 +28,24 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
         start_time: args.start_time,
         end_time: args.end_time,
         backup_id: args.backup_id,
+        include_consumer_groups: args.include_consumer_groups,
+        consumer_groups: args.consumer_groups,
     };
-    let plan = request.validate(
-        context.settings.backup.request_defaults(),
-        chrono::Utc::now(),
-    )?;
+    let defaults = context.settings.backup.request_defaults();
     let name = context.cluster_name(args.cluster, "--cluster")?;
     let cluster = ClusterId::parse(&name)?;
-    let engine = context.engine(&[&name], context.store()?)?;
+    let store = context.store()?;
+    let engine = context.engine(&[&name], store.clone())?;
     let control = OperationControl::new();
+    if request.is_set() {
+        let plan = request.validate_set(defaults, chrono::Utc::now())?;
+        let label = format!("backup set {}", plan.set_id);
+        let _progress = Progress::start(context.progress, label, control.clone());
+        let result =
+            run_backup_set(engine.as_ref(), store.as_ref(), &cluster, plan, control).await?;
+        return print_json(&result);
+    }
+    let plan = request.validate(defaults, chrono::Utc::now())?;
     let _progress = Progress::start(
         context.progress,
         format!("backup {}", plan.backup_id),

@@ -1,8 +1,13 @@
 //! `kvault restore`: the same request and result as `POST /clusters/{id}/restore`. Without
-//! `--cluster` it restores into the cluster the backup was taken from.
+//! `--cluster` it restores into the cluster the backup was taken from. A backup set's id
+//! restores every topic of the set.
+
+use std::sync::Arc;
 
 use kvault_domain::job::OperationControl;
-use kvault_domain::{ClusterId, RestoreRequest};
+use kvault_domain::ports::ArchiveStore;
+use kvault_domain::restore_set::{run_restore_set, set_members};
+use kvault_domain::{BackupId, ClusterId, DomainError, RestoreRequest};
 
 use super::print_json;
 use crate::cli::RestoreArgs;
@@ -24,9 +29,21 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         until_time: args.until_time,
         include_source_offset_header: args.include_source_offset_header,
         retention_override: args.retention_override,
+        restore_consumer_groups: args.restore_consumer_groups,
+        topic_prefix: args.topic_prefix,
+        topic_mapping: args.topic_mapping.map(|pairs| pairs.into_iter().collect()),
     };
-    let plan = request.validate()?;
     let store = context.store()?;
+    if request.target_topic.is_empty()
+        || request.topic_prefix.is_some()
+        || request.topic_mapping.is_some()
+    {
+        let id = BackupId::parse(&request.backup_id)?;
+        if matches!(store.manifest(&id).await, Err(DomainError::NotFound { .. })) {
+            return restore_set(context, args.cluster, request, store).await;
+        }
+    }
+    let plan = request.validate()?;
     let manifest = store.manifest(&plan.backup_id).await?;
     let cluster_id = args.cluster.unwrap_or_else(|| manifest.cluster_id.clone());
     let engine = context.engine(&[&cluster_id], store)?;
@@ -48,5 +65,25 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     let label = format!("restore {}", plan.backup_id);
     let _progress = Progress::start(context.progress, label, control.clone());
     let result = engine.restore(&cluster, plan, control).await?;
+    print_json(&result)
+}
+
+/// `kvault restore --backup-id SET`: every topic of a backup set.
+async fn restore_set(
+    context: &Context,
+    cluster: Option<String>,
+    request: RestoreRequest,
+    store: Arc<dyn ArchiveStore>,
+) -> Result<(), CliError> {
+    let members = set_members(store.as_ref(), &request.backup_id).await?;
+    let plan = request.validate_set(&members)?;
+    let cluster_id = cluster.unwrap_or_else(|| members[0].cluster_id.clone());
+    let engine = context.engine(&[&cluster_id], store)?;
+    let cluster = ClusterId::parse(&cluster_id)?;
+    let control = OperationControl::new();
+    control.set_total(members.iter().map(|m| m.total_messages()).sum());
+    let label = format!("restore set {}", plan.set_id);
+    let _progress = Progress::start(context.progress, label, control.clone());
+    let result = run_restore_set(engine.as_ref(), &cluster, plan, control).await?;
     print_json(&result)
 }

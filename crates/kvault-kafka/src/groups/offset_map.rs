@@ -1,12 +1,24 @@
 //! [`OffsetMap`]: where one source partition's copies landed on the target, bounded in size.
 
+/// Offset-map segments kept over all partitions of one operation (32 bytes each), shared out
+/// per partition; only reached when gaps (a filter, compaction) fragment a copy into very many
+/// runs.
+const TOTAL_RUNS: usize = 1 << 20;
+const MIN_RUNS: usize = 256;
+const MAX_RUNS: usize = 1 << 16;
+
+/// The segments each of `partitions` offset maps may hold.
+pub(crate) fn runs_per_partition(partitions: usize) -> usize {
+    (TOTAL_RUNS / partitions.max(1)).clamp(MIN_RUNS, MAX_RUNS)
+}
+
 /// Where one source partition's copied records landed on the target: run-length segments
 /// (consecutive source offsets written to consecutive target offsets), in offset order. Exact
 /// as long as it holds at most `max_runs` segments; beyond that it is thinned out (every
 /// other segment dropped), which keeps memory bounded and makes translations that fall in a
 /// thinned gap err early (see [`OffsetMap::translate`]).
 #[derive(Debug)]
-pub(super) struct OffsetMap {
+pub(crate) struct OffsetMap {
     runs: Vec<Run>,
     max_runs: usize,
 }
@@ -22,7 +34,7 @@ struct Run {
 }
 
 impl OffsetMap {
-    pub(super) fn new(max_runs: usize) -> Self {
+    pub(crate) fn new(max_runs: usize) -> Self {
         Self {
             runs: Vec::new(),
             max_runs: max_runs.max(4),
@@ -31,7 +43,7 @@ impl OffsetMap {
 
     /// Records that the record at `source` was written at `target`; calls come in increasing
     /// source (and target) order.
-    pub(super) fn record(&mut self, source: i64, target: i64) {
+    pub(crate) fn record(&mut self, source: i64, target: i64) {
         if let Some(last) = self.runs.last_mut() {
             if source == last.source + last.len && target == last.target + last.len {
                 last.len += 1;
@@ -50,7 +62,7 @@ impl OffsetMap {
     }
 
     /// Drops every other run, always keeping the first and the last.
-    pub(super) fn thin(&mut self) {
+    pub(crate) fn thin(&mut self) {
         let last = self.runs.len().saturating_sub(1);
         let mut dropped = false;
         let mut kept = Vec::with_capacity(self.runs.len() / 2 + 1);
@@ -73,7 +85,7 @@ impl OffsetMap {
     /// thinned-out gap the answer is the target position right after the last known copy
     /// before `committed`: never past an unread record, at worst a few already-read records
     /// early (at-least-once, like Kafka's own offset translation).
-    pub(super) fn translate(&self, committed: i64) -> Option<(i64, bool)> {
+    pub(crate) fn translate(&self, committed: i64) -> Option<(i64, bool)> {
         let i = self.runs.partition_point(|r| r.source + r.len <= committed);
         let run = self.runs.get(i)?;
         if committed >= run.source {
@@ -86,7 +98,7 @@ impl OffsetMap {
     }
 
     /// The target offset after the last copied record.
-    pub(super) fn end(&self) -> Option<i64> {
+    pub(crate) fn end(&self) -> Option<i64> {
         self.runs.last().map(|r| r.target + r.len)
     }
 }

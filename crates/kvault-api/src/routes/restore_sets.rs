@@ -1,0 +1,83 @@
+//! Restoring a backup set through the documented restore route: `backup_id` names the set and
+//! `target_topic` is left out (or `topic_prefix` / `topic_mapping` rename the topics). One
+//! restore job restores every topic (see `kvault_domain::restore_set`).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use kvault_domain::restore_set::{run_restore_set, set_members, RestoreSetResult};
+use kvault_domain::{BackupId, ClusterId, DomainError, JobKind, RestoreRequest, RestoreResult};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Admin, Authed};
+use crate::error::ApiError;
+use crate::extract::{wants_wait, WaitQuery};
+use crate::routes::respond::{respond, to_json};
+use crate::runner::JobSpec;
+use crate::state::AppState;
+
+/// What `POST /clusters/{id}/restore` answers: the documented result, or a set's.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RestoreResponse {
+    Topic(RestoreResult),
+    Set(RestoreSetResult),
+}
+
+/// Whether the request can only be a set restore (no `target_topic`, or a set-only field).
+pub(crate) fn may_name_a_set(request: &RestoreRequest) -> bool {
+    request.target_topic.is_empty()
+        || request.topic_prefix.is_some()
+        || request.topic_mapping.is_some()
+}
+
+/// Starts the restore of set `request.backup_id` as one job. When the id names a single
+/// archive instead, the request is checked as a single restore (which explains what is
+/// missing or does not apply).
+pub(crate) async fn start_restore_set(
+    auth: &Authed<Admin>,
+    cluster: ClusterId,
+    request: RestoreRequest,
+    (req, query): (&HttpRequest, &WaitQuery),
+    state: &web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = BackupId::parse(&request.backup_id)?;
+    match state.store.manifest(&id).await {
+        Ok(_) => {
+            request.validate()?;
+            return Err(ApiError::internal("a single backup passed as a set"));
+        }
+        Err(DomainError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let members = set_members(state.store.as_ref(), id.as_str()).await?;
+    // As for one backup: a set from a cluster outside the token's claim does not exist.
+    if members.iter().any(|m| !auth.may_touch(&m.cluster_id)) {
+        return Err(ApiError::not_found(
+            "backup_id",
+            &id,
+            format!("backup '{id}' not found"),
+        ));
+    }
+    let plan = request.validate_set(&members)?;
+    let capacity = state.limits.capacity(JobKind::Restore, cluster.as_str());
+    let engine = state.engine.clone();
+    let (job_id, handle) = state
+        .runner
+        .start(
+            JobSpec {
+                kind: JobKind::Restore,
+                cluster_id: Some(cluster.to_string()),
+                target_cluster_id: None,
+                subject: auth.subject().to_owned(),
+                request: to_json(&request)?,
+                backup_id: Some(id.to_string()),
+            },
+            Some(capacity),
+            move |control| async move {
+                let result = run_restore_set(engine.as_ref(), &cluster, plan, control).await?;
+                to_json(&result)
+            },
+        )
+        .await?;
+    respond(wants_wait(req, query), JobKind::Restore, job_id, handle).await
+}

@@ -1,0 +1,388 @@
+//! Backup sets: many topics in one call (`topics: [...]` or `topic_pattern` instead of
+//! `topic`). One job backs the topics up one after another, each into an archive of its own
+//! (the same format, id `{set_id}.{topic}`), every manifest naming the set and its size. The
+//! set is all or nothing: when one topic fails or the job is cancelled, the archives already
+//! written are deleted, so a partial set is never listed.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{BackupDefaults, BackupPlan, BackupRequest, BackupResult};
+use crate::error::{DomainError, DomainResult, Missing, ValidationError};
+use crate::ids::{validate_topic_name, BackupId, ClusterId};
+use crate::job::{OperationControl, OperationStatus};
+use crate::manifest::BackupSetRef;
+use crate::offset::Offset;
+use crate::operations::Engine;
+use crate::ports::ArchiveStore;
+
+/// The most topics one set may hold.
+pub const MAX_SET_TOPICS: usize = 10_000;
+const MAX_PATTERN_LEN: usize = 1_000;
+
+/// Which topics a set backs up.
+#[derive(Debug, Clone)]
+pub enum TopicSelection {
+    /// These topics, internal ones included when named.
+    Listed(Vec<String>),
+    /// Every topic whose whole name matches, internal topics (`__…`) excluded.
+    Pattern(regex::Regex),
+}
+
+impl TopicSelection {
+    /// The selected topics among `existing`, sorted; for a list, the listed topics that do not
+    /// exist are the error.
+    pub fn resolve(&self, existing: &[String]) -> DomainResult<Vec<String>> {
+        let existing: BTreeSet<&str> = existing.iter().map(String::as_str).collect();
+        match self {
+            TopicSelection::Listed(topics) => {
+                if let Some(missing) = topics.iter().find(|t| !existing.contains(t.as_str())) {
+                    return Err(DomainError::not_found(Missing::Topic, missing.clone()));
+                }
+                let mut topics = topics.clone();
+                topics.sort();
+                Ok(topics)
+            }
+            TopicSelection::Pattern(pattern) => {
+                let topics: Vec<String> = existing
+                    .into_iter()
+                    .filter(|t| !t.starts_with("__") && pattern.is_match(t))
+                    .map(str::to_owned)
+                    .collect();
+                if topics.is_empty() {
+                    return Err(ValidationError::new(
+                        "topic_pattern",
+                        pattern.as_str(),
+                        "matches no topic on the cluster (internal topics are never matched)",
+                    )
+                    .into());
+                }
+                Ok(topics)
+            }
+        }
+    }
+}
+
+/// A validated backup set request.
+#[derive(Debug, Clone)]
+pub struct BackupSetPlan {
+    pub set_id: BackupId,
+    pub topics: TopicSelection,
+    /// Every per-topic setting; `topic` and `backup_id` are set per member.
+    pub template: BackupPlan,
+}
+
+impl BackupSetPlan {
+    /// The plan of the set's `topic`, one of `count`.
+    pub fn member(&self, topic: &str, count: usize) -> DomainResult<BackupPlan> {
+        let mut plan = self.template.clone();
+        plan.topic = topic.to_owned();
+        plan.backup_id = member_id(&self.set_id, topic)?;
+        plan.backup_set = Some(BackupSetRef {
+            set_id: self.set_id.to_string(),
+            topic_count: count as u32,
+        });
+        Ok(plan)
+    }
+}
+
+/// A member archive's id: `{set_id}.{topic}`, which stays a valid backup id as long as it fits
+/// in 200 characters.
+fn member_id(set_id: &BackupId, topic: &str) -> DomainResult<BackupId> {
+    Ok(BackupId::parse(&format!("{set_id}.{topic}")).map_err(|_| {
+        ValidationError::new(
+            "backup_id",
+            set_id.as_str(),
+            format!("a set id plus topic {topic} exceeds the 200 characters of a backup id"),
+        )
+    })?)
+}
+
+impl BackupRequest {
+    /// Whether the request names a set (`topics` or `topic_pattern`) rather than one topic.
+    pub fn is_set(&self) -> bool {
+        self.topics.is_some() || self.topic_pattern.is_some()
+    }
+
+    /// Validates a set request: `topics` or `topic_pattern` (not both, and no `topic`), plus
+    /// every field that means the same for each topic. `partitions` and numeric offsets are
+    /// per topic and refused; `max_messages` applies to each topic.
+    pub fn validate_set(
+        &self,
+        defaults: BackupDefaults,
+        now: DateTime<Utc>,
+    ) -> Result<BackupSetPlan, ValidationError> {
+        if !self.topic.is_empty() {
+            return Err(ValidationError::new(
+                "topic",
+                &self.topic,
+                "give either topic, or topics / topic_pattern for a backup set",
+            ));
+        }
+        let topics = match (&self.topics, &self.topic_pattern) {
+            (Some(_), Some(_)) => {
+                return Err(ValidationError::new(
+                    "topic_pattern",
+                    self.topic_pattern.as_deref().unwrap_or_default(),
+                    "give either topics or topic_pattern, not both",
+                ))
+            }
+            (Some(topics), None) => TopicSelection::Listed(validate_topic_list(topics)?),
+            (None, Some(pattern)) => TopicSelection::Pattern(compile_pattern(pattern)?),
+            (None, None) => return Err(ValidationError::new("topic", "", "is required")),
+        };
+        if self.partitions.is_some() {
+            return Err(ValidationError::new(
+                "partitions",
+                "[...]",
+                "partition numbers differ by topic; a backup set backs up every partition",
+            ));
+        }
+        for (field, offset) in [
+            ("start_offset", self.start_offset),
+            ("end_offset", self.end_offset),
+        ] {
+            if let Offset::At(n) = offset {
+                return Err(ValidationError::new(
+                    field,
+                    n,
+                    "a backup set takes \"earliest\" or \"latest\" (offsets differ by topic)",
+                ));
+            }
+        }
+        let set_id = match &self.backup_id {
+            Some(raw) => BackupId::parse(raw)?,
+            None => generate_set_id(now),
+        };
+        // Every other field is checked as for one topic, with a stand-in name.
+        let mut single = self.clone();
+        single.topic = "set-member".into();
+        single.topics = None;
+        single.topic_pattern = None;
+        single.backup_id = Some(set_id.to_string());
+        let template = single.validate(defaults, now)?;
+        Ok(BackupSetPlan {
+            set_id,
+            topics,
+            template,
+        })
+    }
+}
+
+fn generate_set_id(now: DateTime<Utc>) -> BackupId {
+    let generated = BackupId::generate(now).to_string();
+    BackupId::parse(&generated.replacen("backup-", "set-", 1)).expect("a generated id is valid")
+}
+
+fn validate_topic_list(topics: &[String]) -> Result<Vec<String>, ValidationError> {
+    if topics.is_empty() || topics.len() > MAX_SET_TOPICS {
+        return Err(ValidationError::new(
+            "topics",
+            topics.len(),
+            format!("must name 1 to {MAX_SET_TOPICS} topics"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for topic in topics {
+        validate_topic_name("topics", topic)?;
+        if !seen.insert(topic.as_str()) {
+            return Err(ValidationError::new(
+                "topics",
+                topic,
+                "listed more than once",
+            ));
+        }
+    }
+    Ok(topics.to_vec())
+}
+
+/// The pattern must match a whole topic name; its compiled size is bounded so a request cannot
+/// make the server build a huge automaton.
+fn compile_pattern(pattern: &str) -> Result<regex::Regex, ValidationError> {
+    if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN {
+        return Err(ValidationError::new(
+            "topic_pattern",
+            pattern.chars().take(64).collect::<String>(),
+            format!("must be 1 to {MAX_PATTERN_LEN} characters"),
+        ));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| {
+            ValidationError::new(
+                "topic_pattern",
+                pattern.chars().take(64).collect::<String>(),
+                format!("is not a valid regular expression: {e}"),
+            )
+        })
+}
+
+/// The response to a backup set: per-topic results and set totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupSetResult {
+    pub set_id: String,
+    pub cluster_id: String,
+    pub topic_count: u32,
+    pub total_messages: u64,
+    pub total_size_bytes: u64,
+    pub compressed_size_bytes: u64,
+    pub duration_ms: u64,
+    /// One documented backup result per topic, sorted by topic.
+    pub topics: Vec<BackupResult>,
+    #[serde(with = "crate::time::rfc3339_seconds")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339_seconds")]
+    pub finished_at: DateTime<Utc>,
+    pub status: OperationStatus,
+}
+
+/// Runs a backup set on `engine`: resolves the topics, backs each up in turn, and deletes
+/// what was written when any topic fails or the job is cancelled.
+pub async fn run_backup_set(
+    engine: &dyn Engine,
+    store: &dyn ArchiveStore,
+    cluster: &ClusterId,
+    plan: BackupSetPlan,
+    control: OperationControl,
+) -> DomainResult<BackupSetResult> {
+    let created_at = Utc::now();
+    let started = std::time::Instant::now();
+    let topics = plan.topics.resolve(&engine.list_topics(cluster).await?)?;
+    let mut results: Vec<BackupResult> = Vec::with_capacity(topics.len());
+    for topic in &topics {
+        let outcome = match plan.member(topic, topics.len()) {
+            Ok(member) if !control.is_cancelled() => {
+                engine.backup(cluster, member, control.clone()).await
+            }
+            Ok(_) => Err(DomainError::Cancelled),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(result) => results.push(result),
+            Err(error) => {
+                let cleanup = delete_members(store, &results).await;
+                return Err(match error {
+                    DomainError::Cancelled => DomainError::Cancelled,
+                    other => other.context(format!(
+                        "backup set {} failed at topic {topic} ({} of {}); {cleanup}",
+                        plan.set_id,
+                        results.len() + 1,
+                        topics.len()
+                    )),
+                });
+            }
+        }
+    }
+    Ok(BackupSetResult {
+        set_id: plan.set_id.to_string(),
+        cluster_id: cluster.to_string(),
+        topic_count: results.len() as u32,
+        total_messages: results.iter().map(|r| r.total_messages).sum(),
+        total_size_bytes: results.iter().map(|r| r.total_size_bytes).sum(),
+        compressed_size_bytes: results.iter().map(|r| r.compressed_size_bytes).sum(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        topics: results,
+        created_at,
+        finished_at: Utc::now(),
+        status: OperationStatus::Completed,
+    })
+}
+
+/// Deletes the archives of a set that will not complete; says what happened.
+async fn delete_members(store: &dyn ArchiveStore, written: &[BackupResult]) -> String {
+    let mut failed = Vec::new();
+    for result in written {
+        let deleted = match BackupId::parse(&result.backup_id) {
+            Ok(id) => store.delete(&id).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = deleted {
+            failed.push(format!("{} ({e})", result.backup_id));
+        }
+    }
+    match (written.len(), failed.is_empty()) {
+        (0, _) => "nothing had been written".into(),
+        (n, true) => format!("the {n} archive(s) already written were deleted"),
+        (n, false) => format!(
+            "of the {n} archive(s) already written, these could not be deleted: {}",
+            failed.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> BackupRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn set_plan(json: &str) -> Result<BackupSetPlan, ValidationError> {
+        parse(json).validate_set(BackupDefaults::default(), Utc::now())
+    }
+
+    #[test]
+    fn a_set_names_topics_or_a_pattern_and_nothing_per_topic() {
+        assert!(parse(r#"{"topics":["a","b"]}"#).is_set());
+        assert!(!parse(r#"{"topic":"a"}"#).is_set());
+        let plan = set_plan(r#"{"topics":["b","a"],"backup_id":"nightly"}"#).unwrap();
+        assert_eq!(plan.set_id.as_str(), "nightly");
+        let member = plan.member("a", 2).unwrap();
+        assert_eq!(member.backup_id.as_str(), "nightly.a");
+        assert_eq!(member.topic, "a");
+        assert_eq!(member.backup_set.unwrap().topic_count, 2);
+        assert!(set_plan(r#"{"topic_pattern":"orders-.*"}"#)
+            .unwrap()
+            .set_id
+            .as_str()
+            .starts_with("set-"));
+        for (json, field) in [
+            (r#"{"topic":"a","topics":["b"]}"#, "topic"),
+            (r#"{"topics":["a"],"topic_pattern":"a"}"#, "topic_pattern"),
+            (r#"{"topics":[]}"#, "topics"),
+            (r#"{"topics":["a","a"]}"#, "topics"),
+            (r#"{"topics":["bad name"]}"#, "topics"),
+            (r#"{"topic_pattern":"("}"#, "topic_pattern"),
+            (r#"{"topic_pattern":""}"#, "topic_pattern"),
+            (r#"{"topics":["a"],"partitions":[0]}"#, "partitions"),
+            (r#"{"topics":["a"],"start_offset":5}"#, "start_offset"),
+            (r#"{"topics":["a"],"max_messages":0}"#, "max_messages"),
+        ] {
+            assert_eq!(set_plan(json).unwrap_err().field, field, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_pattern_matches_whole_names_and_never_internal_topics() {
+        let plan = set_plan(r#"{"topic_pattern":"orders.*"}"#).unwrap();
+        let existing: Vec<String> = ["orders", "orders-eu", "old-orders", "__orders_internal"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            plan.topics.resolve(&existing).unwrap(),
+            vec!["orders".to_owned(), "orders-eu".to_owned()]
+        );
+        let none = set_plan(r#"{"topic_pattern":"nothing"}"#).unwrap();
+        assert!(none.topics.resolve(&existing).is_err());
+        let listed = set_plan(r#"{"topics":["__orders_internal","orders"]}"#).unwrap();
+        assert_eq!(listed.topics.resolve(&existing).unwrap().len(), 2);
+        let missing = set_plan(r#"{"topics":["nope"]}"#).unwrap();
+        assert!(matches!(
+            missing.topics.resolve(&existing),
+            Err(DomainError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn a_huge_pattern_is_refused_not_compiled() {
+        let pattern = "(a{1000}){1000}";
+        let err = set_plan(&format!(r#"{{"topic_pattern":"{pattern}"}}"#)).unwrap_err();
+        assert_eq!(err.field, "topic_pattern");
+    }
+}
