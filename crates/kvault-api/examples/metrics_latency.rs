@@ -57,9 +57,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(kvault_storage::Store::local(&settings.backup.base_path)?);
     let engine = kvault_testkit::fake::FakeEngine::new(&[], archives.clone());
     let adapters = kvault_api::Adapters {
-        engine: Arc::new(engine),
+        engine: Arc::new(engine.clone()),
         archives,
         filters: Arc::new(kvault_kafka::transform::CelFilters),
+        lag: Arc::new(engine),
     };
     let app = Application::build(settings.clone(), adapters).await?;
     let port = app.port();

@@ -25,6 +25,8 @@ type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>
 pub struct AddressLimiter {
     limiter: Limiter,
     trust_forwarded_for: bool,
+    /// Counts the requests the limiter refuses (`kvault_rate_limit_refusals_total`).
+    refused: Option<prometheus::IntCounter>,
 }
 
 impl AddressLimiter {
@@ -32,7 +34,14 @@ impl AddressLimiter {
         Self {
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             trust_forwarded_for,
+            refused: None,
         }
+    }
+
+    /// Counts every request this limiter refuses in `counter`.
+    pub fn counting_refusals(mut self, counter: prometheus::IntCounter) -> Self {
+        self.refused = Some(counter);
+        self
     }
 
     /// Counts one request from `req`'s client; 429 with the wait when its quota is spent. A
@@ -42,6 +51,9 @@ impl AddressLimiter {
             return Ok(());
         };
         self.limiter.check_key(&address).map_err(|not_until| {
+            if let Some(refused) = &self.refused {
+                refused.inc();
+            }
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::too_many(
                 "request rate limit reached for this client address (requests without a valid \

@@ -157,6 +157,8 @@ pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
     limiter: SubjectLimiter,
+    /// Counts the requests the limiter refuses (`kvault_rate_limit_refusals_total`).
+    refused: Option<prometheus::IntCounter>,
 }
 
 impl Authenticator {
@@ -209,7 +211,14 @@ impl Authenticator {
             key,
             validation,
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            refused: None,
         })
+    }
+
+    /// Counts every request the per-subject limit refuses in `counter`.
+    pub fn counting_refusals(mut self, counter: prometheus::IntCounter) -> Self {
+        self.refused = Some(counter);
+        self
     }
 
     /// Checks signature, algorithm, expiry and issuer. Reasons stay vague on purpose: a client
@@ -234,6 +243,9 @@ impl Authenticator {
         match self.limiter.check_key(&subject.to_owned()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
+                if let Some(refused) = &self.refused {
+                    refused.inc();
+                }
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 Err(ApiError::too_many(
                     "request rate limit reached for this token subject",

@@ -9,11 +9,12 @@
 //! a backup is created or deleted here; changes made elsewhere (another replica, the CLI) show
 //! within those intervals.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use kvault_domain::{JobKind, JobState};
 
 use crate::error::ApiError;
@@ -26,18 +27,52 @@ pub const FIGURES_TTL: Duration = Duration::from_secs(2);
 /// How long archive totals are served before every manifest is read again.
 pub const ARCHIVE_TOTALS_TTL: Duration = Duration::from_secs(10);
 
-/// Sizes summed over every stored archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Sizes summed over every stored archive, and per topic.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ArchiveTotals {
     pub backups: u64,
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
+    /// Per `(cluster, topic)` the archives were taken from.
+    pub topics: BTreeMap<(String, String), TopicTotals>,
+}
+
+/// The stored archives of one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicTotals {
+    pub backups: u64,
+    pub compressed_bytes: u64,
+    /// When the newest stored backup of the topic finished.
+    pub last_finished_at: DateTime<Utc>,
+}
+
+impl ArchiveTotals {
+    /// Totals over `manifests`.
+    pub fn of(manifests: &[kvault_domain::Manifest]) -> Self {
+        let mut totals = Self::default();
+        for m in manifests {
+            let compressed = m.total_compressed_bytes();
+            totals.backups += 1;
+            totals.raw_bytes += m.total_raw_bytes();
+            totals.compressed_bytes += compressed;
+            let key = (m.cluster_id.clone(), m.topic.name.clone());
+            let topic = totals.topics.entry(key).or_insert(TopicTotals {
+                backups: 0,
+                compressed_bytes: 0,
+                last_finished_at: m.finished_at,
+            });
+            topic.backups += 1;
+            topic.compressed_bytes += compressed;
+            topic.last_finished_at = topic.last_finished_at.max(m.finished_at);
+        }
+        totals
+    }
 }
 
 /// Archive totals as last read, and a version bumped by every change made here.
 #[derive(Default)]
 pub struct ArchiveTotalsCache {
-    cached: Mutex<Option<(Instant, u64, ArchiveTotals)>>,
+    cached: Mutex<Option<(Instant, u64, Arc<ArchiveTotals>)>>,
     version: AtomicU64,
 }
 
@@ -51,17 +86,18 @@ impl ArchiveTotalsCache {
         self.version.load(Ordering::SeqCst)
     }
 
-    fn get(&self) -> Option<ArchiveTotals> {
+    fn get(&self) -> Option<Arc<ArchiveTotals>> {
         let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         cached
+            .as_ref()
             .filter(|(at, version, _)| {
                 at.elapsed() < ARCHIVE_TOTALS_TTL && *version == self.version()
             })
-            .map(|(_, _, t)| t)
+            .map(|(_, _, t)| Arc::clone(t))
     }
 
     /// Stores totals read while the version was `version`.
-    fn put(&self, version: u64, totals: ArchiveTotals) {
+    fn put(&self, version: u64, totals: Arc<ArchiveTotals>) {
         *self.cached.lock().unwrap_or_else(PoisonError::into_inner) =
             Some((Instant::now(), version, totals));
     }
@@ -72,6 +108,7 @@ impl ArchiveTotalsCache {
 pub struct MetricsSnapshot {
     pub summary: MetricsResponse,
     pub jobs: JobFigures,
+    pub archives: Arc<ArchiveTotals>,
 }
 
 /// The shared snapshot; its lock is what makes concurrent refreshes one.
@@ -117,18 +154,13 @@ impl AppState {
         Ok(snapshot)
     }
 
-    async fn archive_totals(&self) -> Result<ArchiveTotals, ApiError> {
+    async fn archive_totals(&self) -> Result<Arc<ArchiveTotals>, ApiError> {
         if let Some(t) = self.archive_totals.get() {
             return Ok(t);
         }
         let version = self.archive_totals.version();
-        let manifests = self.store.list().await?;
-        let totals = ArchiveTotals {
-            backups: manifests.len() as u64,
-            raw_bytes: manifests.iter().map(|m| m.total_raw_bytes()).sum(),
-            compressed_bytes: manifests.iter().map(|m| m.total_compressed_bytes()).sum(),
-        };
-        self.archive_totals.put(version, totals);
+        let totals = Arc::new(ArchiveTotals::of(&self.store.list().await?));
+        self.archive_totals.put(version, Arc::clone(&totals));
         Ok(totals)
     }
 
@@ -145,16 +177,17 @@ impl AppState {
             .figures(midnight)
             .await
             .map_err(ApiError::internal)?;
-        let totals = self.archive_totals().await?;
+        let archives = self.archive_totals().await?;
         Ok(MetricsSnapshot {
-            summary: summarise(&jobs, totals),
+            summary: summarise(&jobs, &archives),
             jobs,
+            archives,
         })
     }
 }
 
 /// The documented figures from the job table's sums and the archive totals.
-fn summarise(jobs: &JobFigures, totals: ArchiveTotals) -> MetricsResponse {
+fn summarise(jobs: &JobFigures, totals: &ArchiveTotals) -> MetricsResponse {
     let backup = JobKind::Backup;
     let count = |kind, state| jobs.count(kind, state).max(0) as u64;
     let completed = count(backup, JobState::Completed);
@@ -217,15 +250,16 @@ mod tests {
             backups: 3,
             raw_bytes: 1000,
             compressed_bytes: 250,
+            topics: BTreeMap::new(),
         };
-        let m = summarise(&jobs, totals);
+        let m = summarise(&jobs, &totals);
         assert_eq!(m.active_backups, 2);
         assert_eq!(m.completed_backups_today, 2);
         assert_eq!(m.average_backup_duration_ms, 1000);
         assert_eq!(m.error_rate_percent, 25.0);
         assert_eq!(m.compression_savings_percent, 75.0);
         assert_eq!((m.active_restores, m.active_migrations), (1, 0));
-        let empty = summarise(&JobFigures::default(), ArchiveTotals::default());
+        let empty = summarise(&JobFigures::default(), &ArchiveTotals::default());
         assert_eq!(
             (empty.error_rate_percent, empty.compression_savings_percent),
             (0.0, 0.0)

@@ -16,12 +16,14 @@ pub mod extract;
 pub mod figures;
 pub mod jobs;
 mod limits;
+mod outcome;
 pub mod retention;
 pub mod routes;
 pub mod runner;
 pub mod startup;
 pub mod state;
 mod takeover;
+pub mod telemetry;
 mod workers;
 
 pub use configuration::{ConfigError, Settings};

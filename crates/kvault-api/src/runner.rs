@@ -2,7 +2,8 @@
 //! the concurrency limits, counted in the database so every replica shares them), runs them on
 //! tokio tasks with an [`OperationControl`] for live progress and cancellation, and records
 //! how they ended, retrying until the database takes it. `crate::workers` renews the leases
-//! and takes over the jobs of replicas that died.
+//! and takes over the jobs of replicas that died. The jobs' own metrics (records processed,
+//! durations, outcomes, refusals) are counted here, into [`Telemetry`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,25 +11,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
 use chrono::Utc;
-use kvault_domain::error::ErrorKind;
 use kvault_domain::job::OperationControl;
-use kvault_domain::{JobId, JobKind, JobProgress, JobState};
+use kvault_domain::{JobId, JobKind, JobProgress};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::jobs::{Capacity, JobStore, Lease, NewJob};
 use crate::limits::busy;
 pub use crate::limits::Limits;
+use crate::telemetry::{JobLabels, Limit, Telemetry};
 
-/// How a job ended, as the synchronous caller sees it.
-pub type Outcome = Result<serde_json::Value, ApiError>;
+use crate::outcome::ending;
+pub use crate::outcome::{stored_error, wait, Outcome};
 
 /// A job in flight in this process.
 struct Live {
     control: OperationControl,
+    labels: JobLabels,
+    /// Messages and bytes already counted in the metrics.
+    reported: (u64, u64),
     started: Instant,
     /// Cancelled through the API (as opposed to by a shutdown that hands the job over).
     cancelled_by_user: bool,
@@ -53,6 +56,7 @@ pub struct JobRunner {
     /// Bumped whenever this replica admits a job or records one's end, so cached monitoring
     /// figures know they are stale.
     changes: AtomicU64,
+    telemetry: Arc<Telemetry>,
 }
 
 /// What to start.
@@ -67,8 +71,14 @@ pub struct JobSpec {
 }
 
 impl JobRunner {
-    /// A runner whose jobs run on `jobs` (call from the runtime that outlives the server).
-    pub fn new(store: JobStore, lease: Lease, jobs: tokio::runtime::Handle) -> Self {
+    /// A runner whose jobs run on `jobs` (call from the runtime that outlives the server),
+    /// counting them in `telemetry`.
+    pub fn new(
+        store: JobStore,
+        lease: Lease,
+        jobs: tokio::runtime::Handle,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
         Self {
             store,
             lease,
@@ -76,6 +86,7 @@ impl JobRunner {
             handing_over: AtomicBool::new(false),
             jobs,
             changes: AtomicU64::new(0),
+            telemetry,
         }
     }
 
@@ -125,18 +136,25 @@ impl JobRunner {
             .await
             .map_err(ApiError::internal)?;
         if !admitted {
+            self.telemetry.refusals(Limit::Concurrency(spec.kind)).inc();
             return Err(capacity
                 .as_ref()
                 .map_or_else(|| ApiError::internal("job not admitted"), busy));
         }
         self.changes.fetch_add(1, Ordering::SeqCst);
         tracing::info!(job_id = %id, kind = spec.kind.as_str(), cluster = ?spec.cluster_id, subject = %spec.subject, "job started");
-        Ok((id, self.launch(id, op)))
+        let labels = JobLabels::new(spec.kind, spec.cluster_id.as_deref());
+        Ok((id, self.launch(id, labels, op)))
     }
 
     /// Runs `op` as job `id`, which this replica holds: the job admitted here, or one taken
     /// over from a replica that died.
-    pub fn launch<F, Fut>(self: &Arc<Self>, id: JobId, op: F) -> JoinHandle<Outcome>
+    pub fn launch<F, Fut>(
+        self: &Arc<Self>,
+        id: JobId,
+        labels: JobLabels,
+        op: F,
+    ) -> JoinHandle<Outcome>
     where
         F: FnOnce(OperationControl) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
@@ -147,6 +165,8 @@ impl JobRunner {
             id,
             Live {
                 control: control.clone(),
+                labels,
+                reported: (0, 0),
                 started,
                 cancelled_by_user: false,
                 abandoned: false,
@@ -180,10 +200,12 @@ impl JobRunner {
     ) {
         let elapsed = started.elapsed();
         let progress = control.snapshot(elapsed.as_secs_f64());
-        let (by_user, abandoned) = self
-            .live()
-            .get(&id)
-            .map_or((false, false), |l| (l.cancelled_by_user, l.abandoned));
+        // What it did here counts however it ends (handed over, abandoned or recorded).
+        self.flush_progress();
+        let (by_user, abandoned, labels) = match self.live().get(&id) {
+            Some(l) => (l.cancelled_by_user, l.abandoned, Some(l.labels.clone())),
+            None => (false, false, None),
+        };
         if abandoned {
             // Another replica holds the job (or will, once it sees the lease expired).
             let _ = self.store.release(&self.lease, id).await;
@@ -234,6 +256,12 @@ impl JobRunner {
         }
         self.live().remove(&id);
         self.changes.fetch_add(1, Ordering::SeqCst);
+        if let Some(labels) = &labels {
+            let error_kind = outcome.as_ref().err().map(|e| e.kind);
+            self.telemetry
+                .jobs
+                .ended(labels, state, error_kind, Some(elapsed));
+        }
         match outcome {
             Ok(_) => {
                 tracing::info!(job_id = %id, state = state.as_str(), duration_ms, messages = progress.messages, "job ended")
@@ -249,6 +277,28 @@ impl JobRunner {
         self.live()
             .get(&id)
             .map(|l| l.control.snapshot(l.started.elapsed().as_secs_f64()))
+    }
+
+    /// Adds what every job running here moved since the last call to the processed-records
+    /// and -bytes counters.
+    pub fn flush_progress(&self) {
+        let mut live = self.live();
+        for l in live.values_mut() {
+            let now = (l.control.messages(), l.control.bytes());
+            let (records, bytes) = (
+                now.0.saturating_sub(l.reported.0),
+                now.1.saturating_sub(l.reported.1),
+            );
+            l.reported = (l.reported.0.max(now.0), l.reported.1.max(now.1));
+            if records > 0 || bytes > 0 {
+                self.telemetry.jobs.processed(&l.labels, records, bytes);
+            }
+        }
+    }
+
+    /// The operation and cluster of every job running here.
+    pub fn in_flight(&self) -> Vec<JobLabels> {
+        self.live().values().map(|l| l.labels.clone()).collect()
     }
 
     /// Progress of every job running here, for the lease heartbeat.
@@ -313,57 +363,5 @@ impl JobRunner {
     /// Jobs running in this process.
     pub fn live_count(&self) -> usize {
         self.live().len()
-    }
-}
-
-/// The state, result and error body a job's outcome is stored as.
-fn ending(
-    control: &OperationControl,
-    outcome: &Outcome,
-) -> (
-    JobState,
-    Option<serde_json::Value>,
-    Option<serde_json::Value>,
-) {
-    match outcome {
-        Ok(value) => (JobState::Completed, Some(value.clone()), None),
-        Err(e) => {
-            let state = if control.is_cancelled() || e.cause == Some(ErrorKind::Cancelled) {
-                JobState::Cancelled
-            } else {
-                JobState::Failed
-            };
-            let body = serde_json::json!({
-                "status": e.status.as_u16(),
-                "body": e.body(),
-            });
-            (state, None, Some(body))
-        }
-    }
-}
-
-/// Rebuilds the HTTP error stored with a failed job.
-pub fn stored_error(error: &serde_json::Value) -> ApiError {
-    let status = error
-        .get("status")
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|s| u16::try_from(s).ok())
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    match error
-        .get("body")
-        .cloned()
-        .map(serde_json::from_value::<ErrorBody>)
-    {
-        Some(Ok(body)) => ApiError::from_body(status, &body),
-        _ => ApiError::internal("a stored job error is unreadable"),
-    }
-}
-
-/// Awaits a job's task and turns a panic into an opaque 500.
-pub async fn wait(handle: JoinHandle<Outcome>) -> Outcome {
-    match handle.await {
-        Ok(outcome) => outcome,
-        Err(e) => Err(ApiError::internal(format!("job task failed: {e}"))),
     }
 }

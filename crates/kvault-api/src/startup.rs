@@ -1,6 +1,6 @@
 //! Builds the server from [`Settings`] and the [`Adapters`] the composition root chose: job
-//! store (with restart recovery), auth, limits, the retention sweeper, and the actix-web app with
-//! its JSON error handling. [`Application::build`] binds (port 0 works for tests) and
+//! store (with restart recovery), auth, limits, metrics, the retention sweeper, the consumer-lag
+//! monitor, and the actix-web app with its JSON error handling and request metrics. [`Application::build`] binds (port 0 works for tests) and
 //! [`Application::run_until_stopped`] serves.
 
 use std::net::TcpListener;
@@ -22,6 +22,8 @@ use crate::jobs::{JobStore, Lease, StoreError};
 use crate::routes;
 use crate::runner::{JobRunner, Limits};
 pub use crate::state::{Adapters, AppState};
+use crate::telemetry::lag::LagBoard;
+use crate::telemetry::{Limit, Telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -83,17 +85,22 @@ impl Application {
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
 
+        let clusters: Vec<String> = settings.clusters.keys().cloned().collect();
+        let telemetry = Arc::new(Telemetry::new(&clusters));
         let state = web::Data::new(AppState {
-            auth: Authenticator::new(&settings.auth, settings.limits.requests_per_minute)?,
+            auth: Authenticator::new(&settings.auth, settings.limits.requests_per_minute)?
+                .counting_refusals(telemetry.refusals(Limit::Subject)),
             anonymous: AddressLimiter::new(
                 NonZeroU32::new(settings.limits.anonymous_requests_per_minute)
                     .unwrap_or(NonZeroU32::MIN),
                 settings.server.trust_forwarded_for,
-            ),
+            )
+            .counting_refusals(telemetry.refusals(Limit::Address)),
             runner: Arc::new(JobRunner::new(
                 store,
                 Lease::new(settings.workers.replica_id(), settings.workers.lease_ttl()),
                 tokio::runtime::Handle::current(),
+                Arc::clone(&telemetry),
             )),
             limits: Limits::new(&settings),
             engine: adapters.engine,
@@ -102,6 +109,9 @@ impl Application {
             archive_totals: Arc::new(ArchiveTotalsCache::default()),
             figures: FiguresCache::default(),
             retention: Default::default(),
+            telemetry,
+            lag: adapters.lag,
+            lag_board: LagBoard::new(&settings.monitoring.groups),
             settings,
         });
         let server = run(listener, state.clone())?;
@@ -128,6 +138,7 @@ impl Application {
         let sweeper = tokio::spawn(crate::retention::retention_loop(self.state.clone()));
         let idle = tokio::spawn(forget_idle_subjects(self.state.clone()));
         let leases = tokio::spawn(crate::workers::lease_loop(self.state.clone()));
+        let lag = tokio::spawn(crate::telemetry::lag::lag_loop(self.state.clone()));
         let signalled = Arc::new(std::sync::OnceLock::new());
         let listener = tokio::spawn(stop_taking_over_on_signal(
             self.state.clone(),
@@ -139,7 +150,7 @@ impl Application {
             grace.saturating_sub(at.elapsed())
         });
         crate::workers::hand_over(&self.state, left).await;
-        for task in [sweeper, idle, leases, listener] {
+        for task in [sweeper, idle, leases, lag, listener] {
             task.abort();
         }
         result
@@ -159,6 +170,9 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .app_data(web::PathConfig::default().error_handler(path_error))
             .wrap(ErrorHandlers::new().default_handler(json_fallback))
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kvault::http"))
+            .wrap(actix_web::middleware::from_fn(
+                crate::telemetry::http::track,
+            ))
             .configure(routes::configure)
             .default_service(web::to(routes::fallback::unknown_route))
     })

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kvault_domain::operations::Engine;
-use kvault_domain::ports::{ArchiveStore, RecordFilters};
+use kvault_domain::ports::{ArchiveStore, ConsumerLag, RecordFilters};
 use kvault_domain::{ClusterId, Job, JobId, JobState};
 
 use crate::address_limit::AddressLimiter;
@@ -15,15 +15,18 @@ use crate::error::ApiError;
 
 use crate::figures::{ArchiveTotalsCache, FiguresCache};
 use crate::runner::{JobRunner, Limits};
+use crate::telemetry::lag::LagBoard;
+use crate::telemetry::Telemetry;
 
-/// The adapters the API runs on: the operations engine, the archive store it writes to, and
-/// the record-filter compiler the records route uses. Built by the caller of
-/// [`crate::Application::build`].
+/// The adapters the API runs on: the operations engine, the archive store it writes to, the
+/// record-filter compiler the records route uses, and the consumer-lag reader the lag monitor
+/// uses. Built by the caller of [`crate::Application::build`].
 #[derive(Clone)]
 pub struct Adapters {
     pub engine: Arc<dyn Engine>,
     pub archives: Arc<dyn ArchiveStore>,
     pub filters: Arc<dyn RecordFilters>,
+    pub lag: Arc<dyn ConsumerLag>,
 }
 
 /// Shared by every request.
@@ -40,6 +43,11 @@ pub struct AppState {
     pub archive_totals: Arc<ArchiveTotalsCache>,
     pub figures: FiguresCache,
     pub retention: crate::retention::RetentionCounters,
+    /// This process's metrics (jobs, HTTP, refusals).
+    pub telemetry: Arc<Telemetry>,
+    pub lag: Arc<dyn ConsumerLag>,
+    /// The last consumer-lag reading of every group in `monitoring.groups`.
+    pub lag_board: LagBoard,
 }
 
 impl AppState {

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::jobs::StoredJob;
 use crate::routes::respond::to_json;
 use crate::state::AppState;
+use crate::telemetry::JobLabels;
 
 /// Resumes or ends `job`, which this replica now holds.
 pub(crate) async fn resume(state: web::Data<AppState>, job: StoredJob) {
@@ -65,10 +66,27 @@ async fn end(
             duration,
         )
         .await;
-    if let Err(e) = stored {
+    match stored {
+        Ok(true) => {
+            let error_kind = error
+                .and_then(|e| e.pointer("/body/error"))
+                .and_then(serde_json::Value::as_str);
+            state
+                .telemetry
+                .jobs
+                .ended(&labels_of(job), ended, error_kind, None);
+        }
+        Ok(false) => {}
         // The lease runs out and the job is taken over again, so the ending is not lost.
-        tracing::error!(job_id = %job.job.id, error = %e, "could not record the end of a taken-over job");
+        Err(e) => {
+            tracing::error!(job_id = %job.job.id, error = %e, "could not record the end of a taken-over job")
+        }
     }
+}
+
+/// The metric labels of a stored job.
+fn labels_of(job: &StoredJob) -> JobLabels {
+    JobLabels::new(job.job.kind, job.job.cluster_id.as_deref())
 }
 
 fn interrupted(job: &StoredJob) -> ApiError {
@@ -124,11 +142,13 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
     }
     state.store.discard_unfinished(&plan.backup_id).await?;
     let (engine, totals) = (state.engine.clone(), state.archive_totals.clone());
-    state.runner.launch(job.job.id, move |control| async move {
-        let result = engine.backup(&cluster, plan, control).await;
-        totals.invalidate();
-        to_json(&result?)
-    });
+    state
+        .runner
+        .launch(job.job.id, labels_of(job), move |control| async move {
+            let result = engine.backup(&cluster, plan, control).await;
+            totals.invalidate();
+            to_json(&result?)
+        });
     Ok(())
 }
 
@@ -165,11 +185,13 @@ fn rerun_verify(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiE
     let id =
         BackupId::parse(raw).map_err(|e| ApiError::internal(format!("stored backup id: {e}")))?;
     let store = state.store.clone();
-    state.runner.launch(job.job.id, move |control| async move {
-        let report = store.verify(&id, &control).await?;
-        control.add(report.messages_checked, report.bytes_checked);
-        to_json(&report)
-    });
+    state
+        .runner
+        .launch(job.job.id, labels_of(job), move |control| async move {
+            let report = store.verify(&id, &control).await?;
+            control.add(report.messages_checked, report.bytes_checked);
+            to_json(&report)
+        });
     Ok(())
 }
 
@@ -179,9 +201,11 @@ fn rerun_drain(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiEr
         .map_err(|e| ApiError::internal(format!("stored drain request: {e}")))?;
     let plan = DrainPlan::new(request)?;
     let engine = state.engine.clone();
-    state.runner.launch(job.job.id, move |control| async move {
-        let result = engine.drain(&cluster, plan, control).await?;
-        to_json(&result)
-    });
+    state
+        .runner
+        .launch(job.job.id, labels_of(job), move |control| async move {
+            let result = engine.drain(&cluster, plan, control).await?;
+            to_json(&result)
+        });
     Ok(())
 }

@@ -29,16 +29,11 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::DomainError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{Offset as KOffset, TopicPartitionList};
 
 use crate::admin::{blocking, committed_offsets, METADATA_TIMEOUT};
-use crate::client::{create_reader, group_offsets_client, kafka_error};
+use crate::client::{group_offsets_client, kafka_error};
 use crate::cluster::KafkaCluster;
-
-/// How long the lag-in-seconds probe waits for the next unconsumed records.
-const LAG_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::lag::next_record_timestamps;
 
 /// One partition being watched.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,56 +241,19 @@ async fn group_known(probe: &Arc<BaseConsumer>, group: &str, first: &Check) -> D
 
 /// Age in seconds of the next unconsumed record of every lagging partition.
 async fn lag_ages(cluster: &KafkaCluster, check: &Check) -> DomainResult<BTreeMap<Tp, f64>> {
-    let wanted: BTreeMap<Tp, i64> = check
+    let wanted: BTreeMap<(String, i32), i64> = check
         .lags
         .iter()
         .filter(|l| l.lag > 0)
-        .map(|l| (tp(l), l.current_offset))
+        .map(|l| ((l.topic.clone(), l.partition), l.current_offset))
         .collect();
-    if wanted.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let reader = create_reader(cluster.config())?;
-    blocking(move || {
-        let mut assignment = TopicPartitionList::new();
-        for (tp, offset) in &wanted {
-            assignment
-                .add_partition_offset(&tp.topic, tp.partition, KOffset::Offset(*offset))
-                .map_err(|e| kafka_error("lag probe assignment", e))?;
-        }
-        reader
-            .assign(&assignment)
-            .map_err(|e| kafka_error("lag probe assign", e))?;
-        let deadline = Instant::now() + LAG_PROBE_TIMEOUT;
-        let mut ages = BTreeMap::new();
-        while ages.len() < wanted.len() && Instant::now() < deadline {
-            match reader.poll(Duration::from_millis(100)) {
-                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => return Err(kafka_error("lag probe read", e)),
-                Some(Ok(m)) => {
-                    let key = Tp {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                    };
-                    if ages.contains_key(&key) {
-                        continue;
-                    }
-                    if let Some(ts) = m.timestamp().to_millis() {
-                        let age_ms = (Utc::now().timestamp_millis() - ts).max(0);
-                        ages.insert(key.clone(), age_ms as f64 / 1000.0);
-                    }
-                    // One record per partition is all we need.
-                    let _ = reader.incremental_unassign(&single(&key));
-                }
-            }
-        }
-        Ok(ages)
-    })
-    .await
-}
-
-fn single(tp: &Tp) -> TopicPartitionList {
-    let mut list = TopicPartitionList::new();
-    list.add_partition(&tp.topic, tp.partition);
-    list
+    let stamps = next_record_timestamps(cluster.config(), wanted).await?;
+    let now = Utc::now().timestamp_millis();
+    Ok(stamps
+        .into_iter()
+        .map(|((topic, partition), ts)| {
+            let age_ms = (now - ts).max(0);
+            (Tp { topic, partition }, age_ms as f64 / 1000.0)
+        })
+        .collect())
 }

@@ -17,6 +17,8 @@
 //! - [`partitioner`]: Kafka's murmur2 key partitioner; [`throttle`]: messages-per-second limits.
 //! - `migrate`, `transform`, `drain`: cluster-to-cluster copy with per-message transformations,
 //!   and consumer-group draining.
+//! - [`lag`]: consumer-group lag (records, and the next unconsumed record's timestamp) read
+//!   without joining the group: the domain's `ConsumerLag` port.
 //!
 //! This crate never knows the archive format: it drives the `ArchiveStore` port of
 //! `kvault-domain`, and archive I/O runs on blocking threads fed by bounded channels.
@@ -36,6 +38,7 @@ pub mod sample;
 pub mod throttle;
 
 pub mod drain;
+pub mod lag;
 pub mod migrate;
 pub mod transform;
 

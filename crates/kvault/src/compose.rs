@@ -70,7 +70,8 @@ pub fn engine(
     Ok(Arc::new(KafkaEngine::new(clusters, archives)?))
 }
 
-/// What `kvault serve` runs on: the engine over every configured cluster and the store.
+/// What `kvault serve` runs on: the engine over every configured cluster and the store; the
+/// same engine reads consumer lag.
 pub fn adapters(settings: &Settings) -> Result<Adapters, CliError> {
     let archives = archive_store(settings)?;
     let clusters = settings
@@ -78,9 +79,11 @@ pub fn adapters(settings: &Settings) -> Result<Adapters, CliError> {
         .iter()
         .map(|(id, config)| Ok((ClusterId::parse(id)?, config.clone())))
         .collect::<Result<Vec<_>, CliError>>()?;
+    let kafka = Arc::new(KafkaEngine::new(clusters, archives.clone())?);
     Ok(Adapters {
-        engine: engine(clusters, archives.clone())?,
+        engine: kafka.clone(),
         archives,
         filters: Arc::new(kvault_kafka::transform::CelFilters),
+        lag: kafka,
     })
 }

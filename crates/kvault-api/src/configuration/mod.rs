@@ -3,9 +3,11 @@
 //! `KVAULT__SECTION__KEY` environment variables. Secrets are redacted from every `Debug` output.
 
 mod auth;
+mod monitoring;
 mod storage;
 mod workers;
 pub use auth::{is_loopback_host, AuthSettings, JwtAlgorithm, MIN_PUBLIC_SECRET_BYTES};
+pub use monitoring::{MonitoredGroup, MonitoringSettings};
 pub use storage::{S3Settings, StorageSettings, StorageTarget};
 pub use workers::WorkerSettings;
 
@@ -80,6 +82,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     #[serde(default)]
     pub workers: WorkerSettings,
+    #[serde(default)]
+    pub monitoring: MonitoringSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -100,6 +104,7 @@ impl fmt::Debug for Settings {
             .field("database", &self.database)
             .field("storage", &self.storage)
             .field("workers", &self.workers)
+            .field("monitoring", &self.monitoring)
             .finish()
     }
 }
@@ -283,6 +288,7 @@ impl Settings {
         }
         self.storage.validate(&self.backup.base_path)?;
         self.workers.validate()?;
+        self.monitoring.validate(&self.clusters)?;
         if self.backup.max_concurrent_backups == 0 {
             return Err(ConfigError::invalid(
                 "backup.max_concurrent_backups",

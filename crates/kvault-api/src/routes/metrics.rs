@@ -1,8 +1,6 @@
 //! Monitoring: the documented `GET /api/kafka/metrics`, Prometheus text at `/metrics`, and the
 //! unauthenticated `/health` (liveness) and `/ready` (database reachable) probes.
 
-use std::fmt::Write as _;
-
 use actix_web::http::StatusCode;
 use actix_web::{get, web, FromRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -46,8 +44,9 @@ pub async fn metrics(
     Ok(HttpResponse::Ok().json(&state.figures().await?.summary))
 }
 
-/// Prometheus text exposition: unauthenticated like `/health` (counts only, no data), unless
-/// `server.metrics_auth` requires a viewer token.
+/// Prometheus text exposition (format 0.0.4): unauthenticated like `/health` (counts only, no
+/// data), unless `server.metrics_auth` requires a viewer token. The metrics are listed in
+/// docs/api.md.
 #[utoipa::path(
     get, path = "/metrics", tag = "monitoring",
     responses(
@@ -68,101 +67,14 @@ pub async fn prometheus(
         state.anonymous.check(&req)?;
     }
     let figures = state.figures().await?;
-    let mut out = summary_gauges(&figures.summary);
-    for (name, help, counter) in [
-        (
-            "kvault_retention_deletions_total",
-            "Backups deleted by the retention sweep since start.",
-            &state.retention.deleted,
-        ),
-        (
-            "kvault_retention_failures_total",
-            "Expired backups the retention sweep could not delete since start.",
-            &state.retention.failed,
-        ),
-        (
-            "kvault_metrics_refreshes_total",
-            "Times these figures were computed since start (shared by concurrent scrapes).",
-            state.figures.refresh_counter(),
-        ),
-    ] {
-        let value = counter.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP kvault_jobs Jobs in the job store by kind and state.\n# TYPE kvault_jobs gauge"
-    );
-    for g in &figures.jobs.groups {
-        let _ = writeln!(
-            out,
-            "kvault_jobs{{kind=\"{}\",state=\"{}\"}} {}",
-            g.kind, g.state, g.count
-        );
-    }
+    // Work done by running jobs since the last scrape is counted now, not only at their end.
+    state.runner.flush_progress();
+    let body = state
+        .telemetry
+        .encode(crate::telemetry::snapshot::families(&state, &figures));
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(out))
-}
-
-/// The `/api/kafka/metrics` figures as Prometheus gauges.
-fn summary_gauges(m: &MetricsResponse) -> String {
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, value: f64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
-    };
-    gauge(
-        "kvault_active_backups",
-        "Backups running now.",
-        m.active_backups as f64,
-    );
-    gauge(
-        "kvault_active_restores",
-        "Restores running now.",
-        m.active_restores as f64,
-    );
-    gauge(
-        "kvault_active_migrations",
-        "Migrations running now.",
-        m.active_migrations as f64,
-    );
-    gauge(
-        "kvault_completed_backups_today",
-        "Backups completed since 00:00 UTC.",
-        m.completed_backups_today as f64,
-    );
-    gauge(
-        "kvault_backups_stored",
-        "Finished backups in the archive store.",
-        m.total_backups as f64,
-    );
-    gauge(
-        "kvault_backup_size_bytes",
-        "Compressed bytes of all stored backups.",
-        m.total_backup_size_gb * 1e9,
-    );
-    gauge(
-        "kvault_backup_duration_ms_average",
-        "Mean duration of completed backups.",
-        m.average_backup_duration_ms as f64,
-    );
-    gauge(
-        "kvault_compression_savings_percent",
-        "Space saved by compression over all stored backups.",
-        m.compression_savings_percent,
-    );
-    gauge(
-        "kvault_backup_error_rate_percent",
-        "Failed share of ended backup jobs.",
-        m.error_rate_percent,
-    );
-    out
+        .body(body))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -84,6 +84,7 @@ pub fn fake_adapters(settings: &Settings) -> (Adapters, FakeEngine) {
         engine: Arc::new(fake.clone()),
         archives,
         filters: Arc::new(kvault_kafka::transform::CelFilters),
+        lag: Arc::new(fake.clone()),
     };
     (adapters, fake)
 }
@@ -101,11 +102,12 @@ async fn broker_adapters(
         .clusters
         .iter()
         .map(|(id, c)| (ClusterId::parse(id).unwrap(), c.clone()));
-    let engine = kvault_kafka::KafkaEngine::new(clusters, archives.clone()).unwrap();
+    let engine = Arc::new(kvault_kafka::KafkaEngine::new(clusters, archives.clone()).unwrap());
     let adapters = Adapters {
-        engine: Arc::new(engine),
+        engine: engine.clone(),
         archives,
         filters: Arc::new(kvault_kafka::transform::CelFilters),
+        lag: engine,
     };
     (adapters, broker)
 }

@@ -7,6 +7,7 @@ mod errors;
 mod helpers;
 mod jobs;
 mod limits;
+mod metrics;
 mod monitoring;
 mod operations;
 mod records;

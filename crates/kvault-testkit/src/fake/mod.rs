@@ -1,13 +1,15 @@
 //! [`FakeEngine`]: an in-memory implementation of the domain's operation traits, for API tests
 //! of auth, roles, limits, jobs and errors that must not wait for a broker. Topics and
 //! consumer-group offsets live in memory; backups and restores go through a real
-//! [`ArchiveStore`], so listing, verify, delete and metrics see real archives.
+//! [`ArchiveStore`], so listing, verify, delete and metrics see real archives. It also answers
+//! the consumer-lag port from its in-memory groups.
 //!
 //! What it does not model (test those on the broker): CEL transformations, consumer-group
 //! translation, offset preservation, time bounds, partition remapping by key hash.
 
 mod backup;
 mod drain;
+mod lag;
 mod migrate;
 mod restore;
 
@@ -103,6 +105,22 @@ impl FakeEngine {
     /// Appends `(key, value)` records round-robin over the topic's partitions, with one
     /// header each; creates the topic with one partition when it is missing.
     pub fn produce(&self, cluster: &str, topic: &str, records: &[KeyValue<'_>]) {
+        self.produce_at(
+            cluster,
+            topic,
+            chrono::Utc::now().timestamp_millis(),
+            records,
+        );
+    }
+
+    /// [`Self::produce`] with every record's CreateTime set to `timestamp_ms`.
+    pub fn produce_at(
+        &self,
+        cluster: &str,
+        topic: &str,
+        timestamp_ms: i64,
+        records: &[KeyValue<'_>],
+    ) {
         self.with_cluster(cluster, |c| {
             let t = c
                 .topics
@@ -112,7 +130,7 @@ impl FakeEngine {
             for (i, (key, value)) in records.iter().enumerate() {
                 let record = Record {
                     offset: 0,
-                    timestamp: chrono::Utc::now().timestamp_millis(),
+                    timestamp: timestamp_ms,
                     timestamp_type: TimestampType::CreateTime,
                     key: key.map(<[u8]>::to_vec),
                     value: value.map(<[u8]>::to_vec),
