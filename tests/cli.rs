@@ -576,6 +576,59 @@ async fn long_runs_report_progress_unless_quiet() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_set_with_its_consumer_groups_through_the_cli() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let prefix = broker.unique_topic("cli-set");
+    let (first, second) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    for topic in [&first, &second] {
+        broker.create_topic(topic, 2).await;
+        broker.produce(topic, &records(40)).await;
+    }
+    let group = broker.unique_topic("cli-group");
+    broker.commit_group(&group, &first, &[(0, 7)]).await;
+
+    let set = json(&setup.kvault(&[
+        "backup",
+        "--cluster",
+        "test",
+        "--topic-pattern",
+        &format!("{prefix}-.*"),
+        "--backup-id",
+        &prefix,
+    ]));
+    assert_eq!(set["set_id"], prefix.as_str());
+    assert_eq!(set["topic_count"], 2);
+    assert_eq!(set["topics"][0]["consumer_groups"][0], group.as_str());
+    let shown = json(&setup.kvault(&["show", "--backup-id", &format!("{prefix}.{first}")]));
+    assert_eq!(shown["consumer_groups"][0]["group_id"], group.as_str());
+    assert_eq!(shown["backup_set"]["topic_count"], 2);
+
+    let restored = json(&setup.kvault(&[
+        "restore",
+        "--backup-id",
+        &prefix,
+        "--topic-prefix",
+        "dr-",
+        "--preserve-offsets",
+        "--restore-consumer-groups",
+        "true",
+    ]));
+    assert_eq!(restored["messages_restored"], 80);
+    let groups = &restored["topics"][0]["consumer_groups_restored"];
+    assert_eq!(groups[0]["status"], "translated", "{restored}");
+    assert_eq!(
+        broker
+            .group_offsets(&group, &format!("dr-{first}"), 2)
+            .await,
+        vec![Some(7), None]
+    );
+    // Both flags at once cannot work: a usage error.
+    let both = setup.kvault(&["backup", "--topic", &first, "--topics", &second]);
+    assert_exit(&both, 2);
+}
+
 /// stdout of a successful run that prints text, not JSON.
 fn json_free(output: &Output) -> Vec<u8> {
     assert!(

@@ -112,8 +112,14 @@ pub(crate) async fn run(
     let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
     control.set_total(plan.max_messages.map_or(in_range, |max| max.min(in_range)));
     // The groups' positions at the cut: read right after the watermarks that define it.
-    let (consumer_groups, mut warnings) =
-        record_at_cut(cluster, &plan.topic, &selected, &plan.consumer_groups).await?;
+    let (consumer_groups, mut warnings) = record_at_cut(
+        &admin,
+        cluster,
+        &plan.topic,
+        &selected,
+        &plan.consumer_groups,
+    )
+    .await?;
     let configs = match admin.topic_configs(&plan.topic).await {
         Ok(configs) => configs,
         Err(e) => {

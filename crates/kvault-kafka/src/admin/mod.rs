@@ -17,6 +17,7 @@ use rdkafka::{Offset as KOffset, TopicPartitionList};
 use crate::client::{create_admin, create_reader, kafka_error, ClusterConfig};
 
 mod configs;
+mod groups;
 
 /// A group's committed position on one partition, as OffsetFetch returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,11 +18,11 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::groups::GroupSelection;
 use kvault_domain::manifest::{ConsumerGroupOffsets, GroupPartitionOffset};
 use kvault_domain::DomainError;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset as KOffset, TopicPartitionList};
 
-use crate::admin::{blocking, committed_offsets, METADATA_TIMEOUT};
-use crate::client::{create_reader, group_offsets_client, kafka_error, ClusterConfig};
+use crate::admin::{committed_offsets, Admin};
+use crate::client::{group_offsets_client, kafka_error, ClusterConfig};
 
 /// Groups whose offsets are read at once when a backup records every group.
 const READ_CONCURRENCY: usize = 8;
@@ -67,43 +67,12 @@ pub(crate) fn commit_offsets(
         .map_err(|e| kafka_error(format!("commit offsets of group {group} on {topic}"), e))
 }
 
-/// How many members `group` has on the cluster right now (0 for an empty or unknown group).
-/// Blocking.
-pub(crate) fn active_members(client: &BaseConsumer, group: &str) -> DomainResult<usize> {
-    let list = client
-        .fetch_group_list(Some(group), METADATA_TIMEOUT)
-        .map_err(|e| kafka_error(format!("describe group {group}"), e))?;
-    Ok(list
-        .groups()
-        .iter()
-        .filter(|g| g.name() == group)
-        .map(|g| g.members().len())
-        .sum())
-}
-
-/// Every consumer group the cluster knows (groups of other protocols, e.g. Connect workers,
-/// excluded), sorted. Blocking.
-fn list_groups(cluster: &ClusterConfig) -> DomainResult<Vec<String>> {
-    let client = create_reader(cluster)?;
-    let list = client
-        .fetch_group_list(None, METADATA_TIMEOUT)
-        .map_err(|e| kafka_error("list consumer groups", e))?;
-    let mut groups: Vec<String> = list
-        .groups()
-        .iter()
-        .filter(|g| matches!(g.protocol_type(), "" | "consumer"))
-        .map(|g| g.name().to_owned())
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    Ok(groups)
-}
-
 /// The committed offsets on `partitions` of `topic` of the selected groups (every group the
 /// cluster lists, for [`GroupSelection::All`]), sorted by group id; groups without a commit
 /// there are left out. A group whose offsets cannot be read is named in the warnings and left
 /// out; the backup goes on.
 pub(crate) async fn record_at_cut(
+    admin: &Admin,
     cluster: &ClusterConfig,
     topic: &str,
     partitions: &[i32],
@@ -112,18 +81,14 @@ pub(crate) async fn record_at_cut(
     let groups = match selection {
         GroupSelection::None => return Ok((Vec::new(), Vec::new())),
         GroupSelection::Only(groups) => groups.clone(),
-        GroupSelection::All => {
-            let cluster = cluster.clone();
-            match blocking(move || list_groups(&cluster)).await {
-                Ok(groups) => groups,
-                Err(e) => {
-                    let warning = format!(
-                        "consumer groups could not be listed ({e}); the backup records none"
-                    );
-                    return Ok((Vec::new(), vec![warning]));
-                }
+        GroupSelection::All => match admin.list_groups().await {
+            Ok(groups) => groups,
+            Err(e) => {
+                let warning =
+                    format!("consumer groups could not be listed ({e}); the backup records none");
+                return Ok((Vec::new(), vec![warning]));
             }
-        }
+        },
     };
     let reads = futures::stream::iter(groups)
         .map(|group| {

@@ -11,10 +11,11 @@ use kvault_domain::groups::{GroupTranslation, GroupTranslationStatus};
 use kvault_domain::migrate::PartitionTranslation;
 use kvault_domain::DomainError;
 
-use crate::client::{create_reader, ClusterConfig};
+use crate::admin::Admin;
+use crate::client::ClusterConfig;
 
 use super::offset_map::OffsetMap;
-use super::{active_members, commit_offsets, Commits};
+use super::{commit_offsets, Commits};
 
 /// Where one group's offsets are translated to, once the copy is done.
 pub(crate) struct TranslationPlan {
@@ -78,7 +79,7 @@ impl TranslationPlan {
 /// members on the target (a commit would race its consumers), else committed. Errors are
 /// reported in the returned entry, not raised: the data is already written.
 pub(crate) async fn commit_translated(
-    target: &ClusterConfig,
+    (target, target_admin): (&ClusterConfig, &Admin),
     target_topic: &str,
     group: &str,
     committed: Commits,
@@ -90,14 +91,7 @@ pub(crate) async fn commit_translated(
         message: None,
         partitions: Vec::new(),
     };
-    let members = {
-        let (target, group) = (target.clone(), group.to_owned());
-        tokio::task::spawn_blocking(move || active_members(&create_reader(&target)?, &group))
-            .await
-            .map_err(|e| DomainError::internal(format!("group describe thread failed: {e}")))
-            .and_then(|r| r)
-    };
-    match members {
+    match target_admin.active_members(group).await {
         Ok(0) => {}
         Ok(n) => {
             outcome.status = GroupTranslationStatus::Refused;

@@ -45,7 +45,7 @@ pub(super) async fn precondition(
 
 /// Translates every listed group in request order; one entry per group.
 pub(super) async fn translate_groups(
-    (source, target): (&ClusterConfig, &ClusterConfig),
+    (source, target, target_admin): (&ClusterConfig, &ClusterConfig, &Admin),
     req: &MigrateRequest,
     plan: &Result<TranslationPlan, String>,
     control: &OperationControl,
@@ -65,7 +65,7 @@ pub(super) async fn translate_groups(
             Ok(plan) => {
                 translate_group(
                     source,
-                    target,
+                    (target, target_admin),
                     &req.source_topic,
                     &req.target_topic,
                     group,
@@ -83,7 +83,7 @@ pub(super) async fn translate_groups(
 /// target topic. Errors are reported in the returned entry, not raised: the copy is done.
 async fn translate_group(
     source: &ClusterConfig,
-    target: &ClusterConfig,
+    target: (&ClusterConfig, &Admin),
     source_topic: &str,
     target_topic: &str,
     group: &str,

@@ -137,7 +137,7 @@ pub async fn migrate(
                 target_ends,
             });
             group_translation::translate_groups(
-                (source.config(), target.config()),
+                (source.config(), target.config(), &target_admin),
                 &req,
                 &plan,
                 &shared.control,

@@ -92,7 +92,7 @@ impl GroupRestore {
 /// Commits every selected group on the target; one entry per group, in the backup's order
 /// (for `true`) or the request's (for a list).
 pub(super) async fn restore_groups(
-    target: &ClusterConfig,
+    target: (&ClusterConfig, &Admin),
     plan: &RestorePlan,
     manifest: &Manifest,
     sources: &[i32],

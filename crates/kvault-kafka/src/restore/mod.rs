@@ -240,8 +240,14 @@ pub(crate) async fn run(
             return Err(fail_after_producing(error, &tally, &admin, topic, topic_created).await);
         }
     };
-    let consumer_groups_restored =
-        restore_groups(cluster, &plan, &manifest, &sources, shared.groups.as_ref()).await?;
+    let consumer_groups_restored = restore_groups(
+        (cluster, &admin),
+        &plan,
+        &manifest,
+        &sources,
+        shared.groups.as_ref(),
+    )
+    .await?;
     warnings.extend(groups::warnings(&consumer_groups_restored));
 
     Ok(RestoreResult {
