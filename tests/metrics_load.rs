@@ -105,6 +105,7 @@ async fn seed_archives(dir: &std::path::Path) {
             created_at: Utc.timestamp_millis_opt(1_700_000_000_000).unwrap(),
             consumer_groups: Vec::new(),
             backup_set: None,
+            chain: None,
         };
         let writer = store.create(spec).await.unwrap();
         tokio::task::spawn_blocking(move || {

@@ -127,6 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 created_at: Utc::now(),
                 consumer_groups: Vec::new(),
                 backup_set: None,
+                chain: None,
             };
             let writer = runtime
                 .block_on(archive.create(spec))

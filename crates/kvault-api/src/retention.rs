@@ -1,11 +1,14 @@
-//! Retention: deletes backups older than `backup.retention_days` (never one a running job
+//! Retention: deletes backups older than `backup.retention_days` (chains from their oldest
+//! link only, see `kvault_domain::chain`; never one a running job
 //! uses) and removes what killed writers left behind, on a timer next to the server.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
 use chrono::{DateTime, Utc};
+use kvault_domain::chain::deletable_by_retention;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::BackupId;
 
@@ -40,8 +43,16 @@ pub async fn sweep_retention(
         return Ok(outcome);
     }
     let cutoff = now - chrono::Duration::days(i64::from(retention_days));
-    for manifest in store.list().await? {
+    // Oldest first, so a chain loses its oldest link before the next one is considered.
+    let mut manifests = store.list().await?;
+    manifests.reverse();
+    let mut existing: BTreeSet<String> = manifests.iter().map(|m| m.backup_id.clone()).collect();
+    for manifest in manifests {
         if manifest.finished_at >= cutoff || in_use(&manifest.backup_id) {
+            continue;
+        }
+        if !deletable_by_retention(&manifest, &existing) {
+            // A link in the middle of a chain: its parent is still kept.
             continue;
         }
         let deleted = match BackupId::parse(&manifest.backup_id) {
@@ -50,6 +61,7 @@ pub async fn sweep_retention(
         };
         match deleted {
             Ok(()) => {
+                existing.remove(&manifest.backup_id);
                 tracing::info!(backup_id = %manifest.backup_id, finished_at = %manifest.finished_at, retention_days, "backup expired and deleted");
                 outcome.deleted.push(manifest.backup_id);
             }

@@ -98,6 +98,10 @@ pub struct BackupRequest {
     /// topic). Groups without a commit on the topic are not recorded.
     #[serde(default)]
     pub consumer_groups: Option<Vec<String>>,
+    /// Extension: an incremental backup continuing this backup of the same topic: each
+    /// partition starts where that one ended (new partitions from their start).
+    #[serde(default)]
+    pub incremental_from: Option<String>,
 }
 
 fn yes() -> bool {
@@ -130,6 +134,8 @@ pub struct BackupPlan {
     pub consumer_groups: GroupSelection,
     /// The set this backup is one topic of, if any.
     pub backup_set: Option<BackupSetRef>,
+    /// The backup this one continues (incremental), if any.
+    pub incremental_from: Option<BackupId>,
 }
 
 impl BackupRequest {
@@ -153,6 +159,7 @@ impl BackupRequest {
             backup_id: None,
             include_consumer_groups: true,
             consumer_groups: None,
+            incremental_from: None,
         }
     }
 
@@ -212,6 +219,7 @@ impl BackupRequest {
             }
         }
         let consumer_groups = self.group_selection()?;
+        let incremental_from = self.incremental_source()?;
         let backup_id = match &self.backup_id {
             Some(raw) => BackupId::parse(raw)?,
             None => BackupId::generate(now),
@@ -232,7 +240,34 @@ impl BackupRequest {
             max_bytes: defaults.max_bytes,
             consumer_groups,
             backup_set: None,
+            incremental_from,
         })
+    }
+
+    /// The parent of an incremental backup; it decides every partition's start, so the
+    /// fields that would too are refused with it.
+    fn incremental_source(&self) -> Result<Option<BackupId>, ValidationError> {
+        let Some(raw) = &self.incremental_from else {
+            return Ok(None);
+        };
+        let parent = BackupId::parse(raw).map_err(|mut e| {
+            e.field = "incremental_from".into();
+            e
+        })?;
+        let conflicting = [
+            ("start_offset", self.start_offset != Offset::Earliest),
+            ("start_time", self.start_time.is_some()),
+            ("partitions", self.partitions.is_some()),
+        ];
+        if let Some((field, _)) = conflicting.iter().find(|(_, set)| *set) {
+            return Err(ValidationError::new(
+                *field,
+                raw,
+                "cannot be combined with incremental_from: an incremental backup starts each \
+                 partition where its parent ended",
+            ));
+        }
+        Ok(Some(parent))
     }
 
     fn group_selection(&self) -> Result<GroupSelection, ValidationError> {

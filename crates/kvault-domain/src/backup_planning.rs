@@ -54,12 +54,16 @@ pub struct PartitionMarks {
     pub first_at_start_time: Option<Option<i64>>,
     /// For `end_time`: the first offset after it (`None`: no such record).
     pub first_after_end_time: Option<Option<i64>>,
+    /// For an incremental backup: where the parent ended this partition (`None`: a partition
+    /// the parent did not have, which starts at its log start).
+    pub continue_at: Option<i64>,
 }
 
 /// The range of one partition the plan covers.
 pub fn plan_range(plan: &BackupPlan, partition: i32, marks: PartitionMarks) -> PartitionRange {
     let (low, high) = marks.watermarks;
-    let mut start = plan.start_offset.resolve(low, high);
+    let requested = marks.continue_at.map_or(plan.start_offset, Offset::At);
+    let mut start = requested.resolve(low, high);
     let mut end = plan.end_offset.resolve(low, high).max(start);
     if let Some(first_at) = marks.first_at_start_time {
         // No record at or after start_time: nothing of this partition qualifies.
@@ -72,7 +76,7 @@ pub fn plan_range(plan: &BackupPlan, partition: i32, marks: PartitionMarks) -> P
         partition,
         start,
         end,
-        truncated_by_retention: matches!(plan.start_offset, Offset::At(n) if n < low),
+        truncated_by_retention: matches!(requested, Offset::At(n) if n < low),
     }
 }
 
@@ -182,6 +186,7 @@ mod tests {
             watermarks: (0, 100),
             first_at_start_time: Some(Some(30)),
             first_after_end_time: Some(Some(60)),
+            continue_at: None,
         };
         let r = plan_range(&whole, 0, timed);
         assert_eq!((r.start, r.end), (30, 60));
@@ -191,5 +196,18 @@ mod tests {
         };
         let r = plan_range(&whole, 0, nothing_after_start);
         assert_eq!(r.start, r.end, "an empty range, not the whole partition");
+
+        // An incremental backup continues where its parent ended, or says retention cut in.
+        let continued = PartitionMarks {
+            continue_at: Some(42),
+            ..marks(0, 50)
+        };
+        assert_eq!(plan_range(&whole, 0, continued).start, 42);
+        let cut = PartitionMarks {
+            continue_at: Some(3),
+            ..marks(10, 50)
+        };
+        let r = plan_range(&whole, 0, cut);
+        assert_eq!((r.start, r.truncated_by_retention), (10, true));
     }
 }

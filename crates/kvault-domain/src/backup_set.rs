@@ -140,6 +140,13 @@ impl BackupRequest {
                 "partition numbers differ by topic; a backup set backs up every partition",
             ));
         }
+        if let Some(parent) = &self.incremental_from {
+            return Err(ValidationError::new(
+                "incremental_from",
+                parent,
+                "a backup set is always a full backup of each topic",
+            ));
+        }
         for (field, offset) in [
             ("start_offset", self.start_offset),
             ("end_offset", self.end_offset),

@@ -202,6 +202,13 @@ impl OperationControl {
         self.inner.messages.store(messages, Ordering::Relaxed);
     }
 
+    /// Starts the counts again from zero: a restore shows its checksum pass as progress, then
+    /// counts the records it produces (without this a restore reported each record twice).
+    pub fn reset_progress(&self) {
+        self.inner.messages.store(0, Ordering::Relaxed);
+        self.inner.bytes.store(0, Ordering::Relaxed);
+    }
+
     /// How many messages the operation expects to move, once it knows (from the watermarks or
     /// the manifest): progress bars and ETAs use it.
     pub fn set_total(&self, messages: u64) {

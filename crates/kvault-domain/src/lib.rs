@@ -8,6 +8,7 @@
 //!   with their defaults and `validate()` methods.
 //! - [`backup_set`], [`restore_set`]: many topics in one backup call (all or nothing), and
 //!   restoring them together.
+//! - [`chain`]: incremental backups, their chains, and point-in-time restores over them.
 //! - [`manifest`]: the description of a finished backup (topic metadata, per-partition ranges,
 //!   segment index) that storage persists and restore plans from.
 //! - [`groups`]: which consumer groups travel with a backup, restore or migration, and what
@@ -28,6 +29,7 @@ pub mod backup_planning;
 pub mod backup_set;
 pub mod browse;
 pub mod cel_limits;
+pub mod chain;
 pub mod cluster;
 pub mod compression;
 pub mod drain;

@@ -89,6 +89,18 @@ pub struct BackupSetRef {
     pub topic_count: u32,
 }
 
+/// The link an incremental backup forms in its chain (see `crate::chain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChainLink {
+    /// The backup this one continues: each partition starts where the parent's ended.
+    pub parent_id: String,
+    /// The chain's first backup (a full one).
+    pub root_id: String,
+    /// 1 for the first incremental backup after the root, and so on.
+    pub sequence: u32,
+}
+
 /// The manifest of a finished backup. Its presence is what makes a backup directory a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -109,6 +121,9 @@ pub struct Manifest {
     /// The set this archive belongs to (absent for a single-topic backup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_set: Option<BackupSetRef>,
+    /// Present on an incremental backup: its place in the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
 }
 
 impl Manifest {

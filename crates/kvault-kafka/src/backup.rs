@@ -13,6 +13,7 @@
 //! librdkafka reports the end of the partition (offsets are not contiguous: compaction and
 //! transaction markers leave gaps, so "offset end-1 arrived" is not a usable test).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use kvault_domain::backup::BackupPlan;
 use kvault_domain::backup_planning::{
     backup_result, plan_range, select_partitions, BackupRun, PartitionMarks, PartitionRange,
 };
+use kvault_domain::chain::continue_chain;
 use kvault_domain::error::DomainResult;
 use kvault_domain::fanout::all_or_root_cause;
 use kvault_domain::job::OperationControl;
@@ -106,7 +108,16 @@ pub(crate) async fn run(
     let admin = Admin::new(cluster)?;
     let info = admin.require_topic(&plan.topic).await?;
     let selected = select_partitions(&plan, &info.partitions)?;
-    let ranges = plan_ranges(&admin, &plan, &selected).await?;
+    // An incremental backup continues its parent's chain where the parent ended.
+    let (chain, continue_at) = match &plan.incremental_from {
+        Some(parent) => {
+            let parent = store.manifest(parent).await?;
+            let (link, starts) = continue_chain(&parent, cluster_id, &plan.topic)?;
+            (Some(link), Some(starts))
+        }
+        None => (None, None),
+    };
+    let ranges = plan_ranges(&admin, &plan, &selected, continue_at.as_ref()).await?;
     // An upper bound for progress bars: offsets in range (compacted or transactional topics
     // hold fewer records), capped by max_messages.
     let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
@@ -144,6 +155,7 @@ pub(crate) async fn run(
         created_at,
         consumer_groups,
         backup_set: plan.backup_set.clone(),
+        chain,
     };
     let writer = store.create(spec).await?;
     let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));
@@ -168,6 +180,7 @@ async fn plan_ranges(
     admin: &Admin,
     plan: &BackupPlan,
     selected: &[i32],
+    continue_at: Option<&BTreeMap<i32, i64>>,
 ) -> DomainResult<Vec<PartitionRange>> {
     let marks = admin.watermarks(&plan.topic, selected).await?;
     let from_time = match plan.start_time_ms {
@@ -185,6 +198,7 @@ async fn plan_ranges(
                 watermarks: marks.get(p).copied().unwrap_or((0, 0)),
                 first_at_start_time: from_time.as_ref().and_then(|m| m.get(p).copied()),
                 first_after_end_time: until_time.as_ref().and_then(|m| m.get(p).copied()),
+                continue_at: continue_at.and_then(|c| c.get(p).copied()),
             };
             plan_range(plan, *p, marks)
         })

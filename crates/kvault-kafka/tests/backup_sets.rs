@@ -46,6 +46,24 @@ async fn topic_with(broker: &TestBroker, name: &str, count: usize, value_len: us
     broker.produce(name, &records).await;
 }
 
+/// Runs a backup set of `req` with `defaults` on the test cluster.
+async fn run_set(
+    kafka: &KafkaEngine,
+    store: &Arc<dyn ArchiveStore>,
+    req: BackupRequest,
+    defaults: BackupDefaults,
+) -> Result<kvault_domain::backup_set::BackupSetResult, DomainError> {
+    let plan = req.validate_set(defaults, Utc::now()).unwrap();
+    run_backup_set(
+        kafka,
+        store.as_ref(),
+        &test_cluster(),
+        plan,
+        OperationControl::new(),
+    )
+    .await
+}
+
 fn set_request(json: serde_json::Value) -> BackupRequest {
     let mut req: BackupRequest = serde_json::from_value(json).unwrap();
     req.compression = Some(CompressionType::None);
@@ -71,18 +89,9 @@ async fn a_pattern_backs_up_every_matching_topic_and_the_set_restores_under_new_
     let req = set_request(serde_json::json!({
         "topic_pattern": format!("{prefix}-[abc]"), "backup_id": format!("{prefix}-nightly")
     }));
-    let plan = req
-        .validate_set(BackupDefaults::default(), Utc::now())
-        .unwrap();
-    let set = run_backup_set(
-        &kafka,
-        store.as_ref(),
-        &test_cluster(),
-        plan,
-        OperationControl::new(),
-    )
-    .await
-    .expect("backup set");
+    let set = run_set(&kafka, &store, req, BackupDefaults::default())
+        .await
+        .expect("backup set");
     assert_eq!(set.topic_count, 3);
     assert_eq!(set.total_messages, 37);
     let topics: Vec<&str> = set.topics.iter().map(|t| t.topic.as_str()).collect();
@@ -165,18 +174,9 @@ async fn a_set_is_all_or_nothing_and_an_incomplete_set_is_not_restored() {
 
     // A listed topic that does not exist: refused before anything is written.
     let req = set_request(serde_json::json!({"topics": [small.clone(), format!("{prefix}-none")]}));
-    let plan = req
-        .validate_set(BackupDefaults::default(), Utc::now())
-        .unwrap();
-    let err = run_backup_set(
-        &kafka,
-        store.as_ref(),
-        &test_cluster(),
-        plan,
-        OperationControl::new(),
-    )
-    .await
-    .expect_err("missing topic");
+    let err = run_set(&kafka, &store, req, BackupDefaults::default())
+        .await
+        .expect_err("missing topic");
     assert!(
         matches!(err.root(), DomainError::NotFound { .. }),
         "{err:?}"
@@ -190,17 +190,9 @@ async fn a_set_is_all_or_nothing_and_an_incomplete_set_is_not_restored() {
         max_bytes: Some(1_000_000),
         ..BackupDefaults::default()
     };
-    let plan = req.validate_set(defaults, Utc::now()).unwrap();
-    let set_id = plan.set_id.to_string();
-    let err = run_backup_set(
-        &kafka,
-        store.as_ref(),
-        &test_cluster(),
-        plan,
-        OperationControl::new(),
-    )
-    .await
-    .expect_err("size cap");
+    let err = run_set(&kafka, &store, req, defaults)
+        .await
+        .expect_err("size cap");
     let message = err.to_string();
     assert!(message.contains("were deleted"), "{message}");
     assert!(message.contains(&large), "{message}");
@@ -211,19 +203,9 @@ async fn a_set_is_all_or_nothing_and_an_incomplete_set_is_not_restored() {
 
     // A set that lost an archive is refused as a set before anything is written.
     let req = set_request(serde_json::json!({"topics": [small.clone(), large.clone()]}));
-    let plan = req
-        .validate_set(BackupDefaults::default(), Utc::now())
-        .unwrap();
-    let set = run_backup_set(
-        &kafka,
-        store.as_ref(),
-        &test_cluster(),
-        plan,
-        OperationControl::new(),
-    )
-    .await
-    .expect("backup set");
-    assert_ne!(set.set_id, set_id);
+    let set = run_set(&kafka, &store, req, BackupDefaults::default())
+        .await
+        .expect("backup set");
     let lost = BackupId::parse(&set.topics[1].backup_id).unwrap();
     store.delete(&lost).await.unwrap();
     let members = set_members(store.as_ref(), &set.set_id).await.unwrap();

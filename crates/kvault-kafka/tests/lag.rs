@@ -11,8 +11,7 @@ use kvault_domain::ports::{ArchiveStore, ConsumerLag};
 use kvault_domain::{ClusterConfig, ClusterId, DomainError};
 use kvault_kafka::KafkaEngine;
 use kvault_testkit::{TestBroker, TestRecord};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::Consumer;
 
 fn engine(broker: &TestBroker, dir: &tempfile::TempDir) -> KafkaEngine {
     let archives: Arc<dyn ArchiveStore> =
@@ -26,28 +25,6 @@ fn engine(broker: &TestBroker, dir: &tempfile::TempDir) -> KafkaEngine {
 
 fn local() -> ClusterId {
     ClusterId::parse("local").expect("id")
-}
-
-fn group_client(broker: &TestBroker, group: &str) -> BaseConsumer {
-    let mut config = broker.client_config();
-    config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
-    config.create().expect("group client")
-}
-
-/// Commits `offsets` (`(partition, offset)`) for `group` without joining it.
-async fn commit(broker: &TestBroker, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer = group_client(broker, group);
-    let mut list = TopicPartitionList::new();
-    for (p, o) in offsets {
-        list.add_partition_offset(topic, *p, Offset::Offset(*o))
-            .expect("offset");
-    }
-    tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
-        .await
-        .expect("commit thread")
-        .expect("commit");
 }
 
 /// `records` records on `partition`, record i stamped `first_ms + i * 1000`.
@@ -75,7 +52,7 @@ async fn lag_in_records_and_seconds_is_exact() {
     broker.produce(&topic, &records).await;
     let group = format!("lag-group-{}", uuid_like());
     // p0 consumed 3 of 10; p1 all 4; p2 (empty) nothing committed.
-    commit(broker, &group, &topic, &[(0, 3), (1, 4)]).await;
+    broker.commit_group(&group, &topic, &[(0, 3), (1, 4)]).await;
 
     let lag = engine
         .group_lag(&local(), &group, std::slice::from_ref(&topic))
@@ -110,7 +87,7 @@ async fn lag_in_records_and_seconds_is_exact() {
     assert_eq!(found.total_records(), 7);
 
     // Reading the lag joined nothing: the group has no member.
-    let probe = group_client(broker, &group);
+    let probe = broker.group_client(&group);
     let g = group.clone();
     let members = tokio::task::spawn_blocking(move || {
         let list = probe

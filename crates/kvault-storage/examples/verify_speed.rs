@@ -50,6 +50,7 @@ fn main() {
             created_at: Utc::now(),
             consumer_groups: Vec::new(),
             backup_set: None,
+            chain: None,
         })
         .expect("create");
     let mut parts = Vec::new();

@@ -2,6 +2,7 @@
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use kvault_domain::chain::{add_chain_problems, load_chain, middle_link_conflict};
 use kvault_domain::manifest::ConsumerGroupOffsets;
 use kvault_domain::ports::VerifyReport;
 use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
@@ -14,6 +15,9 @@ use crate::extract::{wants_wait, WaitQuery};
 use crate::routes::respond::{respond, to_json, AcceptedJob};
 use crate::runner::JobSpec;
 use crate::state::AppState;
+
+/// The longest chain a verify follows.
+const MAX_CHAIN_LINKS: usize = 10_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -207,6 +211,12 @@ pub async fn delete_backup(
                 .on("backup_id", &id),
         );
     }
+    // Only an incremental backup (it has a parent) can sit in the middle of a chain.
+    if m.chain.is_some() {
+        if let Some(reason) = middle_link_conflict(&m, &state.store.list().await?) {
+            return Err(ApiError::conflict(reason).on("backup_id", &id));
+        }
+    }
     let deleted = state.store.delete(&id).await;
     state.archive_totals.invalidate();
     deleted?;
@@ -253,8 +263,13 @@ pub async fn verify_backup(
             },
             Some(capacity),
             move |control| async move {
-                let report = store.verify(&id, &control).await?;
+                let mut report = store.verify(&id, &control).await?;
                 control.add(report.messages_checked, report.bytes_checked);
+                if m.chain.is_some() {
+                    // An incremental backup is only as good as its chain's continuity.
+                    let chain = load_chain(store.as_ref(), m, MAX_CHAIN_LINKS).await?;
+                    add_chain_problems(&mut report, &chain);
+                }
                 to_json(&report)
             },
         )

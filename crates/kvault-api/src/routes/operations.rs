@@ -52,6 +52,20 @@ pub async fn backup(
         return start_backup_set(&auth, cluster, request, (&req, &query), &state).await;
     }
     let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
+    if let Some(parent) = &plan.incremental_from {
+        let parent = match state.store.manifest(parent).await {
+            Ok(parent) => parent,
+            Err(DomainError::NotFound { .. }) => {
+                return Err(ApiError::not_found(
+                    "incremental_from",
+                    parent,
+                    format!("backup '{parent}' (incremental_from) not found"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        kvault_domain::chain::continue_chain(&parent, &cluster_id, &plan.topic)?;
+    }
     let backup_id = plan.backup_id.clone();
     match state.store.manifest(&backup_id).await {
         Ok(_) => {

@@ -3,6 +3,7 @@
 //! runs on the shared nisshi broker, because it tests what Kafka does.
 
 mod auth;
+mod chains;
 mod errors;
 mod helpers;
 mod jobs;

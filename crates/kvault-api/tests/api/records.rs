@@ -51,6 +51,7 @@ async fn seed(app: &TestApp, id: &str) {
         created_at: Utc::now(),
         consumer_groups: Vec::new(),
         backup_set: None,
+        chain: None,
     };
     let writer = app.app_state.store.create(spec).await.unwrap();
     tokio::task::spawn_blocking(move || {

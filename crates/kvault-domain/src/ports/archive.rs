@@ -15,7 +15,7 @@ use crate::error::DomainResult;
 use crate::ids::BackupId;
 use crate::job::OperationControl;
 use crate::manifest::{
-    BackupSetRef, ConsumerGroupOffsets, Manifest, PartitionManifest, TopicMetadata,
+    BackupSetRef, ChainLink, ConsumerGroupOffsets, Manifest, PartitionManifest, TopicMetadata,
 };
 use crate::record::Record;
 
@@ -33,6 +33,8 @@ pub struct ArchiveSpec {
     pub consumer_groups: Vec<ConsumerGroupOffsets>,
     /// The set the archive belongs to, if any.
     pub backup_set: Option<BackupSetRef>,
+    /// The chain link of an incremental backup.
+    pub chain: Option<ChainLink>,
 }
 
 /// Which part of a partition a reader should return.

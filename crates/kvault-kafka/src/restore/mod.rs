@@ -23,22 +23,26 @@
 //! A failure after producing began never leaves a silent half-written topic: the error says
 //! how many records reached which partitions, and a topic kvault created is deleted again.
 
+/// The longest chain a restore follows.
+const MAX_CHAIN_LINKS: usize = 10_000;
+
 mod groups;
 mod partition;
 mod target;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
+use kvault_domain::chain::{chain_problems, load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::record::Record;
 use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
-use kvault_domain::{DomainError, PartitionMapping, RestoreResult};
+use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
 
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
@@ -118,7 +122,9 @@ impl Tally {
 }
 
 struct Shared {
-    backup_id: String,
+    /// The archives to read, oldest first, each with the partitions it holds: one, or every
+    /// link of an incremental chain.
+    links: Vec<(BackupId, BTreeSet<i32>)>,
     target_topic: String,
     mapping: PartitionMapping,
     partitioner: KeyPartitioner,
@@ -137,6 +143,7 @@ struct Shared {
 impl Shared {
     fn new(
         plan: &RestorePlan,
+        links: Vec<(BackupId, BTreeSet<i32>)>,
         mapping: PartitionMapping,
         target_partitions: i32,
         producer: RecordProducer,
@@ -144,7 +151,7 @@ impl Shared {
         control: OperationControl,
     ) -> Self {
         Self {
-            backup_id: plan.backup_id.to_string(),
+            links,
             target_topic: plan.target_topic.clone(),
             mapping,
             partitioner: KeyPartitioner::new(target_partitions),
@@ -158,6 +165,15 @@ impl Shared {
             stop: AtomicBool::new(false),
             tally: Mutex::new(Tally::default()),
         }
+    }
+
+    /// The links that hold `partition`, oldest first.
+    fn links_with(&self, partition: i32) -> Vec<BackupId> {
+        self.links
+            .iter()
+            .filter(|(_, partitions)| partitions.contains(&partition))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn should_stop(&self) -> bool {
@@ -189,10 +205,26 @@ pub(crate) async fn run(
     let started = Instant::now();
     // First: the producer connects (and gets its producer id) while the archive is checked.
     let producer = RecordProducer::create(cluster)?;
-    let manifest = store.manifest(&plan.backup_id).await?;
+    let last = store.manifest(&plan.backup_id).await?;
+    let chain = load_chain(store.as_ref(), last, MAX_CHAIN_LINKS).await?;
     if plan.validate_checksum {
-        check_archive(store.as_ref(), &plan, &control).await?;
+        for link in &chain {
+            check_archive(store.as_ref(), &link.backup_id, &control).await?;
+        }
+        control.reset_progress();
     }
+    let mut chain_warnings = chain_warnings(&chain);
+    let links = chain
+        .iter()
+        .map(|m| {
+            let id = BackupId::parse(&m.backup_id)?;
+            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
+        })
+        .collect::<DomainResult<Vec<_>>>()?;
+    let manifest = match chain.as_slice() {
+        [only] if only.chain.is_none() => only.clone(),
+        links => merge_chain(links, plan.until_time_ms),
+    };
     let sources = select_partitions(&plan, &manifest)?;
 
     let admin = Admin::new(cluster)?;
@@ -200,10 +232,12 @@ pub(crate) async fn run(
     let (mapping, target_count, topic_created) =
         (target.mapping, target.partitions, target.created);
     let mut warnings = target.warnings;
+    warnings.append(&mut chain_warnings);
     let groups = GroupRestore::prepare(&admin, &plan, mapping, &sources, topic_created).await?;
 
     let shared = Arc::new(Shared::new(
         &plan,
+        links,
         mapping,
         target_count,
         producer,
@@ -273,13 +307,14 @@ pub(crate) async fn run(
 /// whole.
 async fn check_archive(
     store: &dyn ArchiveStore,
-    plan: &RestorePlan,
+    backup_id: &str,
     control: &OperationControl,
 ) -> DomainResult<()> {
-    let report = store.check_integrity(&plan.backup_id, control).await?;
+    let backup_id = BackupId::parse(backup_id)?;
+    let report = store.check_integrity(&backup_id, control).await?;
     if !report.valid {
         return Err(DomainError::CorruptArchive {
-            backup_id: plan.backup_id.to_string(),
+            backup_id: backup_id.to_string(),
             reason: format!(
                 "verification found {} problem(s): {}; nothing was restored",
                 report.problems.len(),
@@ -288,4 +323,18 @@ async fn check_archive(
         });
     }
     Ok(())
+}
+
+/// What a caller restoring a chain should know: links pruned before it, continuity problems.
+fn chain_warnings(chain: &[kvault_domain::Manifest]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(link) = chain.first().and_then(|m| m.chain.as_ref()) {
+        warnings.push(format!(
+            "the chain starts at {} (link {} after {}): the links before it were deleted, \
+             so records before its start are not restored",
+            chain[0].backup_id, link.sequence, link.root_id
+        ));
+    }
+    warnings.extend(chain_problems(chain));
+    warnings
 }

@@ -27,20 +27,25 @@ pub(super) async fn restore_partition(
     shared: Arc<Shared>,
 ) -> DomainResult<SourceTotals> {
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
-    let id = kvault_domain::BackupId::parse(&shared.backup_id)?;
-    let records = store
-        .read_partition(
-            &id,
-            source,
-            ReadBounds {
-                until_timestamp: shared.until_ms,
-                ..ReadBounds::default()
-            },
-        )
-        .await?;
+    let bounds = ReadBounds {
+        until_timestamp: shared.until_ms,
+        ..ReadBounds::default()
+    };
+    // The partition's records link by link (one link unless the backup is incremental), each
+    // streamed by a blocking thread into the same channel.
+    let links = shared.links_with(source);
     let reader = {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || read_archive(records, &shared, tx))
+        tokio::spawn(async move {
+            for id in links {
+                let records = store.read_partition(&id, source, bounds).await?;
+                let (shared, tx) = (shared.clone(), tx.clone());
+                tokio::task::spawn_blocking(move || read_archive(records, &shared, tx))
+                    .await
+                    .map_err(|e| DomainError::internal(format!("archive reader failed: {e}")))??;
+            }
+            Ok(())
+        })
     };
     let produced = produce_batches(source, &mut rx, &shared).await;
     // Unblock the reader if producing stopped early, then collect its outcome.

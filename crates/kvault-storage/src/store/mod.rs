@@ -301,6 +301,7 @@ mod tests {
             created_at: Utc::now(),
             consumer_groups: Vec::new(),
             backup_set: None,
+            chain: None,
         }
     }
 

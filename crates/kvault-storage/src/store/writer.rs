@@ -104,6 +104,7 @@ impl StoreWriter {
             partitions,
             consumer_groups: spec.consumer_groups.clone(),
             backup_set: spec.backup_set.clone(),
+            chain: spec.chain.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::BadManifest {
             file: format!("{}/{MANIFEST_FILE}", self.id()),

@@ -69,5 +69,6 @@ pub fn spec(id: &str, codec: CompressionType, partitions: i32) -> ArchiveSpec {
         created_at: Utc.timestamp_millis_opt(1_700_000_000_000).unwrap(),
         consumer_groups: Vec::new(),
         backup_set: None,
+        chain: None,
     }
 }

@@ -18,6 +18,7 @@ use super::{blocking_failed, pace, FakeEngine};
 use kvault_domain::backup_planning::{
     backup_result, plan_range, select_partitions, BackupRun, PartitionMarks,
 };
+use kvault_domain::chain::continue_chain;
 use kvault_domain::manifest::Manifest;
 use kvault_domain::ports::ArchiveWriter;
 
@@ -39,6 +40,15 @@ impl BackupOperation for FakeEngine {
         let count = topic.partitions.len() as i32;
         let available: Vec<i32> = (0..count).collect();
         let selected_partitions = select_partitions(&plan, &available)?;
+        // Incremental: continue the parent's chain, as the Kafka engine does.
+        let (chain, continue_at) = match &plan.incremental_from {
+            Some(parent) => {
+                let parent = self.archives().manifest(parent).await?;
+                let (link, starts) = continue_chain(&parent, cluster.as_str(), &plan.topic)?;
+                (Some(link), starts)
+            }
+            None => (None, Default::default()),
+        };
         let spec = ArchiveSpec {
             backup_id: plan.backup_id.clone(),
             cluster_id: cluster.to_string(),
@@ -54,19 +64,26 @@ impl BackupOperation for FakeEngine {
             created_at,
             consumer_groups: Vec::new(),
             backup_set: plan.backup_set.clone(),
+            chain,
         };
-        let mut selected: Vec<(i32, Vec<Record>)> = Vec::new();
+        let mut selected: Vec<(i32, (i64, i64), Vec<Record>)> = Vec::new();
         let mut budget = plan.max_messages.unwrap_or(u64::MAX);
         for p in selected_partitions {
             let log = &topic.partitions[p as usize];
             let marks = PartitionMarks {
                 watermarks: (0, log.len() as i64),
+                continue_at: continue_at.get(&p).copied(),
                 ..Default::default()
             };
             let range = plan_range(&plan, p, marks);
             let mut records = Vec::new();
+            let mut covered = (range.start, range.end);
             for record in &log[range.start as usize..range.end as usize] {
                 if budget == 0 {
+                    // max_messages stopped it: the range ends after the last record taken.
+                    covered.1 = records
+                        .last()
+                        .map_or(range.start, |r: &Record| r.offset + 1);
                     break;
                 }
                 pace(plan.rate_limit_per_second, &control).await?;
@@ -74,7 +91,7 @@ impl BackupOperation for FakeEngine {
                 control.add(1, record.payload_len());
                 records.push(strip(record.clone(), &plan));
             }
-            selected.push((p, records));
+            selected.push((p, covered, records));
         }
         let writer = self.archives().create(spec).await?;
         let manifest = tokio::task::spawn_blocking(move || write_archive(writer, selected))
@@ -93,16 +110,14 @@ impl BackupOperation for FakeEngine {
 /// Writes each partition's records and commits the archive.
 fn write_archive(
     writer: Box<dyn ArchiveWriter>,
-    selected: Vec<(i32, Vec<Record>)>,
+    selected: Vec<(i32, (i64, i64), Vec<Record>)>,
 ) -> DomainResult<Manifest> {
     let mut parts = Vec::new();
-    for (p, records) in selected {
+    for (p, (start, end), records) in selected {
         let mut pw = writer.partition(p)?;
         for r in &records {
             pw.append(r)?;
         }
-        let start = records.first().map_or(0, |r| r.offset);
-        let end = records.last().map_or(start, |r| r.offset + 1);
         parts.push(pw.finish(start, end)?);
     }
     writer.commit(parts, Utc::now())

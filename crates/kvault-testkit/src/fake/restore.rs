@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
+use kvault_domain::chain::{load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::RestoreOperation;
@@ -23,7 +24,10 @@ impl RestoreOperation for FakeEngine {
     ) -> DomainResult<RestoreResult> {
         let started = Instant::now();
         let archives = self.archives().clone();
-        let manifest = archives.manifest(&plan.backup_id).await?;
+        // An incremental backup restores its whole chain, like the Kafka engine.
+        let last = archives.manifest(&plan.backup_id).await?;
+        let chain = load_chain(archives.as_ref(), last, 10_000).await?;
+        let manifest = merge_chain(&chain, plan.until_time_ms);
         if plan.validate_checksum {
             let report = archives.check_integrity(&plan.backup_id, &control).await?;
             if !report.valid {
@@ -33,6 +37,7 @@ impl RestoreOperation for FakeEngine {
                 });
             }
         }
+        control.reset_progress();
         let partitions = plan
             .target_partitions
             .unwrap_or(manifest.topic.partition_count);
@@ -51,13 +56,19 @@ impl RestoreOperation for FakeEngine {
             {
                 continue;
             }
-            let reader = archives
-                .read_partition(&plan.backup_id, part.partition, bounds)
-                .await?;
-            let records =
-                tokio::task::spawn_blocking(move || reader.collect::<DomainResult<Vec<_>>>())
-                    .await
-                    .map_err(blocking_failed)??;
+            let mut records = Vec::new();
+            for link in chain
+                .iter()
+                .filter(|l| l.partition(part.partition).is_some())
+            {
+                let id = kvault_domain::BackupId::parse(&link.backup_id)?;
+                let reader = archives.read_partition(&id, part.partition, bounds).await?;
+                records.extend(
+                    tokio::task::spawn_blocking(move || reader.collect::<DomainResult<Vec<_>>>())
+                        .await
+                        .map_err(blocking_failed)??,
+                );
+            }
             let mut offsets = Vec::new();
             for record in records {
                 pace(plan.rate_limit_per_second, &control).await?;

@@ -57,6 +57,10 @@ pub struct BackupArgs {
     /// Only these groups (comma-separated; default: every group with a commit on the topic).
     #[arg(long, alias = "consumer_groups", value_delimiter = ',')]
     pub consumer_groups: Option<Vec<String>>,
+    /// An incremental backup continuing this backup of the topic (each partition starts where
+    /// it ended).
+    #[arg(long, alias = "incremental_from")]
+    pub incremental_from: Option<String>,
 }
 
 #[derive(Debug, Args)]

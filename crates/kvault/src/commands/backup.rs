@@ -30,6 +30,7 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
         backup_id: args.backup_id,
         include_consumer_groups: args.include_consumer_groups,
         consumer_groups: args.consumer_groups,
+        incremental_from: args.incremental_from,
     };
     let defaults = context.settings.backup.request_defaults();
     let name = context.cluster_name(args.cluster, "--cluster")?;

@@ -1,0 +1,314 @@
+//! Incremental backups and their chains. A backup made with `incremental_from: PARENT` starts
+//! each partition where the parent ended (new partitions from their start), so the chain
+//! root → … → latest covers the topic without gap or overlap. Restoring any link restores the
+//! whole chain up to it, as one restore (optionally only up to an instant: point-in-time).
+//!
+//! Chains are pruned from the oldest end only: a link whose parent still exists is never
+//! deleted by retention (see [`deletable_by_retention`]), so what remains is always a chain
+//! that starts later, never one with a hole.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{DomainError, DomainResult, ValidationError};
+use crate::ids::BackupId;
+use crate::manifest::{ChainLink, Manifest, PartitionManifest};
+use crate::ports::ArchiveStore;
+
+/// Where an incremental backup of `parent` starts each partition, and the link it records.
+/// The parent must be a backup of the same cluster and topic.
+pub fn continue_chain(
+    parent: &Manifest,
+    cluster_id: &str,
+    topic: &str,
+) -> Result<(ChainLink, BTreeMap<i32, i64>), ValidationError> {
+    if parent.cluster_id != cluster_id || parent.topic.name != topic {
+        return Err(ValidationError::new(
+            "incremental_from",
+            &parent.backup_id,
+            format!(
+                "is a backup of {}/{}, not of {cluster_id}/{topic}",
+                parent.cluster_id, parent.topic.name
+            ),
+        ));
+    }
+    let link = ChainLink {
+        parent_id: parent.backup_id.clone(),
+        root_id: parent
+            .chain
+            .as_ref()
+            .map_or_else(|| parent.backup_id.clone(), |c| c.root_id.clone()),
+        sequence: parent.chain.as_ref().map_or(1, |c| c.sequence + 1),
+    };
+    let starts = parent
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.end_offset))
+        .collect();
+    Ok((link, starts))
+}
+
+/// The chain that ends at `last`, root first: its parents followed while they exist (a parent
+/// deleted by retention ends the walk: the chain then starts later). At most `max_links`.
+pub async fn load_chain(
+    store: &dyn ArchiveStore,
+    last: Manifest,
+    max_links: usize,
+) -> DomainResult<Vec<Manifest>> {
+    let mut chain = vec![last];
+    let mut seen = BTreeSet::new();
+    while let Some(parent_id) = chain
+        .last()
+        .and_then(|m| m.chain.as_ref())
+        .map(|c| c.parent_id.clone())
+    {
+        if chain.len() >= max_links || !seen.insert(parent_id.clone()) {
+            return Err(DomainError::internal(format!(
+                "the chain of {} is longer than {max_links} links or loops",
+                chain[0].backup_id
+            )));
+        }
+        match store.manifest(&BackupId::parse(&parent_id)?).await {
+            Ok(parent) => chain.push(parent),
+            Err(DomainError::NotFound { .. }) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Continuity problems between consecutive links: per partition, a link must start exactly
+/// where its parent ended (a gap loses records, an overlap repeats them).
+pub fn chain_problems(chain: &[Manifest]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for pair in chain.windows(2) {
+        let (parent, child) = (&pair[0], &pair[1]);
+        for p in &child.partitions {
+            let Some(before) = parent.partition(p.partition) else {
+                continue; // a partition added after the parent: it starts at its log start
+            };
+            if p.start_offset > before.end_offset {
+                problems.push(format!(
+                    "gap in the chain: {} ends partition {} at offset {}, {} starts it at {} \
+                     (offsets {}..{} are in no link; retention removed them before the \
+                     incremental backup ran)",
+                    parent.backup_id,
+                    p.partition,
+                    before.end_offset,
+                    child.backup_id,
+                    p.start_offset,
+                    before.end_offset,
+                    p.start_offset
+                ));
+            } else if p.start_offset < before.end_offset {
+                problems.push(format!(
+                    "overlap in the chain: {} ends partition {} at offset {}, {} starts it at {}",
+                    parent.backup_id,
+                    p.partition,
+                    before.end_offset,
+                    child.backup_id,
+                    p.start_offset
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// One manifest describing the whole chain, for planning a restore of it: each partition's
+/// range runs from its first link's start to its last link's end, counts are summed, and it
+/// is contiguous only when every link is and each starts where its parent ended. The consumer
+/// groups are those of the last link finished at or before `groups_as_of` (ms; the last link
+/// when `None`). Segments are not merged: records are read link by link.
+pub fn merge_chain(chain: &[Manifest], groups_as_of: Option<i64>) -> Manifest {
+    let last = chain.last().expect("a chain has at least one link");
+    let mut merged = last.clone();
+    let mut partitions: BTreeMap<i32, PartitionManifest> = BTreeMap::new();
+    for link in chain {
+        for p in &link.partitions {
+            match partitions.get_mut(&p.partition) {
+                None => {
+                    partitions.insert(p.partition, p.clone());
+                }
+                Some(acc) => {
+                    acc.contiguous =
+                        acc.contiguous && p.contiguous && p.start_offset == acc.end_offset;
+                    acc.end_offset = p.end_offset;
+                    acc.first_offset = acc.first_offset.or(p.first_offset);
+                    acc.last_offset = p.last_offset.or(acc.last_offset);
+                    acc.message_count += p.message_count;
+                    acc.raw_bytes += p.raw_bytes;
+                    acc.compressed_bytes += p.compressed_bytes;
+                    acc.segments.extend(p.segments.iter().cloned());
+                }
+            }
+        }
+    }
+    merged.partitions = partitions.into_values().collect();
+    merged.created_at = chain[0].created_at;
+    if let Some(as_of) = groups_as_of {
+        merged.consumer_groups = chain
+            .iter()
+            .rev()
+            .find(|link| link.finished_at.timestamp_millis() <= as_of)
+            .map(|link| link.consumer_groups.clone())
+            .unwrap_or_default();
+    }
+    merged
+}
+
+/// Whether retention may delete `backup` (already expired): only when it starts its chain,
+/// i.e. its parent no longer exists, so chains shrink from the oldest end and never get a hole.
+pub fn deletable_by_retention(backup: &Manifest, existing: &BTreeSet<String>) -> bool {
+    backup
+        .chain
+        .as_ref()
+        .is_none_or(|c| !existing.contains(&c.parent_id))
+}
+
+/// Adds the chain's continuity problems to a verify report of its last link.
+pub fn add_chain_problems(report: &mut crate::ports::VerifyReport, chain: &[Manifest]) {
+    let problems = chain_problems(chain);
+    if !problems.is_empty() {
+        report.valid = false;
+        report.problems.extend(problems);
+    }
+}
+
+/// Why deleting `backup` by hand would cut its chain in two (a parent still exists and a
+/// later link depends on it), or `None` when it may go.
+pub fn middle_link_conflict(backup: &Manifest, all: &[Manifest]) -> Option<String> {
+    let parent_exists = backup
+        .chain
+        .as_ref()
+        .is_some_and(|c| all.iter().any(|m| m.backup_id == c.parent_id));
+    let child = all.iter().find(|m| {
+        m.chain
+            .as_ref()
+            .is_some_and(|c| c.parent_id == backup.backup_id)
+    })?;
+    parent_exists.then(|| {
+        format!(
+            "backup {} is a link in the middle of a chain (its parent exists and {} continues \
+             it): deleting it would leave a hole; delete the chain from its oldest link, or its \
+             newest",
+            backup.backup_id, child.backup_id
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(id: &str, parent: Option<&str>, parts: &[(i32, i64, i64)], finished: &str) -> Manifest {
+        let partitions: Vec<serde_json::Value> = parts
+            .iter()
+            .map(|(p, start, end)| {
+                serde_json::json!({"partition": p, "start_offset": start, "end_offset": end,
+                    "first_offset": (end > start).then_some(*start),
+                    "last_offset": (end > start).then_some(end - 1),
+                    "message_count": end - start, "raw_bytes": 1, "compressed_bytes": 1,
+                    "contiguous": true, "segments": []})
+            })
+            .collect();
+        let chain =
+            parent.map(|p| serde_json::json!({"parent_id": p, "root_id": "a", "sequence": 1}));
+        serde_json::from_value(serde_json::json!({
+            "format_version": 1, "backup_id": id, "cluster_id": "c",
+            "topic": {"name": "t", "partition_count": 2, "replication_factor": 1},
+            "compression": {"codec": "none"}, "include_keys": true, "include_headers": true,
+            "created_at": "2026-01-01T00:00:00Z", "finished_at": finished,
+            "partitions": partitions, "chain": chain,
+            "consumer_groups": [{"group_id": id, "partitions": []}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_child_starts_where_its_parent_ended() {
+        let root = link("a", None, &[(0, 0, 10), (1, 0, 4)], "2026-01-01T00:01:00Z");
+        let (next, starts) = continue_chain(&root, "c", "t").unwrap();
+        assert_eq!(
+            (
+                next.parent_id.as_str(),
+                next.root_id.as_str(),
+                next.sequence
+            ),
+            ("a", "a", 1)
+        );
+        assert_eq!(starts, BTreeMap::from([(0, 10), (1, 4)]));
+        assert_eq!(
+            continue_chain(&root, "c", "other").unwrap_err().field,
+            "incremental_from"
+        );
+    }
+
+    #[test]
+    fn continuity_gaps_and_overlaps_are_named() {
+        let a = link("a", None, &[(0, 0, 10), (1, 0, 4)], "2026-01-01T00:01:00Z");
+        let b = link(
+            "b",
+            Some("a"),
+            &[(0, 10, 15), (1, 6, 8)],
+            "2026-01-01T00:02:00Z",
+        );
+        let c = link(
+            "c",
+            Some("b"),
+            &[(0, 14, 20), (1, 8, 8), (2, 0, 3)],
+            "2026-01-01T00:03:00Z",
+        );
+        let problems = chain_problems(&[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("gap") && problems[0].contains("partition 1"));
+        assert!(problems[1].starts_with("overlap") && problems[1].contains("partition 0"));
+        assert!(chain_problems(&[
+            a.clone(),
+            link(
+                "b",
+                Some("a"),
+                &[(0, 10, 11), (1, 4, 5)],
+                "2026-01-01T00:02:00Z"
+            )
+        ])
+        .is_empty());
+    }
+
+    #[test]
+    fn a_merged_chain_spans_every_link_and_takes_the_groups_as_of_an_instant() {
+        let a = link("a", None, &[(0, 0, 10)], "2026-01-01T00:01:00Z");
+        let b = link(
+            "b",
+            Some("a"),
+            &[(0, 10, 15), (1, 0, 2)],
+            "2026-01-01T00:02:00Z",
+        );
+        let merged = merge_chain(&[a.clone(), b.clone()], None);
+        let p0 = merged.partition(0).unwrap();
+        assert_eq!(
+            (p0.start_offset, p0.end_offset, p0.message_count),
+            (0, 15, 15)
+        );
+        assert!(p0.contiguous);
+        assert_eq!(merged.partition(1).unwrap().end_offset, 2);
+        assert_eq!(merged.consumer_groups[0].group_id, "b");
+        let as_of_a = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:30Z").unwrap();
+        let early = merge_chain(&[a, b], Some(as_of_a.timestamp_millis()));
+        assert_eq!(early.consumer_groups[0].group_id, "a");
+    }
+
+    #[test]
+    fn chains_shrink_from_the_oldest_end_only() {
+        let a = link("a", None, &[(0, 0, 10)], "2026-01-01T00:01:00Z");
+        let b = link("b", Some("a"), &[(0, 10, 15)], "2026-01-01T00:02:00Z");
+        let c = link("c", Some("b"), &[(0, 15, 20)], "2026-01-01T00:03:00Z");
+        let all = vec![a.clone(), b.clone(), c.clone()];
+        let existing: BTreeSet<String> = all.iter().map(|m| m.backup_id.clone()).collect();
+        assert!(deletable_by_retention(&a, &existing));
+        assert!(!deletable_by_retention(&b, &existing));
+        assert!(middle_link_conflict(&b, &all).is_some());
+        assert!(middle_link_conflict(&a, &all).is_none());
+        assert!(middle_link_conflict(&c, &all).is_none());
+    }
+}
