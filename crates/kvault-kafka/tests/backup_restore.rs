@@ -821,3 +821,38 @@ async fn an_existing_topic_keeps_its_layout_and_the_result_says_so() {
     );
     assert_eq!(broker.partition_count(&target).await, Some(2));
 }
+
+/// The size limit holds for the archive as a whole: partitions each smaller than one block
+/// (never checked while running) still fail the backup when together they pass the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_partitions_cannot_slip_past_the_size_limit() {
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let (_dir, store) = store();
+    let topic = broker.unique_topic("small-parts");
+    broker.create_topic(&topic, 4).await;
+    // ~300 KB of distinct values per partition, well under one 1 MiB block each.
+    let records: Vec<TestRecord> = (0..120)
+        .map(|i| TestRecord {
+            partition: Some(i % 4),
+            value: Some(format!("{i:0>10000}").into_bytes()),
+            ..TestRecord::default()
+        })
+        .collect();
+    broker.produce(&topic, &records).await;
+    let plan = request(&topic, CompressionType::None)
+        .validate(
+            BackupDefaults {
+                max_bytes: Some(500_000),
+                ..BackupDefaults::default()
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    let err = kafka
+        .backup(plan, store.clone(), OperationControl::new())
+        .await
+        .expect_err("1.2 MB in four partitions is over a 500 KB limit");
+    assert!(matches!(err, DomainError::LimitExceeded { .. }), "{err:?}");
+    assert!(store.list().await.unwrap().is_empty(), "nothing is listed");
+}

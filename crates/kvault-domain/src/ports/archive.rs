@@ -141,6 +141,9 @@ pub trait ArchiveWriter: Send {
     /// A writer for one partition. Partition writers are independent and may run on
     /// different threads at the same time.
     fn partition(&self, partition: i32) -> DomainResult<Box<dyn PartitionWriter>>;
+    /// Replaces the consumer groups the manifest will record (a backup reads them while its
+    /// partitions are being written).
+    fn set_consumer_groups(&mut self, groups: Vec<ConsumerGroupOffsets>);
     /// Writes the manifest last and makes the backup visible atomically.
     fn commit(
         self: Box<Self>,

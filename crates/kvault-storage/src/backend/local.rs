@@ -119,7 +119,13 @@ impl Backend for LocalBackend {
             Err(e) => return Err(StorageError::io(&dir, e)),
         }
         let lock = match PartialLock::acquire(&dir) {
-            Ok(lock) => lock,
+            Ok(lock) if lock.still_in(&dir) => lock,
+            // A racing create of this id took the directory (see `PartialLock::still_in`):
+            // it is that writer's now, so it is left alone.
+            Ok(_) => return Err(StorageError::BackupExists(id.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(StorageError::BackupExists(id.to_owned()))
+            }
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
                 return Err(StorageError::io(dir.join(LOCK_FILE), e));

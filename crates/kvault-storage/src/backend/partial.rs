@@ -40,6 +40,17 @@ impl PartialLock {
         }
         Ok(Self { _file: file })
     }
+
+    /// Whether the locked file is still `dir`'s lock file. A racing create of the same id may
+    /// have taken the lock file for abandoned (between this writer's `mkdir` and its lock) and
+    /// removed the directory; then this writer lost the race.
+    pub(crate) fn still_in(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self._file.metadata(), fs::metadata(dir.join(LOCK_FILE))) {
+            (Ok(held), Ok(there)) => held.ino() == there.ino() && held.dev() == there.dev(),
+            _ => false,
+        }
+    }
 }
 
 fn open_lock_file(dir: &Path) -> io::Result<File> {

@@ -123,6 +123,10 @@ impl ArchiveWriter for StoreWriter {
         }
     }
 
+    fn set_consumer_groups(&mut self, groups: Vec<kvault_domain::manifest::ConsumerGroupOffsets>) {
+        self.spec.consumer_groups = groups;
+    }
+
     fn commit(
         mut self: Box<Self>,
         partitions: Vec<PartitionManifest>,

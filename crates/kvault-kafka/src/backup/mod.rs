@@ -13,6 +13,8 @@
 //! librdkafka reports the end of the partition (offsets are not contiguous: compaction and
 //! transaction markers leave gaps, so "offset end-1 arrived" is not a usable test).
 
+mod commit;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -27,16 +29,14 @@ use kvault_domain::backup_planning::{
 };
 use kvault_domain::chain::continue_chain;
 use kvault_domain::error::DomainResult;
-use kvault_domain::fanout::all_or_root_cause;
 use kvault_domain::job::OperationControl;
-use kvault_domain::manifest::Manifest;
 use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
 use kvault_domain::record::Record;
 use kvault_domain::{BackupResult, DomainError};
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::admin::Admin;
+use crate::admin::{blocking, Admin};
 use crate::client::ClusterConfig;
 use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use crate::groups::record_at_cut;
@@ -122,15 +122,20 @@ pub(crate) async fn run(
     // hold fewer records), capped by max_messages.
     let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
     control.set_total(plan.max_messages.map_or(in_range, |max| max.min(in_range)));
-    // The groups' positions at the cut: read right after the watermarks that define it.
-    let (consumer_groups, mut warnings) = record_at_cut(
-        &admin,
-        cluster,
-        &plan.topic,
-        &selected,
-        &plan.consumer_groups,
-    )
-    .await?;
+    // The groups' positions at the cut: read right after the watermarks that define it, while
+    // the partitions are copied (a cluster with many groups takes a while).
+    let groups = {
+        let (admin, cluster) = (admin.clone(), cluster.clone());
+        let (topic, selected, selection) = (
+            plan.topic.clone(),
+            selected.clone(),
+            plan.consumer_groups.clone(),
+        );
+        tokio::spawn(
+            async move { record_at_cut(&admin, &cluster, &topic, &selected, &selection).await },
+        )
+    };
+    let mut warnings = Vec::new();
     let configs = match admin.topic_configs(&plan.topic).await {
         Ok(configs) => configs,
         Err(e) => {
@@ -153,7 +158,7 @@ pub(crate) async fn run(
         include_keys: plan.include_keys,
         include_headers: plan.include_headers,
         created_at,
-        consumer_groups,
+        consumer_groups: Vec::new(),
         backup_set: plan.backup_set.clone(),
         chain,
     };
@@ -165,7 +170,21 @@ pub(crate) async fn run(
         .buffer_unordered(PARTITION_CONCURRENCY)
         .collect()
         .await;
-    let manifest = commit_or_abort(&archive, outcomes, &control).await?;
+    let recorded = groups
+        .await
+        .map_err(|e| DomainError::internal(format!("consumer group reader failed: {e}")))
+        .and_then(|r| r);
+    let consumer_groups = match recorded {
+        Ok((groups, group_warnings)) => {
+            warnings.extend(group_warnings);
+            groups
+        }
+        Err(e) => {
+            warnings.push(format!("consumer groups could not be recorded ({e})"));
+            Vec::new()
+        }
+    };
+    let manifest = commit::commit_or_abort(&archive, outcomes, consumer_groups, &shared).await?;
     let run = BackupRun {
         cluster_id: cluster_id.to_owned(),
         created_at,
@@ -203,37 +222,6 @@ async fn plan_ranges(
             plan_range(plan, *p, marks)
         })
         .collect())
-}
-
-/// Commits the archive when every partition succeeded and nobody cancelled; otherwise
-/// removes what was written and reports the root cause.
-async fn commit_or_abort(
-    archive: &SharedArchive,
-    outcomes: Vec<DomainResult<PartitionManifest>>,
-    control: &OperationControl,
-) -> DomainResult<Manifest> {
-    let writer = archive
-        .lock()
-        .map_err(|_| DomainError::internal("archive writer lock poisoned"))?
-        .take()
-        .ok_or_else(|| DomainError::internal("archive writer already taken"))?;
-    let outcome = all_or_root_cause(outcomes).and_then(|manifests| {
-        if control.is_cancelled() {
-            Err(DomainError::Cancelled)
-        } else {
-            Ok(manifests)
-        }
-    });
-    let mut manifests = match outcome {
-        Ok(m) => m,
-        Err(error) => {
-            let _ = blocking(move || writer.abort()).await;
-            return Err(error);
-        }
-    };
-    manifests.sort_by_key(|m| m.partition);
-    let finished_at = Utc::now();
-    blocking(move || writer.commit(manifests, finished_at)).await
 }
 
 async fn backup_partition(
@@ -300,14 +288,7 @@ fn write_partition(
         reported = size;
         if let Some(max) = shared.max_bytes {
             if total > max {
-                return Err(fail(DomainError::LimitExceeded {
-                    message: format!(
-                        "backup of {} exceeds the archive size limit of {max} bytes \
-                         (max_backup_size_gb); the partial archive was removed",
-                        shared.topic
-                    ),
-                    retry_after_secs: 0,
-                }));
+                return Err(fail(commit::size_limit_exceeded(&shared.topic, max)));
             }
         }
     }
@@ -380,13 +361,7 @@ fn in_time_bounds(message: &BorrowedMessage<'_>, shared: &Shared) -> bool {
         && shared.end_time_ms.is_none_or(|until| ts < until)
 }
 
-/// Copies a consumed message into the domain's record, keeping bytes and nulls as they are.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> DomainResult<T> + Send + 'static,
-) -> DomainResult<T> {
-    join(tokio::task::spawn_blocking(f)).await
-}
-
+/// The outcome of a partition's reader or writer thread.
 async fn join<T>(handle: tokio::task::JoinHandle<DomainResult<T>>) -> DomainResult<T> {
     handle
         .await
