@@ -47,6 +47,22 @@ pub fn continue_chain(
     Ok((link, starts))
 }
 
+/// Where a backup of `topic` on `cluster_id` starts when it continues `parent` (`None`: a full
+/// backup): the link it records and each partition's start. Both engines call this.
+pub async fn continue_from(
+    store: &dyn ArchiveStore,
+    parent: Option<&BackupId>,
+    cluster_id: &str,
+    topic: &str,
+) -> DomainResult<(Option<ChainLink>, BTreeMap<i32, i64>)> {
+    let Some(parent) = parent else {
+        return Ok((None, BTreeMap::new()));
+    };
+    let parent = store.manifest(parent).await?;
+    let (link, starts) = continue_chain(&parent, cluster_id, topic)?;
+    Ok((Some(link), starts))
+}
+
 /// The chain that ends at `last`, root first: its parents followed while they exist (a parent
 /// deleted by retention ends the walk: the chain then starts later). At most `max_links`.
 pub async fn load_chain(
@@ -119,7 +135,8 @@ pub fn chain_problems(chain: &[Manifest]) -> Vec<String> {
 /// range runs from its first link's start to its last link's end, counts are summed, and it
 /// is contiguous only when every link is and each starts where its parent ended. The consumer
 /// groups are those of the last link finished at or before `groups_as_of` (ms; the last link
-/// when `None`). Segments are not merged: records are read link by link.
+/// when `None`). Segments are listed link after link, for planning (their timestamp ranges);
+/// records are still read link by link, each from its own archive.
 pub fn merge_chain(chain: &[Manifest], groups_as_of: Option<i64>) -> Manifest {
     let last = chain.last().expect("a chain has at least one link");
     let mut merged = last.clone();

@@ -5,8 +5,8 @@ use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use kvault_domain::operations::{DrainPlan, MigrationPlan};
 use kvault_domain::{
-    BackupRequest, DomainError, DrainRequest, DrainResult, JobKind, MigrateRequest, MigrateResult,
-    RestoreRequest,
+    BackupId, BackupRequest, DomainError, DrainRequest, DrainResult, JobKind, MigrateRequest,
+    MigrateResult, RestoreRequest,
 };
 
 use crate::auth::{Admin, Authed, Operator};
@@ -142,19 +142,29 @@ pub async fn restore(
     let cluster_id = path.into_inner();
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
     let request = body.0;
-    if may_name_a_set(&request) {
-        return start_restore_set(&auth, cluster, request, (&req, &query), &state).await;
-    }
-    let plan = request.validate()?;
+    // A request that can only be a set restore is checked against the backups first; any
+    // other is validated first (its 400s come before a 404).
+    let checked = if may_name_a_set(&request) {
+        None
+    } else {
+        Some(request.validate()?)
+    };
+    let backup_id = BackupId::parse(&request.backup_id)?;
     // The backup's source cluster must be inside the token's claim too, or a token scoped to
     // `staging` could restore a `prod` backup. 404, like GET, so there is no existence oracle.
-    let manifest = match state.store.manifest(&plan.backup_id).await {
+    let manifest = match state.store.manifest(&backup_id).await {
         Ok(manifest) => manifest,
         // Not one archive: perhaps a backup set (which says why target_topic does not apply).
         Err(DomainError::NotFound { .. }) => {
             return start_restore_set(&auth, cluster, request, (&req, &query), &state).await
         }
         Err(e) => return Err(e.into()),
+    };
+    // One archive: a set-only request is validated as a single restore now, which names
+    // what is missing (target_topic) or does not apply (topic_prefix, topic_mapping).
+    let plan = match checked {
+        Some(plan) => plan,
+        None => request.validate()?,
     };
     if !auth.may_touch(&manifest.cluster_id) {
         return Err(ApiError::not_found(

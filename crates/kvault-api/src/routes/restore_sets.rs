@@ -4,7 +4,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use kvault_domain::restore_set::{run_restore_set, set_members, RestoreSetResult};
-use kvault_domain::{BackupId, ClusterId, DomainError, JobKind, RestoreRequest, RestoreResult};
+use kvault_domain::{BackupId, ClusterId, JobKind, RestoreRequest, RestoreResult};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -30,9 +30,8 @@ pub(crate) fn may_name_a_set(request: &RestoreRequest) -> bool {
         || request.topic_mapping.is_some()
 }
 
-/// Starts the restore of set `request.backup_id` as one job. When the id names a single
-/// archive instead, the request is checked as a single restore (which explains what is
-/// missing or does not apply).
+/// Starts the restore of set `request.backup_id` as one job (the caller found no single
+/// backup of that id).
 pub(crate) async fn start_restore_set(
     auth: &Authed<Admin>,
     cluster: ClusterId,
@@ -41,14 +40,6 @@ pub(crate) async fn start_restore_set(
     state: &web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = BackupId::parse(&request.backup_id)?;
-    match state.store.manifest(&id).await {
-        Ok(_) => {
-            request.validate()?;
-            return Err(ApiError::internal("a single backup passed as a set"));
-        }
-        Err(DomainError::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
     let members = set_members(state.store.as_ref(), id.as_str()).await?;
     // As for one backup: a set from a cluster outside the token's claim does not exist.
     if members.iter().any(|m| !auth.may_touch(&m.cluster_id)) {

@@ -27,7 +27,7 @@ use kvault_domain::backup::BackupPlan;
 use kvault_domain::backup_planning::{
     backup_result, plan_range, select_partitions, BackupRun, PartitionMarks, PartitionRange,
 };
-use kvault_domain::chain::continue_chain;
+use kvault_domain::chain::continue_from;
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
@@ -109,15 +109,14 @@ pub(crate) async fn run(
     let info = admin.require_topic(&plan.topic).await?;
     let selected = select_partitions(&plan, &info.partitions)?;
     // An incremental backup continues its parent's chain where the parent ended.
-    let (chain, continue_at) = match &plan.incremental_from {
-        Some(parent) => {
-            let parent = store.manifest(parent).await?;
-            let (link, starts) = continue_chain(&parent, cluster_id, &plan.topic)?;
-            (Some(link), Some(starts))
-        }
-        None => (None, None),
-    };
-    let ranges = plan_ranges(&admin, &plan, &selected, continue_at.as_ref()).await?;
+    let (chain, continue_at) = continue_from(
+        store.as_ref(),
+        plan.incremental_from.as_ref(),
+        cluster_id,
+        &plan.topic,
+    )
+    .await?;
+    let ranges = plan_ranges(&admin, &plan, &selected, &continue_at).await?;
     // An upper bound for progress bars: offsets in range (compacted or transactional topics
     // hold fewer records), capped by max_messages.
     let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
@@ -199,7 +198,7 @@ async fn plan_ranges(
     admin: &Admin,
     plan: &BackupPlan,
     selected: &[i32],
-    continue_at: Option<&BTreeMap<i32, i64>>,
+    continue_at: &BTreeMap<i32, i64>,
 ) -> DomainResult<Vec<PartitionRange>> {
     let marks = admin.watermarks(&plan.topic, selected).await?;
     let from_time = match plan.start_time_ms {
@@ -217,7 +216,7 @@ async fn plan_ranges(
                 watermarks: marks.get(p).copied().unwrap_or((0, 0)),
                 first_at_start_time: from_time.as_ref().and_then(|m| m.get(p).copied()),
                 first_after_end_time: until_time.as_ref().and_then(|m| m.get(p).copied()),
-                continue_at: continue_at.and_then(|c| c.get(p).copied()),
+                continue_at: continue_at.get(p).copied(),
             };
             plan_range(plan, *p, marks)
         })

@@ -18,7 +18,7 @@ use super::{blocking_failed, pace, FakeEngine};
 use kvault_domain::backup_planning::{
     backup_result, plan_range, select_partitions, BackupRun, PartitionMarks,
 };
-use kvault_domain::chain::continue_chain;
+use kvault_domain::chain::continue_from;
 use kvault_domain::manifest::Manifest;
 use kvault_domain::ports::ArchiveWriter;
 
@@ -41,14 +41,13 @@ impl BackupOperation for FakeEngine {
         let available: Vec<i32> = (0..count).collect();
         let selected_partitions = select_partitions(&plan, &available)?;
         // Incremental: continue the parent's chain, as the Kafka engine does.
-        let (chain, continue_at) = match &plan.incremental_from {
-            Some(parent) => {
-                let parent = self.archives().manifest(parent).await?;
-                let (link, starts) = continue_chain(&parent, cluster.as_str(), &plan.topic)?;
-                (Some(link), starts)
-            }
-            None => (None, Default::default()),
-        };
+        let (chain, continue_at) = continue_from(
+            self.archives().as_ref(),
+            plan.incremental_from.as_ref(),
+            cluster.as_str(),
+            &plan.topic,
+        )
+        .await?;
         let spec = ArchiveSpec {
             backup_id: plan.backup_id.clone(),
             cluster_id: cluster.to_string(),
