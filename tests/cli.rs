@@ -20,9 +20,11 @@ impl Setup {
         std::fs::write(
             &config,
             format!(
-                "backup:\n  base_path: \"{}\"\nclusters:\n  test:\n    bootstrap_servers: \"{}\"\n",
+                "backup:\n  base_path: \"{}\"\nclusters:\n  test:\n    bootstrap_servers: \"{}\"\n\
+                 database:\n  url: \"sqlite://{}?mode=rwc\"\n",
                 dir.path().join("backups").display(),
-                broker.bootstrap()
+                broker.bootstrap(),
+                dir.path().join("kvault.db").display()
             ),
         )
         .unwrap();
@@ -627,6 +629,74 @@ async fn a_backup_set_with_its_consumer_groups_through_the_cli() {
     // Both flags at once cannot work: a usage error.
     let both = setup.kvault(&["backup", "--topic", &first, "--topics", &second]);
     assert_exit(&both, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_are_created_listed_shown_and_deleted_through_the_cli() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-schedule");
+    broker.create_topic(&topic, 1).await;
+    let create = |extra: &[&str]| {
+        let mut args = vec!["schedule", "create", "--cluster", "test"];
+        args.extend_from_slice(extra);
+        setup.kvault(&args)
+    };
+    let created = json(&create(&[
+        "--schedule-id",
+        "cli-hourly",
+        "--topic",
+        &topic,
+        "--every",
+        "1h",
+        "--retention",
+        "7d",
+        "--compression",
+        "zstd",
+    ]));
+    assert_eq!(created["schedule_id"], "cli-hourly");
+    assert_eq!(created["every"], "1h");
+    assert_eq!(created["created_by"], "cli");
+    assert!(created["next_run_at"].is_string());
+    // A second one with the same id, a bad interval, a missing topic, a missing cadence.
+    assert_exit(
+        &create(&[
+            "--schedule-id",
+            "cli-hourly",
+            "--topic",
+            &topic,
+            "--every",
+            "1h",
+        ]),
+        4,
+    );
+    assert_exit(&create(&["--topic", &topic, "--every", "soon"]), 2);
+    assert_exit(&create(&["--topic", "no-such-topic", "--every", "1m"]), 3);
+    assert_exit(&create(&["--topic", &topic]), 2);
+
+    let listed = json(&setup.kvault(&["schedule", "list"]));
+    assert_eq!(listed["schedules"][0]["schedule_id"], "cli-hourly");
+    let shown = json(&setup.kvault(&["schedule", "show", "--schedule-id", "cli-hourly"]));
+    assert_eq!(shown["topic"], topic.as_str());
+    assert_exit(
+        &setup.kvault(&["schedule", "show", "--schedule-id", "nope"]),
+        3,
+    );
+    // Nothing ran yet (`kvault serve` runs schedules): nothing to restore.
+    let restore = setup.kvault(&[
+        "restore",
+        "--schedule-id",
+        "cli-hourly",
+        "--target-topic",
+        "x",
+    ]);
+    assert_exit(&restore, 3);
+    let deleted = json(&setup.kvault(&["schedule", "delete", "--schedule-id", "cli-hourly"]));
+    assert_eq!(deleted["deleted"], true);
+    assert_exit(
+        &setup.kvault(&["schedule", "delete", "--schedule-id", "cli-hourly"]),
+        3,
+    );
 }
 
 /// stdout of a successful run that prints text, not JSON.

@@ -10,6 +10,7 @@
 
 pub mod address_limit;
 pub mod auth;
+mod backup_start;
 pub mod configuration;
 pub mod error;
 pub mod extract;
@@ -20,6 +21,7 @@ mod outcome;
 pub mod retention;
 pub mod routes;
 pub mod runner;
+mod scheduler;
 pub mod startup;
 pub mod state;
 mod takeover;

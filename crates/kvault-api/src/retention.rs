@@ -1,6 +1,7 @@
-//! Retention: deletes backups older than `backup.retention_days` (chains from their oldest
+//! Retention: deletes backups older than `backup.retention_days`, and the runs of schedules
+//! older than their own `retention` (chains from their oldest
 //! link only, see `kvault_domain::chain`; never one a running job
-//! uses) and removes what killed writers left behind, on a timer next to the server.
+//! uses, nor an earlier link of a chain it reads) and removes what killed writers left behind, on a timer next to the server.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,9 +9,10 @@ use std::time::Duration;
 
 use actix_web::web;
 use chrono::{DateTime, Utc};
-use kvault_domain::chain::deletable_by_retention;
+use kvault_domain::chain::{deletable_by_retention, with_earlier_links};
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::BackupId;
+use kvault_domain::schedule::ScheduleRequest;
+use kvault_domain::{BackupId, Manifest};
 
 use crate::state::AppState;
 
@@ -43,16 +45,74 @@ pub async fn sweep_retention(
         return Ok(outcome);
     }
     let cutoff = now - chrono::Duration::days(i64::from(retention_days));
-    // Oldest first, so a chain loses its oldest link before the next one is considered.
-    let mut manifests = store.list().await?;
-    manifests.reverse();
+    let manifests = store.list().await?;
     let mut existing: BTreeSet<String> = manifests.iter().map(|m| m.backup_id.clone()).collect();
-    for manifest in manifests {
-        if manifest.finished_at >= cutoff || in_use(&manifest.backup_id) {
+    let kept = with_earlier_links(&manifests, |m| used(m, &in_use));
+    let expired = |m: &Manifest| m.finished_at < cutoff && !kept.contains(&m.backup_id);
+    delete_expired(store, manifests, expired, &mut existing, &mut outcome).await;
+    Ok(outcome)
+}
+
+/// One schedule's retention and the backup ids of its completed runs, newest first.
+pub struct ScheduleRuns {
+    pub retention: Duration,
+    pub runs: Vec<String>,
+}
+
+/// Per-schedule retention: the runs of each schedule that finished longer ago than its
+/// `retention`, oldest first; never the newest run (the next run continues it) and, as
+/// everywhere, never a link whose parent is still kept.
+pub async fn sweep_schedule_retention(
+    store: &dyn ArchiveStore,
+    schedules: &[ScheduleRuns],
+    now: DateTime<Utc>,
+    in_use: impl Fn(&str) -> bool,
+) -> Result<SweepOutcome, kvault_domain::DomainError> {
+    let mut outcome = SweepOutcome::default();
+    if schedules.iter().all(|s| s.runs.len() < 2) {
+        return Ok(outcome);
+    }
+    let all = store.list().await?;
+    let mut existing: BTreeSet<String> = all.iter().map(|m| m.backup_id.clone()).collect();
+    let kept = with_earlier_links(&all, |m| used(m, &in_use));
+    for schedule in schedules {
+        let older: BTreeSet<&str> = schedule.runs.iter().skip(1).map(String::as_str).collect();
+        let Ok(retention) = chrono::Duration::from_std(schedule.retention) else {
             continue;
-        }
-        if !deletable_by_retention(&manifest, &existing) {
-            // A link in the middle of a chain: its parent is still kept.
+        };
+        let cutoff = now - retention;
+        let of_older_runs = all.iter().filter(|m| {
+            older.contains(m.backup_id.as_str())
+                || m.backup_set
+                    .as_ref()
+                    .is_some_and(|s| older.contains(s.set_id.as_str()))
+        });
+        let expired = |m: &Manifest| m.finished_at < cutoff && !kept.contains(&m.backup_id);
+        let candidates = of_older_runs.cloned().collect();
+        delete_expired(store, candidates, expired, &mut existing, &mut outcome).await;
+    }
+    Ok(outcome)
+}
+
+/// Whether a running job names `m`: the backup itself, or the set it belongs to. (A job
+/// reading a chain also uses its earlier links: see `with_earlier_links`.)
+fn used(m: &Manifest, in_use: &impl Fn(&str) -> bool) -> bool {
+    in_use(&m.backup_id) || m.backup_set.as_ref().is_some_and(|s| in_use(&s.set_id))
+}
+
+/// Deletes the `expired` backups among `manifests` (newest first, as listed), oldest first so a
+/// chain loses its oldest link before the next one is considered.
+async fn delete_expired(
+    store: &dyn ArchiveStore,
+    mut manifests: Vec<Manifest>,
+    expired: impl Fn(&Manifest) -> bool,
+    existing: &mut BTreeSet<String>,
+    outcome: &mut SweepOutcome,
+) {
+    manifests.reverse();
+    for manifest in manifests {
+        if !expired(&manifest) || !deletable_by_retention(&manifest, existing) {
+            // Kept, or a link in the middle of a chain whose parent is still kept.
             continue;
         }
         let deleted = match BackupId::parse(&manifest.backup_id) {
@@ -62,7 +122,7 @@ pub async fn sweep_retention(
         match deleted {
             Ok(()) => {
                 existing.remove(&manifest.backup_id);
-                tracing::info!(backup_id = %manifest.backup_id, finished_at = %manifest.finished_at, retention_days, "backup expired and deleted");
+                tracing::info!(backup_id = %manifest.backup_id, finished_at = %manifest.finished_at, "backup expired and deleted");
                 outcome.deleted.push(manifest.backup_id);
             }
             Err(e) => {
@@ -71,7 +131,6 @@ pub async fn sweep_retention(
             }
         }
     }
-    Ok(outcome)
 }
 
 pub(crate) async fn retention_loop(state: web::Data<AppState>) {
@@ -95,22 +154,55 @@ pub(crate) async fn retention_loop(state: web::Data<AppState>) {
                 continue;
             }
         };
-        let swept =
-            sweep_retention(store.as_ref(), days, Utc::now(), |id| in_use.contains(id)).await;
-        match swept {
-            Ok(outcome) => {
-                let counters = &state.retention;
-                counters
-                    .deleted
-                    .fetch_add(outcome.deleted.len() as u64, Ordering::Relaxed);
-                counters
-                    .failed
-                    .fetch_add(outcome.failed.len() as u64, Ordering::Relaxed);
-                if !outcome.deleted.is_empty() {
-                    state.archive_totals.invalidate();
+        let now = Utc::now();
+        let in_use = |id: &str| in_use.contains(id);
+        let swept = sweep_retention(store.as_ref(), days, now, in_use).await;
+        let schedules = schedule_runs(runner.store()).await;
+        let swept_runs = sweep_schedule_retention(store.as_ref(), &schedules, now, in_use).await;
+        for swept in [swept, swept_runs] {
+            match swept {
+                Ok(outcome) => {
+                    let counters = &state.retention;
+                    counters
+                        .deleted
+                        .fetch_add(outcome.deleted.len() as u64, Ordering::Relaxed);
+                    counters
+                        .failed
+                        .fetch_add(outcome.failed.len() as u64, Ordering::Relaxed);
+                    if !outcome.deleted.is_empty() {
+                        state.archive_totals.invalidate();
+                    }
                 }
+                Err(e) => tracing::error!(error = %e, "retention sweep failed"),
             }
-            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
         }
     }
+}
+
+/// Every schedule with a `retention`, with its completed runs (newest first).
+async fn schedule_runs(jobs: &crate::jobs::JobStore) -> Vec<ScheduleRuns> {
+    let schedules = match jobs.schedules().await {
+        Ok(schedules) => schedules,
+        Err(e) => {
+            tracing::warn!(error = %e, "schedule retention skipped: the schedules are unreadable");
+            return Vec::new();
+        }
+    };
+    let mut with_retention = Vec::new();
+    for schedule in schedules {
+        let request = serde_json::from_value::<ScheduleRequest>(schedule.request);
+        let Some(retention) = request.ok().and_then(|r| r.retention_span().ok().flatten()) else {
+            continue;
+        };
+        match jobs.schedule_runs(&schedule.id, true, 100_000).await {
+            Ok(runs) => with_retention.push(ScheduleRuns {
+                retention,
+                runs: runs.into_iter().filter_map(|run| run.backup_id).collect(),
+            }),
+            Err(e) => {
+                tracing::warn!(schedule_id = %schedule.id, error = %e, "schedule retention skipped")
+            }
+        }
+    }
+    with_retention
 }

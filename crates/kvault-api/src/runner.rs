@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::jobs::{Capacity, JobStore, Lease, NewJob};
+use crate::jobs::{Admission, Capacity, JobStore, Lease, NewJob, RunClaim};
 use crate::limits::busy;
 pub use crate::limits::Limits;
 use crate::telemetry::{JobLabels, Limit, Telemetry};
@@ -119,6 +119,22 @@ impl JobRunner {
         F: FnOnce(OperationControl) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
+        self.start_claimed(spec, capacity, None, op).await
+    }
+
+    /// [`Self::start`] for a scheduled run, admitted only together with `claim` (409 when the
+    /// claim fails: the run was started elsewhere or is not due any more).
+    pub async fn start_claimed<F, Fut>(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        capacity: Option<Capacity>,
+        claim: Option<RunClaim>,
+        op: F,
+    ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
+    where
+        F: FnOnce(OperationControl) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
         let id = JobId::new();
         let job = NewJob {
             id,
@@ -130,16 +146,24 @@ impl JobRunner {
             created_at: Utc::now(),
             backup_id: spec.backup_id.clone(),
         };
-        let admitted = self
+        let admission = self
             .store
-            .admit(&job, &self.lease, capacity.as_ref())
+            .admit_claimed(&job, &self.lease, capacity.as_ref(), claim.as_ref())
             .await
             .map_err(ApiError::internal)?;
-        if !admitted {
-            self.telemetry.refusals(Limit::Concurrency(spec.kind)).inc();
-            return Err(capacity
-                .as_ref()
-                .map_or_else(|| ApiError::internal("job not admitted"), busy));
+        match admission {
+            Admission::Admitted => {}
+            Admission::NotDue => {
+                return Err(ApiError::conflict(
+                    "the scheduled run was started elsewhere or is no longer due",
+                ))
+            }
+            Admission::Full => {
+                self.telemetry.refusals(Limit::Concurrency(spec.kind)).inc();
+                return Err(capacity
+                    .as_ref()
+                    .map_or_else(|| ApiError::internal("job not admitted"), busy));
+            }
         }
         self.changes.fetch_add(1, Ordering::SeqCst);
         tracing::info!(job_id = %id, kind = spec.kind.as_str(), cluster = ?spec.cluster_id, subject = %spec.subject, "job started");

@@ -131,14 +131,15 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until the server stops (Ctrl-C / SIGTERM), with the retention sweeper and the
-    /// lease heartbeat alongside. On a signal it stops taking jobs over, lets requests and jobs
+    /// Serves until the server stops (Ctrl-C / SIGTERM), with the retention sweeper, the
+    /// lease heartbeat and the backup scheduler alongside. On a signal it stops taking jobs over, lets requests and jobs
     /// finish for `workers.shutdown_grace_secs`, then hands what still runs to other replicas.
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
         let sweeper = tokio::spawn(crate::retention::retention_loop(self.state.clone()));
         let idle = tokio::spawn(forget_idle_subjects(self.state.clone()));
         let leases = tokio::spawn(crate::workers::lease_loop(self.state.clone()));
         let lag = tokio::spawn(crate::telemetry::lag::lag_loop(self.state.clone()));
+        let schedules = tokio::spawn(crate::scheduler::schedule_loop(self.state.clone()));
         let signalled = Arc::new(std::sync::OnceLock::new());
         let listener = tokio::spawn(stop_taking_over_on_signal(
             self.state.clone(),
@@ -150,7 +151,7 @@ impl Application {
             grace.saturating_sub(at.elapsed())
         });
         crate::workers::hand_over(&self.state, left).await;
-        for task in [sweeper, idle, leases, lag, listener] {
+        for task in [sweeper, idle, leases, lag, schedules, listener] {
             task.abort();
         }
         result

@@ -2,7 +2,9 @@
 //! `topic`). One job backs the topics up one after another, each into an archive of its own
 //! (the same format, id `{set_id}.{topic}`), every manifest naming the set and its size. The
 //! set is all or nothing: when one topic fails or the job is cancelled, the archives already
-//! written are deleted, so a partial set is never listed.
+//! written are deleted, so a partial set is never listed. An incremental set
+//! (`incremental_from: PARENT_SET`) continues each topic's archive in the parent set, which is
+//! how a scheduled backup of a pattern keeps every topic's chain.
 
 use std::collections::BTreeSet;
 
@@ -72,6 +74,9 @@ pub struct BackupSetPlan {
     pub topics: TopicSelection,
     /// Every per-topic setting; `topic` and `backup_id` are set per member.
     pub template: BackupPlan,
+    /// An incremental set (`incremental_from: SET`) continues this set: each topic from that
+    /// set's archive of it; a topic the parent set lacks is backed up in full.
+    pub parent_set: Option<BackupId>,
 }
 
 impl BackupSetPlan {
@@ -140,13 +145,6 @@ impl BackupRequest {
                 "partition numbers differ by topic; a backup set backs up every partition",
             ));
         }
-        if let Some(parent) = &self.incremental_from {
-            return Err(ValidationError::new(
-                "incremental_from",
-                parent,
-                "a backup set is always a full backup of each topic",
-            ));
-        }
         for (field, offset) in [
             ("start_offset", self.start_offset),
             ("end_offset", self.end_offset),
@@ -169,11 +167,14 @@ impl BackupRequest {
         single.topics = None;
         single.topic_pattern = None;
         single.backup_id = Some(set_id.to_string());
-        let template = single.validate(defaults, now)?;
+        let mut template = single.validate(defaults, now)?;
+        // Each member continues the parent set's archive of its topic, found when it runs.
+        let parent_set = template.incremental_from.take();
         Ok(BackupSetPlan {
             set_id,
             topics,
             template,
+            parent_set,
         })
     }
 }
@@ -263,10 +264,14 @@ pub async fn run_backup_set(
     let mut results: Vec<BackupResult> = Vec::with_capacity(topics.len());
     for topic in &topics {
         let outcome = match plan.member(topic, topics.len()) {
-            Ok(member) if !control.is_cancelled() => {
-                engine.backup(cluster, member, control.clone()).await
-            }
-            Ok(_) => Err(DomainError::Cancelled),
+            Ok(_) if control.is_cancelled() => Err(DomainError::Cancelled),
+            Ok(mut member) => match parent_member(store, plan.parent_set.as_ref(), topic).await {
+                Ok(parent) => {
+                    member.incremental_from = parent;
+                    engine.backup(cluster, member, control.clone()).await
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match outcome {
@@ -298,6 +303,24 @@ pub async fn run_backup_set(
         finished_at: Utc::now(),
         status: OperationStatus::Completed,
     })
+}
+
+/// The archive of `topic` in `parent_set` that an incremental member continues, if that set
+/// holds the topic.
+async fn parent_member(
+    store: &dyn ArchiveStore,
+    parent_set: Option<&BackupId>,
+    topic: &str,
+) -> DomainResult<Option<BackupId>> {
+    let Some(parent_set) = parent_set else {
+        return Ok(None);
+    };
+    let candidate = member_id(parent_set, topic)?;
+    match store.manifest(&candidate).await {
+        Ok(_) => Ok(Some(candidate)),
+        Err(DomainError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes the archives of a set that will not complete; says what happened.
@@ -360,6 +383,10 @@ mod tests {
             (r#"{"topics":["a"],"partitions":[0]}"#, "partitions"),
             (r#"{"topics":["a"],"start_offset":5}"#, "start_offset"),
             (r#"{"topics":["a"],"max_messages":0}"#, "max_messages"),
+            (
+                r#"{"topics":["a"],"incremental_from":"../x"}"#,
+                "incremental_from",
+            ),
         ] {
             assert_eq!(set_plan(json).unwrap_err().field, field, "{json}");
         }

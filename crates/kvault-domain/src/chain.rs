@@ -183,6 +183,24 @@ pub fn deletable_by_retention(backup: &Manifest, existing: &BTreeSet<String>) ->
         .is_none_or(|c| !existing.contains(&c.parent_id))
 }
 
+/// The ids of the backups `used` picks plus every earlier link of their chains: a job reading
+/// a chain's last link (a restore of it) reads all of them, so retention must keep them all.
+pub fn with_earlier_links(all: &[Manifest], used: impl Fn(&Manifest) -> bool) -> BTreeSet<String> {
+    let by_id: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.backup_id.as_str(), m)).collect();
+    let mut kept = BTreeSet::new();
+    for backup in all.iter().filter(|m| used(m)) {
+        let mut link = Some(backup);
+        // A link already kept was walked from already (this also ends a loop).
+        while let Some(current) = link.filter(|m| kept.insert(m.backup_id.clone())) {
+            link = current
+                .chain
+                .as_ref()
+                .and_then(|c| by_id.get(c.parent_id.as_str()).copied());
+        }
+    }
+    kept
+}
+
 /// Adds the chain's continuity problems to a verify report of its last link.
 pub fn add_chain_problems(report: &mut crate::ports::VerifyReport, chain: &[Manifest]) {
     let problems = chain_problems(chain);
@@ -327,5 +345,11 @@ mod tests {
         assert!(middle_link_conflict(&b, &all).is_some());
         assert!(middle_link_conflict(&a, &all).is_none());
         assert!(middle_link_conflict(&c, &all).is_none());
+        // A job reading c (a restore of the chain) keeps a and b too; one reading b keeps a.
+        let kept = |id: &str| with_earlier_links(&all, |m| m.backup_id == id);
+        assert_eq!(kept("c").len(), 3);
+        assert_eq!(kept("b"), BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+        assert_eq!(kept("a"), BTreeSet::from(["a".to_owned()]));
+        assert!(kept("none").is_empty());
     }
 }

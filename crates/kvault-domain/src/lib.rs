@@ -9,6 +9,7 @@
 //! - [`backup_set`], [`restore_set`]: many topics in one backup call (all or nothing), and
 //!   restoring them together.
 //! - [`chain`]: incremental backups, their chains, and point-in-time restores over them.
+//! - [`schedule`]: backup schedules, whose runs continue one chain (continuous backups).
 //! - [`manifest`]: the description of a finished backup (topic metadata, per-partition ranges,
 //!   segment index) that storage persists and restore plans from.
 //! - [`groups`]: which consumer groups travel with a backup, restore or migration, and what
@@ -47,6 +48,7 @@ pub mod record;
 pub mod restore;
 pub mod restore_planning;
 pub mod restore_set;
+pub mod schedule;
 pub mod time;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};

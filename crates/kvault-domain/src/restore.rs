@@ -65,11 +65,17 @@ pub enum PartitionMapping {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
+    /// Required, unless `schedule_id` names the backups to restore.
+    #[serde(default)]
     #[cfg_attr(
         feature = "openapi",
         schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
     )]
     pub backup_id: String,
+    /// Extension, instead of `backup_id`: restore a backup schedule's chain up to its newest
+    /// completed run (with `until_time`: up to that instant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
     /// Required, except for a backup set (then each topic is restored under its own name, or
     /// as `topic_prefix` / `topic_mapping` say).
     #[serde(default)]
@@ -159,6 +165,7 @@ impl RestoreRequest {
     pub fn new(backup_id: impl Into<String>, target_topic: impl Into<String>) -> Self {
         Self {
             backup_id: backup_id.into(),
+            schedule_id: None,
             target_topic: target_topic.into(),
             target_partitions: None,
             replication_factor: None,
@@ -177,6 +184,13 @@ impl RestoreRequest {
     }
 
     pub fn validate(&self) -> Result<RestorePlan, ValidationError> {
+        if self.backup_id.is_empty() {
+            return Err(ValidationError::new(
+                "backup_id",
+                "",
+                "is required (or schedule_id)",
+            ));
+        }
         let backup_id = BackupId::parse(&self.backup_id)?;
         if self.topic_prefix.is_some() || self.topic_mapping.is_some() {
             return Err(ValidationError::new(

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kvault_domain::{JobId, JobKind, JobProgress};
 
+use super::schedules::RunClaim;
 use super::{clamp_i64, JobStore, NewJob, StoreError, StoredJob, COLUMNS};
 
 /// Advisory lock key serializing admissions across replicas ("kvault" in ASCII).
@@ -39,6 +40,17 @@ impl Lease {
     }
 }
 
+/// What became of a job offered for admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// The concurrency limit is reached.
+    Full,
+    /// A scheduled run whose claim failed: another replica started it, a run of the schedule
+    /// is still going, or the schedule changed or went away.
+    NotDue,
+}
+
 /// A concurrency limit a new job must fit under: at most `max` running jobs of `kind` on
 /// `cluster_id` (on every cluster together when `None`).
 #[derive(Debug, Clone)]
@@ -57,6 +69,19 @@ impl JobStore {
         lease: &Lease,
         capacity: Option<&Capacity>,
     ) -> Result<bool, StoreError> {
+        let admission = self.admit_claimed(job, lease, capacity, None).await?;
+        Ok(admission == Admission::Admitted)
+    }
+
+    /// [`Self::admit`] for a scheduled run: in the same transaction, `claim` takes the
+    /// schedule's due run (see [`RunClaim`]); nothing is stored unless both succeed.
+    pub async fn admit_claimed(
+        &self,
+        job: &NewJob,
+        lease: &Lease,
+        capacity: Option<&Capacity>,
+        claim: Option<&RunClaim>,
+    ) -> Result<Admission, StoreError> {
         let _one_at_a_time = self.admission.lock().await;
         let mut tx = self.pool.begin().await?;
         if self.postgres {
@@ -64,6 +89,12 @@ impl JobStore {
                 .bind(ADMISSION_LOCK)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some(claim) = claim {
+            if !claim.take(&mut tx).await? {
+                tx.rollback().await?;
+                return Ok(Admission::NotDue);
+            }
         }
         if let Some(c) = capacity {
             let running: i64 = sqlx::query_scalar(
@@ -76,13 +107,13 @@ impl JobStore {
             .await?;
             if running >= clamp_i64(c.max as u64) {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(Admission::Full);
             }
         }
         sqlx::query(
             "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms, \
-             owner, lease_expires_at_ms, backup_id, target_cluster_id) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10)",
+             owner, lease_expires_at_ms, backup_id, target_cluster_id, schedule_id) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(job.id.to_string())
         .bind(job.kind.as_str())
@@ -94,10 +125,11 @@ impl JobStore {
         .bind(lease.until_ms())
         .bind(job.backup_id.clone())
         .bind(job.target_cluster_id.clone())
+        .bind(claim.map(|c| c.schedule_id.clone()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Admission::Admitted)
     }
 
     /// Renews the lease of running job `id` and records its progress. `Ok(false)` when the job

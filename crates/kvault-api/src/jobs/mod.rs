@@ -29,7 +29,9 @@ pub enum StoreError {
 }
 
 mod leases;
-pub use leases::{Capacity, Lease};
+mod schedules;
+pub use leases::{Admission, Capacity, Lease};
+pub use schedules::{NewSchedule, RunClaim, StoredSchedule};
 
 /// A job about to be stored as `running`.
 #[derive(Debug, Clone)]
@@ -115,7 +117,7 @@ pub struct JobStore {
 
 const COLUMNS: &str = "id, kind, cluster_id, subject, state, request, result, error, \
     progress_messages, progress_bytes, created_at_ms, finished_at_ms, duration_ms, owner, \
-    backup_id, attempts, target_cluster_id";
+    backup_id, attempts, target_cluster_id, schedule_id";
 
 impl JobStore {
     /// Connects (creating an SQLite file and its directory when needed) and runs the migrations.
@@ -287,6 +289,8 @@ pub struct StoredJob {
     pub backup_id: Option<String>,
     /// 1, plus one per takeover.
     pub attempts: u64,
+    /// The schedule this job is a run of.
+    pub schedule_id: Option<String>,
 }
 
 impl StoredJob {
@@ -345,6 +349,7 @@ impl StoredJob {
             owner: row.try_get("owner")?,
             backup_id: row.try_get("backup_id")?,
             attempts: row.try_get::<i64, _>("attempts")?.max(1) as u64,
+            schedule_id: row.try_get("schedule_id")?,
         })
     }
 }
@@ -492,5 +497,6 @@ mod tests {
         assert_eq!(groups.len(), 1, "{groups:?}");
         assert_eq!((groups[0].kind.as_str(), groups[0].count), ("backup", 1));
         leases::tests::exercise_leases(store).await;
+        schedules::tests::exercise_schedules(store).await;
     }
 }

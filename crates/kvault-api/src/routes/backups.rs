@@ -3,7 +3,7 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use kvault_domain::chain::{add_chain_problems, load_chain, middle_link_conflict};
-use kvault_domain::manifest::ConsumerGroupOffsets;
+use kvault_domain::manifest::{ChainLink, ConsumerGroupOffsets};
 use kvault_domain::ports::VerifyReport;
 use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,10 @@ pub struct BackupSummary {
     /// backup recorded at its cut (absent when it recorded none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_groups: Option<Vec<ConsumerGroupOffsets>>,
+    /// Extension: for an incremental backup, the link it forms in its chain (its parent, the
+    /// chain's root, its place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
 }
 
 impl BackupSummary {
@@ -106,6 +110,7 @@ impl BackupSummary {
             }),
             consumer_groups: (with_partitions && !m.consumer_groups.is_empty())
                 .then(|| m.consumer_groups.clone()),
+            chain: m.chain.clone(),
         }
     }
 }

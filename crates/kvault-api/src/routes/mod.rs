@@ -10,6 +10,7 @@ pub mod operations;
 pub mod records;
 pub mod respond;
 pub mod restore_sets;
+pub mod schedules;
 
 use actix_web::web;
 
@@ -31,5 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(metrics::prometheus)
         .service(metrics::health)
         .service(metrics::ready)
+        .service(schedules::create_schedule)
+        .service(schedules::list_schedules)
+        .service(schedules::get_schedule)
+        .service(schedules::delete_schedule)
         .service(openapi::openapi_json);
 }

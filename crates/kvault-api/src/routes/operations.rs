@@ -10,9 +10,10 @@ use kvault_domain::{
 };
 
 use crate::auth::{Admin, Authed, Operator};
+use crate::backup_start::{start_backup, Starter};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{wants_wait, ApiJson, WaitQuery};
-use crate::routes::backup_sets::{start_backup_set, BackupResponse};
+use crate::routes::backup_sets::BackupResponse;
 pub use crate::routes::respond::AcceptedJob;
 use crate::routes::respond::{respond, to_json};
 use crate::routes::restore_sets::{may_name_a_set, start_restore_set, RestoreResponse};
@@ -45,70 +46,12 @@ pub async fn backup(
     body: ApiJson<BackupRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let cluster_id = path.into_inner();
-    let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
-    let request = body.0;
-    if request.is_set() {
-        return start_backup_set(&auth, cluster, request, (&req, &query), &state).await;
-    }
-    let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
-    if let Some(parent) = &plan.incremental_from {
-        let parent = match state.store.manifest(parent).await {
-            Ok(parent) => parent,
-            Err(DomainError::NotFound { .. }) => {
-                return Err(ApiError::not_found(
-                    "incremental_from",
-                    parent,
-                    format!("backup '{parent}' (incremental_from) not found"),
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        kvault_domain::chain::continue_chain(&parent, &cluster_id, &plan.topic)?;
-    }
-    let backup_id = plan.backup_id.clone();
-    match state.store.manifest(&backup_id).await {
-        Ok(_) => {
-            return Err(
-                ApiError::conflict(format!("backup '{backup_id}' already exists"))
-                    .on("backup_id", &backup_id),
-            )
-        }
-        Err(DomainError::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    if !state.engine.topic_exists(&cluster, &plan.topic).await? {
-        return Err(ApiError::not_found(
-            "topic",
-            &plan.topic,
-            format!(
-                "topic '{}' does not exist on cluster '{cluster_id}'",
-                plan.topic
-            ),
-        ));
-    }
-    let capacity = state.limits.capacity(JobKind::Backup, &cluster_id);
-    let totals = state.archive_totals.clone();
-    let engine = state.engine.clone();
-    let (id, handle) = state
-        .runner
-        .start(
-            JobSpec {
-                kind: JobKind::Backup,
-                cluster_id: Some(cluster_id),
-                target_cluster_id: None,
-                subject: auth.subject().to_owned(),
-                request: to_json(&request)?,
-                backup_id: Some(backup_id.to_string()),
-            },
-            Some(capacity),
-            move |control| async move {
-                let result = engine.backup(&cluster, plan, control).await;
-                totals.invalidate();
-                to_json(&result?)
-            },
-        )
-        .await?;
+    let cluster = state.cluster(&path.into_inner(), &auth, "cluster_id")?;
+    let starter = Starter {
+        subject: auth.subject().to_owned(),
+        claim: None,
+    };
+    let (id, handle) = start_backup(&state, cluster, body.0, starter).await?;
     respond(wants_wait(&req, &query), JobKind::Backup, id, handle).await
 }
 
@@ -141,7 +84,10 @@ pub async fn restore(
 ) -> Result<HttpResponse, ApiError> {
     let cluster_id = path.into_inner();
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
-    let request = body.0;
+    let mut request = body.0;
+    if let Some(schedule_id) = &request.schedule_id {
+        request.backup_id = schedule_tip(&state, &auth, schedule_id, &request.backup_id).await?;
+    }
     // A request that can only be a set restore is checked against the backups first; any
     // other is validated first (its 400s come before a 404).
     let checked = if may_name_a_set(&request) {
@@ -308,4 +254,32 @@ pub async fn drain(
         )
         .await?;
     respond(wants_wait(&req, &query), JobKind::Drain, id, handle).await
+}
+
+/// The backup a restore by `schedule_id` starts from: the schedule's newest completed run
+/// (restoring it restores the whole chain).
+async fn schedule_tip(
+    state: &AppState,
+    auth: &Authed<Admin>,
+    schedule_id: &str,
+    backup_id: &str,
+) -> Result<String, ApiError> {
+    if !backup_id.is_empty() {
+        return Err(ApiError::bad_request(
+            "schedule_id",
+            schedule_id,
+            "give either backup_id or schedule_id, not both",
+        ));
+    }
+    let schedule = crate::routes::schedules::visible(state, schedule_id, auth).await?;
+    crate::routes::schedules::latest_backup(state.runner.store(), &schedule.id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "schedule_id",
+                schedule_id,
+                format!("schedule '{schedule_id}' has no completed run yet"),
+            )
+        })
 }

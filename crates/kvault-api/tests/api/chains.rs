@@ -57,10 +57,11 @@ async fn an_incremental_chain_through_the_documented_routes() {
             "start_offset",
             400,
         ),
+        // A set continues a set: a single backup is no parent set.
         (
             json!({"topics": [topic], "incremental_from": "full"}),
             "incremental_from",
-            400,
+            404,
         ),
     ] {
         let resp = app

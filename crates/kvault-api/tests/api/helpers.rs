@@ -224,6 +224,21 @@ async fn start(
     }
 }
 
+/// Another replica of `app` (an app from [`spawn_app`]): its own server and lease owner on the
+/// same database, archive directory and in-memory cluster.
+#[allow(dead_code)]
+pub async fn spawn_replica_of(app: &TestApp) -> TestApp {
+    let fake = app.fake().clone();
+    let adapters = Adapters {
+        engine: Arc::new(fake.clone()),
+        archives: archive_store(&app.settings),
+        filters: Arc::new(kvault_kafka::transform::CelFilters),
+        lag: Arc::new(fake.clone()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    start(app.settings.clone(), dir, adapters, Kafka::Fake(fake)).await
+}
+
 impl TestApp {
     /// The test broker; only for apps from [`spawn_app_on_broker`].
     pub fn broker(&self) -> &'static TestBroker {

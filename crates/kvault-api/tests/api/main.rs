@@ -13,5 +13,7 @@ mod monitoring;
 mod operations;
 mod records;
 mod retention;
+mod schedule_runs;
+mod schedules;
 mod sets;
 mod shapes;

@@ -177,6 +177,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/api/openapi.json"),
+    ("post", "/api/kafka/schedules"),
+    ("get", "/api/kafka/schedules"),
+    ("get", "/api/kafka/schedules/{schedule_id}"),
+    ("delete", "/api/kafka/schedules/{schedule_id}"),
 ];
 
 #[tokio::test]
@@ -207,7 +211,8 @@ async fn the_openapi_document_names_every_route_and_every_documented_route_exist
             let concrete = path
                 .replace("{cluster_id}", "local")
                 .replace("{job_id}", &uuid::Uuid::new_v4().to_string())
-                .replace("{backup_id}", "backup-none");
+                .replace("{backup_id}", "backup-none")
+                .replace("{schedule_id}", "schedule-none");
             let req = match method.as_str() {
                 "get" => app.client.get(app.url(&concrete)),
                 "post" => app.client.post(app.url(&concrete)).json(&json!({})),
@@ -350,7 +355,8 @@ async fn the_postman_collection_covers_every_route() {
         let postman_path = path
             .replace("{cluster_id}", ":cluster_id")
             .replace("{job_id}", ":job_id")
-            .replace("{backup_id}", ":backup_id");
+            .replace("{backup_id}", ":backup_id")
+            .replace("{schedule_id}", ":schedule_id");
         assert!(
             found
                 .iter()

@@ -124,3 +124,41 @@ async fn a_failed_delete_does_not_stop_the_sweep() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn retention_keeps_the_chain_a_job_reads_and_trims_schedules_from_their_oldest_run() {
+    use kvault_api::retention::{sweep_schedule_retention, ScheduleRuns};
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 3).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut body = serde_json::json!({"topic": topic, "backup_id": format!("run-{n}")});
+        if n > 0 {
+            body["incremental_from"] = format!("run-{}", n - 1).into();
+        }
+        let resp = app
+            .post("/api/kafka/clusters/local/backup", Role::Operator, &body)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        ids.push(format!("run-{n}"));
+    }
+    let store = app.app_state.store.clone();
+    let later = chrono::Utc::now() + chrono::Duration::days(31);
+    // A restore of the chain's last link reads every link: none of them goes.
+    let reading_tip = sweep_retention(store.as_ref(), 30, later, |id| id == "run-2")
+        .await
+        .unwrap();
+    assert!(reading_tip.deleted.is_empty(), "{reading_tip:?}");
+    // A schedule's retention deletes its expired runs oldest first, never its newest run.
+    let runs = ScheduleRuns {
+        retention: std::time::Duration::from_secs(3600),
+        runs: ids.iter().rev().cloned().collect(),
+    };
+    let swept = sweep_schedule_retention(store.as_ref(), &[runs], later, |_| false)
+        .await
+        .unwrap();
+    assert_eq!(swept.deleted, vec!["run-0".to_owned(), "run-1".to_owned()]);
+    let left = store.list().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].backup_id, "run-2");
+}

@@ -68,8 +68,17 @@ pub struct RestoreArgs {
     /// Target cluster id (default: the cluster the backup was taken from).
     #[arg(long, alias = "cluster_id", alias = "cluster-id")]
     pub cluster: Option<String>,
-    #[arg(long, alias = "backup_id")]
+    #[arg(
+        long,
+        alias = "backup_id",
+        required_unless_present = "schedule_id",
+        default_value = ""
+    )]
     pub backup_id: String,
+    /// Instead of --backup-id: restore a backup schedule's chain up to its newest completed run
+    /// (read from the configured database).
+    #[arg(long, alias = "schedule_id", conflicts_with = "backup_id")]
+    pub schedule_id: Option<String>,
     /// The topic to restore into (left out for a backup set: each topic keeps its name, or
     /// see --topic-prefix / --topic-mapping).
     #[arg(long, alias = "target_topic", default_value = "")]
@@ -136,6 +145,6 @@ impl From<IfExistsArg> for IfExists {
     }
 }
 
-fn parse_compression(raw: &str) -> Result<CompressionType, String> {
+pub(super) fn parse_compression(raw: &str) -> Result<CompressionType, String> {
     raw.parse::<CompressionType>().map_err(|e| e.message)
 }

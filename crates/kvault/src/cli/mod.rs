@@ -9,8 +9,10 @@ use kvault_domain::drain::DrainStrategy;
 use kvault_domain::migrate::OnEvaluationError;
 
 mod backup_restore;
+mod schedule;
 
 pub use backup_restore::{BackupArgs, IfExistsArg, RestoreArgs};
+pub use schedule::{ScheduleAction, ScheduleArgs, ScheduleCreateArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,6 +90,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Watch a consumer group's lag until it is drained or the timeout passes.
     Drain(DrainArgs),
+    /// Backup schedules: continuous incremental backups that `kvault serve` runs.
+    Schedule(ScheduleArgs),
     /// Mint a JWT from the configured secret, for local use and CI.
     Token(TokenArgs),
     /// Produce sample messages into a topic (created when missing), to try kvault out.

@@ -7,6 +7,7 @@ mod drain;
 mod migrate;
 mod restore;
 mod sample;
+mod schedule;
 mod serve;
 mod token;
 
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cat(args) => cat::run(&context, args).await,
         Command::Migrate(args) => migrate::run(&context, args).await,
         Command::Drain(args) => drain::run(&context, args).await,
+        Command::Schedule(args) => schedule::run(&context, args).await,
         Command::SampleData(args) => sample::run(&context, args).await,
         Command::Token(args) => token::run(&context, args),
         Command::Completions(_) => Ok(()),

@@ -16,8 +16,13 @@ use crate::exit::CliError;
 use crate::progress::Progress;
 
 pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
+    let backup_id = match &args.schedule_id {
+        Some(schedule_id) => super::schedule::latest_run(context, schedule_id).await?,
+        None => args.backup_id,
+    };
     let request = RestoreRequest {
-        backup_id: args.backup_id,
+        backup_id,
+        schedule_id: args.schedule_id,
         target_topic: args.target_topic,
         target_partitions: args.target_partitions,
         replication_factor: args.replication_factor,

@@ -1,0 +1,158 @@
+//! Starting a backup job, for the backup route and for scheduled runs alike: checks the request
+//! against the archives and the cluster (parent of an incremental backup, free backup id,
+//! existing topic), then admits the job and runs it. A one-topic backup runs on the engine, a
+//! backup set through `kvault_domain::backup_set`.
+
+use actix_web::web;
+use chrono::Utc;
+use kvault_domain::backup_set::run_backup_set;
+use kvault_domain::restore_set::set_members;
+use kvault_domain::{BackupId, BackupRequest, ClusterId, DomainError, JobId, JobKind};
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::jobs::RunClaim;
+use crate::routes::respond::to_json;
+use crate::runner::{JobSpec, Outcome};
+use crate::state::AppState;
+
+/// Who starts a backup: the token's subject, and for a scheduled run its claim.
+pub(crate) struct Starter {
+    pub subject: String,
+    pub claim: Option<RunClaim>,
+}
+
+/// Checks `request` and starts it on `cluster` (the caller checked the token may touch it).
+pub(crate) async fn start_backup(
+    state: &web::Data<AppState>,
+    cluster: ClusterId,
+    request: BackupRequest,
+    starter: Starter,
+) -> Result<(JobId, JoinHandle<Outcome>), ApiError> {
+    if request.is_set() {
+        return start_backup_set(state, cluster, request, starter).await;
+    }
+    let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
+    if let Some(parent) = &plan.incremental_from {
+        let parent = state
+            .store
+            .manifest(parent)
+            .await
+            .map_err(|e| parent_error(e, parent, "backup"))?;
+        kvault_domain::chain::continue_chain(&parent, cluster.as_str(), &plan.topic)?;
+    }
+    refuse_taken_id(state, &plan.backup_id).await?;
+    if !state.engine.topic_exists(&cluster, &plan.topic).await? {
+        return Err(ApiError::not_found(
+            "topic",
+            &plan.topic,
+            format!(
+                "topic '{}' does not exist on cluster '{cluster}'",
+                plan.topic
+            ),
+        ));
+    }
+    let capacity = state.limits.capacity(JobKind::Backup, cluster.as_str());
+    let totals = state.archive_totals.clone();
+    let engine = state.engine.clone();
+    let backup_id = plan.backup_id.to_string();
+    state
+        .runner
+        .start_claimed(
+            spec(&cluster, &request, starter.subject, backup_id)?,
+            Some(capacity),
+            starter.claim,
+            move |control| async move {
+                let result = engine.backup(&cluster, plan, control).await;
+                totals.invalidate();
+                to_json(&result?)
+            },
+        )
+        .await
+}
+
+/// A backup set as one job; an incremental set's parent must be a set of the same cluster.
+async fn start_backup_set(
+    state: &web::Data<AppState>,
+    cluster: ClusterId,
+    request: BackupRequest,
+    starter: Starter,
+) -> Result<(JobId, JoinHandle<Outcome>), ApiError> {
+    let plan = request.validate_set(state.settings.backup.request_defaults(), Utc::now())?;
+    if let Some(parent) = &plan.parent_set {
+        let members = set_members(state.store.as_ref(), parent.as_str())
+            .await
+            .map_err(|e| parent_error(e, parent, "backup set"))?;
+        if let Some(other) = members.iter().find(|m| m.cluster_id != cluster.as_str()) {
+            return Err(ApiError::from(kvault_domain::ValidationError::new(
+                "incremental_from",
+                parent,
+                format!(
+                    "is a backup set of cluster {}, not {cluster}",
+                    other.cluster_id
+                ),
+            )));
+        }
+    }
+    refuse_taken_id(state, &plan.set_id).await?;
+    let capacity = state.limits.capacity(JobKind::Backup, cluster.as_str());
+    let (engine, store, totals) = (
+        state.engine.clone(),
+        state.store.clone(),
+        state.archive_totals.clone(),
+    );
+    let set_id = plan.set_id.to_string();
+    state
+        .runner
+        .start_claimed(
+            spec(&cluster, &request, starter.subject, set_id)?,
+            Some(capacity),
+            starter.claim,
+            move |control| async move {
+                let result =
+                    run_backup_set(engine.as_ref(), store.as_ref(), &cluster, plan, control).await;
+                totals.invalidate();
+                to_json(&result?)
+            },
+        )
+        .await
+}
+
+fn spec(
+    cluster: &ClusterId,
+    request: &BackupRequest,
+    subject: String,
+    backup_id: String,
+) -> Result<JobSpec, ApiError> {
+    Ok(JobSpec {
+        kind: JobKind::Backup,
+        cluster_id: Some(cluster.to_string()),
+        target_cluster_id: None,
+        subject,
+        request: to_json(request)?,
+        backup_id: Some(backup_id),
+    })
+}
+
+/// 409 when a backup (or set) named `id` exists.
+async fn refuse_taken_id(state: &AppState, id: &BackupId) -> Result<(), ApiError> {
+    match state.store.manifest(id).await {
+        Ok(_) => Err(
+            ApiError::conflict(format!("a backup named '{id}' already exists")).on("backup_id", id),
+        ),
+        Err(DomainError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A missing `incremental_from` parent is a 404 naming the field.
+fn parent_error(error: DomainError, parent: &BackupId, what: &str) -> ApiError {
+    match error {
+        DomainError::NotFound { .. } => ApiError::not_found(
+            "incremental_from",
+            parent,
+            format!("{what} '{parent}' (incremental_from) not found"),
+        ),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,170 @@
+//! The scheduler: on every replica, a loop that starts the due runs of backup schedules (see
+//! `kvault_domain::schedule`). Every replica looks; the claim taken with the run's admission
+//! (`crate::jobs::RunClaim`) lets exactly one start each due run, and none while a run of the
+//! same schedule still goes on. A run is an ordinary backup job, incremental from the
+//! schedule's last completed run; if its replica dies, the job is taken over like any other.
+//!
+//! A due run that cannot start (its topic was deleted, its cluster left the config) is skipped
+//! to the next due time and the reason kept on the schedule (`last_error`). One that finds the
+//! backup limit full stays due and starts as soon as there is room.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use chrono::{DateTime, Utc};
+use kvault_domain::restore_set::set_members;
+use kvault_domain::schedule::{run_backup_id, ScheduleRequest};
+use kvault_domain::{BackupId, ClusterId, DomainError, JobId};
+
+use crate::backup_start::{start_backup, Starter};
+use crate::error::ApiError;
+use crate::jobs::{RunClaim, StoredSchedule};
+use crate::state::AppState;
+
+/// How often each replica looks for due runs.
+const TICK: Duration = Duration::from_secs(1);
+
+pub(crate) async fn schedule_loop(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.runner.is_handing_over() {
+            continue;
+        }
+        let now = Utc::now();
+        match state.runner.store().due_schedules(now).await {
+            Ok(due) => {
+                for schedule in due {
+                    start_due_run(&state, schedule, now).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not look for due backup schedules"),
+        }
+    }
+}
+
+/// Starts `schedule`'s due run, or says why not.
+async fn start_due_run(state: &web::Data<AppState>, schedule: StoredSchedule, now: DateTime<Utc>) {
+    let Some(due) = schedule.next_run_at else {
+        return;
+    };
+    let due_ms = due.timestamp_millis();
+    let request: Result<ScheduleRequest, _> = serde_json::from_value(schedule.request.clone());
+    let (request, cadence) = match request
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.cadence().map(|c| (r, c)).map_err(|e| e.to_string()))
+    {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            skip(
+                state,
+                &schedule,
+                due_ms,
+                None,
+                &format!("unreadable schedule: {e}"),
+            )
+            .await;
+            return;
+        }
+    };
+    // Missed due times (every replica was down) are not made up: one run covers them all.
+    let next_ms = cadence.next_after(now).map(|t| t.timestamp_millis());
+    match start_run(state, &schedule, &request, (due_ms, next_ms), now).await {
+        Ok(job_id) => {
+            tracing::info!(schedule_id = %schedule.id, %job_id, "scheduled backup run started");
+        }
+        // Another replica started it, or a run of this schedule still goes on.
+        Err(e) if e.status == StatusCode::CONFLICT && e.field.is_none() => {}
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            tracing::debug!(schedule_id = %schedule.id, "scheduled run waits for a backup slot");
+        }
+        Err(e) => skip(state, &schedule, due_ms, next_ms, &e.message).await,
+    }
+}
+
+async fn skip(
+    state: &AppState,
+    schedule: &StoredSchedule,
+    due_ms: i64,
+    next_ms: Option<i64>,
+    why: &str,
+) {
+    tracing::warn!(schedule_id = %schedule.id, error = %why, "scheduled backup run could not start; skipped to the next one");
+    let skipped = state
+        .runner
+        .store()
+        .skip_run(&schedule.id, due_ms, next_ms, why)
+        .await;
+    if let Err(e) = skipped {
+        tracing::warn!(schedule_id = %schedule.id, error = %e, "could not record a skipped run");
+    }
+}
+
+/// Starts one run: incremental from the last completed run whose backup still exists (a full
+/// backup when there is none), under a claim naming that run.
+async fn start_run(
+    state: &web::Data<AppState>,
+    schedule: &StoredSchedule,
+    request: &ScheduleRequest,
+    (due_ms, next_ms): (i64, Option<i64>),
+    now: DateTime<Utc>,
+) -> Result<JobId, ApiError> {
+    let tip = state
+        .runner
+        .store()
+        .schedule_runs(&schedule.id, true, 1)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .next();
+    let parent = match tip.as_ref().and_then(|run| run.backup_id.as_deref()) {
+        Some(id) => existing_backup(state, &BackupId::parse(id)?, request).await?,
+        None => None,
+    };
+    let cluster = ClusterId::parse(&schedule.cluster_id)?;
+    if !state.engine.knows(&cluster) {
+        return Err(ApiError::not_found(
+            "cluster_id",
+            &cluster,
+            format!("cluster '{cluster}' is no longer configured"),
+        ));
+    }
+    let schedule_id = BackupId::parse(&schedule.id)?;
+    let backup = request.run_request(run_backup_id(&schedule_id, now), parent.as_ref());
+    let starter = Starter {
+        subject: schedule.subject.clone(),
+        claim: Some(RunClaim {
+            schedule_id: schedule.id.clone(),
+            due_at_ms: due_ms,
+            next_run_at_ms: next_ms,
+            tip_job_id: tip.map(|run| run.job.id.to_string()),
+        }),
+    };
+    let (id, _ends_on_its_own) = start_backup(state, cluster, backup, starter).await?;
+    Ok(id)
+}
+
+/// `id` if that backup (or, for a schedule of several topics, that set) still exists.
+async fn existing_backup(
+    state: &AppState,
+    id: &BackupId,
+    request: &ScheduleRequest,
+) -> Result<Option<BackupId>, ApiError> {
+    let found = if request.topic.is_empty() {
+        set_members(state.store.as_ref(), id.as_str())
+            .await
+            .map(|_| ())
+    } else {
+        state.store.manifest(id).await.map(|_| ())
+    };
+    match found {
+        Ok(()) => Ok(Some(id.clone())),
+        Err(DomainError::NotFound { .. }) => {
+            tracing::warn!(backup_id = %id, "the last run's backup is gone; this run is a full backup");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
