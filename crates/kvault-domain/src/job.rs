@@ -152,6 +152,9 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     #[serde(with = "crate::time::rfc3339_seconds_option")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Extension: the backup schedule this job is a run of (absent for other jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 /// Live counters and a cancel flag shared between a running operation and whoever watches it.

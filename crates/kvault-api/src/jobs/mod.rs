@@ -289,8 +289,6 @@ pub struct StoredJob {
     pub backup_id: Option<String>,
     /// 1, plus one per takeover.
     pub attempts: u64,
-    /// The schedule this job is a run of.
-    pub schedule_id: Option<String>,
 }
 
 impl StoredJob {
@@ -343,13 +341,13 @@ impl StoredJob {
                 },
                 created_at,
                 finished_at,
+                schedule_id: row.try_get("schedule_id")?,
             },
             subject: row.try_get("subject")?,
             duration_ms: duration_ms.map(|d| d.max(0) as u64),
             owner: row.try_get("owner")?,
             backup_id: row.try_get("backup_id")?,
             attempts: row.try_get::<i64, _>("attempts")?.max(1) as u64,
-            schedule_id: row.try_get("schedule_id")?,
         })
     }
 }

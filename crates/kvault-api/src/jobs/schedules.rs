@@ -292,6 +292,7 @@ pub(crate) mod tests {
                 .await
                 .unwrap()
                 .unwrap()
+                .job
                 .schedule_id
                 .as_deref(),
             Some("nightly")

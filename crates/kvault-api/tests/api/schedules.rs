@@ -184,6 +184,7 @@ async fn runs_continue_one_chain_and_restore_by_schedule_id() {
         )
         .await;
     assert_eq!(job["kind"], "backup");
+    assert_eq!(job["schedule_id"], "often");
 
     let resp = app
         .post(
