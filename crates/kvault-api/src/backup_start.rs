@@ -42,16 +42,7 @@ pub(crate) async fn start_backup(
         kvault_domain::chain::continue_chain(&parent, cluster.as_str(), &plan.topic)?;
     }
     refuse_taken_id(state, &plan.backup_id).await?;
-    if !state.engine.topic_exists(&cluster, &plan.topic).await? {
-        return Err(ApiError::not_found(
-            "topic",
-            &plan.topic,
-            format!(
-                "topic '{}' does not exist on cluster '{cluster}'",
-                plan.topic
-            ),
-        ));
-    }
+    require_topic(state, &cluster, &plan.topic).await?;
     let capacity = state.limits.capacity(JobKind::Backup, cluster.as_str());
     let totals = state.archive_totals.clone();
     let engine = state.engine.clone();
@@ -132,6 +123,22 @@ fn spec(
         request: to_json(request)?,
         backup_id: Some(backup_id),
     })
+}
+
+/// 404 naming `topic` when it does not exist on `cluster`.
+pub(crate) async fn require_topic(
+    state: &AppState,
+    cluster: &ClusterId,
+    topic: &str,
+) -> Result<(), ApiError> {
+    if state.engine.topic_exists(cluster, topic).await? {
+        return Ok(());
+    }
+    Err(ApiError::not_found(
+        "topic",
+        topic,
+        format!("topic '{topic}' does not exist on cluster '{cluster}'"),
+    ))
 }
 
 /// 409 when a backup (or set) named `id` exists.

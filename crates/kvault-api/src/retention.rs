@@ -1,9 +1,10 @@
 //! Retention: deletes backups older than `backup.retention_days`, and the runs of schedules
-//! older than their own `retention` (chains from their oldest
-//! link only, see `kvault_domain::chain`; never one a running job
-//! uses, nor an earlier link of a chain it reads) and removes what killed writers left behind, on a timer next to the server.
+//! older than their own `retention`, in one sweep over one listing (chains from their oldest
+//! link only, see `kvault_domain::chain`; never one a running job uses, nor an earlier link of
+//! a chain it reads), and removes what killed writers left behind, on a timer next to the
+//! server.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -40,17 +41,7 @@ pub async fn sweep_retention(
     now: DateTime<Utc>,
     in_use: impl Fn(&str) -> bool,
 ) -> Result<SweepOutcome, kvault_domain::DomainError> {
-    let mut outcome = SweepOutcome::default();
-    if retention_days == 0 {
-        return Ok(outcome);
-    }
-    let cutoff = now - chrono::Duration::days(i64::from(retention_days));
-    let manifests = store.list().await?;
-    let mut existing: BTreeSet<String> = manifests.iter().map(|m| m.backup_id.clone()).collect();
-    let kept = with_earlier_links(&manifests, |m| used(m, &in_use));
-    let expired = |m: &Manifest| m.finished_at < cutoff && !kept.contains(&m.backup_id);
-    delete_expired(store, manifests, expired, &mut existing, &mut outcome).await;
-    Ok(outcome)
+    sweep_expired(store, retention_days, &[], now, in_use).await
 }
 
 /// One schedule's retention and the backup ids of its completed runs, newest first.
@@ -59,38 +50,44 @@ pub struct ScheduleRuns {
     pub runs: Vec<String>,
 }
 
-/// Per-schedule retention: the runs of each schedule that finished longer ago than its
-/// `retention`, oldest first; never the newest run (the next run continues it) and, as
-/// everywhere, never a link whose parent is still kept.
-pub async fn sweep_schedule_retention(
+/// One sweep over one listing of the archives: deletes backups older than `retention_days`
+/// (0: none) and the runs of `schedules` that finished longer ago than their schedule's
+/// `retention` (never a schedule's newest run: the next run continues it). Never a backup a
+/// running job uses, nor an earlier link of a chain it reads, nor a link whose parent is kept.
+pub async fn sweep_expired(
     store: &dyn ArchiveStore,
+    retention_days: u32,
     schedules: &[ScheduleRuns],
     now: DateTime<Utc>,
     in_use: impl Fn(&str) -> bool,
 ) -> Result<SweepOutcome, kvault_domain::DomainError> {
     let mut outcome = SweepOutcome::default();
-    if schedules.iter().all(|s| s.runs.len() < 2) {
+    let days_cutoff =
+        (retention_days > 0).then(|| now - chrono::Duration::days(i64::from(retention_days)));
+    // The cutoff of each schedule run but the newest, by run id (a set run's id is its set's).
+    let run_cutoffs: BTreeMap<&str, DateTime<Utc>> = schedules
+        .iter()
+        .filter_map(|s| Some((s, now - chrono::Duration::from_std(s.retention).ok()?)))
+        .flat_map(|(s, cutoff)| s.runs.iter().skip(1).map(move |id| (id.as_str(), cutoff)))
+        .collect();
+    if days_cutoff.is_none() && run_cutoffs.is_empty() {
         return Ok(outcome);
     }
-    let all = store.list().await?;
-    let mut existing: BTreeSet<String> = all.iter().map(|m| m.backup_id.clone()).collect();
-    let kept = with_earlier_links(&all, |m| used(m, &in_use));
-    for schedule in schedules {
-        let older: BTreeSet<&str> = schedule.runs.iter().skip(1).map(String::as_str).collect();
-        let Ok(retention) = chrono::Duration::from_std(schedule.retention) else {
-            continue;
-        };
-        let cutoff = now - retention;
-        let of_older_runs = all.iter().filter(|m| {
-            older.contains(m.backup_id.as_str())
-                || m.backup_set
-                    .as_ref()
-                    .is_some_and(|s| older.contains(s.set_id.as_str()))
-        });
-        let expired = |m: &Manifest| m.finished_at < cutoff && !kept.contains(&m.backup_id);
-        let candidates = of_older_runs.cloned().collect();
-        delete_expired(store, candidates, expired, &mut existing, &mut outcome).await;
-    }
+    let manifests = store.list().await?;
+    let mut existing: BTreeSet<String> = manifests.iter().map(|m| m.backup_id.clone()).collect();
+    let kept = with_earlier_links(&manifests, |m| used(m, &in_use));
+    let expired = |m: &Manifest| {
+        let run = m
+            .backup_set
+            .as_ref()
+            .map_or(m.backup_id.as_str(), |s| s.set_id.as_str());
+        let cutoff = days_cutoff
+            .into_iter()
+            .chain(run_cutoffs.get(run).copied())
+            .max();
+        cutoff.is_some_and(|c| m.finished_at < c) && !kept.contains(&m.backup_id)
+    };
+    delete_expired(store, manifests, expired, &mut existing, &mut outcome).await;
     Ok(outcome)
 }
 
@@ -154,27 +151,23 @@ pub(crate) async fn retention_loop(state: web::Data<AppState>) {
                 continue;
             }
         };
-        let now = Utc::now();
-        let in_use = |id: &str| in_use.contains(id);
-        let swept = sweep_retention(store.as_ref(), days, now, in_use).await;
         let schedules = schedule_runs(runner.store()).await;
-        let swept_runs = sweep_schedule_retention(store.as_ref(), &schedules, now, in_use).await;
-        for swept in [swept, swept_runs] {
-            match swept {
-                Ok(outcome) => {
-                    let counters = &state.retention;
-                    counters
-                        .deleted
-                        .fetch_add(outcome.deleted.len() as u64, Ordering::Relaxed);
-                    counters
-                        .failed
-                        .fetch_add(outcome.failed.len() as u64, Ordering::Relaxed);
-                    if !outcome.deleted.is_empty() {
-                        state.archive_totals.invalidate();
-                    }
+        let in_use = |id: &str| in_use.contains(id);
+        let swept = sweep_expired(store.as_ref(), days, &schedules, Utc::now(), in_use).await;
+        match swept {
+            Ok(outcome) => {
+                let counters = &state.retention;
+                counters
+                    .deleted
+                    .fetch_add(outcome.deleted.len() as u64, Ordering::Relaxed);
+                counters
+                    .failed
+                    .fetch_add(outcome.failed.len() as u64, Ordering::Relaxed);
+                if !outcome.deleted.is_empty() {
+                    state.archive_totals.invalidate();
                 }
-                Err(e) => tracing::error!(error = %e, "retention sweep failed"),
             }
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
         }
     }
 }

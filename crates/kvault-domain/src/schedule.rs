@@ -198,9 +198,7 @@ impl ScheduleRequest {
 
     /// The backup request of one run: `backup_id`, continuing `parent` when there is one.
     pub fn run_request(&self, backup_id: BackupId, parent: Option<&BackupId>) -> BackupRequest {
-        let mut request: BackupRequest =
-            serde_json::from_value(serde_json::json!({})).expect("every backup field defaults");
-        request.topic = self.topic.clone();
+        let mut request = BackupRequest::for_topic(self.topic.clone());
         request.topics = self.topics.clone();
         request.topic_pattern = self.topic_pattern.clone();
         request.compression = self.compression;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{Authed, Operator, Viewer};
+use crate::backup_start::require_topic;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::jobs::{JobStore, NewSchedule, StoreError, StoredSchedule};
@@ -84,20 +85,8 @@ pub async fn create_schedule(
     let cluster = state.cluster(&request.cluster_id, &auth, "cluster_id")?;
     let now = Utc::now();
     let plan = request.validate(state.settings.backup.request_defaults(), now)?;
-    if !plan.request.topic.is_empty()
-        && !state
-            .engine
-            .topic_exists(&cluster, &plan.request.topic)
-            .await?
-    {
-        return Err(ApiError::not_found(
-            "topic",
-            &plan.request.topic,
-            format!(
-                "topic '{}' does not exist on cluster '{cluster}'",
-                plan.request.topic
-            ),
-        ));
+    if !plan.request.topic.is_empty() {
+        require_topic(&state, &cluster, &plan.request.topic).await?;
     }
     let id = plan.schedule_id.to_string();
     let new = NewSchedule::planned(&plan, auth.subject(), now);

@@ -127,7 +127,7 @@ async fn a_failed_delete_does_not_stop_the_sweep() {
 
 #[tokio::test]
 async fn retention_keeps_the_chain_a_job_reads_and_trims_schedules_from_their_oldest_run() {
-    use kvault_api::retention::{sweep_schedule_retention, ScheduleRuns};
+    use kvault_api::retention::{sweep_expired, ScheduleRuns};
     let app = spawn_app().await;
     let topic = app.topic_with(1, 3).await;
     let mut ids = Vec::new();
@@ -154,7 +154,7 @@ async fn retention_keeps_the_chain_a_job_reads_and_trims_schedules_from_their_ol
         retention: std::time::Duration::from_secs(3600),
         runs: ids.iter().rev().cloned().collect(),
     };
-    let swept = sweep_schedule_retention(store.as_ref(), &[runs], later, |_| false)
+    let swept = sweep_expired(store.as_ref(), 0, &[runs], later, |_| false)
         .await
         .unwrap();
     assert_eq!(swept.deleted, vec!["run-0".to_owned(), "run-1".to_owned()]);

@@ -5,7 +5,6 @@ use chrono::Utc;
 use kvault_api::jobs::{JobStore, NewSchedule};
 use kvault_api::routes::schedules::{describe, latest_backup, DeletedSchedule, ScheduleList};
 use kvault_domain::schedule::ScheduleRequest;
-use kvault_domain::ClusterId;
 
 use super::print_json;
 use crate::cli::{ScheduleAction, ScheduleArgs, ScheduleCreateArgs};
@@ -74,21 +73,15 @@ async fn create(
     };
     let now = Utc::now();
     let plan = request.validate(context.settings.backup.request_defaults(), now)?;
-    if !plan.request.topic.is_empty() {
-        let engine = context.engine(&[plan.cluster_id.as_str()], context.store()?)?;
-        let cluster = ClusterId::parse(plan.cluster_id.as_str())?;
-        if !engine.topic_exists(&cluster, &plan.request.topic).await? {
-            return Err(CliError::new(
-                EXIT_NOT_FOUND,
-                format!(
-                    "topic '{}' does not exist on cluster '{cluster}'",
-                    plan.request.topic
-                ),
-            ));
-        }
-    } else {
-        // The cluster must at least be configured.
-        context.engine(&[plan.cluster_id.as_str()], context.store()?)?;
+    // The cluster must be configured, and a named topic must exist on it.
+    let cluster = &plan.cluster_id;
+    let engine = context.engine(&[cluster.as_str()], context.store()?)?;
+    let topic = &plan.request.topic;
+    if !topic.is_empty() && !engine.topic_exists(cluster, topic).await? {
+        return Err(CliError::new(
+            EXIT_NOT_FOUND,
+            format!("topic '{topic}' does not exist on cluster '{cluster}'"),
+        ));
     }
     let new = NewSchedule::planned(&plan, CLI_SUBJECT, now);
     if !jobs.create_schedule(&new).await.map_err(unavailable)? {
