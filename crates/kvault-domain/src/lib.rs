@@ -3,7 +3,8 @@
 //!
 //! - [`offset`], [`compression`], [`ids`]: small value types that validate themselves.
 //! - [`cluster`]: how to reach a cluster (the `clusters:` config entries).
-//! - [`record`]: one Kafka record as bytes (nullable key and value, ordered headers).
+//! - [`record`]: one Kafka record as bytes (nullable key and value, ordered headers);
+//!   [`record_block`]: records sharing one buffer, as an archive block decodes them.
 //! - [`backup`], [`restore`], [`migrate`], [`drain`]: the documented request and result shapes,
 //!   with their defaults and `validate()` methods.
 //! - [`backup_set`], [`restore_set`]: many topics in one backup call (all or nothing), and
@@ -45,6 +46,7 @@ pub mod offset;
 pub mod operations;
 pub mod ports;
 pub mod record;
+pub mod record_block;
 pub mod restore;
 pub mod restore_planning;
 pub mod restore_set;

@@ -28,11 +28,10 @@ pub const MAX_BLOCK_COMPRESSED_LEN: u32 = MAX_BLOCK_RAW_LEN + (MAX_BLOCK_RAW_LEN
 pub const MIN_RECORD_LEN: usize = 8 + 8 + 1 + 4 + 4 + 4;
 /// Smallest possible encoded header (empty name, null value).
 pub const MIN_HEADER_LEN: usize = 4 + 4;
-/// Most headers one record may carry. A decoded header costs ~48 bytes of memory however few
-/// bytes it took on disk, so this (not the block size) bounds a record's header memory: ~3 MiB.
+/// Most headers one record may carry. A decoded header costs a 20-byte table entry in its
+/// block (~48 bytes as an owned copy) however few bytes it took on disk, so this (not the block
+/// size) bounds a record's header memory: 1.3 MiB in a block, ~3 MiB copied out.
 pub const MAX_HEADERS_PER_RECORD: usize = 1 << 16;
-/// Headers reserved up front when decoding; beyond it the Vec grows only as headers decode.
-pub const HEADER_RESERVE: usize = 16;
 /// Largest `manifest.json` a reader accepts: 64 MiB.
 pub const MAX_MANIFEST_LEN: u64 = 64 << 20;
 

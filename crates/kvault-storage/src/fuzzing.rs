@@ -10,6 +10,7 @@ use crate::error::StorageError;
 use crate::format::MAX_BLOCK_RAW_LEN;
 use crate::record::encoded_len;
 use crate::segment::{BlockBuilder, SegmentReader, SegmentWriter};
+use kvault_domain::record_block::RecordView;
 
 /// Name used for in-memory segments in error locations.
 pub const MEMORY_FILE: &str = "<memory>";
@@ -30,7 +31,7 @@ pub fn read_segment_bytes(data: &[u8]) -> Result<SegmentContents, StorageError> 
     let mut reader = SegmentReader::open(Cursor::new(data), MEMORY_FILE)?;
     let mut records = Vec::new();
     while let Some(block) = reader.next_block(None)? {
-        records.extend(block);
+        records.extend(block.iter().map(|r| r.to_record()));
     }
     let stats = reader.stats();
     Ok(SegmentContents {
@@ -74,6 +75,7 @@ pub fn encode_segment(
         Ok(())
     };
     for r in records {
+        let r = &RecordView::from(r);
         if let Some(p) = prev.filter(|&p| r.offset <= p) {
             return Err(StorageError::AppendOrder {
                 partition: -1,

@@ -1,9 +1,12 @@
 //! The byte encoding of one record inside an uncompressed block. Keys, values and header
-//! values are copied as bytes (never UTF-8 converted); `-1` lengths mark null.
+//! values are bytes (never UTF-8 converted); `-1` lengths mark null.
 
-use kvault_domain::{Header, Record, TimestampType};
+use std::ops::Range;
 
-use crate::format::{HEADER_RESERVE, MAX_HEADERS_PER_RECORD, MIN_HEADER_LEN, MIN_RECORD_LEN};
+use kvault_domain::record_block::{BlockBuilder, BlockError, RecordMeta, RecordView};
+use kvault_domain::TimestampType;
+
+use crate::format::{MAX_HEADERS_PER_RECORD, MIN_HEADER_LEN, MIN_RECORD_LEN};
 
 const NULL_LEN: i32 = -1;
 
@@ -16,29 +19,28 @@ fn ts_type_id(t: TimestampType) -> u8 {
 }
 
 /// Bytes `record` takes when encoded, as u64 so oversized records are measured, not wrapped.
-pub(crate) fn encoded_len(record: &Record) -> u64 {
-    let opt = |b: &Option<Vec<u8>>| 4 + b.as_ref().map_or(0, |v| v.len() as u64);
+pub(crate) fn encoded_len(record: &RecordView<'_>) -> u64 {
+    let opt = |b: Option<&[u8]>| 4 + b.map_or(0, |v| v.len() as u64);
     let headers: u64 = record
-        .headers
-        .iter()
-        .map(|h| 4 + h.key.len() as u64 + opt(&h.value))
+        .headers()
+        .map(|(name, value)| 4 + name.len() as u64 + opt(value))
         .sum();
-    (MIN_RECORD_LEN as u64 - 8) + opt(&record.key) + opt(&record.value) + headers
+    (MIN_RECORD_LEN as u64 - 8) + opt(record.key) + opt(record.value) + headers
 }
 
 /// Appends the encoding of `record` to `out`. The caller has checked `encoded_len` against
 /// the block limit, so every length fits in its field.
-pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
+pub(crate) fn encode(record: &RecordView<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&record.offset.to_le_bytes());
     out.extend_from_slice(&record.timestamp.to_le_bytes());
     out.push(ts_type_id(record.timestamp_type));
-    put_nullable(out, record.key.as_deref());
-    put_nullable(out, record.value.as_deref());
-    out.extend_from_slice(&(record.headers.len() as u32).to_le_bytes());
-    for h in &record.headers {
-        out.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
-        out.extend_from_slice(h.key.as_bytes());
-        put_nullable(out, h.value.as_deref());
+    put_nullable(out, record.key);
+    put_nullable(out, record.value);
+    out.extend_from_slice(&(record.header_count() as u32).to_le_bytes());
+    for (name, value) in record.headers() {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        put_nullable(out, value);
     }
 }
 
@@ -52,8 +54,9 @@ fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
-/// Reads records from an uncompressed block. Every length is checked against the bytes that
-/// remain before anything is allocated, so allocations never exceed the block itself.
+/// Reads records from an uncompressed block into a [`RecordBlock`]: fields become ranges of
+/// the block's bytes, nothing is copied. Every length is checked against the bytes that
+/// remain, so a crafted length can neither reach past the block nor buy memory.
 pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -68,35 +71,36 @@ impl<'a> Cursor<'a> {
         self.buf.len() - self.pos
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize, what: &str) -> Result<Range<usize>, String> {
         if n > self.remaining() {
             return Err(format!(
                 "{what} needs {n} bytes but only {} remain in the block",
                 self.remaining()
             ));
         }
-        let s = &self.buf[self.pos..self.pos + n];
+        let range = self.pos..self.pos + n;
         self.pos += n;
-        Ok(s)
+        Ok(range)
     }
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
         let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N, what)?);
+        a.copy_from_slice(&self.buf[self.take(N, what)?]);
         Ok(a)
     }
 
-    fn nullable(&mut self, what: &str) -> Result<Option<Vec<u8>>, String> {
+    fn nullable(&mut self, what: &str) -> Result<Option<Range<usize>>, String> {
         let len = i32::from_le_bytes(self.array(what)?);
         match len {
             NULL_LEN => Ok(None),
             l if l < 0 => Err(format!("{what} length {l} is negative")),
-            l => Ok(Some(self.take(l as usize, what)?.to_vec())),
+            l => Ok(Some(self.take(l as usize, what)?)),
         }
     }
 
-    /// Decodes the next record.
-    pub fn record(&mut self) -> Result<Record, String> {
+    /// Decodes the next record into `block` (whose buffer this cursor reads) and returns its
+    /// offset and timestamp.
+    pub fn record_into(&mut self, block: &mut BlockBuilder<'_>) -> Result<RecordMeta, String> {
         let offset = i64::from_le_bytes(self.array("offset")?);
         let timestamp = i64::from_le_bytes(self.array("timestamp")?);
         let timestamp_type = match self.array::<1>("timestamp type")?[0] {
@@ -105,10 +109,16 @@ impl<'a> Cursor<'a> {
             2 => TimestampType::LogAppendTime,
             t => return Err(format!("unknown timestamp type {t}")),
         };
+        let meta = RecordMeta {
+            offset,
+            timestamp,
+            timestamp_type,
+        };
         let key = self.nullable("key")?;
         let value = self.nullable("value")?;
         let count = u32::from_le_bytes(self.array("header count")?) as usize;
-        // Bound the Vec before allocating: each header needs at least MIN_HEADER_LEN bytes.
+        // Each header needs at least MIN_HEADER_LEN bytes; the table grows only as headers
+        // actually decode, so the count buys no memory up front.
         if count > self.remaining() / MIN_HEADER_LEN {
             return Err(format!(
                 "header count {count} cannot fit in the {} bytes that remain",
@@ -120,31 +130,38 @@ impl<'a> Cursor<'a> {
                 "header count {count} exceeds the limit of {MAX_HEADERS_PER_RECORD} per record"
             ));
         }
-        // Reserve little: a crafted count must not buy memory before real headers decode.
-        let mut headers = Vec::with_capacity(count.min(HEADER_RESERVE));
+        block
+            .push_record(meta, key, value)
+            .map_err(|e| e.to_string())?;
         for i in 0..count {
             let name_len = u32::from_le_bytes(self.array("header name length")?) as usize;
             let name = self.take(name_len, "header name")?;
-            let key = std::str::from_utf8(name)
-                .map_err(|e| format!("header {i} name is not UTF-8: {e}"))?
-                .to_owned();
             let value = self.nullable("header value")?;
-            headers.push(Header { key, value });
+            block.push_header(name, value).map_err(|e| match e {
+                BlockError::NameNotUtf8(e) => format!("header {i} name is not UTF-8: {e}"),
+                other => other.to_string(),
+            })?;
         }
-        Ok(Record {
-            offset,
-            timestamp,
-            timestamp_type,
-            key,
-            value,
-            headers,
-        })
+        Ok(meta)
     }
+}
+
+/// Decodes every record in `buf` into one block (tests and tools).
+#[cfg(test)]
+pub(crate) fn decode_all(buf: &[u8]) -> Result<kvault_domain::record_block::RecordBlock, String> {
+    kvault_domain::record_block::RecordBlock::decode(buf.to_vec(), |b| {
+        let mut cursor = Cursor::new(b.data());
+        while cursor.remaining() > 0 {
+            cursor.record_into(b)?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvault_domain::{Header, Record};
     use proptest::prelude::*;
 
     fn bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
@@ -183,22 +200,18 @@ mod tests {
             let mut buf = Vec::new();
             let mut expected_len = 0;
             for r in &records {
-                encode(r, &mut buf);
-                expected_len += encoded_len(r);
+                encode(&r.into(), &mut buf);
+                expected_len += encoded_len(&r.into());
             }
             prop_assert_eq!(buf.len() as u64, expected_len);
-            let mut c = Cursor::new(&buf);
-            for r in &records {
-                prop_assert_eq!(&c.record().unwrap(), r);
-            }
-            prop_assert_eq!(c.remaining(), 0);
+            prop_assert_eq!(decode_all(&buf).unwrap().to_records(), records);
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let mut c = Cursor::new(&buf);
-            while c.remaining() > 0 {
-                if c.record().is_err() { break; }
+            if let Ok(block) = decode_all(&buf) {
+                // Whatever decoded can be read back without going past the bytes.
+                prop_assert!(block.payload_len() <= buf.len() as u64);
             }
         }
     }
@@ -223,19 +236,19 @@ mod tests {
             ],
         };
         let mut buf = Vec::new();
-        encode(&r, &mut buf);
-        assert_eq!(Cursor::new(&buf).record().unwrap(), r);
+        encode(&(&r).into(), &mut buf);
+        assert_eq!(decode_all(&buf).unwrap().to_records(), vec![r]);
         // Patch the second header name ("h") into an invalid UTF-8 byte.
         let pos = buf.iter().rposition(|&b| b == b'h').unwrap();
         buf[pos] = 0xff;
-        let err = Cursor::new(&buf).record().unwrap_err();
+        let err = decode_all(&buf).unwrap_err();
         assert!(err.contains("not UTF-8"), "{err}");
     }
 
     /// Hardening finding 12: a count the bytes could back but memory should not is refused,
-    /// and an allowed count reserves only a little until headers actually decode.
+    /// and an allowed count reserves nothing until headers actually decode.
     #[test]
-    fn huge_header_counts_are_refused_and_reservations_stay_small() {
+    fn huge_header_counts_are_refused() {
         let empty_header = [0u8; MIN_HEADER_LEN];
         let block_with = |declared: u32, present: usize| {
             let mut buf = vec![0u8; 17];
@@ -249,20 +262,16 @@ mod tests {
             buf
         };
         let over = MAX_HEADERS_PER_RECORD + 1;
-        let err = Cursor::new(&block_with(over as u32, over))
-            .record()
-            .unwrap_err();
+        let err = decode_all(&block_with(over as u32, over)).unwrap_err();
         assert!(err.contains("exceeds the limit"), "{err}");
 
         // Declares the maximum, backs it with bytes, but the last header is cut short: the
         // decode fails without having reserved the declared count up front.
         let mut cut = block_with(MAX_HEADERS_PER_RECORD as u32, MAX_HEADERS_PER_RECORD);
         cut.truncate(cut.len() - 1);
-        assert!(Cursor::new(&cut).record().is_err());
+        assert!(decode_all(&cut).is_err());
 
-        let ok = block_with(3, 3);
-        let record = Cursor::new(&ok).record().unwrap();
-        assert_eq!(record.headers.len(), 3);
-        assert!(record.headers.capacity() <= HEADER_RESERVE);
+        let ok = decode_all(&block_with(3, 3)).unwrap();
+        assert_eq!(ok.iter().next().map(|r| r.header_count()), Some(3));
     }
 }

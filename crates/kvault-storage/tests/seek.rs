@@ -124,3 +124,47 @@ fn seek_timing_last_100_records() {
         pm.segments.len()
     );
 }
+
+/// The block reader (what restore produces from) hands out exactly the records the record
+/// reader does, under every kind of bound, in blocks that are never empty.
+#[test]
+fn blocks_hold_the_same_records_as_the_record_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store(tmp.path());
+    let (recs, pm) = write(&store, "blocks", 3_000);
+    let mid = pm.segments[2].min_timestamp + 5;
+    let bounds = [
+        ReadBounds::default(),
+        ReadBounds {
+            from_offset: Some(1_234),
+            ..ReadBounds::default()
+        },
+        ReadBounds {
+            from_timestamp: Some(mid),
+            until_timestamp: Some(mid + 700),
+            ..ReadBounds::default()
+        },
+    ];
+    for bounds in bounds {
+        let mut blocks = 0;
+        let mut from_blocks = Vec::new();
+        for block in store
+            .blocking_read_partition_blocks(&id("blocks"), 0, bounds)
+            .unwrap()
+        {
+            let block = block.unwrap();
+            assert!(!block.is_empty(), "an empty block was handed out");
+            blocks += 1;
+            from_blocks.extend(block.to_records());
+        }
+        let expected: Vec<Record> = recs
+            .iter()
+            .filter(|r| bounds.admits(r.offset, r.timestamp))
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(from_blocks, expected, "{bounds:?}");
+        assert_eq!(read(&store, "blocks", bounds), expected, "{bounds:?}");
+        assert!(blocks > 1, "{bounds:?}: {blocks} block(s)");
+    }
+}

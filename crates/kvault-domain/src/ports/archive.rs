@@ -3,9 +3,9 @@
 //!
 //! The store's own methods are async: implementations do their blocking file work (or their
 //! object-storage requests) off the caller's runtime threads, so the API and CLI just `.await`.
-//! The streaming halves, [`ArchiveWriter`], [`PartitionWriter`] and [`RecordReader`], are
-//! synchronous and CPU-bound (compression, checksums): callers drive them on a blocking thread
-//! and hand records across a bounded channel, which also bounds memory.
+//! The streaming halves, [`ArchiveWriter`], [`PartitionWriter`], [`RecordReader`] and
+//! [`BlockReader`], are synchronous and CPU-bound (compression, checksums): callers drive them
+//! on a blocking thread and hand records across a bounded channel, which also bounds memory.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,6 +18,7 @@ use crate::manifest::{
     BackupSetRef, ChainLink, ConsumerGroupOffsets, Manifest, PartitionManifest, TopicMetadata,
 };
 use crate::record::Record;
+use crate::record_block::{RecordBlock, RecordView};
 
 /// Everything the store needs to know before the first record arrives.
 #[derive(Debug, Clone)]
@@ -102,6 +103,18 @@ pub trait ArchiveStore: Send + Sync + 'static {
         partition: i32,
         bounds: ReadBounds,
     ) -> DomainResult<Box<dyn RecordReader>>;
+    /// The same records as [`ArchiveStore::read_partition`], a block at a time, each block's
+    /// records sharing one buffer (no allocation per record: what restore produces from).
+    /// Defaults to grouping `read_partition`'s records into blocks.
+    async fn read_partition_blocks(
+        &self,
+        id: &BackupId,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn BlockReader>> {
+        let records = self.read_partition(id, partition, bounds).await?;
+        Ok(grouped(records))
+    }
     /// Every finished backup's manifest, newest first. Unfinished backups are never listed.
     async fn list(&self) -> DomainResult<Vec<Manifest>>;
     /// Removes a backup: its manifest first (so it stops being listed), then the rest.
@@ -156,7 +169,11 @@ pub trait ArchiveWriter: Send {
 
 /// Appends records of one partition, in offset order, a block at a time.
 pub trait PartitionWriter: Send {
-    fn append(&mut self, record: &Record) -> DomainResult<()>;
+    /// Appends one record (its bytes are copied into the block being written).
+    fn append_view(&mut self, record: RecordView<'_>) -> DomainResult<()>;
+    fn append(&mut self, record: &Record) -> DomainResult<()> {
+        self.append_view(record.into())
+    }
     /// Bytes written to disk so far (compressed), for size limits.
     fn bytes_written(&self) -> u64;
     /// Flushes, fsyncs and describes what was written. `[start_offset, end_offset)` is the
@@ -172,3 +189,76 @@ pub trait PartitionWriter: Send {
 pub trait RecordReader: Iterator<Item = DomainResult<Record>> + Send {}
 
 impl<T: Iterator<Item = DomainResult<Record>> + Send> RecordReader for T {}
+
+/// Records of one partition, in order, a block at a time. An `Err` item ends the stream.
+pub trait BlockReader: Iterator<Item = DomainResult<RecordBlock>> + Send {}
+
+impl<T: Iterator<Item = DomainResult<RecordBlock>> + Send> BlockReader for T {}
+
+/// Records a block holds when [`ArchiveStore::read_partition_blocks`] groups owned records.
+const GROUPED_RECORDS: usize = 1_000;
+
+/// `records` in blocks of up to [`GROUPED_RECORDS`] (the default `read_partition_blocks`,
+/// for stores whose records come out owned).
+pub fn grouped(records: Box<dyn RecordReader>) -> Box<dyn BlockReader> {
+    Box::new(Grouped(records))
+}
+
+struct Grouped(Box<dyn RecordReader>);
+
+impl Iterator for Grouped {
+    type Item = DomainResult<RecordBlock>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut block = RecordBlock::default();
+        while block.len() < GROUPED_RECORDS {
+            match self.0.next() {
+                Some(Ok(record)) => block.push_owned(&record),
+                // Records read before the error are dropped with it: an error ends the stream.
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        (!block.is_empty()).then_some(Ok(block))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::TimestampType;
+
+    fn record(offset: i64) -> Record {
+        Record {
+            offset,
+            timestamp: offset,
+            timestamp_type: TimestampType::CreateTime,
+            key: None,
+            value: Some(offset.to_le_bytes().to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn grouped_records_come_out_in_full_blocks_and_in_order() {
+        let records: Vec<Record> = (0..2_500).map(record).collect();
+        let source = records.clone().into_iter().map(Ok);
+        let blocks: Vec<RecordBlock> = grouped(Box::new(source))
+            .collect::<DomainResult<_>>()
+            .unwrap();
+        let sizes: Vec<usize> = blocks.iter().map(RecordBlock::len).collect();
+        assert_eq!(sizes, vec![1_000, 1_000, 500]);
+        let back: Vec<Record> = blocks.iter().flat_map(RecordBlock::to_records).collect();
+        assert_eq!(back, records);
+    }
+
+    #[test]
+    fn grouping_stops_at_an_error() {
+        let source = (0..3)
+            .map(|o| Ok(record(o)))
+            .chain(std::iter::once(Err(crate::DomainError::internal("bad"))));
+        let mut blocks = grouped(Box::new(source));
+        assert!(blocks.next().unwrap().is_err());
+        assert!(blocks.next().is_none());
+    }
+}

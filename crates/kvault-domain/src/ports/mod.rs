@@ -14,8 +14,8 @@ pub mod filter;
 pub mod lag;
 
 pub use archive::{
-    ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter, ReadBounds, RecordReader,
-    VerifyReport,
+    ArchiveSpec, ArchiveStore, ArchiveWriter, BlockReader, PartitionWriter, ReadBounds,
+    RecordReader, VerifyReport,
 };
 pub use filter::{RecordFilter, RecordFilters};
 pub use lag::{ConsumerLag, GroupLag, PartitionPosition};

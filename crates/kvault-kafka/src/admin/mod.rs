@@ -105,6 +105,13 @@ impl std::fmt::Debug for Admin {
     }
 }
 
+/// Drops librdkafka clients on tokio's blocking pool, so their teardown (a producer stops its
+/// polling thread, which polls in 100 ms slices, then flushes and destroys: ~0.15 s) does not
+/// hold the result of an operation that has already settled everything it sent.
+pub(crate) fn drop_in_background<T: Send + 'static>(clients: T) {
+    tokio::task::spawn_blocking(move || drop(clients));
+}
+
 /// Runs a blocking librdkafka call on tokio's blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> DomainResult<T> + Send + 'static,

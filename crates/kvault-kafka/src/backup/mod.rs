@@ -32,13 +32,13 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
-use kvault_domain::record::Record;
+use kvault_domain::record_block::RecordBlock;
 use kvault_domain::{BackupResult, DomainError};
 use rdkafka::message::{BorrowedMessage, Message};
 
 use crate::admin::{blocking, Admin};
 use crate::client::ClusterConfig;
-use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
+use crate::consume::{BlockBatcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use crate::groups::record_at_cut;
 use crate::throttle::Throttle;
 
@@ -228,7 +228,7 @@ async fn backup_partition(
     shared: Arc<Shared>,
     archive: SharedArchive,
 ) -> DomainResult<PartitionManifest> {
-    let (tx, rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let (tx, rx) = sync_channel::<RecordBlock>(CHANNEL_BATCHES);
     let writer = {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || write_partition(range.partition, rx, &shared, &archive))
@@ -254,7 +254,7 @@ async fn backup_partition(
 /// final range is known only when the reader is done).
 fn write_partition(
     partition: i32,
-    rx: Receiver<Vec<Record>>,
+    rx: Receiver<RecordBlock>,
     shared: &Shared,
     archive: &SharedArchive,
 ) -> DomainResult<Box<dyn PartitionWriter>> {
@@ -274,9 +274,9 @@ fn write_partition(
     let mut reported = 0u64;
     for batch in rx {
         let mut bytes = 0u64;
-        for record in &batch {
-            writer.append(record).map_err(fail)?;
+        for record in batch.iter() {
             bytes += record.payload_len();
+            writer.append_view(record).map_err(fail)?;
         }
         shared.control.add(batch.len() as u64, bytes);
         let size = writer.bytes_written();
@@ -298,7 +298,7 @@ fn write_partition(
 /// covered range ends at (the cut, or where `max_messages` stopped it).
 fn read_partition(
     range: PartitionRange,
-    tx: SyncSender<Vec<Record>>,
+    tx: SyncSender<RecordBlock>,
     shared: &Shared,
 ) -> DomainResult<i64> {
     if range.start >= range.end {
@@ -311,7 +311,7 @@ fn read_partition(
         range.start,
         range.end,
     )?;
-    let mut batcher = Batcher::default();
+    let mut batcher = BlockBatcher::default();
     // The covered range ends where reading stopped: at the cut, or before the record that
     // max_messages left out.
     let mut covered_to = range.start;
@@ -331,8 +331,7 @@ fn read_partition(
             }
         }
         covered_to = message.offset() + 1;
-        let record = to_record(&message, shared.include_keys, shared.include_headers);
-        if let Some(full) = batcher.push(record) {
+        if let Some(full) = batcher.push(&message, shared.include_keys, shared.include_headers) {
             if tx.send(full).is_err() {
                 // The writer failed; its error is the one reported.
                 return Err(DomainError::Cancelled);

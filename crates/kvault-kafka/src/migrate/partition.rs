@@ -142,7 +142,7 @@ async fn produce_batches(
         for record in &batch {
             batch_bytes += record.payload_len();
             let target = shared.target_partition(source_partition, record);
-            let out = out_record(&shared.target_topic, target, record, &[]);
+            let out = out_record(&shared.target_topic, target, record.into(), &[]);
             deliveries.send(out, record.offset).await?;
         }
         deliveries.settle_ready()?;

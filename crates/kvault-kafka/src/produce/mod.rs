@@ -1,6 +1,6 @@
-//! The produce path shared by restore and migrate: turning a domain [`Record`] into an rdkafka
-//! [`BaseRecord`], and sending it with back-pressure while a bounded number of deliveries are
-//! outstanding. Delivery reports come back per task through [`RecordProducer`]'s router (an
+//! The produce path shared by restore and migrate: turning a record ([`RecordView`]) into an
+//! rdkafka [`BaseRecord`], and sending it with back-pressure while a bounded number of
+//! deliveries are outstanding. Delivery reports come back per task through [`RecordProducer`]'s router (an
 //! integer token per record, no future or channel per record) and are settled in send order;
 //! how a settled delivery is accounted for (tally, offset check, offset map) is the caller's.
 
@@ -9,7 +9,8 @@ mod router;
 use std::time::Duration;
 
 use kvault_domain::error::DomainResult;
-use kvault_domain::record::{Record, TimestampType};
+use kvault_domain::record::TimestampType;
+use kvault_domain::record_block::RecordView;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -32,23 +33,21 @@ pub(crate) const MAX_IN_FLIGHT: usize = 20_000;
 
 /// The record to produce to `topic`/`partition`: key, value (null stays null, empty stays
 /// empty), headers in order with null values kept, then `extra_headers`, and the timestamp
-/// when the source had one (else the producer stamps it).
+/// when the source had one (else the producer stamps it). Borrows the record's bytes:
+/// librdkafka copies them when the record is sent.
 pub(crate) fn out_record<'a>(
     topic: &'a str,
     partition: i32,
-    record: &'a Record,
+    record: RecordView<'a>,
     extra_headers: &[(&str, &[u8])],
 ) -> OutRecord<'a> {
     let mut out: OutRecord<'a> = BaseRecord::with_opaque_to(topic, 0).partition(partition);
-    let header_count = record.headers.len() + extra_headers.len();
+    let header_count = record.header_count() + extra_headers.len();
     if header_count > 0 {
         // `OwnedHeaders::insert` copies the bytes, so extra headers may borrow from temporaries.
         let mut headers = OwnedHeaders::new_with_capacity(header_count);
-        for h in &record.headers {
-            headers = headers.insert(KHeader {
-                key: h.key.as_str(),
-                value: h.value.as_deref(),
-            });
+        for (key, value) in record.headers() {
+            headers = headers.insert(KHeader { key, value });
         }
         for (key, value) in extra_headers {
             headers = headers.insert(KHeader {
@@ -58,11 +57,11 @@ pub(crate) fn out_record<'a>(
         }
         out = out.headers(headers);
     }
-    if let Some(key) = &record.key {
-        out = out.key(key.as_slice());
+    if let Some(key) = record.key {
+        out = out.key(key);
     }
-    if let Some(value) = &record.value {
-        out = out.payload(value.as_slice());
+    if let Some(value) = record.value {
+        out = out.payload(value);
     }
     if record.timestamp_type != TimestampType::NotAvailable {
         out = out.timestamp(record.timestamp);
@@ -244,7 +243,7 @@ pub(crate) fn delivered(outcome: Outcome, topic: &str) -> DomainResult<(i32, i64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvault_domain::record::Header;
+    use kvault_domain::record::{Header, Record};
     use rdkafka::message::Headers;
 
     fn record(key: Option<&[u8]>, value: Option<&[u8]>, ts: TimestampType) -> Record {
@@ -274,7 +273,7 @@ mod tests {
     #[test]
     fn out_record_keeps_bytes_headers_and_timestamp() {
         let r = record(None, Some(b""), TimestampType::CreateTime);
-        let out = out_record("t", 3, &r, &[("x-offset", b"7")]);
+        let out = out_record("t", 3, RecordView::from(&r), &[("x-offset", b"7")]);
         assert_eq!(out.topic, "t");
         assert_eq!(out.partition, Some(3));
         assert_eq!(out.key, None, "null key stays null");
@@ -303,7 +302,7 @@ mod tests {
     #[test]
     fn out_record_leaves_missing_timestamp_and_tombstone_alone() {
         let r = record(Some(b"k"), None, TimestampType::NotAvailable);
-        let out = out_record("t", 0, &r, &[]);
+        let out = out_record("t", 0, (&r).into(), &[]);
         assert_eq!(out.key, Some(&b"k"[..]));
         assert_eq!(out.payload, None, "a tombstone stays a tombstone");
         assert_eq!(out.timestamp, None);

@@ -40,11 +40,10 @@ use kvault_domain::chain::{chain_problems, load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::record::Record;
 use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
 use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
 
-use crate::admin::Admin;
+use crate::admin::{drop_in_background, Admin};
 use crate::client::ClusterConfig;
 use crate::consume::PARTITION_CONCURRENCY;
 use crate::partitioner::KeyPartitioner;
@@ -180,10 +179,10 @@ impl Shared {
         self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
     }
 
-    fn target_partition(&self, source_partition: i32, record: &Record) -> i32 {
+    fn target_partition(&self, source_partition: i32, key: Option<&[u8]>) -> i32 {
         match self.mapping {
             PartitionMapping::Identity => source_partition,
-            PartitionMapping::Murmur2 => self.partitioner.partition(record.key.as_deref()),
+            PartitionMapping::Murmur2 => self.partitioner.partition(key),
         }
     }
 }
@@ -213,6 +212,10 @@ pub(crate) async fn run(
         }
         control.reset_progress();
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restore: archive checked"
+    );
     let mut chain_warnings = chain_warnings(&chain);
     let links = chain
         .iter()
@@ -234,6 +237,10 @@ pub(crate) async fn run(
     let mut warnings = target.warnings;
     warnings.append(&mut chain_warnings);
     let groups = GroupRestore::prepare(&admin, &plan, mapping, &sources, topic_created).await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restore: target ready"
+    );
 
     let shared = Arc::new(Shared::new(
         &plan,
@@ -250,6 +257,10 @@ pub(crate) async fn run(
         .buffer_unordered(PARTITION_CONCURRENCY)
         .collect()
         .await;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restore: produced"
+    );
     let outcome = all_or_root_cause(outcomes).and_then(|per_source| {
         if control.is_cancelled() {
             return Err(DomainError::Cancelled);
@@ -284,7 +295,7 @@ pub(crate) async fn run(
     .await?;
     warnings.extend(groups::warnings(&consumer_groups_restored));
 
-    Ok(RestoreResult {
+    let result = RestoreResult {
         backup_id: plan.backup_id.to_string(),
         target_topic: plan.target_topic,
         cluster_id: cluster_id.to_owned(),
@@ -300,7 +311,9 @@ pub(crate) async fn run(
         offsets_preserved: plan.preserve_offsets,
         warnings,
         consumer_groups_restored,
-    })
+    };
+    drop_in_background((shared, admin));
+    Ok(result)
 }
 
 /// Every checksum of the backup, before anything is produced: a corrupt archive is refused

@@ -1,20 +1,22 @@
 //! One source partition's restore: a blocking thread streams it out of the archive into a
-//! bounded channel, an async task produces it and tallies where records landed; and what a
-//! failure after producing began reports (and cleans up).
+//! bounded channel, a decoded block at a time (records are ranges of the block's bytes, never
+//! copied before librdkafka copies them), an async task produces it and tallies where records
+//! landed; and what a failure after producing began reports (and cleans up).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use kvault_domain::error::DomainResult;
-use kvault_domain::ports::{ArchiveStore, ReadBounds, RecordReader};
-use kvault_domain::record::{Record, TimestampType};
+use kvault_domain::ports::{ArchiveStore, BlockReader, ReadBounds};
+use kvault_domain::record::TimestampType;
+use kvault_domain::record_block::RecordBlock;
 use kvault_domain::restore::SOURCE_OFFSET_HEADER;
 use kvault_domain::DomainError;
 use tokio::sync::mpsc;
 
 use crate::admin::Admin;
-use crate::consume::{Batcher, CHANNEL_BATCHES};
+use crate::consume::CHANNEL_BATCHES;
 use crate::produce::{delivered, out_record, Delivered, Deliveries, MAX_IN_FLIGHT};
 use crate::throttle::admit;
 
@@ -26,7 +28,7 @@ pub(super) async fn restore_partition(
     store: Arc<dyn ArchiveStore>,
     shared: Arc<Shared>,
 ) -> DomainResult<SourceTotals> {
-    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let (tx, mut rx) = mpsc::channel::<RecordBlock>(CHANNEL_BATCHES);
     let bounds = ReadBounds {
         until_timestamp: shared.until_ms,
         ..ReadBounds::default()
@@ -38,9 +40,9 @@ pub(super) async fn restore_partition(
         let shared = shared.clone();
         tokio::spawn(async move {
             for id in links {
-                let records = store.read_partition(&id, source, bounds).await?;
+                let blocks = store.read_partition_blocks(&id, source, bounds).await?;
                 let (shared, tx) = (shared.clone(), tx.clone());
-                tokio::task::spawn_blocking(move || read_archive(records, &shared, tx))
+                tokio::task::spawn_blocking(move || read_archive(blocks, &shared, tx))
                     .await
                     .map_err(|e| DomainError::internal(format!("archive reader failed: {e}")))??;
             }
@@ -65,39 +67,35 @@ pub(super) async fn restore_partition(
     result
 }
 
-/// Streams a source partition out of the archive in batches.
+/// Records admitted by the rate limit (and counted in progress) at a time.
+const ADMIT_RUN: usize = 256;
+
+/// Streams a source partition out of the archive, a block at a time.
 pub(super) fn read_archive(
-    reader: Box<dyn RecordReader>,
+    reader: Box<dyn BlockReader>,
     shared: &Shared,
-    tx: mpsc::Sender<Vec<Record>>,
+    tx: mpsc::Sender<RecordBlock>,
 ) -> DomainResult<()> {
-    let mut batcher = Batcher::default();
-    for record in reader {
-        let record = record?;
+    for block in reader {
+        let mut block = block?;
         if let Some(until) = shared.until_ms {
-            if record.timestamp_type != TimestampType::NotAvailable && record.timestamp > until {
-                continue;
-            }
+            block.retain(|r| {
+                r.timestamp_type == TimestampType::NotAvailable || r.timestamp <= until
+            });
         }
         if shared.should_stop() {
             return Err(DomainError::Cancelled);
         }
-        if let Some(full) = batcher.push(record) {
-            if tx.blocking_send(full).is_err() {
-                return Err(DomainError::Cancelled);
-            }
+        if !block.is_empty() && tx.blocking_send(block).is_err() {
+            return Err(DomainError::Cancelled);
         }
-    }
-    let rest = batcher.take();
-    if !rest.is_empty() && tx.blocking_send(rest).is_err() {
-        return Err(DomainError::Cancelled);
     }
     Ok(())
 }
 
 pub(super) async fn produce_batches(
     source: i32,
-    rx: &mut mpsc::Receiver<Vec<Record>>,
+    rx: &mut mpsc::Receiver<RecordBlock>,
     shared: &Shared,
 ) -> DomainResult<SourceTotals> {
     let mut totals = SourceTotals::default();
@@ -106,30 +104,35 @@ pub(super) async fn produce_batches(
         Deliveries::new(&shared.producer, MAX_IN_FLIGHT, |done| settle(done, shared))?;
     // The source offset header's text, rebuilt in place per record only when asked for.
     let mut offset_text = String::new();
-    while let Some(batch) = rx.recv().await {
-        let stop = || shared.should_stop();
-        if !admit(shared.throttle.as_ref(), batch.len(), stop).await {
-            deliveries.settle_all().await?;
-            return Err(DomainError::Cancelled);
+    while let Some(block) = rx.recv().await {
+        // A block holds thousands of records; the rate limit admits them a run at a time so
+        // a limited restore produces steadily from its first second on.
+        for run in block.chunks(ADMIT_RUN) {
+            let stop = || shared.should_stop();
+            if !admit(shared.throttle.as_ref(), run.len(), stop).await {
+                deliveries.settle_all().await?;
+                return Err(DomainError::Cancelled);
+            }
+            let (mut messages, mut bytes) = (0u64, 0u64);
+            for record in run {
+                messages += 1;
+                bytes += record.payload_len();
+                let target = shared.target_partition(source, record.key);
+                let out = if shared.source_offset_header {
+                    offset_text.clear();
+                    write!(offset_text, "{}", record.offset).expect("writing to a String");
+                    let extra = [(SOURCE_OFFSET_HEADER, offset_text.as_bytes())];
+                    out_record(&shared.target_topic, target, record, &extra)
+                } else {
+                    out_record(&shared.target_topic, target, record, &[])
+                };
+                deliveries.send(out, record.offset).await?;
+            }
+            deliveries.settle_ready()?;
+            totals.messages += messages;
+            totals.bytes += bytes;
+            shared.control.add(messages, bytes);
         }
-        let mut batch_bytes = 0u64;
-        for record in &batch {
-            batch_bytes += record.payload_len();
-            let target = shared.target_partition(source, record);
-            let out = if shared.source_offset_header {
-                offset_text.clear();
-                write!(offset_text, "{}", record.offset).expect("writing to a String");
-                let extra = [(SOURCE_OFFSET_HEADER, offset_text.as_bytes())];
-                out_record(&shared.target_topic, target, record, &extra)
-            } else {
-                out_record(&shared.target_topic, target, record, &[])
-            };
-            deliveries.send(out, record.offset).await?;
-        }
-        deliveries.settle_ready()?;
-        totals.messages += batch.len() as u64;
-        totals.bytes += batch_bytes;
-        shared.control.add(batch.len() as u64, batch_bytes);
     }
     deliveries.settle_all().await?;
     Ok(totals)

@@ -6,7 +6,7 @@ mod decode;
 mod read;
 mod write;
 
-use kvault_domain::Record;
+use kvault_domain::record_block::RecordView;
 
 use crate::format::BlockHeader;
 use crate::record;
@@ -23,7 +23,7 @@ pub(crate) struct BlockBuilder {
     pub last_offset: i64,
     pub min_timestamp: i64,
     pub max_timestamp: i64,
-    /// Sum of `Record::payload_len` (the manifest's "raw bytes").
+    /// Sum of `RecordView::payload_len` (the manifest's "raw bytes").
     pub payload: u64,
 }
 
@@ -33,7 +33,7 @@ impl BlockBuilder {
     }
 
     /// Appends a record; the caller checked its encoded size against the limits.
-    pub fn push(&mut self, r: &Record) {
+    pub fn push(&mut self, r: &RecordView<'_>) {
         if self.count == 0 {
             self.first_offset = r.offset;
             self.min_timestamp = r.timestamp;

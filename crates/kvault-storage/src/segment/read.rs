@@ -2,7 +2,8 @@
 
 use std::io::{self, Read};
 
-use kvault_domain::{CompressionType, Record};
+use kvault_domain::record_block::RecordBlock;
+use kvault_domain::CompressionType;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Location, Result, StorageError};
@@ -28,6 +29,7 @@ pub(crate) struct SegmentReader<R: Read> {
     /// False once a block was skipped undecoded: `stats.payload` is then incomplete.
     payload_complete: bool,
     compressed: Vec<u8>,
+    /// The block being decompressed; handed to the decoded block, so it starts empty again.
     raw: Vec<u8>,
     done: bool,
 }
@@ -144,25 +146,26 @@ impl<R: Read> SegmentReader<R> {
         Ok(())
     }
 
-    /// The next block's records, `Some(vec![])` for a block skipped because its
+    /// The next block's records, an empty block for one skipped because its
     /// `min_timestamp` is after `skip_after`, or `None` after a valid trailer at end of file.
-    pub fn next_block(&mut self, skip_after: Option<i64>) -> Result<Option<Vec<Record>>> {
+    pub fn next_block(&mut self, skip_after: Option<i64>) -> Result<Option<RecordBlock>> {
         self.next_block_unless(|h| skip_after.is_some_and(|until| h.min_timestamp > until))
     }
 
-    /// The next block's records, `Some(vec![])` for a block `skip` says no record of is
-    /// wanted (its bytes are still checked against the block CRC, but it is neither
-    /// decompressed nor decoded), or `None` after a valid trailer at end of file.
+    /// The next block's records, an empty block for one `skip` says no record of is wanted
+    /// (its bytes are still checked against the block CRC, but it is neither decompressed nor
+    /// decoded), or `None` after a valid trailer at end of file. The block takes over the
+    /// decompressed bytes: its records are ranges of them, nothing is copied per record.
     pub fn next_block_unless(
         &mut self,
         skip: impl Fn(&BlockHeader) -> bool,
-    ) -> Result<Option<Vec<Record>>> {
+    ) -> Result<Option<RecordBlock>> {
         let Some((h, at)) = self.next_frame()? else {
             return Ok(None);
         };
         if skip(&h) {
             self.payload_complete = false;
-            return Ok(Some(Vec::new()));
+            return Ok(Some(RecordBlock::default()));
         }
         self.decoder
             .decompress(&self.compressed, h.raw_len as usize, &mut self.raw)
@@ -171,9 +174,9 @@ impl<R: Read> SegmentReader<R> {
                 codec: self.codec,
                 message,
             })?;
-        let records = decode_block(&self.raw, &h, &at)?;
-        self.stats.payload += records.iter().map(Record::payload_len).sum::<u64>();
-        Ok(Some(records))
+        let block = decode_block(std::mem::take(&mut self.raw), &h, &at)?;
+        self.stats.payload += block.payload_len();
+        Ok(Some(block))
     }
 
     /// Checks the next block's bytes (header CRC, limits, data CRC over the compressed bytes)

@@ -12,9 +12,10 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::FORMAT_VERSION;
 use kvault_domain::ports::{
-    ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter, ReadBounds, RecordReader,
-    VerifyReport,
+    ArchiveSpec, ArchiveStore, ArchiveWriter, BlockReader, PartitionWriter, ReadBounds,
+    RecordReader, VerifyReport,
 };
+use kvault_domain::record_block::{RecordBlock, RecordView};
 use kvault_domain::{
     BackupId, CompressionType, DomainError, Manifest, PartitionManifest, Record, SegmentInfo,
 };
@@ -36,7 +37,7 @@ mod reader;
 mod writer;
 
 use partition_writer::StorePartitionWriter;
-use reader::PartitionReader;
+use reader::{PartitionReader, PartitionRecords};
 use writer::{OpenSegment, StoreWriter};
 
 /// Largest block size an option may ask for: half the format's block limit, so a block of
@@ -207,7 +208,7 @@ impl Store {
             segments: p.segments.iter().cloned().collect(),
             bounds,
             current: None,
-            buffered: Vec::new().into_iter(),
+            decoded: None,
             prev_offset: None,
             failed: false,
         })

@@ -31,7 +31,7 @@ impl StorePartitionWriter {
         StorageError::io(format!("{}/{file}", self.backup_id), e)
     }
 
-    fn append_inner(&mut self, r: &Record) -> Result<()> {
+    fn append_inner(&mut self, r: &RecordView<'_>) -> Result<()> {
         if let Some(prev) = self.last {
             if r.offset <= prev {
                 return Err(StorageError::AppendOrder {
@@ -42,11 +42,11 @@ impl StorePartitionWriter {
             }
         }
         let size = encoded_len(r);
-        if r.headers.len() > MAX_HEADERS_PER_RECORD {
+        if r.header_count() > MAX_HEADERS_PER_RECORD {
             return Err(StorageError::TooManyHeaders {
                 partition: self.partition,
                 offset: r.offset,
-                count: r.headers.len(),
+                count: r.header_count(),
                 max: MAX_HEADERS_PER_RECORD,
             });
         }
@@ -163,8 +163,8 @@ impl StorePartitionWriter {
 }
 
 impl PartitionWriter for StorePartitionWriter {
-    fn append(&mut self, record: &Record) -> DomainResult<()> {
-        self.append_inner(record)
+    fn append_view(&mut self, record: RecordView<'_>) -> DomainResult<()> {
+        self.append_inner(&record)
             .map_err(|e| e.into_domain(&self.backup_id))
     }
 

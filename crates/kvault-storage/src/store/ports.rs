@@ -26,6 +26,19 @@ impl Store {
         bounds: ReadBounds,
     ) -> DomainResult<Box<dyn RecordReader>> {
         match self.open_partition(id.as_str(), partition, bounds) {
+            Ok(r) => Ok(Box::new(PartitionRecords::new(r))),
+            Err(e) => Err(e.into_domain(id.as_str())),
+        }
+    }
+
+    /// The same records as [`Store::blocking_read_partition`], a decoded block at a time.
+    pub fn blocking_read_partition_blocks(
+        &self,
+        id: &BackupId,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn BlockReader>> {
+        match self.open_partition(id.as_str(), partition, bounds) {
             Ok(r) => Ok(Box::new(r)),
             Err(e) => Err(e.into_domain(id.as_str())),
         }
@@ -94,6 +107,17 @@ impl ArchiveStore for Store {
     ) -> DomainResult<Box<dyn RecordReader>> {
         let id = id.clone();
         self.off_runtime(move |s| s.blocking_read_partition(&id, partition, bounds))
+            .await
+    }
+
+    async fn read_partition_blocks(
+        &self,
+        id: &BackupId,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn BlockReader>> {
+        let id = id.clone();
+        self.off_runtime(move |s| s.blocking_read_partition_blocks(&id, partition, bounds))
             .await
     }
 

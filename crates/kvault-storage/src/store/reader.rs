@@ -10,7 +10,8 @@ use super::*;
 use crate::verify::StoredSegmentReader;
 
 /// Streams one partition's records, a block at a time, checking every segment against the
-/// manifest when its last byte has been read.
+/// manifest when its last byte has been read. Blocks come out with only the records
+/// `bounds` admits, and never empty.
 pub(super) struct PartitionReader {
     pub(super) store: Store,
     pub(super) backup_id: String,
@@ -18,7 +19,8 @@ pub(super) struct PartitionReader {
     pub(super) segments: VecDeque<SegmentInfo>,
     pub(super) bounds: ReadBounds,
     pub(super) current: Option<(StoredSegmentReader, SegmentInfo)>,
-    pub(super) buffered: std::vec::IntoIter<Record>,
+    /// The block decoded last, until it is handed out.
+    pub(super) decoded: Option<RecordBlock>,
     pub(super) prev_offset: Option<i64>,
     pub(super) failed: bool,
 }
@@ -56,9 +58,7 @@ impl PartitionReader {
         match reader.next_block_unless(|h| {
             bounds.excludes(h.last_offset, h.min_timestamp, h.max_timestamp)
         })? {
-            Some(records) => {
-                self.buffered = records.into_iter();
-            }
+            Some(block) => self.decoded = Some(block),
             None => {
                 check_segment(
                     reader.stats(),
@@ -75,18 +75,19 @@ impl PartitionReader {
 }
 
 impl Iterator for PartitionReader {
-    type Item = DomainResult<Record>;
+    type Item = DomainResult<RecordBlock>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if self.failed {
                 return None;
             }
-            if let Some(r) = self.buffered.next() {
-                if !self.bounds.admits(r.offset, r.timestamp) {
-                    continue;
+            if let Some(mut block) = self.decoded.take() {
+                let bounds = self.bounds;
+                block.retain(|r| bounds.admits(r.offset, r.timestamp));
+                if !block.is_empty() {
+                    return Some(Ok(block));
                 }
-                return Some(Ok(r));
             }
             match self.advance() {
                 Ok(true) => {}
@@ -95,6 +96,40 @@ impl Iterator for PartitionReader {
                     self.failed = true;
                     return Some(Err(e.into_domain(&self.backup_id)));
                 }
+            }
+        }
+    }
+}
+
+/// A partition's records one by one (owned copies), for readers that want [`Record`]s.
+pub(super) struct PartitionRecords {
+    blocks: PartitionReader,
+    current: RecordBlock,
+    next: usize,
+}
+
+impl PartitionRecords {
+    pub(super) fn new(blocks: PartitionReader) -> Self {
+        Self {
+            blocks,
+            current: RecordBlock::default(),
+            next: 0,
+        }
+    }
+}
+
+impl Iterator for PartitionRecords {
+    type Item = DomainResult<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.current.get(self.next) {
+                self.next += 1;
+                return Some(Ok(r.to_record()));
+            }
+            match self.blocks.next()? {
+                Ok(block) => (self.current, self.next) = (block, 0),
+                Err(e) => return Some(Err(e)),
             }
         }
     }
