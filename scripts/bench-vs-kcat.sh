@@ -23,6 +23,7 @@
 #
 # Measured per round (each into a fresh topic, deleted after the round):
 #   kcat -P -K '\t' of the file (keys, no headers, no timestamps, not idempotent)
+#   the same kcat -P doing a restore's work: idempotent acks=all, lz4, the two headers
 #   kvault restore of the zstd backup (checksums checked first), and with
 #   --validate-checksum false
 #   kvault backup zstd / lz4 / gzip of the source topic
@@ -207,6 +208,13 @@ for round in $(seq 1 "$ROUNDS"); do
   topics create "kcat-p-$round"
   measure "$round" kcat-P env LD_LIBRARY_PATH="$RDKAFKA_DIR" "$KCAT_BIN" -P -b "$BOOTSTRAP" -t "kcat-p-$round" -K $'\t' -l "$DATA"
   expect_count "kcat -P" "$(records "kcat-p-$round")"
+  # The same kcat doing what a kvault restore does: idempotent acks=all producer, lz4-compressed
+  # batches, two headers per record (kvault also sets each record's timestamp).
+  topics create "kcat-ps-$round"
+  measure "$round" kcat-P-same-work env LD_LIBRARY_PATH="$RDKAFKA_DIR" "$KCAT_BIN" -P -b "$BOOTSTRAP" \
+    -t "kcat-ps-$round" -K $'\t' -z lz4 -X enable.idempotence=true -X acks=all \
+    -H tenant=a -H trace-id=0123456789abcdef0123456789abcdef -l "$DATA"
+  expect_count "kcat -P (same work)" "$(records "kcat-ps-$round")"
 
   declare -A backup_id=()
   for codec in zstd lz4 gzip; do
@@ -240,7 +248,7 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
   rm -f "$WORK/kcat.json.zst" "$WORK/kcat.json.gz"
   rm -rf "${WORK:?}/backups"
-  topics delete "kcat-p-$round" "restore-$round" "restore-nocheck-$round" ||
+  topics delete "kcat-p-$round" "kcat-ps-$round" "restore-$round" "restore-nocheck-$round" ||
     log "could not delete round $round's topics (broker memory keeps them)"
   unset backup_id
 done
@@ -269,7 +277,7 @@ awk -v rounds="$ROUNDS" '
     return (rounds > 1) ? sprintf("%.2f-%.2fx", lo, hi) : sprintf("%.2fx", lo)
   }
   END {
-    n = split("kcat-P kvault-restore kvault-restore-no-check kvault-backup-zstd kvault-backup-lz4 kvault-backup-gzip kcat-C-J-zstd kcat-C-J-gzip kcat-C-raw", order, " ")
+    n = split("kcat-P kcat-P-same-work kvault-restore kvault-restore-no-check kvault-backup-zstd kvault-backup-lz4 kvault-backup-gzip kcat-C-J-zstd kcat-C-J-gzip kcat-C-raw", order, " ")
     printf "\n%-26s %-24s %s\n", "operation", "wall s (per round)", "peak RSS MB"
     for (i = 1; i <= n; i++)
       printf "%-26s %-24s %d\n", order[i], times(order[i]), rss[order[i]] / 1024
@@ -279,6 +287,7 @@ awk -v rounds="$ROUNDS" '
     print "\nratios (speed of the first relative to the second, per round; target in brackets)"
     printf "  restore vs kcat -P                  %s  [>= 0.75x]\n", ratio("kvault-restore", "kcat-P")
     printf "  restore (no check) vs kcat -P       %s\n", ratio("kvault-restore-no-check", "kcat-P")
+    printf "  restore vs kcat -P doing the same   %s\n", ratio("kvault-restore", "kcat-P-same-work")
     printf "  backup zstd vs kcat -C -J | zstd -3 %s  [>= 3x]\n", ratio("kvault-backup-zstd", "kcat-C-J-zstd")
     printf "  backup lz4 vs raw kcat -C           %s  [>= 0.80x]\n", ratio("kvault-backup-lz4", "kcat-C-raw")
     printf "  backup gzip vs kcat -C -J | gzip -6 %s  [>= 2x]\n", ratio("kvault-backup-gzip", "kcat-C-J-gzip")

@@ -366,10 +366,17 @@ impl<'a> RecordView<'a> {
 
     /// Payload bytes (see [`Record::payload_len`]).
     pub fn payload_len(&self) -> u64 {
-        let headers: usize = self
-            .headers()
-            .map(|(name, value)| name.len() + value.map_or(0, <[u8]>::len))
-            .sum();
+        // From the lengths alone: no header name needs to be read back as text.
+        let headers: usize = match self.headers {
+            HeaderSource::Block { entries, .. } => entries
+                .iter()
+                .map(|h| (h.name.len + h.value.map_or(0, |v| v.len)) as usize)
+                .sum(),
+            HeaderSource::Owned(headers) => headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                .sum(),
+        };
         (self.key.map_or(0, <[u8]>::len) + self.value.map_or(0, <[u8]>::len) + headers) as u64
     }
 
