@@ -150,20 +150,29 @@ impl Batcher {
 /// Collects consumed messages into [`RecordBlock`]s of at most [`BATCH_RECORDS`] records or
 /// [`BATCH_BYTES`]: each message's bytes are copied once, into the block's buffer, with no
 /// allocation per record (backup's path; the archive writer encodes straight from the block).
+/// A batch is also handed on once it is this old, so a slow (rate-limited) read still shows
+/// progress, which is counted as batches are written.
 pub(crate) struct BlockBatcher {
     block: RecordBlock,
+    /// When the first record of the current batch arrived.
+    started: Option<Instant>,
 }
 
 impl Default for BlockBatcher {
     fn default() -> Self {
         Self {
             block: RecordBlock::with_capacity(BATCH_START_BYTES, BATCH_RECORDS),
+            started: None,
         }
     }
 }
 
 /// The buffer a new batch starts with (it grows as needed up to [`BATCH_BYTES`]).
 const BATCH_START_BYTES: usize = 512 * 1024;
+/// The oldest a batch gets before it is handed on, whatever its size.
+const BATCH_MAX_AGE: Duration = Duration::from_secs(1);
+/// How often (in records) the batch's age is looked at: the clock is not read per record.
+const AGE_CHECK_EVERY: usize = 32;
 
 impl BlockBatcher {
     /// Adds a copy of `message` (its key and headers only when asked for); returns the full
@@ -188,12 +197,16 @@ impl BlockBatcher {
             .map(|h| (h.key, h.value));
         self.block
             .push_copied(meta, key, message.payload(), headers);
-        let full = self.block.len() >= BATCH_RECORDS || self.block.byte_len() as u64 >= BATCH_BYTES;
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let full = self.block.len() >= BATCH_RECORDS
+            || self.block.byte_len() as u64 >= BATCH_BYTES
+            || (self.block.len() % AGE_CHECK_EVERY == 0 && started.elapsed() >= BATCH_MAX_AGE);
         full.then(|| self.take())
     }
 
     /// What is left, possibly empty.
     pub(crate) fn take(&mut self) -> RecordBlock {
+        self.started = None;
         // The next batch starts as large as this one ended, so it rarely grows.
         let next = RecordBlock::with_capacity(self.block.byte_len(), BATCH_RECORDS);
         std::mem::replace(&mut self.block, next)
