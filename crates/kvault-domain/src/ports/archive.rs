@@ -195,8 +195,11 @@ pub trait BlockReader: Iterator<Item = DomainResult<RecordBlock>> + Send {}
 
 impl<T: Iterator<Item = DomainResult<RecordBlock>> + Send> BlockReader for T {}
 
-/// Records a block holds when [`ArchiveStore::read_partition_blocks`] groups owned records.
+/// Records a block holds when [`ArchiveStore::read_partition_blocks`] groups owned records,
+/// and the bytes after which it is handed on with fewer (memory stays bounded however large
+/// the records are).
 const GROUPED_RECORDS: usize = 1_000;
+const GROUPED_BYTES: usize = 4 << 20;
 
 /// `records` in blocks of up to [`GROUPED_RECORDS`] (the default `read_partition_blocks`,
 /// for stores whose records come out owned).
@@ -211,7 +214,7 @@ impl Iterator for Grouped {
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut block = RecordBlock::default();
-        while block.len() < GROUPED_RECORDS {
+        while block.len() < GROUPED_RECORDS && block.byte_len() < GROUPED_BYTES {
             match self.0.next() {
                 Some(Ok(record)) => block.push_owned(&record),
                 // Records read before the error are dropped with it: an error ends the stream.
@@ -248,6 +251,19 @@ mod tests {
             .unwrap();
         let sizes: Vec<usize> = blocks.iter().map(RecordBlock::len).collect();
         assert_eq!(sizes, vec![1_000, 1_000, 500]);
+
+        // Large records: a block is handed on once it holds GROUPED_BYTES.
+        let big: Vec<Record> = (0..10)
+            .map(|offset| Record {
+                value: Some(vec![7; 1 << 20]),
+                ..record(offset)
+            })
+            .collect();
+        let source = big.into_iter().map(Ok);
+        let sizes: Vec<usize> = grouped(Box::new(source))
+            .map(|b| b.unwrap().len())
+            .collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
         let back: Vec<Record> = blocks.iter().flat_map(RecordBlock::to_records).collect();
         assert_eq!(back, records);
     }

@@ -218,6 +218,8 @@ impl RecordBlock {
 
     /// Appends copies of the given fields as one record: one copy of the bytes into the
     /// block's buffer, no allocation of its own (the buffer and tables grow by doubling).
+    /// Positions are `u32`: callers hand a block on long before it reaches 4 GiB (kvault's
+    /// batches are cut at 4 MiB, and a Kafka record is below 2 GiB).
     pub fn push_copied<'h>(
         &mut self,
         meta: RecordMeta,
@@ -226,6 +228,7 @@ impl RecordBlock {
         headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
     ) {
         let mut append = |bytes: &[u8]| {
+            debug_assert!(self.data.len() + bytes.len() <= u32::MAX as usize);
             let start = self.data.len() as u32;
             self.data.extend_from_slice(bytes);
             Span {
