@@ -31,7 +31,7 @@ pub fn read_segment_bytes(data: &[u8]) -> Result<SegmentContents, StorageError> 
     let mut reader = SegmentReader::open(Cursor::new(data), MEMORY_FILE)?;
     let mut records = Vec::new();
     while let Some(block) = reader.next_block(None)? {
-        records.extend(block.iter().map(|r| r.to_record()));
+        records.extend(block.to_records());
     }
     let stats = reader.stats();
     Ok(SegmentContents {

@@ -188,15 +188,6 @@ impl RecordBlock {
         }
     }
 
-    /// A block holding copies of `records` (for sources that produce owned records).
-    pub fn from_records<'r>(records: impl IntoIterator<Item = &'r Record>) -> Self {
-        let mut block = Self::default();
-        for record in records {
-            block.push_owned(record);
-        }
-        block
-    }
-
     /// Appends a copy of `record`'s bytes to the buffer and the record to the block.
     pub fn push_owned(&mut self, record: &Record) {
         self.push_copy(RecordView::from(record));
@@ -340,10 +331,18 @@ mod tests {
         }
     }
 
+    fn block_of(records: &[Record]) -> RecordBlock {
+        let mut block = RecordBlock::default();
+        for record in records {
+            block.push_owned(record);
+        }
+        block
+    }
+
     #[test]
     fn owned_records_survive_a_block_byte_for_byte() {
         let records: Vec<Record> = (0..6).map(record).collect();
-        let block = RecordBlock::from_records(&records);
+        let block = block_of(&records);
         assert_eq!(block.len(), 6);
         assert_eq!(block.to_records(), records);
         let payload: u64 = records.iter().map(Record::payload_len).sum();
@@ -358,7 +357,7 @@ mod tests {
     #[test]
     fn retain_drops_records_and_keeps_the_rest_intact() {
         let records: Vec<Record> = (0..6).map(record).collect();
-        let mut block = RecordBlock::from_records(&records);
+        let mut block = block_of(&records);
         let chunked: Vec<usize> = block.chunks(4).map(|c| c.len()).collect();
         assert_eq!(chunked, vec![4, 2]);
         block.retain(|r| r.offset % 2 == 1);

@@ -113,9 +113,8 @@ pub(super) async fn produce_batches(
                 deliveries.settle_all().await?;
                 return Err(DomainError::Cancelled);
             }
-            let (mut messages, mut bytes) = (0u64, 0u64);
+            let (messages, mut bytes) = (run.len() as u64, 0u64);
             for record in run {
-                messages += 1;
                 bytes += record.payload_len();
                 let target = shared.target_partition(source, record.key);
                 let out = if shared.source_offset_header {
