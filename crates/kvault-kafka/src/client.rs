@@ -86,6 +86,11 @@ pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
     config
 }
 
+/// The most bytes one produce batch for one partition holds (librdkafka's `batch.size`).
+pub(crate) const BATCH_BYTES: u64 = 1_000_000;
+/// How long librdkafka waits for more records before it sends a batch that is not full.
+const LINGER_MS: &str = "100";
+
 /// Settings for kvault's producers: idempotent with acks=all, so a broker hiccup neither
 /// loses nor duplicates a record, and a bounded local queue.
 pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
@@ -93,8 +98,13 @@ pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "10")
-        .set("batch.size", "1000000")
+        // Long enough that a producer outpacing the broker fills its batches by size (a 1 MB
+        // batch of one partition takes ~10 ms to fill at full speed): batches cut early by a
+        // short linger pile up behind the five requests in flight and set librdkafka's broker
+        // thread spinning (see `MAX_IN_FLIGHT_BYTES`). A run's last, partial batches do not
+        // wait for it: the last task to finish sending flushes.
+        .set("linger.ms", LINGER_MS)
+        .set("batch.size", BATCH_BYTES.to_string())
         .set("compression.type", "lz4")
         .set("message.max.bytes", "10485760")
         // The local queue is what a restore holds in memory besides its small batches;

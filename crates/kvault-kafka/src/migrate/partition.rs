@@ -12,7 +12,7 @@ use kvault_domain::{DomainError, ValidationError};
 use tokio::sync::mpsc;
 
 use crate::consume::{to_record, Batcher, RangeReader, CHANNEL_BATCHES};
-use crate::produce::{delivered, out_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+use crate::produce::{delivered, out_record, Delivered, Deliveries};
 use crate::throttle::admit;
 use crate::transform::EvalError;
 
@@ -129,9 +129,7 @@ async fn produce_batches(
 ) -> DomainResult<Option<OffsetMap>> {
     let mut map = shared.offset_map_runs.map(OffsetMap::new);
     // Deliveries are settled in send order, so the offset map is built in offset order.
-    let mut deliveries = Deliveries::new(&shared.producer, MAX_IN_FLIGHT, |done| {
-        settle(done, &mut map, shared)
-    })?;
+    let mut deliveries = Deliveries::new(&shared.producer, |done| settle(done, &mut map, shared))?;
     while let Some(batch) = rx.recv().await {
         let stop = || shared.should_stop();
         if !admit(shared.throttle.as_ref(), batch.len(), stop).await {
@@ -143,12 +141,14 @@ async fn produce_batches(
             batch_bytes += record.payload_len();
             let target = shared.target_partition(source_partition, record);
             let out = out_record(&shared.target_topic, target, record.into(), &[]);
-            deliveries.send(out, record.offset).await?;
+            deliveries
+                .send(out, record.offset, record.payload_len())
+                .await?;
         }
         deliveries.settle_ready()?;
         shared.control.add(batch.len() as u64, batch_bytes);
     }
-    deliveries.settle_all().await?;
+    deliveries.finish().await?;
     // Ends the settle closure's borrow of `map`.
     drop(deliveries);
     Ok(map)

@@ -4,6 +4,7 @@
 //! integer token per record, no future or channel per record) and are settled in send order;
 //! how a settled delivery is accounted for (tally, offset check, offset map) is the caller's.
 
+mod flush;
 mod router;
 
 use std::time::Duration;
@@ -30,6 +31,14 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Deliveries outstanding at once per partition task (rounded up to a power of two);
 /// librdkafka's own queue is bounded too.
 pub(crate) const MAX_IN_FLIGHT: usize = 20_000;
+/// Payload bytes outstanding at once per partition task: four full batches
+/// ([`crate::client::BATCH_BYTES`]), just under what librdkafka may have in flight per
+/// partition (five requests with the idempotent producer). More only queues up in
+/// librdkafka, and a queue whose oldest record is older than `linger.ms` while five requests
+/// are in flight makes librdkafka's broker thread poll with no timeout until a response comes
+/// (measured: ~370,000 polls and a fifth of a 1M-record restore's CPU; docs/performance.md,
+/// round 4).
+pub(crate) const MAX_IN_FLIGHT_BYTES: u64 = 4 * crate::client::BATCH_BYTES;
 
 /// The record to produce to `topic`/`partition`: key, value (null stays null, empty stays
 /// empty), headers in order with null values kept, then `extra_headers`, and the timestamp
@@ -72,15 +81,17 @@ pub(crate) fn out_record<'a>(
 /// A settled delivery: the source offset of the record, and where it landed or why not.
 pub(crate) type Delivered = (i64, Outcome);
 
-/// One sent record: its source offset, and its report once it came.
+/// One sent record: its source offset, its payload size, and its report once it came.
 #[derive(Default)]
 struct Slot {
     source_offset: i64,
+    bytes: u64,
     outcome: Option<Outcome>,
 }
 
-/// Records in flight through one producer for one task: at most `max_in_flight` deliveries
-/// are outstanding at once, and each confirmed or failed delivery goes through `settle`, in
+/// Records in flight through one producer for one task: at most [`MAX_IN_FLIGHT`] deliveries
+/// and [`MAX_IN_FLIGHT_BYTES`] of payload are outstanding at once (a larger record goes
+/// alone), and each confirmed or failed delivery goes through `settle`, in
 /// the order the records were sent (librdkafka's idempotent producer confirms one
 /// partition's records in order anyway; settling in send order lets migrate build its offset
 /// map in offset order).
@@ -93,6 +104,8 @@ pub(crate) struct Deliveries<'p, S> {
     next: u64,
     /// Sent records whose report has not come yet.
     unreported: usize,
+    /// Payload bytes of the records sent and not yet settled.
+    pending_bytes: u64,
     /// Reports taken from the inbox, not yet placed (kept for its capacity).
     drained: Vec<Report>,
     settle: S,
@@ -102,21 +115,24 @@ impl<'p, S> Deliveries<'p, S>
 where
     S: FnMut(Delivered) -> DomainResult<()>,
 {
-    pub(crate) fn new(
-        producer: &'p RecordProducer,
-        max_in_flight: usize,
-        settle: S,
-    ) -> DomainResult<Self> {
-        let capacity = max_in_flight.max(1).next_power_of_two();
+    pub(crate) fn new(producer: &'p RecordProducer, settle: S) -> DomainResult<Self> {
+        let capacity = MAX_IN_FLIGHT.next_power_of_two();
         Ok(Self {
             registration: producer.register()?,
             ring: (0..capacity).map(|_| Slot::default()).collect(),
             head: 0,
             next: 0,
             unreported: 0,
+            pending_bytes: 0,
             drained: Vec::new(),
             settle,
         })
+    }
+
+    /// Whether another record must wait for deliveries first.
+    fn window_full(&self) -> bool {
+        let pending = self.pending();
+        pending >= self.ring.len() || (pending > 0 && self.pending_bytes >= MAX_IN_FLIGHT_BYTES)
     }
 
     /// Deliveries sent and not yet settled.
@@ -152,8 +168,9 @@ where
             let Some(outcome) = slot.outcome.take() else {
                 break;
             };
-            let source_offset = slot.source_offset;
+            let (source_offset, bytes) = (slot.source_offset, slot.bytes);
             self.head += 1;
+            self.pending_bytes -= bytes;
             (self.settle)((source_offset, outcome))?;
         }
         Ok(())
@@ -169,15 +186,17 @@ where
         self.settle_arrived()
     }
 
-    /// Sends `out` (the record read at `source_offset`). While librdkafka's local queue is
-    /// full, or `max_in_flight` deliveries are outstanding, it settles deliveries first (or
-    /// pauses when none is ours). A failed send or a failed settlement is returned at once.
+    /// Sends `out` (the record read at `source_offset`, `bytes` of payload). While
+    /// librdkafka's local queue is full, or the task's window of deliveries is, it settles
+    /// deliveries first (or pauses when none is ours). A failed send or a failed settlement is
+    /// returned at once.
     pub(crate) async fn send(
         &mut self,
         mut out: OutRecord<'_>,
         source_offset: i64,
+        bytes: u64,
     ) -> DomainResult<()> {
-        while self.pending() >= self.ring.len() {
+        while self.window_full() {
             self.settle_some().await?;
         }
         let seq = self.next;
@@ -203,11 +222,21 @@ where
         }
         *self.slot(seq) = Slot {
             source_offset,
+            bytes,
             outcome: None,
         };
         self.next += 1;
         self.unreported += 1;
+        self.pending_bytes += bytes;
         Ok(())
+    }
+
+    /// The task has sent its last record: waits for and settles every outstanding delivery
+    /// like [`Self::settle_all`]. The last task of the producer to get here first pushes out
+    /// the partly filled batches librdkafka holds back for `linger.ms`.
+    pub(crate) async fn finish(&mut self) -> DomainResult<()> {
+        self.registration.finish_sending().await;
+        self.settle_all().await
     }
 
     /// Settles what has arrived without waiting (between batches, to keep `settle`'s
@@ -243,6 +272,7 @@ pub(crate) fn delivered(outcome: Outcome, topic: &str) -> DomainResult<(i32, i64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ClusterConfig;
     use kvault_domain::record::{Header, Record};
     use rdkafka::message::Headers;
 
@@ -297,6 +327,73 @@ mod tests {
                 ("x-offset".to_owned(), Some(b"7".to_vec())),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn the_window_closes_at_its_byte_budget_but_always_admits_one_record() {
+        // No broker answers here: sent records stay queued in librdkafka, unreported.
+        let producer = RecordProducer::create(&ClusterConfig::new("127.0.0.1:9")).unwrap();
+        let mut deliveries = Deliveries::new(&producer, |_| Ok(())).unwrap();
+        let r = record(Some(b"k"), Some(b"v"), TimestampType::CreateTime);
+        assert!(!deliveries.window_full());
+        // One record larger than the whole budget still goes, alone.
+        let huge = MAX_IN_FLIGHT_BYTES * 2;
+        deliveries
+            .send(out_record("t", 0, (&r).into(), &[]), 0, huge)
+            .await
+            .unwrap();
+        assert!(deliveries.window_full(), "nothing more while it is out");
+        // Smaller records go until together they fill the budget.
+        let mut fresh = Deliveries::new(&producer, |_| Ok(())).unwrap();
+        let half = MAX_IN_FLIGHT_BYTES / 2;
+        fresh
+            .send(out_record("t", 0, (&r).into(), &[]), 1, half)
+            .await
+            .unwrap();
+        assert!(!fresh.window_full(), "half the budget leaves room");
+        fresh
+            .send(out_record("t", 0, (&r).into(), &[]), 2, half)
+            .await
+            .unwrap();
+        assert!(fresh.window_full(), "the full budget closes the window");
+        assert_eq!(fresh.pending(), 2);
+    }
+
+    #[tokio::test]
+    async fn finishing_sends_the_last_batch_without_waiting_out_the_linger() {
+        let broker = kvault_testkit::TestBroker::get().await;
+        let topic = broker.unique_topic("finish-flush");
+        broker.create_topic(&topic, 1).await;
+        let mut cluster = ClusterConfig::new(broker.bootstrap());
+        // A linger far longer than the test's patience: only a flush sends the batch.
+        cluster
+            .properties
+            .insert("linger.ms".into(), "120000".into());
+        cluster
+            .properties
+            .insert("message.timeout.ms".into(), "300000".into());
+        let producer = RecordProducer::create(&cluster).unwrap();
+        let mut landed = Vec::new();
+        let mut deliveries = Deliveries::new(&producer, |(source, outcome)| {
+            landed.push((source, outcome.map(|(_, offset)| offset)));
+            Ok(())
+        })
+        .unwrap();
+        let r = record(Some(b"k"), Some(b"v"), TimestampType::CreateTime);
+        for offset in 0..3 {
+            let out = out_record(&topic, 0, (&r).into(), &[]);
+            deliveries.send(out, offset, 2).await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(30), deliveries.finish())
+            .await
+            .expect("the last batch waited for linger.ms")
+            .unwrap();
+        drop(deliveries);
+        let offsets: Vec<(i64, i64)> = landed
+            .into_iter()
+            .map(|(source, offset)| (source, offset.expect("delivered")))
+            .collect();
+        assert_eq!(offsets, vec![(0, 0), (1, 1), (2, 2)]);
     }
 
     #[test]

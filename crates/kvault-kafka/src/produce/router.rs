@@ -125,6 +125,8 @@ impl ProducerContext for Router {
 #[derive(Clone)]
 pub(crate) struct RecordProducer {
     producer: ThreadedProducer<Router>,
+    /// Registered tasks that have not finished sending.
+    sending: Arc<AtomicUsize>,
 }
 
 /// A task's place at a [`RecordProducer`]: its id (the high bits of its tokens) and inbox.
@@ -133,10 +135,35 @@ pub(crate) struct Registration<'p> {
     pub(crate) producer: &'p RecordProducer,
     pub(crate) task: u64,
     pub(crate) inbox: Arc<Inbox>,
+    /// Whether the task may still send (it counts in the producer's `sending`).
+    sending: bool,
 }
+
+impl Registration<'_> {
+    /// The task has sent its last record. When no other task is sending any more, the
+    /// records librdkafka holds back for `linger.ms` are sent now: a run does not end by
+    /// waiting out the linger of its last batches.
+    pub(crate) async fn finish_sending(&mut self) {
+        if !std::mem::replace(&mut self.sending, false) {
+            return;
+        }
+        if self.producer.sending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let producer = self.producer.clone();
+            // Its outcome is not needed: every delivery's own report is settled after this.
+            let _ = tokio::task::spawn_blocking(move || producer.flush(FINISH_FLUSH)).await;
+        }
+    }
+}
+
+/// How long the last task to finish sending waits in a flush; past it, the task waits for its
+/// reports as usual (librdkafka fails a record after `message.timeout.ms`).
+const FINISH_FLUSH: Duration = Duration::from_secs(60);
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
+        if self.sending {
+            self.producer.sending.fetch_sub(1, Ordering::SeqCst);
+        }
         let mut inboxes = self
             .producer
             .router()
@@ -166,7 +193,10 @@ impl RecordProducer {
             use rdkafka::producer::Producer;
             let _ = early.client().fetch_metadata(None, Duration::from_secs(10));
         });
-        Ok(Self { producer })
+        Ok(Self {
+            producer,
+            sending: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     fn router(&self) -> &Router {
@@ -178,10 +208,10 @@ impl RecordProducer {
         &self.producer
     }
 
-    /// Waits up to `timeout` for everything queued to be delivered (or to fail).
+    /// Sends everything queued now (without waiting out `linger.ms`) and waits up to
+    /// `timeout` for it to be delivered (or to fail).
     pub(crate) fn flush(&self, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
-        use rdkafka::producer::Producer;
-        self.producer.flush(timeout)
+        super::flush::flush_now(&self.producer, timeout)
     }
 
     /// A new task's inbox; its id is never handed out again by this producer.
@@ -198,10 +228,12 @@ impl RecordProducer {
             )));
         }
         inboxes.push(Some(Arc::clone(&inbox)));
+        self.sending.fetch_add(1, Ordering::SeqCst);
         Ok(Registration {
             producer: self,
             task: (inboxes.len() - 1) as u64,
             inbox,
+            sending: true,
         })
     }
 }

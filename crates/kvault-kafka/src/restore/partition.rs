@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::Admin;
 use crate::consume::CHANNEL_BATCHES;
-use crate::produce::{delivered, out_record, Delivered, Deliveries, MAX_IN_FLIGHT};
+use crate::produce::{delivered, out_record, Delivered, Deliveries};
 use crate::throttle::admit;
 
 use super::{Shared, SourceTotals, Tally};
@@ -100,8 +100,7 @@ pub(super) async fn produce_batches(
 ) -> DomainResult<SourceTotals> {
     let mut totals = SourceTotals::default();
     // Restore only tallies where deliveries landed (and checks preserved offsets).
-    let mut deliveries =
-        Deliveries::new(&shared.producer, MAX_IN_FLIGHT, |done| settle(done, shared))?;
+    let mut deliveries = Deliveries::new(&shared.producer, |done| settle(done, shared))?;
     // The source offset header's text, rebuilt in place per record only when asked for.
     let mut offset_text = String::new();
     while let Some(block) = rx.recv().await {
@@ -125,7 +124,9 @@ pub(super) async fn produce_batches(
                 } else {
                     out_record(&shared.target_topic, target, record, &[])
                 };
-                deliveries.send(out, record.offset).await?;
+                deliveries
+                    .send(out, record.offset, record.payload_len())
+                    .await?;
             }
             deliveries.settle_ready()?;
             totals.messages += messages;
@@ -133,7 +134,7 @@ pub(super) async fn produce_batches(
             shared.control.add(messages, bytes);
         }
     }
-    deliveries.settle_all().await?;
+    deliveries.finish().await?;
     Ok(totals)
 }
 
