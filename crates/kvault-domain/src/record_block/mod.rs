@@ -8,8 +8,10 @@ use std::ops::Range;
 
 use crate::record::{Record, TimestampType};
 
+mod names;
 mod view;
 
+use names::HeaderNames;
 use view::view;
 pub use view::{Headers, RecordView};
 
@@ -39,6 +41,7 @@ struct Entry {
     header_count: u32,
 }
 
+/// A header: its name is a span of the block's [`HeaderNames`], its value one of its buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HeaderEntry {
     name: Span,
@@ -78,6 +81,7 @@ pub struct RecordBlock {
     data: Vec<u8>,
     entries: Vec<Entry>,
     headers: Vec<HeaderEntry>,
+    names: HeaderNames,
 }
 
 /// Adds records whose fields are ranges of the block's buffer; lent by [`RecordBlock::decode`].
@@ -85,6 +89,7 @@ pub struct BlockBuilder<'a> {
     data: &'a [u8],
     entries: &'a mut Vec<Entry>,
     headers: &'a mut Vec<HeaderEntry>,
+    names: &'a mut HeaderNames,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -147,7 +152,10 @@ impl<'a> BlockBuilder<'a> {
         value: Option<Range<usize>>,
     ) -> Result<(), BlockError> {
         let name = self.span("header name", name)?;
-        std::str::from_utf8(name.of(self.data)).map_err(BlockError::NameNotUtf8)?;
+        let name = self
+            .names
+            .intern_bytes(name.of(self.data))
+            .map_err(BlockError::NameNotUtf8)?;
         let value = value.map(|r| self.span("header value", r)).transpose()?;
         let entry = self
             .entries
@@ -167,15 +175,18 @@ impl RecordBlock {
         decode: impl FnOnce(&mut BlockBuilder<'_>) -> Result<(), E>,
     ) -> Result<Self, E> {
         let (mut entries, mut headers) = (Vec::new(), Vec::new());
+        let mut names = HeaderNames::default();
         decode(&mut BlockBuilder {
             data: &data,
             entries: &mut entries,
             headers: &mut headers,
+            names: &mut names,
         })?;
         Ok(Self {
             data,
             entries,
             headers,
+            names,
         })
     }
 
@@ -185,6 +196,7 @@ impl RecordBlock {
             data: Vec::with_capacity(bytes),
             entries: Vec::with_capacity(records),
             headers: Vec::new(),
+            names: HeaderNames::default(),
         }
     }
 
@@ -231,8 +243,8 @@ impl RecordBlock {
         let value = value.map(&mut append);
         let first_header = self.headers.len() as u32;
         for (name, value) in headers {
-            let name = append(name.as_bytes());
             let value = value.map(&mut append);
+            let name = self.names.intern(name);
             self.headers.push(HeaderEntry { name, value });
         }
         self.entries.push(Entry {
@@ -261,14 +273,14 @@ impl RecordBlock {
     pub fn get(&self, index: usize) -> Option<RecordView<'_>> {
         self.entries
             .get(index)
-            .map(|e| view(e, &self.data, &self.headers))
+            .map(|e| view(e, &self.data, &self.headers, &self.names))
     }
 
     /// The records, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordView<'_>> + '_ {
         self.entries
             .iter()
-            .map(|e| view(e, &self.data, &self.headers))
+            .map(|e| view(e, &self.data, &self.headers, &self.names))
     }
 
     /// The records in runs of at most `size` (at least 1), in order.
@@ -276,15 +288,18 @@ impl RecordBlock {
         &self,
         size: usize,
     ) -> impl Iterator<Item = impl ExactSizeIterator<Item = RecordView<'_>> + '_> + '_ {
-        self.entries
-            .chunks(size.max(1))
-            .map(|chunk| chunk.iter().map(|e| view(e, &self.data, &self.headers)))
+        self.entries.chunks(size.max(1)).map(|chunk| {
+            chunk
+                .iter()
+                .map(|e| view(e, &self.data, &self.headers, &self.names))
+        })
     }
 
     /// Keeps only the records `keep` accepts (their bytes stay in the buffer).
     pub fn retain(&mut self, mut keep: impl FnMut(&RecordView<'_>) -> bool) {
-        let (data, headers) = (&self.data, &self.headers);
-        self.entries.retain(|e| keep(&view(e, data, headers)));
+        let (data, headers, names) = (&self.data, &self.headers, &self.names);
+        self.entries
+            .retain(|e| keep(&view(e, data, headers, names)));
     }
 
     /// Payload bytes of all records (see [`Record::payload_len`]).

@@ -3,9 +3,14 @@
 
 use crate::record::{Header, Record, TimestampType};
 
-use super::{Entry, HeaderEntry};
+use super::{Entry, HeaderEntry, HeaderNames};
 
-pub(super) fn view<'a>(e: &Entry, data: &'a [u8], headers: &'a [HeaderEntry]) -> RecordView<'a> {
+pub(super) fn view<'a>(
+    e: &Entry,
+    data: &'a [u8],
+    headers: &'a [HeaderEntry],
+    names: &'a HeaderNames,
+) -> RecordView<'a> {
     let first = e.first_header as usize;
     RecordView {
         offset: e.meta.offset,
@@ -15,6 +20,7 @@ pub(super) fn view<'a>(e: &Entry, data: &'a [u8], headers: &'a [HeaderEntry]) ->
         value: e.value.map(|s| s.of(data)),
         headers: HeaderSource::Block {
             data,
+            names,
             entries: &headers[first..first + e.header_count as usize],
         },
     }
@@ -36,6 +42,7 @@ pub struct RecordView<'a> {
 enum HeaderSource<'a> {
     Block {
         data: &'a [u8],
+        names: &'a HeaderNames,
         entries: &'a [HeaderEntry],
     },
     Owned(&'a [Header]),
@@ -117,11 +124,13 @@ impl<'a> Iterator for Headers<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let item = match self.source {
-            HeaderSource::Block { data, entries } => entries.get(self.next).map(|h| {
-                // Checked to be UTF-8 when the header was added; "" is unreachable.
-                let name = std::str::from_utf8(h.name.of(data)).unwrap_or_default();
-                (name, h.value.map(|s| s.of(data)))
-            }),
+            HeaderSource::Block {
+                data,
+                names,
+                entries,
+            } => entries
+                .get(self.next)
+                .map(|h| (names.get(h.name), h.value.map(|s| s.of(data)))),
             HeaderSource::Owned(headers) => headers
                 .get(self.next)
                 .map(|h| (h.key.as_str(), h.value.as_deref())),
