@@ -74,10 +74,12 @@ impl Encoder {
     }
 }
 
-/// Decompresses blocks of one codec.
+/// Decompresses blocks of one codec; keeps codec state between blocks.
 pub(crate) struct Decoder {
     codec: CompressionType,
     snappy: snap::raw::Decoder,
+    /// Created at the first zstd block, reset for each one after.
+    zstd: Option<zstd::zstd_safe::DCtx<'static>>,
 }
 
 /// LZ4 block format cannot expand by more than ~255:1; anything claiming more is corrupt,
@@ -85,12 +87,18 @@ pub(crate) struct Decoder {
 const LZ4_MAX_RATIO: u64 = 256;
 /// Snappy's longest copy (64 bytes) costs at least 3 bytes: ~21:1. 32 leaves headroom.
 const SNAPPY_MAX_RATIO: u64 = 32;
+/// zstd has no such bound, so a zstd block's output buffer starts at this many times its
+/// compressed size (at most its declared length) and grows only as the frame really yields
+/// bytes: a lying header cannot make kvault allocate much more than the data it holds. Most
+/// blocks fit at once (JSON compresses ~12:1), and zstd then decodes straight into the buffer.
+const ZSTD_FIRST_RATIO: usize = 32;
 
 impl Decoder {
     pub fn new(codec: CompressionType) -> Self {
         Self {
             codec,
             snappy: snap::raw::Decoder::new(),
+            zstd: None,
         }
     }
 
@@ -119,9 +127,8 @@ impl Decoder {
                 read_bounded(dec, raw_len, out)?;
             }
             CompressionType::Zstd => {
-                let dec = zstd::stream::read::Decoder::with_buffer(compressed)
-                    .map_err(|e| e.to_string())?;
-                read_bounded(dec, raw_len, out)?;
+                let dctx = self.zstd.get_or_insert_with(zstd::zstd_safe::DCtx::create);
+                zstd_bounded(dctx, compressed, raw_len, out)?;
             }
             CompressionType::Snappy => {
                 if raw_len as u64 > clen * SNAPPY_MAX_RATIO + 64 {
@@ -165,6 +172,61 @@ impl Decoder {
 
 /// Reads a streaming decoder to its end into `out`, growing the buffer only as data arrives
 /// (a lying header cannot force a large allocation) and refusing more than `raw_len` bytes.
+/// Replaces `out` with the one zstd frame in `compressed`, which must hold exactly `raw_len`
+/// bytes. Writes into `out`'s spare capacity (no zero-filling first).
+fn zstd_bounded(
+    dctx: &mut zstd::zstd_safe::DCtx<'static>,
+    compressed: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    use zstd::zstd_safe::{get_error_name, InBuffer, OutBuffer, ResetDirective};
+    dctx.reset(ResetDirective::SessionOnly)
+        .map_err(|code| get_error_name(code).to_owned())?;
+    out.clear();
+    // One byte past the declared length, to notice a frame that holds more.
+    let limit = raw_len + 1;
+    let first = compressed.len().saturating_mul(ZSTD_FIRST_RATIO).max(4096);
+    out.reserve_exact(first.min(limit));
+    let mut input = InBuffer::around(compressed);
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= limit {
+                return Err(format!(
+                    "stream holds more than the {raw_len} bytes the header says"
+                ));
+            }
+            // Doubling, up to the limit.
+            out.reserve_exact(out.len().min(limit - out.len()).max(1));
+        }
+        let written = out.len();
+        let mut output = OutBuffer::around_pos(out, written);
+        let left = dctx
+            .decompress_stream(&mut output, &mut input)
+            .map_err(|code| get_error_name(code).to_owned())?;
+        let progressed = output.pos() > written;
+        if left == 0 {
+            break;
+        }
+        if input.pos() == compressed.len() && !progressed && out.len() < out.capacity() {
+            return Err(format!(
+                "stream ends after {} bytes, header says {raw_len}",
+                out.len()
+            ));
+        }
+    }
+    if input.pos() != compressed.len() {
+        return Err("bytes follow the zstd frame".to_owned());
+    }
+    if out.len() != raw_len {
+        return Err(format!(
+            "stream holds {} bytes, header says {raw_len}",
+            out.len()
+        ));
+    }
+    Ok(())
+}
+
 fn read_bounded(dec: impl Read, raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
     let n = dec
@@ -212,5 +274,45 @@ mod tests {
             dec.decompress(&z, 0, &mut back).unwrap();
             assert!(back.is_empty());
         }
+    }
+
+    #[test]
+    fn zstd_memory_follows_the_data_not_the_declared_length() {
+        let mut enc = Encoder::new(Compression::new(CompressionType::Zstd, None).unwrap()).unwrap();
+        let mut dec = Decoder::new(CompressionType::Zstd);
+        // 1 MiB of zeros compresses to a few dozen bytes: far beyond the first guess, so the
+        // buffer grows as the frame yields bytes, and the bytes come back exact.
+        let zeros = vec![0u8; 1 << 20];
+        let (mut z, mut back) = (Vec::new(), Vec::new());
+        enc.compress(&zeros, &mut z).unwrap();
+        assert!(z.len() * ZSTD_FIRST_RATIO < zeros.len());
+        dec.decompress(&z, zeros.len(), &mut back).unwrap();
+        assert_eq!(back, zeros);
+
+        // A header claiming 100 MiB for 10 KB of data: refused, and the buffer stayed near
+        // what the data holds.
+        let raw: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        enc.compress(&raw, &mut z).unwrap();
+        let mut lied = Vec::new();
+        let err = dec.decompress(&z, 100 << 20, &mut lied).unwrap_err();
+        assert!(err.contains("header says"), "{err}");
+        assert!(
+            lied.capacity() < 1 << 20,
+            "{} bytes reserved",
+            lied.capacity()
+        );
+
+        // A truncated frame and bytes after the frame are refused; the decoder still works.
+        assert!(dec
+            .decompress(&z[..z.len() - 3], raw.len(), &mut back)
+            .is_err());
+        let mut trailing = z.clone();
+        trailing.extend_from_slice(&z);
+        assert!(dec.decompress(&trailing, raw.len(), &mut back).is_err());
+        assert!(dec
+            .decompress(b"not zstd at all", raw.len(), &mut back)
+            .is_err());
+        dec.decompress(&z, raw.len(), &mut back).unwrap();
+        assert_eq!(back, raw);
     }
 }
