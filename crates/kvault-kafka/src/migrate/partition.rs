@@ -138,12 +138,11 @@ async fn produce_batches(
         }
         let mut batch_bytes = 0u64;
         for record in &batch {
-            batch_bytes += record.payload_len();
+            let size = record.payload_len();
+            batch_bytes += size;
             let target = shared.target_partition(source_partition, record);
             let out = out_record(&shared.target_topic, target, record.into(), &[]);
-            deliveries
-                .send(out, record.offset, record.payload_len())
-                .await?;
+            deliveries.send(out, record.offset, size).await?;
         }
         deliveries.settle_ready()?;
         shared.control.add(batch.len() as u64, batch_bytes);

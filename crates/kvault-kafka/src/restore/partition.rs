@@ -114,7 +114,8 @@ pub(super) async fn produce_batches(
             }
             let (messages, mut bytes) = (run.len() as u64, 0u64);
             for record in run {
-                bytes += record.payload_len();
+                let size = record.payload_len();
+                bytes += size;
                 let target = shared.target_partition(source, record.key);
                 let out = if shared.source_offset_header {
                     offset_text.clear();
@@ -124,9 +125,7 @@ pub(super) async fn produce_batches(
                 } else {
                     out_record(&shared.target_topic, target, record, &[])
                 };
-                deliveries
-                    .send(out, record.offset, record.payload_len())
-                    .await?;
+                deliveries.send(out, record.offset, size).await?;
             }
             deliveries.settle_ready()?;
             totals.messages += messages;
