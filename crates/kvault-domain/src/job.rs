@@ -220,6 +220,18 @@ impl OperationControl {
             .store(messages.saturating_add(1), Ordering::Relaxed);
     }
 
+    /// Adds `messages` to the expected total (starting from zero when none was announced):
+    /// for operations that learn their size part by part, like a backup set, whose topics
+    /// share one control and each add their count when the set reaches them.
+    pub fn add_to_total(&self, messages: u64) {
+        let _ =
+            self.inner
+                .total_plus_one
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |known| {
+                    Some(known.max(1).saturating_add(messages))
+                });
+    }
+
     /// The expected total, when the operation has announced one.
     pub fn total(&self) -> Option<u64> {
         match self.inner.total_plus_one.load(Ordering::Relaxed) {
@@ -239,5 +251,27 @@ impl OperationControl {
                 0.0
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_added_part_by_part_sum_up_from_unknown() {
+        let control = OperationControl::new();
+        assert_eq!(control.total(), None);
+        control.add_to_total(30);
+        control.add_to_total(0);
+        control.add_to_total(7);
+        assert_eq!(control.total(), Some(37));
+        control.set_total(5);
+        control.add_to_total(u64::MAX);
+        assert_eq!(
+            control.total(),
+            Some(u64::MAX - 1),
+            "saturates, never wraps"
+        );
     }
 }

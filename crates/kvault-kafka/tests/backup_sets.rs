@@ -53,15 +53,19 @@ async fn run_set(
     req: BackupRequest,
     defaults: BackupDefaults,
 ) -> Result<kvault_domain::backup_set::BackupSetResult, DomainError> {
+    run_set_with(kafka, store, req, defaults, OperationControl::new()).await
+}
+
+/// [`run_set`] with the caller's control, to watch its progress.
+async fn run_set_with(
+    kafka: &KafkaEngine,
+    store: &Arc<dyn ArchiveStore>,
+    req: BackupRequest,
+    defaults: BackupDefaults,
+    control: OperationControl,
+) -> Result<kvault_domain::backup_set::BackupSetResult, DomainError> {
     let plan = req.validate_set(defaults, Utc::now()).unwrap();
-    run_backup_set(
-        kafka,
-        store.as_ref(),
-        &test_cluster(),
-        plan,
-        OperationControl::new(),
-    )
-    .await
+    run_backup_set(kafka, store.as_ref(), &test_cluster(), plan, control).await
 }
 
 fn set_request(json: serde_json::Value) -> BackupRequest {
@@ -89,11 +93,22 @@ async fn a_pattern_backs_up_every_matching_topic_and_the_set_restores_under_new_
     let req = set_request(serde_json::json!({
         "topic_pattern": format!("{prefix}-[abc]"), "backup_id": format!("{prefix}-nightly")
     }));
-    let set = run_set(&kafka, &store, req, BackupDefaults::default())
-        .await
-        .expect("backup set");
+    let control = OperationControl::new();
+    let set = run_set_with(
+        &kafka,
+        &store,
+        req,
+        BackupDefaults::default(),
+        control.clone(),
+    )
+    .await
+    .expect("backup set");
     assert_eq!(set.topic_count, 3);
     assert_eq!(set.total_messages, 37);
+    // One progress for the whole set: counts and the expected total cover every topic (the
+    // total was the last topic's alone before, so a bar restarted per topic).
+    assert_eq!(control.messages(), 37);
+    assert_eq!(control.total(), Some(37));
     let topics: Vec<&str> = set.topics.iter().map(|t| t.topic.as_str()).collect();
     let expected: Vec<String> = ["a", "b", "c"].map(|s| format!("{prefix}-{s}")).to_vec();
     assert_eq!(

@@ -118,9 +118,10 @@ pub(crate) async fn run(
     .await?;
     let ranges = plan_ranges(&admin, &plan, &selected, &continue_at).await?;
     // An upper bound for progress bars: offsets in range (compacted or transactional topics
-    // hold fewer records), capped by max_messages.
+    // hold fewer records), capped by max_messages. Added, not set: the topics of a backup set
+    // share one control, whose total grows as the set reaches each of them.
     let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
-    control.set_total(plan.max_messages.map_or(in_range, |max| max.min(in_range)));
+    control.add_to_total(plan.max_messages.map_or(in_range, |max| max.min(in_range)));
     // The groups' positions at the cut: read right after the watermarks that define it, while
     // the partitions are copied (a cluster with many groups takes a while).
     let groups = {
