@@ -170,8 +170,6 @@ impl Decoder {
     }
 }
 
-/// Reads a streaming decoder to its end into `out`, growing the buffer only as data arrives
-/// (a lying header cannot force a large allocation) and refusing more than `raw_len` bytes.
 /// Replaces `out` with the one zstd frame in `compressed`, which must hold exactly `raw_len`
 /// bytes. Writes into `out`'s spare capacity (no zero-filling first).
 fn zstd_bounded(
@@ -227,6 +225,8 @@ fn zstd_bounded(
     Ok(())
 }
 
+/// Reads a streaming decoder to its end into `out`, growing the buffer only as data arrives
+/// (a lying header cannot force a large allocation) and refusing more than `raw_len` bytes.
 fn read_bounded(dec: impl Read, raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
     let n = dec
