@@ -50,7 +50,7 @@ pub const BOOTSTRAP_ENV: &str = "KVAULT_TEST_BOOTSTRAP";
 pub const NISSHI_BIN_ENV: &str = "KVAULT_NISSHI_BIN";
 /// How to get the broker binary, printed whenever it cannot be found or started.
 pub const INSTALL_HINT: &str = "install the test broker with: cargo install nisshi@0.8.1 --locked \
-     --ignore-rust-version --no-default-features --features dynostore \
+     --ignore-rust-version --no-default-features --features dynostore,postgres \
      --root $HOME/.cache/kvault/nisshi   (or set KVAULT_NISSHI_BIN to a nisshi binary, or \
      KVAULT_TEST_BOOTSTRAP to host:port of a running Kafka cluster)";
 
