@@ -92,6 +92,7 @@ async fn seed_archives(dir: &std::path::Path) {
     for i in 0..ARCHIVES {
         let spec = ArchiveSpec {
             backup_id: BackupId::parse(&format!("backup-load-{i}")).unwrap(),
+            archive_uid: kvault_domain::ids::new_uid(),
             cluster_id: "local".into(),
             topic: TopicMetadata {
                 name: format!("topic-{}", i % 50),

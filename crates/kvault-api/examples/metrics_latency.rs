@@ -113,6 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for b in 0..backups {
             let spec = ArchiveSpec {
                 backup_id: BackupId::parse(&format!("bench-{b}")).map_err(|e| e.to_string())?,
+                archive_uid: kvault_domain::ids::new_uid(),
                 cluster_id: "local".into(),
                 topic: TopicMetadata {
                     name: "events".into(),

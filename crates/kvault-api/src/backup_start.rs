@@ -2,6 +2,9 @@
 //! against the archives and the cluster (parent of an incremental backup, free backup id,
 //! existing topic), then admits the job and runs it. A one-topic backup runs on the engine, a
 //! backup set through `kvault_domain::backup_set`.
+//!
+//! The job's stored request records the uid the server gave the archive (`archive_uid`) or
+//! the set (`set_uid`): takeover and schedule retention act only on the archives carrying it.
 
 use actix_web::web;
 use chrono::Utc;
@@ -47,10 +50,11 @@ pub(crate) async fn start_backup(
     let totals = state.archive_totals.clone();
     let engine = state.engine.clone();
     let backup_id = plan.backup_id.to_string();
+    let recorded = (ARCHIVE_UID, plan.archive_uid.clone());
     state
         .runner
         .start_claimed(
-            spec(&cluster, &request, starter.subject, backup_id)?,
+            spec(&cluster, &request, starter.subject, backup_id, recorded)?,
             Some(capacity),
             starter.claim,
             move |control| async move {
@@ -86,6 +90,7 @@ async fn start_backup_set(
         }
     }
     refuse_taken_id(state, &plan.set_id).await?;
+    refuse_taken_set(state, &plan.set_id).await?;
     let capacity = state.limits.capacity(JobKind::Backup, cluster.as_str());
     let (engine, store, totals) = (
         state.engine.clone(),
@@ -93,10 +98,11 @@ async fn start_backup_set(
         state.archive_totals.clone(),
     );
     let set_id = plan.set_id.to_string();
+    let recorded = (SET_UID, plan.set_uid.clone());
     state
         .runner
         .start_claimed(
-            spec(&cluster, &request, starter.subject, set_id)?,
+            spec(&cluster, &request, starter.subject, set_id, recorded)?,
             Some(capacity),
             starter.claim,
             move |control| async move {
@@ -109,20 +115,54 @@ async fn start_backup_set(
         .await
 }
 
+/// The key of the stored request that records a one-topic backup's archive uid.
+pub(crate) const ARCHIVE_UID: &str = "archive_uid";
+/// The key of the stored request that records a backup set's uid.
+pub(crate) const SET_UID: &str = "set_uid";
+
 fn spec(
     cluster: &ClusterId,
     request: &BackupRequest,
     subject: String,
     backup_id: String,
+    (key, uid): (&str, String),
 ) -> Result<JobSpec, ApiError> {
+    let mut stored = to_json(request)?;
+    if let Some(fields) = stored.as_object_mut() {
+        fields.insert(key.to_owned(), uid.into());
+    }
     Ok(JobSpec {
         kind: JobKind::Backup,
         cluster_id: Some(cluster.to_string()),
         target_cluster_id: None,
         subject,
-        request: to_json(request)?,
+        request: stored,
         backup_id: Some(backup_id),
     })
+}
+
+/// The archive or set uid a backup job's stored request recorded (`None`: a job stored before
+/// kvault recorded uids).
+pub(crate) fn recorded_uid(stored: &serde_json::Value) -> Option<String> {
+    [ARCHIVE_UID, SET_UID]
+        .iter()
+        .find_map(|key| stored.get(key).and_then(serde_json::Value::as_str))
+        .map(str::to_owned)
+}
+
+/// A backup job's stored request as the user posted it (without the recorded uid), and the uid.
+pub(crate) fn split_recorded(
+    stored: &serde_json::Value,
+) -> Result<(BackupRequest, Option<String>), ApiError> {
+    let uid = recorded_uid(stored);
+    let mut posted = stored.clone();
+    if let Some(fields) = posted.as_object_mut() {
+        fields.remove(ARCHIVE_UID);
+        fields.remove(SET_UID);
+    }
+    let request = serde_json::from_value(posted)
+        .map_err(|e| ApiError::internal(format!("stored backup request: {e}")))?;
+    Ok((request, uid))
 }
 
 /// 404 naming `topic` when it does not exist on `cluster`.
@@ -148,6 +188,20 @@ async fn refuse_taken_id(state: &AppState, id: &BackupId) -> Result<(), ApiError
             ApiError::conflict(format!("a backup named '{id}' already exists")).on("backup_id", id),
         ),
         Err(DomainError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// 409 when any archive names set `id`: a set id names one set only (the store refuses a
+/// concurrent second set too, see `kvault_domain::backup_set`).
+async fn refuse_taken_set(state: &AppState, id: &BackupId) -> Result<(), ApiError> {
+    match set_members(state.store.as_ref(), id.as_str()).await {
+        Err(DomainError::NotFound { .. }) => Ok(()),
+        Ok(_) | Err(DomainError::Conflict { .. }) => Err(ApiError::conflict(format!(
+            "backup set id '{id}' is taken: archives of a set with that id exist; choose \
+             another backup_id"
+        ))
+        .on("backup_id", id)),
         Err(e) => Err(e.into()),
     }
 }

@@ -3,14 +3,19 @@
 //! link only, see `kvault_domain::chain`; never one a running job uses, nor an earlier link of
 //! a chain it reads), and removes what killed writers left behind, on a timer next to the
 //! server.
+//!
+//! A schedule's runs are matched to archives by identity, not by name: the archive (or set)
+//! uid each run's job recorded and the schedule's cluster. An archive that merely carries a
+//! run's backup id (created later under a reused id, or on another cluster) is not the run's
+//! and is never deleted by the schedule's retention.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
 use chrono::{DateTime, Utc};
-use kvault_domain::chain::{deletable_by_retention, with_earlier_links};
+use kvault_domain::chain::{deletable_by_retention, with_earlier_links, ExistingArchives};
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::schedule::ScheduleRequest;
 use kvault_domain::{BackupId, Manifest};
@@ -44,10 +49,40 @@ pub async fn sweep_retention(
     sweep_expired(store, retention_days, &[], now, in_use).await
 }
 
-/// One schedule's retention and the backup ids of its completed runs, newest first.
+/// One schedule's retention, its cluster and its completed runs, newest first.
 pub struct ScheduleRuns {
     pub retention: Duration,
-    pub runs: Vec<String>,
+    pub cluster_id: String,
+    pub runs: Vec<RecordedRun>,
+}
+
+/// What a completed run's job recorded about the archive (or set) it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRun {
+    /// The backup id, or the set id of a run of several topics.
+    pub backup_id: String,
+    /// The archive uid, or the set uid; `None` for runs recorded before kvault kept uids,
+    /// which match only archives without one.
+    pub uid: Option<String>,
+}
+
+/// The cutoff of each schedule run but the newest, by run id (a set run's id is its set's),
+/// with the identity an archive must have to be that run's.
+struct RunCutoff<'a> {
+    cutoff: DateTime<Utc>,
+    uid: Option<&'a str>,
+    cluster_id: &'a str,
+}
+
+impl RunCutoff<'_> {
+    /// Whether `m` is the archive (or a member of the set) this run wrote.
+    fn is_run_of(&self, m: &Manifest) -> bool {
+        let uid = match &m.backup_set {
+            Some(_) => m.set_uid(),
+            None => m.archive_uid.as_deref(),
+        };
+        uid == self.uid && m.cluster_id == self.cluster_id
+    }
 }
 
 /// One sweep over one listing of the archives: deletes backups older than `retention_days`
@@ -64,27 +99,39 @@ pub async fn sweep_expired(
     let mut outcome = SweepOutcome::default();
     let days_cutoff =
         (retention_days > 0).then(|| now - chrono::Duration::days(i64::from(retention_days)));
-    // The cutoff of each schedule run but the newest, by run id (a set run's id is its set's).
-    let run_cutoffs: BTreeMap<&str, DateTime<Utc>> = schedules
+    let run_cutoffs: BTreeMap<&str, RunCutoff> = schedules
         .iter()
         .filter_map(|s| Some((s, now - chrono::Duration::from_std(s.retention).ok()?)))
-        .flat_map(|(s, cutoff)| s.runs.iter().skip(1).map(move |id| (id.as_str(), cutoff)))
+        .flat_map(|(s, cutoff)| {
+            s.runs.iter().skip(1).map(move |run| {
+                let identity = RunCutoff {
+                    cutoff,
+                    uid: run.uid.as_deref(),
+                    cluster_id: &s.cluster_id,
+                };
+                (run.backup_id.as_str(), identity)
+            })
+        })
         .collect();
     if days_cutoff.is_none() && run_cutoffs.is_empty() {
         return Ok(outcome);
     }
     let manifests = store.list().await?;
-    let mut existing: BTreeSet<String> = manifests.iter().map(|m| m.backup_id.clone()).collect();
+    let mut existing: ExistingArchives = manifests
+        .iter()
+        .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
+        .collect();
     let kept = with_earlier_links(&manifests, |m| used(m, &in_use));
     let expired = |m: &Manifest| {
         let run = m
             .backup_set
             .as_ref()
             .map_or(m.backup_id.as_str(), |s| s.set_id.as_str());
-        let cutoff = days_cutoff
-            .into_iter()
-            .chain(run_cutoffs.get(run).copied())
-            .max();
+        let run_cutoff = run_cutoffs
+            .get(run)
+            .filter(|r| r.is_run_of(m))
+            .map(|r| r.cutoff);
+        let cutoff = days_cutoff.into_iter().chain(run_cutoff).max();
         cutoff.is_some_and(|c| m.finished_at < c) && !kept.contains(&m.backup_id)
     };
     delete_expired(store, manifests, expired, &mut existing, &mut outcome).await;
@@ -103,7 +150,7 @@ async fn delete_expired(
     store: &dyn ArchiveStore,
     mut manifests: Vec<Manifest>,
     expired: impl Fn(&Manifest) -> bool,
-    existing: &mut BTreeSet<String>,
+    existing: &mut ExistingArchives,
     outcome: &mut SweepOutcome,
 ) {
     manifests.reverse();
@@ -187,10 +234,19 @@ async fn schedule_runs(jobs: &crate::jobs::JobStore) -> Vec<ScheduleRuns> {
         let Some(retention) = request.ok().and_then(|r| r.retention_span().ok().flatten()) else {
             continue;
         };
-        match jobs.schedule_runs(&schedule.id, true, 100_000).await {
+        match jobs.schedule_runs(&schedule.uid, true, 100_000).await {
             Ok(runs) => with_retention.push(ScheduleRuns {
                 retention,
-                runs: runs.into_iter().filter_map(|run| run.backup_id).collect(),
+                cluster_id: schedule.cluster_id.clone(),
+                runs: runs
+                    .into_iter()
+                    .filter_map(|run| {
+                        Some(RecordedRun {
+                            uid: crate::backup_start::recorded_uid(&run.job.request),
+                            backup_id: run.backup_id?,
+                        })
+                    })
+                    .collect(),
             }),
             Err(e) => {
                 tracing::warn!(schedule_id = %schedule.id, error = %e, "schedule retention skipped")

@@ -7,6 +7,10 @@
 //! A due run that cannot start (its topic was deleted, its cluster left the config) is skipped
 //! to the next due time and the reason kept on the schedule (`last_error`). One that finds the
 //! backup limit full stays due and starts as soon as there is room.
+//!
+//! A schedule's runs are the jobs carrying its uid (never an older schedule's of the same
+//! name), and a run continues the tip only when the archive under the tip's backup id is the
+//! one that run wrote (its recorded uid): otherwise the run is a full backup.
 
 use std::time::Duration;
 
@@ -17,7 +21,7 @@ use kvault_domain::restore_set::set_members;
 use kvault_domain::schedule::{run_backup_id, ScheduleRequest};
 use kvault_domain::{BackupId, ClusterId, DomainError, JobId};
 
-use crate::backup_start::{start_backup, Starter};
+use crate::backup_start::{recorded_uid, start_backup, Starter};
 use crate::error::ApiError;
 use crate::jobs::{RunClaim, StoredSchedule};
 use crate::state::AppState;
@@ -114,13 +118,16 @@ async fn start_run(
     let tip = state
         .runner
         .store()
-        .schedule_runs(&schedule.id, true, 1)
+        .schedule_runs(&schedule.uid, true, 1)
         .await
         .map_err(ApiError::internal)?
         .into_iter()
         .next();
     let parent = match tip.as_ref().and_then(|run| run.backup_id.as_deref()) {
-        Some(id) => existing_backup(state, &BackupId::parse(id)?, request).await?,
+        Some(id) => {
+            let recorded = tip.as_ref().and_then(|run| recorded_uid(&run.job.request));
+            existing_backup(state, &BackupId::parse(id)?, recorded, request).await?
+        }
         None => None,
     };
     let cluster = ClusterId::parse(&schedule.cluster_id)?;
@@ -137,6 +144,7 @@ async fn start_run(
         subject: schedule.subject.clone(),
         claim: Some(RunClaim {
             schedule_id: schedule.id.clone(),
+            schedule_uid: schedule.uid.clone(),
             due_at_ms: due_ms,
             next_run_at_ms: next_ms,
             tip_job_id: tip.map(|run| run.job.id.to_string()),
@@ -146,22 +154,30 @@ async fn start_run(
     Ok(id)
 }
 
-/// `id` if that backup (or, for a schedule of several topics, that set) still exists.
+/// `id` if that backup (or, for a schedule of several topics, that set) still exists and is
+/// the one the last run wrote: it carries the uid the run recorded (`recorded`; a run
+/// recorded before kvault kept uids matches an archive without one).
 async fn existing_backup(
     state: &AppState,
     id: &BackupId,
+    recorded: Option<String>,
     request: &ScheduleRequest,
 ) -> Result<Option<BackupId>, ApiError> {
     let found = if request.topic.is_empty() {
         set_members(state.store.as_ref(), id.as_str())
             .await
-            .map(|_| ())
+            .map(|members| members[0].set_uid().map(str::to_owned))
     } else {
-        state.store.manifest(id).await.map(|_| ())
+        state.store.manifest(id).await.map(|m| m.archive_uid)
     };
     match found {
-        Ok(()) => Ok(Some(id.clone())),
-        Err(DomainError::NotFound { .. }) => {
+        Ok(uid) if uid == recorded => Ok(Some(id.clone())),
+        Ok(uid) => {
+            tracing::warn!(backup_id = %id, found_uid = ?uid, recorded_uid = ?recorded, "the last run's backup id now names another archive; this run is a full backup");
+            Ok(None)
+        }
+        // Two sets under the run's id: neither is followed.
+        Err(DomainError::NotFound { .. }) | Err(DomainError::Conflict { .. }) => {
             tracing::warn!(backup_id = %id, "the last run's backup is gone; this run is a full backup");
             Ok(None)
         }

@@ -3,6 +3,8 @@
 //! that was already committed is recorded as completed, otherwise the dead writer's remains
 //! are discarded and the backup starts over (never two archives, never a half one listed).
 //! A backup set ends `interrupted` and its archives are deleted (see [`end_backup_set`]).
+//! Archives are recognised by the uid the job recorded, never by name alone: an archive of the
+//! job's backup id that carries another uid is not the job's and is left alone.
 //! A restore or migration is not restarted: the target may already hold part of the data, so
 //! it ends `interrupted` with an error saying so and what had been written.
 
@@ -11,10 +13,9 @@ use actix_web::web;
 use chrono::Utc;
 use kvault_domain::backup_planning::{backup_result, BackupRun};
 use kvault_domain::operations::DrainPlan;
-use kvault_domain::{
-    BackupId, BackupRequest, ClusterId, DomainError, DrainRequest, JobKind, JobState,
-};
+use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, JobState};
 
+use crate::backup_start::split_recorded;
 use crate::error::ApiError;
 use crate::jobs::StoredJob;
 use crate::routes::respond::to_json;
@@ -112,14 +113,27 @@ fn cluster_of(job: &StoredJob) -> Result<ClusterId, ApiError> {
 
 async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
     let cluster = cluster_of(job)?;
-    let mut request: BackupRequest = serde_json::from_value(job.job.request.clone())
-        .map_err(|e| ApiError::internal(format!("stored backup request: {e}")))?;
+    let (mut request, recorded_uid) = split_recorded(&job.job.request)?;
     request.backup_id = job.backup_id.clone().or(request.backup_id);
     if request.is_set() {
-        return Err(end_backup_set(state, job).await);
+        return Err(end_backup_set(state, job, recorded_uid).await);
     }
-    let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
+    let mut plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
+    if let Some(uid) = &recorded_uid {
+        plan.archive_uid = uid.clone();
+    }
     match state.store.manifest(&plan.backup_id).await {
+        // Another archive under the job's backup id: not the job's, so it is left alone.
+        Ok(manifest) if recorded_uid.is_some() && manifest.archive_uid != recorded_uid => {
+            return Err(ApiError::conflict(format!(
+                "backup {} now holds another archive (uid {}) than the one this job wrote \
+                 (uid {}); it was left alone and this backup was not run again",
+                plan.backup_id,
+                manifest.archive_uid.as_deref().unwrap_or("(none)"),
+                plan.archive_uid
+            ))
+            .on("backup_id", &plan.backup_id));
+        }
         // Committed before its replica could record it: record it now.
         Ok(manifest) => {
             let now = Utc::now();
@@ -155,18 +169,26 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
 /// A backup set is not resumed (it may have hundreds of topics to go): the archives it had
 /// committed are deleted, so no partial set stays listed, and the job ends `interrupted`. What
 /// the dead writer of the topic in progress left is swept like any abandoned archive.
-async fn end_backup_set(state: &AppState, job: &StoredJob) -> ApiError {
+/// Only archives carrying the set uid the job recorded are the job's (a job stored before
+/// kvault recorded uids matches archives without one).
+async fn end_backup_set(state: &AppState, job: &StoredJob, set_uid: Option<String>) -> ApiError {
     let set_id = job.backup_id.clone().unwrap_or_default();
     let mut deleted = 0;
     let members = state.store.list().await.unwrap_or_default();
-    for manifest in members
-        .iter()
-        .filter(|m| m.backup_set.as_ref().is_some_and(|s| s.set_id == set_id))
-    {
+    for manifest in members.iter().filter(|m| {
+        m.backup_set.as_ref().is_some_and(|s| s.set_id == set_id)
+            && m.set_uid() == set_uid.as_deref()
+    }) {
         if let Ok(id) = BackupId::parse(&manifest.backup_id) {
             if state.store.delete(&id).await.is_ok() {
                 deleted += 1;
             }
+        }
+    }
+    // The dead writer's claim on the set id goes too: no writer of this set is alive.
+    if let Ok(id) = BackupId::parse(&set_id) {
+        if let Err(e) = state.store.discard_unfinished(&id).await {
+            tracing::warn!(set_id = %id, error = %e, "the set id's claim could not be removed; the sweep will");
         }
     }
     state.archive_totals.invalidate();
@@ -174,7 +196,7 @@ async fn end_backup_set(state: &AppState, job: &StoredJob) -> ApiError {
         StatusCode::SERVICE_UNAVAILABLE,
         "Interrupted",
         format!(
-            "the replica running backup set {set_id} stopped (attempt {}); the {deleted}              archive(s) it had written were deleted: run the backup set again",
+            "the replica running backup set {set_id} stopped (attempt {}); the {deleted} archive(s) it had written were deleted: run the backup set again",
             job.attempts - 1
         ),
     )

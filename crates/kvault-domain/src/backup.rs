@@ -134,6 +134,9 @@ pub struct BackupPlan {
     pub consumer_groups: GroupSelection,
     /// The set this backup is one topic of, if any.
     pub backup_set: Option<BackupSetRef>,
+    /// The uid the archive will carry (see [`crate::ids::new_uid`]); the job that writes it
+    /// records it, so takeover and retention touch only this archive.
+    pub archive_uid: String,
     /// The backup this one continues (incremental), if any.
     pub incremental_from: Option<BackupId>,
 }
@@ -240,6 +243,7 @@ impl BackupRequest {
             max_bytes: defaults.max_bytes,
             consumer_groups,
             backup_set: None,
+            archive_uid: crate::ids::new_uid(),
             incremental_from,
         })
     }

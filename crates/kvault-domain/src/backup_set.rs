@@ -5,6 +5,9 @@
 //! written are deleted, so a partial set is never listed. An incremental set
 //! (`incremental_from: PARENT_SET`) continues each topic's archive in the parent set, which is
 //! how a scheduled backup of a pattern keeps every topic's chain.
+//!
+//! A set id names one set only: every member records the set's uid, and the set is written
+//! under a claim on its id (see `crate::set_claim`).
 
 use std::collections::BTreeSet;
 
@@ -15,10 +18,12 @@ use crate::backup::{BackupDefaults, BackupPlan, BackupRequest, BackupResult};
 use crate::error::{DomainError, DomainResult, Missing, ValidationError};
 use crate::ids::{validate_topic_name, BackupId, ClusterId};
 use crate::job::{OperationControl, OperationStatus};
-use crate::manifest::BackupSetRef;
+use crate::manifest::{BackupSetRef, Manifest};
 use crate::offset::Offset;
 use crate::operations::Engine;
 use crate::ports::ArchiveStore;
+use crate::restore_set::set_members;
+use crate::set_claim::{claim_set_id, release};
 
 /// The most topics one set may hold.
 pub const MAX_SET_TOPICS: usize = 10_000;
@@ -71,6 +76,8 @@ impl TopicSelection {
 #[derive(Debug, Clone)]
 pub struct BackupSetPlan {
     pub set_id: BackupId,
+    /// The set's immutable uid, recorded in every member (and by the job that writes it).
+    pub set_uid: String,
     pub topics: TopicSelection,
     /// Every per-topic setting; `topic` and `backup_id` are set per member.
     pub template: BackupPlan,
@@ -85,8 +92,10 @@ impl BackupSetPlan {
         let mut plan = self.template.clone();
         plan.topic = topic.to_owned();
         plan.backup_id = member_id(&self.set_id, topic)?;
+        plan.archive_uid = crate::ids::new_uid();
         plan.backup_set = Some(BackupSetRef {
             set_id: self.set_id.to_string(),
+            set_uid: Some(self.set_uid.clone()),
             topic_count: count as u32,
         });
         Ok(plan)
@@ -172,6 +181,7 @@ impl BackupRequest {
         let parent_set = template.incremental_from.take();
         Ok(BackupSetPlan {
             set_id,
+            set_uid: crate::ids::new_uid(),
             topics,
             template,
             parent_set,
@@ -234,6 +244,9 @@ fn compile_pattern(pattern: &str) -> Result<regex::Regex, ValidationError> {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupSetResult {
     pub set_id: String,
+    /// The set's immutable uid, recorded in each member's manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_uid: Option<String>,
     pub cluster_id: String,
     pub topic_count: u32,
     pub total_messages: u64,
@@ -258,20 +271,32 @@ pub async fn run_backup_set(
     plan: BackupSetPlan,
     control: OperationControl,
 ) -> DomainResult<BackupSetResult> {
+    let claim = claim_set_id(store, cluster, &plan).await?;
+    let outcome = write_members(engine, store, cluster, plan, control).await;
+    release(claim);
+    outcome
+}
+
+/// Backs up each topic of the claimed set in turn; see [`run_backup_set`].
+async fn write_members(
+    engine: &dyn Engine,
+    store: &dyn ArchiveStore,
+    cluster: &ClusterId,
+    plan: BackupSetPlan,
+    control: OperationControl,
+) -> DomainResult<BackupSetResult> {
     let created_at = Utc::now();
     let started = std::time::Instant::now();
     let topics = plan.topics.resolve(&engine.list_topics(cluster).await?)?;
+    let parents = parent_members(store, plan.parent_set.as_ref()).await?;
     let mut results: Vec<BackupResult> = Vec::with_capacity(topics.len());
     for topic in &topics {
         let outcome = match plan.member(topic, topics.len()) {
             Ok(_) if control.is_cancelled() => Err(DomainError::Cancelled),
-            Ok(mut member) => match parent_member(store, plan.parent_set.as_ref(), topic).await {
-                Ok(parent) => {
-                    member.incremental_from = parent;
-                    engine.backup(cluster, member, control.clone()).await
-                }
-                Err(e) => Err(e),
-            },
+            Ok(mut member) => {
+                member.incremental_from = parent_member(&parents, topic)?;
+                engine.backup(cluster, member, control.clone()).await
+            }
             Err(e) => Err(e),
         };
         match outcome {
@@ -292,6 +317,7 @@ pub async fn run_backup_set(
     }
     Ok(BackupSetResult {
         set_id: plan.set_id.to_string(),
+        set_uid: Some(plan.set_uid.clone()),
         cluster_id: cluster.to_string(),
         topic_count: results.len() as u32,
         total_messages: results.iter().map(|r| r.total_messages).sum(),
@@ -305,22 +331,29 @@ pub async fn run_backup_set(
     })
 }
 
-/// The archive of `topic` in `parent_set` that an incremental member continues, if that set
-/// holds the topic.
-async fn parent_member(
+/// The archives of `parent_set` (one set: [`set_members`] refuses an id two sets share).
+async fn parent_members(
     store: &dyn ArchiveStore,
     parent_set: Option<&BackupId>,
-    topic: &str,
-) -> DomainResult<Option<BackupId>> {
+) -> DomainResult<Vec<Manifest>> {
     let Some(parent_set) = parent_set else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let candidate = member_id(parent_set, topic)?;
-    match store.manifest(&candidate).await {
-        Ok(_) => Ok(Some(candidate)),
-        Err(DomainError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
+    match set_members(store, parent_set.as_str()).await {
+        Err(DomainError::NotFound { .. }) => Ok(Vec::new()),
+        found => found,
     }
+}
+
+/// The archive of `topic` among the parent set's members that an incremental member
+/// continues, if the parent set holds the topic.
+fn parent_member(parents: &[Manifest], topic: &str) -> DomainResult<Option<BackupId>> {
+    parents
+        .iter()
+        .find(|m| m.topic.name == topic)
+        .map(|m| BackupId::parse(&m.backup_id))
+        .transpose()
+        .map_err(Into::into)
 }
 
 /// Deletes the archives of a set that will not complete; says what happened.

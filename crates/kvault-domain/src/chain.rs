@@ -38,6 +38,10 @@ pub fn continue_chain(
             .as_ref()
             .map_or_else(|| parent.backup_id.clone(), |c| c.root_id.clone()),
         sequence: parent.chain.as_ref().map_or(1, |c| c.sequence + 1),
+        parent_uid: parent.archive_uid.clone(),
+        root_uid: parent.root_uid().map(str::to_owned),
+        cluster_id: Some(cluster_id.to_owned()),
+        topic: Some(topic.to_owned()),
     };
     let starts = parent
         .partitions
@@ -63,8 +67,49 @@ pub async fn continue_from(
     Ok((Some(link), starts))
 }
 
+/// Whether `parent` is the very archive `child`'s link names: the uid the child recorded
+/// (an archive without a uid only for a link that recorded none), the same cluster and topic
+/// as the child, and the same chain root.
+pub fn parent_mismatch(child: &Manifest, parent: &Manifest) -> Option<String> {
+    let link = child.chain.as_ref()?;
+    if link.parent_uid != parent.archive_uid {
+        return Some(format!(
+            "its archive uid is {} but {} recorded parent uid {}",
+            parent.archive_uid.as_deref().unwrap_or("(none)"),
+            child.backup_id,
+            link.parent_uid.as_deref().unwrap_or("(none)")
+        ));
+    }
+    let (cluster, topic) = (
+        link.cluster_id.as_deref().unwrap_or(&child.cluster_id),
+        link.topic.as_deref().unwrap_or(&child.topic.name),
+    );
+    if parent.cluster_id != child.cluster_id
+        || parent.topic.name != child.topic.name
+        || parent.cluster_id != cluster
+        || parent.topic.name != topic
+    {
+        return Some(format!(
+            "it is a backup of {}/{}, the chain is of {}/{}",
+            parent.cluster_id, parent.topic.name, child.cluster_id, child.topic.name
+        ));
+    }
+    if link.root_uid.is_some() && link.root_uid.as_deref() != parent.root_uid() {
+        return Some(format!(
+            "its chain root uid is {}, {} recorded {}",
+            parent.root_uid().unwrap_or("(none)"),
+            child.backup_id,
+            link.root_uid.as_deref().unwrap_or("(none)")
+        ));
+    }
+    None
+}
+
 /// The chain that ends at `last`, root first: its parents followed while they exist (a parent
 /// deleted by retention ends the walk: the chain then starts later). At most `max_links`.
+/// A parent that is not the archive its child's link names (another archive created under a
+/// reused id, another cluster or topic) is refused with `Conflict`, never followed: every link
+/// is of the last link's cluster and topic.
 pub async fn load_chain(
     store: &dyn ArchiveStore,
     last: Manifest,
@@ -83,11 +128,25 @@ pub async fn load_chain(
                 chain[0].backup_id
             )));
         }
-        match store.manifest(&BackupId::parse(&parent_id)?).await {
-            Ok(parent) => chain.push(parent),
+        let parent = match store.manifest(&BackupId::parse(&parent_id)?).await {
+            Ok(parent) => parent,
             Err(DomainError::NotFound { .. }) => break,
             Err(e) => return Err(e),
+        };
+        let child = chain.last().expect("the chain has its last link");
+        if let Some(why) = parent_mismatch(child, &parent) {
+            return Err(DomainError::conflict_on(
+                format!(
+                    "backup {parent_id} is not the parent that {} continues ({why}): it was \
+                     created under a reused id after the parent was deleted; the chain of {} \
+                     is refused rather than restored with another backup's records",
+                    child.backup_id, chain[0].backup_id
+                ),
+                "backup_id",
+                &chain[0].backup_id,
+            ));
         }
+        chain.push(parent);
     }
     chain.reverse();
     Ok(chain)
@@ -137,8 +196,13 @@ pub fn chain_problems(chain: &[Manifest]) -> Vec<String> {
 /// groups are those of the last link finished at or before `groups_as_of` (ms; the last link
 /// when `None`). Segments are listed link after link, for planning (their timestamp ranges);
 /// records are still read link by link, each from its own archive.
-pub fn merge_chain(chain: &[Manifest], groups_as_of: Option<i64>) -> Manifest {
-    let last = chain.last().expect("a chain has at least one link");
+/// An empty chain is an error, not a panic.
+pub fn merge_chain(chain: &[Manifest], groups_as_of: Option<i64>) -> DomainResult<Manifest> {
+    let Some(last) = chain.last() else {
+        return Err(DomainError::internal(
+            "an empty chain has nothing to restore",
+        ));
+    };
     let mut merged = last.clone();
     let mut partitions: BTreeMap<i32, PartitionManifest> = BTreeMap::new();
     for link in chain {
@@ -171,16 +235,32 @@ pub fn merge_chain(chain: &[Manifest], groups_as_of: Option<i64>) -> Manifest {
             .map(|link| link.consumer_groups.clone())
             .unwrap_or_default();
     }
-    merged
+    Ok(merged)
+}
+
+/// The uids of the archives that exist, by backup id (`None`: an archive without a uid).
+pub type ExistingArchives = BTreeMap<String, Option<String>>;
+
+/// Whether the parent `link` names is among `existing`: the same id and the same uid.
+fn parent_exists(link: &ChainLink, existing: &ExistingArchives) -> bool {
+    existing.get(&link.parent_id) == Some(&link.parent_uid)
 }
 
 /// Whether retention may delete `backup` (already expired): only when it starts its chain,
 /// i.e. its parent no longer exists, so chains shrink from the oldest end and never get a hole.
-pub fn deletable_by_retention(backup: &Manifest, existing: &BTreeSet<String>) -> bool {
+/// An archive created later under the parent's id is not its parent.
+pub fn deletable_by_retention(backup: &Manifest, existing: &ExistingArchives) -> bool {
     backup
         .chain
         .as_ref()
-        .is_none_or(|c| !existing.contains(&c.parent_id))
+        .is_none_or(|c| !parent_exists(c, existing))
+}
+
+/// The parent of `m` among `by_id`, if the archive of that id is the one its link names.
+fn parent_in<'a>(m: &Manifest, by_id: &BTreeMap<&str, &'a Manifest>) -> Option<&'a Manifest> {
+    let link = m.chain.as_ref()?;
+    let parent = by_id.get(link.parent_id.as_str()).copied()?;
+    parent_mismatch(m, parent).is_none().then_some(parent)
 }
 
 /// The ids of the backups `used` picks plus every earlier link of their chains: a job reading
@@ -192,10 +272,7 @@ pub fn with_earlier_links(all: &[Manifest], used: impl Fn(&Manifest) -> bool) ->
         let mut link = Some(backup);
         // A link already kept was walked from already (this also ends a loop).
         while let Some(current) = link.filter(|m| kept.insert(m.backup_id.clone())) {
-            link = current
-                .chain
-                .as_ref()
-                .and_then(|c| by_id.get(c.parent_id.as_str()).copied());
+            link = parent_in(current, &by_id);
         }
     }
     kept
@@ -211,16 +288,15 @@ pub fn add_chain_problems(report: &mut crate::ports::VerifyReport, chain: &[Mani
 }
 
 /// Why deleting `backup` by hand would cut its chain in two (a parent still exists and a
-/// later link depends on it), or `None` when it may go.
+/// later link depends on it), or `None` when it may go. Links are matched by uid, so an
+/// archive under a reused id is neither parent nor child.
 pub fn middle_link_conflict(backup: &Manifest, all: &[Manifest]) -> Option<String> {
-    let parent_exists = backup
-        .chain
-        .as_ref()
-        .is_some_and(|c| all.iter().any(|m| m.backup_id == c.parent_id));
+    let by_id: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.backup_id.as_str(), m)).collect();
+    let parent_exists = parent_in(backup, &by_id).is_some();
     let child = all.iter().find(|m| {
-        m.chain
-            .as_ref()
-            .is_some_and(|c| c.parent_id == backup.backup_id)
+        m.chain.as_ref().is_some_and(|c| {
+            c.parent_id == backup.backup_id && parent_mismatch(m, backup).is_none()
+        })
     })?;
     parent_exists.then(|| {
         format!(
@@ -247,10 +323,13 @@ mod tests {
                     "contiguous": true, "segments": []})
             })
             .collect();
-        let chain =
-            parent.map(|p| serde_json::json!({"parent_id": p, "root_id": "a", "sequence": 1}));
+        let chain = parent.map(|p| {
+            serde_json::json!({"parent_id": p, "root_id": "a", "sequence": 1,
+                "parent_uid": format!("uid-{p}"), "root_uid": "uid-a"})
+        });
         serde_json::from_value(serde_json::json!({
-            "format_version": 1, "backup_id": id, "cluster_id": "c",
+            "format_version": 1, "backup_id": id, "archive_uid": format!("uid-{id}"),
+            "cluster_id": "c",
             "topic": {"name": "t", "partition_count": 2, "replication_factor": 1},
             "compression": {"codec": "none"}, "include_keys": true, "include_headers": true,
             "created_at": "2026-01-01T00:00:00Z", "finished_at": finished,
@@ -319,7 +398,7 @@ mod tests {
             &[(0, 10, 15), (1, 0, 2)],
             "2026-01-01T00:02:00Z",
         );
-        let merged = merge_chain(&[a.clone(), b.clone()], None);
+        let merged = merge_chain(&[a.clone(), b.clone()], None).unwrap();
         let p0 = merged.partition(0).unwrap();
         assert_eq!(
             (p0.start_offset, p0.end_offset, p0.message_count),
@@ -329,7 +408,7 @@ mod tests {
         assert_eq!(merged.partition(1).unwrap().end_offset, 2);
         assert_eq!(merged.consumer_groups[0].group_id, "b");
         let as_of_a = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:30Z").unwrap();
-        let early = merge_chain(&[a, b], Some(as_of_a.timestamp_millis()));
+        let early = merge_chain(&[a, b], Some(as_of_a.timestamp_millis())).unwrap();
         assert_eq!(early.consumer_groups[0].group_id, "a");
     }
 
@@ -339,7 +418,10 @@ mod tests {
         let b = link("b", Some("a"), &[(0, 10, 15)], "2026-01-01T00:02:00Z");
         let c = link("c", Some("b"), &[(0, 15, 20)], "2026-01-01T00:03:00Z");
         let all = vec![a.clone(), b.clone(), c.clone()];
-        let existing: BTreeSet<String> = all.iter().map(|m| m.backup_id.clone()).collect();
+        let existing: ExistingArchives = all
+            .iter()
+            .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
+            .collect();
         assert!(deletable_by_retention(&a, &existing));
         assert!(!deletable_by_retention(&b, &existing));
         assert!(middle_link_conflict(&b, &all).is_some());
@@ -351,5 +433,45 @@ mod tests {
         assert_eq!(kept("b"), BTreeSet::from(["a".to_owned(), "b".to_owned()]));
         assert_eq!(kept("a"), BTreeSet::from(["a".to_owned()]));
         assert!(kept("none").is_empty());
+    }
+
+    #[test]
+    fn an_empty_chain_is_an_error_not_a_panic() {
+        assert!(merge_chain(&[], None).is_err());
+    }
+
+    #[test]
+    fn an_archive_under_a_reused_parent_id_is_not_the_parent() {
+        let a = link("a", None, &[(0, 0, 10)], "2026-01-01T00:01:00Z");
+        let b = link("b", Some("a"), &[(0, 10, 15)], "2026-01-01T00:02:00Z");
+        let (next, _) = continue_chain(&b, "c", "t").unwrap();
+        assert_eq!(
+            (next.parent_uid.as_deref(), next.root_uid.as_deref()),
+            (Some("uid-b"), Some("uid-a"))
+        );
+        assert_eq!(parent_mismatch(&b, &a), None);
+        let mut impostor = a.clone();
+        impostor.archive_uid = Some("uid-other".into());
+        assert!(parent_mismatch(&b, &impostor)
+            .unwrap()
+            .contains("uid-other"));
+        let mut legacy = a.clone();
+        legacy.archive_uid = None;
+        assert!(
+            parent_mismatch(&b, &legacy).is_some(),
+            "a uid-less archive is never linked by uid"
+        );
+        let mut elsewhere = a.clone();
+        elsewhere.cluster_id = "other".into();
+        assert!(parent_mismatch(&b, &elsewhere).unwrap().contains("other/t"));
+        // Retention and manual deletes see the impostor as no parent at all.
+        let all = vec![impostor.clone(), b.clone()];
+        let existing: ExistingArchives = all
+            .iter()
+            .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
+            .collect();
+        assert!(deletable_by_retention(&b, &existing));
+        assert_eq!(with_earlier_links(&all, |m| m.backup_id == "b").len(), 1);
+        assert!(middle_link_conflict(&impostor, &all).is_none());
     }
 }

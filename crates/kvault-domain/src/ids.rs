@@ -8,6 +8,12 @@ use crate::error::ValidationError;
 
 const MAX_ID_LEN: usize = 200;
 
+/// A new immutable unique id (a random UUID) for an archive, a backup set or a schedule:
+/// written once when the object is created and never reused, unlike the names users give.
+pub fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// A backup id: the name of the backup's directory, so it must be a safe path component:
 /// `[A-Za-z0-9._-]`, 1 to 200 characters, not `.` or `..` and not starting with `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -85,6 +85,10 @@ pub struct ConsumerGroupOffsets {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupSetRef {
     pub set_id: String,
+    /// The set's immutable uid, the same in every member: two sets that were given the same
+    /// `set_id` never mix. Absent in sets written before kvault recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_uid: Option<String>,
     /// How many topics (archives) the set has: a restore of the set refuses one with fewer.
     pub topic_count: u32,
 }
@@ -99,6 +103,18 @@ pub struct ChainLink {
     pub root_id: String,
     /// 1 for the first incremental backup after the root, and so on.
     pub sequence: u32,
+    /// The parent's `archive_uid`: the parent is the archive named `parent_id` only when its
+    /// uid is this one (absent in links written before kvault recorded uids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_uid: Option<String>,
+    /// The root's `archive_uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_uid: Option<String>,
+    /// The cluster and topic every link of the chain backs up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 /// The manifest of a finished backup. Its presence is what makes a backup directory a backup.
@@ -106,6 +122,12 @@ pub struct ChainLink {
 pub struct Manifest {
     pub format_version: u32,
     pub backup_id: String,
+    /// The archive's immutable unique id, written once when it is created. References between
+    /// archives (chain links) and from jobs name it, so an archive created later under a
+    /// reused `backup_id` is never mistaken for this one. Absent in archives written before
+    /// kvault recorded it: those cannot be linked to by uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_uid: Option<String>,
     pub cluster_id: String,
     pub topic: TopicMetadata,
     pub compression: Compression,
@@ -141,6 +163,19 @@ impl Manifest {
 
     pub fn consumer_group(&self, group: &str) -> Option<&ConsumerGroupOffsets> {
         self.consumer_groups.iter().find(|g| g.group_id == group)
+    }
+
+    /// The uid of the chain this archive belongs to: its root's (its own when it is a root).
+    pub fn root_uid(&self) -> Option<&str> {
+        match &self.chain {
+            Some(link) => link.root_uid.as_deref(),
+            None => self.archive_uid.as_deref(),
+        }
+    }
+
+    /// The uid of the set this archive belongs to, if it belongs to one that recorded it.
+    pub fn set_uid(&self) -> Option<&str> {
+        self.backup_set.as_ref().and_then(|s| s.set_uid.as_deref())
     }
 
     pub fn partition(&self, partition: i32) -> Option<&PartitionManifest> {

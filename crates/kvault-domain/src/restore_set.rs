@@ -16,6 +16,9 @@ use crate::ports::ArchiveStore;
 use crate::restore::{RestorePlan, RestoreRequest, RestoreResult};
 
 /// The archives of set `set_id`, sorted by topic; `NotFound` (the backup) when there are none.
+/// Archives of one set share its uid, its cluster and its topic count: archives naming the id
+/// that differ in any of them are two sets under one id, refused with `Conflict` (never
+/// mixed into one restore, takeover or retention).
 pub async fn set_members(store: &dyn ArchiveStore, set_id: &str) -> DomainResult<Vec<Manifest>> {
     let mut members: Vec<Manifest> = store
         .list()
@@ -23,8 +26,33 @@ pub async fn set_members(store: &dyn ArchiveStore, set_id: &str) -> DomainResult
         .into_iter()
         .filter(|m| m.backup_set.as_ref().is_some_and(|s| s.set_id == set_id))
         .collect();
-    if members.is_empty() {
+    let Some(first) = members.first() else {
         return Err(DomainError::not_found(Missing::Backup, set_id));
+    };
+    let identity = |m: &Manifest| {
+        (
+            m.set_uid().map(str::to_owned),
+            m.cluster_id.clone(),
+            m.backup_set.as_ref().map(|s| s.topic_count),
+        )
+    };
+    let expected = identity(first);
+    if let Some(other) = members.iter().find(|m| identity(m) != expected) {
+        return Err(DomainError::conflict_on(
+            format!(
+                "backup set id '{set_id}' names archives of more than one set: {} has set uid \
+                 {} (cluster {}), {} has set uid {} (cluster {}); restore or delete the \
+                 archives one by one",
+                first.backup_id,
+                first.set_uid().unwrap_or("(none)"),
+                first.cluster_id,
+                other.backup_id,
+                other.set_uid().unwrap_or("(none)"),
+                other.cluster_id
+            ),
+            "backup_id",
+            set_id,
+        ));
     }
     members.sort_by(|a, b| a.topic.name.cmp(&b.topic.name));
     Ok(members)
@@ -232,7 +260,7 @@ mod tests {
             "compression": {"codec": "none"}, "include_keys": true, "include_headers": true,
             "created_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
             "partitions": [],
-            "backup_set": BackupSetRef { set_id: "s".into(), topic_count: count },
+            "backup_set": BackupSetRef { set_id: "s".into(), set_uid: None, topic_count: count },
         }))
         .unwrap()
     }

@@ -146,3 +146,65 @@ async fn a_chain_of_incremental_backups_restores_whole_or_up_to_an_instant() {
         vec![Some(12), None]
     );
 }
+
+/// Retention deleted a chain's root and a backup of another topic was then made under the
+/// root's id: restoring the chain refuses it (naming the backup and the uid it expected)
+/// instead of producing the other topic's records with the chain's, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_made_under_a_deleted_roots_id_never_joins_the_chain() {
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let (_dir, store) = store();
+    let (topic, other) = (
+        broker.unique_topic("chain-own"),
+        broker.unique_topic("chain-foreign"),
+    );
+    broker.create_topic(&topic, 2).await;
+    broker.create_topic(&other, 2).await;
+    broker.produce(&topic, &batch("own", 3)).await;
+    let mut req = request(&topic, CompressionType::None);
+    req.backup_id = Some(broker.unique_topic("root"));
+    let root = backup(&kafka, &store, req).await.expect("root");
+    broker.produce(&topic, &batch("more", 2)).await;
+    let mut req = request(&topic, CompressionType::None);
+    req.incremental_from = Some(root.backup_id.clone());
+    let link = backup(&kafka, &store, req).await.expect("link");
+
+    let root_id = BackupId::parse(&root.backup_id).unwrap();
+    store.delete(&root_id).await.unwrap();
+    // Same offsets per partition as the deleted root, so only identity tells them apart.
+    broker.produce(&other, &batch("foreign", 3)).await;
+    let mut req = request(&other, CompressionType::None);
+    req.backup_id = Some(root.backup_id.clone());
+    backup(&kafka, &store, req)
+        .await
+        .expect("foreign backup under the root's id");
+
+    let target = broker.unique_topic("chain-poisoned");
+    let refused = restore(
+        &kafka,
+        &store,
+        RestoreRequest::new(&link.backup_id, &target),
+    )
+    .await;
+    match refused {
+        Err(kvault_domain::DomainError::Conflict { message, .. }) => {
+            assert!(
+                message.contains(&root.backup_id) && message.contains("uid"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let last = store
+        .manifest(&BackupId::parse(&link.backup_id).unwrap())
+        .await
+        .unwrap();
+    assert!(load_chain(store.as_ref(), last, 100).await.is_err());
+    if broker.partition_count(&target).await.is_some() {
+        assert!(
+            broker.consume_all(&target).await.is_empty(),
+            "nothing was restored"
+        );
+    }
+}

@@ -37,6 +37,7 @@ fn main() {
     let writer = store
         .blocking_create(ArchiveSpec {
             backup_id: id.clone(),
+            archive_uid: kvault_domain::ids::new_uid(),
             cluster_id: "local".into(),
             topic: TopicMetadata {
                 name: "events".into(),

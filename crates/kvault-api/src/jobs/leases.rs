@@ -112,8 +112,8 @@ impl JobStore {
         }
         sqlx::query(
             "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms, \
-             owner, lease_expires_at_ms, backup_id, target_cluster_id, schedule_id) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, $11)",
+             owner, lease_expires_at_ms, backup_id, target_cluster_id, schedule_id, \
+             schedule_uid) VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(job.id.to_string())
         .bind(job.kind.as_str())
@@ -126,6 +126,7 @@ impl JobStore {
         .bind(job.backup_id.clone())
         .bind(job.target_cluster_id.clone())
         .bind(claim.map(|c| c.schedule_id.clone()))
+        .bind(claim.map(|c| c.schedule_uid.clone()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

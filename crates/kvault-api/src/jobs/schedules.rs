@@ -1,9 +1,11 @@
 //! Backup schedules in the job database, and how exactly one replica starts each due run.
 //!
-//! A schedule row holds the schedule as posted and when its next run is due. Its runs are
-//! ordinary jobs carrying `schedule_id`; nothing else is stored about them, so the schedule's
-//! state can never disagree with its jobs: the newest completed run is the tip its next run
-//! continues, and a running one keeps the next from starting.
+//! A schedule row holds the schedule as posted, its immutable `uid` and when its next run is
+//! due. Its runs are ordinary jobs carrying `schedule_id` (the name, for people) and
+//! `schedule_uid` (what they are matched by: a schedule created under the name of a deleted
+//! one has a fresh uid, so the old runs are never its runs). Nothing else is stored about
+//! them, so the schedule's state can never disagree with its jobs: the newest completed run is
+//! the tip its next run continues, and a running one keeps the next from starting.
 //!
 //! Starting a run is a [`RunClaim`] taken in the transaction that admits its job (under the
 //! admission lock): it moves `next_run_at_ms` from the due time the replica saw to the next
@@ -21,6 +23,8 @@ use super::{JobStore, StoreError, StoredJob, COLUMNS};
 #[derive(Debug, Clone)]
 pub struct NewSchedule {
     pub id: String,
+    /// Fresh for every schedule created, even under a name used before.
+    pub uid: String,
     pub cluster_id: String,
     pub subject: String,
     pub request: serde_json::Value,
@@ -33,6 +37,7 @@ impl NewSchedule {
     pub fn planned(plan: &SchedulePlan, subject: &str, now: DateTime<Utc>) -> Self {
         NewSchedule {
             id: plan.schedule_id.to_string(),
+            uid: kvault_domain::ids::new_uid(),
             cluster_id: plan.cluster_id.to_string(),
             subject: subject.to_owned(),
             request: serde_json::to_value(&plan.request).unwrap_or_default(),
@@ -46,6 +51,8 @@ impl NewSchedule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSchedule {
     pub id: String,
+    /// The schedule's immutable uid: its runs are the jobs that carry it.
+    pub uid: String,
     pub cluster_id: String,
     /// Who created it; its runs are started on its behalf.
     pub subject: String,
@@ -60,6 +67,9 @@ pub struct StoredSchedule {
 #[derive(Debug, Clone)]
 pub struct RunClaim {
     pub schedule_id: String,
+    /// The uid of the schedule the run belongs to; the claim fails if `schedule_id` now names
+    /// another schedule.
+    pub schedule_uid: String,
     /// The due time the replica saw (ms).
     pub due_at_ms: i64,
     /// The run after this one (ms); `None` when the schedule never runs again.
@@ -69,10 +79,10 @@ pub struct RunClaim {
 }
 
 const SCHEDULE_COLUMNS: &str =
-    "id, cluster_id, subject, request, created_at_ms, next_run_at_ms, last_error";
+    "id, uid, cluster_id, subject, request, created_at_ms, next_run_at_ms, last_error";
 
-/// The newest completed run of schedule `$2`, as a scalar subquery.
-const TIP: &str = "(SELECT id FROM jobs WHERE schedule_id = $2 AND state = 'completed' \
+/// The newest completed run of the schedule whose uid is `$5`, as a scalar subquery.
+const TIP: &str = "(SELECT id FROM jobs WHERE schedule_uid = $5 AND state = 'completed' \
      ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
 
 impl RunClaim {
@@ -80,14 +90,15 @@ impl RunClaim {
     pub(super) async fn take(&self, tx: &mut Transaction<'_, Any>) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
             "UPDATE schedules SET next_run_at_ms = $1, last_error = NULL \
-             WHERE id = $2 AND next_run_at_ms = $3 \
-             AND NOT EXISTS (SELECT 1 FROM jobs WHERE schedule_id = $2 AND state = 'running') \
+             WHERE id = $2 AND uid = $5 AND next_run_at_ms = $3 \
+             AND NOT EXISTS (SELECT 1 FROM jobs WHERE schedule_uid = $5 AND state = 'running') \
              AND COALESCE({TIP}, '') = $4"
         ))
         .bind(self.next_run_at_ms)
         .bind(self.schedule_id.clone())
         .bind(self.due_at_ms)
         .bind(self.tip_job_id.clone().unwrap_or_default())
+        .bind(self.schedule_uid.clone())
         .execute(&mut **tx)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -99,7 +110,7 @@ impl JobStore {
     pub async fn create_schedule(&self, schedule: &NewSchedule) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO schedules (id, cluster_id, subject, request, created_at_ms, \
-             next_run_at_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+             next_run_at_ms, uid) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(schedule.id.clone())
         .bind(schedule.cluster_id.clone())
@@ -107,6 +118,7 @@ impl JobStore {
         .bind(schedule.request.to_string())
         .bind(schedule.created_at.timestamp_millis())
         .bind(schedule.next_run_at.map(|t| t.timestamp_millis()))
+        .bind(schedule.uid.clone())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -178,19 +190,20 @@ impl JobStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The runs of schedule `id`, newest first; only completed ones when `completed`.
+    /// The runs of the schedule whose uid is `uid` (never those of an older schedule of the
+    /// same name), newest first; only completed ones when `completed`.
     pub async fn schedule_runs(
         &self,
-        id: &str,
+        uid: &str,
         completed: bool,
         limit: i64,
     ) -> Result<Vec<StoredJob>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE schedule_id = $1 \
+            "SELECT {COLUMNS} FROM jobs WHERE schedule_uid = $1 \
              AND ($2 = 0 OR state = 'completed') \
              ORDER BY created_at_ms DESC, id DESC LIMIT $3"
         ))
-        .bind(id.to_owned())
+        .bind(uid.to_owned())
         .bind(i64::from(completed))
         .bind(limit.max(1))
         .fetch_all(&self.pool)
@@ -213,7 +226,9 @@ impl StoredSchedule {
         };
         let request: String = row.try_get("request")?;
         let next: Option<i64> = row.try_get("next_run_at_ms")?;
+        let uid: Option<String> = row.try_get("uid")?;
         Ok(StoredSchedule {
+            uid: uid.unwrap_or_else(|| format!("legacy-{id}")),
             cluster_id: row.try_get("cluster_id")?,
             subject: row.try_get("subject")?,
             request: serde_json::from_str(&request).map_err(|e| corrupt(e.to_string()))?,
@@ -254,6 +269,7 @@ pub(crate) mod tests {
         let due = now.timestamp_millis() - 10;
         let schedule = NewSchedule {
             id: "nightly".into(),
+            uid: "uid-1".into(),
             cluster_id: "c".into(),
             subject: "ops".into(),
             request: serde_json::json!({"topic": "t", "every": "1m"}),
@@ -268,6 +284,7 @@ pub(crate) mod tests {
         let lease = Lease::new("a", Duration::from_secs(10));
         let claim = RunClaim {
             schedule_id: "nightly".into(),
+            schedule_uid: "uid-1".into(),
             due_at_ms: due,
             next_run_at_ms: Some(due + 60_000),
             tip_job_id: None,
@@ -347,9 +364,9 @@ pub(crate) mod tests {
                 .unwrap(),
             Admission::Admitted
         );
-        let runs = store.schedule_runs("nightly", false, 10).await.unwrap();
+        let runs = store.schedule_runs("uid-1", false, 10).await.unwrap();
         assert_eq!(runs.len(), 2);
-        let done = store.schedule_runs("nightly", true, 10).await.unwrap();
+        let done = store.schedule_runs("uid-1", true, 10).await.unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].job.id, winner.id);
         let listed = store.schedule("nightly").await.unwrap().unwrap();
@@ -361,5 +378,52 @@ pub(crate) mod tests {
         assert!(store.delete_schedule("nightly").await.unwrap());
         assert!(!store.delete_schedule("nightly").await.unwrap());
         assert!(store.schedules().await.unwrap().is_empty());
+        // Created again under the same name: a new uid, none of the old runs, and its first
+        // run continues nothing (a claim naming the old tip is stale).
+        let again = NewSchedule {
+            uid: "uid-2".into(),
+            ..schedule
+        };
+        assert!(store.create_schedule(&again).await.unwrap());
+        assert!(store
+            .schedule_runs("uid-2", false, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let stale = RunClaim {
+            schedule_uid: "uid-2".into(),
+            ..fresh.clone()
+        };
+        let first = RunClaim {
+            schedule_uid: "uid-2".into(),
+            ..claim
+        };
+        assert_eq!(
+            store
+                .admit_claimed(&run("nightly"), &lease, None, Some(&stale))
+                .await
+                .unwrap(),
+            Admission::NotDue
+        );
+        assert_eq!(
+            store
+                .admit_claimed(&run("nightly"), &lease, None, Some(&first))
+                .await
+                .unwrap(),
+            Admission::Admitted
+        );
+        // A claim for the deleted schedule's uid does not take the new one's run.
+        let old = RunClaim {
+            due_at_ms: due + 60_000,
+            ..fresh
+        };
+        assert_eq!(
+            store
+                .admit_claimed(&run("nightly"), &lease, None, Some(&old))
+                .await
+                .unwrap(),
+            Admission::NotDue
+        );
+        assert!(store.delete_schedule("nightly").await.unwrap());
     }
 }

@@ -24,6 +24,9 @@ const RECENT_RUNS: i64 = 20;
 pub struct ScheduleView {
     #[serde(flatten)]
     pub schedule: ScheduleRequest,
+    /// The schedule's immutable uid. A schedule created under the name of a deleted one gets
+    /// a fresh uid: the old schedule's runs are never its runs.
+    pub uid: String,
     /// The token subject that created the schedule; its runs are started on its behalf.
     pub created_by: String,
     #[serde(with = "kvault_domain::time::rfc3339_seconds")]
@@ -197,12 +200,16 @@ pub(crate) async fn visible<R>(
         .ok_or_else(|| ApiError::not_found("schedule_id", id, format!("schedule '{id}' not found")))
 }
 
-/// The newest completed run's backup id of `schedule_id`, if any.
+/// The newest completed run's backup id of schedule `schedule_id` (the schedule that has this
+/// name now: runs of a deleted schedule of the same name are not its runs), if any.
 pub async fn latest_backup(
     jobs: &JobStore,
     schedule_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let runs = jobs.schedule_runs(schedule_id, true, 1).await?;
+    let Some(schedule) = jobs.schedule(schedule_id).await? else {
+        return Ok(None);
+    };
+    let runs = jobs.schedule_runs(&schedule.uid, true, 1).await?;
     Ok(runs.into_iter().next().and_then(|run| run.backup_id))
 }
 
@@ -213,10 +220,12 @@ pub async fn describe(jobs: &JobStore, stored: StoredSchedule) -> Result<Schedul
             id: stored.id.clone(),
             reason: e.to_string(),
         })?;
-    let runs = jobs.schedule_runs(&stored.id, false, RECENT_RUNS).await?;
+    let runs = jobs.schedule_runs(&stored.uid, false, RECENT_RUNS).await?;
+    let latest = jobs.schedule_runs(&stored.uid, true, 1).await?;
     Ok(ScheduleView {
         schedule,
-        latest_backup_id: latest_backup(jobs, &stored.id).await?,
+        uid: stored.uid,
+        latest_backup_id: latest.into_iter().next().and_then(|run| run.backup_id),
         created_by: stored.subject,
         created_at: stored.created_at,
         next_run_at: stored.next_run_at,

@@ -110,3 +110,51 @@ async fn an_incremental_chain_through_the_documented_routes() {
         "{err}"
     );
 }
+
+/// Retention (here a delete) removed a chain's root and another backup was made under the
+/// root's id: it is not the chain's root, and the chain is refused, never restored with it.
+#[tokio::test]
+async fn a_backup_under_a_deleted_roots_id_is_never_restored_with_the_chain() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(1, 5).await;
+    let backup = |body: Value| {
+        let app = &app;
+        async move {
+            let resp = app
+                .post("/api/kafka/clusters/local/backup", Role::Operator, &body)
+                .await;
+            assert_eq!(resp.status().as_u16(), 200, "{body}");
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    backup(json!({"topic": topic, "backup_id": "root"})).await;
+    let more: Vec<kvault_testkit::fake::KeyValue<'_>> = vec![(None, Some(b"late".as_slice())); 2];
+    app.fake().produce("local", &topic, &more);
+    backup(json!({"topic": topic, "backup_id": "link", "incremental_from": "root"})).await;
+    let resp = app
+        .client
+        .delete(app.url("/api/kafka/backups/root"))
+        .bearer_auth(app.token(Role::Admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // A new "root": another topic, other records.
+    let foreign = app.topic_with(1, 5).await;
+    backup(json!({"topic": foreign, "backup_id": "root"})).await;
+
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/restore",
+            Role::Admin,
+            &json!({"backup_id": "link", "target_topic": "poisoned-copy"}),
+        )
+        .await;
+    let err = error_body(resp, 409).await;
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("root") && message.contains("uid"), "{err}");
+    assert!(
+        app.fake().records("local", "poisoned-copy").is_empty(),
+        "nothing was restored"
+    );
+}

@@ -38,6 +38,7 @@ fn record(p: i32, i: i64) -> Record {
 async fn seed(app: &TestApp, id: &str) {
     let spec = ArchiveSpec {
         backup_id: BackupId::parse(id).unwrap(),
+        archive_uid: kvault_domain::ids::new_uid(),
         cluster_id: "local".into(),
         topic: TopicMetadata {
             name: "events".into(),

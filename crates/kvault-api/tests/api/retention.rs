@@ -127,7 +127,7 @@ async fn a_failed_delete_does_not_stop_the_sweep() {
 
 #[tokio::test]
 async fn retention_keeps_the_chain_a_job_reads_and_trims_schedules_from_their_oldest_run() {
-    use kvault_api::retention::{sweep_expired, ScheduleRuns};
+    use kvault_api::retention::{sweep_expired, RecordedRun, ScheduleRuns};
     let app = spawn_app().await;
     let topic = app.topic_with(1, 3).await;
     let mut ids = Vec::new();
@@ -150,10 +150,36 @@ async fn retention_keeps_the_chain_a_job_reads_and_trims_schedules_from_their_ol
         .unwrap();
     assert!(reading_tip.deleted.is_empty(), "{reading_tip:?}");
     // A schedule's retention deletes its expired runs oldest first, never its newest run.
-    let runs = ScheduleRuns {
-        retention: std::time::Duration::from_secs(3600),
-        runs: ids.iter().rev().cloned().collect(),
+    let listed = store.list().await.unwrap();
+    let recorded = |id: &String| RecordedRun {
+        backup_id: id.clone(),
+        uid: listed
+            .iter()
+            .find(|m| &m.backup_id == id)
+            .and_then(|m| m.archive_uid.clone()),
     };
+    let runs = |cluster_id: &str, runs: Vec<RecordedRun>| ScheduleRuns {
+        retention: std::time::Duration::from_secs(3600),
+        cluster_id: cluster_id.into(),
+        runs,
+    };
+    // Runs whose recorded uid or cluster is not the archive's are not the schedule's.
+    let mut foreign: Vec<RecordedRun> = ids.iter().rev().map(recorded).collect();
+    for run in &mut foreign {
+        run.uid = Some(kvault_domain::ids::new_uid());
+    }
+    let elsewhere = runs("other", ids.iter().rev().map(recorded).collect());
+    let not_theirs = sweep_expired(
+        store.as_ref(),
+        0,
+        &[runs("local", foreign), elsewhere],
+        later,
+        |_| false,
+    )
+    .await
+    .unwrap();
+    assert!(not_theirs.deleted.is_empty(), "{not_theirs:?}");
+    let runs = runs("local", ids.iter().rev().map(recorded).collect());
     let swept = sweep_expired(store.as_ref(), 0, &[runs], later, |_| false)
         .await
         .unwrap();

@@ -325,3 +325,108 @@ async fn a_pattern_schedule_keeps_one_chain_per_topic_and_restores_as_a_set() {
     let restored: Value = resp.json().await.unwrap();
     assert_eq!(restored["topic_count"], 3, "{restored}");
 }
+
+async fn delete_schedule(app: &TestApp, id: &str) {
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/kafka/schedules/{id}")))
+        .bearer_auth(app.token(Role::Operator))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+fn run_ids(view: &Value) -> Vec<String> {
+    view["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["backup_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A schedule created under the name of a deleted one on another cluster: the old runs are
+/// not its runs (not listed, not continued, not deleted by its retention).
+#[tokio::test]
+async fn a_schedule_reusing_a_deleted_schedules_name_never_takes_over_its_runs() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.backup.retention_sweep_interval_secs = 1;
+        s.clusters.insert(
+            "other".into(),
+            kvault_domain::ClusterConfig {
+                bootstrap_servers: "in-memory:9092".into(),
+                properties: Default::default(),
+            },
+        );
+    })
+    .await;
+    let topic = app.topic_with(1, 5).await;
+    let body = json!({"schedule_id": "s", "cluster_id": "local", "topic": topic, "every": "1s"});
+    let resp = app
+        .post("/api/kafka/schedules", Role::Operator, &body)
+        .await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let old = wait_for(&app, "s", |v| completed(v).len() >= 2).await;
+    delete_schedule(&app, "s").await;
+    // Runs still going when it was deleted end before the new schedule exists.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let old_runs: Vec<String> = app
+        .app_state
+        .store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.backup_id)
+        .collect();
+    assert!(old_runs.len() >= 2, "{old_runs:?}");
+
+    app.fake().create_topic("other", &topic, 1);
+    let records: Vec<kvault_testkit::fake::KeyValue<'_>> = vec![(None, Some(b"b".as_slice())); 3];
+    app.fake().produce("other", &topic, &records);
+    let body = json!({"schedule_id": "s", "cluster_id": "other", "topic": topic, "every": "1s",
+        "retention": "1s"});
+    let resp = app
+        .post("/api/kafka/schedules", Role::Operator, &body)
+        .await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let created: Value = resp.json().await.unwrap();
+    assert!(created["runs"].as_array().unwrap().is_empty(), "{created}");
+    assert_ne!(created["uid"], old["uid"]);
+    // Its first run is a full backup of cluster other, not a link of the old chain.
+    let new = wait_for(&app, "s", |v| !completed(v).is_empty()).await;
+    let first = completed(&new).last().unwrap()["backup_id"].clone();
+    let shown = app
+        .get_json(
+            &format!("/api/kafka/backups/{}", first.as_str().unwrap()),
+            Role::Viewer,
+        )
+        .await;
+    assert_eq!(shown["cluster_id"], "other", "{shown}");
+    assert!(shown["chain"].is_null(), "{shown}");
+    let new = wait_for(&app, "s", |v| completed(v).len() >= 3).await;
+    assert!(new["last_error"].is_null(), "{new}");
+    let new_runs = run_ids(&new);
+    assert!(
+        new_runs.iter().all(|id| !old_runs.contains(id)),
+        "{new_runs:?} {old_runs:?}"
+    );
+    // Its one-second retention has swept (every second) without touching the old runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left: Vec<String> = app
+        .app_state
+        .store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.backup_id)
+        .collect();
+    for id in &old_runs {
+        assert!(
+            left.contains(id),
+            "{id} of the deleted schedule was deleted: {left:?}"
+        );
+    }
+}

@@ -126,3 +126,102 @@ async fn set_requests_that_cannot_work_are_refused_with_the_field_at_fault() {
         assert_eq!(err["details"]["field"], field, "{body}: {err}");
     }
 }
+
+/// A set id names one set: a second set of a taken id is refused at admission (409), two
+/// racing requests for one id never both succeed, and a set whose id the store shows claimed
+/// (another set of it being written) fails without writing anything.
+#[tokio::test]
+async fn a_set_id_names_one_set_only() {
+    let app = spawn_app().await;
+    let (a, b) = (app.topic_with(1, 2).await, app.topic_with(1, 3).await);
+    let set = |topics: Value, id: &str| json!({"topics": topics, "backup_id": id});
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/backup",
+            Role::Operator,
+            &set(json!([a]), "s"),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let first: Value = resp.json().await.unwrap();
+    assert!(first["set_uid"].is_string(), "{first}");
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/backup",
+            Role::Operator,
+            &set(json!([b]), "s"),
+        )
+        .await;
+    let err = error_body(resp, 409).await;
+    assert_eq!(err["details"]["field"], "backup_id", "{err}");
+    // The set still restores: only its own archive names it.
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/restore",
+            Role::Admin,
+            &json!({"backup_id": "s", "topic_prefix": "copy-"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+
+    // Two requests at once for a new id: one set.
+    let (body_a, body_b) = (set(json!([a]), "raced"), set(json!([b]), "raced"));
+    let (x, y) = tokio::join!(
+        app.post("/api/kafka/clusters/local/backup", Role::Operator, &body_a),
+        app.post("/api/kafka/clusters/local/backup", Role::Operator, &body_b)
+    );
+    let mut statuses = [x.status().as_u16(), y.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    let members = kvault_domain::restore_set::set_members(app.app_state.store.as_ref(), "raced")
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 1);
+
+    // The store's claim on the set id refuses a set while another of that id is written.
+    let store = app.app_state.store.clone();
+    let claim = store
+        .create(kvault_domain::ports::ArchiveSpec {
+            backup_id: kvault_domain::BackupId::parse("claimed").unwrap(),
+            archive_uid: kvault_domain::ids::new_uid(),
+            cluster_id: "local".into(),
+            topic: kvault_domain::TopicMetadata {
+                name: a.clone(),
+                partition_count: 1,
+                replication_factor: 1,
+                configs: Default::default(),
+            },
+            compression: kvault_domain::Compression::new(
+                kvault_domain::CompressionType::None,
+                None,
+            )
+            .unwrap(),
+            include_keys: true,
+            include_headers: true,
+            created_at: chrono::Utc::now(),
+            consumer_groups: Vec::new(),
+            backup_set: None,
+            chain: None,
+        })
+        .await
+        .unwrap();
+    let resp = app
+        .post(
+            "/api/kafka/clusters/local/backup",
+            Role::Operator,
+            &set(json!([a]), "claimed"),
+        )
+        .await;
+    let err = error_body(resp, 409).await;
+    assert!(
+        err["message"].as_str().unwrap().contains("being written"),
+        "{err}"
+    );
+    assert!(store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.backup_set.as_ref().is_none_or(|s| s.set_id != "claimed")));
+    claim.abort().unwrap();
+}

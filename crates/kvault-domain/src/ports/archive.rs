@@ -24,6 +24,9 @@ use crate::record_block::{RecordBlock, RecordView};
 #[derive(Debug, Clone)]
 pub struct ArchiveSpec {
     pub backup_id: BackupId,
+    /// The archive's immutable unique id, written into its manifest (see
+    /// [`crate::ids::new_uid`]).
+    pub archive_uid: String,
     pub cluster_id: String,
     pub topic: TopicMetadata,
     pub compression: Compression,

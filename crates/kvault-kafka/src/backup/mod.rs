@@ -147,6 +147,7 @@ pub(crate) async fn run(
     };
     let spec = ArchiveSpec {
         backup_id: plan.backup_id.clone(),
+        archive_uid: plan.archive_uid.clone(),
         cluster_id: cluster_id.to_owned(),
         topic: TopicMetadata {
             name: plan.topic.clone(),

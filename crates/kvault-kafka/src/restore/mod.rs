@@ -226,7 +226,7 @@ pub(crate) async fn run(
         .collect::<DomainResult<Vec<_>>>()?;
     let manifest = match chain.as_slice() {
         [only] if only.chain.is_none() => only.clone(),
-        links => merge_chain(links, plan.until_time_ms),
+        links => merge_chain(links, plan.until_time_ms)?,
     };
     let sources = select_partitions(&plan, &manifest)?;
 

@@ -289,6 +289,7 @@ mod tests {
     fn spec(id: &str) -> ArchiveSpec {
         ArchiveSpec {
             backup_id: BackupId::parse(id).expect("valid id"),
+            archive_uid: kvault_domain::ids::new_uid(),
             cluster_id: "local".into(),
             topic: TopicMetadata {
                 name: "events".into(),

@@ -94,6 +94,7 @@ impl StoreWriter {
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             backup_id: spec.backup_id.as_str().to_owned(),
+            archive_uid: Some(spec.archive_uid.clone()),
             cluster_id: spec.cluster_id.clone(),
             topic: spec.topic.clone(),
             compression: spec.compression,

@@ -56,6 +56,7 @@ pub fn record(offset: i64) -> Record {
 pub fn spec(id: &str, codec: CompressionType, partitions: i32) -> ArchiveSpec {
     ArchiveSpec {
         backup_id: BackupId::parse(id).unwrap(),
+        archive_uid: kvault_domain::ids::new_uid(),
         cluster_id: "local".into(),
         topic: TopicMetadata {
             name: "events".into(),

@@ -50,6 +50,7 @@ impl BackupOperation for FakeEngine {
         .await?;
         let spec = ArchiveSpec {
             backup_id: plan.backup_id.clone(),
+            archive_uid: plan.archive_uid.clone(),
             cluster_id: cluster.to_string(),
             topic: TopicMetadata {
                 name: plan.topic.clone(),

@@ -27,7 +27,7 @@ impl RestoreOperation for FakeEngine {
         // An incremental backup restores its whole chain, like the Kafka engine.
         let last = archives.manifest(&plan.backup_id).await?;
         let chain = load_chain(archives.as_ref(), last, 10_000).await?;
-        let manifest = merge_chain(&chain, plan.until_time_ms);
+        let manifest = merge_chain(&chain, plan.until_time_ms)?;
         if plan.validate_checksum {
             let report = archives.check_integrity(&plan.backup_id, &control).await?;
             if !report.valid {
