@@ -71,9 +71,9 @@ pub struct RunClaim {
 const SCHEDULE_COLUMNS: &str =
     "id, cluster_id, subject, request, created_at_ms, next_run_at_ms, last_error";
 
-/// The newest completed run of schedule `$2`, as a scalar subquery.
+/// The newest completed run of schedule `$2` that wrote a backup, as a scalar subquery.
 const TIP: &str = "(SELECT id FROM jobs WHERE schedule_id = $2 AND state = 'completed' \
-     ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
+     AND backup_id IS NOT NULL ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
 
 impl RunClaim {
     /// Moves the schedule to its next run if the run is still due and free to start.
@@ -178,7 +178,8 @@ impl JobStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The runs of schedule `id`, newest first; only completed ones when `completed`.
+    /// The runs of schedule `id`, newest first; only completed ones that wrote a backup when
+    /// `completed` (a run that found nothing new names none).
     pub async fn schedule_runs(
         &self,
         id: &str,
@@ -187,7 +188,7 @@ impl JobStore {
     ) -> Result<Vec<StoredJob>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE schedule_id = $1 \
-             AND ($2 = 0 OR state = 'completed') \
+             AND ($2 = 0 OR (state = 'completed' AND backup_id IS NOT NULL)) \
              ORDER BY created_at_ms DESC, id DESC LIMIT $3"
         ))
         .bind(id.to_owned())
