@@ -8,6 +8,7 @@
 
 use actix_web::web;
 use chrono::Utc;
+use kvault_domain::backup::BackupOutcome;
 use kvault_domain::backup_set::run_backup_set;
 use kvault_domain::restore_set::set_members;
 use kvault_domain::{BackupId, BackupRequest, ClusterId, DomainError, JobId, JobKind};
@@ -51,6 +52,8 @@ pub(crate) async fn start_backup(
     let engine = state.engine.clone();
     let backup_id = plan.backup_id.to_string();
     let recorded = (ARCHIVE_UID, plan.archive_uid.clone());
+    // A scheduled run that finds nothing new writes no archive (see `kvault_domain::backup`).
+    let skip_unchanged = starter.claim.is_some();
     state
         .runner
         .start_claimed(
@@ -58,9 +61,21 @@ pub(crate) async fn start_backup(
             Some(capacity),
             starter.claim,
             move |control| async move {
-                let result = engine.backup(&cluster, plan, control).await;
+                let outcome = if skip_unchanged {
+                    engine
+                        .backup_unless_unchanged(&cluster, plan, control)
+                        .await
+                } else {
+                    engine
+                        .backup(&cluster, plan, control)
+                        .await
+                        .map(BackupOutcome::Written)
+                };
                 totals.invalidate();
-                to_json(&result?)
+                match outcome? {
+                    BackupOutcome::Written(result) => to_json(&result),
+                    BackupOutcome::NothingNew(unchanged) => to_json(&unchanged),
+                }
             },
         )
         .await

@@ -73,8 +73,13 @@ async fn start_due_run(state: &web::Data<AppState>, schedule: StoredSchedule, no
             return;
         }
     };
-    // Missed due times (every replica was down) are not made up: one run covers them all.
-    let next_ms = cadence.next_after(now).map(|t| t.timestamp_millis());
+    // Missed due times (every replica was down) are not made up: one run covers them all. A
+    // schedule stored before the floor was raised still runs at most once per floor.
+    let floor = chrono::Duration::from_std(state.settings.schedules.min_interval())
+        .unwrap_or_else(|_| chrono::Duration::seconds(60));
+    let next_ms = cadence
+        .next_after(now)
+        .map(|t| t.max(now + floor).timestamp_millis());
     match start_run(state, &schedule, &request, (due_ms, next_ms), now).await {
         Ok(job_id) => {
             tracing::info!(schedule_id = %schedule.id, %job_id, "scheduled backup run started");

@@ -376,6 +376,41 @@ pub struct BackupResult {
     pub consumer_groups: Vec<String>,
 }
 
+/// A scheduled incremental run that found nothing new: every selected partition's high
+/// watermark is where the backup it continues ended, so no archive was written and no group
+/// offset read. The job is `completed` with this result (`status: "nothing_new"`, no
+/// `backup_id`); the schedule's next run continues the same backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NothingNewResult {
+    /// `nothing_new`.
+    pub status: crate::job::OperationStatus,
+    pub cluster_id: String,
+    pub topic: String,
+    /// The backup this run would have continued: still the chain's tip.
+    pub incremental_from: String,
+    /// Where each selected partition ended, in the tip and on the broker alike.
+    pub partitions: Vec<PartitionEnd>,
+    pub duration_ms: u64,
+    #[serde(with = "crate::time::rfc3339_seconds")]
+    pub checked_at: DateTime<Utc>,
+}
+
+/// One partition of a [`NothingNewResult`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartitionEnd {
+    pub partition: i32,
+    pub end_offset: i64,
+}
+
+/// What a backup that may skip an empty increment did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackupOutcome {
+    Written(BackupResult),
+    NothingNew(NothingNewResult),
+}
+
 /// `compressed / raw`, rounded to 4 places; 1.0 when there was nothing to compress.
 pub fn compression_ratio(raw: u64, compressed: u64) -> f64 {
     if raw == 0 {

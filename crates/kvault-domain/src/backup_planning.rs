@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::backup::{compression_ratio, BackupPlan, BackupResult, PartitionBackupResult};
+use crate::backup::{
+    compression_ratio, BackupPlan, BackupResult, NothingNewResult, PartitionBackupResult,
+    PartitionEnd,
+};
 use crate::error::ValidationError;
 use crate::manifest::Manifest;
 use crate::offset::Offset;
@@ -78,6 +81,36 @@ pub fn plan_range(plan: &BackupPlan, partition: i32, marks: PartitionMarks) -> P
         end,
         truncated_by_retention: matches!(requested, Offset::At(n) if n < low),
     }
+}
+
+/// For an incremental backup whose every range is empty (no record arrived since its parent
+/// ended), what to report instead of writing an empty archive; `None` when there is something
+/// to back up, or the backup continues nothing (a chain needs its first link even if empty).
+pub fn nothing_new(
+    plan: &BackupPlan,
+    ranges: &[PartitionRange],
+    cluster_id: &str,
+    (checked_at, duration_ms): (DateTime<Utc>, u64),
+) -> Option<NothingNewResult> {
+    let parent = plan.incremental_from.as_ref()?;
+    if ranges.iter().any(|r| r.end > r.start) {
+        return None;
+    }
+    Some(NothingNewResult {
+        status: crate::job::OperationStatus::NothingNew,
+        cluster_id: cluster_id.to_owned(),
+        topic: plan.topic.clone(),
+        incremental_from: parent.to_string(),
+        partitions: ranges
+            .iter()
+            .map(|r| PartitionEnd {
+                partition: r.partition,
+                end_offset: r.end,
+            })
+            .collect(),
+        duration_ms,
+        checked_at,
+    })
 }
 
 /// When and how long a finished backup ran, and what it should tell the caller.
@@ -156,6 +189,49 @@ mod tests {
     fn plan(json: &str) -> BackupPlan {
         let req: BackupRequest = serde_json::from_str(json).unwrap();
         req.validate(BackupDefaults::default(), Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn an_increment_is_nothing_new_only_when_every_range_is_empty() {
+        let continuing = |at: Option<i64>, high| PartitionMarks {
+            watermarks: (0, high),
+            continue_at: at,
+            ..Default::default()
+        };
+        let now = Utc::now();
+        let child = plan(r#"{"topic":"t","incremental_from":"parent"}"#);
+        let idle = [
+            plan_range(&child, 0, continuing(Some(7), 7)),
+            plan_range(&child, 1, continuing(Some(3), 3)),
+        ];
+        let found = nothing_new(&child, &idle, "c", (now, 5)).unwrap();
+        assert_eq!(found.incremental_from, "parent");
+        assert_eq!(found.status, crate::job::OperationStatus::NothingNew);
+        assert_eq!(
+            found.partitions,
+            vec![
+                PartitionEnd {
+                    partition: 0,
+                    end_offset: 7
+                },
+                PartitionEnd {
+                    partition: 1,
+                    end_offset: 3
+                }
+            ]
+        );
+        let json = serde_json::to_value(&found).unwrap();
+        assert_eq!(json["status"], "nothing_new");
+        assert!(json.get("backup_id").is_none());
+        // One new record, or a partition the parent did not have, is something to back up.
+        let one_new = [idle[0], plan_range(&child, 1, continuing(Some(3), 4))];
+        assert!(nothing_new(&child, &one_new, "c", (now, 5)).is_none());
+        let new_partition = [idle[0], plan_range(&child, 2, continuing(None, 2))];
+        assert!(nothing_new(&child, &new_partition, "c", (now, 5)).is_none());
+        // A full backup is always written: a chain needs its first link.
+        let full = plan(r#"{"topic":"t"}"#);
+        let empty = [plan_range(&full, 0, continuing(None, 0))];
+        assert!(nothing_new(&full, &empty, "c", (now, 5)).is_none());
     }
 
     #[test]

@@ -108,6 +108,32 @@ pub fn validate_group_ids(field: &str, groups: &[String]) -> Result<(), Validati
     Ok(())
 }
 
+/// What a group restore (or translation) does where the group already has a committed offset
+/// on the target partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConsumerGroupsMode {
+    /// Commit only on partitions where the group has no commit on the target; keep the
+    /// existing commit elsewhere (default): a live group is never moved past records it has
+    /// not read, nor rewound.
+    #[default]
+    Respect,
+    /// Commit the translated offset on every partition, replacing what the group had.
+    Overwrite,
+}
+
+/// What was done on one partition of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionAction {
+    /// `target_offset` was committed.
+    Committed,
+    /// The group already had a commit there (`existing_offset`); it was left as it was.
+    KeptExisting,
+}
+
 /// What happened to one consumer group whose offsets were to be committed on a target
 /// (migrate's `translate_consumer_groups`, restore's `restore_consumer_groups`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +144,8 @@ pub struct GroupTranslation {
     /// Why a group was skipped, refused or failed; notes on a translated one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The partitions committed on the target (translated groups only).
+    /// Per partition: the translated offset, and whether it was committed or the group's
+    /// existing commit kept (translated and kept groups).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<PartitionTranslation>,
 }
@@ -138,6 +165,9 @@ pub enum GroupTranslationStatus {
     Refused,
     /// Reading or committing offsets failed.
     Failed,
+    /// The group already had a commit on every partition concerned, which was kept
+    /// (`consumer_groups_mode: respect`): nothing committed.
+    Kept,
 }
 
 /// One partition of a translated group.
@@ -156,6 +186,16 @@ pub struct PartitionTranslation {
     /// filtered runs): `target_offset` then errs early, so the group may see a few records
     /// again but never misses one.
     pub exact: bool,
+    /// Extension: whether `target_offset` was committed or the group's existing commit kept.
+    #[serde(default = "committed")]
+    pub action: PartitionAction,
+    /// Extension: the group's commit on the target partition before the restore, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_offset: Option<i64>,
+}
+
+fn committed() -> PartitionAction {
+    PartitionAction::Committed
 }
 
 #[cfg(test)]

@@ -113,14 +113,15 @@ impl std::str::FromStr for JobState {
 }
 
 /// How a finished operation ended, in its result (`"status": "completed"`). Failures and
-/// cancellations are errors, not results, so this has one value today; it is an enum so a
-/// client can rely on the set of values.
+/// cancellations are errors, not results; `nothing_new` is the result of a scheduled
+/// incremental run that found no record since the run it continues and wrote no archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OperationStatus {
     Completed,
+    NothingNew,
 }
 
 /// A snapshot of how far a job got.

@@ -101,6 +101,10 @@ pub struct MigrateRequest {
     /// Only possible when partitions are kept 1:1; other groups are reported as refused.
     #[serde(default)]
     pub translate_consumer_groups: Vec<String>,
+    /// Extension, as for restore: where a translated group already has a committed offset on
+    /// a target partition, `"respect"` (default) keeps it; `"overwrite"` replaces it.
+    #[serde(default)]
+    pub consumer_groups_mode: crate::groups::ConsumerGroupsMode,
     /// Extension, as for restore: a target topic that already holds messages is refused with
     /// 409 (`fail`, the default) unless this is `append`.
     #[serde(default)]

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use crate::backup::{BackupPlan, BackupResult};
+use crate::backup::{BackupOutcome, BackupPlan, BackupResult};
 use crate::drain::{DrainRequest, DrainResult};
 use crate::error::{DomainResult, ValidationError};
 use crate::ids::ClusterId;
@@ -78,6 +78,17 @@ pub trait BackupOperation: Send + Sync {
         plan: BackupPlan,
         control: OperationControl,
     ) -> DomainResult<BackupResult>;
+
+    /// [`Self::backup`], except that an incremental backup finding no record since its
+    /// parent (see `backup_planning::nothing_new`) writes no archive and reads no group
+    /// offsets: it returns [`BackupOutcome::NothingNew`] once the watermarks are read. What a
+    /// schedule's runs use.
+    async fn backup_unless_unchanged(
+        &self,
+        cluster: &ClusterId,
+        plan: BackupPlan,
+        control: OperationControl,
+    ) -> DomainResult<BackupOutcome>;
 }
 
 /// Restores a backup from the archive store into a topic.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::{validate_partition_list, validate_rate};
 use crate::error::ValidationError;
-use crate::groups::{GroupChoice, GroupSelection, GroupTranslation};
+use crate::groups::{ConsumerGroupsMode, GroupChoice, GroupSelection, GroupTranslation};
 use crate::ids::{validate_topic_name, BackupId};
 
 /// The header that carries a restored record's original offset, when asked for.
@@ -126,6 +126,12 @@ pub struct RestoreRequest {
     /// while it has active members on the target.
     #[serde(default)]
     pub restore_consumer_groups: Option<GroupChoice>,
+    /// Extension: where a restored group already has a committed offset on a target
+    /// partition, `"respect"` (default) keeps it and reports it; `"overwrite"` replaces it
+    /// with the translated offset (which may move the group forward past records it has not
+    /// read, or back).
+    #[serde(default)]
+    pub consumer_groups_mode: ConsumerGroupsMode,
     /// Extension, backup sets only: restore each topic as `{topic_prefix}{topic}`.
     #[serde(default)]
     pub topic_prefix: Option<String>,
@@ -159,6 +165,8 @@ pub struct RestorePlan {
     pub retention_override_ms: Option<i64>,
     /// Which recorded groups are committed on the target afterwards.
     pub restore_consumer_groups: GroupSelection,
+    /// What to do where a group already has a commit on the target.
+    pub consumer_groups_mode: ConsumerGroupsMode,
 }
 
 impl RestoreRequest {
@@ -178,6 +186,7 @@ impl RestoreRequest {
             include_source_offset_header: false,
             retention_override: None,
             restore_consumer_groups: None,
+            consumer_groups_mode: ConsumerGroupsMode::Respect,
             topic_prefix: None,
             topic_mapping: None,
         }
@@ -258,6 +267,7 @@ impl RestoreRequest {
             include_source_offset_header: self.include_source_offset_header,
             retention_override_ms: self.retention_override,
             restore_consumer_groups,
+            consumer_groups_mode: self.consumer_groups_mode,
         })
     }
 }
@@ -363,6 +373,26 @@ mod tests {
         assert_eq!(
             parse(r#"{"backup_id":"b","target_topic":"t","restore_consumer_groups":["g"]}"#),
             GroupSelection::Only(vec!["g".into()])
+        );
+    }
+
+    #[test]
+    fn existing_group_commits_are_respected_unless_overwrite_is_asked() {
+        let mode = |json: &str| {
+            serde_json::from_str::<RestoreRequest>(json)
+                .map(|r| r.validate().unwrap().consumer_groups_mode)
+        };
+        assert_eq!(
+            mode(r#"{"backup_id":"b","target_topic":"t"}"#).unwrap(),
+            ConsumerGroupsMode::Respect
+        );
+        assert_eq!(
+            mode(r#"{"backup_id":"b","target_topic":"t","consumer_groups_mode":"overwrite"}"#)
+                .unwrap(),
+            ConsumerGroupsMode::Overwrite
+        );
+        assert!(
+            mode(r#"{"backup_id":"b","target_topic":"t","consumer_groups_mode":"merge"}"#).is_err()
         );
     }
 }

@@ -49,12 +49,13 @@ pub struct ScheduleRequest {
     /// Matched again at every run: topics created later join the next run (fully).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_pattern: Option<String>,
-    /// Run at this interval, e.g. `"15m"`, `"1h"`, `"30s"` (at least 1s). The first run starts
-    /// at once. Give `every` or `cron`.
+    /// Run at this interval, e.g. `"15m"`, `"1h"` (at least the server's
+    /// `schedules.min_interval_secs`, default one minute). The first run starts at once. Give
+    /// `every` or `cron`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
     /// Run when this cron expression matches, in UTC: 5 fields (`"*/15 * * * *"`) or 6 with
-    /// seconds first.
+    /// seconds first. Two matches may not be closer than the server's minimum interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
     /// Delete runs that finished longer ago than this (e.g. `"7d"`), oldest first and never
@@ -109,6 +110,32 @@ impl Cadence {
     }
 }
 
+/// How many upcoming matches of a cron expression are looked at to find its shortest gap.
+const CRON_GAPS_CHECKED: usize = 1_000;
+
+impl Cadence {
+    /// The shortest time between two runs: the interval, or the shortest gap between the
+    /// next matches of a cron expression after `from` (its first [`CRON_GAPS_CHECKED`]).
+    pub fn shortest_gap(&self, from: DateTime<Utc>) -> Option<Duration> {
+        match self {
+            Cadence::Every(interval) => Some(*interval),
+            Cadence::Cron(_) => {
+                let mut at = self.next_after(from)?;
+                let mut shortest: Option<Duration> = None;
+                for _ in 0..CRON_GAPS_CHECKED {
+                    let Some(next) = self.next_after(at) else {
+                        break;
+                    };
+                    let gap = (next - at).to_std().unwrap_or_default();
+                    shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+                    at = next;
+                }
+                shortest
+            }
+        }
+    }
+}
+
 /// A validated schedule.
 #[derive(Debug, Clone)]
 pub struct SchedulePlan {
@@ -118,6 +145,33 @@ pub struct SchedulePlan {
     pub retention: Option<Duration>,
     /// The request as stored, with its id filled in.
     pub request: ScheduleRequest,
+}
+
+impl SchedulePlan {
+    /// Refuses a cadence that runs more often than `floor` (the server's minimum interval):
+    /// a 400 naming `every` or `cron`.
+    pub fn check_floor(&self, floor: Duration, now: DateTime<Utc>) -> Result<(), ValidationError> {
+        let Some(gap) = self.cadence.shortest_gap(now) else {
+            return Ok(());
+        };
+        if gap >= floor {
+            return Ok(());
+        }
+        let (field, value) = match (&self.request.every, &self.request.cron) {
+            (Some(every), _) => ("every", every.clone()),
+            (None, cron) => ("cron", cron.clone().unwrap_or_default()),
+        };
+        Err(ValidationError::new(
+            field,
+            value,
+            format!(
+                "runs every {} at times; schedules run at most once per {} on this server \
+                 (schedules.min_interval_secs)",
+                humantime::format_duration(gap),
+                humantime::format_duration(floor)
+            ),
+        ))
+    }
 }
 
 impl ScheduleRequest {
@@ -351,6 +405,40 @@ mod tests {
             ),
         ] {
             assert_eq!(plan(json.clone()).unwrap_err().field, field, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_cadence_more_frequent_than_the_floor_is_refused() {
+        let floor = Duration::from_secs(60);
+        let now = Utc::now();
+        let checked = |json: serde_json::Value| plan(json).unwrap().check_floor(floor, now);
+        for (json, field) in [
+            (
+                serde_json::json!({"cluster_id": "c", "topic": "t", "every": "1s"}),
+                "every",
+            ),
+            (
+                serde_json::json!({"cluster_id": "c", "topic": "t", "every": "59s"}),
+                "every",
+            ),
+            (
+                serde_json::json!({"cluster_id": "c", "topic": "t", "cron": "*/10 * * * * *"}),
+                "cron",
+            ),
+            (
+                serde_json::json!({"cluster_id": "c", "topic": "t", "cron": "0,30 0 * * * *"}),
+                "cron",
+            ),
+        ] {
+            assert_eq!(checked(json.clone()).unwrap_err().field, field, "{json}");
+        }
+        for json in [
+            serde_json::json!({"cluster_id": "c", "topic": "t", "every": "1m"}),
+            serde_json::json!({"cluster_id": "c", "topic": "t", "cron": "* * * * *"}),
+            serde_json::json!({"cluster_id": "c", "topic": "t", "cron": "0 3 * * *"}),
+        ] {
+            assert!(checked(json.clone()).is_ok(), "{json}");
         }
     }
 }

@@ -158,6 +158,7 @@ async fn migration_bench(messages: usize) {
             rate_limit_per_second: None,
             on_error: OnEvaluationError::Fail,
             translate_consumer_groups: Vec::new(),
+            consumer_groups_mode: Default::default(),
             if_exists: Default::default(),
         };
         let start = Instant::now();

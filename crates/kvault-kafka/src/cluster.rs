@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvault_domain::backup::BackupPlan;
+use kvault_domain::backup::{BackupOutcome, BackupPlan};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestorePlan;
-use kvault_domain::{BackupResult, ClusterId, RestoreResult, ValidationError};
+use kvault_domain::{BackupResult, ClusterId, DomainError, RestoreResult, ValidationError};
 
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
@@ -74,7 +74,24 @@ impl KafkaCluster {
         store: Arc<dyn ArchiveStore>,
         control: OperationControl,
     ) -> DomainResult<BackupResult> {
-        crate::backup::run(self.id.as_str(), &self.config, plan, store, control).await
+        let written =
+            crate::backup::run(self.id.as_str(), &self.config, plan, store, control, false).await?;
+        match written {
+            BackupOutcome::Written(result) => Ok(result),
+            BackupOutcome::NothingNew(_) => Err(DomainError::internal(
+                "a backup that may not skip an empty increment skipped one",
+            )),
+        }
+    }
+
+    /// [`Self::backup`], or nothing when an incremental backup finds no new record.
+    pub async fn backup_unless_unchanged(
+        &self,
+        plan: BackupPlan,
+        store: Arc<dyn ArchiveStore>,
+        control: OperationControl,
+    ) -> DomainResult<BackupOutcome> {
+        crate::backup::run(self.id.as_str(), &self.config, plan, store, control, true).await
     }
 
     /// Restores a backup from `store` into the plan's target topic (see the `restore` module).

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use kvault_domain::backup::{BackupOutcome, BackupPlan};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::{
@@ -13,7 +14,7 @@ use kvault_domain::operations::{
     RestoreOperation,
 };
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::{backup::BackupPlan, restore::RestorePlan};
+use kvault_domain::restore::RestorePlan;
 use kvault_domain::{
     BackupResult, ClusterConfig, ClusterId, DomainError, DrainResult, MigrateResult, RestoreResult,
 };
@@ -80,6 +81,18 @@ impl BackupOperation for KafkaEngine {
     ) -> DomainResult<BackupResult> {
         let cluster = self.cluster(cluster)?;
         cluster.backup(plan, self.archives.clone(), control).await
+    }
+
+    async fn backup_unless_unchanged(
+        &self,
+        cluster: &ClusterId,
+        plan: BackupPlan,
+        control: OperationControl,
+    ) -> DomainResult<BackupOutcome> {
+        let cluster = self.cluster(cluster)?;
+        cluster
+            .backup_unless_unchanged(plan, self.archives.clone(), control)
+            .await
     }
 }
 

@@ -208,3 +208,76 @@ async fn a_backup_made_under_a_deleted_roots_id_never_joins_the_chain() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_increment_with_nothing_new_writes_no_archive() {
+    use kvault_domain::backup::{BackupDefaults, BackupOutcome};
+
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let (_dir, store) = store();
+    let topic = broker.unique_topic("chain-idle");
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &batch("a", 3)).await;
+    let first = backup(&kafka, &store, request(&topic, CompressionType::None))
+        .await
+        .expect("full backup");
+    let incremental = |id: &str| {
+        let mut req = request(&topic, CompressionType::None);
+        req.backup_id = Some(format!("{topic}-{id}"));
+        req.incremental_from = Some(first.backup_id.clone());
+        req.validate(BackupDefaults::default(), Utc::now()).unwrap()
+    };
+
+    let idle = kafka
+        .backup_unless_unchanged(incremental("idle"), store.clone(), OperationControl::new())
+        .await
+        .expect("idle run");
+    let BackupOutcome::NothingNew(unchanged) = idle else {
+        panic!("an idle increment wrote an archive: {idle:?}");
+    };
+    assert_eq!(unchanged.incremental_from, first.backup_id);
+    let ends: Vec<(i32, i64)> = unchanged
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.end_offset))
+        .collect();
+    assert_eq!(ends, vec![(0, 3), (1, 3)]);
+    let listed: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.backup_id)
+        .collect();
+    assert_eq!(listed, vec![first.backup_id.clone()]);
+    let idle_id = BackupId::parse(&format!("{topic}-idle")).unwrap();
+    assert!(store.manifest(&idle_id).await.is_err());
+
+    // One new record: the increment is written and continues the same backup.
+    broker
+        .produce(
+            &topic,
+            &[TestRecord {
+                partition: Some(1),
+                ..TestRecord::kv("k", "v")
+            }],
+        )
+        .await;
+    let busy = kafka
+        .backup_unless_unchanged(incremental("busy"), store.clone(), OperationControl::new())
+        .await
+        .expect("busy run");
+    let BackupOutcome::Written(written) = busy else {
+        panic!("a new record was not backed up: {busy:?}");
+    };
+    assert_eq!(written.total_messages, 1);
+    let manifest = store
+        .manifest(&BackupId::parse(&written.backup_id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        manifest.chain.map(|c| c.parent_id),
+        Some(first.backup_id.clone())
+    );
+}

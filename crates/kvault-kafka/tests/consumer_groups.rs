@@ -242,3 +242,102 @@ async fn groups_are_refused_while_active_on_the_target_or_when_repartitioned() {
         vec![None, None, None]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_commits_on_the_target_is_kept_unless_overwrite_is_asked() {
+    use kvault_domain::groups::{ConsumerGroupsMode, PartitionAction};
+
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let (_dir, store) = store();
+    let topic = two_partition_topic(broker, "grp-live-src").await;
+    let group = broker.unique_topic("live");
+    broker
+        .commit_group(&group, &topic, &[(0, 20), (1, 30)])
+        .await;
+    let result = backup(&kafka, &store, request(&topic, CompressionType::Lz4))
+        .await
+        .expect("backup");
+
+    // A live topic where the group (no active member: a consumer using assign()) has read 4
+    // records of partition 0 and has no commit on partition 1.
+    let live = broker.unique_topic("grp-live-dst");
+    broker.create_topic(&live, 2).await;
+    let existing: Vec<TestRecord> = (0..10)
+        .map(|i| TestRecord {
+            partition: Some(0),
+            ..TestRecord::kv(format!("old-{i}"), "old")
+        })
+        .collect();
+    broker.produce(&live, &existing).await;
+    broker.commit_group(&group, &live, &[(0, 4)]).await;
+
+    let mut req = RestoreRequest::new(&result.backup_id, &live);
+    req.if_exists = IfExists::Append;
+    req.restore_consumer_groups = Some(GroupChoice::Only(vec![group.clone()]));
+    let respected = restore(&kafka, &store, req.clone()).await.expect("restore");
+    let got = outcome(&respected.consumer_groups_restored, &group);
+    assert_eq!(got.status, GroupTranslationStatus::Translated, "{got:?}");
+    let actions: Vec<(i32, PartitionAction, Option<i64>, i64)> = got
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.action, p.existing_offset, p.target_offset))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (0, PartitionAction::KeptExisting, Some(4), 30),
+            (1, PartitionAction::Committed, None, 30),
+        ]
+    );
+    assert!(
+        got.message.as_deref().is_some_and(|m| m.contains("kept")),
+        "{got:?}"
+    );
+    assert_eq!(
+        broker.group_offsets(&group, &live, 2).await,
+        vec![Some(4), Some(30)],
+        "the group is not moved past the 6 old records it has not read"
+    );
+
+    // Again: every partition now has a commit, so nothing is committed and the result says so.
+    let again = restore(&kafka, &store, req.clone()).await.expect("restore");
+    let got = outcome(&again.consumer_groups_restored, &group);
+    assert_eq!(got.status, GroupTranslationStatus::Kept, "{got:?}");
+    assert!(got
+        .partitions
+        .iter()
+        .all(|p| p.action == PartitionAction::KeptExisting));
+    assert!(
+        again.warnings.iter().any(|w| w.contains(&group)),
+        "{:?}",
+        again.warnings
+    );
+    assert_eq!(
+        broker.group_offsets(&group, &live, 2).await,
+        vec![Some(4), Some(30)]
+    );
+
+    // Asked explicitly: the translated offsets replace the group's commits.
+    req.consumer_groups_mode = ConsumerGroupsMode::Overwrite;
+    let overwritten = restore(&kafka, &store, req).await.expect("restore");
+    let got = outcome(&overwritten.consumer_groups_restored, &group);
+    assert_eq!(got.status, GroupTranslationStatus::Translated, "{got:?}");
+    let actions: Vec<(i32, PartitionAction, Option<i64>, i64)> = got
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.action, p.existing_offset, p.target_offset))
+        .collect();
+    // Third copy of the backup: partition 0 holds 10 old + 2 x 50 restored records before it.
+    assert_eq!(
+        actions,
+        vec![
+            (0, PartitionAction::Committed, Some(4), 130),
+            (1, PartitionAction::Committed, Some(30), 130),
+        ]
+    );
+    assert_eq!(
+        broker.group_offsets(&group, &live, 2).await,
+        vec![Some(130), Some(130)]
+    );
+}

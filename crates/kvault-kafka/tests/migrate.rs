@@ -40,6 +40,7 @@ fn request(
         rate_limit_per_second: None,
         on_error: OnEvaluationError::Skip,
         translate_consumer_groups: Vec::new(),
+        consumer_groups_mode: Default::default(),
         if_exists: Default::default(),
     }
 }

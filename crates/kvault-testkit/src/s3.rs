@@ -89,6 +89,33 @@ impl TestS3 {
         response.matches("<UploadId>").count()
     }
 
+    /// The requests the server has answered for `bucket` so far, in order, as `METHOD
+    /// /path?query` (from its request log). Lets a test or a benchmark count what a call cost.
+    pub fn requests_to(&self, bucket: &str) -> Vec<String> {
+        // A request is logged just after its response is sent: wait for the log to settle.
+        let mut last = String::new();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if now.len() == last.len() {
+                break;
+            }
+            last = now;
+        }
+        let prefix = format!("/{bucket}");
+        last.lines()
+            .filter_map(|line| line.split('"').nth(1))
+            .filter_map(|request| request.rsplit_once(" HTTP/").map(|(r, _)| r))
+            .filter(|request| {
+                request.split_once(' ').is_some_and(|(_, path)| {
+                    path.strip_prefix(&prefix)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+                })
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Kills the server (SIGKILL): requests fail from now on.
     pub fn kill(&self) {
         if let Ok(mut child) = self.watchdog.lock() {

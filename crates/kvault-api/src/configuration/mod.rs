@@ -4,10 +4,12 @@
 
 mod auth;
 mod monitoring;
+mod schedules;
 mod storage;
 mod workers;
 pub use auth::{is_loopback_host, AuthSettings, JwtAlgorithm, MIN_PUBLIC_SECRET_BYTES};
 pub use monitoring::{MonitoredGroup, MonitoringSettings};
+pub use schedules::ScheduleSettings;
 pub use storage::{S3Settings, StorageSettings, StorageTarget};
 pub use workers::WorkerSettings;
 
@@ -84,6 +86,8 @@ pub struct Settings {
     pub workers: WorkerSettings,
     #[serde(default)]
     pub monitoring: MonitoringSettings,
+    #[serde(default)]
+    pub schedules: ScheduleSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -105,6 +109,7 @@ impl fmt::Debug for Settings {
             .field("storage", &self.storage)
             .field("workers", &self.workers)
             .field("monitoring", &self.monitoring)
+            .field("schedules", &self.schedules)
             .finish()
     }
 }

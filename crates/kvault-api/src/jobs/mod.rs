@@ -171,9 +171,15 @@ impl JobStore {
         finished_at: DateTime<Utc>,
         duration_ms: u64,
     ) -> Result<bool, StoreError> {
+        // A scheduled run that found nothing new wrote no archive: it names none, so the
+        // schedule's tip (and retention) stays on the last run that wrote one.
+        let wrote_nothing = result
+            .and_then(|r| r.get("status"))
+            .is_some_and(|status| status == "nothing_new");
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, result = $2, error = $3, progress_messages = $4, \
-             progress_bytes = $5, finished_at_ms = $6, duration_ms = $7 \
+             progress_bytes = $5, finished_at_ms = $6, duration_ms = $7, \
+             backup_id = CASE WHEN $10 = 1 THEN NULL ELSE backup_id END \
              WHERE id = $8 AND state = 'running' AND owner = $9",
         )
         .bind(state.as_str())
@@ -185,6 +191,7 @@ impl JobStore {
         .bind(clamp_i64(duration_ms))
         .bind(id.to_string())
         .bind(owner.to_owned())
+        .bind(i64::from(wrote_nothing))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -81,9 +81,10 @@ pub struct RunClaim {
 const SCHEDULE_COLUMNS: &str =
     "id, uid, cluster_id, subject, request, created_at_ms, next_run_at_ms, last_error";
 
-/// The newest completed run of the schedule whose uid is `$5`, as a scalar subquery.
+/// The newest completed run that wrote a backup of the schedule whose uid is `$5`, as a
+/// scalar subquery (a run that found nothing new names no backup).
 const TIP: &str = "(SELECT id FROM jobs WHERE schedule_uid = $5 AND state = 'completed' \
-     ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
+     AND backup_id IS NOT NULL ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
 
 impl RunClaim {
     /// Moves the schedule to its next run if the run is still due and free to start.
@@ -191,7 +192,8 @@ impl JobStore {
     }
 
     /// The runs of the schedule whose uid is `uid` (never those of an older schedule of the
-    /// same name), newest first; only completed ones when `completed`.
+    /// same name), newest first; only completed ones that wrote a backup when `completed` (a
+    /// run that found nothing new names none).
     pub async fn schedule_runs(
         &self,
         uid: &str,
@@ -200,7 +202,7 @@ impl JobStore {
     ) -> Result<Vec<StoredJob>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE schedule_uid = $1 \
-             AND ($2 = 0 OR state = 'completed') \
+             AND ($2 = 0 OR (state = 'completed' AND backup_id IS NOT NULL)) \
              ORDER BY created_at_ms DESC, id DESC LIMIT $3"
         ))
         .bind(uid.to_owned())

@@ -37,7 +37,8 @@ use crate::error::ErrorBody;
         super::schedules::delete_schedule,
         openapi_json,
     ),
-    components(schemas(ErrorBody)),
+    // A job's `result` is free-form; a scheduled run that found nothing new has this shape.
+    components(schemas(ErrorBody, kvault_domain::backup::NothingNewResult)),
     modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;

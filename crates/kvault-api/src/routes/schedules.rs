@@ -88,6 +88,7 @@ pub async fn create_schedule(
     let cluster = state.cluster(&request.cluster_id, &auth, "cluster_id")?;
     let now = Utc::now();
     let plan = request.validate(state.settings.backup.request_defaults(), now)?;
+    plan.check_floor(state.settings.schedules.min_interval(), now)?;
     if !plan.request.topic.is_empty() {
         require_topic(&state, &cluster, &plan.request.topic).await?;
     }

@@ -66,6 +66,17 @@ async fn unknown_fields_and_bad_values_name_the_field() {
     )
     .await;
     assert_eq!(body["details"]["value"], "brotli");
+    let restore = json!({
+        "backup_id": "b1", "target_topic": "t", "restore_consumer_groups": true,
+        "consumer_groups_mode": "merge"
+    });
+    let body = error_body(
+        app.post("/api/kafka/clusters/local/restore", Role::Admin, &restore)
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(body["details"]["field"], "consumer_groups_mode", "{body}");
 }
 
 #[tokio::test]

@@ -56,6 +56,8 @@ pub fn test_settings(database_url: String) -> (Settings, tempfile::TempDir) {
     settings.server.port = 0;
     settings.database.url = kvault_api::configuration::Secret::new(database_url);
     settings.database.max_connections = 5;
+    // Schedule tests run every second or two; the floor has a test of its own.
+    settings.schedules.min_interval_secs = 1;
     settings.backup.base_path = dir.path().join("backups");
     settings.auth.jwt_secret = Some(kvault_api::configuration::Secret::new(
         "a-test-secret-that-is-long-enough-0123456789",

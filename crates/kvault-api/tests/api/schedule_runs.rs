@@ -1,7 +1,8 @@
 //! A backup schedule on the real broker: a producer writes while the schedule runs every two
 //! seconds; the runs form one chain with no gap or overlap, restoring the schedule gives back
 //! the topic byte for byte with the consumer group where it was committed, and a
-//! point-in-time restore gives exactly the records stamped up to the instant.
+//! point-in-time restore gives exactly the records stamped up to the instant. Once the
+//! producer has stopped, a run finds nothing new and writes no archive.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -114,13 +115,41 @@ async fn scheduled_runs_while_producing_restore_whole_and_to_an_instant() {
         (committed, instant)
     };
     let ((), (committed, instant)) = tokio::join!(producer, schedule);
-    // One more run after the producer stopped covers everything it wrote.
-    let last = run_started_after(&app, &topic, Utc::now()).await;
+    // One more run after the producer stopped covers everything it wrote (or, when the run
+    // before it already had, it found nothing new); the one after it finds nothing new.
+    run_started_after(&app, &topic, Utc::now()).await;
+    let tip = view(&app, &topic).await["latest_backup_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let idle = run_started_after(&app, &topic, Utc::now()).await;
+    assert!(idle["backup_id"].is_null(), "{idle}");
+    let job = app
+        .get_json(
+            &format!("/api/kafka/jobs/{}", idle["job_id"].as_str().unwrap()),
+            Role::Viewer,
+        )
+        .await;
+    assert_eq!(job["result"]["status"], "nothing_new", "{job}");
+    assert_eq!(job["result"]["incremental_from"], tip.as_str(), "{job}");
     let view = view(&app, &topic).await;
-    assert!(completed(&view).len() >= 4, "{view}");
+    assert_eq!(view["latest_backup_id"], tip.as_str(), "{view}");
+    let written: Vec<Value> = completed(&view)
+        .into_iter()
+        .filter(|r| r["backup_id"].is_string())
+        .collect();
+    assert!(written.len() >= 3, "{view}");
+    let listed = app
+        .get_json(&format!("/api/kafka/backups?topic={topic}"), Role::Viewer)
+        .await;
+    assert_eq!(
+        listed["backups"].as_array().unwrap().len(),
+        written.len(),
+        "one archive per run that wrote one, none for the idle runs: {listed}"
+    );
 
     // The chain verifies: every link starts where its parent ended.
-    let tip = last["backup_id"].as_str().unwrap();
+    let tip = tip.as_str();
     let resp = app
         .post(
             &format!("/api/kafka/backups/{tip}/verify"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kvault_api::auth::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_body, spawn_app, spawn_replica_of, TestApp};
+use crate::helpers::{error_body, spawn_app, spawn_app_with, spawn_replica_of, TestApp};
 
 /// Polls the schedule until `done(view)` holds (30 s at most); returns the view.
 async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -23,14 +23,21 @@ async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Val
     panic!("schedule {id} never got there");
 }
 
+/// Completed runs that wrote a backup (a run that found nothing new names none), newest first.
 fn completed(view: &Value) -> Vec<Value> {
     view["runs"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["state"] == "completed")
+        .filter(|r| r["state"] == "completed" && r["backup_id"].is_string())
         .cloned()
         .collect()
+}
+
+/// Every run that ended (nothing-new runs included).
+fn ended(view: &Value) -> usize {
+    let runs = view["runs"].as_array().unwrap();
+    runs.iter().filter(|r| r["state"] != "running").count()
 }
 
 #[tokio::test]
@@ -141,6 +148,41 @@ async fn schedules_are_created_listed_shown_and_deleted_with_their_errors() {
 }
 
 #[tokio::test]
+async fn schedules_more_frequent_than_the_floor_are_refused() {
+    let app = spawn_app_with(|s| {
+        s.schedules = kvault_api::configuration::ScheduleSettings::default();
+    })
+    .await;
+    let topic = app.topic_with(1, 1).await;
+    for (body, field) in [
+        (
+            json!({"cluster_id": "local", "topic": topic, "every": "1s"}),
+            "every",
+        ),
+        (
+            json!({"cluster_id": "local", "topic": topic, "cron": "*/5 * * * * *"}),
+            "cron",
+        ),
+    ] {
+        let resp = app
+            .post("/api/kafka/schedules", Role::Operator, &body)
+            .await;
+        let err = error_body(resp, 400).await;
+        assert_eq!(err["details"]["field"], field, "{body}: {err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("min_interval_secs"),
+            "{err}"
+        );
+    }
+    let ok = json!({"cluster_id": "local", "topic": topic, "every": "1m"});
+    let resp = app.post("/api/kafka/schedules", Role::Operator, &ok).await;
+    assert_eq!(resp.status().as_u16(), 201);
+}
+
+#[tokio::test]
 async fn runs_continue_one_chain_and_restore_by_schedule_id() {
     let app = spawn_app().await;
     let topic = app.topic_with(2, 10).await;
@@ -153,7 +195,7 @@ async fn runs_continue_one_chain_and_restore_by_schedule_id() {
     let first = wait_for(&app, "often", |v| !completed(v).is_empty()).await;
     let more: Vec<kvault_testkit::fake::KeyValue<'_>> = vec![(None, Some(b"later".as_slice())); 6];
     app.fake().produce("local", &topic, &more);
-    let view = wait_for(&app, "often", |v| completed(v).len() >= 3).await;
+    let view = wait_for(&app, "often", |v| completed(v).len() >= 2).await;
     let runs = completed(&view);
     // Newest first; each run continues the one before it, and together they hold every record.
     let mut total = 0;
@@ -209,6 +251,69 @@ async fn runs_continue_one_chain_and_restore_by_schedule_id() {
 }
 
 #[tokio::test]
+async fn a_run_that_finds_nothing_new_writes_no_archive_and_the_chain_goes_on() {
+    let app = spawn_app().await;
+    let topic = app.topic_with(2, 3).await;
+    let body = json!({"schedule_id": "idle", "cluster_id": "local", "topic": topic, "every": "1s"});
+    let resp = app
+        .post("/api/kafka/schedules", Role::Operator, &body)
+        .await;
+    assert_eq!(resp.status().as_u16(), 201);
+    // The first run, then at least two that found nothing new.
+    let view = wait_for(&app, "idle", |v| ended(v) >= 3).await;
+    let written = completed(&view);
+    assert_eq!(
+        written.len(),
+        1,
+        "only the first run wrote a backup: {view}"
+    );
+    let first = written[0]["backup_id"].as_str().unwrap().to_owned();
+    assert_eq!(view["latest_backup_id"], first.as_str());
+    let idle_runs: Vec<&Value> = view["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "completed" && r["backup_id"].is_null())
+        .collect();
+    assert!(idle_runs.len() >= 2, "{view}");
+    let job = app
+        .get_json(
+            &format!(
+                "/api/kafka/jobs/{}",
+                idle_runs[0]["job_id"].as_str().unwrap()
+            ),
+            Role::Viewer,
+        )
+        .await;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["result"]["status"], "nothing_new", "{job}");
+    assert_eq!(job["result"]["incremental_from"], first.as_str(), "{job}");
+    assert!(job["result"].get("backup_id").is_none(), "{job}");
+    let listed = app
+        .get_json(&format!("/api/kafka/backups?topic={topic}"), Role::Viewer)
+        .await;
+    assert_eq!(
+        listed["backups"].as_array().unwrap().len(),
+        1,
+        "no empty archive was committed: {listed}"
+    );
+
+    // New records: the next run writes them, continuing the first run's backup.
+    let more: Vec<kvault_testkit::fake::KeyValue<'_>> = vec![(None, Some(b"new".as_slice())); 4];
+    app.fake().produce("local", &topic, &more);
+    let view = wait_for(&app, "idle", |v| completed(v).len() >= 2).await;
+    let next = completed(&view)[0]["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = app
+        .get_json(&format!("/api/kafka/backups/{next}"), Role::Viewer)
+        .await;
+    assert_eq!(shown["chain"]["parent_id"], first.as_str(), "{shown}");
+    assert_eq!(shown["total_messages"], 4, "{shown}");
+}
+
+#[tokio::test]
 async fn two_replicas_never_run_one_schedule_twice_at_once() {
     let app = spawn_app().await;
     let replica = spawn_replica_of(&app).await;
@@ -219,7 +324,21 @@ async fn two_replicas_never_run_one_schedule_twice_at_once() {
         .post("/api/kafka/schedules", Role::Operator, &body)
         .await;
     assert_eq!(resp.status().as_u16(), 201);
-    let view = wait_for(&app, "shared", |v| completed(v).len() >= 4).await;
+    // New records keep arriving, so most runs write a backup.
+    let view = {
+        let producing = async {
+            loop {
+                let record: Vec<kvault_testkit::fake::KeyValue<'_>> =
+                    vec![(None, Some(b"more".as_slice()))];
+                app.fake().produce("local", &topic, &record);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        };
+        tokio::select! {
+            view = wait_for(&app, "shared", |v| completed(v).len() >= 4) => view,
+            () = producing => unreachable!(),
+        }
+    };
     let mut runs: Vec<Value> = view["runs"].as_array().unwrap().clone();
     runs.reverse();
     // One at a time: each run started after the one before it finished; one chain.
@@ -238,7 +357,10 @@ async fn two_replicas_never_run_one_schedule_twice_at_once() {
         listed["jobs"].as_array().unwrap().clone()
     };
     assert_eq!(jobs.len(), runs.len(), "every run is one job: {jobs:?}");
-    let completed_runs: Vec<&Value> = runs.iter().filter(|r| r["state"] == "completed").collect();
+    let completed_runs: Vec<&Value> = runs
+        .iter()
+        .filter(|r| r["state"] == "completed" && r["backup_id"].is_string())
+        .collect();
     for pair in completed_runs.windows(2) {
         let id = pair[1]["backup_id"].as_str().unwrap();
         let shown = app

@@ -23,9 +23,10 @@ use std::time::Instant;
 
 use chrono::Utc;
 use futures::StreamExt;
-use kvault_domain::backup::BackupPlan;
+use kvault_domain::backup::{BackupOutcome, BackupPlan};
 use kvault_domain::backup_planning::{
-    backup_result, plan_range, select_partitions, BackupRun, PartitionMarks, PartitionRange,
+    backup_result, nothing_new, plan_range, select_partitions, BackupRun, PartitionMarks,
+    PartitionRange,
 };
 use kvault_domain::chain::continue_from;
 use kvault_domain::error::DomainResult;
@@ -33,7 +34,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
 use kvault_domain::record_block::RecordBlock;
-use kvault_domain::{BackupResult, DomainError};
+use kvault_domain::DomainError;
 use rdkafka::message::{BorrowedMessage, Message};
 
 use crate::admin::{blocking, Admin};
@@ -95,14 +96,16 @@ impl Shared {
 
 type SharedArchive = Arc<Mutex<Option<Box<dyn ArchiveWriter>>>>;
 
-/// Backs up the plan's cut of its topic into a new archive of `store`.
+/// Backs up the plan's cut of its topic into a new archive of `store`; with `skip_unchanged`,
+/// an incremental backup whose cut holds nothing new stops before the groups and the archive.
 pub(crate) async fn run(
     cluster_id: &str,
     cluster: &ClusterConfig,
     plan: BackupPlan,
     store: Arc<dyn ArchiveStore>,
     control: OperationControl,
-) -> DomainResult<BackupResult> {
+    skip_unchanged: bool,
+) -> DomainResult<BackupOutcome> {
     let started = Instant::now();
     let created_at = Utc::now();
     let admin = Admin::new(cluster)?;
@@ -117,6 +120,11 @@ pub(crate) async fn run(
     )
     .await?;
     let ranges = plan_ranges(&admin, &plan, &selected, &continue_at).await?;
+    let checked = (created_at, started.elapsed().as_millis() as u64);
+    let unchanged = nothing_new(&plan, &ranges, cluster_id, checked);
+    if let Some(unchanged) = unchanged.filter(|_| skip_unchanged) {
+        return Ok(BackupOutcome::NothingNew(unchanged));
+    }
     // An upper bound for progress bars: offsets in range (compacted or transactional topics
     // hold fewer records), capped by max_messages. Added, not set: the topics of a backup set
     // share one control, whose total grows as the set reaches each of them.
@@ -192,7 +200,9 @@ pub(crate) async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         warnings,
     };
-    Ok(backup_result(&manifest, &ranges, run))
+    Ok(BackupOutcome::Written(backup_result(
+        &manifest, &ranges, run,
+    )))
 }
 
 /// The cut (high watermarks now) narrowed by the plan's offsets and times, per partition.

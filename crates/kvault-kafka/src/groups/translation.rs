@@ -4,10 +4,17 @@
 //! committed for the same group on the target without joining it. Migrate and restore share
 //! it; they differ only in where the source offsets come from (the source cluster, or the
 //! backup's manifest).
+//!
+//! The group's commits on the target are read first: by default
+//! ([`ConsumerGroupsMode::Respect`]) a partition where the group already has one keeps it, so
+//! a live group (a redeploy, a consumer using `assign()`) is neither moved past records it
+//! has not read nor rewound; `Overwrite` replaces it. Each partition reports which.
 
 use std::collections::BTreeMap;
 
-use kvault_domain::groups::{GroupTranslation, GroupTranslationStatus};
+use kvault_domain::groups::{
+    ConsumerGroupsMode, GroupTranslation, GroupTranslationStatus, PartitionAction,
+};
 use kvault_domain::migrate::PartitionTranslation;
 use kvault_domain::DomainError;
 
@@ -15,7 +22,7 @@ use crate::admin::Admin;
 use crate::client::ClusterConfig;
 
 use super::offset_map::OffsetMap;
-use super::{commit_offsets, Commits};
+use super::{commit_offsets, read_committed, Commits};
 
 /// Where one group's offsets are translated to, once the copy is done.
 pub(crate) struct TranslationPlan {
@@ -26,14 +33,18 @@ pub(crate) struct TranslationPlan {
     /// Target high watermarks before the copy: the position of a partition that copied
     /// nothing.
     pub(crate) target_ends: BTreeMap<i32, i64>,
+    /// What to do where the group already has a commit on the target.
+    pub(crate) mode: ConsumerGroupsMode,
 }
 
 impl TranslationPlan {
-    /// Each committed source offset mapped onto the target: what is reported, what to commit,
-    /// and the partitions where the group had committed past the cut.
+    /// Each committed source offset mapped onto the target: what is reported, what to commit
+    /// (none where `existing` holds the group's commit on the target and the mode respects
+    /// it), and the partitions where the group had committed past the cut.
     pub(crate) fn map_commits(
         &self,
         committed: Commits,
+        existing: &BTreeMap<i32, i64>,
     ) -> (Vec<PartitionTranslation>, Commits, Vec<i32>) {
         let mut past_cut = Vec::new();
         let mut translations = Vec::with_capacity(committed.len());
@@ -47,13 +58,23 @@ impl TranslationPlan {
             {
                 past_cut.push(partition);
             }
+            let existing_offset = existing.get(&partition).copied();
+            let keep = existing_offset.is_some() && self.mode == ConsumerGroupsMode::Respect;
             translations.push(PartitionTranslation {
                 partition,
                 source_offset: offset,
                 target_offset,
                 exact,
+                action: if keep {
+                    PartitionAction::KeptExisting
+                } else {
+                    PartitionAction::Committed
+                },
+                existing_offset,
             });
-            commit.push((partition, target_offset, metadata));
+            if !keep {
+                commit.push((partition, target_offset, metadata));
+            }
         }
         (translations, commit, past_cut)
     }
@@ -76,7 +97,8 @@ impl TranslationPlan {
 }
 
 /// Commits `group`'s translated offsets on `target_topic`: refused while the group has
-/// members on the target (a commit would race its consumers), else committed. Errors are
+/// members on the target (a commit would race its consumers); partitions where it already has
+/// a commit keep it unless the plan's mode overwrites; the rest committed. Errors are
 /// reported in the returned entry, not raised: the data is already written.
 pub(crate) async fn commit_translated(
     (target, target_admin): (&ClusterConfig, &Admin),
@@ -106,26 +128,34 @@ pub(crate) async fn commit_translated(
             return outcome;
         }
     }
-    let (translations, commit, past_cut) = plan.map_commits(committed);
-    outcome.partitions = translations;
-    let committed = {
-        let (target, topic, group) = (target.clone(), target_topic.to_owned(), group.to_owned());
-        tokio::task::spawn_blocking(move || commit_offsets(&target, &topic, &group, &commit))
-            .await
-            .map_err(|e| DomainError::internal(format!("offset commit thread failed: {e}")))
-            .and_then(|r| r)
+    let partitions: Vec<i32> = committed.iter().map(|(p, _, _)| *p).collect();
+    let existing = match target_commits(target, target_topic, group, partitions).await {
+        Ok(existing) => existing,
+        Err(e) => {
+            outcome.message = Some(format!(
+                "reading the group's committed offsets on the target failed (nothing was \
+                 committed): {e}"
+            ));
+            return outcome;
+        }
     };
-    match committed {
+    let (translations, commit, past_cut) = plan.map_commits(committed, &existing);
+    outcome.partitions = translations;
+    let kept: Vec<i32> = outcome
+        .partitions
+        .iter()
+        .filter(|p| p.action == PartitionAction::KeptExisting)
+        .map(|p| p.partition)
+        .collect();
+    if commit.is_empty() {
+        outcome.status = GroupTranslationStatus::Kept;
+        outcome.message = Some(kept_message(&kept));
+        return outcome;
+    }
+    match commit_offsets_blocking(target, target_topic, group, commit).await {
         Ok(()) => {
             outcome.status = GroupTranslationStatus::Translated;
-            if !past_cut.is_empty() {
-                // Those records arrived after the cut and were not copied: nothing on the
-                // target corresponds to them, so the group is put at the end of the copies.
-                outcome.message = Some(format!(
-                    "committed past the cut on partitions {past_cut:?}; the records it consumed \
-                     there after the cut were not copied"
-                ));
-            }
+            outcome.message = notes(&past_cut, &kept);
         }
         Err(e) => {
             outcome.message = Some(format!(
@@ -135,4 +165,56 @@ pub(crate) async fn commit_translated(
         }
     }
     outcome
+}
+
+/// [`commit_offsets`] on a blocking thread.
+async fn commit_offsets_blocking(
+    target: &ClusterConfig,
+    topic: &str,
+    group: &str,
+    commit: Commits,
+) -> Result<(), DomainError> {
+    let (target, topic, group) = (target.clone(), topic.to_owned(), group.to_owned());
+    tokio::task::spawn_blocking(move || commit_offsets(&target, &topic, &group, &commit))
+        .await
+        .map_err(|e| DomainError::internal(format!("offset commit thread failed: {e}")))?
+}
+
+/// What a translated group's entry notes: partitions committed past the cut (those records
+/// arrived after the cut and were not copied: nothing on the target corresponds to them, so
+/// the group is put at the end of the copies), and partitions whose existing commit was kept.
+fn notes(past_cut: &[i32], kept: &[i32]) -> Option<String> {
+    let mut notes = Vec::new();
+    if !past_cut.is_empty() {
+        notes.push(format!(
+            "committed past the cut on partitions {past_cut:?}; the records it consumed there \
+             after the cut were not copied"
+        ));
+    }
+    if !kept.is_empty() {
+        notes.push(kept_message(kept));
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// The group's committed offsets on `partitions` of the target topic.
+async fn target_commits(
+    target: &ClusterConfig,
+    topic: &str,
+    group: &str,
+    partitions: Vec<i32>,
+) -> Result<BTreeMap<i32, i64>, DomainError> {
+    let (target, topic, group) = (target.clone(), topic.to_owned(), group.to_owned());
+    let read =
+        tokio::task::spawn_blocking(move || read_committed(&target, &topic, &group, &partitions))
+            .await
+            .map_err(|e| DomainError::internal(format!("offset reader thread failed: {e}")))??;
+    Ok(read.into_iter().map(|(p, offset, _)| (p, offset)).collect())
+}
+
+fn kept_message(kept: &[i32]) -> String {
+    format!(
+        "the group already had committed offsets on the target on partitions {kept:?}; they \
+         were kept (consumer_groups_mode \"overwrite\" replaces them)"
+    )
 }

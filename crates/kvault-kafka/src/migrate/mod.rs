@@ -135,6 +135,7 @@ pub async fn migrate(
                 cut: marks,
                 offset_maps,
                 target_ends,
+                mode: req.consumer_groups_mode,
             });
             group_translation::translate_groups(
                 (source.config(), target.config(), &target_admin),

@@ -2,7 +2,8 @@
 //! recorded is committed on the target topic at the position of the next record it had not
 //! read, mapped through where the restored records landed (see
 //! [`crate::groups::translation`]). With `preserve_offsets` that is the very offset; otherwise
-//! the group is never moved past a record it has not read.
+//! the group is never moved past a record it has not read. Where the group already has a
+//! commit on the target partition it is kept unless `consumer_groups_mode` is `overwrite`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -69,7 +70,12 @@ impl GroupRestore {
     }
 
     /// The translation plan, taking the offset maps out (called once, after producing).
-    fn take_plan(&self, manifest: &Manifest, sources: &[i32]) -> DomainResult<TranslationPlan> {
+    fn take_plan(
+        &self,
+        plan: &RestorePlan,
+        manifest: &Manifest,
+        sources: &[i32],
+    ) -> DomainResult<TranslationPlan> {
         let cut = sources
             .iter()
             .filter_map(|p| manifest.partition(*p))
@@ -85,6 +91,7 @@ impl GroupRestore {
             cut,
             offset_maps,
             target_ends: self.target_ends.clone(),
+            mode: plan.consumer_groups_mode,
         })
     }
 }
@@ -111,7 +118,7 @@ pub(super) async fn restore_groups(
             .map(|(group, _)| outcome(group, GroupTranslationStatus::Refused, reason.into()))
             .collect());
     };
-    let translation = remembered.take_plan(manifest, sources)?;
+    let translation = remembered.take_plan(plan, manifest, sources)?;
     let mut outcomes = Vec::with_capacity(selected.len());
     for (group, recorded) in selected {
         let Some(recorded) = recorded else {
@@ -175,7 +182,9 @@ pub(super) fn warnings(outcomes: &[GroupTranslation]) -> Vec<String> {
         .filter(|g| {
             matches!(
                 g.status,
-                GroupTranslationStatus::Refused | GroupTranslationStatus::Failed
+                GroupTranslationStatus::Refused
+                    | GroupTranslationStatus::Failed
+                    | GroupTranslationStatus::Kept
             )
         })
         .map(|g| {

@@ -39,6 +39,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// The names under the root that have a manifest (not validated as backup ids).
     fn list_committed(&self) -> Result<Vec<String>>;
 
+    /// [`Self::list_committed`], each with a tag that changes whenever its manifest is
+    /// written again (an object's ETag), so a reader may keep what it parsed while the tag
+    /// holds. `None`: no such tag, the manifest is read again at every listing.
+    fn list_manifests(&self) -> Result<Vec<(String, Option<String>)>> {
+        Ok(self
+            .list_committed()?
+            .into_iter()
+            .map(|id| (id, None))
+            .collect())
+    }
+
     /// Opens segment `file` (relative to the backup) of committed backup `id`. A missing
     /// segment is an `io::ErrorKind::NotFound` inside `StorageError::Io`.
     fn open_segment(&self, id: &str, file: &str) -> Result<Box<dyn SegmentSource>>;

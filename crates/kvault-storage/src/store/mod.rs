@@ -31,6 +31,7 @@ use crate::record::encoded_len;
 use crate::segment::{BlockBuilder, SegmentWriter};
 use crate::verify::{self, check_segment, open_segment, VerifyMode};
 
+mod catalog;
 mod partition_writer;
 mod ports;
 mod reader;
@@ -92,6 +93,8 @@ impl StoreOptions {
 pub struct Store {
     backend: Arc<dyn Backend>,
     options: StoreOptions,
+    /// Manifests already read, shared by the store's clones.
+    catalog: Arc<catalog::Catalog>,
 }
 
 impl fmt::Debug for Store {
@@ -107,7 +110,11 @@ impl Store {
     /// A store on `backend`.
     pub fn on(backend: Arc<dyn Backend>, options: StoreOptions) -> Result<Self> {
         options.validate()?;
-        Ok(Self { backend, options })
+        Ok(Self {
+            backend,
+            options,
+            catalog: Arc::default(),
+        })
     }
 
     /// A store in local directory `base`, created if missing, with default options.
@@ -237,31 +244,6 @@ impl Store {
             options: self.options,
             taken: Mutex::new(HashSet::new()),
         })
-    }
-
-    fn list_inner(&self) -> Result<Vec<Manifest>> {
-        let mut out = Vec::new();
-        for name in self.backend.list_committed()? {
-            if name.ends_with(PARTIAL_SUFFIX) || BackupId::parse(&name).is_err() {
-                continue;
-            }
-            match self.load_manifest(&name) {
-                Ok(m) => out.push(m),
-                // Deleted between the listing and the read.
-                Err(StorageError::BackupNotFound(_)) => {}
-                // One unreadable backup must not hide the others; verify reports it.
-                Err(e) if e.is_corruption() => {
-                    tracing::warn!(backup_id = %name, error = %e, "skipping unreadable backup")
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.backup_id.cmp(&b.backup_id))
-        });
-        Ok(out)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use kvault_domain::groups::GroupChoice;
+use kvault_domain::groups::{ConsumerGroupsMode, GroupChoice};
 use kvault_domain::restore::IfExists;
 use kvault_domain::{CompressionType, Offset};
 
@@ -112,6 +112,9 @@ pub struct RestoreArgs {
     /// `true`, `false` or a comma-separated list of group ids.
     #[arg(long, alias = "restore_consumer_groups", value_parser = parse_group_choice)]
     pub restore_consumer_groups: Option<GroupChoice>,
+    /// Where a group already has a commit on the target: `respect` (keep it) or `overwrite`.
+    #[arg(long, alias = "consumer_groups_mode", default_value = "respect", value_parser = parse_groups_mode)]
+    pub consumer_groups_mode: ConsumerGroupsMode,
     /// Backup sets: restore each topic as PREFIX + its name.
     #[arg(long, alias = "topic_prefix")]
     pub topic_prefix: Option<String>,
@@ -128,6 +131,11 @@ fn parse_rename(raw: &str) -> Result<(String, String), String> {
 
 fn parse_group_choice(raw: &str) -> Result<GroupChoice, String> {
     Ok(GroupChoice::parse_cli(raw))
+}
+
+fn parse_groups_mode(raw: &str) -> Result<ConsumerGroupsMode, String> {
+    serde_json::from_value(serde_json::Value::String(raw.trim().to_owned()))
+        .map_err(|_| format!("'{raw}' is not a mode: use respect or overwrite"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -27,6 +27,7 @@ pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
         rate_limit_per_second: args.rate_limit_per_second,
         on_error: args.on_error.into(),
         translate_consumer_groups: args.translate_consumer_groups,
+        consumer_groups_mode: Default::default(),
         if_exists: args.if_exists.into(),
     };
     let plan = MigrationPlan::new(request, MigrationPlan::generate_id(chrono::Utc::now()))?;

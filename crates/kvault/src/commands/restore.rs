@@ -35,6 +35,7 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         include_source_offset_header: args.include_source_offset_header,
         retention_override: args.retention_override,
         restore_consumer_groups: args.restore_consumer_groups,
+        consumer_groups_mode: args.consumer_groups_mode,
         topic_prefix: args.topic_prefix,
         topic_mapping: args.topic_mapping.map(|pairs| pairs.into_iter().collect()),
     };

@@ -32,6 +32,7 @@ use crate::error::{Result, StorageError};
 
 mod config;
 mod io;
+mod listing;
 mod staging;
 mod transfer;
 
@@ -313,6 +314,10 @@ impl Backend for ObjectBackend {
             .filter(|(_, r)| r.manifest)
             .map(|(id, _)| id)
             .collect())
+    }
+
+    fn list_manifests(&self) -> Result<Vec<(String, Option<String>)>> {
+        listing::manifests(&self.shared)
     }
 
     fn open_segment(&self, id: &str, file: &str) -> Result<Box<dyn SegmentSource>> {
