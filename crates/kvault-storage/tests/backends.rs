@@ -754,3 +754,54 @@ fn the_local_sweep_leaves_directories_that_are_not_kvaults_alone() {
     assert!(dir.path().join("album.partial/notes.txt").is_file());
     assert!(!dead.exists());
 }
+
+#[test]
+fn an_interrupted_delete_is_never_listed_and_the_sweep_finishes_it_around_a_new_backup() {
+    let h = Harness::s3(SMALL);
+    write(&h.store, "again", CompressionType::Lz4, 200);
+    let old_files: Vec<String> = h
+        .store
+        .blocking_manifest(&id("again"))
+        .unwrap()
+        .partitions
+        .iter()
+        .flat_map(|p| p.segments.iter().map(|s| format!("again/{}", s.file)))
+        .collect();
+    let Place::Bucket { raw, .. } = &h.place else {
+        unreachable!()
+    };
+    // What a delete killed right after removing the manifest leaves: its marker and files.
+    let manifest = Key::from("vault/again/manifest.json");
+    let etag = runtime()
+        .block_on(raw.head(&manifest))
+        .unwrap()
+        .e_tag
+        .unwrap();
+    let files: Vec<String> = old_files
+        .iter()
+        .map(|f| f.trim_start_matches("again/").to_owned())
+        .collect();
+    let marker = serde_json::json!({"manifest_etag": etag, "files": files}).to_string();
+    h.write_raw(
+        "again/_deleting/0123456789abcdef0123456789abcdef",
+        marker.into_bytes(),
+    );
+    runtime().block_on(raw.delete(&manifest)).unwrap();
+    assert!(h.store.blocking_list().unwrap().is_empty());
+    // The id is free: a new backup of it is written before any sweep.
+    let written = write(&h.store, "again", CompressionType::Zstd, 300);
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(h.store.sweep_abandoned(), 1);
+    let left = h.contents();
+    for f in &old_files {
+        assert!(!left.contains(f), "{f} stayed: {left:?}");
+    }
+    assert!(!left.iter().any(|f| f.contains("_deleting")), "{left:?}");
+    assert_eq!(read_all(&h.store, "again").unwrap(), written);
+    assert!(
+        h.store
+            .blocking_verify(&id("again"), &OperationControl::default())
+            .unwrap()
+            .valid
+    );
+}
