@@ -529,3 +529,279 @@ fn a_writer_killed_mid_upload_is_never_listed_and_its_id_is_freed_by_the_sweep()
         assert_eq!(h.store.blocking_list().unwrap().len(), 1, "{}", h.name());
     }
 }
+
+/// Raw access to `bucket` of the shared test server.
+fn raw_bucket(bucket: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(TestS3::shared().endpoint())
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .with_access_key_id(S3_ACCESS_KEY_ID)
+            .with_secret_access_key(S3_SECRET_ACCESS_KEY)
+            .build()
+            .unwrap(),
+    )
+}
+
+fn put_raw(raw: &Arc<dyn ObjectStore>, key: &str, body: &[u8]) {
+    runtime()
+        .block_on(raw.put(&Key::from(key), PutPayload::from(body.to_vec())))
+        .unwrap();
+}
+
+fn raw_keys(raw: &Arc<dyn ObjectStore>) -> Vec<String> {
+    let mut keys: Vec<String> = runtime()
+        .block_on(raw.list(None).try_collect::<Vec<_>>())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Objects another application keeps beside kvault's: under a name that is a valid backup
+/// id, beside a backup, deeper, and under names kvault never writes.
+const FOREIGN: [&str; 5] = [
+    "other-app/report.csv",
+    "other-app/p0/notes.txt",
+    "other-app/_uploads/list",
+    "readme.txt",
+    ".hidden/x",
+];
+
+#[test]
+fn a_foreign_object_in_an_exclusive_bucket_root_survives_the_sweep() {
+    let server = TestS3::shared();
+    let bucket = server.fresh_bucket("bare");
+    let raw = raw_bucket(&bucket);
+    for key in FOREIGN {
+        put_raw(&raw, key, b"not kvault's");
+    }
+    let config = ObjectConfig {
+        url: format!("s3://{bucket}"),
+        exclusive_bucket: true,
+        ..s3_config(server.endpoint(), &bucket)
+    };
+    let store = Store::on(Arc::new(ObjectBackend::connect(&config).unwrap()), SMALL).unwrap();
+    write(&store, "mine", CompressionType::None, 50);
+    // Older than `abandoned_after` (2 s): the sweep judges them by age too.
+    std::thread::sleep(Duration::from_millis(3_000));
+    store.sweep_abandoned();
+    let keys = raw_keys(&raw);
+    for key in FOREIGN {
+        assert!(keys.contains(&key.to_owned()), "{key} is gone: {keys:?}");
+    }
+    assert!(
+        store
+            .blocking_verify(&id("mine"), &OperationControl::default())
+            .unwrap()
+            .valid
+    );
+}
+
+#[test]
+fn a_foreign_object_under_a_shared_prefix_survives_the_sweep() {
+    let h = Harness::s3(SMALL);
+    write(&h.store, "kept", CompressionType::None, 50);
+    let Place::Bucket { raw, .. } = &h.place else {
+        unreachable!()
+    };
+    let mut foreign: Vec<String> = FOREIGN.iter().map(|k| format!("vault/{k}")).collect();
+    foreign.push("vault/kept/README.md".into());
+    foreign.push("outside/report.csv".into());
+    for key in &foreign {
+        put_raw(raw, key, b"not kvault's");
+    }
+    std::thread::sleep(Duration::from_millis(3_000));
+    h.store.sweep_abandoned();
+    let keys = raw_keys(raw);
+    for key in &foreign {
+        assert!(keys.contains(key), "{key} is gone: {keys:?}");
+    }
+}
+
+#[test]
+fn a_prefixless_url_is_refused_unless_the_bucket_is_exclusive() {
+    let server = TestS3::shared();
+    let config = ObjectConfig {
+        url: "s3://some-bucket".into(),
+        ..s3_config(server.endpoint(), "some-bucket")
+    };
+    match ObjectBackend::connect(&config) {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("storage.s3.exclusive_bucket"), "{text}");
+        }
+        Ok(_) => panic!("a bucket root shared with others was accepted"),
+    }
+}
+
+#[test]
+fn a_stale_lease_beside_a_manifest_leaves_the_backup_whole() {
+    let h = Harness::s3(SMALL);
+    let written = write(&h.store, "kept", CompressionType::Zstd, 300);
+    let before = h.contents();
+    // What a writer killed between its manifest and its lease delete leaves, in the format
+    // of this version and of the previous one (no attempt).
+    h.write_raw(
+        "kept/_writing",
+        br#"{"pid":1,"host":"gone","refreshed_at":"2026-01-01T00:00:00Z"}"#.to_vec(),
+    );
+    std::thread::sleep(Duration::from_millis(3_000));
+    h.store.sweep_abandoned();
+    assert_eq!(h.contents(), before);
+    let report = h
+        .store
+        .blocking_verify(&id("kept"), &OperationControl::default())
+        .unwrap();
+    assert!(report.valid, "{:?}", report.problems);
+    assert_eq!(read_all(&h.store, "kept").unwrap(), written);
+}
+
+#[test]
+fn a_writer_whose_id_was_taken_over_cannot_touch_the_new_writers_objects() {
+    use kvault_domain::ports::ArchiveStore;
+    let h = Harness::s3(SMALL);
+    let first = h
+        .store
+        .blocking_create(common::spec("taken", CompressionType::None, 2))
+        .unwrap();
+    let mut pw = first.partition(0).unwrap();
+    for o in 0..200 {
+        pw.append(&common::record(o)).unwrap();
+    }
+    let first_p0 = pw.finish(0, 200).unwrap();
+    let mut first_p1 = first.partition(1).unwrap();
+    // Another replica takes the backup over (this one lost the database, not the bucket)
+    // and writes it again under the same id.
+    runtime()
+        .block_on(h.store.discard_unfinished(&id("taken")))
+        .unwrap();
+    let second = h
+        .store
+        .blocking_create(common::spec("taken", CompressionType::None, 2))
+        .unwrap();
+    let mut manifests = Vec::new();
+    let mut written = Vec::new();
+    for p in 0..2 {
+        let mut pw = second.partition(p).unwrap();
+        for o in 0..300 {
+            let r = common::record(o);
+            pw.append(&r).unwrap();
+            written.push(r);
+        }
+        manifests.push(pw.finish(0, 300).unwrap());
+    }
+    // The first writer's heartbeat runs meanwhile (every 0.5 s); then it writes on, tries to
+    // commit, and (committing failed) aborts.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let finished = (0..200)
+        .try_for_each(|o| first_p1.append(&common::record(o)))
+        .and_then(|()| first_p1.finish(0, 200));
+    let mut parts = vec![first_p0];
+    if let Ok(p1) = finished {
+        parts.push(p1);
+    }
+    assert!(
+        first.commit(parts, chrono::Utc::now()).is_err(),
+        "a writer that lost its lease committed"
+    );
+    second.commit(manifests, chrono::Utc::now()).unwrap();
+    assert_eq!(read_all(&h.store, "taken").unwrap(), written);
+    let report = h
+        .store
+        .blocking_verify(&id("taken"), &OperationControl::default())
+        .unwrap();
+    assert!(report.valid, "{:?}", report.problems);
+    // Once the first writer's remains are old, the sweep leaves the backup alone.
+    std::thread::sleep(Duration::from_millis(2_500));
+    h.store.sweep_abandoned();
+    assert_eq!(read_all(&h.store, "taken").unwrap(), written);
+}
+
+#[test]
+fn the_local_sweep_leaves_directories_that_are_not_kvaults_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3_600);
+    // Named like a staging directory, but not one kvault made: a name that is no backup id,
+    // and a valid id whose directory holds someone else's file.
+    for (name, file) in [
+        ("my photos.partial", "a.jpg"),
+        ("album.partial", "notes.txt"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join(file), b"not kvault's").unwrap();
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    // A dead writer's staging directory (no lock file, long ago) still goes.
+    let dead = dir.path().join("dead.partial");
+    std::fs::create_dir_all(dead.join("p0")).unwrap();
+    std::fs::write(dead.join("p0/00000000000000000000.seg"), b"x").unwrap();
+    std::fs::File::open(&dead)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let store = Store::local_with_options(dir.path(), SMALL).unwrap();
+    store.sweep_abandoned();
+    assert!(dir.path().join("my photos.partial/a.jpg").is_file());
+    assert!(dir.path().join("album.partial/notes.txt").is_file());
+    assert!(!dead.exists());
+}
+
+#[test]
+fn an_interrupted_delete_is_never_listed_and_the_sweep_finishes_it_around_a_new_backup() {
+    let h = Harness::s3(SMALL);
+    write(&h.store, "again", CompressionType::Lz4, 200);
+    let old_files: Vec<String> = h
+        .store
+        .blocking_manifest(&id("again"))
+        .unwrap()
+        .partitions
+        .iter()
+        .flat_map(|p| p.segments.iter().map(|s| format!("again/{}", s.file)))
+        .collect();
+    let Place::Bucket { raw, .. } = &h.place else {
+        unreachable!()
+    };
+    // What a delete killed right after removing the manifest leaves: its marker and files.
+    let manifest = Key::from("vault/again/manifest.json");
+    let etag = runtime()
+        .block_on(raw.head(&manifest))
+        .unwrap()
+        .e_tag
+        .unwrap();
+    let files: Vec<String> = old_files
+        .iter()
+        .map(|f| f.trim_start_matches("again/").to_owned())
+        .collect();
+    let marker = serde_json::json!({"manifest_etag": etag, "files": files}).to_string();
+    h.write_raw(
+        "again/_deleting/0123456789abcdef0123456789abcdef",
+        marker.into_bytes(),
+    );
+    runtime().block_on(raw.delete(&manifest)).unwrap();
+    assert!(h.store.blocking_list().unwrap().is_empty());
+    // The id is free: a new backup of it is written before any sweep.
+    let written = write(&h.store, "again", CompressionType::Zstd, 300);
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(h.store.sweep_abandoned(), 1);
+    let left = h.contents();
+    for f in &old_files {
+        assert!(!left.contains(f), "{f} stayed: {left:?}");
+    }
+    assert!(!left.iter().any(|f| f.contains("_deleting")), "{left:?}");
+    assert_eq!(read_all(&h.store, "again").unwrap(), written);
+    assert!(
+        h.store
+            .blocking_verify(&id("again"), &OperationControl::default())
+            .unwrap()
+            .valid
+    );
+}

@@ -50,6 +50,7 @@ fn object_config(url: String, s3: &S3Settings) -> ObjectConfig {
         endpoint: s3.endpoint.clone(),
         region: s3.region.clone(),
         allow_http: s3.allow_http,
+        exclusive_bucket: s3.exclusive_bucket,
         access_key_id: s3.access_key_id.as_ref().map(|s| s.expose().to_owned()),
         secret_access_key: s3.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
         part_size: s3.part_size_mib << 20,

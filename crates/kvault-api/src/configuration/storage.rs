@@ -36,6 +36,11 @@ pub struct S3Settings {
     pub access_key_id: Option<Secret>,
     #[serde(default)]
     pub secret_access_key: Option<Secret>,
+    /// The bucket holds nothing but kvault's backups, so `storage.url` may name it without a
+    /// prefix. Off by default: a prefix-less url is refused at startup, because the sweep
+    /// must never have to judge objects other applications keep in the bucket.
+    #[serde(default)]
+    pub exclusive_bucket: bool,
     /// Multipart part size in MiB (5 to 512).
     #[serde(default = "default_part_size_mib")]
     pub part_size_mib: usize,
@@ -64,6 +69,7 @@ impl Default for S3Settings {
             allow_http: false,
             access_key_id: None,
             secret_access_key: None,
+            exclusive_bucket: false,
             part_size_mib: default_part_size_mib(),
             read_window_mib: default_read_window_mib(),
             abandoned_after_secs: default_abandoned_after(),
@@ -136,7 +142,17 @@ impl StorageSettings {
 
     /// Checks what serde cannot.
     pub fn validate(&self, base_path: &std::path::Path) -> Result<(), ConfigError> {
-        self.target(base_path)?;
+        if let StorageTarget::S3(url) = self.target(base_path)? {
+            let prefix = url["s3://".len()..].split_once('/').map_or("", |(_, p)| p);
+            if prefix.trim_matches('/').is_empty() && !self.s3.exclusive_bucket {
+                return Err(ConfigError::invalid(
+                    "storage.s3.exclusive_bucket",
+                    "storage.url names a bucket without a prefix: use s3://bucket/prefix if \
+                     other applications may keep objects in the bucket, or set \
+                     storage.s3.exclusive_bucket: true if nothing but kvault writes there",
+                ));
+            }
+        }
         if !(5..=512).contains(&self.s3.part_size_mib) {
             return Err(ConfigError::invalid(
                 "storage.s3.part_size_mib",
@@ -203,7 +219,7 @@ mod tests {
 
     #[test]
     fn credentials_never_show_in_debug_and_come_in_pairs() {
-        let mut s = with_url("s3://b");
+        let mut s = with_url("s3://b/kvault");
         s.s3.access_key_id = Some(Secret::new("AKIAEXAMPLEKEYID"));
         s.s3.secret_access_key = Some(Secret::new("wJalrXUtnFEMI-secret"));
         let shown = format!("{s:?}");
@@ -214,8 +230,20 @@ mod tests {
         assert!(s.validate(Path::new(".")).is_ok());
         s.s3.secret_access_key = None;
         assert!(s.validate(Path::new(".")).is_err());
-        let mut small = with_url("s3://b");
+        let mut small = with_url("s3://b/kvault");
         small.s3.part_size_mib = 4;
         assert!(small.validate(Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn a_bucket_root_is_used_only_when_the_bucket_is_declared_kvaults_alone() {
+        for url in ["s3://b", "s3://b/", "s3://b//"] {
+            let mut s = with_url(url);
+            let e = s.validate(Path::new(".")).unwrap_err().to_string();
+            assert!(e.contains("storage.s3.exclusive_bucket"), "{url}: {e}");
+            s.s3.exclusive_bucket = true;
+            assert!(s.validate(Path::new(".")).is_ok(), "{url}");
+        }
+        assert!(with_url("s3://b/kvault").validate(Path::new(".")).is_ok());
     }
 }

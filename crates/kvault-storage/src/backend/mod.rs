@@ -75,7 +75,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
 /// One backup being written: its segment sinks, then exactly one of commit or abort.
 pub trait Staging: Send + Sync {
-    /// Sinks for the segments of one partition directory (`p0`).
+    /// The directory, relative to the backup, that the segments of partition directory
+    /// `partition_dir` (`p0`) go to and the manifest names them under: `p0` locally, the
+    /// write attempt's own folder in an object store (`attempt-{hex}/p0`), so no other
+    /// attempt's writer can touch them.
+    fn segment_dir(&self, partition_dir: &str) -> String {
+        partition_dir.to_owned()
+    }
+
+    /// Sinks for the segments of one segment directory (what [`Staging::segment_dir`] gave).
     fn sinks(&self, partition_dir: &str) -> Result<Box<dyn SegmentSinks>>;
 
     /// The size of finished segment `file`, or `None` if it was never written.

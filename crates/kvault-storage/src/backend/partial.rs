@@ -14,6 +14,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use fs4::fs_std::FileExt;
+use kvault_domain::BackupId;
+
+use super::local::MANIFEST_FILE;
 
 /// Name of the lock file inside a partial directory.
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -85,8 +88,49 @@ fn older_than(dir: &Path, age: Duration) -> bool {
         .is_some_and(|elapsed| elapsed >= age)
 }
 
-/// Removes the partial `dir` if it is abandoned; returns whether it is gone.
+/// Whether `dir` holds only what a writer puts in a partial: the lock file, the manifest and
+/// `p{n}/` directories of `{offset:020}.seg` files. Anything else means the directory is not
+/// (only) kvault's, and it is left alone whatever its name says.
+fn holds_only_kvaults_files(dir: &Path) -> bool {
+    let names = |dir: &Path| -> Option<Vec<(String, bool)>> {
+        fs::read_dir(dir)
+            .ok()?
+            .map(|e| {
+                let e = e.ok()?;
+                Some((
+                    e.file_name().into_string().ok()?,
+                    e.file_type().ok()?.is_dir(),
+                ))
+            })
+            .collect()
+    };
+    let is_segment = |n: &str| {
+        n.strip_suffix(".seg")
+            .is_some_and(|o| o.len() == 20 && o.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let is_partition = |n: &str| {
+        n.strip_prefix('p')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let Some(top) = names(dir) else {
+        return false;
+    };
+    top.iter()
+        .all(|(name, is_dir)| match (name.as_str(), is_dir) {
+            (LOCK_FILE | MANIFEST_FILE, false) => true,
+            (p, true) if is_partition(p) => names(&dir.join(p))
+                .is_some_and(|files| files.iter().all(|(f, d)| !d && is_segment(f))),
+            _ => false,
+        })
+}
+
+/// Removes the partial `dir` if it is abandoned and holds only kvault's files; returns
+/// whether it is gone.
 pub(crate) fn remove_if_abandoned(dir: &Path) -> bool {
+    if !holds_only_kvaults_files(dir) {
+        tracing::warn!(path = %dir.display(), "a staging directory holds files kvault does not write; left alone");
+        return false;
+    }
     // Held until the directory is gone, so a concurrent create of the same id cannot have
     // its fresh partial removed by this sweep.
     let Some(_probe) = claim_abandoned(dir) else {
@@ -102,15 +146,20 @@ pub(crate) fn remove_if_abandoned(dir: &Path) -> bool {
     }
 }
 
-/// Removes every abandoned `*.partial` directory under `base`; returns how many went.
+/// Removes every abandoned `{backup id}.partial` directory under `base`; returns how many
+/// went. A name that is no backup id plus the suffix is not kvault's and is never touched.
 pub(crate) fn sweep_abandoned(base: &Path, suffix: &str) -> usize {
     let Ok(entries) = fs::read_dir(base) else {
         return 0;
     };
+    let is_partial_name = |name: &str| {
+        name.strip_suffix(suffix)
+            .is_some_and(|id| BackupId::parse(id).is_ok())
+    };
     entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(suffix)))
+        .filter(|e| e.file_name().to_str().is_some_and(is_partial_name))
         .filter(|e| remove_if_abandoned(&e.path()))
         .count()
 }

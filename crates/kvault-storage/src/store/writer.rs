@@ -30,7 +30,7 @@ impl StoreWriter {
                 });
             }
         }
-        let rel_dir = format!("p{partition}");
+        let rel_dir = self.staging.segment_dir(&format!("p{partition}"));
         let sinks = self.staging.sinks(&rel_dir)?;
         let encoder =
             Encoder::new(self.spec.compression).map_err(|message| StorageError::Compress {

@@ -7,8 +7,11 @@ use std::time::Duration;
 /// How to reach the bucket and how to use it.
 #[derive(Clone)]
 pub struct ObjectConfig {
-    /// `s3://bucket` or `s3://bucket/prefix`.
+    /// `s3://bucket/prefix`, or `s3://bucket` when `exclusive_bucket`.
     pub url: String,
+    /// The bucket holds nothing but kvault's backups, so a url without a prefix may use its
+    /// root. Without it such a url is refused: the sweep must never judge others' objects.
+    pub exclusive_bucket: bool,
     /// For S3-compatible servers: `http://127.0.0.1:9000`. `None` for AWS.
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -36,6 +39,7 @@ impl Default for ObjectConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            exclusive_bucket: false,
             endpoint: None,
             region: None,
             allow_http: false,
@@ -58,6 +62,7 @@ impl fmt::Debug for ObjectConfig {
         let redact = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
         f.debug_struct("ObjectConfig")
             .field("url", &self.url)
+            .field("exclusive_bucket", &self.exclusive_bucket)
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("allow_http", &self.allow_http)

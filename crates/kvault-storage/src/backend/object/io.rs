@@ -90,14 +90,6 @@ impl ObjectError {
             && !self.chain().contains("NoSuchBucket")
     }
 
-    /// Whether a create-only write lost to an existing object.
-    pub(super) fn is_already_exists(&self) -> bool {
-        matches!(
-            self.source,
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
-        )
-    }
-
     /// The error and its causes on one line.
     fn chain(&self) -> String {
         let mut text = self.source.to_string();

@@ -1,50 +1,44 @@
 //! [`ObjectBackend`]: backups as objects in S3 or an S3-compatible server, through the
-//! `object_store` crate. The layout is the local one with the root as a key prefix:
-//! `{prefix}/{id}/manifest.json` and `{prefix}/{id}/p{n}/{offset:020}.seg`, so a backup
-//! copied between a disk and a bucket by hand reads the same.
+//! `object_store` crate. The layout is the local one with the root as a key prefix, except
+//! that each write attempt's segments live in a folder of their own:
+//! `{prefix}/{id}/manifest.json` and `{prefix}/{id}/attempt-{hex}/p{n}/{offset:020}.seg`
+//! (the manifest names them relative to the backup, so a backup copied between a disk and a
+//! bucket by hand reads the same; backups of the layout without attempt folders still read).
 //!
-//! Two more kinds of object exist only while a backup is written:
-//! - `{id}/_writing`, the writer's lease: created create-only (the id's lock: of two writers
-//!   of one id exactly one gets it), refreshed while the writer lives, deleted after the
-//!   manifest. A lease older than `abandoned_after` belongs to a dead writer; its backup's
-//!   remains are swept.
-//! - `{id}/_uploads/{p0~offset.seg}`, one per open multipart upload, holding the upload id,
-//!   so a sweep can abort the uploads of a writer killed mid-segment (the crate cannot list
-//!   open uploads).
-//!
-//! The manifest is the commit point, written last and create-only (`If-None-Match: *`).
+//! While a backup is written, `{id}/_writing` is its lease ([`lease`]), naming the attempt;
+//! the manifest is the commit point, written last and create-only (`If-None-Match: *`). A
+//! delete writes a marker first ([`removal`]); the sweep ([`sweep`]) removes only what it can
+//! prove is kvault's and dead. The root is a prefix of a bucket shared with others, or the
+//! whole bucket only when `storage.s3.exclusive_bucket` says it is kvault's alone.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
-use super::local::MANIFEST_FILE;
 use super::{Backend, SegmentSource, Staging};
 use crate::error::{Result, StorageError};
 
 mod config;
 mod io;
+mod layout;
+mod lease;
 mod listing;
+mod removal;
 mod staging;
+mod sweep;
 mod transfer;
 
 pub use config::ObjectConfig;
 pub use io::ObjectError;
+use layout::{Entry, MANIFEST_FILE};
 use staging::ObjectStaging;
 use transfer::ObjectSource;
 
-/// The lease object of a backup being written.
-const LEASE: &str = "_writing";
-/// The folder of open-upload markers.
-const UPLOADS: &str = "_uploads";
 /// Smallest part S3 accepts (except the last one).
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
@@ -127,15 +121,6 @@ impl fmt::Debug for ObjectBackend {
     }
 }
 
-/// What one listing found under a backup's prefix.
-#[derive(Debug, Default)]
-struct Remains {
-    manifest: bool,
-    lease: Option<DateTime<Utc>>,
-    newest: Option<DateTime<Utc>>,
-    objects: usize,
-}
-
 impl ObjectBackend {
     /// Connects to the bucket in `config.url`. Nothing is sent yet; the first request tells
     /// whether the bucket is there.
@@ -159,6 +144,16 @@ impl ObjectBackend {
                 "storage.url",
                 config.url.clone(),
                 "names no bucket".into(),
+            ));
+        }
+        if prefix.trim_matches('/').is_empty() && !config.exclusive_bucket {
+            return Err(invalid(
+                "storage.url",
+                config.url.clone(),
+                "names no prefix: kvault keeps its backups under a prefix of a bucket others \
+                 may share (s3://bucket/kvault); to use the whole bucket, set \
+                 storage.s3.exclusive_bucket: true, which says nothing but kvault writes there"
+                    .into(),
             ));
         }
         if config.part_size < MIN_PART_SIZE {
@@ -215,45 +210,6 @@ impl ObjectBackend {
         })
     }
 
-    /// Everything under the root, grouped by backup id.
-    fn survey(&self) -> Result<BTreeMap<String, Remains>> {
-        let shared = self.shared.clone();
-        let metas = io::block_on(async move {
-            let stream = shared.store.list(Some(&shared.root));
-            stream.try_collect::<Vec<_>>().await
-        })
-        .map_err(StorageError::Object)?
-        .map_err(|e| self.shared.error(&self.shared.root, e))?;
-        let mut by_id: BTreeMap<String, Remains> = BTreeMap::new();
-        for meta in metas {
-            let Some(parts) = meta.location.prefix_match(&self.shared.root) else {
-                continue;
-            };
-            let parts: Vec<String> = parts.map(|p| p.as_ref().to_owned()).collect();
-            let [id, rest @ ..] = parts.as_slice() else {
-                continue;
-            };
-            if rest.is_empty() {
-                continue;
-            }
-            let entry = by_id.entry(id.clone()).or_default();
-            entry.objects += 1;
-            entry.newest = entry.newest.max(Some(meta.last_modified));
-            match rest {
-                [name] if name == MANIFEST_FILE => entry.manifest = true,
-                [name] if name == LEASE => entry.lease = Some(meta.last_modified),
-                _ => {}
-            }
-        }
-        Ok(by_id)
-    }
-
-    fn is_stale(&self, at: DateTime<Utc>) -> bool {
-        let age = Utc::now().signed_duration_since(at);
-        age.to_std()
-            .is_ok_and(|age| age >= self.shared.abandoned_after)
-    }
-
     fn head(&self, key: &Key) -> Result<Option<object_store::ObjectMeta>> {
         self.shared.head(key)
     }
@@ -269,21 +225,12 @@ impl Backend for ObjectBackend {
         if self.head(&manifest)?.is_some() {
             return Err(StorageError::BackupExists(id.to_owned()));
         }
-        let staging = match ObjectStaging::claim(self.shared.clone(), id)? {
-            Some(staging) => staging,
-            None => {
-                // The id is leased. A dead writer's lease is cleared and claimed again;
-                // a live one keeps its id.
-                let lease = self.head(&self.shared.key(id, LEASE))?;
-                if !lease.is_some_and(|l| self.is_stale(l.last_modified)) {
-                    return Err(StorageError::BackupExists(id.to_owned()));
-                }
-                staging::clear(&self.shared, id, false)?;
-                ObjectStaging::claim(self.shared.clone(), id)?
-                    .ok_or_else(|| StorageError::BackupExists(id.to_owned()))?
-            }
+        // A live writer keeps its id; a dead one's lease is taken over (its objects stay in
+        // its own attempt's folder until the sweep, never in the way of this attempt).
+        let Some(staging) = ObjectStaging::claim(self.shared.clone(), id)? else {
+            return Err(StorageError::BackupExists(id.to_owned()));
         };
-        // A writer that committed this id between the first check and the claim deleted
+        // A writer that committed this id between the first check and the claim released
         // its lease after its manifest, so the manifest shows now.
         if self.head(&manifest)?.is_some() {
             drop(staging.release());
@@ -308,10 +255,9 @@ impl Backend for ObjectBackend {
     }
 
     fn list_committed(&self) -> Result<Vec<String>> {
-        Ok(self
-            .survey()?
+        Ok(sweep::survey(&self.shared)?
             .into_iter()
-            .filter(|(_, r)| r.manifest)
+            .filter(|(_, objects)| objects.iter().any(|f| f.entry == Entry::Manifest))
             .map(|(id, _)| id)
             .collect())
     }
@@ -340,45 +286,14 @@ impl Backend for ObjectBackend {
     }
 
     fn delete(&self, id: &str) -> Result<()> {
-        let manifest = self.shared.key(id, MANIFEST_FILE);
-        if self.head(&manifest)?.is_none() {
-            return Err(StorageError::BackupNotFound(id.to_owned()));
-        }
-        staging::delete_committed(&self.shared, id)
+        removal::delete_committed(&self.shared, id)
     }
 
     fn discard_unfinished(&self, id: &str) -> Result<()> {
-        let committed = self.head(&self.shared.key(id, MANIFEST_FILE))?.is_some();
-        staging::clear(&self.shared, id, committed)
+        sweep::discard(&self.shared, id)
     }
 
     fn sweep_abandoned(&self) -> usize {
-        let survey = match self.survey() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list the bucket to sweep abandoned backups");
-                return 0;
-            }
-        };
-        let mut swept = 0;
-        for (id, remains) in survey {
-            let dead_writer = remains.lease.is_some_and(|at| self.is_stale(at));
-            // No lease and no manifest: the rest of an interrupted delete, or a writer that
-            // died between claiming and its first object. Left alone while recent.
-            let orphaned = remains.lease.is_none()
-                && !remains.manifest
-                && remains.newest.is_some_and(|at| self.is_stale(at));
-            if !(dead_writer || orphaned) {
-                continue;
-            }
-            // A committed backup keeps its objects; only the dead writer's lease goes.
-            match staging::clear(&self.shared, &id, remains.manifest) {
-                Ok(()) => swept += 1,
-                Err(e) => {
-                    tracing::warn!(backup_id = %id, error = %e, "could not sweep an abandoned backup")
-                }
-            }
-        }
-        swept
+        sweep::sweep(&self.shared)
     }
 }

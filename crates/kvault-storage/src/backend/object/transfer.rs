@@ -11,7 +11,9 @@ use object_store::path::Path as Key;
 use object_store::{MultipartId, ObjectStoreExt, PutPayload, PutPayloadMut};
 
 use super::io::{self as object_io, ObjectError};
-use super::{Shared, UPLOADS};
+use super::layout::UPLOADS;
+use super::lease::{Lease, LOST};
+use super::Shared;
 use crate::backend::{SegmentSink, SegmentSinks, SegmentSource};
 use crate::error::{Result, StorageError};
 
@@ -38,26 +40,17 @@ where
     })
 }
 
-/// The marker of an open upload of `file` (`p0/…seg`): `{id}/_uploads/p0~…seg`.
-fn marker_key(shared: &Shared, id: &str, file: &str) -> Key {
-    shared.key(id, &format!("{UPLOADS}/{}", file.replace('/', "~")))
-}
-
-/// Aborts the upload a marker names (what a killed writer left open).
-pub(super) fn abort_marked_upload(shared: &Arc<Shared>, id: &str, marker: &Key) -> Result<()> {
-    let Some(name) = marker.filename() else {
-        return Ok(());
-    };
-    let target = shared.key(id, &name.replace('~', "/"));
+/// Aborts the upload of `target` that `marker` names (what a killed writer left open).
+pub(super) fn abort_marked_upload(shared: &Arc<Shared>, marker: &Key, target: &Key) -> Result<()> {
     let upload = match call(shared, marker, {
         let m = marker.clone();
         move |s| async move { s.store.get(&m).await?.bytes().await }
     }) {
         Ok(body) => String::from_utf8_lossy(&body).trim().to_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StorageError::io(format!("{id}/{UPLOADS}"), e)),
+        Err(e) => return Err(StorageError::io(shared.describe(marker), e)),
     };
-    let aborted = call(shared, &target, {
+    let aborted = call(shared, target, {
         let t = target.clone();
         move |s| async move { s.multipart.abort_multipart(&t, &upload).await }
     });
@@ -65,7 +58,7 @@ pub(super) fn abort_marked_upload(shared: &Arc<Shared>, id: &str, marker: &Key) 
         Ok(()) => Ok(()),
         // Already completed or aborted.
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StorageError::io(format!("{id}/{name}"), e)),
+        Err(e) => Err(StorageError::io(shared.describe(target), e)),
     }
 }
 
@@ -74,29 +67,52 @@ fn part_buffer() -> PutPayloadMut {
     PutPayloadMut::new().with_block_size(256 << 10)
 }
 
-/// Sinks for the segments of one partition of one backup.
+/// Sinks for the segments of one partition of one write attempt of one backup.
 pub(super) struct ObjectSinks {
     shared: Arc<Shared>,
     id: String,
+    attempt: String,
     partition_dir: String,
+    lease: Arc<Lease>,
 }
 
 impl ObjectSinks {
-    pub(super) fn new(shared: Arc<Shared>, id: &str, partition_dir: &str) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        id: &str,
+        attempt: &str,
+        partition_dir: &str,
+        lease: Arc<Lease>,
+    ) -> Self {
         Self {
             shared,
             id: id.to_owned(),
+            attempt: attempt.to_owned(),
             partition_dir: partition_dir.to_owned(),
+            lease,
         }
     }
 }
 
+/// The error of a write by a writer that lost its lease.
+fn fenced() -> io::Error {
+    io::Error::other(LOST)
+}
+
 impl SegmentSinks for ObjectSinks {
     fn create(&self, file: &str) -> io::Result<Box<dyn SegmentSink>> {
-        let file = format!("{}/{file}", self.partition_dir);
+        if self.lease.is_lost() {
+            return Err(fenced());
+        }
+        let (attempt, dir) = (&self.attempt, &self.partition_dir);
         Ok(Box::new(ObjectSink {
-            key: self.shared.key(&self.id, &file),
-            marker: marker_key(&self.shared, &self.id, &file),
+            key: self
+                .shared
+                .key(&self.id, &format!("{attempt}/{dir}/{file}")),
+            marker: self
+                .shared
+                .key(&self.id, &format!("{attempt}/{UPLOADS}/{dir}~{file}")),
+            lease: self.lease.clone(),
             shared: self.shared.clone(),
             buf: part_buffer(),
             upload: None,
@@ -109,6 +125,7 @@ impl SegmentSinks for ObjectSinks {
 /// One segment on its way up.
 struct ObjectSink {
     shared: Arc<Shared>,
+    lease: Arc<Lease>,
     key: Key,
     marker: Key,
     /// The part being filled, in 256 KiB chunks: no part-sized allocation, which glibc would
@@ -122,6 +139,9 @@ struct ObjectSink {
 impl ObjectSink {
     /// Sends the buffered bytes as the next part, starting the upload on the first.
     fn send_part(&mut self) -> io::Result<()> {
+        if self.lease.is_lost() {
+            return Err(fenced());
+        }
         let upload = match &self.upload {
             Some(id) => id.clone(),
             None => {
@@ -166,6 +186,9 @@ impl Write for ObjectSink {
 
 impl SegmentSink for ObjectSink {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
+        if self.lease.is_lost() {
+            return Err(fenced());
+        }
         let Some(upload) = self.upload.clone() else {
             // Never filled a part: one PUT.
             let body = std::mem::replace(&mut self.buf, part_buffer()).freeze();
