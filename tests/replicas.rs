@@ -2,213 +2,14 @@
 //! one S3 bucket (moto) and one broker: a replica killed with SIGKILL mid-backup, a replica
 //! restarted beside a running job, the concurrency limit across replicas, SIGTERM mid-job.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kvault_testkit::s3::{TestS3, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY};
+use common::{Cluster, Replica, LEASE_TTL_SECS};
 use kvault_testkit::{TestBroker, TestRecord};
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection};
-
-const SECRET: &str = "replica-test-secret-0123456789abcdef";
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const LEASE_TTL_SECS: u64 = 3;
-
-/// What the replicas of one test share.
-struct Cluster {
-    database: String,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    http: reqwest::Client,
-    token: String,
-}
-
-/// One `kvault serve` process.
-struct Replica {
-    name: String,
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Cluster {
-    async fn new(broker: &TestBroker, max_backups: usize) -> Self {
-        let name = format!("kvault_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(PG_ADMIN).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let database = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        let s3 = TestS3::shared();
-        let bucket = s3.fresh_bucket("replicas");
-        let env: Vec<(String, String)> = [
-            ("KVAULT__DATABASE__URL", database.clone()),
-            ("KVAULT__AUTH__JWT_SECRET", SECRET.into()),
-            (
-                "KVAULT__CLUSTERS__LOCAL__BOOTSTRAP_SERVERS",
-                broker.bootstrap().into(),
-            ),
-            (
-                "KVAULT__BACKUP__MAX_CONCURRENT_BACKUPS",
-                max_backups.to_string(),
-            ),
-            ("KVAULT__STORAGE__URL", format!("s3://{bucket}/shared")),
-            ("KVAULT__STORAGE__S3__ENDPOINT", s3.endpoint().into()),
-            ("KVAULT__STORAGE__S3__REGION", "us-east-1".into()),
-            ("KVAULT__STORAGE__S3__ALLOW_HTTP", "true".into()),
-            (
-                "KVAULT__STORAGE__S3__ACCESS_KEY_ID",
-                S3_ACCESS_KEY_ID.into(),
-            ),
-            (
-                "KVAULT__STORAGE__S3__SECRET_ACCESS_KEY",
-                S3_SECRET_ACCESS_KEY.into(),
-            ),
-            (
-                "KVAULT__WORKERS__LEASE_TTL_SECS",
-                LEASE_TTL_SECS.to_string(),
-            ),
-            ("KVAULT__WORKERS__HEARTBEAT_SECS", "1".into()),
-            ("KVAULT__WORKERS__SHUTDOWN_GRACE_SECS", "2".into()),
-            ("KVAULT__LIMITS__REQUESTS_PER_MINUTE", "10000".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_kvault"))
-            .current_dir(dir.path())
-            .envs(env.iter().cloned())
-            .args(["token", "--sub", "replica-tests", "--role", "admin"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        Cluster {
-            database,
-            env,
-            dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-            token,
-        }
-    }
-
-    async fn start(&self, name: &str) -> Replica {
-        let port = free_port();
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kvault"))
-            .current_dir(self.dir.path())
-            .envs(self.env.iter().cloned())
-            .env("KVAULT__SERVER__PORT", port.to_string())
-            .env("KVAULT__WORKERS__REPLICA_ID", name)
-            .env("RUST_LOG", "info")
-            .arg("serve")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let replica = Replica {
-            name: name.to_owned(),
-            port,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let up = self
-                .http
-                .get(format!("http://127.0.0.1:{port}/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if up {
-                return replica;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not start: {}",
-                self.log(name)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    fn url(&self, replica: &Replica, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", replica.port)
-    }
-
-    async fn post(&self, replica: &Replica, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(self.url(replica, path))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, replica: &Replica, path: &str) -> Value {
-        self.http
-            .get(self.url(replica, path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// Polls job `id` through `replica` until it leaves `running` or `within` passes.
-    async fn wait_for_end(&self, replica: &Replica, id: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let job = self.get(replica, &format!("/api/kafka/jobs/{id}")).await;
-            if job["state"] != "running" || Instant::now() >= deadline {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn db(&self) -> PgConnection {
-        PgConnection::connect(&self.database).await.unwrap()
-    }
-
-    async fn job_row(&self, id: &str) -> (String, Option<String>, i64) {
-        sqlx::query_as("SELECT state, owner, attempts FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut self.db().await)
-            .await
-            .unwrap()
-    }
-}
 
 fn records(n: usize) -> Vec<TestRecord> {
     (0..n)
@@ -428,4 +229,47 @@ async fn sigterm_hands_a_running_backup_over_and_the_process_exits_in_time() {
     assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
     drop(r2);
     let _ = r1.name;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_admit_one_restore_into_one_topic() {
+    let broker = TestBroker::get().await;
+    let cluster = Cluster::new(broker, 10).await;
+    let (r1, r2) = (cluster.start("r1").await, cluster.start("r2").await);
+    let n = 600;
+    let topic = topic_with(broker, n).await;
+    let backup: Value = cluster
+        .post(
+            &r1,
+            "/api/kafka/clusters/local/backup",
+            json!({"topic": topic}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let backup_id = backup["backup_id"].as_str().unwrap();
+    let target = broker.unique_topic("replicas-one-writer");
+    // About three seconds each: both would be writing at once.
+    let body =
+        json!({"backup_id": backup_id, "target_topic": target, "rate_limit_per_second": 200});
+    let path = "/api/kafka/clusters/local/restore?wait=false";
+    let (a, b) = tokio::join!(
+        cluster.post(&r1, path, body.clone()),
+        cluster.post(&r2, path, body.clone())
+    );
+    let mut answers = Vec::new();
+    for resp in [a, b] {
+        let status = resp.status().as_u16();
+        answers.push((status, resp.json::<Value>().await.unwrap()));
+    }
+    answers.sort_by_key(|(status, _)| *status);
+    let [(accepted, job), (refused, error)] = [answers[0].clone(), answers[1].clone()];
+    assert_eq!((accepted, refused), (202, 409), "{job} {error}");
+    let id = job["job_id"].as_str().unwrap();
+    assert_eq!(error["details"]["field"], "target_topic", "{error}");
+    assert!(error["message"].as_str().unwrap().contains(id), "{error}");
+    let ended = cluster.wait_for_end(&r2, id, Duration::from_secs(60)).await;
+    assert_eq!(ended["state"], "completed", "{ended}");
+    assert_eq!(broker.consume_all(&target).await.len(), n);
 }

@@ -1,11 +1,12 @@
 //! The documented concurrency limits as capacities the job store checks at admission, and the
-//! 429 a full one answers with.
+//! answers to a refused admission: 429 for a full one, 409 for a target topic another job
+//! writes into or a scheduled run that is not due.
 
 use kvault_domain::JobKind;
 
 use crate::configuration::Settings;
 use crate::error::ApiError;
-use crate::jobs::Capacity;
+use crate::jobs::{Admission, Capacity, HeldTarget, Verdict};
 
 /// Seconds a client is told to wait when a concurrency limit is reached.
 const BUSY_RETRY_AFTER_SECS: u64 = 5;
@@ -60,4 +61,32 @@ pub(crate) fn busy(capacity: &Capacity) -> ApiError {
         ),
         BUSY_RETRY_AFTER_SECS,
     )
+}
+
+/// Why a job was not admitted, as the answer to its request.
+pub(crate) fn refusal(verdict: &Verdict, capacity: Option<&Capacity>) -> ApiError {
+    match (verdict.admission, &verdict.held, capacity) {
+        (Admission::TargetHeld, Some(held), _) => target_held(held),
+        (Admission::Full, _, Some(capacity)) => busy(capacity),
+        (Admission::NotDue, _, _) => {
+            ApiError::conflict("the scheduled run was started elsewhere or is no longer due")
+        }
+        _ => ApiError::internal(format!("job not admitted: {verdict:?}")),
+    }
+}
+
+/// The 409 for a topic a running restore or migration writes into.
+fn target_held(held: &HeldTarget) -> ApiError {
+    let HeldTarget {
+        target,
+        job_id,
+        kind,
+    } = held;
+    ApiError::conflict(format!(
+        "{kind} job {job_id} is writing into topic '{}' on cluster '{}'; a topic has one \
+         restore or migration at a time: wait for that job to end (GET /api/kafka/jobs/{job_id}) \
+         and check the topic before writing into it again",
+        target.topic, target.cluster_id
+    ))
+    .on("target_topic", &target.topic)
 }

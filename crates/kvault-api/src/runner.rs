@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::jobs::{Admission, Capacity, JobStore, Lease, NewJob, RunClaim};
-use crate::limits::busy;
+use crate::jobs::{Admission, Capacity, JobStore, JobTarget, Lease, NewJob, RunClaim};
+use crate::limits::refusal;
 pub use crate::limits::Limits;
 use crate::telemetry::{JobLabels, Limit, Telemetry};
 
@@ -119,7 +119,7 @@ impl JobRunner {
         F: FnOnce(OperationControl) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
-        self.start_claimed(spec, capacity, None, op).await
+        self.start_with(spec, &[], capacity, None, op).await
     }
 
     /// [`Self::start`] for a scheduled run, admitted only together with `claim` (409 when the
@@ -127,6 +127,39 @@ impl JobRunner {
     pub async fn start_claimed<F, Fut>(
         self: &Arc<Self>,
         spec: JobSpec,
+        capacity: Option<Capacity>,
+        claim: Option<RunClaim>,
+        op: F,
+    ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
+    where
+        F: FnOnce(OperationControl) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        self.start_with(spec, &[], capacity, claim, op).await
+    }
+
+    /// [`Self::start`] for a job that writes into the topics `targets` (a restore or a
+    /// migration): 409 naming `target_topic` and the running job while another job writes
+    /// into one of them, so a topic has one writer at a time across every replica.
+    pub async fn start_writer<F, Fut>(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        targets: &[JobTarget],
+        capacity: Capacity,
+        op: F,
+    ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
+    where
+        F: FnOnce(OperationControl) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        self.start_with(spec, targets, Some(capacity), None, op)
+            .await
+    }
+
+    async fn start_with<F, Fut>(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        targets: &[JobTarget],
         capacity: Option<Capacity>,
         claim: Option<RunClaim>,
         op: F,
@@ -146,24 +179,22 @@ impl JobRunner {
             created_at: Utc::now(),
             backup_id: spec.backup_id.clone(),
         };
-        let admission = self
+        let verdict = self
             .store
-            .admit_claimed(&job, &self.lease, capacity.as_ref(), claim.as_ref())
+            .admit_writer(
+                &job,
+                targets,
+                &self.lease,
+                capacity.as_ref(),
+                claim.as_ref(),
+            )
             .await
             .map_err(ApiError::internal)?;
-        match admission {
-            Admission::Admitted => {}
-            Admission::NotDue => {
-                return Err(ApiError::conflict(
-                    "the scheduled run was started elsewhere or is no longer due",
-                ))
-            }
-            Admission::Full => {
+        if verdict.admission != Admission::Admitted {
+            if verdict.admission == Admission::Full {
                 self.telemetry.refusals(Limit::Concurrency(spec.kind)).inc();
-                return Err(capacity
-                    .as_ref()
-                    .map_or_else(|| ApiError::internal("job not admitted"), busy));
             }
+            return Err(refusal(&verdict, capacity.as_ref()));
         }
         self.changes.fetch_add(1, Ordering::SeqCst);
         tracing::info!(job_id = %id, kind = spec.kind.as_str(), cluster = ?spec.cluster_id, subject = %spec.subject, "job started");
@@ -355,10 +386,10 @@ impl JobRunner {
         }
     }
 
-    /// Notes a successful lease renewal of job `id`.
-    pub fn renewed(&self, id: JobId) {
+    /// Notes a successful lease renewal of job `id`, sent at `sent`.
+    pub fn renewed(&self, id: JobId, sent: Instant) {
         if let Some(l) = self.live().get_mut(&id) {
-            l.renewed = Instant::now();
+            l.renewed = l.renewed.max(sent);
         }
     }
 

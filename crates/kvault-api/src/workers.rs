@@ -26,8 +26,12 @@ pub(crate) async fn lease_loop(state: web::Data<AppState>) {
 async fn renew_all(state: &AppState) {
     let runner = &state.runner;
     for (id, progress) in runner.snapshots() {
+        // The lease runs from when the database took the renewal, which is after it was sent:
+        // counting from the send keeps this replica's idea of its lease on the safe side
+        // without comparing its clock with the database's.
+        let sent = Instant::now();
         match runner.store().renew(runner.lease(), id, progress).await {
-            Ok(true) => runner.renewed(id),
+            Ok(true) => runner.renewed(id, sent),
             Ok(false) => runner.abandon(id),
             // The database is away. Within the lease the job goes on; past it another replica
             // may take the job over as soon as the database is back, so stop here rather than

@@ -3,21 +3,31 @@
 //! lease (and records progress); a replica takes over a job whose lease has expired (its owner
 //! was killed, lost the network or the database). Only the owner records a job's end.
 //!
+//! Lease times are the database's: every write of `lease_expires_at_ms` and every expiry test
+//! reads the database's clock in SQL, never a replica's, so a replica whose clock is off cannot
+//! take over a live job nor keep a dead one's lease alive.
+//!
 //! Claims are compare-and-set updates (`... WHERE id = $1 AND lease expired`), which work the
 //! same on PostgreSQL and SQLite: of two replicas claiming one job exactly one updates the row.
 //! Admission under a concurrency limit counts running jobs and inserts in one transaction that
-//! holds a PostgreSQL advisory lock, so N replicas together admit exactly the limit.
+//! holds a PostgreSQL advisory lock, so N replicas together admit exactly the limit; the same
+//! transaction refuses a writer into a topic another running job writes (`super::targets`).
 
 use std::time::Duration;
 
-use chrono::Utc;
 use kvault_domain::{JobId, JobKind, JobProgress};
 
 use super::schedules::RunClaim;
+use super::targets::{self, HeldTarget, JobTarget};
 use super::{clamp_i64, JobStore, NewJob, StoreError, StoredJob, COLUMNS};
 
 /// Advisory lock key serializing admissions across replicas ("kvault" in ASCII).
 const ADMISSION_LOCK: i64 = 0x6b_76_61_75_6c_74;
+
+/// The database's clock in Unix milliseconds, as SQL. SQLite is one process on one machine, so
+/// its clock is the local one.
+const POSTGRES_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
 /// Who holds leases and for how long each renewal lasts.
 #[derive(Debug, Clone)]
@@ -34,9 +44,8 @@ impl Lease {
         }
     }
 
-    /// When a lease taken or renewed now expires, in Unix milliseconds.
-    fn until_ms(&self) -> i64 {
-        Utc::now().timestamp_millis() + clamp_i64(self.ttl.as_millis() as u64)
+    fn ttl_ms(&self) -> i64 {
+        clamp_i64(self.ttl.as_millis() as u64)
     }
 }
 
@@ -49,6 +58,24 @@ pub enum Admission {
     /// A scheduled run whose claim failed: another replica started it, a run of the schedule
     /// is still going, or the schedule changed or went away.
     NotDue,
+    /// A running job writes into one of the job's target topics.
+    TargetHeld,
+}
+
+/// An admission and, when refused as [`Admission::TargetHeld`], the job holding the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub admission: Admission,
+    pub held: Option<HeldTarget>,
+}
+
+impl Verdict {
+    fn of(admission: Admission) -> Self {
+        Self {
+            admission,
+            held: None,
+        }
+    }
 }
 
 /// A concurrency limit a new job must fit under: at most `max` running jobs of `kind` on
@@ -61,6 +88,15 @@ pub struct Capacity {
 }
 
 impl JobStore {
+    /// The database's clock in Unix milliseconds, as an SQL expression.
+    pub(super) fn now_ms(&self) -> &'static str {
+        if self.postgres {
+            POSTGRES_NOW_MS
+        } else {
+            SQLITE_NOW_MS
+        }
+    }
+
     /// Stores `job` as `running` under `lease` if it fits `capacity`; `Ok(false)` when the
     /// limit is reached (nothing is stored).
     pub async fn admit(
@@ -82,6 +118,21 @@ impl JobStore {
         capacity: Option<&Capacity>,
         claim: Option<&RunClaim>,
     ) -> Result<Admission, StoreError> {
+        let verdict = self.admit_writer(job, &[], lease, capacity, claim).await?;
+        Ok(verdict.admission)
+    }
+
+    /// [`Self::admit_claimed`] for a job that writes into `targets`: refused as
+    /// [`Admission::TargetHeld`] (naming the holder) while a running job writes into one of
+    /// them, checked before the concurrency limit.
+    pub async fn admit_writer(
+        &self,
+        job: &NewJob,
+        targets: &[JobTarget],
+        lease: &Lease,
+        capacity: Option<&Capacity>,
+        claim: Option<&RunClaim>,
+    ) -> Result<Verdict, StoreError> {
         let _one_at_a_time = self.admission.lock().await;
         let mut tx = self.pool.begin().await?;
         if self.postgres {
@@ -93,8 +144,15 @@ impl JobStore {
         if let Some(claim) = claim {
             if !claim.take(&mut tx).await? {
                 tx.rollback().await?;
-                return Ok(Admission::NotDue);
+                return Ok(Verdict::of(Admission::NotDue));
             }
+        }
+        if let Some(held) = targets::holder(&mut tx, targets).await? {
+            tx.rollback().await?;
+            return Ok(Verdict {
+                admission: Admission::TargetHeld,
+                held: Some(held),
+            });
         }
         if let Some(c) = capacity {
             let running: i64 = sqlx::query_scalar(
@@ -107,14 +165,16 @@ impl JobStore {
             .await?;
             if running >= clamp_i64(c.max as u64) {
                 tx.rollback().await?;
-                return Ok(Admission::Full);
+                return Ok(Verdict::of(Admission::Full));
             }
         }
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms, \
              owner, lease_expires_at_ms, backup_id, target_cluster_id, schedule_id, \
-             schedule_uid) VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
+             schedule_uid) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, {} + $8, $9, $10, $11, $12)",
+            self.now_ms()
+        ))
         .bind(job.id.to_string())
         .bind(job.kind.as_str())
         .bind(job.cluster_id.clone())
@@ -122,15 +182,16 @@ impl JobStore {
         .bind(job.request.to_string())
         .bind(job.created_at.timestamp_millis())
         .bind(lease.owner.clone())
-        .bind(lease.until_ms())
+        .bind(lease.ttl_ms())
         .bind(job.backup_id.clone())
         .bind(job.target_cluster_id.clone())
         .bind(claim.map(|c| c.schedule_id.clone()))
         .bind(claim.map(|c| c.schedule_uid.clone()))
         .execute(&mut *tx)
         .await?;
+        targets::record(&mut tx, &job.id.to_string(), targets).await?;
         tx.commit().await?;
-        Ok(Admission::Admitted)
+        Ok(Verdict::of(Admission::Admitted))
     }
 
     /// Renews the lease of running job `id` and records its progress. `Ok(false)` when the job
@@ -141,11 +202,12 @@ impl JobStore {
         id: JobId,
         progress: JobProgress,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_expires_at_ms = $1, progress_messages = $2, \
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET lease_expires_at_ms = {} + $1, progress_messages = $2, \
              progress_bytes = $3 WHERE id = $4 AND owner = $5 AND state = 'running'",
-        )
-        .bind(lease.until_ms())
+            self.now_ms()
+        ))
+        .bind(lease.ttl_ms())
         .bind(clamp_i64(progress.messages))
         .bind(clamp_i64(progress.bytes))
         .bind(id.to_string())
@@ -155,25 +217,25 @@ impl JobStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Takes over the oldest running job whose lease has expired, if any.
+    /// Takes over the oldest running job whose lease has expired by the database's clock, if
+    /// any.
     pub async fn claim_expired(&self, lease: &Lease) -> Result<Option<StoredJob>, StoreError> {
-        let now = Utc::now().timestamp_millis();
-        let candidates: Vec<String> = sqlx::query_scalar(
+        let now = self.now_ms();
+        let candidates: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT id FROM jobs WHERE state = 'running' \
-             AND COALESCE(lease_expires_at_ms, 0) < $1 ORDER BY created_at_ms LIMIT 8",
-        )
-        .bind(now)
+             AND COALESCE(lease_expires_at_ms, 0) < {now} ORDER BY created_at_ms LIMIT 8"
+        ))
         .fetch_all(&self.pool)
         .await?;
         for id in candidates {
-            let claimed = sqlx::query(
-                "UPDATE jobs SET owner = $1, lease_expires_at_ms = $2, attempts = attempts + 1 \
-                 WHERE id = $3 AND state = 'running' AND COALESCE(lease_expires_at_ms, 0) < $4",
-            )
+            let claimed = sqlx::query(&format!(
+                "UPDATE jobs SET owner = $1, lease_expires_at_ms = {now} + $2, \
+                 attempts = attempts + 1 \
+                 WHERE id = $3 AND state = 'running' AND COALESCE(lease_expires_at_ms, 0) < {now}"
+            ))
             .bind(lease.owner.clone())
-            .bind(lease.until_ms())
+            .bind(lease.ttl_ms())
             .bind(id.clone())
-            .bind(now)
             .execute(&self.pool)
             .await?;
             if claimed.rows_affected() == 1 {
@@ -225,6 +287,7 @@ impl JobStore {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use chrono::Utc;
     use kvault_domain::JobState;
 
     /// Two replicas on one store: renewals, expiry, a single winner of a takeover, release.
@@ -242,6 +305,19 @@ pub(crate) mod tests {
             backup_id: None,
         };
         assert!(store.admit(&job, &a, None).await.unwrap());
+        // Written by the database's clock: the ttl ahead of it.
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT lease_expires_at_ms - {} FROM jobs WHERE id = $1",
+            store.now_ms()
+        ))
+        .bind(job.id.to_string())
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert!(
+            (-5_000..=200).contains(&left),
+            "lease ends {left} ms from now"
+        );
         let progress = JobProgress {
             messages: 5,
             bytes: 50,
@@ -295,5 +371,52 @@ pub(crate) mod tests {
             .await
             .unwrap());
         assert_eq!(store.running(JobKind::Drain).await.unwrap(), 0);
+    }
+
+    fn writer(kind: JobKind, cluster: &str) -> NewJob {
+        NewJob {
+            id: JobId::new(),
+            kind,
+            cluster_id: Some(cluster.into()),
+            target_cluster_id: None,
+            subject: "s".into(),
+            request: serde_json::json!({}),
+            created_at: Utc::now(),
+            backup_id: None,
+        }
+    }
+
+    /// One writer per target: a job into a held topic is refused naming the holder, other
+    /// topics and clusters are free, and the topic is free again once the holder ends.
+    pub(crate) async fn exercise_targets(store: &JobStore) {
+        let lease = Lease::new("a", Duration::from_secs(10));
+        let (t, u) = (JobTarget::new("c", "t"), JobTarget::new("c", "u"));
+        let set = writer(JobKind::Restore, "c");
+        let verdict = store
+            .admit_writer(&set, &[t.clone(), u.clone(), t.clone()], &lease, None, None)
+            .await
+            .unwrap();
+        assert_eq!(verdict, Verdict::of(Admission::Admitted));
+        let second = writer(JobKind::Migrate, "src");
+        let verdict = store
+            .admit_writer(&second, std::slice::from_ref(&u), &lease, None, None)
+            .await
+            .unwrap();
+        assert_eq!(verdict.admission, Admission::TargetHeld);
+        let held = verdict.held.unwrap();
+        assert_eq!((held.target, held.job_id), (u.clone(), set.id.to_string()));
+        assert_eq!(held.kind, "restore");
+        assert!(store.get(second.id).await.unwrap().is_none());
+        for free in [JobTarget::new("c", "v"), JobTarget::new("d", "t")] {
+            let job = writer(JobKind::Restore, &free.cluster_id);
+            let verdict = store.admit_writer(&job, &[free], &lease, None, None).await;
+            assert_eq!(verdict.unwrap().admission, Admission::Admitted);
+        }
+        let progress = JobProgress::default();
+        let now = Utc::now();
+        let ended = store.finish("a", set.id, JobState::Failed, None, None, progress, now, 1);
+        assert!(ended.await.unwrap());
+        let verdict = store.admit_writer(&second, &[u], &lease, None, None).await;
+        assert_eq!(verdict.unwrap().admission, Admission::Admitted);
     }
 }

@@ -30,8 +30,10 @@ pub enum StoreError {
 
 mod leases;
 mod schedules;
-pub use leases::{Admission, Capacity, Lease};
+mod targets;
+pub use leases::{Admission, Capacity, Lease, Verdict};
 pub use schedules::{NewSchedule, RunClaim, StoredSchedule};
+pub use targets::{HeldTarget, JobTarget};
 
 /// A job about to be stored as `running`.
 #[derive(Debug, Clone)]
@@ -502,6 +504,7 @@ mod tests {
         assert_eq!(groups.len(), 1, "{groups:?}");
         assert_eq!((groups[0].kind.as_str(), groups[0].count), ("backup", 1));
         leases::tests::exercise_leases(store).await;
+        leases::tests::exercise_targets(store).await;
         schedules::tests::exercise_schedules(store).await;
     }
 }

@@ -13,6 +13,7 @@ use crate::auth::{Admin, Authed, Operator};
 use crate::backup_start::{start_backup, Starter};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{wants_wait, ApiJson, WaitQuery};
+use crate::jobs::JobTarget;
 use crate::routes::backup_sets::BackupResponse;
 pub use crate::routes::respond::AcceptedJob;
 use crate::routes::respond::{respond, to_json};
@@ -67,7 +68,7 @@ pub async fn backup(
         (status = 202, description = "Accepted (`?wait=false`); poll `Location`", body = AcceptedJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or backup", body = ErrorBody),
-        (status = 409, description = "Target topic holds messages", body = ErrorBody),
+        (status = 409, description = "Target topic holds messages, or another restore or migration is writing into it", body = ErrorBody),
         (status = 422, description = "The backup is corrupt", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)
     ),
@@ -121,10 +122,11 @@ pub async fn restore(
     }
     let capacity = state.limits.capacity(JobKind::Restore, &cluster_id);
     let backup_id = plan.backup_id.to_string();
+    let target = JobTarget::new(cluster_id.clone(), plan.target_topic.clone());
     let engine = state.engine.clone();
     let (id, handle) = state
         .runner
-        .start(
+        .start_writer(
             JobSpec {
                 kind: JobKind::Restore,
                 cluster_id: Some(cluster_id),
@@ -133,7 +135,8 @@ pub async fn restore(
                 request: to_json(&request)?,
                 backup_id: Some(backup_id),
             },
-            Some(capacity),
+            &[target],
+            capacity,
             move |control| async move {
                 let result = engine.restore(&cluster, plan, control).await?;
                 to_json(&result)
@@ -155,6 +158,7 @@ pub async fn restore(
         (status = 202, description = "Accepted (`?wait=false`); poll `Location`", body = AcceptedJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or topic", body = ErrorBody),
+        (status = 409, description = "Target topic holds messages, or another restore or migration is writing into it", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -181,10 +185,11 @@ pub async fn migrate(
     let capacity = state.limits.capacity(JobKind::Migrate, "");
     let source_cluster = plan.source.to_string();
     let target_cluster = plan.target.to_string();
+    let target = JobTarget::new(target_cluster.clone(), plan.request.target_topic.clone());
     let engine = state.engine.clone();
     let (id, handle) = state
         .runner
-        .start(
+        .start_writer(
             JobSpec {
                 kind: JobKind::Migrate,
                 cluster_id: Some(source_cluster),
@@ -193,7 +198,8 @@ pub async fn migrate(
                 request: stored,
                 backup_id: None,
             },
-            Some(capacity),
+            &[target],
+            capacity,
             move |control| async move {
                 let result: MigrateResult = engine.migrate(plan, control).await?;
                 to_json(&result)

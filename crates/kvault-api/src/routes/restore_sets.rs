@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::auth::{Admin, Authed};
 use crate::error::ApiError;
 use crate::extract::{wants_wait, WaitQuery};
+use crate::jobs::JobTarget;
 use crate::routes::respond::{respond, to_json};
 use crate::runner::JobSpec;
 use crate::state::AppState;
@@ -51,10 +52,16 @@ pub(crate) async fn start_restore_set(
     }
     let plan = request.validate_set(&members)?;
     let capacity = state.limits.capacity(JobKind::Restore, cluster.as_str());
+    // Every topic of the set is the job's from the start, not only the one it is on.
+    let targets: Vec<JobTarget> = plan
+        .members
+        .iter()
+        .map(|m| JobTarget::new(cluster.to_string(), m.target_topic.clone()))
+        .collect();
     let engine = state.engine.clone();
     let (job_id, handle) = state
         .runner
-        .start(
+        .start_writer(
             JobSpec {
                 kind: JobKind::Restore,
                 cluster_id: Some(cluster.to_string()),
@@ -63,7 +70,8 @@ pub(crate) async fn start_restore_set(
                 request: to_json(&request)?,
                 backup_id: Some(id.to_string()),
             },
-            Some(capacity),
+            &targets,
+            capacity,
             move |control| async move {
                 let result = run_restore_set(engine.as_ref(), &cluster, plan, control).await?;
                 to_json(&result)

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use kvault_api::auth::Role;
-use kvault_api::jobs::JobStore;
-use kvault_domain::{JobKind, JobState};
+use kvault_api::jobs::{JobStore, Lease, NewJob};
+use kvault_domain::{JobId, JobKind, JobProgress, JobState};
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 use crate::helpers::{fresh_database, spawn_with_settings, test_settings};
 
@@ -123,4 +124,88 @@ async fn the_job_store_speaks_postgres_directly() {
         figures.average_duration_ms(JobKind::Backup, JobState::Completed),
         0.0
     );
+}
+
+/// A database whose clock runs an hour behind the machine's, as every replica's clock would be
+/// an hour fast: unqualified `clock_timestamp()` resolves to a schema searched before
+/// `pg_catalog` (named last in the path), which shifts the real one.
+async fn database_an_hour_behind() -> String {
+    let url = fresh_database().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    for statement in [
+        "CREATE SCHEMA skewed".to_owned(),
+        "CREATE FUNCTION skewed.clock_timestamp() RETURNS timestamptz LANGUAGE sql \
+         AS $$ SELECT pg_catalog.clock_timestamp() - interval '1 hour' $$"
+            .to_owned(),
+        format!("ALTER DATABASE \"{name}\" SET search_path = public, skewed, pg_catalog"),
+    ] {
+        sqlx::query(&statement).execute(&mut conn).await.unwrap();
+    }
+    url
+}
+
+/// Milliseconds from the database's clock to job `id`'s lease expiry.
+async fn lease_left_ms(db: &str, id: JobId) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(db).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT lease_expires_at_ms - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+         FROM jobs WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_replica_whose_clock_runs_ahead_cannot_take_over_a_live_job() {
+    let db = database_an_hour_behind().await;
+    let store = JobStore::connect(&db, 2).await.unwrap();
+    let ttl = Duration::from_secs(10);
+    let (owner, fast) = (Lease::new("owner", ttl), Lease::new("fast", ttl));
+    let job = NewJob {
+        id: JobId::new(),
+        kind: JobKind::Restore,
+        cluster_id: Some("local".into()),
+        target_cluster_id: None,
+        subject: "s".into(),
+        request: json!({}),
+        created_at: chrono::Utc::now(),
+        backup_id: None,
+    };
+    assert!(store.admit(&job, &owner, None).await.unwrap());
+    // Leases are written by the database's clock: ttl ahead of it, not an hour more.
+    let left = lease_left_ms(&db, job.id).await;
+    assert!(
+        (8_000..=10_500).contains(&left),
+        "lease ends {left} ms from now"
+    );
+    let progress = JobProgress::default();
+    assert!(store.renew(&owner, job.id, progress).await.unwrap());
+    let left = lease_left_ms(&db, job.id).await;
+    assert!(
+        (8_000..=10_500).contains(&left),
+        "lease ends {left} ms from now"
+    );
+    // Live by the database's clock, long gone by the replica's: nobody takes it.
+    assert!(store.claim_expired(&fast).await.unwrap().is_none());
+    let row = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!((row.owner.as_deref(), row.attempts), (Some("owner"), 1));
+    // Expired by the database's clock: taken over at once.
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    sqlx::query(
+        "UPDATE jobs SET lease_expires_at_ms = \
+         CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) - 1 WHERE id = $1",
+    )
+    .bind(job.id.to_string())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let claimed = store.claim_expired(&fast).await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.owner.as_deref(), claimed.attempts),
+        (Some("fast"), 2)
+    );
+    assert!(!store.renew(&owner, job.id, progress).await.unwrap());
 }

@@ -17,3 +17,4 @@ mod schedule_runs;
 mod schedules;
 mod sets;
 mod shapes;
+mod writers;
