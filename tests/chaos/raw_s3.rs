@@ -1,5 +1,8 @@
 //! Plain S3 requests to the test server (it checks no signatures), independent of kvault's
 //! storage code: put, get and list objects of the test's bucket.
+//!
+//! Every request names a caller in an `Authorization` header with a dummy signature: the
+//! server answers an anonymous GET of a private bucket with 403.
 
 use crate::common::Cluster;
 
@@ -11,8 +14,20 @@ pub struct RawS3 {
 
 impl RawS3 {
     pub fn new(cluster: &Cluster) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=kvault-test/20260101/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            ),
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("http client");
         Self {
-            http: reqwest::Client::new(),
+            http,
             endpoint: cluster.s3_endpoint.clone(),
             bucket: cluster.bucket.clone(),
         }
