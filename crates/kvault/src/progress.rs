@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn rates_are_whole_messages_per_second_with_separators() {
-        assert_eq!(rate(176_730.5193), "176,731 msg/s");
+        assert_eq!(rate(176_730.519_3), "176,731 msg/s");
         assert_eq!(rate(0.4), "0 msg/s");
         let control = OperationControl::new();
         control.add(1_767_305, 0);
