@@ -406,7 +406,7 @@ async fn list_latest_and_ids_for_scripts() {
     let setup = Setup::new(broker);
     let (a, b) = (broker.unique_topic("cli-la"), broker.unique_topic("cli-lb"));
     for topic in [&a, &b] {
-        broker.create_topic(topic, 1).await;
+        broker.create_topic(topic, 2).await;
         broker.produce(topic, &records(10)).await;
     }
     for (topic, id) in [(&a, "a-old"), (&b, "b-only"), (&a, "a-new")] {

@@ -7,10 +7,15 @@ use clap::{Args, Subcommand};
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// The server's base URL (http://host:port).
-    #[arg(long, env = "KVAULT_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "KVAULT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub server: String,
     /// A bearer token (`kvault token` mints one); never printed.
-    #[arg(long, env = "KVAULT_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "KVAULT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
