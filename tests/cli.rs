@@ -120,10 +120,12 @@ async fn backup_verify_list_restore_round_trip_through_the_cli() {
     assert_eq!(report["messages_checked"], 500);
 
     let listed = json(&setup.kvault(&["list", "--topic", &topic]));
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert_eq!(listed[0]["backup_id"], backup_id.as_str());
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["backups"][0]["backup_id"], backup_id.as_str());
     let shown = json(&setup.kvault(&["show", "--backup-id", &backup_id]));
-    assert_eq!(shown["topic"]["partition_count"], 2);
+    assert_eq!(shown["partition_count"], 2);
+    let manifest = json(&setup.kvault(&["show", "--backup-id", &backup_id, "--manifest"]));
+    assert_eq!(manifest["topic"]["partition_count"], 2);
 
     // No --cluster: restore goes back to the cluster the backup came from.
     let target = broker.unique_topic("cli-dst");
@@ -151,6 +153,9 @@ async fn backup_verify_list_restore_round_trip_through_the_cli() {
         &target,
     ]);
     assert_exit(&again, 4);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("or pass --if-exists append"), "{stderr}");
+    assert!(!stderr.contains("\"if_exists\""), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,6 +342,211 @@ async fn sample_data_fills_a_new_topic_that_backs_up_with_tombstones_and_null_ke
     assert_eq!(backup["total_messages"], 300);
 }
 
+/// `kvault topics` and `kvault groups` list what is on a cluster; `sample-data --group` gives
+/// a group committed offsets at the end of the topic (a drain of it is drained at once).
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_and_groups_list_a_clusters_topics_and_consumer_groups() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-topics");
+    let group = broker.unique_topic("cli-group");
+    let report = json(&setup.kvault(&[
+        "sample-data",
+        "--cluster",
+        "test",
+        "--topic",
+        &topic,
+        "--partitions",
+        "3",
+        "--messages",
+        "90",
+        "--group",
+        &group,
+    ]));
+    assert_eq!(report["consumer_group"], group.as_str());
+
+    let topics = json(&setup.kvault(&["topics", "--cluster", "test"]));
+    assert_eq!(topics["cluster_id"], "test");
+    let entry = topics["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == topic.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{topic} not in {topics}"));
+    assert_eq!(entry["partition_count"], 3);
+
+    let groups = json(&setup.kvault(&["groups", "--cluster", "test"]));
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == group.as_str()),
+        "{group} not in {groups}"
+    );
+    let drained = json(&setup.kvault(&[
+        "drain",
+        "--cluster",
+        "test",
+        "--group-id",
+        &group,
+        "--topics",
+        &topic,
+        "--timeout-seconds",
+        "10",
+    ]));
+    assert_eq!(drained["status"], "drained", "{drained}");
+}
+
+/// `kvault list --latest` keeps the newest backup of each topic; `--ids` prints ids only.
+#[tokio::test(flavor = "multi_thread")]
+async fn list_latest_and_ids_for_scripts() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let (a, b) = (broker.unique_topic("cli-la"), broker.unique_topic("cli-lb"));
+    for topic in [&a, &b] {
+        broker.create_topic(topic, 2).await;
+        broker.produce(topic, &records(10)).await;
+    }
+    for (topic, id) in [(&a, "a-old"), (&b, "b-only"), (&a, "a-new")] {
+        json(&setup.kvault(&[
+            "backup",
+            "--cluster",
+            "test",
+            "--topic",
+            topic,
+            "--backup-id",
+            id,
+        ]));
+        // Listing is newest first by creation time: keep the three apart.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let latest = json(&setup.kvault(&["list", "--latest"]));
+    let ids: Vec<&str> = latest["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backup_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a-new", "b-only"], "{latest}");
+
+    let only_ids = setup.kvault(&["list", "--ids", "--topic", &a]);
+    assert_eq!(
+        String::from_utf8(json_free(&only_ids)).unwrap(),
+        "a-new\na-old\n"
+    );
+    let newest = setup.kvault(&["list", "--ids", "--latest", "--topic", &a]);
+    assert_eq!(String::from_utf8(json_free(&newest)).unwrap(), "a-new\n");
+}
+
+/// Errors speak the command line's language: the flag, not the JSON field; a time says which
+/// format it wants; an unreachable broker is one line with its address and the cause.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_name_flags_formats_and_the_unreachable_address() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    std::fs::create_dir_all(setup.backups()).unwrap();
+
+    let bad_target = setup.kvault(&[
+        "restore",
+        "--backup-id",
+        "any",
+        "--target-topic",
+        "no spaces allowed",
+    ]);
+    assert_exit(&bad_target, 2);
+    assert!(
+        stderr(&bad_target).starts_with("error: --target-topic: "),
+        "{}",
+        stderr(&bad_target)
+    );
+
+    let bad_time = setup.kvault(&[
+        "restore",
+        "--backup-id",
+        "any",
+        "--target-topic",
+        "t",
+        "--until-time",
+        "2026-12-03",
+    ]);
+    assert_exit(&bad_time, 2);
+    let text = stderr(&bad_time);
+    assert!(
+        text.contains("RFC 3339") && text.contains("2026-12-03T10:00:00Z"),
+        "{text}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let down = std::process::Command::new(env!("CARGO_BIN_EXE_kvault"))
+        .arg("--config")
+        .arg(&setup.config)
+        .args(["backup", "-b", &address, "--topic", "events"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_exit(&down, 7);
+    let text = stderr(&down);
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "one line, not librdkafka's retries: {text}"
+    );
+    assert!(
+        text.contains(&address) && text.contains("connection refused"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// A store-reading command pointed at a backup directory that does not exist says where it
+/// looked (exit 8) instead of creating an empty store and printing nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_a_missing_backup_directory_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("elsewhere").join("backups");
+    for args in [vec!["list"], vec!["show", "--backup-id", "b1"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kvault"))
+            .current_dir(dir.path())
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .env_remove("KVAULT_CONFIG")
+            .env("KVAULT__BACKUP__BASE_PATH", &missing)
+            .output()
+            .unwrap();
+        assert_exit(&output, 8);
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert!(text.contains(&missing.display().to_string()), "{text}");
+        assert!(!missing.exists(), "{args:?} created the store");
+    }
+}
+
+/// `storage.s3.allow_http: false` with an `http://` endpoint is a setting to fix: said so,
+/// exit 8.
+#[test]
+fn plain_http_without_allow_http_is_refused_with_exit_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kvault"))
+        .current_dir(dir.path())
+        .arg("list")
+        .env_remove("RUST_LOG")
+        .env_remove("KVAULT_CONFIG")
+        .env("KVAULT__STORAGE__URL", "s3://bucket/prefix")
+        .env("KVAULT__STORAGE__S3__ENDPOINT", "http://127.0.0.1:9")
+        .env("KVAULT__STORAGE__S3__REGION", "us-east-1")
+        .env("KVAULT__STORAGE__S3__ALLOW_HTTP", "false")
+        .output()
+        .unwrap();
+    assert_exit(&output, 8);
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("allow_http"), "{text}");
+}
+
 /// A kcat user's command line: no config file, the broker given with `-b`, a librdkafka
 /// property with `-X`; backup and restore round-trip and the backup names the `adhoc` cluster.
 #[tokio::test]
@@ -451,7 +661,7 @@ async fn a_cli_backup_killed_mid_way_lists_nothing_and_frees_its_id() {
     );
 
     let listed = json(&setup.kvault(&["list"]));
-    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    assert!(listed["backups"].as_array().unwrap().is_empty(), "{listed}");
     let again = json(&setup.kvault(&[
         "backup",
         "--cluster",
@@ -464,7 +674,7 @@ async fn a_cli_backup_killed_mid_way_lists_nothing_and_frees_its_id() {
     assert_eq!(again["total_messages"], 1_000);
     assert!(!partial.exists());
     let listed = json(&setup.kvault(&["list"]));
-    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -102,13 +102,13 @@ async fn a_backup_in_s3_restores_byte_for_byte_from_another_process_without_loca
         &env,
         &["list", "--topic", &topic],
     ));
-    assert_eq!(listed[0]["backup_id"], id.as_str());
+    assert_eq!(listed["backups"][0]["backup_id"], id.as_str());
     let shown = json(&kvault(
         reader_dir.path(),
         &env,
         &["show", "--backup-id", &id],
     ));
-    assert_eq!(shown["topic"]["partition_count"], 3);
+    assert_eq!(shown["partition_count"], 3);
     let report = json(&kvault(
         reader_dir.path(),
         &env,

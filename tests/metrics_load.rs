@@ -66,7 +66,7 @@ async fn seed_jobs(database: &str) {
         let progress = JobProgress {
             messages: i as u64,
             bytes: 10 * i as u64,
-            messages_per_second: 0.0,
+            ..Default::default()
         };
         let result = serde_json::json!({"status": "completed", "messages": i});
         let ended = store

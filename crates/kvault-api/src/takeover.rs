@@ -18,6 +18,7 @@ use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, Job
 use crate::backup_start::split_recorded;
 use crate::error::ApiError;
 use crate::jobs::StoredJob;
+use crate::routes::backups::verify_report;
 use crate::routes::respond::to_json;
 use crate::state::AppState;
 use crate::telemetry::JobLabels;
@@ -210,8 +211,8 @@ fn rerun_verify(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiE
     state
         .runner
         .launch(job.job.id, labels_of(job), move |control| async move {
-            let report = store.verify(&id, &control).await?;
-            control.add(report.messages_checked, report.bytes_checked);
+            let manifest = store.manifest(&id).await?;
+            let report = verify_report(store.as_ref(), &id, manifest, &control).await?;
             to_json(&report)
         });
     Ok(())

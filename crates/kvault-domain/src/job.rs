@@ -132,6 +132,56 @@ pub struct JobProgress {
     pub bytes: u64,
     /// Messages per second since the job started.
     pub messages_per_second: f64,
+    /// Extension: the messages the job expects to move, once it knows (from the watermarks
+    /// for a backup, the manifest for restore and verify); absent while unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_messages: Option<u64>,
+    /// Extension: `messages` as a percentage of `total_messages` (0-100), when the total is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Extension: seconds left at the current rate, for a running job with a known total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<f64>,
+}
+
+impl JobProgress {
+    /// Progress from its counts: the rate over `elapsed_secs`, and percent and ETA where the
+    /// total is known (the ETA only while there is a rate to extrapolate and work left).
+    pub fn from_counts(
+        messages: u64,
+        bytes: u64,
+        total_messages: Option<u64>,
+        elapsed_secs: f64,
+    ) -> Self {
+        let messages_per_second = if elapsed_secs > 0.0 {
+            messages as f64 / elapsed_secs
+        } else {
+            0.0
+        };
+        let percent = total_messages.map(|total| match total {
+            0 => 100.0,
+            _ => (messages.min(total) as f64 * 100.0 / total as f64 * 10.0).round() / 10.0,
+        });
+        let eta_seconds = total_messages
+            .filter(|_| messages_per_second > 0.0)
+            .map(|total| (total.saturating_sub(messages) as f64 / messages_per_second).round());
+        Self {
+            messages,
+            bytes,
+            messages_per_second,
+            total_messages,
+            percent,
+            eta_seconds,
+        }
+    }
+
+    /// Drops the ETA of a job that has ended: nothing is left to wait for.
+    pub fn ended_if(mut self, ended: bool) -> Self {
+        if ended {
+            self.eta_seconds = None;
+        }
+        self
+    }
 }
 
 /// A job as stored and reported.
@@ -242,22 +292,33 @@ impl OperationControl {
     }
 
     pub fn snapshot(&self, elapsed_secs: f64) -> JobProgress {
-        let messages = self.messages();
-        JobProgress {
-            messages,
-            bytes: self.bytes(),
-            messages_per_second: if elapsed_secs > 0.0 {
-                messages as f64 / elapsed_secs
-            } else {
-                0.0
-            },
-        }
+        JobProgress::from_counts(self.messages(), self.bytes(), self.total(), elapsed_secs)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_carries_percent_and_eta_once_the_total_is_known() {
+        let control = OperationControl::new();
+        control.add(250, 10);
+        let unknown = control.snapshot(5.0);
+        assert_eq!(
+            (unknown.total_messages, unknown.percent, unknown.eta_seconds),
+            (None, None, None)
+        );
+        let json = serde_json::to_value(unknown).unwrap();
+        assert!(json.get("total_messages").is_none(), "{json}");
+        control.set_total(1000);
+        let known = control.snapshot(5.0);
+        assert_eq!(known.total_messages, Some(1000));
+        assert_eq!(known.percent, Some(25.0));
+        assert_eq!(known.eta_seconds, Some(15.0), "750 left at 50/s");
+        let done = JobProgress::from_counts(1000, 0, Some(1000), 0.0);
+        assert_eq!((done.percent, done.eta_seconds), (Some(100.0), None));
+    }
 
     #[test]
     fn totals_added_part_by_part_sum_up_from_unknown() {

@@ -25,6 +25,9 @@ pub struct SampleReport {
     pub topic_created: bool,
     pub partitions: i32,
     pub messages_produced: u64,
+    /// The consumer group committed at the end of every partition (`--group`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer_group: Option<String>,
 }
 
 /// The `i`th sample message: key, value (None for a tombstone) and headers.
@@ -107,7 +110,27 @@ impl KafkaCluster {
             topic_created,
             partitions,
             messages_produced: messages,
+            consumer_group: None,
         })
+    }
+
+    /// Commits `group`'s offsets on `topic` at every partition's high watermark, as a consumer
+    /// that read everything would (without joining the group): a group to try drains and
+    /// consumer-group backups with.
+    pub async fn commit_sample_group(&self, topic: &str, group: &str) -> DomainResult<()> {
+        let admin = self.admin()?;
+        let info = admin.require_topic(topic).await?;
+        let marks = admin.watermarks(topic, &info.partitions).await?;
+        let offsets: Vec<(i32, i64, String)> = marks
+            .into_iter()
+            .map(|(partition, (_, high))| (partition, high, String::new()))
+            .collect();
+        let (config, topic, group) = (self.config().clone(), topic.to_owned(), group.to_owned());
+        tokio::task::spawn_blocking(move || {
+            crate::groups::commit_offsets(&config, &topic, &group, &offsets)
+        })
+        .await
+        .map_err(|e| kvault_domain::DomainError::internal(format!("commit task failed: {e}")))?
     }
 }
 

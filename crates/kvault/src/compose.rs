@@ -15,7 +15,7 @@ use kvault_kafka::KafkaEngine;
 use kvault_storage::backend::object::{ObjectBackend, ObjectConfig};
 use kvault_storage::{Store, StoreOptions};
 
-use crate::exit::CliError;
+use crate::exit::{CliError, EXIT_STORAGE_REFUSED};
 
 /// The archive store the settings name: a local directory or an S3 bucket.
 pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliError> {
@@ -31,6 +31,7 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
             ))
         })?,
         StorageTarget::S3(url) => {
+            refuse_plain_http(&settings.storage.s3)?;
             let config = object_config(url, &settings.storage.s3);
             let backend = ObjectBackend::connect(&config)
                 .map_err(|e| CliError::usage(format!("storage: {e}")))?;
@@ -41,6 +42,22 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
     };
     tracing::info!(location = %store.location(), "archive store");
     Ok(Arc::new(store))
+}
+
+/// An `http://` endpoint needs `allow_http`: said in as many words (the object store's own
+/// error is "builder error"), as a setting to fix (exit 8).
+fn refuse_plain_http(s3: &S3Settings) -> Result<(), CliError> {
+    match s3.endpoint.as_deref() {
+        Some(endpoint) if endpoint.starts_with("http://") && !s3.allow_http => Err(CliError::new(
+            EXIT_STORAGE_REFUSED,
+            format!(
+                "storage.s3.endpoint {endpoint} is plain HTTP but storage.s3.allow_http is \
+                     false: set storage.s3.allow_http: true (KVAULT__STORAGE__S3__ALLOW_HTTP=true) \
+                     or use an https:// endpoint"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The storage crate's settings for `url` from the `storage.s3` section.

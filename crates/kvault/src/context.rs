@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kvault_api::configuration::Settings;
+use kvault_api::configuration::{Settings, StorageTarget};
 use kvault_domain::operations::Engine;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::{ClusterConfig, ClusterId};
 use kvault_kafka::KafkaCluster;
 
 use crate::cli::AdHocCluster;
-use crate::exit::{CliError, EXIT_NOT_FOUND};
+use crate::exit::{CliError, EXIT_NOT_FOUND, EXIT_STORAGE_REFUSED};
 use crate::progress::Display;
 
 pub struct Context {
@@ -72,15 +72,71 @@ impl Context {
         crate::compose::archive_store(&self.settings)
     }
 
-    /// A client for a cluster named in the `clusters:` section (for `sample-data`, which is
-    /// not one of the operations).
-    pub fn cluster(&self, id: &str) -> Result<KafkaCluster, CliError> {
-        let (cluster_id, config) = self.cluster_config(id)?;
-        Ok(KafkaCluster::connect(cluster_id, &config)?)
+    /// The store for a command that only reads backups: a local backup directory that does
+    /// not exist is an error saying where it looked, not an empty store created on the spot
+    /// (which would look as if every backup were gone).
+    pub fn existing_store(&self) -> Result<Arc<dyn ArchiveStore>, CliError> {
+        if let StorageTarget::Local(path) = self.storage_target()? {
+            if !path.is_dir() {
+                let shown = std::path::absolute(&path).unwrap_or(path);
+                return Err(CliError::new(
+                    EXIT_STORAGE_REFUSED,
+                    format!(
+                        "no backup directory at {} (backup.base_path / storage.url; a relative \
+                         path is taken from the current directory): run from the directory \
+                         you backed up from, or pass --config",
+                        shown.display()
+                    ),
+                ));
+            }
+        }
+        self.store()
     }
 
-    /// The operations engine over the named clusters (each must be configured), on `archives`.
-    pub fn engine(
+    /// Where the settings put the archives.
+    fn storage_target(&self) -> Result<StorageTarget, CliError> {
+        self.settings
+            .storage
+            .target(&self.settings.backup.base_path)
+            .map_err(|e| CliError::usage(e.to_string()))
+    }
+
+    /// With archives in object storage, says once on stderr when the local backup directory
+    /// holds backups too: they are not listed, and a user who just turned S3 on should know.
+    pub fn warn_about_other_store(&self) {
+        let Ok(StorageTarget::S3(url)) = self.storage_target() else {
+            return;
+        };
+        let local = &self.settings.backup.base_path;
+        let held = std::fs::read_dir(local)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().join("manifest.json").is_file())
+                    .count()
+            })
+            .unwrap_or(0);
+        if held > 0 {
+            eprintln!(
+                "note: listing {url}; {held} backup(s) in the local directory {} are not \
+                 listed (storage.url points at object storage)",
+                local.display()
+            );
+        }
+    }
+
+    /// A client for a cluster named in the `clusters:` section (for `sample-data`, `topics`
+    /// and `groups`, which are not operations), once it answers (else one line saying why).
+    pub async fn cluster(&self, id: &str) -> Result<KafkaCluster, CliError> {
+        let (cluster_id, config) = self.cluster_config(id)?;
+        let cluster = KafkaCluster::connect(cluster_id.clone(), &config)?;
+        crate::reach::check(&cluster_id, &config, cluster.ping()).await?;
+        Ok(cluster)
+    }
+
+    /// The operations engine over the named clusters (each must be configured), on `archives`,
+    /// once every one of them answers (else one line naming the cluster, address and cause).
+    pub async fn engine(
         &self,
         clusters: &[&str],
         archives: Arc<dyn ArchiveStore>,
@@ -92,7 +148,11 @@ impl Context {
                 definitions.push((cluster_id, config));
             }
         }
-        crate::compose::engine(definitions, archives)
+        let engine = crate::compose::engine(definitions.clone(), archives)?;
+        for (cluster_id, config) in &definitions {
+            crate::reach::check(cluster_id, config, engine.ping(cluster_id)).await?;
+        }
+        Ok(engine)
     }
 
     /// The definition of a cluster named in the `clusters:` section.

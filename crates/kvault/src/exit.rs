@@ -71,16 +71,71 @@ impl From<DomainError> for CliError {
             DomainError::CorruptArchive { .. } => EXIT_CORRUPT,
             _ => EXIT_FAILED,
         };
-        let message = match &err {
-            DomainError::Validation(v) => format!("{} (value: {:?})", v, v.value),
-            other => other.to_string(),
+        let message = match err.root() {
+            DomainError::Validation(v) => format!(
+                "{}: {} (value: {:?})",
+                flag_of(&v.field),
+                v.message,
+                v.value
+            ),
+            _ => in_cli_terms(&err.to_string()),
         };
         Self::new(code, message)
     }
 }
 
+/// The command-line flag for a request field: flags are named like the JSON fields, kebab-case
+/// (`target_topic` -> `--target-topic`, `transformation.filter_expression` ->
+/// `--filter-expression`, `partitions[2]` -> `--partitions`).
+pub fn flag_of(field: &str) -> String {
+    let last = field.rsplit('.').next().unwrap_or(field);
+    let name = last.split('[').next().unwrap_or(last);
+    format!("--{}", name.replace('_', "-"))
+}
+
+/// A message the API words for a JSON body, reworded for the command line.
+fn in_cli_terms(message: &str) -> String {
+    message.replace("set \"if_exists\": \"append\"", "pass --if-exists append")
+}
+
 impl From<kvault_domain::ValidationError> for CliError {
     fn from(err: kvault_domain::ValidationError) -> Self {
         DomainError::from(err).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvault_domain::ValidationError;
+
+    #[test]
+    fn validation_errors_name_the_flag() {
+        let err: CliError =
+            ValidationError::new("target_topic", "", "topic name must not be empty").into();
+        assert_eq!(err.code, EXIT_INVALID_INPUT);
+        assert_eq!(
+            err.message,
+            "--target-topic: topic name must not be empty (value: \"\")"
+        );
+        assert_eq!(
+            flag_of("transformation.filter_expression"),
+            "--filter-expression"
+        );
+        assert_eq!(flag_of("partitions[2]"), "--partitions");
+    }
+
+    #[test]
+    fn the_append_hint_names_the_flag() {
+        let err: CliError = kvault_domain::restore::IfExists::Fail
+            .admit("events", 5, "restore")
+            .unwrap_err()
+            .into();
+        assert_eq!(err.code, EXIT_CONFLICT);
+        assert!(
+            err.message.ends_with("or pass --if-exists append"),
+            "{}",
+            err.message
+        );
     }
 }

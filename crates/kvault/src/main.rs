@@ -12,6 +12,7 @@ mod compose;
 mod context;
 mod exit;
 mod progress;
+mod reach;
 
 /// jemalloc instead of glibc's malloc, for the whole process: with the unprefixed feature it
 /// also serves librdkafka's C allocations (linked statically into this binary). A restore
@@ -52,12 +53,14 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Logs go to stderr so stdout carries only the JSON result. The server logs at `info`, CLI
-/// commands at `warn` unless RUST_LOG says otherwise.
+/// commands at `warn` (without librdkafka's own lines) unless RUST_LOG says otherwise.
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
+    // librdkafka logs every failed connection attempt (hundreds a minute while a broker is
+    // down); a command says what went wrong in its one error line instead. RUST_LOG shows them.
     let default_level = match cli.command {
         Command::Serve => "info",
-        _ => "warn",
+        _ => "warn,librdkafka=off,rdkafka=off",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));

@@ -6,7 +6,9 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    HumanBytes, HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
+};
 use kvault_domain::job::OperationControl;
 use tokio::task::JoinHandle;
 
@@ -42,6 +44,7 @@ impl Display {
 pub struct Progress {
     task: Option<JoinHandle<()>>,
     bar: Option<ProgressBar>,
+    control: OperationControl,
 }
 
 impl Progress {
@@ -50,19 +53,22 @@ impl Progress {
             Display::Quiet => Self {
                 task: None,
                 bar: None,
+                control,
             },
             Display::Lines => Self {
-                task: Some(tokio::spawn(lines(label, control))),
+                task: Some(tokio::spawn(lines(label, control.clone()))),
                 bar: None,
+                control,
             },
             Display::Bar => {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                 bar.set_style(spinner_style());
                 bar.set_prefix(label);
-                let task = tokio::spawn(redraw(bar.clone(), control));
+                let task = tokio::spawn(redraw(bar.clone(), control.clone()));
                 Self {
                     task: Some(task),
                     bar: Some(bar),
+                    control,
                 }
             }
         }
@@ -75,7 +81,10 @@ impl Drop for Progress {
             task.abort();
         }
         if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+            // The last redraw can be up to a tick old: the bar is left showing the final
+            // counts, not the ones of a moment before the end.
+            draw(&bar, &self.control, &mut true);
+            bar.abandon();
         }
     }
 }
@@ -111,10 +120,10 @@ pub fn line(label: &str, control: &OperationControl, elapsed: Duration) -> Strin
         _ => String::new(),
     };
     format!(
-        "{label}: {} messages{of_total}, {}, {:.0} msg/s, {secs:.0}s",
+        "{label}: {} messages{of_total}, {}, {}, {secs:.0}s",
         snapshot.messages,
         HumanBytes(snapshot.bytes),
-        snapshot.messages_per_second,
+        rate(snapshot.messages_per_second),
     )
 }
 
@@ -123,27 +132,51 @@ async fn redraw(bar: ProgressBar, control: OperationControl) {
     let mut ticker = tokio::time::interval(BAR_INTERVAL);
     loop {
         ticker.tick().await;
-        if let (false, Some(total)) = (with_total, control.total()) {
+        draw(&bar, &control, &mut with_total);
+    }
+}
+
+/// Brings the bar up to `control`'s counts (switching to a bar with a length once the total
+/// is known; `with_total` says whether it already did).
+fn draw(bar: &ProgressBar, control: &OperationControl, with_total: &mut bool) {
+    match control.total() {
+        Some(total) if !*with_total || bar.length() != Some(total) => {
             bar.set_length(total);
             bar.set_style(bar_style());
-            with_total = true;
+            *with_total = true;
         }
-        bar.set_position(control.messages());
-        bar.set_message(HumanBytes(control.bytes()).to_string());
+        _ => {}
     }
+    bar.set_position(control.messages());
+    bar.set_message(HumanBytes(control.bytes()).to_string());
+}
+
+/// `12,345 msg/s`: whole messages per second with thousands separators (indicatif's own
+/// `{per_sec}` prints four decimals).
+pub fn rate(messages_per_second: f64) -> String {
+    format!(
+        "{} msg/s",
+        HumanCount(messages_per_second.max(0.0).round() as u64)
+    )
+}
+
+fn rate_key(state: &ProgressState, out: &mut dyn std::fmt::Write) {
+    let _ = out.write_str(&rate(state.per_sec()));
 }
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {human_pos}/{human_len} msgs, {msg}, {per_sec}, ETA {eta}",
+        "{prefix} [{bar:30}] {human_pos}/{human_len} msgs, {msg}, {rate}, ETA {eta}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .with_key("rate", rate_key)
     .progress_chars("=> ")
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix}: {human_pos} msgs, {msg}, {per_sec}")
+    ProgressStyle::with_template("{spinner} {prefix}: {human_pos} msgs, {msg}, {rate}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key("rate", rate_key)
 }
 
 #[cfg(test)]
@@ -165,6 +198,35 @@ mod tests {
             with_total.contains("500 messages of 1000 (50%, ETA 5s)"),
             "{with_total}"
         );
+    }
+
+    #[test]
+    fn rates_are_whole_messages_per_second_with_separators() {
+        assert_eq!(rate(176_730.519_3), "176,731 msg/s");
+        assert_eq!(rate(0.4), "0 msg/s");
+        let control = OperationControl::new();
+        control.add(1_767_305, 0);
+        let shown = line("verify b1", &control, Duration::from_secs(10));
+        assert!(shown.contains(", 176,731 msg/s, 10s"), "{shown}");
+    }
+
+    #[test]
+    fn a_finished_bar_shows_the_final_counts() {
+        let control = OperationControl::new();
+        control.set_total(300);
+        control.add(36, 0);
+        let bar = ProgressBar::hidden();
+        let mut with_total = false;
+        draw(&bar, &control, &mut with_total);
+        control.add(264, 4096);
+        let progress = Progress {
+            task: None,
+            bar: Some(bar.clone()),
+            control,
+        };
+        drop(progress);
+        assert_eq!((bar.position(), bar.length()), (300, Some(300)));
+        assert_eq!(bar.message(), "4.00 KiB");
     }
 
     #[test]

@@ -204,7 +204,8 @@ impl JobStore {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
             "UPDATE jobs SET lease_expires_at_ms = {} + $1, progress_messages = $2, \
-             progress_bytes = $3 WHERE id = $4 AND owner = $5 AND state = 'running'",
+             progress_bytes = $3, progress_total = $6 \
+             WHERE id = $4 AND owner = $5 AND state = 'running'",
             self.now_ms()
         ))
         .bind(lease.ttl_ms())
@@ -212,6 +213,7 @@ impl JobStore {
         .bind(clamp_i64(progress.bytes))
         .bind(id.to_string())
         .bind(lease.owner.clone())
+        .bind(progress.total_messages.map(clamp_i64))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -321,7 +323,8 @@ pub(crate) mod tests {
         let progress = JobProgress {
             messages: 5,
             bytes: 50,
-            messages_per_second: 0.0,
+            total_messages: Some(20),
+            ..Default::default()
         };
         assert!(store.renew(&a, job.id, progress).await.unwrap());
         // Not expired yet: nobody can take it.
@@ -337,6 +340,8 @@ pub(crate) mod tests {
         assert_eq!(claimed[0].owner.as_deref(), Some("b"));
         assert_eq!(claimed[0].attempts, 2);
         assert_eq!(claimed[0].job.progress.messages, 5);
+        assert_eq!(claimed[0].job.progress.total_messages, Some(20));
+        assert_eq!(claimed[0].job.progress.percent, Some(25.0));
         // The old owner has lost it: no renewal, no ending.
         assert!(!store.renew(&a, job.id, progress).await.unwrap());
         let now = Utc::now();

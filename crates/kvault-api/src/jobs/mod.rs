@@ -119,7 +119,7 @@ pub struct JobStore {
 
 const COLUMNS: &str = "id, kind, cluster_id, subject, state, request, result, error, \
     progress_messages, progress_bytes, created_at_ms, finished_at_ms, duration_ms, owner, \
-    backup_id, attempts, target_cluster_id, schedule_id";
+    backup_id, attempts, target_cluster_id, schedule_id, progress_total";
 
 impl JobStore {
     /// Connects (creating an SQLite file and its directory when needed) and runs the migrations.
@@ -181,7 +181,7 @@ impl JobStore {
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, result = $2, error = $3, progress_messages = $4, \
              progress_bytes = $5, finished_at_ms = $6, duration_ms = $7, \
-             backup_id = CASE WHEN $10 = 1 THEN NULL ELSE backup_id END \
+             backup_id = CASE WHEN $10 = 1 THEN NULL ELSE backup_id END, progress_total = $11 \
              WHERE id = $8 AND state = 'running' AND owner = $9",
         )
         .bind(state.as_str())
@@ -194,6 +194,7 @@ impl JobStore {
         .bind(id.to_string())
         .bind(owner.to_owned())
         .bind(i64::from(wrote_nothing))
+        .bind(progress.total_messages.map(clamp_i64))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -326,28 +327,33 @@ impl StoredJob {
         let duration_ms: Option<i64> = row.try_get("duration_ms")?;
         let messages: i64 = row.try_get("progress_messages")?;
         let bytes: i64 = row.try_get("progress_bytes")?;
+        let total: Option<i64> = row.try_get("progress_total")?;
         let created_at = time(created_ms)?;
         let finished_at = finished_ms.map(time).transpose()?;
-        let secs = duration_ms.unwrap_or(0) as f64 / 1000.0;
+        let state: JobState = state.parse().map_err(corrupt)?;
+        // A running job's rate is over the time since it started: it has no duration yet.
+        let secs = match (duration_ms, state.is_terminal()) {
+            (Some(ms), _) => ms as f64 / 1000.0,
+            (None, false) => (Utc::now() - created_at).num_milliseconds().max(0) as f64 / 1000.0,
+            (None, true) => 0.0,
+        };
         Ok(StoredJob {
             job: Job {
                 id: JobId(uuid),
                 kind: kind.parse().map_err(corrupt)?,
                 cluster_id: row.try_get("cluster_id")?,
                 target_cluster_id: row.try_get("target_cluster_id")?,
-                state: state.parse().map_err(corrupt)?,
+                state,
                 request: json("request")?.unwrap_or(serde_json::Value::Null),
                 result: json("result")?,
                 error: json("error")?,
-                progress: JobProgress {
-                    messages: messages.max(0) as u64,
-                    bytes: bytes.max(0) as u64,
-                    messages_per_second: if secs > 0.0 {
-                        messages as f64 / secs
-                    } else {
-                        0.0
-                    },
-                },
+                progress: JobProgress::from_counts(
+                    messages.max(0) as u64,
+                    bytes.max(0) as u64,
+                    total.map(|t| t.max(0) as u64),
+                    secs,
+                )
+                .ended_if(state.is_terminal()),
                 created_at,
                 finished_at,
                 schedule_id: row.try_get("schedule_id")?,
@@ -421,7 +427,7 @@ mod tests {
         let progress = JobProgress {
             messages: 10,
             bytes: 100,
-            messages_per_second: 0.0,
+            ..Default::default()
         };
         let result = serde_json::json!({"status": "completed"});
         // Only the lease holder records the end.

@@ -3,8 +3,10 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use kvault_domain::chain::{add_chain_problems, load_chain, middle_link_conflict};
-use kvault_domain::manifest::{ChainLink, ConsumerGroupOffsets};
-use kvault_domain::ports::VerifyReport;
+use kvault_domain::error::DomainResult;
+use kvault_domain::job::OperationControl;
+use kvault_domain::manifest::{BackupSetRef, ChainLink, ConsumerGroupOffsets};
+use kvault_domain::ports::{ArchiveStore, VerifyReport};
 use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -71,6 +73,9 @@ pub struct BackupSummary {
     /// chain's root, its place).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainLink>,
+    /// Extension: for a member of a backup set, the set's id and topic count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_set: Option<BackupSetRef>,
 }
 
 impl BackupSummary {
@@ -111,6 +116,7 @@ impl BackupSummary {
             consumer_groups: (with_partitions && !m.consumer_groups.is_empty())
                 .then(|| m.consumer_groups.clone()),
             chain: m.chain.clone(),
+            backup_set: m.backup_set.clone(),
         }
     }
 }
@@ -232,6 +238,25 @@ pub async fn delete_backup(
     }))
 }
 
+/// The body of `POST /backups/{id}/verify` (and `kvault verify`'s output): every checksum and
+/// count of backup `id` (manifest `m`) checked, and for an incremental backup its chain's
+/// continuity too. Progress goes to `control`, with the manifest's message count as total.
+pub async fn verify_report(
+    store: &dyn ArchiveStore,
+    id: &BackupId,
+    m: Manifest,
+    control: &OperationControl,
+) -> DomainResult<VerifyReport> {
+    control.set_total(m.total_messages());
+    let mut report = store.verify(id, control).await?;
+    if m.chain.is_some() {
+        // An incremental backup is only as good as its chain's continuity.
+        let chain = load_chain(store, m, MAX_CHAIN_LINKS).await?;
+        add_chain_problems(&mut report, &chain);
+    }
+    Ok(report)
+}
+
 /// Read the whole backup and check every checksum and count. Runs as a `verify` job.
 #[utoipa::path(
     post, path = "/api/kafka/backups/{backup_id}/verify", tag = "backups",
@@ -268,14 +293,7 @@ pub async fn verify_backup(
             },
             Some(capacity),
             move |control| async move {
-                let mut report = store.verify(&id, &control).await?;
-                control.add(report.messages_checked, report.bytes_checked);
-                if m.chain.is_some() {
-                    // An incremental backup is only as good as its chain's continuity.
-                    let chain = load_chain(store.as_ref(), m, MAX_CHAIN_LINKS).await?;
-                    add_chain_problems(&mut report, &chain);
-                }
-                to_json(&report)
+                to_json(&verify_report(store.as_ref(), &id, m, &control).await?)
             },
         )
         .await?;

@@ -209,3 +209,31 @@ async fn a_replica_whose_clock_runs_ahead_cannot_take_over_a_live_job() {
     );
     assert!(!store.renew(&owner, job.id, progress).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_verify_job_counts_each_record_once_and_reports_its_total() {
+    let app = crate::helpers::spawn_app().await;
+    let topic = app.topic_with(3, 105).await;
+    let backup = app.completed_backup(&topic).await;
+    let id = backup["backup_id"].as_str().unwrap();
+    let resp = app
+        .post(
+            &format!("/api/kafka/backups/{id}/verify?wait=false"),
+            Role::Operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let job_id = resp.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = app.wait_for_job(&job_id).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["result"]["messages_checked"], 105, "{job}");
+    let progress = &job["progress"];
+    assert_eq!(progress["messages"], 105, "{job}");
+    assert_eq!(progress["total_messages"], 105, "{job}");
+    assert_eq!(progress["percent"], 100.0, "{job}");
+    assert!(progress.get("eta_seconds").is_none(), "ended: {job}");
+}

@@ -12,6 +12,7 @@ mod metrics;
 mod monitoring;
 mod operations;
 mod records;
+mod reference;
 mod retention;
 mod schedule_runs;
 mod schedules;

@@ -43,10 +43,10 @@ pub struct BackupArgs {
     #[arg(long, alias = "rate_limit_per_second")]
     pub rate_limit_per_second: Option<u32>,
     /// RFC 3339 instant: only records at or after it.
-    #[arg(long, alias = "start_time")]
+    #[arg(long, alias = "start_time", value_parser = super::parse_time)]
     pub start_time: Option<DateTime<Utc>>,
     /// RFC 3339 instant: only records before it.
-    #[arg(long, alias = "end_time")]
+    #[arg(long, alias = "end_time", value_parser = super::parse_time)]
     pub end_time: Option<DateTime<Utc>>,
     /// Name the backup (default: generated).
     #[arg(long, alias = "backup_id")]
@@ -99,7 +99,7 @@ pub struct RestoreArgs {
     #[arg(long, value_delimiter = ',')]
     pub partitions: Option<Vec<i32>>,
     /// RFC 3339 instant: restore only records at or before it.
-    #[arg(long, alias = "until_time")]
+    #[arg(long, alias = "until_time", value_parser = super::parse_time)]
     pub until_time: Option<DateTime<Utc>>,
     /// Add a `kvault.source.offset` header to every restored record.
     #[arg(long, alias = "include_source_offset_header")]

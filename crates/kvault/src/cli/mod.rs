@@ -10,9 +10,11 @@ use kvault_domain::migrate::OnEvaluationError;
 
 mod backup_restore;
 mod schedule;
+mod server;
 
 pub use backup_restore::{BackupArgs, IfExistsArg, RestoreArgs};
 pub use schedule::{ScheduleAction, ScheduleArgs, ScheduleCreateArgs};
+pub use server::{ClusterArg, JobsAction, JobsArgs, ServerArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,11 +81,12 @@ pub enum Command {
     /// Restore a backup into a topic; prints the restore result as JSON.
     Restore(RestoreArgs),
     /// Read a whole backup and check every checksum and count against its manifest.
-    Verify(BackupIdArg),
-    /// List finished backups (newest first).
+    Verify(VerifyArgs),
+    /// List finished backups (newest first), as `GET /api/kafka/backups` does.
     List(ListArgs),
-    /// Print a backup's manifest.
-    Show(BackupIdArg),
+    /// Print a backup's summary as `GET /api/kafka/backups/{id}` does (`--manifest`: the
+    /// manifest as stored).
+    Show(ShowArgs),
     /// Print records out of a backup, one per line (JSON or text), without restoring it.
     Cat(crate::commands::cat::CatArgs),
     /// Copy a topic to another topic or cluster, optionally filtering and rewriting with CEL.
@@ -92,6 +95,13 @@ pub enum Command {
     Drain(DrainArgs),
     /// Backup schedules: continuous incremental backups that `kvault serve` runs.
     Schedule(ScheduleArgs),
+    /// The jobs of a running `kvault serve`: list, show, watch (progress until it ends),
+    /// cancel (`--server`/`KVAULT_SERVER`, `--token`/`KVAULT_TOKEN`).
+    Jobs(JobsArgs),
+    /// A cluster's topics with their partition counts.
+    Topics(ClusterArg),
+    /// A cluster's consumer groups.
+    Groups(ClusterArg),
     /// Mint a JWT from the configured secret, for local use and CI.
     Token(TokenArgs),
     /// Produce sample messages into a topic (created when missing), to try kvault out.
@@ -199,6 +209,19 @@ pub struct BackupIdArg {
     pub backup_id: String,
 }
 
+/// `kvault verify`'s arguments.
+pub type VerifyArgs = BackupIdArg;
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[arg(long, alias = "backup_id")]
+    pub backup_id: String,
+    /// Print the manifest as stored (every segment, offsets, topic configs) instead of the
+    /// API's summary.
+    #[arg(long)]
+    pub manifest: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only backups of this cluster.
@@ -207,6 +230,12 @@ pub struct ListArgs {
     /// Only backups of this topic.
     #[arg(long)]
     pub topic: Option<String>,
+    /// Only the newest backup of each topic (with `--topic`: that topic's latest backup).
+    #[arg(long)]
+    pub latest: bool,
+    /// Print only the backup ids, one per line (for scripts).
+    #[arg(long)]
+    pub ids: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +249,10 @@ pub struct SampleDataArgs {
     pub partitions: i32,
     #[arg(long, default_value_t = 10_000)]
     pub messages: u64,
+    /// Also commit this consumer group at the end of every partition (as if it had read
+    /// everything), to try drains and consumer-group backups with.
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +276,19 @@ fn parse_header(raw: &str) -> Result<(String, String), String> {
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .filter(|(name, _)| !name.is_empty())
         .ok_or_else(|| format!("expected NAME=VALUE, got '{raw}'"))
+}
+
+/// An RFC 3339 instant (`2026-12-03T10:00:00Z`); anything else is refused with the expected
+/// form and an example rather than the parser's bare complaint.
+pub fn parse_time(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            format!(
+                "expected an RFC 3339 time with date, time and zone, e.g. 2026-12-03T10:00:00Z \
+                 or 2026-12-03T11:00:00+01:00 ({e})"
+            )
+        })
 }
 
 /// The longest `kvault token --ttl`: a year.
@@ -283,6 +329,17 @@ pub fn parse_ttl(raw: &str) -> Result<std::time::Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_must_be_rfc3339_and_the_error_shows_an_example() {
+        let err = super::parse_time("2026-12-03").unwrap_err();
+        assert!(
+            err.contains("RFC 3339") && err.contains("2026-12-03T10:00:00Z"),
+            "{err}"
+        );
+        let t = super::parse_time("2026-12-03T11:00:00+01:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-03T10:00:00+00:00");
+    }
+
     use super::*;
     use kvault_domain::Offset;
 

@@ -1,22 +1,23 @@
-//! `kvault verify`, `kvault list` and `kvault show`: reading what is in the archive.
+//! `kvault verify`, `kvault list` and `kvault show`: reading what is in the archive. Each prints
+//! the body of the API route for the same question, built by the same code.
 
-use chrono::{DateTime, Utc};
-use kvault_domain::{BackupId, CompressionType, Manifest};
-use serde::Serialize;
+use kvault_api::routes::backups::{verify_report, BackupList, BackupSummary};
+use kvault_domain::{BackupId, Manifest};
 
 use super::print_json;
-use crate::cli::{BackupIdArg, ListArgs};
+use crate::cli::{ListArgs, ShowArgs, VerifyArgs};
 use crate::context::Context;
 use crate::exit::{CliError, EXIT_CORRUPT};
 use crate::progress::Progress;
 
-pub async fn verify(context: &Context, args: BackupIdArg) -> Result<(), CliError> {
+pub async fn verify(context: &Context, args: VerifyArgs) -> Result<(), CliError> {
     let id = BackupId::parse(&args.backup_id)?;
-    let store = context.store()?;
+    let store = context.existing_store()?;
+    let manifest = store.manifest(&id).await?;
     let control = kvault_domain::job::OperationControl::new();
-    control.set_total(store.manifest(&id).await?.total_messages());
+    control.set_total(manifest.total_messages());
     let _progress = Progress::start(context.progress, format!("verify {id}"), control.clone());
-    let report = store.verify(&id, &control).await?;
+    let report = verify_report(store.as_ref(), &id, manifest, &control).await?;
     print_json(&report)?;
     if report.valid {
         Ok(())
@@ -32,52 +33,36 @@ pub async fn verify(context: &Context, args: BackupIdArg) -> Result<(), CliError
     }
 }
 
-/// One line of `kvault list`.
-#[derive(Debug, Serialize)]
-struct BackupSummary {
-    backup_id: String,
-    cluster_id: String,
-    topic: String,
-    compression: CompressionType,
-    partitions: usize,
-    total_messages: u64,
-    total_size_bytes: u64,
-    compressed_size_bytes: u64,
-    created_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
-}
-
-impl From<&Manifest> for BackupSummary {
-    fn from(m: &Manifest) -> Self {
-        Self {
-            backup_id: m.backup_id.clone(),
-            cluster_id: m.cluster_id.clone(),
-            topic: m.topic.name.clone(),
-            compression: m.compression.codec,
-            partitions: m.partitions.len(),
-            total_messages: m.total_messages(),
-            total_size_bytes: m.total_raw_bytes(),
-            compressed_size_bytes: m.total_compressed_bytes(),
-            created_at: m.created_at,
-            finished_at: m.finished_at,
-        }
-    }
-}
-
+/// `kvault list`: `GET /backups`' body; `--latest` keeps the newest backup of each topic,
+/// `--ids` prints only the ids, one per line.
 pub async fn list(context: &Context, args: ListArgs) -> Result<(), CliError> {
-    let store = context.store()?;
+    let store = context.existing_store()?;
     let manifests = store.list().await?;
-    let summaries: Vec<BackupSummary> = manifests
+    context.warn_about_other_store();
+    let mut seen = std::collections::HashSet::new();
+    let backups: Vec<BackupSummary> = manifests
         .iter()
         .filter(|m| args.cluster.as_deref().is_none_or(|c| m.cluster_id == c))
         .filter(|m| args.topic.as_deref().is_none_or(|t| m.topic.name == t))
-        .map(BackupSummary::from)
+        // Newest first: the first of each topic is its latest.
+        .filter(|m| !args.latest || seen.insert((m.cluster_id.clone(), m.topic.name.clone())))
+        .map(|m| BackupSummary::from_manifest(m, false))
         .collect();
-    print_json(&summaries)
+    if args.ids {
+        for backup in &backups {
+            println!("{}", backup.backup_id);
+        }
+        return Ok(());
+    }
+    print_json(&BackupList { backups })
 }
 
-pub async fn show(context: &Context, args: BackupIdArg) -> Result<(), CliError> {
+/// `kvault show`: `GET /backups/{id}`'s body, or with `--manifest` the manifest as stored.
+pub async fn show(context: &Context, args: ShowArgs) -> Result<(), CliError> {
     let id = BackupId::parse(&args.backup_id)?;
-    let manifest = context.store()?.manifest(&id).await?;
-    print_json(&manifest)
+    let manifest: Manifest = context.existing_store()?.manifest(&id).await?;
+    if args.manifest {
+        return print_json(&manifest);
+    }
+    print_json(&BackupSummary::from_manifest(&manifest, true))
 }

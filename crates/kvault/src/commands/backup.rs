@@ -36,7 +36,7 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     let name = context.cluster_name(args.cluster, "--cluster")?;
     let cluster = ClusterId::parse(&name)?;
     let store = context.store()?;
-    let engine = context.engine(&[&name], store.clone())?;
+    let engine = context.engine(&[&name], store.clone()).await?;
     let control = OperationControl::new();
     if request.is_set() {
         let plan = request.validate_set(defaults, chrono::Utc::now())?;

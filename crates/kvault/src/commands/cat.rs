@@ -53,7 +53,7 @@ pub async fn run(context: &Context, args: CatArgs) -> Result<(), CliError> {
         )),
         None => None,
     };
-    let store = context.store()?;
+    let store = context.existing_store()?;
     let manifest = store.manifest(&id).await?;
     let mut remaining = args.limit.unwrap_or(u64::MAX);
     let mut cursor: Option<String> = None;

@@ -33,7 +33,7 @@ pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
     let plan = MigrationPlan::new(request, MigrationPlan::generate_id(chrono::Utc::now()))?;
     let migration_id = plan.migration_id.clone();
     let clusters = [plan.source.as_str(), plan.target.as_str()];
-    let engine = context.engine(&clusters, context.store()?)?;
+    let engine = context.engine(&clusters, context.store()?).await?;
     let control = OperationControl::new();
     let _progress = Progress::start(context.progress, migration_id, control.clone());
     let result = engine.migrate(plan, control).await?;

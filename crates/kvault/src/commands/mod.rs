@@ -3,7 +3,9 @@
 mod archive;
 mod backup;
 pub mod cat;
+mod cluster_info;
 mod drain;
+mod jobs;
 mod migrate;
 mod restore;
 mod sample;
@@ -39,6 +41,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate(args) => migrate::run(&context, args).await,
         Command::Drain(args) => drain::run(&context, args).await,
         Command::Schedule(args) => schedule::run(&context, args).await,
+        Command::Jobs(args) => jobs::run(&context, args).await,
+        Command::Topics(args) => cluster_info::topics(&context, args).await,
+        Command::Groups(args) => cluster_info::groups(&context, args).await,
         Command::SampleData(args) => sample::run(&context, args).await,
         Command::Token(args) => token::run(&context, args),
         Command::Completions(_) => Ok(()),

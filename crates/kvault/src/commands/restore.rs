@@ -39,7 +39,7 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         topic_prefix: args.topic_prefix,
         topic_mapping: args.topic_mapping.map(|pairs| pairs.into_iter().collect()),
     };
-    let store = context.store()?;
+    let store = context.existing_store()?;
     if request.target_topic.is_empty()
         || request.topic_prefix.is_some()
         || request.topic_mapping.is_some()
@@ -52,7 +52,7 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     let plan = request.validate()?;
     let manifest = store.manifest(&plan.backup_id).await?;
     let cluster_id = args.cluster.unwrap_or_else(|| manifest.cluster_id.clone());
-    let engine = context.engine(&[&cluster_id], store)?;
+    let engine = context.engine(&[&cluster_id], store).await?;
     let cluster = ClusterId::parse(&cluster_id)?;
     let control = OperationControl::new();
     // The bar's length: the selected partitions' records (until_time may take fewer).
@@ -84,7 +84,7 @@ async fn restore_set(
     let members = set_members(store.as_ref(), &request.backup_id).await?;
     let plan = request.validate_set(&members)?;
     let cluster_id = cluster.unwrap_or_else(|| members[0].cluster_id.clone());
-    let engine = context.engine(&[&cluster_id], store)?;
+    let engine = context.engine(&[&cluster_id], store).await?;
     let cluster = ClusterId::parse(&cluster_id)?;
     let control = OperationControl::new();
     control.set_total(members.iter().map(|m| m.total_messages()).sum());

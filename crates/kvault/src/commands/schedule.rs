@@ -75,7 +75,9 @@ async fn create(
     let plan = request.validate(context.settings.backup.request_defaults(), now)?;
     // The cluster must be configured, and a named topic must exist on it.
     let cluster = &plan.cluster_id;
-    let engine = context.engine(&[cluster.as_str()], context.store()?)?;
+    let engine = context
+        .engine(&[cluster.as_str()], context.store()?)
+        .await?;
     let topic = &plan.request.topic;
     if !topic.is_empty() && !engine.topic_exists(cluster, topic).await? {
         return Err(CliError::new(
