@@ -3,10 +3,12 @@
 //! `KVAULT__SECTION__KEY` environment variables. Secrets are redacted from every `Debug` output.
 
 mod auth;
+mod browse;
 mod monitoring;
 mod storage;
 mod workers;
 pub use auth::{is_loopback_host, AuthSettings, JwtAlgorithm, MIN_PUBLIC_SECRET_BYTES};
+pub use browse::BrowseSettings;
 pub use monitoring::{MonitoredGroup, MonitoringSettings};
 pub use storage::{S3Settings, StorageSettings, StorageTarget};
 pub use workers::WorkerSettings;
@@ -84,6 +86,8 @@ pub struct Settings {
     pub workers: WorkerSettings,
     #[serde(default)]
     pub monitoring: MonitoringSettings,
+    #[serde(default)]
+    pub browse: BrowseSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -105,6 +109,7 @@ impl fmt::Debug for Settings {
             .field("storage", &self.storage)
             .field("workers", &self.workers)
             .field("monitoring", &self.monitoring)
+            .field("browse", &self.browse)
             .finish()
     }
 }
