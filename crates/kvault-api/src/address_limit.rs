@@ -7,9 +7,10 @@
 //! scrapes or with forged tokens that each cost a signature check. Behind a reverse proxy
 //! every client shares the proxy's address unless `server.trust_forwarded_for` takes the
 //! client from `Forwarded`/`X-Forwarded-For` (only when the proxy sets them: a client could
-//! otherwise pick any address to be counted under).
+//! otherwise pick any address to be counted under). An IPv6 client is counted by its /64: one
+//! host usually holds a whole /64 and could otherwise rotate through its addresses.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 
 use actix_web::HttpRequest;
@@ -47,7 +48,7 @@ impl AddressLimiter {
     /// Counts one request from `req`'s client; 429 with the wait when its quota is spent. A
     /// request whose address is unknown (not over TCP) is not counted.
     pub fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let Some(address) = self.client_address(req) else {
+        let Some(address) = self.client_address(req).map(client_key) else {
             return Ok(());
         };
         self.limiter.check_key(&address).map_err(|not_until| {
@@ -76,6 +77,18 @@ impl AddressLimiter {
             }
         }
         req.peer_addr().map(|a| a.ip())
+    }
+}
+
+/// What one client is counted under: an IPv4 address (also when written IPv4-mapped), or the
+/// /64 network of an IPv6 address.
+fn client_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !0u128 << 64)),
+        },
     }
 }
 
@@ -108,6 +121,25 @@ mod tests {
         let refused = limiter.check(&a).unwrap_err();
         assert_eq!(refused.status.as_u16(), 429);
         limiter.check(&from("10.0.0.2")).unwrap();
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let limiter = AddressLimiter::new(NonZeroU32::new(2).unwrap(), false);
+        let v6 = |ip: &str| {
+            TestRequest::default()
+                .peer_addr(format!("[{ip}]:40000").parse().unwrap())
+                .to_http_request()
+        };
+        limiter.check(&v6("2001:db8:1:2::1")).unwrap();
+        limiter.check(&v6("2001:db8:1:2:ffff::9")).unwrap();
+        // A third address in the same /64: the same client, over its quota.
+        assert!(limiter.check(&v6("2001:db8:1:2:abcd::7")).is_err());
+        limiter.check(&v6("2001:db8:1:3::1")).unwrap();
+        assert_eq!(
+            client_key("::ffff:10.0.0.1".parse().unwrap()),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! JWT bearer authentication: token minting for the CLI, verification with a pinned algorithm,
-//! roles (`viewer` < `operator` < `admin`), the optional `clusters` claim, and the
-//! per-subject request rate limit, all applied by the [`Authed`] extractor.
+//! roles (`viewer` < `operator` < `admin`), the optional `clusters` claim, the data
+//! permission (record contents: operator and above, or a viewer with `"data": true`), a cap on
+//! token lifetime, and the per-subject request rate limit, all applied by the [`Authed`]
+//! extractor.
 
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -14,12 +15,15 @@ use actix_web::{web, FromRequest, HttpRequest};
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::{AuthSettings, JwtAlgorithm};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+mod mint;
+pub use mint::{mint_token, mint_token_with_data};
 
 /// What a token may do. Ordered: each role includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,6 +85,9 @@ pub struct Claims {
     /// When present, the only cluster ids this token may touch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clusters: Option<Vec<String>>,
+    /// Lets a viewer read record contents (operators and admins may anyway).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data: bool,
 }
 
 impl Claims {
@@ -106,50 +113,6 @@ pub enum AuthError {
     Jwt(#[from] jsonwebtoken::errors::Error),
 }
 
-/// Signs a token for `sub` with `role`, valid for `ttl`, optionally limited to `clusters`.
-/// HS256 signs with `jwt_secret`; RS256 with `private_key_file`.
-pub fn mint_token(
-    settings: &AuthSettings,
-    sub: &str,
-    role: Role,
-    ttl: Duration,
-    clusters: Option<Vec<String>>,
-) -> Result<String, AuthError> {
-    let now = chrono::Utc::now().timestamp().max(0) as u64;
-    let claims = Claims {
-        sub: sub.to_owned(),
-        exp: now + ttl.as_secs(),
-        iat: Some(now),
-        iss: settings.issuer.clone(),
-        aud: settings.audience.clone(),
-        roles: Roles::Many(vec![role]),
-        clusters,
-    };
-    let (alg, key) = match settings.algorithm {
-        JwtAlgorithm::Hs256 => {
-            let secret = settings
-                .jwt_secret
-                .as_ref()
-                .ok_or_else(|| AuthError::Key("auth.jwt_secret is not set".into()))?;
-            (
-                Algorithm::HS256,
-                EncodingKey::from_secret(secret.expose().as_bytes()),
-            )
-        }
-        JwtAlgorithm::Rs256 => {
-            let path = settings.private_key_file.as_ref().ok_or_else(|| {
-                AuthError::Key("RS256 minting needs auth.private_key_file".into())
-            })?;
-            let pem = std::fs::read(path).map_err(|source| AuthError::KeyFile {
-                path: path.display().to_string(),
-                source,
-            })?;
-            (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)?)
-        }
-    };
-    Ok(jsonwebtoken::encode(&Header::new(alg), &claims, &key)?)
-}
-
 type SubjectLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
 
 /// Verifies tokens and counts requests per subject.
@@ -157,6 +120,8 @@ pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
     limiter: SubjectLimiter,
+    /// Longest accepted token lifetime, seconds (`auth.max_token_ttl_secs`).
+    max_ttl_secs: u64,
     /// Counts the requests the limiter refuses (`kvault_rate_limit_refusals_total`).
     refused: Option<prometheus::IntCounter>,
 }
@@ -211,6 +176,7 @@ impl Authenticator {
             key,
             validation,
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            max_ttl_secs: settings.max_token_ttl_secs,
             refused: None,
         })
     }
@@ -235,7 +201,18 @@ impl Authenticator {
                 }
             },
         )?;
-        Ok(data.claims)
+        // A token's lifetime is `exp - iat`; without `iat`, what is left of it from now.
+        let claims = data.claims;
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let lifetime = claims.exp.saturating_sub(claims.iat.unwrap_or(now));
+        if lifetime > self.max_ttl_secs {
+            return Err(ApiError::unauthorized(format!(
+                "token lifetime ({lifetime} s from iat to exp) is over this server's limit \
+                 ({} s, auth.max_token_ttl_secs): ask for a shorter-lived token",
+                self.max_ttl_secs
+            )));
+        }
+        Ok(claims)
     }
 
     /// Counts one request for `subject`; 429 with the wait when the quota is spent.
@@ -307,6 +284,19 @@ impl<R> Authed<R> {
                     .on("cluster_id", cluster_id),
             )
         }
+    }
+
+    /// 403 unless the token may read record contents: role operator or above, or the
+    /// `"data": true` claim.
+    pub fn require_data(&self) -> Result<(), ApiError> {
+        if self.claims.data || self.has_role(Role::Operator) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "reading record contents needs role 'operator' or a viewer token with \
+             \"data\": true (kvault token --data)",
+        )
+        .on("data", "false"))
     }
 
     /// The token's `clusters` claim: `None` when it may touch every cluster.
@@ -381,6 +371,7 @@ impl<R: RoleRequirement> FromRequest for Authed<R> {
 mod tests {
     use super::*;
     use crate::configuration::Settings;
+    use std::time::Duration;
 
     #[test]
     fn minted_tokens_verify_and_carry_role_and_clusters() {
@@ -398,6 +389,28 @@ mod tests {
         assert_eq!(c.sub, "ci");
         assert_eq!(c.role(), Some(Role::Operator));
         assert_eq!(c.clusters.as_deref(), Some(&["local".to_owned()][..]));
+    }
+
+    #[test]
+    fn tokens_living_longer_than_the_cap_are_refused() {
+        let mut s = Settings::embedded_defaults().unwrap();
+        s.auth.max_token_ttl_secs = 3600;
+        let auth = Authenticator::new(&s.auth, 100).unwrap();
+        let ok = mint_token(&s.auth, "a", Role::Viewer, Duration::from_secs(3600), None);
+        assert!(auth.verify(&ok.unwrap()).is_ok());
+        assert!(mint_token(&s.auth, "a", Role::Viewer, Duration::from_secs(3601), None).is_err());
+        // Minted elsewhere with the same key, living a year: refused with a reason.
+        let mut long = s.auth.clone();
+        long.max_token_ttl_secs = u64::MAX;
+        let year = Duration::from_secs(365 * 86_400);
+        let token = mint_token_with_data(&long, "a", Role::Viewer, year, None, true).unwrap();
+        let err = auth.verify(&token).unwrap_err();
+        assert_eq!(err.status.as_u16(), 401);
+        assert!(
+            err.message.contains("max_token_ttl_secs"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -112,6 +112,9 @@ impl Application {
             telemetry,
             lag: adapters.lag,
             lag_board: LagBoard::new(&settings.monitoring.groups),
+            browses: Arc::new(tokio::sync::Semaphore::new(
+                settings.browse.max_concurrent.max(1),
+            )),
             settings,
         });
         let server = run(listener, state.clone())?;
@@ -170,7 +173,8 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .wrap(ErrorHandlers::new().default_handler(json_fallback))
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("kvault::http"))
+            // The path only: query strings (record filters) may hold personal data.
+            .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").log_target("kvault::http"))
             .wrap(actix_web::middleware::from_fn(
                 crate::telemetry::http::track,
             ))
@@ -178,6 +182,9 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .default_service(web::to(routes::fallback::unknown_route))
     })
     .shutdown_timeout(shutdown_grace)
+    // A client that closes its side has gone: drop its request (a record read stops) instead
+    // of waiting for a response nobody reads.
+    .h1_allow_half_closed(false)
     .listen(listener)
     .map_err(|source| StartupError::Bind { address, source })?
     .run();

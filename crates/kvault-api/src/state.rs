@@ -48,6 +48,8 @@ pub struct AppState {
     pub lag: Arc<dyn ConsumerLag>,
     /// The last consumer-lag reading of every group in `monitoring.groups`.
     pub lag_board: LagBoard,
+    /// Permits for reads of record contents (`browse.max_concurrent`).
+    pub browses: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -6,8 +6,18 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Property names whose values are secrets: never printed by `Debug`, never logged.
-const SECRET_MARKERS: [&str; 4] = ["password", "secret", "key", "token"];
+/// Property names whose values are secrets: never printed by `Debug`, never logged. `key`
+/// covers `ssl.key.pem` and `*.private.key`; `oauthbearer.config` holds client credentials
+/// (`clientSecret=...`) in one string; `jaas` a JAAS line with a password.
+const SECRET_MARKERS: [&str; 7] = [
+    "password",
+    "secret",
+    "key",
+    "token",
+    "oauthbearer.config",
+    "jaas",
+    "credential",
+];
 
 /// One cluster definition.
 #[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -71,7 +81,12 @@ mod tests {
             .insert("ssl.key.pem".into(), "-----BEGIN PRIVATE".into());
         c.properties
             .insert("security.protocol".into(), "SASL_SSL".into());
+        c.properties.insert(
+            "sasl.oauthbearer.config".into(),
+            "principal=svc clientSecret=oauth-s3cr3t".into(),
+        );
         let shown = format!("{c:?}");
+        assert!(!shown.contains("oauth-s3cr3t"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("BEGIN PRIVATE"), "{shown}");
         assert!(shown.contains("SASL_SSL"), "{shown}");

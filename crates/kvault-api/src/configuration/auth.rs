@@ -35,6 +35,15 @@ pub struct AuthSettings {
     /// When set, tokens must carry this `aud` (and `kvault token` puts it in).
     #[serde(default)]
     pub audience: Option<String>,
+    /// Tokens that live longer than this (`exp - iat`, seconds) are refused with 401: a
+    /// leaked or forgotten token stops working on its own.
+    #[serde(default = "default_max_token_ttl")]
+    pub max_token_ttl_secs: u64,
+}
+
+/// 30 days.
+fn default_max_token_ttl() -> u64 {
+    30 * 86_400
 }
 
 fn default_alg() -> JwtAlgorithm {

@@ -3,11 +3,13 @@
 //! `KVAULT__SECTION__KEY` environment variables. Secrets are redacted from every `Debug` output.
 
 mod auth;
+mod browse;
 mod monitoring;
 mod schedules;
 mod storage;
 mod workers;
 pub use auth::{is_loopback_host, AuthSettings, JwtAlgorithm, MIN_PUBLIC_SECRET_BYTES};
+pub use browse::BrowseSettings;
 pub use monitoring::{MonitoredGroup, MonitoringSettings};
 pub use schedules::ScheduleSettings;
 pub use storage::{S3Settings, StorageSettings, StorageTarget};
@@ -88,6 +90,7 @@ pub struct Settings {
     pub monitoring: MonitoringSettings,
     #[serde(default)]
     pub schedules: ScheduleSettings,
+    pub browse: BrowseSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -110,6 +113,7 @@ impl fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("monitoring", &self.monitoring)
             .field("schedules", &self.schedules)
+            .field("browse", &self.browse)
             .finish()
     }
 }

@@ -12,7 +12,22 @@ use kvault_domain::{
 };
 use serde_json::Value;
 
-use crate::helpers::{error_body, spawn_app, TestApp};
+use std::time::Duration;
+
+use kvault_api::auth::mint_token_with_data;
+
+use crate::helpers::{error_body, spawn_app, spawn_app_with, TestApp};
+
+/// A viewer token with the data permission.
+fn data_token(app: &TestApp, sub: &str, clusters: Option<Vec<String>>) -> String {
+    let ttl = Duration::from_secs(600);
+    mint_token_with_data(&app.settings.auth, sub, Role::Viewer, ttl, clusters, true).unwrap()
+}
+
+async fn get_with(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    let url = app.url(path);
+    app.client.get(url).bearer_auth(token).send().await.unwrap()
+}
 
 /// Record `i` of partition `p`: odd offsets carry a binary key, every third a header
 /// `kind=special`, values are JSON `{"n": i, "p": p}`.
@@ -74,7 +89,7 @@ async fn page(app: &TestApp, id: &str, query: &str) -> Value {
     let resp = app
         .get(
             &format!("/api/kafka/backups/{id}/records?{query}"),
-            Role::Viewer,
+            Role::Operator,
         )
         .await;
     assert_eq!(resp.status().as_u16(), 200);
@@ -177,7 +192,7 @@ async fn bad_filter_and_limit_over_the_maximum_are_400() {
     let resp = app
         .get(
             "/api/kafka/backups/refused/records?filter=value.contains(",
-            Role::Viewer,
+            Role::Operator,
         )
         .await;
     let body = error_body(resp, 400).await;
@@ -186,7 +201,7 @@ async fn bad_filter_and_limit_over_the_maximum_are_400() {
     let resp = app
         .get(
             "/api/kafka/backups/refused/records?limit=10001",
-            Role::Viewer,
+            Role::Operator,
         )
         .await;
     let body = error_body(resp, 400).await;
@@ -197,7 +212,7 @@ async fn bad_filter_and_limit_over_the_maximum_are_400() {
 async fn a_token_scoped_to_another_cluster_gets_404() {
     let app = spawn_app().await;
     seed(&app, "scoped").await;
-    let token = app.token_for("other", Role::Viewer, Some(vec!["elsewhere".into()]));
+    let token = data_token(&app, "other", Some(vec!["elsewhere".into()]));
     let resp = app
         .client
         .get(app.url("/api/kafka/backups/scoped/records"))
@@ -206,4 +221,87 @@ async fn a_token_scoped_to_another_cluster_gets_404() {
         .await
         .unwrap();
     error_body(resp, 404).await;
+}
+
+#[tokio::test]
+async fn reading_contents_needs_the_data_permission() {
+    let app = spawn_app().await;
+    seed(&app, "guarded").await;
+    let path = "/api/kafka/backups/guarded/records?limit=1";
+    let resp = app.get(path, Role::Viewer).await;
+    let body = error_body(resp, 403).await;
+    assert_eq!(body["details"]["field"], "data");
+    let resp = get_with(&app, path, &data_token(&app, "reader", None)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(app.get(path, Role::Operator).await.status().as_u16(), 200);
+    // Listing stays a viewer's right.
+    let resp = app.get("/api/kafka/backups/guarded", Role::Viewer).await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn nested_comprehensions_are_refused_when_compiled() {
+    let app = spawn_app().await;
+    seed(&app, "nested").await;
+    let mut filter = "true".to_owned();
+    for v in ["a", "b", "c", "d", "e", "f", "g"] {
+        filter = format!("[0,1,2,3,4,5,6,7,8,9].all({v}, {filter})");
+    }
+    let started = std::time::Instant::now();
+    let resp = app
+        .client
+        .get(app.url("/api/kafka/backups/nested/records"))
+        .query(&[("filter", filter.as_str())])
+        .bearer_auth(app.token(Role::Operator))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap();
+    let body = error_body(resp, 400).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(body["details"]["field"], "filter");
+    assert!(body["message"].as_str().unwrap().contains("nest"), "{body}");
+    // One level is fine.
+    let one = "[0,1,2,3,4,5,6,7,8,9].exists(a, a == json.n)";
+    let resp = app
+        .client
+        .get(app.url("/api/kafka/backups/nested/records"))
+        .query(&[("filter", one), ("partition", "0"), ("limit", "1000")])
+        .bearer_auth(app.token(Role::Operator))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["records"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn a_page_stops_at_its_byte_budget_and_cuts_long_values() {
+    let app = spawn_app_with(|s| {
+        s.browse.page_max_bytes = 2_000;
+        s.browse.value_preview_bytes = 8;
+    })
+    .await;
+    seed(&app, "budget").await;
+    let body = page(&app, "budget", "partition=0&limit=1000").await;
+    let records = body["records"].as_array().unwrap();
+    assert!(
+        !records.is_empty() && records.len() < 50,
+        "{}",
+        records.len()
+    );
+    assert_eq!(body["truncated_by"], "bytes");
+    let next = body["next"].as_str().unwrap();
+    assert_eq!(next, format!("0:{}", records.len()));
+    // `{"n":0,"p":0}` is 13 bytes: cut to 8, with its full size.
+    assert_eq!(records[0]["value"], r#"{"n":0,""#);
+    assert_eq!(records[0]["value_truncated"], true);
+    assert_eq!(records[0]["value_size"], 13);
+    let full = page(&app, "budget", "partition=0&limit=3&full_values=true").await;
+    assert_eq!(full["records"][0]["value"], r#"{"n":0,"p":0}"#);
+    assert!(full["records"][0].get("value_truncated").is_none());
+    assert_eq!(full["truncated_by"], "limit");
+    let end = page(&app, "budget", "partition=0&from_offset=49").await;
+    assert!(end["truncated_by"].is_null() && end["next"].is_null());
 }

@@ -5,5 +5,8 @@
 pub mod page;
 pub mod view;
 
-pub use page::{read_page, BrowseQuery, Cursor, RecordPage, DEFAULT_LIMIT, MAX_LIMIT, MAX_SCANNED};
+pub use page::{
+    read_page, stream_page, BrowseQuery, Cursor, PageEnd, PageSink, Pushed, RecordPage,
+    TruncatedBy, DEFAULT_LIMIT, DEFAULT_PAGE_BYTES, DEFAULT_VALUE_CAP, MAX_LIMIT, MAX_SCANNED,
+};
 pub use view::{Encoding, HeaderView, RecordView};

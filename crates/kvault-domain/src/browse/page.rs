@@ -2,14 +2,18 @@
 //! of the previous page), how many, which (a compiled filter), and where the next page starts.
 //!
 //! Partitions are read in ascending order; without a `partition` the read continues into the
-//! next partition when one ends. Reading is blocking: run [`read_page`] on a blocking thread.
+//! next partition when one ends. A page ends at `limit` records, at `max_bytes` of encoded
+//! records, after [`MAX_SCANNED`] records examined, or when its [`EvalBudget`] runs out,
+//! whichever comes first, and says which (`truncated_by`). Values longer than `value_cap`
+//! are cut. Reading is blocking: run [`stream_page`] / [`read_page`] on a blocking thread.
 
 use serde::{Deserialize, Serialize};
 
 use crate::browse::view::RecordView;
+use crate::cel_limits::{BudgetExceeded, EvalBudget};
 use crate::error::{DomainResult, ValidationError};
 use crate::manifest::Manifest;
-use crate::ports::{ReadBounds, RecordFilter, RecordReader};
+use crate::ports::{FilterFailure, ReadBounds, RecordFilter, RecordReader};
 
 /// Records per page when the request names none.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -18,6 +22,10 @@ pub const MAX_LIMIT: usize = 10_000;
 /// Records a page may examine before it returns (possibly fewer than `limit`, with a `next`
 /// cursor), so a filter that matches little cannot hold a request for a whole backup.
 pub const MAX_SCANNED: u64 = 1_000_000;
+/// Encoded bytes a page holds at most unless configured otherwise.
+pub const DEFAULT_PAGE_BYTES: usize = 4 << 20;
+/// Values longer than this (bytes) are cut unless full values are asked for.
+pub const DEFAULT_VALUE_CAP: usize = 64 << 10;
 
 /// Where the next page starts: `partition:offset`, passed back as `cursor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +64,11 @@ pub struct BrowseQuery {
     pub limit: usize,
     /// Where a previous page stopped; wins over `from_offset`.
     pub cursor: Option<Cursor>,
+    /// The page ends before a record that would take it past this many encoded bytes (a page
+    /// holds at least one record).
+    pub max_bytes: usize,
+    /// Values longer than this many bytes are cut (`value_truncated`); `None`: full values.
+    pub value_cap: Option<usize>,
 }
 
 impl BrowseQuery {
@@ -108,6 +121,8 @@ impl BrowseQuery {
             from_timestamp,
             limit,
             cursor,
+            max_bytes: DEFAULT_PAGE_BYTES,
+            value_cap: None,
         })
     }
 }
@@ -128,6 +143,21 @@ pub fn parse_time(s: &str) -> Result<i64, ValidationError> {
         })
 }
 
+/// Why a page ended before the end of the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TruncatedBy {
+    /// `limit` records.
+    Limit,
+    /// The page's byte budget.
+    Bytes,
+    /// [`MAX_SCANNED`] records examined (a filter that matches little).
+    Scan,
+    /// The request's time budget.
+    Time,
+}
+
 /// One page of records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -138,17 +168,52 @@ pub struct RecordPage {
     /// Pass as `cursor` (with the same other parameters) for the next page; `null` when the
     /// read reached the end.
     pub next: Option<String>,
+    /// Why the page ended early (`null` when the read reached the end).
+    #[serde(default)]
+    pub truncated_by: Option<TruncatedBy>,
 }
 
-/// Reads one page of `manifest`'s backup. `open` opens a partition's reader with the given
-/// bounds (the archive store's `read_partition`, driven from this blocking thread). A record
-/// the filter cannot evaluate does not match.
-pub fn read_page(
+/// How a page ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageEnd {
+    pub next: Option<String>,
+    pub truncated_by: Option<TruncatedBy>,
+    /// Records handed to the sink.
+    pub sent: usize,
+    /// Set when the budget ran out (or was cancelled) before the read could go on.
+    pub budget: Option<BudgetExceeded>,
+}
+
+/// Where a page's records go, one at a time.
+pub trait PageSink {
+    /// Takes `record` if it fits in `room` more bytes (or `first` is set: a page holds at
+    /// least one record).
+    fn push(&mut self, record: RecordView, room: usize, first: bool) -> Pushed;
+}
+
+/// What a [`PageSink`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Taken; it used this many bytes of the page.
+    Taken(usize),
+    /// It does not fit: the page ends before it.
+    NoRoom,
+    /// Nobody is reading any more: stop.
+    Gone,
+}
+
+/// Reads one page of `manifest`'s backup into `sink`. `open` opens a partition's reader with
+/// the given bounds (the archive store's `read_partition`, driven from this blocking thread).
+/// A record the filter cannot evaluate does not match; the budget is checked between records
+/// and inside the filter.
+pub fn stream_page(
     manifest: &Manifest,
     query: &BrowseQuery,
     filter: Option<&dyn RecordFilter>,
+    budget: &EvalBudget,
+    sink: &mut dyn PageSink,
     mut open: impl FnMut(i32, ReadBounds) -> DomainResult<Box<dyn RecordReader>>,
-) -> DomainResult<RecordPage> {
+) -> DomainResult<PageEnd> {
     let (start_partition, start_offset) = match query.cursor {
         Some(c) => (Some(c.partition), Some(c.from_offset)),
         None => (query.partition, query.from_offset),
@@ -161,41 +226,103 @@ pub fn read_page(
         .filter(|p| start_partition.is_none_or(|s| *p >= s))
         .collect();
     partitions.sort_unstable();
-    let mut records = Vec::new();
-    let mut scanned = 0u64;
+    let (mut sent, mut bytes, mut scanned) = (0usize, 0usize, 0u64);
+    let end = |next: Cursor, by: Option<TruncatedBy>, sent, budget| PageEnd {
+        next: Some(next.to_string()),
+        truncated_by: by,
+        sent,
+        budget,
+    };
     for p in partitions {
         let bounds = ReadBounds {
-            from_offset: if Some(p) == start_partition {
-                start_offset
-            } else {
-                None
-            },
+            from_offset: (Some(p) == start_partition)
+                .then_some(start_offset)
+                .flatten(),
             from_timestamp: query.from_timestamp,
             until_timestamp: None,
         };
         for record in open(p, bounds)? {
             let record = record?;
-            scanned += 1;
-            let next = Cursor {
+            let here = Cursor {
                 partition: p,
-                from_offset: record.offset + 1,
+                from_offset: record.offset,
             };
-            if filter.is_none_or(|f| f.matches(p, &record).unwrap_or(false)) {
-                records.push(RecordView::new(p, &record));
+            let verdict = budget.check().map(|()| match filter {
+                None => Ok(true),
+                Some(f) => f.matches(p, &record, budget),
+            });
+            let matched = match verdict {
+                Ok(Ok(m)) => m,
+                Ok(Err(FilterFailure::Eval(_)))
+                | Ok(Err(FilterFailure::Budget(BudgetExceeded::Steps | BudgetExceeded::Bytes))) => {
+                    false
+                }
+                Ok(Err(FilterFailure::Budget(why))) | Err(why) => {
+                    return Ok(end(here, Some(TruncatedBy::Time), sent, Some(why)))
+                }
+            };
+            scanned += 1;
+            if matched {
+                let view = RecordView::capped(p, &record, query.value_cap);
+                let room = query.max_bytes.saturating_sub(bytes);
+                match sink.push(view, room, sent == 0) {
+                    Pushed::Taken(used) => (sent, bytes) = (sent + 1, bytes + used),
+                    Pushed::NoRoom => return Ok(end(here, Some(TruncatedBy::Bytes), sent, None)),
+                    Pushed::Gone => {
+                        let gone = Some(BudgetExceeded::Cancelled);
+                        return Ok(end(here, None, sent, gone));
+                    }
+                }
             }
-            if records.len() >= query.limit || scanned >= MAX_SCANNED {
-                return Ok(RecordPage {
-                    backup_id: manifest.backup_id.clone(),
-                    records,
-                    next: Some(next.to_string()),
-                });
+            let after = Cursor {
+                from_offset: record.offset + 1,
+                ..here
+            };
+            if sent >= query.limit {
+                return Ok(end(after, Some(TruncatedBy::Limit), sent, None));
+            }
+            if scanned >= MAX_SCANNED {
+                return Ok(end(after, Some(TruncatedBy::Scan), sent, None));
             }
         }
     }
+    Ok(PageEnd {
+        next: None,
+        truncated_by: None,
+        sent,
+        budget: None,
+    })
+}
+
+/// Collects records into a `Vec`, counting each by its encoded length.
+struct Collect(Vec<RecordView>);
+
+impl PageSink for Collect {
+    fn push(&mut self, record: RecordView, room: usize, first: bool) -> Pushed {
+        let used = serde_json::to_vec(&record).map_or(0, |b| b.len());
+        if used > room && !first {
+            return Pushed::NoRoom;
+        }
+        self.0.push(record);
+        Pushed::Taken(used)
+    }
+}
+
+/// Reads one page into memory, with no deadline (see [`stream_page`]).
+pub fn read_page(
+    manifest: &Manifest,
+    query: &BrowseQuery,
+    filter: Option<&dyn RecordFilter>,
+    open: impl FnMut(i32, ReadBounds) -> DomainResult<Box<dyn RecordReader>>,
+) -> DomainResult<RecordPage> {
+    let mut sink = Collect(Vec::new());
+    let budget = EvalBudget::unbounded();
+    let end = stream_page(manifest, query, filter, &budget, &mut sink, open)?;
     Ok(RecordPage {
         backup_id: manifest.backup_id.clone(),
-        records,
-        next: None,
+        records: sink.0,
+        next: end.next,
+        truncated_by: end.truncated_by,
     })
 }
 

@@ -1,5 +1,6 @@
 //! One record as the records route and `kvault cat` show it: bytes as UTF-8 text when they
-//! are valid UTF-8, else base64, with a field naming the encoding; null stays null.
+//! are valid UTF-8, else base64, with a field naming the encoding; null stays null. A value
+//! may be cut to a cap (`value_truncated`, with its full length in `value_size`).
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,13 @@ pub struct RecordView {
     /// `null` when `value` is null (a tombstone).
     pub value_encoding: Option<Encoding>,
     pub headers: Vec<HeaderView>,
+    /// Present and `true` when `value` holds only the first bytes of the value (the page's
+    /// value cap; ask with `full_values=true` for all of it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub value_truncated: bool,
+    /// The value's full length in bytes, present when `value_truncated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_size: Option<usize>,
 }
 
 /// `bytes` as text when valid UTF-8, else base64; `None` stays `None`.
@@ -72,10 +80,44 @@ pub fn decode(text: Option<&str>, encoding: Option<Encoding>) -> Option<Vec<u8>>
     }
 }
 
+/// The first `cap` bytes of `bytes`, cut back to a character boundary when `text` (so a cut
+/// text value stays text).
+fn cut(bytes: &[u8], cap: usize, text: bool) -> &[u8] {
+    let mut n = cap.min(bytes.len());
+    // A UTF-8 continuation byte is 0b10xx_xxxx: step back to the start of its character.
+    while text && n > 0 && n < bytes.len() && bytes[n] & 0xc0 == 0x80 {
+        n -= 1;
+    }
+    &bytes[..n]
+}
+
 impl RecordView {
     pub fn new(partition: i32, r: &Record) -> Self {
+        Self::capped(partition, r, None)
+    }
+
+    /// Like [`new`](Self::new), with a value longer than `cap` bytes cut to `cap`.
+    pub fn capped(partition: i32, r: &Record, cap: Option<usize>) -> Self {
         let (key, key_encoding) = encode(r.key.as_deref());
-        let (value, value_encoding) = encode(r.value.as_deref());
+        let full = r.value.as_deref();
+        let over = match (full, cap) {
+            (Some(v), Some(cap)) if v.len() > cap => Some((v, cap)),
+            _ => None,
+        };
+        let (value, value_encoding) = match over {
+            Some((v, cap)) => {
+                let text = std::str::from_utf8(v).is_ok();
+                let head = cut(v, cap, text);
+                match text {
+                    true => encode(Some(head)),
+                    false => (
+                        Some(base64::engine::general_purpose::STANDARD.encode(head)),
+                        Some(Encoding::Base64),
+                    ),
+                }
+            }
+            None => encode(full),
+        };
         Self {
             partition,
             offset: r.offset,
@@ -97,6 +139,8 @@ impl RecordView {
                     }
                 })
                 .collect(),
+            value_truncated: over.is_some(),
+            value_size: over.map(|(v, _)| v.len()),
         }
     }
 }
@@ -115,5 +159,34 @@ mod tests {
         assert_eq!(e, Some(Encoding::Base64));
         assert_eq!(decode(t.as_deref(), e), Some(vec![0xff, 0x00, 0x80]));
         assert_eq!(encode(None), (None, None));
+    }
+
+    #[test]
+    fn long_values_are_cut_with_their_full_size_and_keep_their_encoding() {
+        let record = |v: &[u8]| Record {
+            offset: 0,
+            timestamp: 0,
+            timestamp_type: TimestampType::CreateTime,
+            key: None,
+            value: Some(v.to_vec()),
+            headers: vec![],
+        };
+        let text = "é".repeat(10); // 20 bytes, 2 per character
+        let v = RecordView::capped(0, &record(text.as_bytes()), Some(5));
+        assert_eq!(v.value.as_deref(), Some("éé"));
+        assert_eq!(v.value_encoding, Some(Encoding::Utf8));
+        assert!(v.value_truncated);
+        assert_eq!(v.value_size, Some(20));
+        let binary = [0xffu8; 20];
+        let v = RecordView::capped(0, &record(&binary), Some(6));
+        assert_eq!(v.value_encoding, Some(Encoding::Base64));
+        assert_eq!(
+            decode(v.value.as_deref(), v.value_encoding),
+            Some(vec![0xff; 6])
+        );
+        let v = RecordView::capped(0, &record(b"short"), Some(64));
+        assert!(!v.value_truncated && v.value_size.is_none());
+        let json = serde_json::to_string(&v).unwrap();
+        assert!(!json.contains("value_truncated"), "{json}");
     }
 }

@@ -3,19 +3,36 @@
 //! `kvault-kafka` implements it over its transformation code, so the API and CLI can filter
 //! what they read out of a backup without knowing CEL.
 
+use crate::cel_limits::{BudgetExceeded, EvalBudget};
 use crate::error::ValidationError;
 use crate::record::Record;
 
+/// Why a filter gave no answer for a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterFailure {
+    /// The expression failed on this record (e.g. `json` on a value that is not JSON, or a
+    /// result that is not a bool): the record does not match.
+    #[error("{0}")]
+    Eval(String),
+    /// The evaluation was stopped by its budget: the read stops.
+    #[error("{0}")]
+    Budget(BudgetExceeded),
+}
+
 /// A compiled filter.
 pub trait RecordFilter: Send + Sync {
-    /// Whether `record` (read from `partition`) matches. `Err` carries the evaluation error
-    /// (e.g. `json` on a value that is not JSON, or a result that is not a bool).
-    fn matches(&self, partition: i32, record: &Record) -> Result<bool, String>;
+    /// Whether `record` (read from `partition`) matches, evaluated within `budget`.
+    fn matches(
+        &self,
+        partition: i32,
+        record: &Record,
+        budget: &EvalBudget,
+    ) -> Result<bool, FilterFailure>;
 }
 
 /// Compiles filter expressions.
 pub trait RecordFilters: Send + Sync {
-    /// Compiles `expr`; a syntax error or an unknown variable is a `ValidationError` on the
-    /// field `filter`.
+    /// Compiles `expr`; a syntax error, an unknown variable or an expression whose cost
+    /// cannot be bounded is a `ValidationError` on the field `filter`.
     fn compile(&self, expr: &str) -> Result<Box<dyn RecordFilter>, ValidationError>;
 }

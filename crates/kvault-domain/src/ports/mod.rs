@@ -17,5 +17,5 @@ pub use archive::{
     ArchiveSpec, ArchiveStore, ArchiveWriter, BlockReader, PartitionWriter, ReadBounds,
     RecordReader, VerifyReport,
 };
-pub use filter::{RecordFilter, RecordFilters};
+pub use filter::{FilterFailure, RecordFilter, RecordFilters};
 pub use lag::{ConsumerLag, GroupLag, PartitionPosition};

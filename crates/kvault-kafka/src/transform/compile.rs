@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::{Env, Program};
+use cel::Env;
 use kvault_domain::ValidationError;
 
+use super::shape::bound;
 use super::VARIABLES;
 
 /// Identifiers that CEL itself resolves: type names (`type(x) == int`) and the namespaces of
@@ -44,6 +45,8 @@ pub(super) struct Needs {
     pub(super) offset: bool,
     pub(super) timestamp: bool,
     pub(super) json: bool,
+    /// An expression has comprehensions or size checks: each evaluation runs under a meter.
+    pub(super) budget: bool,
 }
 
 impl Needs {
@@ -70,7 +73,8 @@ impl Needs {
 pub(super) struct CompiledExpr {
     pub(super) field: &'static str,
     pub(super) source: String,
-    pub(super) program: Program,
+    /// The parsed expression, rewritten to call the budget's guards (see `shape`).
+    pub(super) expression: IdedExpr,
 }
 
 pub(super) fn compile_one(
@@ -90,6 +94,9 @@ pub(super) fn compile_one(
     let program = env
         .compile(source)
         .map_err(|e| ValidationError::new(field, source, format!("invalid CEL: {e}")))?;
+    let (expression, metered) =
+        bound(program.expression()).map_err(|m| ValidationError::new(field, source, m))?;
+    needs.budget |= metered;
     let mut free = Vec::new();
     free_idents(program.expression(), &mut Vec::new(), &mut free);
     for name in free {
@@ -109,7 +116,7 @@ pub(super) fn compile_one(
     Ok(CompiledExpr {
         field,
         source: source.to_owned(),
-        program,
+        expression,
     })
 }
 

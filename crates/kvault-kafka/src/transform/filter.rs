@@ -1,12 +1,13 @@
 //! The domain's [`RecordFilters`] port over the migration filter: the same CEL language and
 //! variables as `transformation.filter_expression`, for reading records out of a backup.
 
+use kvault_domain::cel_limits::EvalBudget;
 use kvault_domain::migrate::MessageTransformation;
-use kvault_domain::ports::{RecordFilter, RecordFilters};
+use kvault_domain::ports::{FilterFailure, RecordFilter, RecordFilters};
 use kvault_domain::record::Record;
 use kvault_domain::ValidationError;
 
-use super::{CompiledTransformation, Decision};
+use super::{CompiledTransformation, Decision, Undecided};
 
 /// The field a compile error names on the records route and `kvault cat`.
 pub const BROWSE_FILTER_FIELD: &str = "filter";
@@ -18,11 +19,17 @@ pub struct CelFilters;
 struct CelFilter(CompiledTransformation);
 
 impl RecordFilter for CelFilter {
-    fn matches(&self, partition: i32, record: &Record) -> Result<bool, String> {
-        match self.0.decide(record, partition) {
+    fn matches(
+        &self,
+        partition: i32,
+        record: &Record,
+        budget: &EvalBudget,
+    ) -> Result<bool, FilterFailure> {
+        match self.0.decide(record, partition, Some(budget)) {
             Ok(Decision::Drop) => Ok(false),
             Ok(Decision::Keep(_)) => Ok(true),
-            Err(e) => Err(e.to_string()),
+            Err(Undecided::Failed(e)) => Err(FilterFailure::Eval(e.to_string())),
+            Err(Undecided::OverBudget(_, why)) => Err(FilterFailure::Budget(why)),
         }
     }
 }
@@ -63,11 +70,12 @@ mod tests {
     #[test]
     fn filters_on_headers_and_json_and_refuses_bad_expressions() {
         let f = CelFilters.compile("headers['h'] == 'x'").unwrap();
-        assert!(f.matches(0, &rec("{}", "x")).unwrap());
-        assert!(!f.matches(0, &rec("{}", "y")).unwrap());
+        let b = EvalBudget::unbounded();
+        assert!(f.matches(0, &rec("{}", "x"), &b).unwrap());
+        assert!(!f.matches(0, &rec("{}", "y"), &b).unwrap());
         let f = CelFilters.compile("is_json && json.n == 2").unwrap();
-        assert!(f.matches(0, &rec(r#"{"n":2}"#, "")).unwrap());
-        assert!(!f.matches(0, &rec("nope", "")).unwrap());
+        assert!(f.matches(0, &rec(r#"{"n":2}"#, ""), &b).unwrap());
+        assert!(!f.matches(0, &rec("nope", ""), &b).unwrap());
         let err = CelFilters.compile("value.contains(").err().unwrap();
         assert_eq!(err.field, BROWSE_FILTER_FIELD);
         assert!(CelFilters.compile("nosuchvar == 1").is_err());

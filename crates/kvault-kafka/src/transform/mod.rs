@@ -33,8 +33,10 @@
 //! computed by `key_transformation` (also from the original record) and the `header_additions`
 //! appended after its own headers.
 
+mod budget;
 mod compile;
 mod filter;
+mod shape;
 mod values;
 
 use std::collections::HashMap;
@@ -42,10 +44,12 @@ use std::sync::Arc;
 
 use cel::objects::{Key, Map};
 use cel::{Context, Env, Value};
+use kvault_domain::cel_limits::{BudgetExceeded, EvalBudget, PER_RECORD_EVAL_TIME};
 use kvault_domain::migrate::MessageTransformation;
 use kvault_domain::record::{Header, Record};
 use kvault_domain::ValidationError;
 
+use budget::Meter;
 use compile::{compile_one, CompiledExpr, Needs};
 pub use filter::{CelFilters, BROWSE_FILTER_FIELD};
 use values::{bytes, eval_error, json_to_cel, lossy};
@@ -86,6 +90,22 @@ enum Decision {
     Drop,
     /// Keep it; `Some(new_key)` replaces the key (`Some(None)` makes it null).
     Keep(Option<Option<Vec<u8>>>),
+}
+
+/// Why one record got no decision.
+enum Undecided {
+    /// The expression failed on this record.
+    Failed(EvalError),
+    /// Its evaluation was stopped by the budget.
+    OverBudget(EvalError, BudgetExceeded),
+}
+
+impl Undecided {
+    fn into_eval(self) -> EvalError {
+        match self {
+            Undecided::Failed(e) | Undecided::OverBudget(e, _) => e,
+        }
+    }
 }
 
 /// A request's [`MessageTransformation`], compiled once and applied per record.
@@ -160,7 +180,10 @@ impl CompiledTransformation {
 
     /// `Ok(None)` when the filter drops the record, else the record to write.
     pub fn apply(&self, record: &Record, partition: i32) -> Result<Option<Record>, EvalError> {
-        match self.decide(record, partition)? {
+        match self
+            .decide(record, partition, None)
+            .map_err(Undecided::into_eval)?
+        {
             Decision::Drop => Ok(None),
             Decision::Keep(new_key) => Ok(Some(self.finish(record.clone(), new_key))),
         }
@@ -169,7 +192,10 @@ impl CompiledTransformation {
     /// Like [`apply`](Self::apply) but takes the record by value, saving a copy of its bytes
     /// on the migration hot path.
     pub fn apply_owned(&self, record: Record, partition: i32) -> Result<Option<Record>, EvalError> {
-        match self.decide(&record, partition)? {
+        match self
+            .decide(&record, partition, None)
+            .map_err(Undecided::into_eval)?
+        {
             Decision::Drop => Ok(None),
             Decision::Keep(new_key) => Ok(Some(self.finish(record, new_key))),
         }
@@ -183,45 +209,69 @@ impl CompiledTransformation {
         record
     }
 
-    fn decide(&self, record: &Record, partition: i32) -> Result<Decision, EvalError> {
+    /// Runs the filter, then the key rewrite, on one record. With comprehensions in either,
+    /// the evaluation runs under `budget`, or else [`PER_RECORD_EVAL_TIME`].
+    fn decide(
+        &self,
+        record: &Record,
+        partition: i32,
+        budget: Option<&EvalBudget>,
+    ) -> Result<Decision, Undecided> {
         if self.filter.is_none() && self.key.is_none() {
             return Ok(Decision::Keep(None));
         }
-        let context = self.context(record, partition);
+        let mut context = self.context(record, partition);
+        let meter = self.needs.budget.then(|| {
+            let budget = budget
+                .cloned()
+                .unwrap_or_else(|| EvalBudget::unbounded().at_most(PER_RECORD_EVAL_TIME));
+            let meter = Meter::new(budget);
+            meter.register(&mut context);
+            meter
+        });
+        let run = |expr: &CompiledExpr| {
+            let result = context.resolve(&expr.expression);
+            match meter.as_ref().and_then(|m| m.exceeded()) {
+                Some(why) => Err(Undecided::OverBudget(
+                    eval_error(expr.field, record, partition, why.to_string()),
+                    why,
+                )),
+                None => Ok(result),
+            }
+        };
         if let Some(filter) = &self.filter {
-            match filter.program.execute(&context) {
+            let fail =
+                |m: String| Undecided::Failed(eval_error(filter.field, record, partition, m));
+            match run(filter)? {
                 Ok(Value::Bool(true)) => {}
                 Ok(Value::Bool(false)) => return Ok(Decision::Drop),
                 Ok(other) => {
-                    return Err(eval_error(
-                        filter.field,
-                        record,
-                        partition,
-                        format!("must return a bool, returned {}", other.type_of()),
-                    ))
+                    return Err(fail(format!(
+                        "must return a bool, returned {}",
+                        other.type_of()
+                    )))
                 }
-                Err(e) => return Err(eval_error(filter.field, record, partition, e.to_string())),
+                Err(e) => return Err(fail(e.to_string())),
             }
         }
         let new_key = match &self.key {
             None => None,
-            Some(key) => match key.program.execute(&context) {
-                Ok(Value::String(s)) => Some(Some(s.as_bytes().to_vec())),
-                Ok(Value::Bytes(b)) => Some(Some(b.as_ref().clone())),
-                Ok(Value::Null) => Some(None),
-                Ok(other) => {
-                    return Err(eval_error(
-                        key.field,
-                        record,
-                        partition,
-                        format!(
+            Some(key) => {
+                let fail =
+                    |m: String| Undecided::Failed(eval_error(key.field, record, partition, m));
+                match run(key)? {
+                    Ok(Value::String(s)) => Some(Some(s.as_bytes().to_vec())),
+                    Ok(Value::Bytes(b)) => Some(Some(b.as_ref().clone())),
+                    Ok(Value::Null) => Some(None),
+                    Ok(other) => {
+                        return Err(fail(format!(
                             "must return a string, bytes or null, returned {}",
                             other.type_of()
-                        ),
-                    ))
+                        )))
+                    }
+                    Err(e) => return Err(fail(e.to_string())),
                 }
-                Err(e) => return Err(eval_error(key.field, record, partition, e.to_string())),
-            },
+            }
         };
         Ok(Decision::Keep(new_key))
     }

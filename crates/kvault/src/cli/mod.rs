@@ -39,7 +39,7 @@ pub struct Cli {
 }
 
 /// A cluster given on the command line, kcat style, instead of (or over) the config file.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct AdHocCluster {
     /// Bootstrap servers (host:port,...): defines the cluster the command names (`--cluster`,
     /// default `adhoc`) without a config file.
@@ -55,6 +55,27 @@ pub struct AdHocCluster {
     /// never printed.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property, global = true)]
     pub properties: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for AdHocCluster {
+    /// `-X` values of secret properties (passwords, keys, OAuth configs) are redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = match kvault_domain::cluster::is_secret_property(k) {
+                    true => "[redacted]",
+                    false => v.as_str(),
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("AdHocCluster")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 fn parse_property(raw: &str) -> Result<(String, String), String> {
@@ -269,6 +290,9 @@ pub struct TokenArgs {
     /// Comma-separated cluster ids the token may touch (default: all).
     #[arg(long, value_delimiter = ',')]
     pub clusters: Option<Vec<String>>,
+    /// Let a viewer read record contents (GET .../records); operators and admins may anyway.
+    #[arg(long)]
+    pub data: bool,
 }
 
 fn parse_header(raw: &str) -> Result<(String, String), String> {
@@ -342,6 +366,27 @@ mod tests {
 
     use super::*;
     use kvault_domain::Offset;
+
+    #[test]
+    fn debug_of_ad_hoc_properties_redacts_secrets() {
+        let c = AdHocCluster {
+            bootstrap_servers: Some("b:9092".into()),
+            properties: vec![
+                (
+                    "sasl.oauthbearer.config".into(),
+                    "clientSecret=oauth-s3cr3t".into(),
+                ),
+                ("sasl.password".into(), "hunter2".into()),
+                ("security.protocol".into(), "SASL_SSL".into()),
+            ],
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("oauth-s3cr3t") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("SASL_SSL"), "{shown}");
+    }
 
     #[test]
     fn ttl_units() {

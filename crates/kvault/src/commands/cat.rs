@@ -112,6 +112,39 @@ fn text(s: Option<&str>, encoding: Option<Encoding>) -> String {
     match (s, encoding) {
         (None, _) => "null".to_owned(),
         (Some(s), Some(Encoding::Base64)) => format!("base64:{s}"),
-        (Some(s), _) => s.to_owned(),
+        (Some(s), _) => escape_controls(s),
+    }
+}
+
+/// `s` with control characters (terminal escape sequences, newlines, tabs) written as `\n`,
+/// `\t`, `\r` or `\xNN`/`\u{NNNN}`, and `\` as `\\`, so a record prints as one inert line.
+fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_output_escapes_control_bytes() {
+        let raw = "a\x1b]0;pwned\x07b\tc\nd\\e\u{9b}f é";
+        let shown = text(Some(raw), Some(Encoding::Utf8));
+        assert_eq!(shown, "a\\x1b]0;pwned\\x07b\\tc\\nd\\\\e\\x9bf é");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
     }
 }

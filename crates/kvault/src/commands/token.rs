@@ -10,12 +10,13 @@ pub fn run(context: &Context, args: TokenArgs) -> Result<(), CliError> {
         .role
         .parse()
         .map_err(|e| CliError::invalid(format!("role: {e}")))?;
-    let token = kvault_api::auth::mint_token(
+    let token = kvault_api::auth::mint_token_with_data(
         &context.settings.auth,
         &args.sub,
         role,
         args.ttl,
         args.clusters,
+        args.data,
     )
     .map_err(|e| CliError::invalid(format!("cannot mint a token: {e}")))?;
     println!("{token}");
