@@ -75,6 +75,8 @@ async fn replicas_killed_at_random_lose_nothing_and_touch_nothing_foreign() {
         &[
             ("KVAULT__BACKUP__RETENTION_SWEEP_INTERVAL_SECS", "2".into()),
             ("KVAULT__STORAGE__S3__ABANDONED_AFTER_SECS", "10".into()),
+            // The workload's schedule runs every 2 s, below the production floor.
+            ("KVAULT__SCHEDULES__MIN_INTERVAL_SECS", "1".into()),
         ],
     )
     .await;

@@ -28,6 +28,7 @@ async fn seed(dir: &Path, id: &str, count: i64, value: fn(i64) -> Vec<u8>) {
     let store: Arc<dyn ArchiveStore> = Arc::new(kvault_storage::Store::local(dir).unwrap());
     let spec = ArchiveSpec {
         backup_id: BackupId::parse(id).unwrap(),
+        archive_uid: kvault_domain::ids::new_uid(),
         cluster_id: "local".into(),
         topic: TopicMetadata {
             name: "big".into(),
