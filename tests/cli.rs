@@ -213,7 +213,7 @@ async fn bad_input_exits_with_a_message_and_the_right_code() {
         "5",
     ]);
     assert_exit(&bad_offset, 2);
-    assert!(String::from_utf8_lossy(&bad_offset.stderr).contains("start_offset"));
+    assert!(String::from_utf8_lossy(&bad_offset.stderr).contains("--start-offset"));
 
     let missing_topic = setup.kvault(&[
         "backup",
@@ -297,7 +297,7 @@ async fn migrate_filters_with_cel_and_drain_reports_unknown_groups() {
         "value.contains(",
     ]);
     assert_exit(&bad, 2);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("filter_expression"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--filter-expression"));
 
     let drain = setup.kvault(&[
         "drain",
