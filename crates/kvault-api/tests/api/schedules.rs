@@ -489,6 +489,10 @@ async fn a_schedule_reusing_a_deleted_schedules_name_never_takes_over_its_runs()
         .post("/api/kafka/schedules", Role::Operator, &body)
         .await;
     assert_eq!(resp.status().as_u16(), 201);
+    // A run writes a backup only when something new arrived since the last one.
+    wait_for(&app, "s", |v| !completed(v).is_empty()).await;
+    let more: Vec<kvault_testkit::fake::KeyValue<'_>> = vec![(None, Some(b"a".as_slice())); 2];
+    app.fake().produce("local", &topic, &more);
     let old = wait_for(&app, "s", |v| completed(v).len() >= 2).await;
     delete_schedule(&app, "s").await;
     // Runs still going when it was deleted end before the new schedule exists.
@@ -527,6 +531,10 @@ async fn a_schedule_reusing_a_deleted_schedules_name_never_takes_over_its_runs()
         .await;
     assert_eq!(shown["cluster_id"], "other", "{shown}");
     assert!(shown["chain"].is_null(), "{shown}");
+    for runs in 2..=3 {
+        app.fake().produce("other", &topic, &records);
+        wait_for(&app, "s", |v| completed(v).len() >= runs).await;
+    }
     let new = wait_for(&app, "s", |v| completed(v).len() >= 3).await;
     assert!(new["last_error"].is_null(), "{new}");
     let new_runs = run_ids(&new);

@@ -59,6 +59,10 @@ async fn follow(
     loop {
         let job = server.job(id).await?;
         if job["state"] != "running" {
+            // The last line shows where the job ended, however short it ran.
+            if display != Display::Quiet {
+                eprintln!("{}", progress_line(&job));
+            }
             return Ok(job);
         }
         let due = last_line.is_none_or(|t| t.elapsed() >= LINE_INTERVAL);
