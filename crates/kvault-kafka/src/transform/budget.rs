@@ -228,7 +228,7 @@ mod tests {
             "{}",
             refusal(nested)
         );
-        let many = vec!["[1].exists(x, x == 1)"; 9].join(" && ");
+        let many = ["[1].exists(x, x == 1)"; 9].join(" && ");
         assert!(refusal(&many).contains("9 comprehensions"));
         assert!(refusal("strings.quote(value) == ''").contains("quote"));
         assert!(refusal("'%s'.format([value]) == ''").contains("format"));
