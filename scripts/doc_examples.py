@@ -133,9 +133,14 @@ def script(plan, work, ports):
     parts = [
         "set -eo pipefail",
         f"cd {work}",
-        'trap \'st=$?; if [ $st -ne 0 ]; then echo "doc-runner: FAILED at $STEP" >&2; '
-        'echo "--- stdout:" >&2; tail -n 40 "$OUT" >&2; echo "--- stderr:" >&2; '
-        'tail -n 40 "$ERR" >&2; fi; kill $(jobs -p) 2>/dev/null; exit $st\' EXIT',
+        # A failing command inside a step's redirected group runs the trap with the step's
+        # redirections still in place: the report goes to the runner's own stderr (fd 9).
+        "exec 9>&2",
+        'trap \'st=$?; if [ $st -ne 0 ]; then echo "doc-runner: FAILED at $STEP (exit $st)" >&9; '
+        'echo "--- stdout:" >&9; tail -n 40 "$OUT" >&9; echo "--- stderr:" >&9; '
+        'tail -n 40 "$ERR" >&9; for log in serve.log data/broker/nisshi.log; do '
+        '[ -f "$log" ] && { echo "--- $log:" >&9; tail -n 20 "$log" >&9; }; done; fi; '
+        'kill $(jobs -p) 2>/dev/null || true; exit $st\' EXIT',
     ]
     for n, (where, commands, expects) in enumerate(plan):
         body = "\n".join(rewrite(c, ports) for c in commands)

@@ -28,6 +28,7 @@ case "${1:-start}" in
       >"$STATE_DIR/nisshi.log" 2>&1 &
     echo $! >"$PID_FILE"
     for _ in $(seq 1 50); do
+      running || break   # it exited: the port is taken, or it failed to start
       if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
         echo "local broker running (pid $(cat "$PID_FILE")) on 127.0.0.1:$PORT; log: $STATE_DIR/nisshi.log"
         exit 0
@@ -38,7 +39,14 @@ case "${1:-start}" in
     exit 1
     ;;
   stop)
-    if running; then kill "$(cat "$PID_FILE")"; fi
+    if running; then
+      pid=$(cat "$PID_FILE")
+      kill "$pid"
+      # Wait for it to exit, so a start right after binds a free port instead of finding the
+      # dying process still listening.
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
     rm -f "$PID_FILE"
     echo "local broker stopped"
     ;;
