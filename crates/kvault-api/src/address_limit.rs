@@ -14,34 +14,27 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 
 use actix_web::HttpRequest;
-use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 
 use crate::error::ApiError;
-
-type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+use crate::rate_limit::KeyedQuota;
 
 /// Per-address quota for requests without a valid token.
 pub struct AddressLimiter {
-    limiter: Limiter,
+    quota: KeyedQuota<IpAddr>,
     trust_forwarded_for: bool,
-    /// Counts the requests the limiter refuses (`kvault_rate_limit_refusals_total`).
-    refused: Option<prometheus::IntCounter>,
 }
 
 impl AddressLimiter {
     pub fn new(per_minute: NonZeroU32, trust_forwarded_for: bool) -> Self {
         Self {
-            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            quota: KeyedQuota::per_minute(per_minute),
             trust_forwarded_for,
-            refused: None,
         }
     }
 
     /// Counts every request this limiter refuses in `counter`.
     pub fn counting_refusals(mut self, counter: prometheus::IntCounter) -> Self {
-        self.refused = Some(counter);
+        self.quota = self.quota.counting_refusals(counter);
         self
     }
 
@@ -51,22 +44,15 @@ impl AddressLimiter {
         let Some(address) = self.client_address(req).map(client_key) else {
             return Ok(());
         };
-        self.limiter.check_key(&address).map_err(|not_until| {
-            if let Some(refused) = &self.refused {
-                refused.inc();
-            }
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::too_many(
-                "request rate limit reached for this client address (requests without a valid \
-                 token)",
-                wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            )
-        })
+        self.quota.check(
+            &address,
+            "request rate limit reached for this client address (requests without a valid token)",
+        )
     }
 
     /// Drops the state of addresses that have been idle, so memory stays bounded.
     pub fn forget_idle(&self) {
-        self.limiter.retain_recent();
+        self.quota.forget_idle();
     }
 
     fn client_address(&self, req: &HttpRequest) -> Option<IpAddr> {

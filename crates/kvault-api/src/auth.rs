@@ -12,14 +12,12 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::{AuthSettings, JwtAlgorithm};
 use crate::error::ApiError;
+use crate::rate_limit::KeyedQuota;
 use crate::state::AppState;
 
 mod mint;
@@ -113,17 +111,13 @@ pub enum AuthError {
     Jwt(#[from] jsonwebtoken::errors::Error),
 }
 
-type SubjectLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
-
 /// Verifies tokens and counts requests per subject.
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
-    limiter: SubjectLimiter,
+    quota: KeyedQuota<String>,
     /// Longest accepted token lifetime, seconds (`auth.max_token_ttl_secs`).
     max_ttl_secs: u64,
-    /// Counts the requests the limiter refuses (`kvault_rate_limit_refusals_total`).
-    refused: Option<prometheus::IntCounter>,
 }
 
 impl Authenticator {
@@ -175,15 +169,14 @@ impl Authenticator {
         Ok(Self {
             key,
             validation,
-            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            quota: KeyedQuota::per_minute(per_minute),
             max_ttl_secs: settings.max_token_ttl_secs,
-            refused: None,
         })
     }
 
     /// Counts every request the per-subject limit refuses in `counter`.
     pub fn counting_refusals(mut self, counter: prometheus::IntCounter) -> Self {
-        self.refused = Some(counter);
+        self.quota = self.quota.counting_refusals(counter);
         self
     }
 
@@ -217,24 +210,15 @@ impl Authenticator {
 
     /// Counts one request for `subject`; 429 with the wait when the quota is spent.
     pub fn check_rate(&self, subject: &str) -> Result<(), ApiError> {
-        match self.limiter.check_key(&subject.to_owned()) {
-            Ok(()) => Ok(()),
-            Err(not_until) => {
-                if let Some(refused) = &self.refused {
-                    refused.inc();
-                }
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Err(ApiError::too_many(
-                    "request rate limit reached for this token subject",
-                    wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-                ))
-            }
-        }
+        self.quota.check(
+            &subject.to_owned(),
+            "request rate limit reached for this token subject",
+        )
     }
 
     /// Drops limiter state of subjects that have been idle, so memory stays bounded.
     pub fn forget_idle(&self) {
-        self.limiter.retain_recent();
+        self.quota.forget_idle();
     }
 }
 

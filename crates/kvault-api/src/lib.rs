@@ -18,6 +18,7 @@ pub mod figures;
 pub mod jobs;
 mod limits;
 mod outcome;
+pub mod rate_limit;
 pub mod retention;
 pub mod routes;
 pub mod runner;

@@ -245,7 +245,7 @@ mod tests {
         assert!(err.contains("not UTF-8"), "{err}");
     }
 
-    /// Hardening finding 12: a count the bytes could back but memory should not is refused,
+    /// A count the bytes could back but memory should not is refused,
     /// and an allowed count reserves nothing until headers actually decode.
     #[test]
     fn huge_header_counts_are_refused() {

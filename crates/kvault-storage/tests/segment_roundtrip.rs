@@ -159,7 +159,7 @@ fn mutated_segments_never_panic_and_mostly_fail() {
     );
 }
 
-/// Hardening finding 12: a block declaring more headers than a record may carry is refused,
+/// A block declaring more headers than a record may carry is refused,
 /// and the fuzz seed `fuzz/seeds/seed-many-headers.seg` is exactly such a segment.
 #[test]
 fn a_record_with_too_many_headers_is_refused_and_kept_as_a_fuzz_seed() {

@@ -358,6 +358,7 @@ const HOLD_PARTIAL_ENV: &str = "KVAULT_TEST_HOLD_PARTIAL_IN";
 
 /// The child side: runs only when spawned by the test below (the env var is set).
 #[test]
+#[ignore = "a child process of a_partial_is_kept_while_its_writer_lives_and_swept_once_it_dies, not a test"]
 fn hold_a_partial_until_killed() {
     let Some(dir) = std::env::var_os(HOLD_PARTIAL_ENV) else {
         return;
@@ -370,7 +371,7 @@ fn hold_a_partial_until_killed() {
     std::thread::sleep(std::time::Duration::from_secs(120));
 }
 
-/// Hardening finding 7: a partial whose writer lives in another process is never touched;
+/// A partial whose writer lives in another process is never touched;
 /// once that process is killed, the partial goes at open and at create of the same id.
 #[test]
 fn a_partial_is_kept_while_its_writer_lives_and_swept_once_it_dies() {
@@ -381,7 +382,12 @@ fn a_partial_is_kept_while_its_writer_lives_and_swept_once_it_dies() {
     let partial = tmp.path().join("held.partial");
     let spawn_holder = || {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "hold_a_partial_until_killed", "--nocapture"])
+            .args([
+                "--exact",
+                "hold_a_partial_until_killed",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(HOLD_PARTIAL_ENV, tmp.path())
             .stdout(Stdio::piped())
             .spawn()
