@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs kvault's whole test suite on a fresh machine: installs the test broker and the S3-compatible
-# test server if missing, makes sure PostgreSQL is up, then runs every test against them.
+# Runs kvault's whole test suite on a fresh machine: installs the test broker, the S3-compatible
+# test server and the Azure Blob emulator if missing, makes sure PostgreSQL is up, then runs every test against them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,7 @@ if [ -z "${KVAULT_TEST_BOOTSTRAP:-}" ]; then
   bash scripts/install-broker.sh
 fi
 bash scripts/install-s3.sh
+bash scripts/install-azurite.sh
 bash scripts/start-postgres.sh
 # Each API test creates a database of its own (kvault_test_*); drop those of earlier runs.
 { psql -h 127.0.0.1 -U postgres -d test -Atqc \

@@ -1,10 +1,12 @@
-//! The `kvault` binary with its archives in S3 (a real S3-compatible server, started by the
-//! testkit): a backup written by one process is listed, shown, verified and restored byte for
-//! byte by others, from working directories with no local data directory at all.
+//! The `kvault` binary with its archives in object storage (a real S3-compatible server and a
+//! real Azure Blob emulator, started by the testkit): a backup written by one process is
+//! listed, shown, verified and restored byte for byte by others, from working directories with
+//! no local data directory at all.
 
 use std::path::Path;
 use std::process::Output;
 
+use kvault_testkit::azure::{TestAzurite, AZURITE_ACCOUNT, AZURITE_KEY};
 use kvault_testkit::s3::{TestS3, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY};
 use kvault_testkit::{TestBroker, TestRecord};
 use serde_json::Value;
@@ -45,6 +47,28 @@ fn settings(broker: &TestBroker, endpoint: &str, bucket: &str) -> Vec<(&'static 
     ]
 }
 
+/// The same for `container` of the Azurite at `endpoint`.
+fn azure_settings(
+    broker: &TestBroker,
+    endpoint: &str,
+    container: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "KVAULT__CLUSTERS__TEST__BOOTSTRAP_SERVERS",
+            broker.bootstrap().to_owned(),
+        ),
+        ("KVAULT__STORAGE__URL", format!("az://{container}/ci")),
+        ("KVAULT__STORAGE__AZURE__ENDPOINT", endpoint.to_owned()),
+        ("KVAULT__STORAGE__AZURE__ALLOW_HTTP", "true".into()),
+        ("KVAULT__STORAGE__AZURE__ACCOUNT", AZURITE_ACCOUNT.into()),
+        ("KVAULT__STORAGE__AZURE__ACCESS_KEY", AZURITE_KEY.into()),
+        ("KVAULT__STORAGE__S3__MAX_RETRIES", "1".into()),
+        ("KVAULT__STORAGE__S3__RETRY_TIMEOUT_SECS", "3".into()),
+        ("KVAULT__STORAGE__S3__CONNECT_TIMEOUT_SECS", "1".into()),
+    ]
+}
+
 fn json(output: &Output) -> Value {
     assert!(
         output.status.success(),
@@ -72,7 +96,24 @@ async fn a_backup_in_s3_restores_byte_for_byte_from_another_process_without_loca
     let broker = TestBroker::get().await;
     let s3 = TestS3::shared();
     let bucket = s3.fresh_bucket("cli");
-    let env = settings(broker, s3.endpoint(), &bucket);
+    round_trip(broker, &settings(broker, s3.endpoint(), &bucket)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_in_azure_blob_restores_byte_for_byte_from_another_process_without_local_data() {
+    let broker = TestBroker::get().await;
+    let azurite = TestAzurite::shared();
+    let container = azurite.fresh_container("cli");
+    round_trip(
+        broker,
+        &azure_settings(broker, &azurite.endpoint(), &container),
+    )
+    .await;
+}
+
+/// Backup by one process; list, show, verify and restore by another, in other directories.
+async fn round_trip(broker: &TestBroker, env: &[(&str, String)]) {
+    let env = env.to_vec();
     let topic = broker.unique_topic("s3-src");
     broker.create_topic(&topic, 3).await;
     broker.produce(&topic, &records(900)).await;
@@ -171,4 +212,14 @@ async fn an_unreachable_store_exits_7_and_a_missing_bucket_exits_8() {
         "{}",
         String::from_utf8_lossy(&missing.stderr)
     );
+    let azurite = TestAzurite::shared();
+    let missing = kvault(
+        dir.path(),
+        &azure_settings(broker, &azurite.endpoint(), "never-created"),
+        &["list"],
+    );
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(8), "{stderr}");
+    assert!(stderr.contains("az://never-created/ci"), "{stderr}");
+    assert!(!stderr.contains(AZURITE_KEY), "{stderr}");
 }

@@ -1,5 +1,6 @@
-//! The store's promises, checked the same way on both backends: a local directory and a real
-//! S3-compatible server (moto, started by the testkit). Round trips per codec, multipart
+//! The store's promises, checked the same way on every backend: a local directory, a real
+//! S3-compatible server (moto) and a real Azure Blob emulator (Azurite), both started by the
+//! testkit. Round trips per codec, multipart
 //! segments, corruption, concurrent creates of one id, a writer killed with SIGKILL, a server
 //! that dies mid-upload, and backups copied by hand between a disk and a bucket.
 
@@ -16,8 +17,10 @@ use kvault_domain::ports::ReadBounds;
 use kvault_domain::{BackupId, CompressionType, DomainError, Record, StorageFailure};
 use kvault_storage::backend::object::{ObjectBackend, ObjectConfig, MIN_PART_SIZE};
 use kvault_storage::{Store, StoreOptions};
+use kvault_testkit::azure::{TestAzurite, AZURITE_ACCOUNT, AZURITE_KEY};
 use kvault_testkit::s3::{TestS3, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY};
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -50,12 +53,43 @@ fn s3_config(endpoint: &str, bucket: &str) -> ObjectConfig {
     }
 }
 
+/// The same for `container` of the Azurite at `endpoint`.
+fn azure_config(endpoint: &str, container: &str) -> ObjectConfig {
+    ObjectConfig {
+        url: format!("az://{container}/vault"),
+        endpoint: Some(endpoint.to_owned()),
+        region: None,
+        access_key_id: None,
+        secret_access_key: None,
+        azure_account: Some(AZURITE_ACCOUNT.into()),
+        azure_access_key: Some(AZURITE_KEY.into()),
+        ..s3_config(endpoint, container)
+    }
+}
+
+/// Raw access to `container` of the shared Azurite.
+fn raw_container(container: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        MicrosoftAzureBuilder::new()
+            .with_account(AZURITE_ACCOUNT)
+            .with_access_key(AZURITE_KEY)
+            .with_endpoint(TestAzurite::shared().endpoint())
+            .with_container_name(container)
+            .with_allow_http(true)
+            .build()
+            .unwrap(),
+    )
+}
+
 /// One store under test and raw access to where it keeps its bytes.
 enum Place {
     Dir(tempfile::TempDir),
     Bucket {
         raw: Arc<dyn ObjectStore>,
+        /// The bucket, or the Azure container.
         bucket: String,
+        /// `s3` or `azure`.
+        provider: &'static str,
     },
 }
 
@@ -95,18 +129,56 @@ impl Harness {
             place: Place::Bucket {
                 raw: Arc::new(raw),
                 bucket,
+                provider: "s3",
             },
         }
     }
 
-    fn both(options: StoreOptions) -> [Self; 2] {
-        [Self::local(options), Self::s3(options)]
+    fn azure(options: StoreOptions) -> Self {
+        let server = TestAzurite::shared();
+        let container = server.fresh_container("store");
+        let backend =
+            ObjectBackend::connect(&azure_config(&server.endpoint(), &container)).unwrap();
+        Self {
+            store: Store::on(Arc::new(backend), options).unwrap(),
+            place: Place::Bucket {
+                raw: raw_container(&container),
+                bucket: container,
+                provider: "azure",
+            },
+        }
+    }
+
+    /// A store on every backend: the local disk, S3, Azure Blob.
+    fn every(options: StoreOptions) -> [Self; 3] {
+        [
+            Self::local(options),
+            Self::s3(options),
+            Self::azure(options),
+        ]
+    }
+
+    /// A store on every object storage backend.
+    fn objects(options: StoreOptions) -> [Self; 2] {
+        [Self::s3(options), Self::azure(options)]
     }
 
     fn name(&self) -> &'static str {
         match self.place {
             Place::Dir(_) => "local",
-            Place::Bucket { .. } => "s3",
+            Place::Bucket { provider, .. } => provider,
+        }
+    }
+
+    /// Open multipart uploads, where the server can list them (S3); `None` elsewhere.
+    fn open_uploads(&self) -> Option<usize> {
+        match &self.place {
+            Place::Bucket {
+                bucket,
+                provider: "s3",
+                ..
+            } => Some(TestS3::shared().open_uploads(bucket)),
+            _ => None,
         }
     }
 
@@ -202,8 +274,8 @@ fn read_all(store: &Store, name: &str) -> Result<Vec<Record>, DomainError> {
 }
 
 #[test]
-fn every_codec_round_trips_on_both_backends() {
-    for h in Harness::both(SMALL) {
+fn every_codec_round_trips_on_every_backend() {
+    for h in Harness::every(SMALL) {
         for codec in CompressionType::ALL {
             let name = format!("rt-{codec}");
             let written = write(&h.store, &name, codec, 700);
@@ -245,37 +317,35 @@ fn segments_larger_than_a_part_go_up_in_parts_and_read_back() {
         block_size: 256 << 10,
         segment_size: 64 << 20,
     };
-    let h = Harness::s3(options);
-    // ~1.1 KB per record, 6,000 per partition: one 6.6 MB segment each, two parts.
-    let writer = h
-        .store
-        .blocking_create(common::spec("big", CompressionType::None, 2))
-        .unwrap();
-    let mut manifests = Vec::new();
-    let mut written = Vec::new();
-    for p in 0..2 {
-        let mut pw = writer.partition(p).unwrap();
-        for o in 0..6_000 {
-            let mut r = common::record(o);
-            r.value = Some(vec![(o % 251) as u8; 1100]);
-            pw.append(&r).unwrap();
-            written.push(r);
+    for h in Harness::objects(options) {
+        // ~1.1 KB per record, 6,000 per partition: one 6.6 MB segment each, two parts.
+        let writer = h
+            .store
+            .blocking_create(common::spec("big", CompressionType::None, 2))
+            .unwrap();
+        let mut manifests = Vec::new();
+        let mut written = Vec::new();
+        for p in 0..2 {
+            let mut pw = writer.partition(p).unwrap();
+            for o in 0..6_000 {
+                let mut r = common::record(o);
+                r.value = Some(vec![(o % 251) as u8; 1100]);
+                pw.append(&r).unwrap();
+                written.push(r);
+            }
+            manifests.push(pw.finish(0, 6_000).unwrap());
         }
-        manifests.push(pw.finish(0, 6_000).unwrap());
+        let manifest = writer.commit(manifests, chrono::Utc::now()).unwrap();
+        let seg = &manifest.partitions[0].segments[0];
+        assert!(seg.size_bytes > MIN_PART_SIZE as u64, "{}", seg.size_bytes);
+        assert_eq!(read_all(&h.store, "big").unwrap(), written);
+        assert!(matches!(h.open_uploads(), None | Some(0)), "{}", h.name());
     }
-    let manifest = writer.commit(manifests, chrono::Utc::now()).unwrap();
-    let seg = &manifest.partitions[0].segments[0];
-    assert!(seg.size_bytes > MIN_PART_SIZE as u64, "{}", seg.size_bytes);
-    assert_eq!(read_all(&h.store, "big").unwrap(), written);
-    let Place::Bucket { bucket, .. } = &h.place else {
-        unreachable!()
-    };
-    assert_eq!(TestS3::shared().open_uploads(bucket), 0);
 }
 
 #[test]
 fn a_flipped_byte_is_refused_by_verify_and_by_reads() {
-    for h in Harness::both(SMALL) {
+    for h in Harness::every(SMALL) {
         write(&h.store, "flip", CompressionType::Zstd, 300);
         let manifest = h.store.blocking_manifest(&id("flip")).unwrap();
         let file = format!("flip/{}", manifest.partitions[1].segments[0].file);
@@ -313,7 +383,7 @@ fn a_flipped_byte_is_refused_by_verify_and_by_reads() {
 
 #[test]
 fn of_concurrent_creates_of_one_id_exactly_one_wins() {
-    for h in Harness::both(SMALL) {
+    for h in Harness::every(SMALL) {
         for round in 0..3 {
             let name = format!("race-{round}");
             let outcomes: Vec<_> = std::thread::scope(|scope| {
@@ -348,7 +418,7 @@ fn of_concurrent_creates_of_one_id_exactly_one_wins() {
 
 #[test]
 fn a_committed_id_conflicts_and_delete_frees_it() {
-    for h in Harness::both(SMALL) {
+    for h in Harness::every(SMALL) {
         write(&h.store, "once", CompressionType::Lz4, 50);
         assert!(matches!(
             h.store
@@ -368,29 +438,45 @@ fn a_committed_id_conflicts_and_delete_frees_it() {
 
 #[test]
 fn a_backup_copied_by_hand_reads_the_same_on_the_other_backend() {
-    let [local, s3] = Harness::both(SMALL);
-    let written = write(&local.store, "disk", CompressionType::Snappy, 400);
-    for file in local.contents() {
-        s3.write_raw(&file, local.read_raw(&file));
-    }
-    assert_eq!(read_all(&s3.store, "disk").unwrap(), written);
+    let [local, s3, azure] = Harness::every(SMALL);
+    for cloud in [s3, azure] {
+        let (disk, up) = (
+            format!("disk-{}", cloud.name()),
+            format!("up-{}", cloud.name()),
+        );
+        let written = write(&local.store, &disk, CompressionType::Snappy, 400);
+        for file in local
+            .contents()
+            .into_iter()
+            .filter(|f| f.starts_with(&disk))
+        {
+            cloud.write_raw(&file, local.read_raw(&file));
+        }
+        assert_eq!(
+            read_all(&cloud.store, &disk).unwrap(),
+            written,
+            "{}",
+            cloud.name()
+        );
 
-    let written = write(&s3.store, "cloud", CompressionType::Gzip, 400);
-    for file in s3
-        .contents()
-        .into_iter()
-        .filter(|f| f.starts_with("cloud/"))
-    {
-        local.write_raw(&file, s3.read_raw(&file));
+        let written = write(&cloud.store, &up, CompressionType::Gzip, 400);
+        for file in cloud.contents().into_iter().filter(|f| f.starts_with(&up)) {
+            local.write_raw(&file, cloud.read_raw(&file));
+        }
+        assert_eq!(
+            read_all(&local.store, &up).unwrap(),
+            written,
+            "{}",
+            cloud.name()
+        );
+        assert!(
+            local
+                .store
+                .blocking_verify(&id(&up), &OperationControl::default())
+                .unwrap()
+                .valid
+        );
     }
-    assert_eq!(read_all(&local.store, "cloud").unwrap(), written);
-    assert!(
-        local
-            .store
-            .blocking_verify(&id("cloud"), &OperationControl::default())
-            .unwrap()
-            .valid
-    );
 }
 
 #[test]
@@ -458,15 +544,19 @@ fn hold_an_upload_until_killed() {
     let Ok(target) = std::env::var(HOLD_ENV) else {
         return;
     };
-    let store = match target.split_once(' ') {
-        Some((endpoint, bucket)) => Store::on(
-            Arc::new(ObjectBackend::connect(&s3_config(endpoint, bucket)).unwrap()),
-            StoreOptions {
-                block_size: 256 << 10,
-                segment_size: 64 << 20,
-            },
-        )
-        .unwrap(),
+    let options = StoreOptions {
+        block_size: 256 << 10,
+        segment_size: 64 << 20,
+    };
+    let config = match target.splitn(3, ' ').collect::<Vec<_>>()[..] {
+        ["s3", endpoint, bucket] => Some(s3_config(endpoint, bucket)),
+        ["azure", endpoint, container] => Some(azure_config(endpoint, container)),
+        _ => None,
+    };
+    let store = match config {
+        Some(config) => {
+            Store::on(Arc::new(ObjectBackend::connect(&config).unwrap()), options).unwrap()
+        }
         None => Store::local(&target).unwrap(),
     };
     let writer = store
@@ -485,10 +575,18 @@ fn hold_an_upload_until_killed() {
 
 #[test]
 fn a_writer_killed_mid_upload_is_never_listed_and_its_id_is_freed_by_the_sweep() {
-    for h in Harness::both(SMALL) {
+    for h in Harness::every(SMALL) {
         let target = match &h.place {
             Place::Dir(dir) => dir.path().display().to_string(),
-            Place::Bucket { bucket, .. } => format!("{} {bucket}", TestS3::shared().endpoint()),
+            Place::Bucket {
+                bucket, provider, ..
+            } => {
+                let endpoint = match *provider {
+                    "s3" => TestS3::shared().endpoint().to_owned(),
+                    _ => TestAzurite::shared().endpoint(),
+                };
+                format!("{provider} {endpoint} {bucket}")
+            }
         };
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -516,8 +614,8 @@ fn a_writer_killed_mid_upload_is_never_listed_and_its_id_is_freed_by_the_sweep()
             h.name()
         );
         assert!(h.store.blocking_list().unwrap().is_empty(), "{}", h.name());
-        if let Place::Bucket { bucket, .. } = &h.place {
-            assert_eq!(TestS3::shared().open_uploads(bucket), 1);
+        if matches!(h.place, Place::Bucket { .. }) {
+            assert!(matches!(h.open_uploads(), None | Some(1)), "{}", h.name());
             // The dead writer's lease still holds the id until it goes stale.
             assert!(matches!(
                 h.store
@@ -528,9 +626,7 @@ fn a_writer_killed_mid_upload_is_never_listed_and_its_id_is_freed_by_the_sweep()
         }
         assert_eq!(h.store.sweep_abandoned(), 1, "{}", h.name());
         assert!(h.contents().is_empty(), "{}: {:?}", h.name(), h.contents());
-        if let Place::Bucket { bucket, .. } = &h.place {
-            assert_eq!(TestS3::shared().open_uploads(bucket), 0);
-        }
+        assert!(matches!(h.open_uploads(), None | Some(0)), "{}", h.name());
         write(&h.store, "held", CompressionType::None, 10);
         assert_eq!(h.store.blocking_list().unwrap().len(), 1, "{}", h.name());
     }
@@ -610,22 +706,23 @@ fn a_foreign_object_in_an_exclusive_bucket_root_survives_the_sweep() {
 
 #[test]
 fn a_foreign_object_under_a_shared_prefix_survives_the_sweep() {
-    let h = Harness::s3(SMALL);
-    write(&h.store, "kept", CompressionType::None, 50);
-    let Place::Bucket { raw, .. } = &h.place else {
-        unreachable!()
-    };
-    let mut foreign: Vec<String> = FOREIGN.iter().map(|k| format!("vault/{k}")).collect();
-    foreign.push("vault/kept/README.md".into());
-    foreign.push("outside/report.csv".into());
-    for key in &foreign {
-        put_raw(raw, key, b"not kvault's");
-    }
-    std::thread::sleep(Duration::from_millis(3_000));
-    h.store.sweep_abandoned();
-    let keys = raw_keys(raw);
-    for key in &foreign {
-        assert!(keys.contains(key), "{key} is gone: {keys:?}");
+    for h in Harness::objects(SMALL) {
+        write(&h.store, "kept", CompressionType::None, 50);
+        let Place::Bucket { raw, .. } = &h.place else {
+            unreachable!()
+        };
+        let mut foreign: Vec<String> = FOREIGN.iter().map(|k| format!("vault/{k}")).collect();
+        foreign.push("vault/kept/README.md".into());
+        foreign.push("outside/report.csv".into());
+        for key in &foreign {
+            put_raw(raw, key, b"not kvault's");
+        }
+        std::thread::sleep(Duration::from_millis(3_000));
+        h.store.sweep_abandoned();
+        let keys = raw_keys(raw);
+        for key in &foreign {
+            assert!(keys.contains(key), "{key} is gone: {keys:?}");
+        }
     }
 }
 
@@ -647,85 +744,87 @@ fn a_prefixless_url_is_refused_unless_the_bucket_is_exclusive() {
 
 #[test]
 fn a_stale_lease_beside_a_manifest_leaves_the_backup_whole() {
-    let h = Harness::s3(SMALL);
-    let written = write(&h.store, "kept", CompressionType::Zstd, 300);
-    let before = h.contents();
-    // What a writer killed between its manifest and its lease delete leaves, in the format
-    // of this version and of the previous one (no attempt).
-    h.write_raw(
-        "kept/_writing",
-        br#"{"pid":1,"host":"gone","refreshed_at":"2026-01-01T00:00:00Z"}"#.to_vec(),
-    );
-    std::thread::sleep(Duration::from_millis(3_000));
-    h.store.sweep_abandoned();
-    assert_eq!(h.contents(), before);
-    let report = h
-        .store
-        .blocking_verify(&id("kept"), &OperationControl::default())
-        .unwrap();
-    assert!(report.valid, "{:?}", report.problems);
-    assert_eq!(read_all(&h.store, "kept").unwrap(), written);
+    for h in Harness::objects(SMALL) {
+        let written = write(&h.store, "kept", CompressionType::Zstd, 300);
+        let before = h.contents();
+        // What a writer killed between its manifest and its lease delete leaves, in the format
+        // of this version and of the previous one (no attempt).
+        h.write_raw(
+            "kept/_writing",
+            br#"{"pid":1,"host":"gone","refreshed_at":"2026-01-01T00:00:00Z"}"#.to_vec(),
+        );
+        std::thread::sleep(Duration::from_millis(3_000));
+        h.store.sweep_abandoned();
+        assert_eq!(h.contents(), before);
+        let report = h
+            .store
+            .blocking_verify(&id("kept"), &OperationControl::default())
+            .unwrap();
+        assert!(report.valid, "{:?}", report.problems);
+        assert_eq!(read_all(&h.store, "kept").unwrap(), written);
+    }
 }
 
 #[test]
 fn a_writer_whose_id_was_taken_over_cannot_touch_the_new_writers_objects() {
     use kvault_domain::ports::ArchiveStore;
-    let h = Harness::s3(SMALL);
-    let first = h
-        .store
-        .blocking_create(common::spec("taken", CompressionType::None, 2))
-        .unwrap();
-    let mut pw = first.partition(0).unwrap();
-    for o in 0..200 {
-        pw.append(&common::record(o)).unwrap();
-    }
-    let first_p0 = pw.finish(0, 200).unwrap();
-    let mut first_p1 = first.partition(1).unwrap();
-    // Another replica takes the backup over (this one lost the database, not the bucket)
-    // and writes it again under the same id.
-    runtime()
-        .block_on(h.store.discard_unfinished(&id("taken")))
-        .unwrap();
-    let second = h
-        .store
-        .blocking_create(common::spec("taken", CompressionType::None, 2))
-        .unwrap();
-    let mut manifests = Vec::new();
-    let mut written = Vec::new();
-    for p in 0..2 {
-        let mut pw = second.partition(p).unwrap();
-        for o in 0..300 {
-            let r = common::record(o);
-            pw.append(&r).unwrap();
-            written.push(r);
+    for h in Harness::objects(SMALL) {
+        let first = h
+            .store
+            .blocking_create(common::spec("taken", CompressionType::None, 2))
+            .unwrap();
+        let mut pw = first.partition(0).unwrap();
+        for o in 0..200 {
+            pw.append(&common::record(o)).unwrap();
         }
-        manifests.push(pw.finish(0, 300).unwrap());
+        let first_p0 = pw.finish(0, 200).unwrap();
+        let mut first_p1 = first.partition(1).unwrap();
+        // Another replica takes the backup over (this one lost the database, not the bucket)
+        // and writes it again under the same id.
+        runtime()
+            .block_on(h.store.discard_unfinished(&id("taken")))
+            .unwrap();
+        let second = h
+            .store
+            .blocking_create(common::spec("taken", CompressionType::None, 2))
+            .unwrap();
+        let mut manifests = Vec::new();
+        let mut written = Vec::new();
+        for p in 0..2 {
+            let mut pw = second.partition(p).unwrap();
+            for o in 0..300 {
+                let r = common::record(o);
+                pw.append(&r).unwrap();
+                written.push(r);
+            }
+            manifests.push(pw.finish(0, 300).unwrap());
+        }
+        // The first writer's heartbeat runs meanwhile (every 0.5 s); then it writes on, tries to
+        // commit, and (committing failed) aborts.
+        std::thread::sleep(Duration::from_millis(1_500));
+        let finished = (0..200)
+            .try_for_each(|o| first_p1.append(&common::record(o)))
+            .and_then(|()| first_p1.finish(0, 200));
+        let mut parts = vec![first_p0];
+        if let Ok(p1) = finished {
+            parts.push(p1);
+        }
+        assert!(
+            first.commit(parts, chrono::Utc::now()).is_err(),
+            "a writer that lost its lease committed"
+        );
+        second.commit(manifests, chrono::Utc::now()).unwrap();
+        assert_eq!(read_all(&h.store, "taken").unwrap(), written);
+        let report = h
+            .store
+            .blocking_verify(&id("taken"), &OperationControl::default())
+            .unwrap();
+        assert!(report.valid, "{:?}", report.problems);
+        // Once the first writer's remains are old, the sweep leaves the backup alone.
+        std::thread::sleep(Duration::from_millis(2_500));
+        h.store.sweep_abandoned();
+        assert_eq!(read_all(&h.store, "taken").unwrap(), written);
     }
-    // The first writer's heartbeat runs meanwhile (every 0.5 s); then it writes on, tries to
-    // commit, and (committing failed) aborts.
-    std::thread::sleep(Duration::from_millis(1_500));
-    let finished = (0..200)
-        .try_for_each(|o| first_p1.append(&common::record(o)))
-        .and_then(|()| first_p1.finish(0, 200));
-    let mut parts = vec![first_p0];
-    if let Ok(p1) = finished {
-        parts.push(p1);
-    }
-    assert!(
-        first.commit(parts, chrono::Utc::now()).is_err(),
-        "a writer that lost its lease committed"
-    );
-    second.commit(manifests, chrono::Utc::now()).unwrap();
-    assert_eq!(read_all(&h.store, "taken").unwrap(), written);
-    let report = h
-        .store
-        .blocking_verify(&id("taken"), &OperationControl::default())
-        .unwrap();
-    assert!(report.valid, "{:?}", report.problems);
-    // Once the first writer's remains are old, the sweep leaves the backup alone.
-    std::thread::sleep(Duration::from_millis(2_500));
-    h.store.sweep_abandoned();
-    assert_eq!(read_all(&h.store, "taken").unwrap(), written);
 }
 
 #[test]
@@ -763,51 +862,52 @@ fn the_local_sweep_leaves_directories_that_are_not_kvaults_alone() {
 
 #[test]
 fn an_interrupted_delete_is_never_listed_and_the_sweep_finishes_it_around_a_new_backup() {
-    let h = Harness::s3(SMALL);
-    write(&h.store, "again", CompressionType::Lz4, 200);
-    let old_files: Vec<String> = h
-        .store
-        .blocking_manifest(&id("again"))
-        .unwrap()
-        .partitions
-        .iter()
-        .flat_map(|p| p.segments.iter().map(|s| format!("again/{}", s.file)))
-        .collect();
-    let Place::Bucket { raw, .. } = &h.place else {
-        unreachable!()
-    };
-    // What a delete killed right after removing the manifest leaves: its marker and files.
-    let manifest = Key::from("vault/again/manifest.json");
-    let etag = runtime()
-        .block_on(raw.head(&manifest))
-        .unwrap()
-        .e_tag
-        .unwrap();
-    let files: Vec<String> = old_files
-        .iter()
-        .map(|f| f.trim_start_matches("again/").to_owned())
-        .collect();
-    let marker = serde_json::json!({"manifest_etag": etag, "files": files}).to_string();
-    h.write_raw(
-        "again/_deleting/0123456789abcdef0123456789abcdef",
-        marker.into_bytes(),
-    );
-    runtime().block_on(raw.delete(&manifest)).unwrap();
-    assert!(h.store.blocking_list().unwrap().is_empty());
-    // The id is free: a new backup of it is written before any sweep.
-    let written = write(&h.store, "again", CompressionType::Zstd, 300);
-    std::thread::sleep(Duration::from_millis(2_500));
-    assert_eq!(h.store.sweep_abandoned(), 1);
-    let left = h.contents();
-    for f in &old_files {
-        assert!(!left.contains(f), "{f} stayed: {left:?}");
-    }
-    assert!(!left.iter().any(|f| f.contains("_deleting")), "{left:?}");
-    assert_eq!(read_all(&h.store, "again").unwrap(), written);
-    assert!(
-        h.store
-            .blocking_verify(&id("again"), &OperationControl::default())
+    for h in Harness::objects(SMALL) {
+        write(&h.store, "again", CompressionType::Lz4, 200);
+        let old_files: Vec<String> = h
+            .store
+            .blocking_manifest(&id("again"))
             .unwrap()
-            .valid
-    );
+            .partitions
+            .iter()
+            .flat_map(|p| p.segments.iter().map(|s| format!("again/{}", s.file)))
+            .collect();
+        let Place::Bucket { raw, .. } = &h.place else {
+            unreachable!()
+        };
+        // What a delete killed right after removing the manifest leaves: its marker and files.
+        let manifest = Key::from("vault/again/manifest.json");
+        let etag = runtime()
+            .block_on(raw.head(&manifest))
+            .unwrap()
+            .e_tag
+            .unwrap();
+        let files: Vec<String> = old_files
+            .iter()
+            .map(|f| f.trim_start_matches("again/").to_owned())
+            .collect();
+        let marker = serde_json::json!({"manifest_etag": etag, "files": files}).to_string();
+        h.write_raw(
+            "again/_deleting/0123456789abcdef0123456789abcdef",
+            marker.into_bytes(),
+        );
+        runtime().block_on(raw.delete(&manifest)).unwrap();
+        assert!(h.store.blocking_list().unwrap().is_empty());
+        // The id is free: a new backup of it is written before any sweep.
+        let written = write(&h.store, "again", CompressionType::Zstd, 300);
+        std::thread::sleep(Duration::from_millis(2_500));
+        assert_eq!(h.store.sweep_abandoned(), 1);
+        let left = h.contents();
+        for f in &old_files {
+            assert!(!left.contains(f), "{f} stayed: {left:?}");
+        }
+        assert!(!left.iter().any(|f| f.contains("_deleting")), "{left:?}");
+        assert_eq!(read_all(&h.store, "again").unwrap(), written);
+        assert!(
+            h.store
+                .blocking_verify(&id("again"), &OperationControl::default())
+                .unwrap()
+                .valid
+        );
+    }
 }

@@ -19,8 +19,10 @@
 //! test process is gone, because statics are never dropped and a crashed test must not leave
 //! brokers behind.
 
+pub mod azure;
 pub mod fake;
 pub mod s3;
+mod watchdog;
 
 mod groups;
 mod process;

@@ -9,10 +9,12 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::watchdog::{spawn_watched, stop};
 
 /// The environment variable naming the Python that has moto installed.
 pub const S3_PYTHON_ENV: &str = "KVAULT_S3_PYTHON";
@@ -119,14 +121,7 @@ impl TestS3 {
     /// Kills the server (SIGKILL): requests fail from now on.
     pub fn kill(&self) {
         if let Ok(mut child) = self.watchdog.lock() {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
+            stop(&mut child);
         }
     }
 
@@ -137,33 +132,8 @@ impl TestS3 {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free loopback port: {e}"))?
             .port();
-        let log = std::env::temp_dir().join(format!("kvault-s3-{}-{port}.log", std::process::id()));
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(|e| format!("open {}: {e}", log.display()))?;
-        // As for the broker: the server dies with the test process, or at once on TERM.
-        let watchdog = r#"
-"$PYTHON" "$SCRIPT" "$PORT" &
-server=$!
-trap 'kill -9 $server 2>/dev/null; wait $server; exit 0' TERM INT
-while kill -0 "$OWNER" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
-kill -9 $server 2>/dev/null
-wait $server
-"#;
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(watchdog)
-            .env("PYTHON", &python)
-            .env("SCRIPT", &script)
-            .env("PORT", port.to_string())
-            .env("OWNER", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("spawn sh for {}: {e}", python.display()))?;
+        let script = script.display().to_string();
+        let (child, log) = spawn_watched("s3", port, &python, &[script, port.to_string()])?;
         let server = TestS3 {
             endpoint: format!("http://127.0.0.1:{port}"),
             watchdog: Mutex::new(child),

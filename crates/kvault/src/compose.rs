@@ -17,7 +17,7 @@ use kvault_storage::{Store, StoreOptions};
 
 use crate::exit::{CliError, EXIT_STORAGE_REFUSED};
 
-/// The archive store the settings name: a local directory or an S3 bucket.
+/// The archive store the settings name: a local directory, an S3 bucket or an Azure container.
 pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliError> {
     let target = settings
         .storage
@@ -31,12 +31,24 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
             ))
         })?,
         StorageTarget::S3(url) => {
-            refuse_plain_http(&settings.storage.s3)?;
-            let config = object_config(url, &settings.storage.s3);
-            let backend = ObjectBackend::connect(&config)
-                .map_err(|e| CliError::usage(format!("storage: {e}")))?;
-            Store::on(Arc::new(backend), StoreOptions::default())
-                .map_err(|e| CliError::internal(format!("storage: {e}")))?
+            let s3 = &settings.storage.s3;
+            refuse_plain_http("storage.s3", s3.endpoint.as_deref(), s3.allow_http)?;
+            object_store(object_config(url, s3))?
+        }
+        StorageTarget::Azure(url) => {
+            let azure = &settings.storage.azure;
+            refuse_plain_http("storage.azure", azure.endpoint.as_deref(), azure.allow_http)?;
+            let config = ObjectConfig {
+                endpoint: azure.endpoint.clone(),
+                allow_http: azure.allow_http,
+                region: None,
+                access_key_id: None,
+                secret_access_key: None,
+                azure_account: azure.account.clone(),
+                azure_access_key: azure.access_key.as_ref().map(|s| s.expose().to_owned()),
+                ..object_config(url, &settings.storage.s3)
+            };
+            object_store(config)?
         }
         other => return Err(CliError::usage(format!("unsupported storage {other:?}"))),
     };
@@ -44,18 +56,34 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
     Ok(Arc::new(store))
 }
 
+/// The archive store over the object storage `config` names.
+fn object_store(config: ObjectConfig) -> Result<Store, CliError> {
+    let backend =
+        ObjectBackend::connect(&config).map_err(|e| CliError::usage(format!("storage: {e}")))?;
+    Store::on(Arc::new(backend), StoreOptions::default())
+        .map_err(|e| CliError::internal(format!("storage: {e}")))
+}
+
 /// An `http://` endpoint needs `allow_http`: said in as many words (the object store's own
-/// error is "builder error"), as a setting to fix (exit 8).
-fn refuse_plain_http(s3: &S3Settings) -> Result<(), CliError> {
-    match s3.endpoint.as_deref() {
-        Some(endpoint) if endpoint.starts_with("http://") && !s3.allow_http => Err(CliError::new(
-            EXIT_STORAGE_REFUSED,
-            format!(
-                "storage.s3.endpoint {endpoint} is plain HTTP but storage.s3.allow_http is \
-                     false: set storage.s3.allow_http: true (KVAULT__STORAGE__S3__ALLOW_HTTP=true) \
-                     or use an https:// endpoint"
-            ),
-        )),
+/// error is "builder error"), as a setting to fix (exit 8). `section` is `storage.s3` or
+/// `storage.azure`.
+fn refuse_plain_http(
+    section: &str,
+    endpoint: Option<&str>,
+    allow_http: bool,
+) -> Result<(), CliError> {
+    match endpoint {
+        Some(endpoint) if endpoint.starts_with("http://") && !allow_http => {
+            let env = section.to_uppercase().replace('.', "__");
+            Err(CliError::new(
+                EXIT_STORAGE_REFUSED,
+                format!(
+                    "{section}.endpoint {endpoint} is plain HTTP but {section}.allow_http is \
+                     false: set {section}.allow_http: true (KVAULT__{env}__ALLOW_HTTP=true) or \
+                     use an https:// endpoint"
+                ),
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -70,6 +98,8 @@ fn object_config(url: String, s3: &S3Settings) -> ObjectConfig {
         exclusive_bucket: s3.exclusive_bucket,
         access_key_id: s3.access_key_id.as_ref().map(|s| s.expose().to_owned()),
         secret_access_key: s3.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
+        azure_account: None,
+        azure_access_key: None,
         part_size: s3.part_size_mib << 20,
         read_window: s3.read_window_mib << 20,
         abandoned_after: Duration::from_secs(s3.abandoned_after_secs),

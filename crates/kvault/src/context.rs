@@ -104,7 +104,7 @@ impl Context {
     /// With archives in object storage, says once on stderr when the local backup directory
     /// holds backups too: they are not listed, and a user who just turned S3 on should know.
     pub fn warn_about_other_store(&self) {
-        let Ok(StorageTarget::S3(url)) = self.storage_target() else {
+        let Ok(StorageTarget::S3(url) | StorageTarget::Azure(url)) = self.storage_target() else {
             return;
         };
         let local = &self.settings.backup.base_path;

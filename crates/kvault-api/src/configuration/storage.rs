@@ -1,6 +1,8 @@
 //! The `storage:` section: where archives live. `storage.url` is `file://<dir>` (the default,
-//! from `backup.base_path`, which stays the documented alias) or `s3://bucket/prefix` with
-//! the `storage.s3.*` settings. Both credentials are [`Secret`]s: never in `Debug` output.
+//! from `backup.base_path`, which stays the documented alias), `s3://bucket/prefix` with the
+//! `storage.s3.*` settings, or `az://container/prefix` with `storage.azure.*` (and the tuning
+//! of `storage.s3.*`: part size, read window, retries, timeouts, `exclusive_bucket`, which
+//! apply to every object store). Credentials are [`Secret`]s: never in `Debug` output.
 
 use std::path::PathBuf;
 
@@ -17,6 +19,28 @@ pub struct StorageSettings {
     pub url: Option<String>,
     #[serde(default)]
     pub s3: S3Settings,
+    #[serde(default)]
+    pub azure: AzureSettings,
+}
+
+/// `storage.azure.*`: how to reach an Azure Blob Storage account (or Azurite).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AzureSettings {
+    /// The storage account.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The account's shared key. When absent, `object_store`'s chain is used
+    /// (`AZURE_STORAGE_*` variables, workload identity, managed identity, the Azure CLI).
+    #[serde(default)]
+    pub access_key: Option<Secret>,
+    /// The account's blob service, for emulators and private endpoints
+    /// (`http://127.0.0.1:10000/devstoreaccount1`); `https://{account}.blob.core.windows.net`
+    /// when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Allows a plain-HTTP endpoint. Off by default.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 /// `storage.s3.*`: how to reach an S3 bucket or an S3-compatible server.
@@ -111,6 +135,8 @@ pub enum StorageTarget {
     Local(PathBuf),
     /// `s3://bucket/prefix`, with the settings in `storage.s3`.
     S3(String),
+    /// `az://container/prefix`, with the settings in `storage.azure`.
+    Azure(String),
 }
 
 impl StorageSettings {
@@ -134,22 +160,33 @@ impl StorageSettings {
             }
             return Ok(StorageTarget::S3(url.to_owned()));
         }
+        if let Some(rest) = url.strip_prefix("az://") {
+            if rest.split('/').next().unwrap_or_default().is_empty() {
+                return Err(ConfigError::invalid(
+                    "storage.url",
+                    "az:// names no container",
+                ));
+            }
+            return Ok(StorageTarget::Azure(url.to_owned()));
+        }
         Err(ConfigError::invalid(
             "storage.url",
-            "must start with file:// or s3:// (gs:// and az:// are not built in yet)",
+            "must start with file://, s3:// or az:// (gs:// is not built in yet)",
         ))
     }
 
     /// Checks what serde cannot.
     pub fn validate(&self, base_path: &std::path::Path) -> Result<(), ConfigError> {
-        if let StorageTarget::S3(url) = self.target(base_path)? {
-            let prefix = url["s3://".len()..].split_once('/').map_or("", |(_, p)| p);
+        if let StorageTarget::S3(url) | StorageTarget::Azure(url) = self.target(base_path)? {
+            let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+            let prefix = rest.split_once('/').map_or("", |(_, p)| p);
             if prefix.trim_matches('/').is_empty() && !self.s3.exclusive_bucket {
                 return Err(ConfigError::invalid(
                     "storage.s3.exclusive_bucket",
-                    "storage.url names a bucket without a prefix: use s3://bucket/prefix if \
-                     other applications may keep objects in the bucket, or set \
-                     storage.s3.exclusive_bucket: true if nothing but kvault writes there",
+                    "storage.url names a bucket or container without a prefix: use \
+                     s3://bucket/prefix or az://container/prefix if other applications may \
+                     keep objects there, or set storage.s3.exclusive_bucket: true if nothing \
+                     but kvault writes there",
                 ));
             }
         }
@@ -212,7 +249,19 @@ mod tests {
             with_url("s3://bucket/some/prefix").target(base).unwrap(),
             StorageTarget::S3("s3://bucket/some/prefix".into())
         );
-        for bad in ["s3://", "s3:///x", "file://", "gs://b", "/plain/path"] {
+        assert_eq!(
+            with_url("az://container/kvault").target(base).unwrap(),
+            StorageTarget::Azure("az://container/kvault".into())
+        );
+        for bad in [
+            "s3://",
+            "s3:///x",
+            "az://",
+            "az:///x",
+            "file://",
+            "gs://b",
+            "/plain/path",
+        ] {
             assert!(with_url(bad).target(base).is_err(), "{bad}");
         }
     }
@@ -222,7 +271,9 @@ mod tests {
         let mut s = with_url("s3://b/kvault");
         s.s3.access_key_id = Some(Secret::new("AKIAEXAMPLEKEYID"));
         s.s3.secret_access_key = Some(Secret::new("wJalrXUtnFEMI-secret"));
+        s.azure.access_key = Some(Secret::new("azure-shared-key-secret"));
         let shown = format!("{s:?}");
+        assert!(!shown.contains("azure-shared-key-secret"), "{shown}");
         assert!(
             !shown.contains("AKIAEXAMPLEKEYID") && !shown.contains("wJalr"),
             "{shown}"
@@ -237,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_bucket_root_is_used_only_when_the_bucket_is_declared_kvaults_alone() {
-        for url in ["s3://b", "s3://b/", "s3://b//"] {
+        for url in ["s3://b", "s3://b/", "s3://b//", "az://c", "az://c/"] {
             let mut s = with_url(url);
             let e = s.validate(Path::new(".")).unwrap_err().to_string();
             assert!(e.contains("storage.s3.exclusive_bucket"), "{url}: {e}");

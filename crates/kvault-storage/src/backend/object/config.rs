@@ -1,4 +1,4 @@
-//! [`ObjectConfig`]: how to reach a bucket and how to use it. Credentials never show in
+//! [`ObjectConfig`]: how to reach a bucket (or an Azure container) and how to use it. Credentials never show in
 //! `Debug` output.
 
 use std::fmt;
@@ -7,12 +7,15 @@ use std::time::Duration;
 /// How to reach the bucket and how to use it.
 #[derive(Clone)]
 pub struct ObjectConfig {
-    /// `s3://bucket/prefix`, or `s3://bucket` when `exclusive_bucket`.
+    /// `s3://bucket/prefix` or `az://container/prefix`; without the prefix when
+    /// `exclusive_bucket`.
     pub url: String,
     /// The bucket holds nothing but kvault's backups, so a url without a prefix may use its
     /// root. Without it such a url is refused: the sweep must never judge others' objects.
     pub exclusive_bucket: bool,
-    /// For S3-compatible servers: `http://127.0.0.1:9000`. `None` for AWS.
+    /// For S3-compatible servers: `http://127.0.0.1:9000`. `None` for AWS. For Azure, the
+    /// account's blob service (`http://127.0.0.1:10000/devstoreaccount1` for Azurite); `None`
+    /// for `https://{account}.blob.core.windows.net`.
     pub endpoint: Option<String>,
     pub region: Option<String>,
     /// Allow a plain-HTTP endpoint (local servers only).
@@ -21,6 +24,10 @@ pub struct ObjectConfig {
     /// web identity, ECS task role, EC2 instance metadata).
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// Azure: the storage account and its shared key; without the key the crate's chain is
+    /// used (`AZURE_STORAGE_*` environment, workload or managed identity, the Azure CLI).
+    pub azure_account: Option<String>,
+    pub azure_access_key: Option<String>,
     /// Bytes per multipart part (at least [`MIN_PART_SIZE`]).
     pub part_size: usize,
     /// Bytes per ranged GET when reading a segment.
@@ -45,6 +52,8 @@ impl Default for ObjectConfig {
             allow_http: false,
             access_key_id: None,
             secret_access_key: None,
+            azure_account: None,
+            azure_access_key: None,
             part_size: 8 << 20,
             read_window: 4 << 20,
             abandoned_after: Duration::from_secs(15 * 60),
@@ -68,6 +77,8 @@ impl fmt::Debug for ObjectConfig {
             .field("allow_http", &self.allow_http)
             .field("access_key_id", &redact(&self.access_key_id))
             .field("secret_access_key", &redact(&self.secret_access_key))
+            .field("azure_account", &self.azure_account)
+            .field("azure_access_key", &redact(&self.azure_access_key))
             .field("part_size", &self.part_size)
             .field("read_window", &self.read_window)
             .field("abandoned_after", &self.abandoned_after)

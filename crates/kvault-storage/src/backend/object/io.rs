@@ -72,10 +72,12 @@ impl ObjectError {
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
                 StorageFailure::PermissionDenied
             }
-            _ if text.contains("NoSuchBucket") => StorageFailure::Missing,
+            _ if is_missing_container(&text) => StorageFailure::Missing,
             _ if text.contains("AccessDenied")
                 || text.contains("InvalidAccessKeyId")
-                || text.contains("SignatureDoesNotMatch") =>
+                || text.contains("SignatureDoesNotMatch")
+                || text.contains("AuthenticationFailed")
+                || text.contains("AuthorizationFailure") =>
             {
                 StorageFailure::PermissionDenied
             }
@@ -87,7 +89,7 @@ impl ObjectError {
     /// Whether the object is simply absent (not the bucket).
     pub(super) fn is_not_found(&self) -> bool {
         matches!(self.source, object_store::Error::NotFound { .. })
-            && !self.chain().contains("NoSuchBucket")
+            && !is_missing_container(&self.chain())
     }
 
     /// The error and its causes on one line.
@@ -101,6 +103,11 @@ impl ObjectError {
         }
         text
     }
+}
+
+/// S3's and Azure's codes for a bucket or container that does not exist.
+fn is_missing_container(text: &str) -> bool {
+    text.contains("NoSuchBucket") || text.contains("ContainerNotFound")
 }
 
 /// Connection failures, timeouts, throttling and server errors that outlasted the crate's
@@ -121,7 +128,7 @@ fn is_unreachable(text: &str) -> bool {
 impl fmt::Display for ObjectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hint = match self.failure() {
-            StorageFailure::Missing => " (the bucket does not exist)",
+            StorageFailure::Missing => " (the bucket or container does not exist)",
             StorageFailure::PermissionDenied => " (check the credentials and the bucket policy)",
             StorageFailure::Unavailable => " (the endpoint could not be reached; retries ran out)",
             _ => "",

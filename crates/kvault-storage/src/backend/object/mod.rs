@@ -1,5 +1,5 @@
-//! [`ObjectBackend`]: backups as objects in S3 or an S3-compatible server, through the
-//! `object_store` crate. The layout is the local one with the root as a key prefix, except
+//! [`ObjectBackend`]: backups as objects in S3 (or an S3-compatible server) or Azure Blob
+//! Storage, through the `object_store` crate; [`connect`] is the one place that knows which. The layout is the local one with the root as a key prefix, except
 //! that each write attempt's segments live in a folder of their own:
 //! `{prefix}/{id}/manifest.json` and `{prefix}/{id}/attempt-{hex}/p{n}/{offset:020}.seg`
 //! (the manifest names them relative to the backup, so a backup copied between a disk and a
@@ -15,15 +15,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as Key;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::{Backend, SegmentSource, Staging};
 use crate::error::{Result, StorageError};
 
 mod config;
+mod connect;
 mod io;
 mod layout;
 mod lease;
@@ -39,7 +39,7 @@ use layout::{Entry, MANIFEST_FILE};
 use staging::ObjectStaging;
 use transfer::ObjectSource;
 
-/// Smallest part S3 accepts (except the last one).
+/// Smallest part S3 accepts (except the last one); Azure blocks may be smaller.
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
 /// What the backend's parts share.
@@ -106,7 +106,7 @@ impl Shared {
     }
 }
 
-/// Backups in an S3 bucket (or an S3-compatible server).
+/// Backups in an S3 bucket (or an S3-compatible server) or an Azure Blob container.
 #[derive(Clone)]
 pub struct ObjectBackend {
     shared: Arc<Shared>,
@@ -122,87 +122,16 @@ impl fmt::Debug for ObjectBackend {
 }
 
 impl ObjectBackend {
-    /// Connects to the bucket in `config.url`. Nothing is sent yet; the first request tells
-    /// whether the bucket is there.
+    /// Connects to the bucket or container in `config.url` (`s3://` or `az://`). Nothing is
+    /// sent yet; the first request tells whether it is there.
     pub fn connect(config: &ObjectConfig) -> Result<Self> {
-        let invalid =
-            |field: &'static str, value: String, message: String| StorageError::InvalidInput {
-                field,
-                value,
-                message,
-            };
-        let rest = config.url.strip_prefix("s3://").ok_or_else(|| {
-            invalid(
-                "storage.url",
-                config.url.clone(),
-                "object storage urls start with s3:// (s3://bucket/prefix)".into(),
-            )
-        })?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(invalid(
-                "storage.url",
-                config.url.clone(),
-                "names no bucket".into(),
-            ));
-        }
-        if prefix.trim_matches('/').is_empty() && !config.exclusive_bucket {
-            return Err(invalid(
-                "storage.url",
-                config.url.clone(),
-                "names no prefix: kvault keeps its backups under a prefix of a bucket others \
-                 may share (s3://bucket/kvault); to use the whole bucket, set \
-                 storage.s3.exclusive_bucket: true, which says nothing but kvault writes there"
-                    .into(),
-            ));
-        }
-        if config.part_size < MIN_PART_SIZE {
-            return Err(invalid(
-                "storage.s3.part_size",
-                config.part_size.to_string(),
-                format!("must be at least {MIN_PART_SIZE} bytes (S3's smallest part)"),
-            ));
-        }
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_allow_http(config.allow_http)
-            .with_retry(RetryConfig {
-                max_retries: config.max_retries,
-                retry_timeout: config.retry_timeout,
-                ..RetryConfig::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(config.connect_timeout)
-                    .with_timeout(config.request_timeout)
-                    .with_allow_http(config.allow_http),
-            );
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &config.region {
-            builder = builder.with_region(region);
-        }
-        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-            builder = builder
-                .with_access_key_id(id)
-                .with_secret_access_key(secret);
-        }
-        let s3 = Arc::new(builder.build().map_err(|e| {
-            invalid(
-                "storage.s3",
-                config.url.clone(),
-                format!("cannot configure the S3 client: {e}"),
-            )
-        })?);
-        let root = Key::from(prefix.trim_matches('/'));
-        let location = format!("s3://{bucket}/{root}");
+        let connected = connect::connect(config)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                store: s3.clone(),
-                multipart: s3,
-                root,
-                location: location.trim_end_matches('/').to_owned(),
+                store: connected.store,
+                multipart: connected.multipart,
+                root: connected.root,
+                location: connected.location,
                 part_size: config.part_size,
                 abandoned_after: config.abandoned_after,
             }),
