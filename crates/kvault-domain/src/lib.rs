@@ -51,7 +51,6 @@ pub mod restore;
 pub mod restore_planning;
 pub mod restore_set;
 pub mod schedule;
-pub mod set_claim;
 pub mod time;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};

@@ -4,6 +4,10 @@
 
 use kvault_domain::CompressionType;
 
+/// Suffix of a backup directory still being written. Ids ending in it are refused so a
+/// finished backup can never be mistaken for an unfinished one.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
 /// First four bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"KVSG";
 /// Marker that starts every block header.

@@ -14,9 +14,7 @@ use crate::error::{Result, StorageError};
 
 /// Name of a backup's manifest, in every backend.
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
-/// Suffix of a backup directory still being written. Ids ending in it are refused so a
-/// finished backup can never be mistaken for an unfinished one.
-pub const PARTIAL_SUFFIX: &str = ".partial";
+pub use crate::format::PARTIAL_SUFFIX;
 /// Buffer of a segment file writer and the read window of a segment file reader.
 pub(crate) const IO_BUFFER: usize = 256 << 10;
 

@@ -29,16 +29,17 @@ use crate::format::MAX_HEADERS_PER_RECORD;
 use crate::format::MAX_MANIFEST_LEN;
 use crate::record::encoded_len;
 use crate::segment::{BlockBuilder, SegmentWriter};
-use crate::verify::{self, check_segment, open_segment, VerifyMode};
 
 mod catalog;
 mod partition_writer;
 mod ports;
 mod reader;
+mod verify;
 mod writer;
 
 use partition_writer::StorePartitionWriter;
 use reader::{PartitionReader, PartitionRecords};
+use verify::{check_segment, open_segment, VerifyMode};
 use writer::{OpenSegment, StoreWriter};
 
 /// Largest block size an option may ask for: half the format's block limit, so a block of

@@ -6,8 +6,8 @@
 //! segment read to its trailer is still checked whole (SHA-256, counts, ranges); a read that
 //! stops part-way through a segment (the caller stopped iterating) cannot check its SHA-256.
 
+use super::verify::StoredSegmentReader;
 use super::*;
-use crate::verify::StoredSegmentReader;
 
 /// Streams one partition's records, a block at a time, checking every segment against the
 /// manifest when its last byte has been read. Blocks come out with only the records

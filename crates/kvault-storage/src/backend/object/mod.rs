@@ -33,8 +33,8 @@ mod staging;
 mod sweep;
 mod transfer;
 
+pub use crate::error::ObjectError;
 pub use config::ObjectConfig;
-pub use io::ObjectError;
 use layout::{Entry, MANIFEST_FILE};
 use staging::ObjectStaging;
 use transfer::ObjectSource;

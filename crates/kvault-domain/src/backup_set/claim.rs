@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 
-use crate::backup_set::BackupSetPlan;
+use super::BackupSetPlan;
 use crate::error::{DomainError, DomainResult};
 use crate::ids::ClusterId;
 use crate::manifest::TopicMetadata;

@@ -7,7 +7,9 @@
 //! how a scheduled backup of a pattern keeps every topic's chain.
 //!
 //! A set id names one set only: every member records the set's uid, and the set is written
-//! under a claim on its id (see `crate::set_claim`).
+//! under a claim on its id (see [`claim`]).
+
+pub mod claim;
 
 use std::collections::BTreeSet;
 
@@ -23,7 +25,7 @@ use crate::offset::Offset;
 use crate::operations::Engine;
 use crate::ports::ArchiveStore;
 use crate::restore_set::set_members;
-use crate::set_claim::{claim_set_id, release};
+use claim::{claim_set_id, release};
 
 /// The most topics one set may hold.
 pub const MAX_SET_TOPICS: usize = 10_000;

@@ -11,10 +11,10 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::ports::VerifyReport;
 use kvault_domain::{BackupId, CompressionType, DomainError, PartitionManifest, SegmentInfo};
 
+use super::Store;
 use crate::backend::{Backend, SegmentSource, SourceReader};
 use crate::error::{Location, Result, StorageError};
 use crate::segment::{SegmentReader, SegmentStats};
-use crate::store::Store;
 
 /// How deep a verification looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use kvault_domain::{CompressionType, DomainError, StorageFailure};
 
+mod object;
+pub use object::ObjectError;
+
 /// Where in an archive a problem was found.
 ///
 /// `file` is relative to the store's base directory (`{backup_id}/p0/…seg`), or `<memory>` for
@@ -193,7 +196,7 @@ pub enum StorageError {
     /// An object storage request failed (bucket missing, access denied, endpoint
     /// unreachable after retries, ...).
     #[error("object storage: {0}")]
-    Object(crate::backend::object::ObjectError),
+    Object(ObjectError),
     /// The caller passed something the store cannot use (bad options, a reserved id, a
     /// commit naming files that were never written).
     #[error("{field}: {message}")]
@@ -316,14 +319,8 @@ impl From<StorageError> for DomainError {
 /// the file relative to the archive root, so clients never see where the root lives.
 fn io_into_domain(path: &Path, source: io::Error, backup_id: &str) -> DomainError {
     // Object storage failures travel through `io::Write` as `io::Error`s; unwrap them.
-    if source
-        .get_ref()
-        .is_some_and(|e| e.is::<crate::backend::object::ObjectError>())
-    {
-        if let Some(Ok(e)) = source
-            .into_inner()
-            .map(|e| e.downcast::<crate::backend::object::ObjectError>())
-        {
+    if source.get_ref().is_some_and(|e| e.is::<ObjectError>()) {
+        if let Some(Ok(e)) = source.into_inner().map(|e| e.downcast::<ObjectError>()) {
             return object_into_domain(*e, backup_id);
         }
         return DomainError::storage(format!("backup '{backup_id}': object storage failed"));
@@ -350,7 +347,7 @@ fn io_into_domain(path: &Path, source: io::Error, backup_id: &str) -> DomainErro
 
 /// An object storage failure, typed by what the user can do about it. The message names the
 /// bucket and key (never a credential).
-fn object_into_domain(e: crate::backend::object::ObjectError, backup_id: &str) -> DomainError {
+fn object_into_domain(e: ObjectError, backup_id: &str) -> DomainError {
     let message = if backup_id.is_empty() {
         format!("object storage: {e}")
     } else {
@@ -372,7 +369,7 @@ fn path_inside_backup(path: &Path, backup_id: &str) -> Option<String> {
     let parts: Vec<_> = path.iter().map(|c| c.to_string_lossy()).collect();
     let start = parts.iter().rposition(|c| {
         c.as_ref() == backup_id
-            || c.strip_suffix(crate::backend::local::PARTIAL_SUFFIX) == Some(backup_id)
+            || c.strip_suffix(crate::format::PARTIAL_SUFFIX) == Some(backup_id)
             || (c.starts_with('.') && c.contains(backup_id))
     })?;
     Some(parts[start..].join("/"))
