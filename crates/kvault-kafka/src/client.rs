@@ -10,6 +10,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::FutureProducer;
 
 pub use crate::error::kafka_error;
+use crate::tuning::{MAX_IN_FLIGHT, PARTITION_CONCURRENCY, PRODUCE_BATCH_BYTES};
 
 /// Bootstrap servers and kvault's client id: what every client starts from.
 fn kvault_client(cluster: &ClusterConfig) -> ClientConfig {
@@ -86,8 +87,6 @@ pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
     config
 }
 
-/// The most bytes one produce batch for one partition holds (librdkafka's `batch.size`).
-pub(crate) const BATCH_BYTES: u64 = 1_000_000;
 /// How long librdkafka waits for more records before it sends a batch that is not full.
 const LINGER_MS: &str = "100";
 
@@ -104,7 +103,7 @@ pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
         // thread spinning (see `MAX_IN_FLIGHT_BYTES`). A run's last, partial batches do not
         // wait for it: the last task to finish sending flushes.
         .set("linger.ms", LINGER_MS)
-        .set("batch.size", BATCH_BYTES.to_string())
+        .set("batch.size", PRODUCE_BATCH_BYTES.to_string())
         .set("compression.type", "lz4")
         .set("message.max.bytes", "10485760")
         // The local queue is what a restore holds in memory besides its small batches;
@@ -128,7 +127,7 @@ pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
 
 /// Records all partition tasks of one producer may have in flight together.
 fn queued_messages() -> usize {
-    crate::consume::PARTITION_CONCURRENCY * crate::produce::MAX_IN_FLIGHT.next_power_of_two()
+    PARTITION_CONCURRENCY * MAX_IN_FLIGHT.next_power_of_two()
 }
 
 /// A consumer carrying `group`'s id that is only ever used for OffsetFetch, OffsetCommit and

@@ -21,14 +21,11 @@ use rdkafka::{Offset as KOffset, TopicPartitionList};
 
 use crate::client::{create_reader, kafka_error, ClusterConfig};
 
-/// Partitions processed at the same time by one operation. Each holds a consumer (with its
-/// prefetch queue) or a producer task and a channel, so this also bounds memory and threads.
-pub(crate) const PARTITION_CONCURRENCY: usize = 4;
+pub(crate) use crate::tuning::PARTITION_CONCURRENCY;
+use crate::tuning::{CONSUME_BATCH_BYTES as BATCH_BYTES, CONSUME_BATCH_RECORDS as BATCH_RECORDS};
+
 /// Record batches in flight between one reader and its consumer (writer or producer).
 pub(crate) const CHANNEL_BATCHES: usize = 4;
-/// A batch is handed on at this many records or bytes, whichever comes first.
-pub(crate) const BATCH_RECORDS: usize = 1_000;
-pub(crate) const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Neither a record nor an end-of-partition event for this long: the broker is not answering.
 pub(crate) const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 

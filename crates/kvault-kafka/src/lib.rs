@@ -41,6 +41,7 @@ pub mod drain;
 pub mod lag;
 pub mod migrate;
 pub mod transform;
+mod tuning;
 
 pub use client::ClusterConfig;
 pub use cluster::KafkaCluster;

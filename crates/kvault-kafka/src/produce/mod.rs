@@ -28,17 +28,7 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 /// The longest a task sleeps waiting for reports before it looks again (a safety net: the
 /// polling thread wakes it when they arrive).
 const WAIT_SLICE: Duration = Duration::from_millis(100);
-/// Deliveries outstanding at once per partition task (rounded up to a power of two);
-/// librdkafka's own queue is bounded too.
-pub(crate) const MAX_IN_FLIGHT: usize = 20_000;
-/// Payload bytes outstanding at once per partition task: four full batches
-/// ([`crate::client::BATCH_BYTES`]), just under what librdkafka may have in flight per
-/// partition (five requests with the idempotent producer). More only queues up in
-/// librdkafka, and a queue whose oldest record is older than `linger.ms` while five requests
-/// are in flight makes librdkafka's broker thread poll with no timeout until a response comes
-/// (measured: ~370,000 polls and a fifth of a 1M-record restore's CPU; docs/performance.md,
-/// round 4).
-pub(crate) const MAX_IN_FLIGHT_BYTES: u64 = 4 * crate::client::BATCH_BYTES;
+pub(crate) use crate::tuning::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES};
 
 /// The record to produce to `topic`/`partition`: key, value (null stays null, empty stays
 /// empty), headers in order with null values kept, then `extra_headers`, and the timestamp
