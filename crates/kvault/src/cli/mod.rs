@@ -9,10 +9,12 @@ use kvault_domain::drain::DrainStrategy;
 use kvault_domain::migrate::OnEvaluationError;
 
 mod backup_restore;
+mod cat;
 mod schedule;
 mod server;
 
 pub use backup_restore::{BackupArgs, IfExistsArg, RestoreArgs};
+pub use cat::{CatArgs, CatFormat};
 pub use schedule::{ScheduleAction, ScheduleArgs, ScheduleCreateArgs};
 pub use server::{ClusterArg, JobsAction, JobsArgs, ServerArgs};
 
@@ -109,7 +111,7 @@ pub enum Command {
     /// manifest as stored).
     Show(ShowArgs),
     /// Print records out of a backup, one per line (JSON or text), without restoring it.
-    Cat(crate::commands::cat::CatArgs),
+    Cat(CatArgs),
     /// Copy a topic to another topic or cluster, optionally filtering and rewriting with CEL.
     Migrate(MigrateArgs),
     /// Watch a consumer group's lag until it is drained or the timeout passes.
