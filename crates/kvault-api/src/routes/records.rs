@@ -18,13 +18,15 @@ use futures::Stream;
 use kvault_domain::browse::RecordView;
 use kvault_domain::browse::{stream_page, BrowseQuery, PageEnd, PageSink, Pushed, RecordPage};
 use kvault_domain::cel_limits::{BudgetExceeded, EvalBudget};
-use kvault_domain::DomainError;
+use kvault_domain::ports::{ArchiveStore, RecordFilter};
+use kvault_domain::{BackupId, DomainError, Manifest};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use utoipa::IntoParams;
 
 use crate::auth::{Authed, Viewer};
+use crate::configuration::BrowseSettings;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::backups::manifest;
 use crate::state::AppState;
@@ -81,15 +83,7 @@ pub async fn read_records(
     auth.require_data()?;
     let q = query.into_inner();
     let settings = &state.settings.browse;
-    let mut browse = BrowseQuery::new(
-        q.partition,
-        q.from_offset,
-        q.from_time.as_deref(),
-        q.limit,
-        q.cursor.as_deref(),
-    )?;
-    browse.max_bytes = settings.page_max_bytes;
-    browse.value_cap = (!q.full_values.unwrap_or(false)).then_some(settings.value_preview_bytes);
+    let browse = page_query(&q, settings)?;
     let filter = q
         .filter
         .as_deref()
@@ -114,26 +108,15 @@ pub async fn read_records(
         .map_err(|_| ApiError::too_many("too many record reads at once; retry shortly", 1))?
         .map_err(ApiError::internal)?;
     let budget = EvalBudget::new(Some(deadline), Some(Arc::clone(&cancel.0)));
-    let (tx, mut rx) = mpsc::channel(4);
-    let store = state.store.clone();
-    let runtime = tokio::runtime::Handle::current();
     let backup_id = m.backup_id.clone();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let mut sink = ChannelSink(tx.clone());
-        let end = stream_page(
-            &m,
-            &browse,
-            filter.as_deref(),
-            &budget,
-            &mut sink,
-            |p, b| runtime.block_on(store.read_partition(&id, p, b)),
-        );
-        let _ = tx.blocking_send(match end {
-            Ok(end) => Event::End(end),
-            Err(e) => Event::Failed(e),
-        });
-    });
+    let reading = PageRead {
+        manifest: m,
+        id,
+        browse,
+        filter,
+        budget,
+    };
+    let mut rx = reading.start(state.store.clone(), permit);
     let first = rx
         .recv()
         .await
@@ -159,6 +142,58 @@ pub async fn read_records(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .streaming(body))
+}
+
+/// The page the query asks for, within this server's byte budget and value preview.
+fn page_query(q: &RecordsQuery, settings: &BrowseSettings) -> Result<BrowseQuery, ApiError> {
+    let mut browse = BrowseQuery::new(
+        q.partition,
+        q.from_offset,
+        q.from_time.as_deref(),
+        q.limit,
+        q.cursor.as_deref(),
+    )?;
+    browse.max_bytes = settings.page_max_bytes;
+    browse.value_cap = (!q.full_values.unwrap_or(false)).then_some(settings.value_preview_bytes);
+    Ok(browse)
+}
+
+/// One page being read on a blocking thread, its records sent on as they match.
+struct PageRead {
+    manifest: Manifest,
+    id: BackupId,
+    browse: BrowseQuery,
+    filter: Option<Box<dyn RecordFilter>>,
+    budget: EvalBudget,
+}
+
+impl PageRead {
+    /// Starts the reader under `permit`; the receiver gets the records, then how it ended.
+    fn start(
+        self,
+        store: Arc<dyn ArchiveStore>,
+        permit: OwnedSemaphorePermit,
+    ) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel(4);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut sink = ChannelSink(tx.clone());
+            let end = stream_page(
+                &self.manifest,
+                &self.browse,
+                self.filter.as_deref(),
+                &self.budget,
+                &mut sink,
+                |p, b| runtime.block_on(store.read_partition(&self.id, p, b)),
+            );
+            let _ = tx.blocking_send(match end {
+                Ok(end) => Event::End(end),
+                Err(e) => Event::Failed(e),
+            });
+        });
+        rx
+    }
 }
 
 /// The 422 of a page whose time budget ran out before anything matched.

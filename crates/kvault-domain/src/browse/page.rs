@@ -14,6 +14,7 @@ use crate::cel_limits::{BudgetExceeded, EvalBudget};
 use crate::error::{DomainResult, ValidationError};
 use crate::manifest::Manifest;
 use crate::ports::{FilterFailure, ReadBounds, RecordFilter, RecordReader};
+use crate::record::Record;
 
 /// Records per page when the request names none.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -218,14 +219,7 @@ pub fn stream_page(
         Some(c) => (Some(c.partition), Some(c.from_offset)),
         None => (query.partition, query.from_offset),
     };
-    let mut partitions: Vec<i32> = manifest
-        .partitions
-        .iter()
-        .map(|p| p.partition)
-        .filter(|p| query.partition.is_none_or(|only| *p == only))
-        .filter(|p| start_partition.is_none_or(|s| *p >= s))
-        .collect();
-    partitions.sort_unstable();
+    let partitions = partitions_to_read(manifest, query.partition, start_partition);
     let (mut sent, mut bytes, mut scanned) = (0usize, 0usize, 0u64);
     let end = |next: Cursor, by: Option<TruncatedBy>, sent, budget| PageEnd {
         next: Some(next.to_string()),
@@ -247,19 +241,9 @@ pub fn stream_page(
                 partition: p,
                 from_offset: record.offset,
             };
-            let verdict = budget.check().map(|()| match filter {
-                None => Ok(true),
-                Some(f) => f.matches(p, &record, budget),
-            });
-            let matched = match verdict {
-                Ok(Ok(m)) => m,
-                Ok(Err(FilterFailure::Eval(_)))
-                | Ok(Err(FilterFailure::Budget(BudgetExceeded::Steps | BudgetExceeded::Bytes))) => {
-                    false
-                }
-                Ok(Err(FilterFailure::Budget(why))) | Err(why) => {
-                    return Ok(end(here, Some(TruncatedBy::Time), sent, Some(why)))
-                }
+            let matched = match matches(filter, p, &record, budget) {
+                Ok(matched) => matched,
+                Err(why) => return Ok(end(here, Some(TruncatedBy::Time), sent, Some(why))),
             };
             scanned += 1;
             if matched {
@@ -292,6 +276,39 @@ pub fn stream_page(
         sent,
         budget: None,
     })
+}
+
+/// The partitions a page reads, in order: the one asked for or all, from the cursor's on.
+fn partitions_to_read(manifest: &Manifest, only: Option<i32>, from: Option<i32>) -> Vec<i32> {
+    let mut partitions: Vec<i32> = manifest
+        .partitions
+        .iter()
+        .map(|p| p.partition)
+        .filter(|p| only.is_none_or(|only| *p == only))
+        .filter(|p| from.is_none_or(|s| *p >= s))
+        .collect();
+    partitions.sort_unstable();
+    partitions
+}
+
+/// Whether `record` is on the page. A record the filter cannot evaluate, or whose evaluation
+/// alone is too costly, does not match; a spent time budget or a cancel ends the page.
+fn matches(
+    filter: Option<&dyn RecordFilter>,
+    partition: i32,
+    record: &Record,
+    budget: &EvalBudget,
+) -> Result<bool, BudgetExceeded> {
+    budget.check()?;
+    let Some(filter) = filter else {
+        return Ok(true);
+    };
+    match filter.matches(partition, record, budget) {
+        Ok(matched) => Ok(matched),
+        Err(FilterFailure::Eval(_))
+        | Err(FilterFailure::Budget(BudgetExceeded::Steps | BudgetExceeded::Bytes)) => Ok(false),
+        Err(FilterFailure::Budget(why)) => Err(why),
+    }
 }
 
 /// Collects records into a `Vec`, counting each by its encoded length.
