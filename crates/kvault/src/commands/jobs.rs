@@ -127,6 +127,8 @@ fn outcome(job: &Value) -> Result<(), CliError> {
                 "Conflict" => exit::EXIT_CONFLICT,
                 "CorruptArchive" => exit::EXIT_CORRUPT,
                 "StorageMissing" | "StorageAccessDenied" => exit::EXIT_STORAGE_REFUSED,
+                "KafkaAuthenticationFailed" => exit::EXIT_KAFKA_AUTHENTICATION,
+                "KafkaTlsFailed" => exit::EXIT_KAFKA_TLS,
                 kind if kind.ends_with("Unavailable") => exit::EXIT_UNAVAILABLE,
                 _ => exit::EXIT_FAILED,
             };
@@ -242,6 +244,11 @@ mod tests {
         };
         assert_eq!(failed("CorruptArchive"), exit::EXIT_CORRUPT);
         assert_eq!(failed("KafkaUnavailable"), exit::EXIT_UNAVAILABLE);
+        assert_eq!(
+            failed("KafkaAuthenticationFailed"),
+            exit::EXIT_KAFKA_AUTHENTICATION
+        );
+        assert_eq!(failed("KafkaTlsFailed"), exit::EXIT_KAFKA_TLS);
         assert_eq!(failed("Whatever"), exit::EXIT_FAILED);
         let completed = serde_json::json!({"id": "j", "state": "completed", "result": {}});
         assert!(outcome(&completed).is_ok());

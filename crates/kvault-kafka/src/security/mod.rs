@@ -1,0 +1,225 @@
+//! The connection check every operation starts with: a short-lived client asks for metadata
+//! while its context watches librdkafka's error events, so a refused password or a failed TLS
+//! handshake ends the operation at once with a cause the user can act on, instead of a
+//! `BrokerTransportFailure` once the metadata timeout has passed (librdkafka reports those
+//! causes only through its error callback and log, and keeps retrying).
+//!
+//! What a TLS verification failure was (unknown CA, another host's certificate, expired) is
+//! not in librdkafka's message; [`tls::diagnose`] finds out with a handshake of its own.
+
+mod tls;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kvault_domain::error::DomainResult;
+use kvault_domain::{DomainError, KafkaFailure};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::client::{base_config, kafka_error, ClusterConfig};
+
+/// Why the cluster refused the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// SASL: wrong user or password, a mechanism the broker does not enable.
+    Authentication(String),
+    /// The TLS handshake failed; `verify` when the broker's certificate was not accepted.
+    Tls { reason: String, verify: bool },
+}
+
+/// Sorts an error event of librdkafka into a refusal, or `None` when it is not one (a broker
+/// that is down is reported by the metadata request's own timeout).
+pub(crate) fn classify(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<Refusal> {
+    use RDKafkaErrorCode as C;
+    let verify = reason.contains("certificate verify failed");
+    match code {
+        Some(C::SSL) => Some(Refusal::Tls {
+            reason: reason.to_owned(),
+            verify,
+        }),
+        Some(
+            C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::UnsupportedSASLMechanism
+            | C::IllegalSASLState,
+        ) => Some(Refusal::Authentication(reason.to_owned())),
+        _ if reason.contains("SSL handshake failed") || verify => Some(Refusal::Tls {
+            reason: reason.to_owned(),
+            verify,
+        }),
+        // A broker that hangs up in the middle of SASL has refused it (librdkafka reports the
+        // disconnect as a transport error naming the state it was in).
+        _ if reason.contains("SASL authentication error") || reason.contains("in state AUTH_") => {
+            Some(Refusal::Authentication(reason.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// The first refusal the probe client reported, and a wake-up for whoever waits on it.
+#[derive(Default)]
+struct Seen {
+    refusal: Mutex<Option<Refusal>>,
+    notify: tokio::sync::Notify,
+}
+
+/// The probe client's context: records refusals, forwards librdkafka's log to `tracing`.
+struct Watch(Arc<Seen>);
+
+impl ClientContext for Watch {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", "{fac} {message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, reason, "connection check");
+        let Some(refusal) = classify(error.rdkafka_error_code(), reason) else {
+            return;
+        };
+        if let Ok(mut first) = self.0.refusal.lock() {
+            if first.is_none() {
+                *first = Some(refusal);
+                self.0.notify.notify_one();
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Watch {}
+
+/// Succeeds when the cluster answers a metadata request within `timeout`. Fails as soon as
+/// librdkafka reports that the cluster refused kvault's credentials
+/// ([`KafkaFailure::Authentication`]) or the TLS handshake failed ([`KafkaFailure::Tls`], with
+/// what was wrong with the certificate), else like a metadata request that got no answer.
+pub async fn verify(cluster: &ClusterConfig, timeout: Duration) -> DomainResult<()> {
+    let seen = Arc::new(Seen::default());
+    let client: BaseConsumer<Watch> = base_config(cluster)?
+        .create_with_context(Watch(seen.clone()))
+        .map_err(|e| kafka_error("create connection check client", e))?;
+    let fetch = tokio::task::spawn_blocking(move || {
+        client.fetch_metadata(None, timeout).map(|_| ())
+        // The client is dropped here, on the blocking pool, also when nobody waits any more.
+    });
+    let answer = tokio::select! {
+        answer = fetch => Some(answer),
+        () = seen.notify.notified() => None,
+    };
+    let refusal = seen.refusal.lock().ok().and_then(|r| r.clone());
+    match (answer, refusal) {
+        (Some(Ok(Ok(()))), _) => Ok(()),
+        (_, Some(refusal)) => Err(refused(cluster, refusal).await),
+        (Some(Ok(Err(e))), None) => Err(kafka_error("cluster unreachable (metadata request)", e)),
+        (Some(Err(e)), None) => Err(DomainError::internal(format!(
+            "connection check task failed: {e}"
+        ))),
+        (None, None) => Err(DomainError::internal(
+            "connection check woke without a cause",
+        )),
+    }
+}
+
+/// The domain error for a refusal; a rejected certificate is diagnosed first.
+async fn refused(cluster: &ClusterConfig, refusal: Refusal) -> DomainError {
+    let (failure, message) = match refusal {
+        Refusal::Authentication(reason) => (
+            KafkaFailure::Authentication,
+            format!(
+                "authentication failed: {} (check sasl.username, sasl.password and \
+                 sasl.mechanism)",
+                short(&reason)
+            ),
+        ),
+        Refusal::Tls {
+            reason,
+            verify: true,
+        } => {
+            let config = cluster.clone();
+            let diagnosis = tokio::task::spawn_blocking(move || tls::diagnose(&config))
+                .await
+                .ok()
+                .flatten();
+            let cause = diagnosis.unwrap_or_else(|| short(&reason).to_owned());
+            (
+                KafkaFailure::Tls,
+                format!("TLS: certificate verify failed: {cause}"),
+            )
+        }
+        Refusal::Tls { reason, .. } => (
+            KafkaFailure::Tls,
+            format!(
+                "TLS handshake failed: {} (does the listener speak TLS? check \
+                 security.protocol and the ssl.* settings)",
+                short(&reason)
+            ),
+        ),
+    };
+    DomainError::Kafka {
+        failure,
+        message,
+        source: None,
+    }
+}
+
+/// librdkafka's reason without the advice it appends for OpenSSL installations, which points
+/// away from the cause kvault names instead.
+fn short(reason: &str) -> &str {
+    reason
+        .split(": broker certificate could not be verified")
+        .next()
+        .unwrap_or(reason)
+        .trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_told_apart_from_outages() {
+        let auth = classify(
+            Some(RDKafkaErrorCode::Authentication),
+            "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: Authentication \
+             failed during authentication due to invalid credentials with SASL mechanism \
+             SCRAM-SHA-512",
+        );
+        assert!(matches!(auth, Some(Refusal::Authentication(_))), "{auth:?}");
+        let tls = classify(
+            Some(RDKafkaErrorCode::SSL),
+            "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL \
+             routines::certificate verify failed: broker certificate could not be verified",
+        );
+        assert!(
+            matches!(tls, Some(Refusal::Tls { verify: true, .. })),
+            "{tls:?}"
+        );
+        let down = classify(
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused",
+        );
+        assert_eq!(down, None);
+        assert_eq!(
+            classify(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 down"),
+            None
+        );
+    }
+
+    #[test]
+    fn librdkafkas_openssl_advice_is_cut() {
+        assert_eq!(
+            short("SSL handshake failed: certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured"),
+            "SSL handshake failed: certificate verify failed"
+        );
+    }
+}

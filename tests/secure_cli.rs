@@ -1,0 +1,457 @@
+//! The `kvault` binary against production-style clusters, configured with the example files
+//! the README shows (`config/examples/kafka-*.yaml`): SCRAM-SHA-512 over TLS with the
+//! password from the environment, for the CLI and for `kvault serve`; mutual-TLS settings with
+//! a key passphrase file; PLAIN over TLS. Each refusal (wrong password, unknown CA, hostname
+//! mismatch, expired certificate) is checked for its error kind, exit code or error body,
+//! time bound, and for the secret being absent from stdout, stderr and the server log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kvault_testkit::secure::{SecureBroker, ServerCert, SASL_PASSWORD};
+use kvault_testkit::{TestBroker, TestRecord};
+use serde_json::{json, Value};
+
+const BOUND: Duration = Duration::from_secs(10);
+const WRONG_PASSWORD: &str = "wrong-pw-Qv55-never-printed";
+const PASSWORD_ENV: &str = "KVAULT__CLUSTERS__PROD__PROPERTIES__SASL_PASSWORD";
+const EXAMPLE_BOOTSTRAP: &str = "kafka-1.example.com:9093,kafka-2.example.com:9093";
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../config/examples/{name}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A directory with a config made of an example (its placeholders replaced) plus a private
+/// backup directory, job database and port.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    port: u16,
+}
+
+impl Setup {
+    fn new(example_name: &str, replace: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = example(example_name);
+        for (from, to) in replace {
+            assert!(text.contains(from), "{example_name} has no {from}");
+            text = text.replace(from, to);
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        text.push_str(&format!(
+            "server:\n  port: {port}\nbackup:\n  base_path: \"{}\"\ndatabase:\n  url: \
+             \"sqlite://{}?mode=rwc\"\n",
+            dir.path().join("backups").display(),
+            dir.path().join("kvault.db").display()
+        ));
+        let config = dir.path().join("kvault.yaml");
+        std::fs::write(&config, text).unwrap();
+        Self { dir, config, port }
+    }
+
+    /// The SCRAM example pointed at `broker`, trusting `ca`.
+    fn scram(broker: &SecureBroker, ca: &Path) -> Self {
+        Self::new(
+            "kafka-scram-tls.yaml",
+            &[
+                (EXAMPLE_BOOTSTRAP, broker.bootstrap().to_owned()),
+                ("sasl.username: kvault", "sasl.username: kvault-svc".into()),
+                ("/etc/kvault/kafka-ca.pem", ca.display().to_string()),
+            ],
+        )
+    }
+
+    fn command(&self, env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvault"));
+        cmd.current_dir(self.dir.path())
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .env_remove(PASSWORD_ENV)
+            .envs(env.iter().copied());
+        cmd
+    }
+
+    fn kvault(&self, env: &[(&str, &str)], args: &[&str]) -> (Output, Duration) {
+        let started = Instant::now();
+        let out = self.command(env).args(args).output().expect("run kvault");
+        (out, started.elapsed())
+    }
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "kvault failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+/// A refusal: the exit code, within the bound, the cause named on stderr, no secret shown.
+fn assert_refused(out: &Output, took: Duration, code: i32, cause: &str) {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(took < BOUND, "took {took:?}: {stderr}");
+    assert!(stderr.contains(cause), "no '{cause}' in: {stderr}");
+    for secret in [SASL_PASSWORD, WRONG_PASSWORD] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "leaked: {stderr}"
+        );
+    }
+}
+
+fn records() -> Vec<TestRecord> {
+    (0..40)
+        .map(|i| TestRecord {
+            partition: Some(i % 2),
+            key: (i % 4 != 0).then(|| format!("k{i}").into_bytes()),
+            value: (i % 9 != 0).then(|| vec![0xff, 0, i as u8]),
+            headers: vec![("h".into(), None)],
+            timestamp: Some(1_760_000_000_000 + i64::from(i)),
+        })
+        .collect()
+}
+
+async fn seeded_topic(broker: &TestBroker, prefix: &str) -> String {
+    let topic = broker.unique_topic(prefix);
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &records()).await;
+    topic
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_backup_and_restore_with_the_password_from_the_environment() {
+    let secure = SecureBroker::shared_sasl_ssl().await;
+    let topic = seeded_topic(secure.broker(), "cli-sasl").await;
+    let setup = Setup::scram(secure, &secure.pki().ca());
+    let env = [(PASSWORD_ENV, SASL_PASSWORD)];
+    let (out, _) = setup.kvault(&env, &["backup", "--cluster", "prod", "--topic", &topic]);
+    let backup = json_of(&out);
+    assert_eq!(backup["total_messages"], 40);
+    let target = secure.broker().unique_topic("cli-sasl-copy");
+    let id = backup["backup_id"].as_str().unwrap();
+    let (out, _) = setup.kvault(
+        &env,
+        &["restore", "--backup-id", id, "--target-topic", &target],
+    );
+    assert_eq!(json_of(&out)["messages_restored"], 40);
+    let strip = |r: Vec<kvault_testkit::ConsumedRecord>| {
+        r.into_iter()
+            .map(|r| {
+                (
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    r.headers,
+                    r.timestamp,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(secure.broker().consume_all(&target).await),
+        strip(secure.broker().consume_all(&topic).await)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_refusals_have_their_exit_codes_and_name_the_cause() {
+    let secure = SecureBroker::shared_sasl_ssl().await;
+    let setup = Setup::scram(secure, &secure.pki().ca());
+    let args = ["backup", "--cluster", "prod", "--topic", "t"];
+    let (out, took) = setup.kvault(&[(PASSWORD_ENV, WRONG_PASSWORD)], &args);
+    assert_refused(&out, took, 9, "authentication failed");
+
+    let wrong_ca = Setup::scram(secure, &secure.pki().other_ca());
+    let (out, took) = wrong_ca.kvault(&[(PASSWORD_ENV, SASL_PASSWORD)], &args);
+    assert_refused(&out, took, 10, "unknown CA");
+
+    for (cert, cause) in [
+        (ServerCert::WrongHost, "hostname mismatch"),
+        (ServerCert::Expired, "expired"),
+    ] {
+        let broker = SecureBroker::tls(cert).await;
+        let ca = format!("ssl.ca.location={}", broker.pki().ca().display());
+        let (out, took) = setup.kvault(
+            &[],
+            &[
+                "topics",
+                "-b",
+                broker.bootstrap(),
+                "-X",
+                "security.protocol=SSL",
+                "-X",
+                &ca,
+            ],
+        );
+        assert_refused(&out, took, 10, cause);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_examples_connect_or_fail_as_documented() {
+    // Mutual TLS settings: nisshi does not ask for client certificates, so this proves the
+    // settings load (the key passphrase from its file) and the TLS session works.
+    let tls = SecureBroker::tls(ServerCert::Valid).await;
+    let (client_cert, client_key) = tls.pki().client();
+    let passphrase = tls.pki().dir().join("key-password");
+    std::fs::write(&passphrase, "unused-for-an-unencrypted-key\n").unwrap();
+    let mtls = Setup::new(
+        "kafka-mtls.yaml",
+        &[
+            (EXAMPLE_BOOTSTRAP, tls.bootstrap().to_owned()),
+            (
+                "/etc/kvault/kafka-ca.pem",
+                tls.pki().ca().display().to_string(),
+            ),
+            (
+                "/etc/kvault/kvault-client.pem",
+                client_cert.display().to_string(),
+            ),
+            (
+                "/etc/kvault/kvault-client.key",
+                client_key.display().to_string(),
+            ),
+            (
+                "/run/secrets/kafka-key-password",
+                passphrase.display().to_string(),
+            ),
+        ],
+    );
+    let (out, _) = mtls.kvault(&[], &["topics", "--cluster", "prod"]);
+    assert_eq!(json_of(&out)["cluster_id"], "prod");
+
+    // PLAIN over TLS: the test broker enables SCRAM only, so PLAIN is refused, as an
+    // authentication error, at once.
+    let secure = SecureBroker::shared_sasl_ssl().await;
+    let secret = secure.pki().dir().join("confluent-secret");
+    std::fs::write(&secret, format!("{WRONG_PASSWORD}\n")).unwrap();
+    let plain = Setup::new(
+        "kafka-plain-tls.yaml",
+        &[
+            (
+                "pkc-12345.europe-west1.gcp.confluent.cloud:9092",
+                secure.bootstrap().to_owned(),
+            ),
+            (
+                "/run/secrets/confluent-api-secret",
+                secret.display().to_string(),
+            ),
+        ],
+    );
+    let ca = format!("ssl.ca.location={}", secure.pki().ca().display());
+    let (out, took) = plain.kvault(&[], &["topics", "--cluster", "cloud", "-X", &ca]);
+    assert_refused(&out, took, 9, "authentication failed");
+}
+
+#[test]
+fn the_readme_shows_the_example_configs_as_they_are() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    for name in [
+        "kafka-scram-tls.yaml",
+        "kafka-mtls.yaml",
+        "kafka-plain-tls.yaml",
+    ] {
+        assert!(
+            readme.contains(&example(name)),
+            "README.md does not show config/examples/{name} verbatim"
+        );
+    }
+}
+
+/// `kvault serve` on the SCRAM example: cluster `prod` with the password from the
+/// environment, and cluster `stale` (the same broker) whose password is wrong.
+struct Served {
+    setup: Setup,
+    server: Child,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Served {
+    async fn start(secure: &SecureBroker) -> Self {
+        let setup = Setup::scram(secure, &secure.pki().ca());
+        let bootstrap = secure.bootstrap().to_owned();
+        let ca = secure.pki().ca().display().to_string();
+        let env = [
+            (PASSWORD_ENV, SASL_PASSWORD),
+            (
+                "KVAULT__CLUSTERS__STALE__BOOTSTRAP_SERVERS",
+                bootstrap.as_str(),
+            ),
+            (
+                "KVAULT__CLUSTERS__STALE__PROPERTIES__SECURITY_PROTOCOL",
+                "SASL_SSL",
+            ),
+            (
+                "KVAULT__CLUSTERS__STALE__PROPERTIES__SASL_MECHANISM",
+                "SCRAM-SHA-512",
+            ),
+            (
+                "KVAULT__CLUSTERS__STALE__PROPERTIES__SASL_USERNAME",
+                "kvault-svc",
+            ),
+            (
+                "KVAULT__CLUSTERS__STALE__PROPERTIES__SASL_PASSWORD",
+                WRONG_PASSWORD,
+            ),
+            (
+                "KVAULT__CLUSTERS__STALE__PROPERTIES__SSL_CA_LOCATION",
+                ca.as_str(),
+            ),
+        ];
+        let log = std::fs::File::create(setup.dir.path().join("serve.log")).unwrap();
+        let server = setup
+            .command(&env)
+            .arg("serve")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (out, _) = setup.kvault(&[], &["token", "--sub", "secure", "--role", "admin"]);
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let served = Self {
+            setup,
+            server,
+            http,
+            token,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !served
+            .http
+            .get(served.url("/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start: {}",
+                served.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        served
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.setup.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.setup.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value, Duration) {
+        let started = Instant::now();
+        let url = self.url(&format!("/api/kafka{path}"));
+        let request = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        }
+        .bearer_auth(&self.token);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value, started.elapsed())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_the_secret_from_the_environment() {
+    let secure = SecureBroker::shared_sasl_ssl().await;
+    let broker = secure.broker();
+    let topic = seeded_topic(broker, "serve-sasl").await;
+    let group = broker.unique_topic("serve-group");
+    broker
+        .commit_group(&group, &topic, &[(0, 5), (1, 20)])
+        .await;
+    let served = Served::start(secure).await;
+
+    let (status, backup, _) = served
+        .call(
+            "POST",
+            "/clusters/prod/backup",
+            Some(json!({"topic": topic})),
+        )
+        .await;
+    assert_eq!(status, 200, "{backup}");
+    assert_eq!(backup["total_messages"], 40, "{backup}");
+    let id = backup["backup_id"].as_str().unwrap().to_owned();
+
+    let target = broker.unique_topic("serve-copy");
+    let (status, restored, _) = served
+        .call(
+            "POST",
+            "/clusters/prod/restore",
+            Some(
+                json!({"backup_id": id, "target_topic": target, "preserve_offsets": true,
+                        "restore_consumer_groups": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["messages_restored"], 40, "{restored}");
+    assert_eq!(
+        broker.group_offsets(&group, &target, 2).await,
+        vec![Some(5), Some(20)]
+    );
+    let (status, page, _) = served
+        .call(
+            "GET",
+            &format!("/backups/{id}/records?partition=1&limit=5"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(5), "{page}");
+
+    // The cluster whose password is wrong: the documented body, a specific error, fast.
+    let (status, body, took) = served
+        .call(
+            "POST",
+            "/clusters/stale/backup",
+            Some(json!({"topic": topic})),
+        )
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "KafkaAuthenticationFailed", "{body}");
+    assert!(body["details"].is_object(), "{body}");
+    assert!(took < BOUND, "took {took:?}");
+    let shown = format!("{body} {}", served.log());
+    for secret in [SASL_PASSWORD, WRONG_PASSWORD] {
+        assert!(!shown.contains(secret), "the secret leaked: {shown}");
+    }
+}
