@@ -10,13 +10,13 @@
 mod tls;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kvault_domain::error::DomainResult;
 use kvault_domain::{DomainError, KafkaFailure};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::client::{base_config, kafka_error, ClusterConfig};
@@ -59,11 +59,16 @@ pub(crate) fn classify(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<R
     }
 }
 
-/// The first refusal the probe client reported, and a wake-up for whoever waits on it.
+/// The first refusal the probe client reported.
 #[derive(Default)]
 struct Seen {
     refusal: Mutex<Option<Refusal>>,
-    notify: tokio::sync::Notify,
+}
+
+impl Seen {
+    fn first(&self) -> Option<Refusal> {
+        self.refusal.lock().ok().and_then(|r| r.clone())
+    }
 }
 
 /// The probe client's context: records refusals, forwards librdkafka's log to `tracing`.
@@ -81,23 +86,39 @@ impl ClientContext for Watch {
             }
             _ => tracing::debug!(target: "librdkafka", "{fac} {message}"),
         }
+        // A failed TLS handshake reaches the client as a `FAIL` log line only (no error
+        // event), so connection failures are read from the log too.
+        if fac == "FAIL" {
+            self.record(classify(None, message));
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, reason, "connection check");
-        let Some(refusal) = classify(error.rdkafka_error_code(), reason) else {
+        self.record(classify(error.rdkafka_error_code(), reason));
+    }
+}
+
+impl Watch {
+    fn record(&self, refusal: Option<Refusal>) {
+        let Some(refusal) = refusal else {
             return;
         };
         if let Ok(mut first) = self.0.refusal.lock() {
-            if first.is_none() {
-                *first = Some(refusal);
-                self.0.notify.notify_one();
-            }
+            first.get_or_insert(refusal);
         }
     }
 }
 
-impl ConsumerContext for Watch {}
+impl ProducerContext for Watch {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// How long one metadata attempt of the check waits before the client's events are served:
+/// librdkafka hands error events to the context only when the client is polled.
+const SLICE: Duration = Duration::from_millis(200);
 
 /// Succeeds when the cluster answers a metadata request within `timeout`. Fails as soon as
 /// librdkafka reports that the cluster refused kvault's credentials
@@ -105,28 +126,31 @@ impl ConsumerContext for Watch {}
 /// what was wrong with the certificate), else like a metadata request that got no answer.
 pub async fn verify(cluster: &ClusterConfig, timeout: Duration) -> DomainResult<()> {
     let seen = Arc::new(Seen::default());
-    let client: BaseConsumer<Watch> = base_config(cluster)?
+    // A producer because polling it serves the error events (a consumer's poll would ask for
+    // messages); it never produces.
+    let client: BaseProducer<Watch> = base_config(cluster)?
         .create_with_context(Watch(seen.clone()))
         .map_err(|e| kafka_error("create connection check client", e))?;
-    let fetch = tokio::task::spawn_blocking(move || {
-        client.fetch_metadata(None, timeout).map(|_| ())
-        // The client is dropped here, on the blocking pool, also when nobody waits any more.
-    });
-    let answer = tokio::select! {
-        answer = fetch => Some(answer),
-        () = seen.notify.notified() => None,
-    };
-    let refusal = seen.refusal.lock().ok().and_then(|r| r.clone());
-    match (answer, refusal) {
-        (Some(Ok(Ok(()))), _) => Ok(()),
-        (_, Some(refusal)) => Err(refused(cluster, refusal).await),
-        (Some(Ok(Err(e))), None) => Err(kafka_error("cluster unreachable (metadata request)", e)),
-        (Some(Err(e)), None) => Err(DomainError::internal(format!(
-            "connection check task failed: {e}"
-        ))),
-        (None, None) => Err(DomainError::internal(
-            "connection check woke without a cause",
-        )),
+    let answer = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slice = SLICE.min(deadline.saturating_duration_since(Instant::now()));
+            let answer = client.client().fetch_metadata(None, slice);
+            client.poll(Duration::ZERO);
+            match (answer, seen.first()) {
+                (Ok(_), _) => return Ok(()),
+                (Err(_), Some(refusal)) => return Err(Err(refusal)),
+                (Err(e), None) if Instant::now() >= deadline => return Err(Ok(e)),
+                (Err(_), None) => {}
+            }
+        }
+    })
+    .await
+    .map_err(|e| DomainError::internal(format!("connection check task failed: {e}")))?;
+    match answer {
+        Ok(()) => Ok(()),
+        Err(Ok(e)) => Err(kafka_error("cluster unreachable (metadata request)", e)),
+        Err(Err(refusal)) => Err(refused(cluster, refusal).await),
     }
 }
 

@@ -182,7 +182,11 @@ fn fresh_database() -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(format!("postgres://postgres@{PG_HOST}:5432/{name}"))
+    // The local server's certificate names `localhost`, not the address: the broker's
+    // connection to it stays on the loopback without TLS.
+    Ok(format!(
+        "postgres://postgres@{PG_HOST}:5432/{name}?sslmode=disable"
+    ))
 }
 
 /// Creates [`SASL_USER`] in `storage` through a plain broker on it, then stops that broker.
