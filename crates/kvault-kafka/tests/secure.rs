@@ -310,3 +310,17 @@ async fn a_password_file_is_read_again_by_each_operation() {
     let topics = kafka.list_topics().await.expect("list topics");
     assert!(!topics.iter().any(|t| t.contains(SASL_PASSWORD)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_against_a_tls_listener_and_tls_against_a_plaintext_one() {
+    let tls = SecureBroker::tls(ServerCert::Valid).await;
+    let kafka = cluster_with("tls", tls.bootstrap(), Vec::new());
+    let text = refused(&kafka, "t", KafkaFailure::Tls).await.to_string();
+    assert!(text.contains("does the listener speak TLS"), "{text}");
+
+    let plain = TestBroker::get().await;
+    let props = vec![("security.protocol".to_owned(), "SSL".to_owned())];
+    let kafka = cluster_with("plain", plain.bootstrap(), props);
+    let text = refused(&kafka, "t", KafkaFailure::Tls).await.to_string();
+    assert!(text.contains("SSL handshake failed"), "{text}");
+}

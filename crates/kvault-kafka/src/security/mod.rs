@@ -9,6 +9,7 @@
 
 mod tls;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,8 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::{DomainError, KafkaFailure};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
 use crate::client::{base_config, kafka_error, ClusterConfig};
 
@@ -46,10 +47,16 @@ pub(crate) fn classify(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<R
             | C::UnsupportedSASLMechanism
             | C::IllegalSASLState,
         ) => Some(Refusal::Authentication(reason.to_owned())),
-        _ if reason.contains("SSL handshake failed") || verify => Some(Refusal::Tls {
-            reason: reason.to_owned(),
-            verify,
-        }),
+        // A plaintext client hung up on by a TLS listener: librdkafka's hint names it.
+        _ if reason.contains("SSL handshake failed")
+            || reason.contains("connecting to a SSL listener?")
+            || verify =>
+        {
+            Some(Refusal::Tls {
+                reason: reason.to_owned(),
+                verify,
+            })
+        }
         // A broker that hangs up in the middle of SASL has refused it (librdkafka reports the
         // disconnect as a transport error naming the state it was in).
         _ if reason.contains("SASL authentication error") || reason.contains("in state AUTH_") => {
@@ -72,7 +79,13 @@ impl Seen {
 }
 
 /// The probe client's context: records refusals, forwards librdkafka's log to `tracing`.
-struct Watch(Arc<Seen>);
+struct Watch {
+    seen: Arc<Seen>,
+    /// The client does not speak TLS (`security.protocol` plaintext or SASL_PLAINTEXT).
+    plaintext: bool,
+    /// Connections closed by the broker right after connecting, before any answer.
+    hung_up: AtomicU32,
+}
 
 impl ClientContext for Watch {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -90,6 +103,7 @@ impl ClientContext for Watch {
         // event), so connection failures are read from the log too.
         if fac == "FAIL" {
             self.record(classify(None, message));
+            self.plaintext_to_tls(message);
         }
     }
 
@@ -104,8 +118,25 @@ impl Watch {
         let Some(refusal) = refusal else {
             return;
         };
-        if let Ok(mut first) = self.0.refusal.lock() {
+        if let Ok(mut first) = self.seen.refusal.lock() {
             first.get_or_insert(refusal);
+        }
+    }
+
+    /// A TLS listener hangs up on a plaintext client's first request (ApiVersion) without a
+    /// word. A plaintext broker that is merely restarting can do that once, so only a second
+    /// hang-up in that state counts.
+    fn plaintext_to_tls(&self, message: &str) {
+        let hung_up =
+            message.contains("Disconnected") && message.contains("state APIVERSION_QUERY");
+        if self.plaintext && hung_up && self.hung_up.fetch_add(1, Ordering::Relaxed) >= 1 {
+            self.record(Some(Refusal::Tls {
+                reason: format!(
+                    "{}: the broker closes plaintext connections at once, as a TLS listener does",
+                    short(message)
+                ),
+                verify: false,
+            }));
         }
     }
 }
@@ -128,8 +159,16 @@ pub async fn verify(cluster: &ClusterConfig, timeout: Duration) -> DomainResult<
     let seen = Arc::new(Seen::default());
     // A producer because polling it serves the error events (a consumer's poll would ask for
     // messages); it never produces.
-    let client: BaseProducer<Watch> = base_config(cluster)?
-        .create_with_context(Watch(seen.clone()))
+    let mut config = base_config(cluster)?;
+    // librdkafka logs a broker hanging up at debug level; the check must see those lines
+    // whatever the process's log filter (they reach `tracing` at debug level, filtered there).
+    config.set_log_level(RDKafkaLogLevel::Debug);
+    let client: BaseProducer<Watch> = config
+        .create_with_context(Watch {
+            seen: seen.clone(),
+            plaintext: !speaks_tls(cluster),
+            hung_up: AtomicU32::new(0),
+        })
         .map_err(|e| kafka_error("create connection check client", e))?;
     let answer = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
@@ -152,6 +191,14 @@ pub async fn verify(cluster: &ClusterConfig, timeout: Duration) -> DomainResult<
         Err(Ok(e)) => Err(kafka_error("cluster unreachable (metadata request)", e)),
         Err(Err(refusal)) => Err(refused(cluster, refusal).await),
     }
+}
+
+/// Whether the client is configured for TLS (`SSL` or `SASL_SSL`).
+fn speaks_tls(cluster: &ClusterConfig) -> bool {
+    cluster
+        .properties
+        .get("security.protocol")
+        .is_some_and(|p| p.to_ascii_uppercase().ends_with("SSL"))
 }
 
 /// The domain error for a refusal; a rejected certificate is diagnosed first.
@@ -183,8 +230,8 @@ async fn refused(cluster: &ClusterConfig, refusal: Refusal) -> DomainError {
         Refusal::Tls { reason, .. } => (
             KafkaFailure::Tls,
             format!(
-                "TLS handshake failed: {} (does the listener speak TLS? check \
-                 security.protocol and the ssl.* settings)",
+                "TLS: {} (does the listener speak TLS? check security.protocol and the ssl.* \
+                 settings)",
                 short(&reason)
             ),
         ),
@@ -199,6 +246,11 @@ async fn refused(cluster: &ClusterConfig, refusal: Refusal) -> DomainError {
 /// librdkafka's reason without the advice it appends for OpenSSL installations, which points
 /// away from the cause kvault names instead.
 fn short(reason: &str) -> &str {
+    // A log line starts with the thread that wrote it, `[thrd:...]: `.
+    let reason = match reason.strip_prefix("[thrd:") {
+        Some(rest) => rest.split_once("]: ").map_or(reason, |(_, text)| text),
+        None => reason,
+    };
     reason
         .split(": broker certificate could not be verified")
         .next()
@@ -233,6 +285,16 @@ mod tests {
             "127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused",
         );
         assert_eq!(down, None);
+        let plaintext_to_tls = classify(
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "127.0.0.1:9093/bootstrap: Disconnected while requesting ApiVersion: might be \
+             caused by incorrect security.protocol configuration (connecting to a SSL \
+             listener?) or broker version is < 0.10 (see api.version.request)",
+        );
+        assert!(
+            matches!(plaintext_to_tls, Some(Refusal::Tls { verify: false, .. })),
+            "{plaintext_to_tls:?}"
+        );
         assert_eq!(
             classify(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 down"),
             None
@@ -244,6 +306,10 @@ mod tests {
         assert_eq!(
             short("SSL handshake failed: certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured"),
             "SSL handshake failed: certificate verify failed"
+        );
+        assert_eq!(
+            short("[thrd:sasl_ssl://b:9093/bootstrap]: sasl_ssl://b:9093/bootstrap: SASL authentication error: x"),
+            "sasl_ssl://b:9093/bootstrap: SASL authentication error: x"
         );
     }
 }
