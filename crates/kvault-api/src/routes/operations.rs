@@ -36,7 +36,7 @@ use crate::state::AppState;
         (status = 409, description = "backup_id already exists", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
         (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
-        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`)", body = ErrorBody)
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -74,7 +74,7 @@ pub async fn backup(
         (status = 422, description = "The backup is corrupt", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
         (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
-        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`)", body = ErrorBody)
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -165,7 +165,7 @@ pub async fn restore(
         (status = 409, description = "Target topic holds messages, or another restore or migration is writing into it", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
         (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
-        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`)", body = ErrorBody)
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -229,7 +229,7 @@ pub async fn migrate(
         (status = 404, description = "Unknown cluster, topic or group", body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
         (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
-        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`)", body = ErrorBody)
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
