@@ -290,38 +290,40 @@ impl Drop for Served {
     }
 }
 
+/// `KVAULT__CLUSTERS__{ID}__...` variables defining a whole cluster, dots as underscores.
+fn cluster_env(id: &str, bootstrap: &str, props: Vec<(String, String)>) -> Vec<(String, String)> {
+    let id = id.to_ascii_uppercase();
+    let mut env = vec![(
+        format!("KVAULT__CLUSTERS__{id}__BOOTSTRAP_SERVERS"),
+        bootstrap.to_owned(),
+    )];
+    for (key, value) in props {
+        let key = key.replace('.', "_").to_ascii_uppercase();
+        env.push((format!("KVAULT__CLUSTERS__{id}__PROPERTIES__{key}"), value));
+    }
+    env
+}
+
 impl Served {
-    async fn start(secure: &SecureBroker) -> Self {
+    /// Also defines, through the environment, cluster `stale` (the SASL broker, a wrong
+    /// password), `badca` (the SASL broker, trusting another CA) and one TLS-only cluster per
+    /// `(id, broker)` of `tls`.
+    async fn start(secure: &SecureBroker, tls: &[(&str, &SecureBroker)]) -> Self {
         let setup = Setup::scram(secure, &secure.pki().ca());
-        let bootstrap = secure.bootstrap().to_owned();
-        let ca = secure.pki().ca().display().to_string();
-        let env = [
-            (PASSWORD_ENV, SASL_PASSWORD),
-            (
-                "KVAULT__CLUSTERS__STALE__BOOTSTRAP_SERVERS",
-                bootstrap.as_str(),
-            ),
-            (
-                "KVAULT__CLUSTERS__STALE__PROPERTIES__SECURITY_PROTOCOL",
-                "SASL_SSL",
-            ),
-            (
-                "KVAULT__CLUSTERS__STALE__PROPERTIES__SASL_MECHANISM",
-                "SCRAM-SHA-512",
-            ),
-            (
-                "KVAULT__CLUSTERS__STALE__PROPERTIES__SASL_USERNAME",
-                "kvault-svc",
-            ),
-            (
-                "KVAULT__CLUSTERS__STALE__PROPERTIES__SASL_PASSWORD",
-                WRONG_PASSWORD,
-            ),
-            (
-                "KVAULT__CLUSTERS__STALE__PROPERTIES__SSL_CA_LOCATION",
-                ca.as_str(),
-            ),
-        ];
+        let mut env: Vec<(String, String)> = vec![(PASSWORD_ENV.into(), SASL_PASSWORD.into())];
+        for (id, password, ca) in [
+            ("STALE", WRONG_PASSWORD, secure.pki().ca()),
+            ("BADCA", SASL_PASSWORD, secure.pki().other_ca()),
+        ] {
+            let mut props = secure.properties(password);
+            props.retain(|(k, _)| k != "ssl.ca.location");
+            props.push(("ssl.ca.location".into(), ca.display().to_string()));
+            env.extend(cluster_env(id, secure.bootstrap(), props));
+        }
+        for (id, broker) in tls {
+            env.extend(cluster_env(id, broker.bootstrap(), broker.properties("")));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = std::fs::File::create(setup.dir.path().join("serve.log")).unwrap();
         let server = setup
             .command(&env)
@@ -398,7 +400,11 @@ async fn serve_with_the_secret_from_the_environment() {
     broker
         .commit_group(&group, &topic, &[(0, 5), (1, 20)])
         .await;
-    let served = Served::start(secure).await;
+    let (wrong_host, expired) = (
+        SecureBroker::tls(ServerCert::WrongHost).await,
+        SecureBroker::tls(ServerCert::Expired).await,
+    );
+    let served = Served::start(secure, &[("wronghost", &wrong_host), ("expired", &expired)]).await;
 
     let (status, backup, _) = served
         .call(
@@ -450,7 +456,41 @@ async fn serve_with_the_secret_from_the_environment() {
     assert_eq!(body["error"], "KafkaAuthenticationFailed", "{body}");
     assert!(body["details"].is_object(), "{body}");
     assert!(took < BOUND, "took {took:?}");
-    let shown = format!("{body} {}", served.log());
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{body}"
+    );
+
+    // TLS refusals, each named.
+    let mut bodies = body.to_string();
+    for (cluster, cause) in [
+        ("badca", "unknown CA"),
+        ("wronghost", "hostname mismatch"),
+        ("expired", "expired"),
+    ] {
+        let (status, body, took) = served
+            .call(
+                "POST",
+                &format!("/clusters/{cluster}/backup"),
+                Some(json!({"topic": "t"})),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error"]),
+            (502, &json!("KafkaTlsFailed")),
+            "{body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains(cause),
+            "{cluster}: {body}"
+        );
+        assert!(took < BOUND, "{cluster} took {took:?}");
+        bodies.push_str(&body.to_string());
+    }
+    let shown = format!("{bodies} {}", served.log());
     for secret in [SASL_PASSWORD, WRONG_PASSWORD] {
         assert!(!shown.contains(secret), "the secret leaked: {shown}");
     }
