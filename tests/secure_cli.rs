@@ -207,8 +207,22 @@ async fn the_other_examples_connect_or_fail_as_documented() {
     // settings load (the key passphrase from its file) and the TLS session works.
     let tls = SecureBroker::tls(ServerCert::Valid).await;
     let (client_cert, client_key) = tls.pki().client();
+    // The key encrypted with a passphrase, which kvault reads from its file: librdkafka loads
+    // the key when kvault creates its clients, so a passphrase not read would fail here.
     let passphrase = tls.pki().dir().join("key-password");
-    std::fs::write(&passphrase, "unused-for-an-unencrypted-key\n").unwrap();
+    std::fs::write(&passphrase, "key-Pass-6t2-never-printed\n").unwrap();
+    let encrypted_key = tls.pki().dir().join("client-encrypted.key");
+    let status = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in"])
+        .arg(&client_key)
+        .arg("-out")
+        .arg(&encrypted_key)
+        .arg("-passout")
+        .arg(format!("file:{}", passphrase.display()))
+        .status()
+        .expect("run openssl (the openssl command line tool encrypts the test key)");
+    assert!(status.success());
+    let client_key = encrypted_key;
     let mtls = Setup::new(
         "kafka-mtls.yaml",
         &[
@@ -233,6 +247,10 @@ async fn the_other_examples_connect_or_fail_as_documented() {
     );
     let (out, _) = mtls.kvault(&[], &["topics", "--cluster", "prod"]);
     assert_eq!(json_of(&out)["cluster_id"], "prod");
+    // A wrong passphrase: the key cannot be loaded, a TLS error naming the setting.
+    std::fs::write(&passphrase, format!("{WRONG_PASSWORD}\n")).unwrap();
+    let (out, took) = mtls.kvault(&[], &["topics", "--cluster", "prod"]);
+    assert_refused(&out, took, 10, "ssl.key.location");
 
     // PLAIN over TLS: the test broker enables SCRAM only, so PLAIN is refused, as an
     // authentication error, at once.

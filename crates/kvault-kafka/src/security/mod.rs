@@ -169,7 +169,7 @@ pub async fn verify(cluster: &ClusterConfig, timeout: Duration) -> DomainResult<
             plaintext: !speaks_tls(cluster),
             hung_up: AtomicU32::new(0),
         })
-        .map_err(|e| kafka_error("create connection check client", e))?;
+        .map_err(creation_error)?;
     let answer = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
         loop {
@@ -190,6 +190,23 @@ pub async fn verify(cluster: &ClusterConfig, timeout: Duration) -> DomainResult<
         Ok(()) => Ok(()),
         Err(Ok(e)) => Err(kafka_error("cluster unreachable (metadata request)", e)),
         Err(Err(refusal)) => Err(refused(cluster, refusal).await),
+    }
+}
+
+/// librdkafka refuses to create a client whose own TLS material it cannot load (a key whose
+/// passphrase is wrong, a missing certificate file): a TLS failure, not an outage.
+fn creation_error(error: KafkaError) -> DomainError {
+    let text = error.to_string();
+    if !text.contains("ssl.") {
+        return kafka_error("create connection check client", error);
+    }
+    DomainError::Kafka {
+        failure: KafkaFailure::Tls,
+        message: format!(
+            "TLS: the client's own certificate or key cannot be used: {text} (check \
+             ssl.certificate.location, ssl.key.location and ssl.key.password)"
+        ),
+        source: Some(Box::new(error)),
     }
 }
 
