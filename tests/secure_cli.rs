@@ -341,6 +341,9 @@ impl Served {
         for (id, broker) in tls {
             env.extend(cluster_env(id, broker.bootstrap(), broker.properties("")));
         }
+        // The plain test broker, for migrations between the two kinds of cluster.
+        let plain = TestBroker::get().await;
+        env.extend(cluster_env("PLAIN", plain.bootstrap(), Vec::new()));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = std::fs::File::create(setup.dir.path().join("serve.log")).unwrap();
         let server = setup
@@ -444,6 +447,33 @@ async fn serve_with_the_secret_from_the_environment() {
     let (status, page, _) = served.call("GET", &page_path, None).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["records"].as_array().map(Vec::len), Some(5), "{page}");
+
+    // Out to the plain cluster and back in, then drain the group on the SASL_SSL one.
+    let plain = TestBroker::get().await;
+    let out = plain.unique_topic("serve-out");
+    let back = broker.unique_topic("serve-back");
+    for (source, from, target, to) in [
+        ("prod", &topic, "plain", &out),
+        ("plain", &out, "prod", &back),
+    ] {
+        let body = json!({"source_cluster": source, "source_topic": from,
+                          "target_cluster": target, "target_topic": to});
+        let (status, migrated, _) = served.call("POST", "/migrate", Some(body)).await;
+        assert_eq!(status, 200, "{migrated}");
+        assert_eq!(migrated["messages_written"], 40, "{migrated}");
+    }
+    assert_eq!(broker.consume_all(&back).await.len(), 40);
+    let drained_group = broker.unique_topic("serve-drained");
+    broker
+        .commit_group(&drained_group, &back, &[(0, 20), (1, 20)])
+        .await;
+    let body = json!({"group_id": drained_group, "topics": [back], "timeout_seconds": 10,
+                      "check_interval_ms": 100});
+    let (status, drained, _) = served
+        .call("POST", "/clusters/prod/drain", Some(body))
+        .await;
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["status"], "drained", "{drained}");
     assert!(!served.log().contains(SASL_PASSWORD), "{}", served.log());
 }
 
