@@ -130,7 +130,7 @@ impl ApiError {
 
 /// Maps a stored error type back to its static name (only known names are ever stored).
 fn kind_name(raw: &str) -> &'static str {
-    const KINDS: [&str; 15] = [
+    const KINDS: [&str; 20] = [
         "LimitExceeded",
         "Interrupted",
         "Unavailable",
@@ -146,6 +146,11 @@ fn kind_name(raw: &str) -> &'static str {
         "PayloadTooLarge",
         "UnsupportedMediaType",
         "MethodNotAllowed",
+        "KafkaUnavailable",
+        "KafkaAuthenticationFailed",
+        "KafkaTlsFailed",
+        "KafkaUnauthorized",
+        "KafkaError",
     ];
     KINDS
         .into_iter()
@@ -249,6 +254,7 @@ fn from_kafka(failure: KafkaFailure, message: String) -> ApiError {
     let (status, kind) = match failure {
         KafkaFailure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable"),
         KafkaFailure::Authentication => (StatusCode::BAD_GATEWAY, "KafkaAuthenticationFailed"),
+        KafkaFailure::Tls => (StatusCode::BAD_GATEWAY, "KafkaTlsFailed"),
         KafkaFailure::Authorization => (StatusCode::BAD_GATEWAY, "KafkaUnauthorized"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "KafkaError"),
     };
@@ -357,6 +363,21 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable")
         );
         assert!(e.message.contains("cluster 'dr'"), "{}", e.message);
+        // A refused password or certificate is the cluster's answer, not an outage.
+        for (failure, kind) in [
+            (KafkaFailure::Authentication, "KafkaAuthenticationFailed"),
+            (KafkaFailure::Tls, "KafkaTlsFailed"),
+        ] {
+            let e: ApiError = DomainError::Kafka {
+                failure,
+                message: "cluster 'prod': refused".into(),
+                source: None,
+            }
+            .into();
+            assert_eq!((e.status, e.kind), (StatusCode::BAD_GATEWAY, kind));
+            let back = ApiError::from_body(e.status, &e.body());
+            assert_eq!(back.kind, kind);
+        }
         let e: ApiError = DomainError::Storage {
             failure: StorageFailure::Full,
             message: "no space left writing b1.partial/p0/x.seg".into(),

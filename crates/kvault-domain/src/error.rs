@@ -34,8 +34,13 @@ impl ValidationError {
 pub enum KafkaFailure {
     /// No broker answered: down, unreachable, or timed out (retry later, check the address).
     Unavailable,
-    /// SASL/SSL authentication failed (check the credentials).
+    /// SASL authentication failed: the broker refused the credentials (check the user and
+    /// password), or a secret file could not be read.
     Authentication,
+    /// The TLS handshake failed: the broker's certificate is signed by an unknown CA, names
+    /// another host, has expired, or the listener does not speak TLS (check the certificates
+    /// and `security.protocol`).
+    Tls,
     /// The broker refused the operation (ACLs).
     Authorization,
     /// Anything else the broker said no to.

@@ -1,8 +1,10 @@
 //! Building librdkafka client configurations from a cluster definition: one place decides the
 //! settings every kvault consumer, producer and admin client uses.
 
+use kvault_domain::cluster::FILE_SUFFIX;
 use kvault_domain::error::DomainResult;
 pub use kvault_domain::ClusterConfig;
+use kvault_domain::{DomainError, KafkaFailure};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -21,23 +23,43 @@ fn kvault_client(cluster: &ClusterConfig) -> ClientConfig {
     config
 }
 
-/// The user's properties, applied after kvault's settings so they win.
-fn apply_user_properties(config: &mut ClientConfig, cluster: &ClusterConfig) {
+/// The user's properties, applied after kvault's settings so they win. A property given as a
+/// file (`sasl.password_file`) is read now: every client reads it afresh, so a rotated secret
+/// is used by the next operation without a restart.
+fn apply_user_properties(config: &mut ClientConfig, cluster: &ClusterConfig) -> DomainResult<()> {
     for (key, value) in &cluster.properties {
-        config.set(key, value);
+        if !key.ends_with(FILE_SUFFIX) {
+            config.set(key, value);
+        }
     }
+    for (key, path) in cluster.file_properties() {
+        config.set(key, read_secret_file(key, path)?);
+    }
+    Ok(())
+}
+
+/// The value of `property` from the file at `path`, without the trailing newline editors and
+/// secret stores leave. A file that cannot be read is an authentication failure naming the
+/// property and the path (never the content).
+fn read_secret_file(property: &str, path: &str) -> DomainResult<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| DomainError::Kafka {
+        failure: KafkaFailure::Authentication,
+        message: format!("cannot read {property}{FILE_SUFFIX} {path}: {e}"),
+        source: None,
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Bootstrap servers plus the user's properties: the start of admin and group clients.
-pub fn base_config(cluster: &ClusterConfig) -> ClientConfig {
+pub fn base_config(cluster: &ClusterConfig) -> DomainResult<ClientConfig> {
     let mut config = kvault_client(cluster);
-    apply_user_properties(&mut config, cluster);
-    config
+    apply_user_properties(&mut config, cluster)?;
+    Ok(config)
 }
 
 /// Settings for a consumer that is assigned partitions explicitly (never joins a group,
 /// never commits) and reads them to a known end.
-pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
+pub fn reader_config(cluster: &ClusterConfig) -> DomainResult<ClientConfig> {
     let mut config = kvault_client(cluster);
     config
         // Required by librdkafka for some consumer paths even though no group is joined.
@@ -65,7 +87,7 @@ pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
         // (default 1 s): with small fetches that turned a 3 s backup into 14 s. The reader
         // drains its queue continuously, so a short back-off is enough.
         .set("fetch.queue.backoff.ms", "10");
-    apply_user_properties(&mut config, cluster);
+    apply_user_properties(&mut config, cluster)?;
     // librdkafka refuses a consumer whose fetch.max.bytes is below message.max.bytes; a user
     // who raised message.max.bytes (it applies to every client) should not have to know that.
     let user_max_message = cluster
@@ -84,7 +106,7 @@ pub fn reader_config(cluster: &ClusterConfig) -> ClientConfig {
             }
         }
     }
-    config
+    Ok(config)
 }
 
 /// How long librdkafka waits for more records before it sends a batch that is not full.
@@ -92,7 +114,7 @@ const LINGER_MS: &str = "100";
 
 /// Settings for kvault's producers: idempotent with acks=all, so a broker hiccup neither
 /// loses nor duplicates a record, and a bounded local queue.
-pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
+pub fn producer_config(cluster: &ClusterConfig) -> DomainResult<ClientConfig> {
     let mut config = kvault_client(cluster);
     config
         .set("enable.idempotence", "true")
@@ -121,8 +143,8 @@ pub fn producer_config(cluster: &ClusterConfig) -> ClientConfig {
         // target broker disappears (it fails this long after the last delivery, naming what
         // was written). librdkafka's default is 300 s; a cluster's `properties` may change it.
         .set("message.timeout.ms", "30000");
-    apply_user_properties(&mut config, cluster);
-    config
+    apply_user_properties(&mut config, cluster)?;
+    Ok(config)
 }
 
 /// Records all partition tasks of one producer may have in flight together.
@@ -134,7 +156,7 @@ fn queued_messages() -> usize {
 /// group description: it must never subscribe or be assigned, so it sends no
 /// JoinGroup/SyncGroup/LeaveGroup and the group's members see no rebalance.
 pub fn group_offsets_client(cluster: &ClusterConfig, group: &str) -> DomainResult<BaseConsumer> {
-    let mut config = base_config(cluster);
+    let mut config = base_config(cluster)?;
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -146,19 +168,19 @@ pub fn group_offsets_client(cluster: &ClusterConfig, group: &str) -> DomainResul
 }
 
 pub fn create_admin(cluster: &ClusterConfig) -> DomainResult<AdminClient<DefaultClientContext>> {
-    base_config(cluster)
+    base_config(cluster)?
         .create()
         .map_err(|e| kafka_error("create admin client", e))
 }
 
 pub fn create_reader(cluster: &ClusterConfig) -> DomainResult<BaseConsumer> {
-    reader_config(cluster)
+    reader_config(cluster)?
         .create()
         .map_err(|e| kafka_error("create consumer", e))
 }
 
 pub fn create_producer(cluster: &ClusterConfig) -> DomainResult<FutureProducer> {
-    producer_config(cluster)
+    producer_config(cluster)?
         .create()
         .map_err(|e| kafka_error("create producer", e))
 }
@@ -181,12 +203,12 @@ mod tests {
         cluster
             .properties
             .insert("security.protocol".into(), "SASL_SSL".into());
-        let config = producer_config(&cluster);
+        let config = producer_config(&cluster).unwrap();
         assert_eq!(config.get("linger.ms"), Some("50"));
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(
-            reader_config(&cluster).get("enable.auto.commit"),
+            reader_config(&cluster).unwrap().get("enable.auto.commit"),
             Some("false")
         );
     }
@@ -195,14 +217,14 @@ mod tests {
     fn reader_fetch_size_follows_a_raised_message_max() {
         let mut cluster = ClusterConfig::new("a:9092");
         assert_eq!(
-            reader_config(&cluster).get("fetch.max.bytes"),
+            reader_config(&cluster).unwrap().get("fetch.max.bytes"),
             Some("1048576")
         );
         cluster
             .properties
             .insert("message.max.bytes".into(), "10485760".into());
         assert_eq!(
-            reader_config(&cluster).get("fetch.max.bytes"),
+            reader_config(&cluster).unwrap().get("fetch.max.bytes"),
             Some("10485760")
         );
         // librdkafka accepts the combination (it refuses fetch.max.bytes < message.max.bytes).
@@ -212,8 +234,38 @@ mod tests {
             .properties
             .insert("fetch.max.bytes".into(), "2097152".into());
         assert_eq!(
-            reader_config(&cluster).get("fetch.max.bytes"),
+            reader_config(&cluster).unwrap().get("fetch.max.bytes"),
             Some("2097152")
         );
+    }
+
+    #[test]
+    fn secret_files_are_read_for_every_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "first-s3cret\n").unwrap();
+        let mut cluster = ClusterConfig::new("a:9092");
+        cluster.properties.insert(
+            "sasl.password_file".into(),
+            path.to_string_lossy().into_owned(),
+        );
+        let config = base_config(&cluster).unwrap();
+        assert_eq!(config.get("sasl.password"), Some("first-s3cret"));
+        assert_eq!(config.get("sasl.password_file"), None);
+        // Rotated: the next client reads the new value.
+        std::fs::write(&path, "second-s3cret").unwrap();
+        let config = producer_config(&cluster).unwrap();
+        assert_eq!(config.get("sasl.password"), Some("second-s3cret"));
+        // Gone: an authentication failure naming the path, never a value.
+        std::fs::remove_file(&path).unwrap();
+        let Err(err) = create_reader(&cluster) else {
+            panic!("a missing secret file must fail the client");
+        };
+        assert_eq!(
+            err.kind(),
+            kvault_domain::ErrorKind::Kafka(KafkaFailure::Authentication)
+        );
+        assert!(err.to_string().contains("sasl.password_file"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 }

@@ -16,6 +16,9 @@ use crate::client::ClusterConfig;
 
 /// How long `ping` waits for a metadata answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the connection check before an operation waits for a metadata answer (the
+/// operation's own requests wait as long).
+const CHECK_TIMEOUT: Duration = crate::admin::METADATA_TIMEOUT;
 
 /// A cluster kvault can talk to. Cheap to create and to clone: clients are made per operation.
 #[derive(Debug, Clone)]
@@ -54,16 +57,42 @@ impl KafkaCluster {
         Admin::new(&self.config)
     }
 
-    /// Succeeds when the cluster answers a metadata request within a few seconds.
+    /// Succeeds when the cluster answers a metadata request within a few seconds; fails at
+    /// once when it refuses kvault's credentials or the TLS handshake (see [`crate::security`]).
     pub async fn ping(&self) -> DomainResult<()> {
-        self.admin()?.ping(PING_TIMEOUT).await
+        self.check_within(PING_TIMEOUT).await
+    }
+
+    /// The connection check an operation starts with: a refused password or certificate ends
+    /// it at once, naming the cause, instead of after the metadata timeout.
+    pub async fn check_connection(&self) -> DomainResult<()> {
+        self.check_within(CHECK_TIMEOUT).await
+    }
+
+    async fn check_within(&self, timeout: Duration) -> DomainResult<()> {
+        crate::security::verify(&self.config, timeout)
+            .await
+            .map_err(|e| match e {
+                DomainError::Kafka {
+                    failure,
+                    message,
+                    source,
+                } => DomainError::Kafka {
+                    failure,
+                    message: format!("cluster '{}': {message}", self.id),
+                    source,
+                },
+                other => other,
+            })
     }
 
     pub async fn topic_exists(&self, topic: &str) -> DomainResult<bool> {
+        self.check_connection().await?;
         Ok(self.admin()?.topic(topic).await?.is_some())
     }
 
     pub async fn list_topics(&self) -> DomainResult<Vec<String>> {
+        self.check_connection().await?;
         self.admin()?.list_topics().await
     }
 
@@ -74,6 +103,7 @@ impl KafkaCluster {
         store: Arc<dyn ArchiveStore>,
         control: OperationControl,
     ) -> DomainResult<BackupResult> {
+        self.check_connection().await?;
         let written =
             crate::backup::run(self.id.as_str(), &self.config, plan, store, control, false).await?;
         match written {
@@ -91,6 +121,7 @@ impl KafkaCluster {
         store: Arc<dyn ArchiveStore>,
         control: OperationControl,
     ) -> DomainResult<BackupOutcome> {
+        self.check_connection().await?;
         crate::backup::run(self.id.as_str(), &self.config, plan, store, control, true).await
     }
 
@@ -101,6 +132,7 @@ impl KafkaCluster {
         store: Arc<dyn ArchiveStore>,
         control: OperationControl,
     ) -> DomainResult<RestoreResult> {
+        self.check_connection().await?;
         crate::restore::run(self.id.as_str(), &self.config, plan, store, control).await
     }
 }

@@ -60,6 +60,7 @@ impl KafkaCluster {
     ) -> DomainResult<DrainResult> {
         let started = Instant::now();
         req.validate()?;
+        self.check_connection().await?;
         let admin = self.admin()?;
         let mut partitions = Vec::new();
         for topic in &req.topics {

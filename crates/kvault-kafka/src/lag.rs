@@ -52,6 +52,7 @@ impl KafkaCluster {
     /// `group`'s position on `topics` (every topic it committed on when empty): see the module
     /// docs. A failed timestamp probe leaves `next_record_timestamp_ms` empty, not the answer.
     pub async fn group_lag(&self, group: &str, topics: &[String]) -> DomainResult<GroupLag> {
+        self.check_connection().await?;
         let probe = group_offsets_client(self.config(), group)?;
         let (owned_group, owned_topics) = (group.to_owned(), topics.to_vec());
         let (mut partitions, known) = blocking(move || {

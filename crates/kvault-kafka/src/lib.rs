@@ -5,6 +5,8 @@
 //! - [`cluster`]: [`KafkaCluster`], one cluster (ping, topic checks, backup, restore).
 //! - [`client`]: [`ClusterConfig`] and the librdkafka settings for readers, producers and
 //!   admin clients.
+//! - [`security`]: the connection check every operation starts with, failing fast and naming
+//!   the cause when the cluster refuses kvault's credentials or its TLS handshake fails.
 //! - [`admin`]: topic metadata, watermarks, offsets for timestamps, topic configs, creating
 //!   and deleting topics.
 //! - `backup`: a consistent cut of a topic streamed into an
@@ -35,6 +37,7 @@ pub mod partitioner;
 mod produce;
 mod restore;
 pub mod sample;
+pub mod security;
 pub mod throttle;
 
 pub mod drain;

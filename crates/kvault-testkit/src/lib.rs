@@ -12,6 +12,9 @@
 //! - Group helpers commit and read a consumer group's offsets without joining it, and keep a
 //!   real member in a group ([`ActiveMember`]).
 //!
+//! - [`secure::SecureBroker`]: a broker with a TLS listener (certificates made at test time:
+//!   valid, expired, or for another host) or one requiring SCRAM-SHA-512 over TLS.
+//!
 //! - [`fake::FakeEngine`]: the domain's operations in memory, for API tests that need no broker.
 //!
 //! Tests never skip silently: when no broker can be started they panic and say how to
@@ -22,6 +25,7 @@
 pub mod azure;
 pub mod fake;
 pub mod s3;
+pub mod secure;
 mod watchdog;
 
 mod groups;
@@ -64,6 +68,8 @@ static SHARED: OnceCell<Result<TestBroker, String>> = OnceCell::const_new();
 /// A broker the tests can talk to.
 pub struct TestBroker {
     bootstrap: String,
+    /// Client properties every client of the tests needs (TLS, SASL); empty for a plain broker.
+    settings: Vec<(String, String)>,
     admin: AdminClient<DefaultClientContext>,
     /// `None` when the broker is external (`KVAULT_TEST_BOOTSTRAP`).
     process: Option<BrokerProcess>,
@@ -128,6 +134,9 @@ impl TestBroker {
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in &self.settings {
+            config.set(key, value);
+        }
         config
     }
 

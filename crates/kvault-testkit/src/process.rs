@@ -25,6 +25,7 @@ pub(crate) fn start_shared() -> Result<TestBroker, String> {
             Ok(TestBroker {
                 admin: admin_client(&bootstrap)?,
                 bootstrap,
+                settings: Vec::new(),
                 process: None,
             })
         }
@@ -37,7 +38,7 @@ pub(crate) fn start_nisshi() -> Result<TestBroker, String> {
     // A free port can be taken between probing and binding; a second attempt covers that.
     let mut last_error = String::new();
     for _ in 0..3 {
-        match BrokerProcess::spawn(&binary) {
+        match BrokerProcess::spawn(&binary, MEMORY_STORAGE, &[]) {
             Ok(process) => {
                 let bootstrap = process.bootstrap.clone();
                 match wait_until_ready(&bootstrap, Some(&process)) {
@@ -45,6 +46,7 @@ pub(crate) fn start_nisshi() -> Result<TestBroker, String> {
                         return Ok(TestBroker {
                             admin: admin_client(&bootstrap)?,
                             bootstrap,
+                            settings: Vec::new(),
                             process: Some(process),
                         })
                     }
@@ -60,7 +62,10 @@ pub(crate) fn start_nisshi() -> Result<TestBroker, String> {
     ))
 }
 
-fn find_nisshi() -> Option<PathBuf> {
+/// The in-memory storage engine the shared and `start_new` brokers run on.
+pub(crate) const MEMORY_STORAGE: &str = "memory://nisshi/";
+
+pub(crate) fn find_nisshi() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(NISSHI_BIN_ENV) {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
@@ -90,8 +95,17 @@ pub(crate) fn wait_until_ready(
     bootstrap: &str,
     process: Option<&BrokerProcess>,
 ) -> Result<(), String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    wait_until_answering(&config, process)
+}
+
+/// [`wait_until_ready`] for a client configured by `config` (TLS, SASL).
+pub(crate) fn wait_until_answering(
+    config: &ClientConfig,
+    process: Option<&BrokerProcess>,
+) -> Result<(), String> {
+    let consumer: BaseConsumer = config
         .create()
         .map_err(|e| format!("create metadata client: {e}"))?;
     let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -118,13 +132,15 @@ pub(crate) fn wait_until_ready(
 
 /// A nisshi broker under a `sh` watchdog.
 pub(crate) struct BrokerProcess {
-    bootstrap: String,
+    pub(crate) bootstrap: String,
     watchdog: Mutex<Child>,
     log: PathBuf,
 }
 
 impl BrokerProcess {
-    fn spawn(binary: &Path) -> Result<Self, String> {
+    /// A broker on a free loopback port over `storage`, with `extra` arguments
+    /// (`--authentication`, `--cert`, ...).
+    pub(crate) fn spawn(binary: &Path, storage: &str, extra: &[String]) -> Result<Self, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free loopback port: {e}"))?
@@ -142,7 +158,7 @@ impl BrokerProcess {
         // to the shell (our Drop) does the same at once.
         let script = r#"
 "$NISSHI" broker --listener-url "tcp://$ADDR" --advertised-listener-url "tcp://$ADDR" \
-    --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s &
+    --storage-engine "$STORAGE" --group-initial-rebalance-delay 0s "$@" &
 broker=$!
 trap 'kill $broker 2>/dev/null; wait $broker; exit 0' TERM INT
 while kill -0 "$OWNER" 2>/dev/null && kill -0 "$broker" 2>/dev/null; do sleep 0.5; done
@@ -152,7 +168,10 @@ wait $broker
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
+            .arg("sh")
+            .args(extra)
             .env("NISSHI", binary)
+            .env("STORAGE", storage)
             .env("ADDR", &bootstrap)
             .env("OWNER", std::process::id().to_string())
             .env(
@@ -171,7 +190,7 @@ wait $broker
         })
     }
 
-    fn check_alive(&self) -> Result<(), String> {
+    pub(crate) fn check_alive(&self) -> Result<(), String> {
         let mut child = self
             .watchdog
             .lock()

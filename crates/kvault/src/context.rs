@@ -176,6 +176,9 @@ impl Context {
         config
             .properties
             .extend(self.ad_hoc.properties.iter().cloned());
+        config
+            .normalize_property_names()
+            .map_err(|e| CliError::invalid(format!("cluster '{id}': {e}")))?;
         Ok((cluster_id, config))
     }
 }

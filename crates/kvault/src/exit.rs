@@ -16,6 +16,12 @@ pub const EXIT_DRAIN_TIMEOUT: u8 = 6;
 pub const EXIT_UNAVAILABLE: u8 = 7;
 /// The archive store refused: bucket or directory missing, access denied. Fix the settings.
 pub const EXIT_STORAGE_REFUSED: u8 = 8;
+/// The Kafka cluster refused kvault's credentials (SASL user or password, a secret file that
+/// cannot be read). Fix the settings; retrying will not help.
+pub const EXIT_KAFKA_AUTHENTICATION: u8 = 9;
+/// The TLS handshake with the Kafka cluster failed (unknown CA, hostname mismatch, expired
+/// certificate, a listener that does not speak TLS). Fix the certificates or the settings.
+pub const EXIT_KAFKA_TLS: u8 = 10;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -66,6 +72,14 @@ impl From<DomainError> for CliError {
                 failure: StorageFailure::Missing | StorageFailure::PermissionDenied,
                 ..
             } => EXIT_STORAGE_REFUSED,
+            DomainError::Kafka {
+                failure: KafkaFailure::Authentication,
+                ..
+            } => EXIT_KAFKA_AUTHENTICATION,
+            DomainError::Kafka {
+                failure: KafkaFailure::Tls,
+                ..
+            } => EXIT_KAFKA_TLS,
             DomainError::NotFound { .. } => EXIT_NOT_FOUND,
             DomainError::Conflict { .. } => EXIT_CONFLICT,
             DomainError::CorruptArchive { .. } => EXIT_CORRUPT,

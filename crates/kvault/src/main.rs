@@ -28,6 +28,9 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, LogFormat};
 
+/// How long a finished command waits for Kafka clients to tear down before it exits.
+const TEARDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
@@ -43,8 +46,11 @@ fn main() -> std::process::ExitCode {
     if !serving {
         // A command is done once its result is printed: what may still run on the blocking
         // pool is the teardown of Kafka clients whose every record was settled (about 0.15 s
-        // for a producer), which the exit need not wait for. The server shuts down in full.
-        runtime.shutdown_background();
+        // for a producer). The exit waits for it all the same: a client of a TLS cluster that
+        // is still tearing down when the process exits would run under OpenSSL's exit-time
+        // cleanup. The bound only guards against a teardown that hangs. The server shuts down
+        // in full.
+        runtime.shutdown_timeout(TEARDOWN_GRACE);
     }
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,12 +1,14 @@
 //! Fails fast, in one line, when a cluster cannot be reached: before an operation starts, the
 //! bootstrap addresses are probed over TCP (the operating system names the cause: refused,
 //! unknown host, timed out), then the cluster must answer a metadata request. librdkafka
-//! itself would retry silently for minutes and log every attempt.
+//! itself would retry silently for minutes and log every attempt. A cluster that refuses
+//! kvault's credentials or TLS handshake is not unreachable: that error keeps its own exit
+//! code (9 authentication, 10 TLS).
 
 use std::time::Duration;
 
 use kvault_domain::error::DomainResult;
-use kvault_domain::{ClusterConfig, ClusterId};
+use kvault_domain::{ClusterConfig, ClusterId, ErrorKind, KafkaFailure};
 use tokio::net::TcpStream;
 
 use crate::exit::{CliError, EXIT_UNAVAILABLE};
@@ -41,8 +43,11 @@ pub async fn check(
     if !connected {
         return Err(unreachable(cluster, bootstrap, &causes.join("; ")));
     }
-    ping.await
-        .map_err(|e| unreachable(cluster, bootstrap, &format!("no Kafka answer ({e})")))
+    ping.await.map_err(|e| match e.kind() {
+        // The cluster answered and said no: the cause is the settings, not the network.
+        ErrorKind::Kafka(KafkaFailure::Authentication | KafkaFailure::Tls) => CliError::from(e),
+        _ => unreachable(cluster, bootstrap, &format!("no Kafka answer ({e})")),
+    })
 }
 
 /// One TCP connection to `address` (`host:port`, a scheme prefix such as `PLAINTEXT://` is

@@ -233,6 +233,14 @@ fn default_pool() -> u32 {
 impl Settings {
     /// Defaults, then `config_file` (which must exist when given), then `KVAULT__*` env vars.
     pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(config_file, None)
+    }
+
+    /// [`Self::load`] with `env` standing in for the process environment when given.
+    fn load_with_env(
+        config_file: Option<&Path>,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Settings, ConfigError> {
         let mut builder = Config::builder();
         builder = match find_default_file() {
             Some(path) => builder.add_source(File::from(path).format(FileFormat::Yaml)),
@@ -245,15 +253,17 @@ impl Settings {
                     .required(true),
             );
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(
                 Environment::with_prefix("KVAULT")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(env),
             )
             .build()?
             .try_deserialize()?;
+        settings.normalize_cluster_properties()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -266,6 +276,18 @@ impl Settings {
             .try_deserialize()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Cluster property names as librdkafka spells them: environment variables cannot hold
+    /// dots, so `KVAULT__CLUSTERS__PROD__PROPERTIES__SASL_PASSWORD` arrives as `sasl_password`
+    /// and becomes `sasl.password` (see [`ClusterConfig::normalize_property_names`]).
+    fn normalize_cluster_properties(&mut self) -> Result<(), ConfigError> {
+        for (id, cluster) in &mut self.clusters {
+            cluster.normalize_property_names().map_err(|e| {
+                ConfigError::invalid(&format!("clusters.{id}.{}", e.field), e.message)
+            })?;
+        }
+        Ok(())
     }
 
     /// Cross-field checks that serde cannot express.
@@ -428,6 +450,42 @@ mod tests {
         assert_eq!(s.server.port, 9191);
         assert_eq!(s.clusters["prod"].bootstrap_servers, "k:9092");
         assert!(Settings::load(Some(&dir.path().join("missing.yaml"))).is_err());
+    }
+
+    #[test]
+    fn cluster_properties_come_from_the_environment_with_underscores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kvault.yaml");
+        std::fs::write(
+            &path,
+            "clusters:\n  prod:\n    bootstrap_servers: \"k:9093\"\n    properties:\n      \
+             security.protocol: SASL_SSL\n      sasl.password: from-the-file\n",
+        )
+        .unwrap();
+        let env = [
+            (
+                "KVAULT__CLUSTERS__PROD__PROPERTIES__SASL_PASSWORD",
+                "from-env",
+            ),
+            (
+                "KVAULT__CLUSTERS__PROD__PROPERTIES__SASL_MECHANISM",
+                "SCRAM-SHA-512",
+            ),
+            (
+                "KVAULT__CLUSTERS__PROD__PROPERTIES__SSL_CA_LOCATION_FILE",
+                "/run/ca",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let loaded = Settings::load_with_env(Some(&path), Some(env)).unwrap();
+        let props = &loaded.clusters["prod"].properties;
+        assert_eq!(props["sasl.password"], "from-env");
+        assert_eq!(props["sasl.mechanism"], "SCRAM-SHA-512");
+        assert_eq!(props["security.protocol"], "SASL_SSL");
+        assert_eq!(props["ssl.ca.location_file"], "/run/ca");
+        assert!(!props.contains_key("sasl_password"), "{props:?}");
     }
 
     #[test]

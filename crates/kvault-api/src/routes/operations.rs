@@ -34,7 +34,9 @@ use crate::state::AppState;
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or topic", body = ErrorBody),
         (status = 409, description = "backup_id already exists", body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)
+        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
+        (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -70,7 +72,9 @@ pub async fn backup(
         (status = 404, description = "Unknown cluster or backup", body = ErrorBody),
         (status = 409, description = "Target topic holds messages, or another restore or migration is writing into it", body = ErrorBody),
         (status = 422, description = "The backup is corrupt", body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)
+        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
+        (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -159,7 +163,9 @@ pub async fn restore(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or topic", body = ErrorBody),
         (status = 409, description = "Target topic holds messages, or another restore or migration is writing into it", body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)
+        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
+        (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -221,7 +227,9 @@ pub async fn migrate(
         (status = 202, description = "Accepted (`?wait=false`); poll `Location`", body = AcceptedJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster, topic or group", body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody)
+        (status = 429, body = ErrorBody), (status = 500, body = ErrorBody),
+        (status = 502, description = "The cluster refused kvault's credentials (`KafkaAuthenticationFailed`) or ACLs (`KafkaUnauthorized`), or the TLS handshake failed (`KafkaTlsFailed`: unknown CA, hostname mismatch, expired certificate)", body = ErrorBody),
+        (status = 503, description = "No broker of the cluster answered (`KafkaUnavailable`), or the job database or the archive store is unavailable", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

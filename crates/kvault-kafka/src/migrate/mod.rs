@@ -88,6 +88,8 @@ pub async fn migrate(
     let transformation =
         CompiledTransformation::compile(req.transformation.as_ref().unwrap_or(&empty))?;
     let transformation_applied = req.transformation.as_ref().is_some_and(|t| !t.is_empty());
+    source.check_connection().await?;
+    target.check_connection().await?;
 
     // First: the producer connects (and gets its producer id) while the topics are checked.
     let producer = RecordProducer::create(target.config())?;

@@ -183,7 +183,7 @@ impl RecordProducer {
         let router = Router {
             inboxes: RwLock::new(Vec::new()),
         };
-        let producer: ThreadedProducer<Router> = producer_config(cluster)
+        let producer: ThreadedProducer<Router> = producer_config(cluster)?
             .create_with_context(router)
             .map_err(|e| kafka_error("create producer", e))?;
         // A metadata request (no topic named, so none is auto-created) opens a connection;

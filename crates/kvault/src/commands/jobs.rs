@@ -127,6 +127,8 @@ fn outcome(job: &Value) -> Result<(), CliError> {
                 "Conflict" => exit::EXIT_CONFLICT,
                 "CorruptArchive" => exit::EXIT_CORRUPT,
                 "StorageMissing" | "StorageAccessDenied" => exit::EXIT_STORAGE_REFUSED,
+                "KafkaAuthenticationFailed" => exit::EXIT_KAFKA_AUTHENTICATION,
+                "KafkaTlsFailed" => exit::EXIT_KAFKA_TLS,
                 kind if kind.ends_with("Unavailable") => exit::EXIT_UNAVAILABLE,
                 _ => exit::EXIT_FAILED,
             };
@@ -200,18 +202,27 @@ impl Server {
         if status.is_success() {
             return Ok(body);
         }
-        let code = match status.as_u16() {
-            400 => exit::EXIT_INVALID_INPUT,
-            404 => exit::EXIT_NOT_FOUND,
-            409 => exit::EXIT_CONFLICT,
-            503 => exit::EXIT_UNAVAILABLE,
-            _ => exit::EXIT_FAILED,
+        let code = match (status.as_u16(), body["error"].as_str()) {
+            (_, Some("KafkaAuthenticationFailed")) => exit::EXIT_KAFKA_AUTHENTICATION,
+            (_, Some("KafkaTlsFailed")) => exit::EXIT_KAFKA_TLS,
+            (status, _) => http_exit_code(status),
         };
         let message = body["message"].as_str().unwrap_or("no error body");
         Err(CliError::new(
             code,
             format!("server answered {status}: {message}"),
         ))
+    }
+}
+
+/// The exit code for an HTTP error status of the server.
+fn http_exit_code(status: u16) -> u8 {
+    match status {
+        400 => exit::EXIT_INVALID_INPUT,
+        404 => exit::EXIT_NOT_FOUND,
+        409 => exit::EXIT_CONFLICT,
+        503 => exit::EXIT_UNAVAILABLE,
+        _ => exit::EXIT_FAILED,
     }
 }
 
@@ -242,6 +253,11 @@ mod tests {
         };
         assert_eq!(failed("CorruptArchive"), exit::EXIT_CORRUPT);
         assert_eq!(failed("KafkaUnavailable"), exit::EXIT_UNAVAILABLE);
+        assert_eq!(
+            failed("KafkaAuthenticationFailed"),
+            exit::EXIT_KAFKA_AUTHENTICATION
+        );
+        assert_eq!(failed("KafkaTlsFailed"), exit::EXIT_KAFKA_TLS);
         assert_eq!(failed("Whatever"), exit::EXIT_FAILED);
         let completed = serde_json::json!({"id": "j", "state": "completed", "result": {}});
         assert!(outcome(&completed).is_ok());
