@@ -292,67 +292,11 @@ impl Settings {
 
     /// Cross-field checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.auth.algorithm {
-            JwtAlgorithm::Hs256 => match &self.auth.jwt_secret {
-                None => {
-                    return Err(ConfigError::invalid(
-                        "auth.jwt_secret",
-                        "HS256 needs a secret",
-                    ))
-                }
-                Some(s) if s.expose().len() < 16 => {
-                    return Err(ConfigError::invalid(
-                        "auth.jwt_secret",
-                        "must be at least 16 bytes",
-                    ))
-                }
-                Some(_) => {}
-            },
-            JwtAlgorithm::Rs256 => {
-                if self.auth.public_key_file.is_none() {
-                    return Err(ConfigError::invalid(
-                        "auth.public_key_file",
-                        "RS256 needs a public key file",
-                    ));
-                }
-            }
-        }
+        self.auth_keys_are_usable()?;
         self.storage.validate(&self.backup.base_path)?;
         self.workers.validate()?;
         self.monitoring.validate(&self.clusters)?;
-        if self.backup.max_concurrent_backups == 0 {
-            return Err(ConfigError::invalid(
-                "backup.max_concurrent_backups",
-                "must be at least 1",
-            ));
-        }
-        if self.backup.rate_limit_per_second == 0 {
-            return Err(ConfigError::invalid(
-                "backup.rate_limit_per_second",
-                "must be at least 1",
-            ));
-        }
-        if self.limits.max_concurrent_restores == 0
-            || self.limits.max_concurrent_migrations == 0
-            || self.limits.max_concurrent_drains == 0
-        {
-            return Err(ConfigError::invalid(
-                "limits",
-                "concurrency limits must be at least 1",
-            ));
-        }
-        if self.limits.requests_per_minute == 0 {
-            return Err(ConfigError::invalid(
-                "limits.requests_per_minute",
-                "must be at least 1",
-            ));
-        }
-        if self.limits.anonymous_requests_per_minute == 0 {
-            return Err(ConfigError::invalid(
-                "limits.anonymous_requests_per_minute",
-                "must be at least 1",
-            ));
-        }
+        self.limits_are_positive()?;
         let size = self.backup.max_backup_size_gb;
         if size.is_nan() || size < 0.0 {
             return Err(ConfigError::invalid(
@@ -375,6 +319,65 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The token key the algorithm needs is there (and an HS256 secret is long enough).
+    fn auth_keys_are_usable(&self) -> Result<(), ConfigError> {
+        match self.auth.algorithm {
+            JwtAlgorithm::Hs256 => match &self.auth.jwt_secret {
+                None => Err(ConfigError::invalid(
+                    "auth.jwt_secret",
+                    "HS256 needs a secret",
+                )),
+                Some(s) if s.expose().len() < 16 => Err(ConfigError::invalid(
+                    "auth.jwt_secret",
+                    "must be at least 16 bytes",
+                )),
+                Some(_) => Ok(()),
+            },
+            JwtAlgorithm::Rs256 if self.auth.public_key_file.is_none() => Err(
+                ConfigError::invalid("auth.public_key_file", "RS256 needs a public key file"),
+            ),
+            JwtAlgorithm::Rs256 => Ok(()),
+        }
+    }
+
+    /// Every concurrency, rate and request limit lets at least one through.
+    fn limits_are_positive(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            (
+                "backup.max_concurrent_backups",
+                self.backup.max_concurrent_backups as u64,
+            ),
+            (
+                "backup.rate_limit_per_second",
+                self.backup.rate_limit_per_second as u64,
+            ),
+            (
+                "limits.max_concurrent_restores",
+                self.limits.max_concurrent_restores as u64,
+            ),
+            (
+                "limits.max_concurrent_migrations",
+                self.limits.max_concurrent_migrations as u64,
+            ),
+            (
+                "limits.max_concurrent_drains",
+                self.limits.max_concurrent_drains as u64,
+            ),
+            (
+                "limits.requests_per_minute",
+                self.limits.requests_per_minute as u64,
+            ),
+            (
+                "limits.anonymous_requests_per_minute",
+                self.limits.anonymous_requests_per_minute as u64,
+            ),
+        ];
+        match at_least_one.iter().find(|(_, value)| *value == 0) {
+            Some((field, _)) => Err(ConfigError::invalid(field, "must be at least 1")),
+            None => Ok(()),
+        }
     }
 }
 
