@@ -25,6 +25,7 @@ mod scheduler;
 pub mod startup;
 pub mod state;
 mod takeover;
+mod takeover_writers;
 pub mod telemetry;
 mod workers;
 

@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::jobs::{Admission, Capacity, JobStore, JobTarget, Lease, NewJob, RunClaim};
+use crate::jobs::{
+    Admission, Capacity, JobStore, JobTarget, JournalState, Lease, NewJob, RunClaim, StoredJournal,
+};
 use crate::limits::refusal;
 pub use crate::limits::Limits;
 use crate::telemetry::{JobLabels, Limit, Telemetry};
@@ -203,7 +205,7 @@ impl JobRunner {
     }
 
     /// Runs `op` as job `id`, which this replica holds: the job admitted here, or one taken
-    /// over from a replica that died.
+    /// over from a replica that died and started over.
     pub fn launch<F, Fut>(
         self: &Arc<Self>,
         id: JobId,
@@ -214,7 +216,30 @@ impl JobRunner {
         F: FnOnce(OperationControl) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
-        let control = OperationControl::new();
+        self.launch_attempt(id, labels, (1, JournalState::default()), op)
+    }
+
+    /// [`Self::launch`] for attempt `attempt` of the job, whose journal holds `recorded`: the
+    /// operation sees what earlier attempts recorded and records through the job's row.
+    pub fn launch_attempt<F, Fut>(
+        self: &Arc<Self>,
+        id: JobId,
+        labels: JobLabels,
+        (attempt, recorded): (u64, JournalState),
+        op: F,
+    ) -> JoinHandle<Outcome>
+    where
+        F: FnOnce(OperationControl) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let journal = StoredJournal::new(
+            self.store.clone(),
+            self.lease.owner.clone(),
+            id,
+            attempt,
+            recorded,
+        );
+        let control = OperationControl::with_journal(Arc::new(journal));
         let started = Instant::now();
         self.live().insert(
             id,
@@ -382,7 +407,7 @@ impl JobRunner {
         if let Some(l) = self.live().get_mut(&id) {
             tracing::warn!(job_id = %id, "lost the lease of a running job; stopping it here");
             l.abandoned = true;
-            l.control.cancel();
+            l.control.hand_over();
         }
     }
 
@@ -408,10 +433,11 @@ impl JobRunner {
         self.handing_over.load(Ordering::SeqCst)
     }
 
-    /// Cancels every job running here (shutdown).
+    /// Cancels every job running here to hand it over (shutdown): what it wrote stays for
+    /// the replica that continues it.
     pub fn cancel_all(&self) {
         for l in self.live().values() {
-            l.control.cancel();
+            l.control.hand_over();
         }
     }
 
