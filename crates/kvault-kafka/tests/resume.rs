@@ -288,3 +288,183 @@ async fn what_cannot_be_proved_ends_interrupted_before_anything_is_produced() {
     let (result, _) = restore_with(&src, &empty, Some(prior), false).await;
     assert_eq!(result.expect("nothing had landed").messages_restored, 600);
 }
+
+/// `per_partition` records on each partition, stamped `ts0 + i`.
+fn stamped(label: &str, per_partition: usize, ts0: i64) -> Vec<TestRecord> {
+    (0..PARTITIONS)
+        .flat_map(|p| {
+            (0..per_partition).map(move |i| TestRecord {
+                partition: Some(p),
+                timestamp: Some(ts0 + i as i64),
+                ..TestRecord::kv(format!("{label}-{p}-{i}"), vec![i as u8; i % 9])
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_continued_point_in_time_restore_of_a_chain_is_exact() {
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let (dir, store) = store();
+    let topic = broker.unique_topic("resume-chain");
+    broker.create_topic(&topic, PARTITIONS).await;
+    let t0 = 1_700_000_000_000;
+    broker.produce(&topic, &stamped("a", 300, t0)).await;
+    let full = backup(&kafka, &store, request(&topic, CompressionType::Lz4))
+        .await
+        .expect("full");
+    broker
+        .produce(&topic, &stamped("b", 200, t0 + 10_000))
+        .await;
+    let mut req = request(&topic, CompressionType::Zstd);
+    req.incremental_from = Some(full.backup_id.clone());
+    let second = backup(&kafka, &store, req).await.expect("incremental 1");
+    broker
+        .produce(&topic, &stamped("c", 200, t0 + 20_000))
+        .await;
+    let mut req = request(&topic, CompressionType::Zstd);
+    req.incremental_from = Some(second.backup_id.clone());
+    let tip = backup(&kafka, &store, req).await.expect("incremental 2");
+    let src = Source {
+        kafka,
+        _dir: dir,
+        store,
+        backup_id: tip.backup_id,
+        records: Vec::new(),
+    };
+    let until = chrono::DateTime::from_timestamp_millis(t0 + 10_100).unwrap();
+    let restore_until = |target: String, prior: Option<StartRecord>| {
+        let src = &src;
+        async move {
+            let mut journal = MemJournal::default();
+            if let Some(start) = prior {
+                journal.prior.insert(target.clone(), start);
+            }
+            let journal = Arc::new(journal);
+            let mut req = RestoreRequest::new(&src.backup_id, &target);
+            req.rate_limit_per_second = Some(10_000_000);
+            req.until_time = Some(until);
+            let control = OperationControl::with_journal(journal.clone());
+            let plan = req.validate().unwrap();
+            let result = src.kafka.restore(plan, src.store.clone(), control).await;
+            (result, journal)
+        }
+    };
+    // The reference: an attempt that never stopped (a: 300, b up to +100: 101 per partition).
+    let whole = broker.unique_topic("resume-chain-whole");
+    let (result, journal) = restore_until(whole.clone(), None).await;
+    assert_eq!(result.expect("restore").messages_restored, 401 * 3);
+    let start = journal.started.lock().unwrap()[0].clone();
+    assert_eq!(
+        start.archives.len(),
+        3,
+        "every link of the chain is recorded"
+    );
+    let expected = by_partition(broker.consume_all(&whole).await);
+
+    // Killed part way through the second link on one partition, the first on another.
+    let part = broker.unique_topic("resume-chain-part");
+    broker.create_topic(&part, PARTITIONS).await;
+    let prefix: Vec<TestRecord> = (0..PARTITIONS as usize)
+        .flat_map(|p| expected[p][..[350, 120, 0][p]].iter().map(as_test_record))
+        .collect();
+    broker.produce(&part, &prefix).await;
+    let mut prior = start;
+    prior.target_topic = part.clone();
+    let (result, journal) = restore_until(part.clone(), Some(prior)).await;
+    assert_eq!(result.expect("continued").messages_restored, 401 * 3);
+    let skipped: Vec<u64> = journal.resumed.lock().unwrap()[0]
+        .partitions
+        .iter()
+        .map(|p| p.already_written)
+        .collect();
+    assert_eq!(skipped, vec![350, 120, 0]);
+    let got = by_partition(broker.consume_all(&part).await);
+    for p in 0..PARTITIONS as usize {
+        let got: Vec<_> = got[p].iter().map(|r| (r.offset, content(r))).collect();
+        let want: Vec<_> = expected[p].iter().map(|r| (r.offset, content(r))).collect();
+        assert_eq!(got, want, "partition {p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_continued_restore_commits_the_groups_as_a_run_that_never_stopped() {
+    use kvault_domain::groups::{GroupChoice, GroupTranslationStatus};
+
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let (dir, store) = store();
+    let topic = broker.unique_topic("resume-groups");
+    broker.create_topic(&topic, PARTITIONS).await;
+    broker
+        .produce(&topic, &(0..900).map(record).collect::<Vec<_>>())
+        .await;
+    let group = broker.unique_topic("resume-group");
+    broker
+        .commit_group(&group, &topic, &[(0, 120), (1, 7), (2, 300)])
+        .await;
+    let result = backup(&kafka, &store, request(&topic, CompressionType::Lz4))
+        .await
+        .expect("backup");
+    let src = Source {
+        kafka,
+        _dir: dir,
+        store,
+        backup_id: result.backup_id,
+        records: by_partition(broker.consume_all(&topic).await),
+    };
+    let restore_groups = |target: String, prior: Option<StartRecord>| {
+        let src = &src;
+        let group = group.clone();
+        async move {
+            let mut journal = MemJournal::default();
+            if let Some(start) = prior {
+                journal.prior.insert(target.clone(), start);
+            }
+            let journal = Arc::new(journal);
+            let mut req = RestoreRequest::new(&src.backup_id, &target);
+            req.rate_limit_per_second = Some(10_000_000);
+            req.restore_consumer_groups = Some(GroupChoice::Only(vec![group]));
+            let control = OperationControl::with_journal(journal.clone());
+            let plan = req.validate().unwrap();
+            let result = src.kafka.restore(plan, src.store.clone(), control).await;
+            (result.expect("restore"), journal)
+        }
+    };
+    let whole = broker.unique_topic("resume-groups-whole");
+    let (reference, journal) = restore_groups(whole.clone(), None).await;
+    let start = journal.started.lock().unwrap()[0].clone();
+    let outcome = |r: &kvault_domain::RestoreResult| {
+        let g = &r.consumer_groups_restored[0];
+        let at: Vec<(i32, i64)> = g
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.target_offset))
+            .collect();
+        (g.status, at)
+    };
+    let expected = outcome(&reference);
+    assert_eq!(expected.0, GroupTranslationStatus::Translated);
+    assert_eq!(expected.1, vec![(0, 120), (1, 7), (2, 300)]);
+
+    // The earlier attempt died after committing the groups: committed again, same outcome.
+    let (again, _) = restore_groups(whole.clone(), Some(start.clone())).await;
+    assert_eq!(outcome(&again), expected, "{again:?}");
+
+    // Killed mid-copy: the records already there are mapped where they landed.
+    let part = broker.unique_topic("resume-groups-part");
+    broker.create_topic(&part, PARTITIONS).await;
+    let prefix: Vec<TestRecord> = (0..PARTITIONS as usize)
+        .flat_map(|p| src.records[p][..[150, 3, 0][p]].iter().map(as_test_record))
+        .collect();
+    broker.produce(&part, &prefix).await;
+    let mut prior = start;
+    prior.target_topic = part.clone();
+    let (continued, _) = restore_groups(part.clone(), Some(prior)).await;
+    assert_eq!(outcome(&continued), expected, "{continued:?}");
+    assert_eq!(
+        broker.group_offsets(&group, &part, PARTITIONS).await,
+        vec![Some(120), Some(7), Some(300)]
+    );
+}

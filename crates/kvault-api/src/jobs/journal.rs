@@ -64,19 +64,33 @@ impl StoredJournal {
     }
 
     /// Writes the journal; the lease lost means the operation must stop (it is the new
-    /// owner's now), a database error that it cannot go on safely.
+    /// owner's now). A database that blinks is retried for a few seconds (the lease is renewed
+    /// meanwhile); one that stays away fails the operation before it produces.
     async fn write(&self, state: &JournalState) -> DomainResult<()> {
         let value = serde_json::to_value(state)
             .map_err(|e| DomainError::internal(format!("job journal: {e}")))?;
-        match self.store.write_journal(&self.owner, self.id, &value).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(DomainError::Cancelled),
-            Err(e) => Err(DomainError::internal(format!(
-                "could not record the job's start in the job store: {e}"
-            ))),
+        let mut wait = std::time::Duration::from_millis(200);
+        loop {
+            match self.store.write_journal(&self.owner, self.id, &value).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(DomainError::Cancelled),
+                Err(e) if wait > JOURNAL_RETRY_UNTIL => {
+                    return Err(DomainError::internal(format!(
+                        "could not record the job's start in the job store: {e}"
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %self.id, error = %e, "could not write the job's journal; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
         }
     }
 }
+
+/// Retries of a journal write stop once the next wait would exceed this (about 3 s in all).
+const JOURNAL_RETRY_UNTIL: std::time::Duration = std::time::Duration::from_millis(1_600);
 
 #[async_trait]
 impl JobJournal for StoredJournal {
