@@ -34,6 +34,7 @@ const MAX_CHAIN_LINKS: usize = 10_000;
 mod groups;
 mod partition;
 mod resume;
+mod tally;
 mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +47,7 @@ use kvault_domain::chain::{chain_problems, load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
+use kvault_domain::restore::RestorePlan;
 use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
 
 use crate::admin::{drop_in_background, Admin};
@@ -61,70 +62,7 @@ use groups::{restore_groups, GroupRestore};
 use kvault_domain::restore_planning::select_partitions;
 use partition::{fail_after_producing, restore_partition};
 use resume::{begin, Reading};
-
-/// Where produced records landed, per target partition.
-#[derive(Debug, Default, Clone, Copy)]
-struct Landed {
-    count: u64,
-    first: i64,
-    last: i64,
-}
-
-#[derive(Default)]
-struct Tally {
-    partitions: BTreeMap<i32, Landed>,
-}
-
-impl Tally {
-    /// Per target partition: how many records landed, from which offset to which.
-    fn partition_results(&self) -> Vec<PartitionRestoreResult> {
-        self.partitions
-            .iter()
-            .map(|(p, l)| PartitionRestoreResult {
-                partition: *p,
-                messages_count: l.count,
-                start_offset: l.first,
-                end_offset: l.last + 1,
-            })
-            .collect()
-    }
-
-    fn add(&mut self, partition: i32, offset: i64) {
-        let entry = self.partitions.entry(partition).or_insert(Landed {
-            count: 0,
-            first: offset,
-            last: offset,
-        });
-        entry.count += 1;
-        entry.first = entry.first.min(offset);
-        entry.last = entry.last.max(offset);
-    }
-
-    fn total(&self) -> u64 {
-        self.partitions.values().map(|l| l.count).sum()
-    }
-
-    fn describe(&self) -> String {
-        if self.partitions.is_empty() {
-            return "no records were written".into();
-        }
-        let parts: Vec<String> = self
-            .partitions
-            .iter()
-            .map(|(p, l)| {
-                format!(
-                    "partition {p}: {} (offsets {}..={})",
-                    l.count, l.first, l.last
-                )
-            })
-            .collect();
-        format!(
-            "{} records were written: {}",
-            self.total(),
-            parts.join(", ")
-        )
-    }
-}
+use tally::Tally;
 
 struct Shared {
     /// The archives to read, oldest first, each with the partitions it holds: one, or every
