@@ -415,3 +415,45 @@ async fn a_backup_set_restore_killed_mid_set_completes_elsewhere_exactly_once() 
         check_target(broker, &target, &expected[k], &[], Shape::Restore).await;
     }
 }
+
+/// SIGTERM (a rolling deploy) hands a running restore over: the replica stops producing,
+/// leaves the topic it created in place, and another replica continues it exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_handed_over_at_shutdown_continues_elsewhere_exactly_once() {
+    let broker = TestBroker::get().await;
+    let mut setup = setup(broker, 12_000).await;
+    let target = broker.unique_topic("resume-term");
+    let (cluster, replicas) = (&setup.cluster, &mut setup.replicas);
+    let resp = cluster
+        .post(
+            &replicas[0],
+            "/api/kafka/clusters/local/restore?wait=false",
+            json!({"backup_id": setup.backup_id, "target_topic": target,
+                "rate_limit_per_second": 1_500}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = resp.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target_total(broker, &target).await < 3_000 {
+        assert!(Instant::now() < deadline, "the restore never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &replicas[0].child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let _ = replicas[0].child.wait();
+    let job = cluster
+        .wait_for_end(&replicas[1], &id, Duration::from_secs(120))
+        .await;
+    assert_eq!(job["state"], "completed", "{job}\n{}", cluster.log("r1"));
+    assert_eq!(job["result"]["messages_restored"], 12_000, "{job}");
+    assert_eq!(job["result"]["topic_created"], true, "{job}");
+    assert_eq!(job["attempts"].as_array().map(Vec::len), Some(2), "{job}");
+    check_target(broker, &target, &setup.expected, &[], Shape::Restore).await;
+}
