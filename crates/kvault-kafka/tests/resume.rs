@@ -468,3 +468,98 @@ async fn a_continued_restore_commits_the_groups_as_a_run_that_never_stopped() {
         vec![Some(120), Some(7), Some(300)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_continued_filtered_migration_skips_exactly_the_copies_already_there() {
+    use kvault_domain::migrate::{MessageTransformation, MigrateRequest, OnEvaluationError};
+
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let source = broker.unique_topic("resume-mig-src");
+    broker.create_topic(&source, PARTITIONS).await;
+    broker
+        .produce(&source, &(0..1_200).map(record).collect::<Vec<_>>())
+        .await;
+    let request = |target: &str| MigrateRequest {
+        source_cluster: "test".into(),
+        source_topic: source.clone(),
+        target_cluster: "test".into(),
+        target_topic: target.into(),
+        max_messages: None,
+        // Drops the records without a key: the skip counts copies, not source records.
+        transformation: Some(MessageTransformation {
+            filter_expression: Some("!key_is_null".into()),
+            ..MessageTransformation::default()
+        }),
+        rate_limit_per_second: None,
+        on_error: OnEvaluationError::Skip,
+        translate_consumer_groups: Vec::new(),
+        consumer_groups_mode: Default::default(),
+        if_exists: Default::default(),
+    };
+    let run = |target: String, prior: Option<StartRecord>| {
+        let (kafka, req) = (&kafka, request(&target));
+        async move {
+            let mut journal = MemJournal::default();
+            if let Some(start) = prior {
+                journal.prior.insert(target.clone(), start);
+            }
+            let journal = Arc::new(journal);
+            let control = OperationControl::with_journal(journal.clone());
+            let result = kvault_kafka::migrate(kafka, kafka, "m".into(), req, control).await;
+            (result, journal)
+        }
+    };
+    let whole = broker.unique_topic("resume-mig-whole");
+    let (reference, journal) = run(whole.clone(), None).await;
+    let reference = reference.expect("migration");
+    let start = journal.started.lock().unwrap()[0].clone();
+    assert_eq!(start.source_cut.len(), PARTITIONS as usize);
+    let copies = by_partition(broker.consume_all(&whole).await);
+
+    let part = broker.unique_topic("resume-mig-part");
+    broker.create_topic(&part, PARTITIONS).await;
+    let prefix: Vec<TestRecord> = (0..PARTITIONS as usize)
+        .flat_map(|p| copies[p][..[0, 1, 250][p]].iter().map(as_test_record))
+        .collect();
+    broker.produce(&part, &prefix).await;
+    let mut prior = start.clone();
+    prior.target_topic = part.clone();
+    let (continued, _) = run(part.clone(), Some(prior.clone())).await;
+    let continued = continued.expect("continued");
+    assert_eq!(
+        (
+            continued.messages_read,
+            continued.messages_filtered,
+            continued.messages_written
+        ),
+        (
+            reference.messages_read,
+            reference.messages_filtered,
+            reference.messages_written
+        )
+    );
+    let got = by_partition(broker.consume_all(&part).await);
+    for p in 0..PARTITIONS as usize {
+        let got: Vec<_> = got[p].iter().map(|r| (r.offset, content(r))).collect();
+        let want: Vec<_> = copies[p].iter().map(|r| (r.offset, content(r))).collect();
+        assert_eq!(got, want, "partition {p}");
+    }
+
+    // A record that is not the migration's where its last copy should be.
+    let foreign = broker.unique_topic("resume-mig-foreign");
+    broker.create_topic(&foreign, PARTITIONS).await;
+    let mut prefix: Vec<TestRecord> = copies[2][..20].iter().map(as_test_record).collect();
+    prefix.push(TestRecord {
+        partition: Some(2),
+        ..TestRecord::kv("not-ours", "x")
+    });
+    broker.produce(&foreign, &prefix).await;
+    prior.target_topic = foreign.clone();
+    let (result, _) = run(foreign.clone(), Some(prior)).await;
+    assert!(
+        matches!(&result, Err(e) if matches!(e.root(), DomainError::Interrupted { .. })),
+        "{result:?}"
+    );
+    assert_eq!(broker.consume_all(&foreign).await.len(), 21);
+}

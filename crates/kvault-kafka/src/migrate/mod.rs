@@ -134,8 +134,11 @@ pub async fn migrate(
         control,
         (offset_map_runs, begun.base, begun.landed),
     ));
-    let copied = match copy_partitions(&shared, &marks).await {
-        Ok(maps) => check_ends(&target_admin, &shared).await.map(|()| maps),
+    let copied = match resume::check_landed(&shared, &marks).await {
+        Ok(()) => match copy_partitions(&shared, &marks).await {
+            Ok(maps) => check_ends(&target_admin, &shared).await.map(|()| maps),
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     let offset_maps = match copied {

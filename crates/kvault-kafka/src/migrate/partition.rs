@@ -173,10 +173,10 @@ async fn produce_batches(
     Ok(map)
 }
 
-/// Takes the records an earlier attempt already copied out of the stream (the first `count`
-/// kept by the transformation), checking the first and the last of them against what the
-/// target holds at those offsets, and mapping them where they landed. Returns how many it
-/// skipped and the rest of the batch it stopped in.
+/// Takes the copies an earlier attempt already landed out of the stream (the first `count`
+/// the transformation keeps; `resume::check_landed` proved the first and the last of them),
+/// mapping them where they landed. Returns how many it skipped and the rest of the batch it
+/// stopped in.
 async fn skip_landed(
     partition: i32,
     rx: &mut mpsc::Receiver<Vec<Record>>,
@@ -195,19 +195,6 @@ async fn skip_landed(
         let n = ((landed.count - index) as usize).min(batch.len());
         let mut bytes = 0;
         for record in &batch[..n] {
-            let found = if index == 0 {
-                Some(&landed.first)
-            } else if index == landed.count - 1 {
-                Some(&landed.last)
-            } else {
-                None
-            };
-            if let Some(found) = found {
-                let planned = (record.key.clone(), record.value.clone());
-                if found.as_ref() != Some(&planned) {
-                    return Err(not_ours(shared, partition, base + index as i64, index));
-                }
-            }
             if let Some(map) = map.as_mut() {
                 map.record(record.offset, base + index as i64);
             }
@@ -221,24 +208,15 @@ async fn skip_landed(
             return Ok((index, Some(batch)));
         }
     }
-    if index < landed.count {
+    if index < landed.count && !shared.should_stop() {
         return Err(DomainError::interrupted(format!(
-            "partition {partition} of {} holds {} records of this migration, more than the \
-             copy of the recorded cut gives: something else wrote into the topic; the \
-             migration cannot continue exactly",
+            "partition {partition} of {} holds {} copies of this migration, more than the \
+             recorded cut gives: something else wrote into the topic; the migration cannot \
+             continue exactly",
             shared.target_topic, landed.count
         )));
     }
     Ok((index, None))
-}
-
-fn not_ours(shared: &Shared, partition: i32, offset: i64, index: u64) -> DomainError {
-    DomainError::interrupted(format!(
-        "offset {offset} of {} partition {partition} does not hold the record this migration \
-         wrote there (copy {index} of the partition): something else wrote into the topic; \
-         the migration cannot continue exactly",
-        shared.target_topic
-    ))
 }
 
 /// Counts a confirmed delivery (and maps its offset); a failed one (after librdkafka's own

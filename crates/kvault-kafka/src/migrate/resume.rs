@@ -2,8 +2,9 @@
 //! records its start (the cut, each target partition's end offset) before the topic is
 //! created and before the first produce; an attempt that took the job over copies the
 //! recorded cut again, works out per partition how many of the job's records are already on
-//! the target (`kvault_domain::resume`), and skips that many of the transformed records, each
-//! partition checking the first and the last of them against the target before it produces.
+//! the target (`kvault_domain::resume`), checks that the first and the last of them are the
+//! copies it would have made (re-reading the source prefix through the transformation) before
+//! anything is produced, then skips that many of the transformed records.
 //! Not provable, so a continued migration stops `interrupted` if anything had landed:
 //! records re-partitioned by key hash, and `max_messages` (partitions share the budget, so
 //! which records it took depends on timing).
@@ -16,9 +17,13 @@ use kvault_domain::migrate::MigrateRequest;
 use kvault_domain::resume::{not_resumable_repartitioned, resume_point, StartRecord, TopicResume};
 use kvault_domain::{DomainError, PartitionMapping};
 
+use std::sync::Arc;
+
 use crate::admin::{Admin, TopicInfo};
 use crate::client::ClusterConfig;
-use crate::consume::{read_one, KeyValue};
+use crate::consume::{read_one, to_record, KeyValue, RangeReader};
+
+use super::shared::Shared;
 
 /// The copy as this attempt runs it.
 pub(super) struct Begun {
@@ -182,6 +187,71 @@ async fn first(
         base,
         landed: BTreeMap::new(),
     })
+}
+
+/// Checks, before anything is produced, that on every partition where an earlier attempt
+/// landed copies the first and the last of them are the copies this migration makes there
+/// (keys and values, byte for byte): the source prefix is read again through the
+/// transformation. Anything else means another writer: `Interrupted`.
+pub(super) async fn check_landed(
+    shared: &Arc<Shared>,
+    cut: &BTreeMap<i32, (i64, i64)>,
+) -> DomainResult<()> {
+    for (partition, landed) in &shared.landed {
+        let (start, end) = cut.get(partition).copied().unwrap_or((0, 0));
+        let (reader, p, count) = (Arc::clone(shared), *partition, landed.count);
+        let planned =
+            tokio::task::spawn_blocking(move || copies_at(&reader, p, (start, end), count))
+                .await
+                .map_err(|e| DomainError::internal(format!("reader thread failed: {e}")))??;
+        let base = shared.base.get(partition).copied().unwrap_or(0);
+        let found = [(0, &landed.first), (count - 1, &landed.last)];
+        for ((index, found), planned) in found.into_iter().zip(planned) {
+            if found.as_ref() != planned.as_ref() {
+                return Err(DomainError::interrupted(format!(
+                    "offset {} of {} partition {partition} does not hold the copy this \
+                     migration made there (copy {index} of the partition): something else wrote \
+                     into the topic; the migration cannot continue exactly",
+                    base + index as i64,
+                    shared.target_topic
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first and the `count`-th copy the transformation makes of source partition `p`'s cut
+/// (`None` where there are fewer). Runs on a blocking thread.
+fn copies_at(
+    shared: &Shared,
+    p: i32,
+    (start, end): (i64, i64),
+    count: u64,
+) -> DomainResult<[Option<KeyValue>; 2]> {
+    let mut reader = RangeReader::open(&shared.source, &shared.source_topic, p, start, end)?;
+    let mut found: [Option<KeyValue>; 2] = [None, None];
+    let mut index = 0u64;
+    while index < count {
+        let Some(message) = reader.next(|| shared.should_stop())? else {
+            break;
+        };
+        let record = to_record(&message, true, true);
+        drop(message);
+        // A record the expression failed on was skipped (with `on_error: fail` the earlier
+        // attempt would have stopped there).
+        let Ok(Some(copy)) = shared.transformation.apply_owned(record, p) else {
+            continue;
+        };
+        if index == 0 {
+            found[0] = Some((copy.key.clone(), copy.value.clone()));
+        }
+        if index == count - 1 {
+            found[1] = Some((copy.key, copy.value));
+        }
+        index += 1;
+    }
+    Ok(found)
 }
 
 /// The start record of a first attempt, stored before the target is created or written.
