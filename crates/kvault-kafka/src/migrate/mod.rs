@@ -252,7 +252,8 @@ async fn check_ends(target_admin: &Admin, shared: &Shared) -> DomainResult<()> {
             shared.base.get(&p).copied().unwrap_or(0) + copied.get(&p).copied().unwrap_or(0) as i64;
         if end != expected {
             return Err(DomainError::interrupted(format!(
-                "partition {p} of {} ends at offset {end}, but this migration's records end                  at {expected}: something else wrote into the topic meanwhile",
+                "partition {p} of {} ends at offset {end}, but this migration's records end at \
+                 {expected}: something else wrote into the topic meanwhile",
                 shared.target_topic
             )));
         }

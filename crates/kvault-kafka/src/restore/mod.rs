@@ -320,7 +320,8 @@ async fn check_ends(
         let expected = shared.base.get(&p).copied().unwrap_or(0) + ours;
         if end != expected {
             return Err(DomainError::interrupted(format!(
-                "partition {p} of {} ends at offset {end}, but this restore's records end at                  {expected}: something else wrote into the topic meanwhile",
+                "partition {p} of {} ends at offset {end}, but this restore's records end at \
+                 {expected}: something else wrote into the topic meanwhile",
                 shared.target_topic
             )));
         }

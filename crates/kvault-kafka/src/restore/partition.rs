@@ -224,7 +224,9 @@ pub(super) fn settle(
     if let Some(next) = expected {
         if offset != *next {
             return Err(DomainError::interrupted(format!(
-                "a record of this restore landed at offset {offset} of {} partition {partition}                  instead of {next}: something else writes into the topic; the restore stopped                  and left the topic as it is",
+                "a record of this restore landed at offset {offset} of {} partition {partition} \
+                 instead of {next}: something else writes into the topic; the restore stopped and \
+                 left the topic as it is",
                 shared.target_topic
             )));
         }
