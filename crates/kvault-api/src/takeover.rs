@@ -5,8 +5,8 @@
 //! A backup set ends `interrupted` and its archives are deleted (see [`end_backup_set`]).
 //! Archives are recognised by the uid the job recorded, never by name alone: an archive of the
 //! job's backup id that carries another uid is not the job's and is left alone.
-//! A restore or migration is not restarted: the target may already hold part of the data, so
-//! it ends `interrupted` with an error saying so and what had been written.
+//! A restore or migration continues where the target shows it got (`takeover_writers`), or
+//! ends `interrupted` with the reason where that cannot be proved.
 
 use actix_web::http::StatusCode;
 use actix_web::web;
@@ -21,6 +21,7 @@ use crate::jobs::StoredJob;
 use crate::routes::backups::verify_report;
 use crate::routes::respond::to_json;
 use crate::state::AppState;
+use crate::takeover_writers::{resume_migrate, resume_restore};
 use crate::telemetry::JobLabels;
 
 /// Resumes or ends `job`, which this replica now holds.
@@ -31,7 +32,8 @@ pub(crate) async fn resume(state: web::Data<AppState>, job: StoredJob) {
         JobKind::Backup => resume_backup(&state, &job).await,
         JobKind::Verify => rerun_verify(&state, &job),
         JobKind::Drain => rerun_drain(&state, &job),
-        _ => Err(interrupted(&job)),
+        JobKind::Restore => resume_restore(&state, &job).await,
+        JobKind::Migrate => resume_migrate(&state, &job),
     };
     if let Err(error) = resumed {
         let state_after = if error.kind == "Interrupted" {
@@ -87,11 +89,12 @@ async fn end(
 }
 
 /// The metric labels of a stored job.
-fn labels_of(job: &StoredJob) -> JobLabels {
+pub(crate) fn labels_of(job: &StoredJob) -> JobLabels {
     JobLabels::new(job.job.kind, job.job.cluster_id.as_deref())
 }
 
-fn interrupted(job: &StoredJob) -> ApiError {
+/// The ending of a restore or migration recorded before jobs kept a journal.
+pub(crate) fn interrupted(job: &StoredJob) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "Interrupted",
@@ -107,7 +110,7 @@ fn interrupted(job: &StoredJob) -> ApiError {
     )
 }
 
-fn cluster_of(job: &StoredJob) -> Result<ClusterId, ApiError> {
+pub(crate) fn cluster_of(job: &StoredJob) -> Result<ClusterId, ApiError> {
     let id = job.job.cluster_id.as_deref().unwrap_or_default();
     ClusterId::parse(id).map_err(|e| ApiError::internal(format!("stored job cluster: {e}")))
 }

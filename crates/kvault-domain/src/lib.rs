@@ -15,7 +15,8 @@
 //!   segment index) that storage persists and restore plans from.
 //! - [`groups`]: which consumer groups travel with a backup, restore or migration, and what
 //!   happened to each.
-//! - [`job`]: long-running operations, their states and progress.
+//! - [`job`]: long-running operations, their states and progress; [`resume`]: what a restore
+//!   or migration records so that the replica taking its job over continues it exactly.
 //! - [`operations`]: backup, restore, migrate and drain as traits ([`operations::Engine`]),
 //!   which the Kafka layer implements and the API and CLI call.
 //! - [`ports`]: what the operations need from the outside ([`ports::ArchiveStore`]), which
@@ -50,6 +51,7 @@ pub mod record_block;
 pub mod restore;
 pub mod restore_planning;
 pub mod restore_set;
+pub mod resume;
 pub mod schedule;
 pub mod time;
 
@@ -61,7 +63,7 @@ pub use error::{
     DomainError, DomainResult, ErrorKind, KafkaFailure, StorageFailure, ValidationError,
 };
 pub use ids::{BackupId, ClusterId};
-pub use job::{Job, JobId, JobKind, JobProgress, JobState, OperationStatus};
+pub use job::{Job, JobAttempt, JobId, JobKind, JobProgress, JobState, OperationStatus};
 pub use manifest::{Manifest, PartitionManifest, SegmentInfo, TopicMetadata};
 pub use migrate::{MessageTransformation, MigrateRequest, MigrateResult};
 pub use offset::Offset;

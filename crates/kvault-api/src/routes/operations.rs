@@ -20,6 +20,7 @@ use crate::routes::respond::{respond, to_json};
 use crate::routes::restore_sets::{may_name_a_set, start_restore_set, RestoreResponse};
 use crate::runner::JobSpec;
 use crate::state::AppState;
+use crate::takeover_writers::MIGRATION_ID_KEY;
 
 /// Back up a topic.
 #[utoipa::path(
@@ -172,13 +173,12 @@ pub async fn migrate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
-    let stored = to_json(&request)?;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let migration_id = format!(
-        "migration-{}-{}",
-        Utc::now().timestamp_millis(),
-        &suffix[..8]
-    );
+    let mut stored = to_json(&request)?;
+    let migration_id = MigrationPlan::generate_id(Utc::now());
+    // Kept with the job, so a replica continuing it reports the same id.
+    if let Some(fields) = stored.as_object_mut() {
+        fields.insert(MIGRATION_ID_KEY.into(), migration_id.clone().into());
+    }
     let plan = MigrationPlan::new(request, migration_id)?;
     state.cluster(plan.source.as_str(), &auth, "source_cluster")?;
     state.cluster(plan.target.as_str(), &auth, "target_cluster")?;

@@ -8,7 +8,8 @@
 //! The group's commits on the target are read first: by default
 //! ([`ConsumerGroupsMode::Respect`]) a partition where the group already has one keeps it, so
 //! a live group (a redeploy, a consumer using `assign()`) is neither moved past records it
-//! has not read nor rewound; `Overwrite` replaces it. Each partition reports which.
+//! has not read nor rewound; `Overwrite` replaces it. Each partition reports which. A commit
+//! already at the translated offset counts as committed (see `map_commits`).
 
 use std::collections::BTreeMap;
 
@@ -59,7 +60,11 @@ impl TranslationPlan {
                 past_cut.push(partition);
             }
             let existing_offset = existing.get(&partition).copied();
-            let keep = existing_offset.is_some() && self.mode == ConsumerGroupsMode::Respect;
+            // A commit already at the translated offset (an earlier attempt of this job made
+            // it before its replica stopped) is committed again, which changes nothing: the
+            // outcome is the one of a run that never stopped.
+            let keep = existing_offset.is_some_and(|e| e != target_offset)
+                && self.mode == ConsumerGroupsMode::Respect;
             translations.push(PartitionTranslation {
                 partition,
                 source_offset: offset,

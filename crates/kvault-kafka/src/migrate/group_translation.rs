@@ -15,32 +15,26 @@ use crate::groups::read_committed;
 use crate::groups::translation::{commit_translated, TranslationPlan};
 
 /// Whether the groups can be translated at all: `Err(reason)` when partitions were not kept
-/// 1:1, else the target's ends before the copy (where a group lands on a partition that
-/// copies nothing). `None` when no group is to be translated.
-pub(super) async fn precondition(
+/// 1:1, else the target's ends before the copy (`base`: where a group lands on a partition
+/// that copies nothing). `None` when no group is to be translated.
+pub(super) fn precondition(
     req: &MigrateRequest,
     source_partitions: &[i32],
     target_partitions: &[i32],
     repartitioned: bool,
-    target_admin: &Admin,
-) -> DomainResult<Option<Result<BTreeMap<i32, i64>, String>>> {
+    base: &BTreeMap<i32, i64>,
+) -> Option<Result<BTreeMap<i32, i64>, String>> {
     if req.translate_consumer_groups.is_empty() {
-        return Ok(None);
+        return None;
     }
     if repartitioned {
-        return Ok(Some(Err(format!(
+        return Some(Err(format!(
             "partitions were not kept 1:1 (source topic has partitions {source_partitions:?}, \
              target topic {target_partitions:?}): records were re-partitioned by key, so a \
              source offset has no single target offset; nothing was committed"
-        ))));
+        )));
     }
-    let ends = target_admin
-        .watermarks(&req.target_topic, target_partitions)
-        .await?
-        .into_iter()
-        .map(|(p, (_, high))| (p, high))
-        .collect::<BTreeMap<i32, i64>>();
-    Ok(Some(Ok(ends)))
+    Some(Ok(base.clone()))
 }
 
 /// Translates every listed group in request order; one entry per group.

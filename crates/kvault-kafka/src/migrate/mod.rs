@@ -41,9 +41,17 @@
 //! are refused (reported, nothing committed) rather than guessed. A group with no commit on
 //! the source topic is reported as skipped; a failure to read or commit one group's offsets
 //! is reported for that group and does not undo the copy.
+//!
+//! Resuming (see `resume`): the cut and each target partition's end offset are recorded before
+//! the target is created and before the first produce; a replica that takes the job over
+//! copies the recorded cut again and skips, per partition, the records the target shows are
+//! already there. With partitions kept 1:1 every copy must land at the partition's next
+//! offset; anything else means another writer, and the migration stops `interrupted`, leaving
+//! the topic as it is.
 
 mod group_translation;
 mod partition;
+mod resume;
 mod shared;
 
 use std::collections::BTreeMap;
@@ -58,7 +66,8 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::fanout::RootCause;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{MessageTransformation, MigrateRequest, MigrateResult};
-use kvault_domain::DomainError;
+use kvault_domain::resume::StartRecord;
+use kvault_domain::{DomainError, PartitionMapping};
 
 use crate::admin::{Admin, TopicInfo};
 use crate::client::kafka_error;
@@ -100,21 +109,22 @@ pub async fn migrate(
         return Err(DomainError::Cancelled);
     }
     let target_admin = target.admin()?;
-    let (target_partitions, topic_created) =
-        prepare_target(&source_admin, &target_admin, &req, &info).await?;
+    let admins = (&source_admin, &target_admin, target.config());
+    let begun = resume::begin(admins, &req, &info, marks, &control).await?;
+    let (marks, topic_created) = (begun.cut.clone(), begun.topic_created);
+    let source_partitions: Vec<i32> = marks.keys().copied().collect();
     // Partitions are kept only when the two topics have the very same partition ids.
-    let partitioner = (target_partitions != info.partitions)
-        .then(|| KeyPartitioner::new(target_partitions.len() as i32));
+    let partitioner = (begun.target_partitions != source_partitions)
+        .then(|| KeyPartitioner::new(begun.target_partitions.len() as i32));
     let translation = group_translation::precondition(
         &req,
-        &info.partitions,
-        &target_partitions,
+        &source_partitions,
+        &begun.target_partitions,
         partitioner.is_some(),
-        &target_admin,
-    )
-    .await?;
+        &begun.base,
+    );
     let offset_map_runs =
-        matches!(translation, Some(Ok(_))).then(|| runs_per_partition(info.partitions.len()));
+        matches!(translation, Some(Ok(_))).then(|| runs_per_partition(source_partitions.len()));
     let shared = Arc::new(Shared::new(
         source.config().clone(),
         &req,
@@ -122,9 +132,16 @@ pub async fn migrate(
         partitioner,
         producer,
         control,
-        offset_map_runs,
+        (offset_map_runs, begun.base, begun.landed),
     ));
-    let offset_maps = match copy_partitions(&shared, &marks).await {
+    let copied = match resume::check_landed(&shared, &marks).await {
+        Ok(()) => match copy_partitions(&shared, &marks).await {
+            Ok(maps) => check_ends(&target_admin, &shared).await.map(|()| maps),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    let offset_maps = match copied {
         Ok(maps) => maps,
         Err(error) => return Err(fail(error, &shared, &target_admin, topic_created).await),
     };
@@ -156,20 +173,49 @@ pub async fn migrate(
 }
 
 /// The target topic's partitions, creating it like restore does when it is missing (same
-/// partition count, replication factor and configs as the source); and whether it was created.
+/// partition count, replication factor and configs as the source); whether it was created;
+/// and each target partition's end offset before the copy. The job's start (the cut, those
+/// end offsets) is recorded before the topic is created.
 async fn prepare_target(
     source_admin: &Admin,
     target_admin: &Admin,
     req: &MigrateRequest,
     info: &TopicInfo,
-) -> DomainResult<(Vec<i32>, bool)> {
-    if let Some(existing) = target_admin.topic(&req.target_topic).await? {
-        let marks = target_admin
-            .watermarks(&req.target_topic, &existing.partitions)
-            .await?;
-        let held: i64 = marks.values().map(|(low, high)| high - low).sum();
-        req.if_exists.admit(&req.target_topic, held, "migrate")?;
-        return Ok((existing.partitions, false));
+    (cut, control): (&BTreeMap<i32, (i64, i64)>, &OperationControl),
+) -> DomainResult<(Vec<i32>, bool, BTreeMap<i32, i64>)> {
+    let existing = target_admin.topic(&req.target_topic).await?;
+    let (partitions, base) = match &existing {
+        Some(existing) => {
+            let marks = target_admin
+                .watermarks(&req.target_topic, &existing.partitions)
+                .await?;
+            let held: i64 = marks.values().map(|(low, high)| high - low).sum();
+            req.if_exists.admit(&req.target_topic, held, "migrate")?;
+            let base: BTreeMap<i32, i64> =
+                marks.into_iter().map(|(p, (_, high))| (p, high)).collect();
+            (existing.partitions.clone(), base)
+        }
+        None => {
+            let base = info.partitions.iter().map(|p| (*p, 0)).collect();
+            (info.partitions.clone(), base)
+        }
+    };
+    let mapping = if partitions == info.partitions {
+        PartitionMapping::Identity
+    } else {
+        PartitionMapping::Murmur2
+    };
+    let start = StartRecord {
+        target_topic: req.target_topic.clone(),
+        topic_created: existing.is_none(),
+        mapping,
+        base_offsets: base.clone(),
+        archives: Vec::new(),
+        source_cut: cut.clone(),
+    };
+    resume::record_start(control, start).await?;
+    if existing.is_some() {
+        return Ok((partitions, false, base));
     }
     let configs = source_admin.topic_configs(&req.source_topic).await?;
     let created = target_admin
@@ -187,7 +233,32 @@ async fn prepare_target(
             "target cluster refused the source topic's configs; created without them"
         );
     }
-    Ok((info.partitions.clone(), true))
+    Ok((partitions, true, base))
+}
+
+/// With partitions kept 1:1, each target partition must end where the job's records end (its
+/// base offset + the records copied into it): more means something else wrote meanwhile.
+async fn check_ends(target_admin: &Admin, shared: &Shared) -> DomainResult<()> {
+    if shared.partitioner.is_some() {
+        return Ok(());
+    }
+    let parts: Vec<i32> = shared.base.keys().copied().collect();
+    let ends = target_admin
+        .watermarks(&shared.target_topic, &parts)
+        .await?;
+    let copied = shared.copied_per_partition();
+    for (p, (_, end)) in ends {
+        let expected =
+            shared.base.get(&p).copied().unwrap_or(0) + copied.get(&p).copied().unwrap_or(0) as i64;
+        if end != expected {
+            return Err(DomainError::interrupted(format!(
+                "partition {p} of {} ends at offset {end}, but this migration's records end at \
+                 {expected}: something else wrote into the topic meanwhile",
+                shared.target_topic
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Copies every partition of the cut, a few at a time, and flushes the producer; returns
@@ -240,7 +311,13 @@ async fn fail(
     topic_created: bool,
 ) -> DomainError {
     let topic = &shared.target_topic;
-    let cleanup = if topic_created {
+    // Another writer's records, or a replica about to continue: not only ours to delete.
+    let interrupted = matches!(error.kind(), kvault_domain::ErrorKind::Interrupted);
+    let cleanup = if shared.control.is_handed_over() {
+        format!("topic {topic} was left for the replica that continues the migration")
+    } else if topic_created && interrupted {
+        format!("topic {topic} (created by this migration) was left as it is for inspection")
+    } else if topic_created {
         match target_admin.delete_topic(topic).await {
             Ok(()) => format!("topic {topic} (created by this migration) was deleted again"),
             Err(e) => format!("deleting topic {topic} (created by this migration) failed: {e}"),

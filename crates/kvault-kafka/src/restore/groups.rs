@@ -31,32 +31,21 @@ pub(super) struct GroupRestore {
 
 impl GroupRestore {
     /// `None` when no group is to be restored, or when partitions are not kept 1:1 (then the
-    /// groups are refused afterwards, and nothing needs remembering).
-    pub(super) async fn prepare(
-        admin: &Admin,
+    /// groups are refused afterwards, and nothing needs remembering). `base`: each target
+    /// partition's end offset before the job's first record.
+    pub(super) fn prepare(
         plan: &RestorePlan,
         mapping: PartitionMapping,
-        sources: &[i32],
-        topic_created: bool,
-    ) -> DomainResult<Option<Self>> {
+        base: &BTreeMap<i32, i64>,
+    ) -> Option<Self> {
         if plan.restore_consumer_groups.is_none() || mapping != PartitionMapping::Identity {
-            return Ok(None);
+            return None;
         }
-        let target_ends = if topic_created {
-            sources.iter().map(|p| (*p, 0)).collect()
-        } else {
-            admin
-                .watermarks(&plan.target_topic, sources)
-                .await?
-                .into_iter()
-                .map(|(p, (_, high))| (p, high))
-                .collect()
-        };
-        Ok(Some(Self {
-            target_ends,
+        Some(Self {
+            target_ends: base.clone(),
             maps: Mutex::new(BTreeMap::new()),
-            runs: runs_per_partition(sources.len()),
-        }))
+            runs: runs_per_partition(base.len()),
+        })
     }
 
     /// Notes that the record at `source_offset` landed at `offset` of `partition` (the same

@@ -1,5 +1,9 @@
 //! The restore's target topic: checks an existing one against the plan (conflict,
-//! `preserve_offsets` feasibility), or creates it. Nothing is produced here.
+//! `preserve_offsets` feasibility), or creates it. Nothing is produced here. The job's start
+//! record (its end offset per target partition, what it reads) is stored before the topic is
+//! created, so a replica taking the job over knows what of the target is the job's.
+
+use std::collections::BTreeMap;
 
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
@@ -8,6 +12,7 @@ use kvault_domain::restore::RestorePlan;
 use kvault_domain::restore_planning::{
     check_offsets_preservable, partition_mapping, retention_warning,
 };
+use kvault_domain::resume::StartRecord;
 use kvault_domain::{DomainError, PartitionMapping, ValidationError};
 
 use crate::admin::{Admin, TopicInfo};
@@ -18,16 +23,20 @@ pub(super) struct PreparedTarget {
     pub(super) partitions: i32,
     pub(super) created: bool,
     pub(super) warnings: Vec<String>,
+    /// Per target partition: its end offset before the restore's first record.
+    pub(super) base_offsets: BTreeMap<i32, i64>,
 }
 
 /// Checks an existing target topic against the plan, or creates it (with the backed-up
-/// configs when the broker takes them). Nothing is produced yet.
+/// configs when the broker takes them), recording the job's start first. Nothing is produced
+/// yet. `archives`: what the restore reads, as `(backup_id, uid)`.
 pub(super) async fn prepare_target(
     admin: &Admin,
     plan: &RestorePlan,
     manifest: &Manifest,
     sources: &[i32],
     control: &OperationControl,
+    archives: Vec<(String, Option<String>)>,
 ) -> DomainResult<PreparedTarget> {
     let existing = admin.topic(&plan.target_topic).await?;
     let source_count = manifest.topic.partition_count;
@@ -48,14 +57,26 @@ pub(super) async fn prepare_target(
         )
         .into());
     }
-    if let Some(info) = &existing {
-        check_existing_target(admin, plan, info, sources, manifest, mapping).await?;
-    } else if plan.preserve_offsets {
-        check_offsets_preservable(plan, manifest, sources, mapping)?;
-    }
+    let base_offsets = if let Some(info) = &existing {
+        check_existing_target(admin, plan, info, sources, manifest, mapping).await?
+    } else {
+        if plan.preserve_offsets {
+            check_offsets_preservable(plan, manifest, sources, mapping)?;
+        }
+        (0..target_count).map(|p| (p, 0)).collect()
+    };
     if control.is_cancelled() {
         return Err(DomainError::Cancelled);
     }
+    let start = StartRecord {
+        target_topic: plan.target_topic.clone(),
+        topic_created: existing.is_none(),
+        mapping,
+        base_offsets: base_offsets.clone(),
+        archives,
+        source_cut: BTreeMap::new(),
+    };
+    super::resume::record_start(control, start).await?;
 
     let topic_created = existing.is_none();
     let mut warnings = Vec::new();
@@ -110,11 +131,12 @@ pub(super) async fn prepare_target(
         partitions: target_count,
         created: topic_created,
         warnings,
+        base_offsets,
     })
 }
 
 /// An existing target: refuse when it holds messages unless appending; check offset
-/// preservation against its watermarks.
+/// preservation against its watermarks. Returns each partition's end offset.
 pub(super) async fn check_existing_target(
     admin: &Admin,
     plan: &RestorePlan,
@@ -122,7 +144,7 @@ pub(super) async fn check_existing_target(
     sources: &[i32],
     manifest: &Manifest,
     mapping: PartitionMapping,
-) -> DomainResult<()> {
+) -> DomainResult<BTreeMap<i32, i64>> {
     let marks = admin
         .watermarks(&plan.target_topic, &info.partitions)
         .await?;
@@ -142,7 +164,7 @@ pub(super) async fn check_existing_target(
             .into());
         }
     }
-    Ok(())
+    Ok(marks.into_iter().map(|(p, (_, high))| (p, high)).collect())
 }
 
 /// What the request asked of the topic's layout that an existing topic does not have: the
