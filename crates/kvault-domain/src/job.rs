@@ -222,6 +222,24 @@ struct ControlInner {
     cancelled: AtomicBool,
     /// Messages the operation expects to move, plus one; 0 while unknown.
     total_plus_one: AtomicU64,
+    /// Where checkpoints go (the job system keeps them with the job); none outside jobs.
+    checkpoints: std::sync::Mutex<Option<CheckpointSink>>,
+}
+
+/// Receives an operation's checkpoints (what a later attempt may resume from).
+#[derive(Clone)]
+pub struct CheckpointSink(Arc<dyn Fn(serde_json::Value) + Send + Sync>);
+
+impl CheckpointSink {
+    pub fn new(f: impl Fn(serde_json::Value) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for CheckpointSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckpointSink")
+    }
 }
 
 impl OperationControl {
@@ -288,6 +306,22 @@ impl OperationControl {
         match self.inner.total_plus_one.load(Ordering::Relaxed) {
             0 => None,
             n => Some(n - 1),
+        }
+    }
+
+    /// Sends the operation's checkpoints to `sink` from now on.
+    pub fn on_checkpoint(&self, sink: CheckpointSink) {
+        if let Ok(mut slot) = self.inner.checkpoints.lock() {
+            *slot = Some(sink);
+        }
+    }
+
+    /// Hands the operation's latest checkpoint (all it needs to resume, not a delta) to
+    /// whoever keeps it; nothing happens outside a job.
+    pub fn checkpoint(&self, value: serde_json::Value) {
+        let sink = self.inner.checkpoints.lock().ok().and_then(|s| s.clone());
+        if let Some(sink) = sink {
+            (sink.0)(value);
         }
     }
 

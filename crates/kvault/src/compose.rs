@@ -23,8 +23,15 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
         .storage
         .target(&settings.backup.base_path)
         .map_err(|e| CliError::usage(e.to_string()))?;
+    let options = StoreOptions {
+        segment_size: settings
+            .storage
+            .segment_size()
+            .map_err(|e| CliError::usage(e.to_string()))?,
+        ..StoreOptions::default()
+    };
     let store = match target {
-        StorageTarget::Local(path) => Store::local(&path).map_err(|e| {
+        StorageTarget::Local(path) => Store::local_with_options(&path, options).map_err(|e| {
             CliError::internal(format!(
                 "cannot open backup directory {}: {e}",
                 path.display()
@@ -35,7 +42,7 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
             let config = object_config(url, &settings.storage.s3);
             let backend = ObjectBackend::connect(&config)
                 .map_err(|e| CliError::usage(format!("storage: {e}")))?;
-            Store::on(Arc::new(backend), StoreOptions::default())
+            Store::on(Arc::new(backend), options)
                 .map_err(|e| CliError::internal(format!("storage: {e}")))?
         }
         other => return Err(CliError::usage(format!("unsupported storage {other:?}"))),

@@ -28,6 +28,7 @@ pub enum StoreError {
     Corrupt { id: String, reason: String },
 }
 
+mod checkpoints;
 mod leases;
 mod schedules;
 mod targets;

@@ -44,6 +44,7 @@
 
 mod group_translation;
 mod partition;
+mod preview;
 mod shared;
 
 use std::collections::BTreeMap;
@@ -68,7 +69,9 @@ use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
 use crate::transform::CompiledTransformation;
 
+use kvault_domain::dry_run::TopicPlan;
 use partition::migrate_partition;
+pub(crate) use preview::dry_run;
 use shared::Shared;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -100,8 +103,9 @@ pub async fn migrate(
         return Err(DomainError::Cancelled);
     }
     let target_admin = target.admin()?;
-    let (target_partitions, topic_created) =
-        prepare_target(&source_admin, &target_admin, &req, &info).await?;
+    let (target_partitions, topic) =
+        prepare_target(&source_admin, &target_admin, &req, &info, false).await?;
+    let topic_created = topic.create;
     // Partitions are kept only when the two topics have the very same partition ids.
     let partitioner = (target_partitions != info.partitions)
         .then(|| KeyPartitioner::new(target_partitions.len() as i32));
@@ -142,6 +146,7 @@ pub async fn migrate(
                 &req,
                 &plan,
                 &shared.control,
+                false,
             )
             .await?
         }
@@ -156,22 +161,41 @@ pub async fn migrate(
 }
 
 /// The target topic's partitions, creating it like restore does when it is missing (same
-/// partition count, replication factor and configs as the source); and whether it was created.
+/// partition count, replication factor and configs as the source; not with `dry_run`); and
+/// the topic as found or made.
 async fn prepare_target(
     source_admin: &Admin,
     target_admin: &Admin,
     req: &MigrateRequest,
     info: &TopicInfo,
-) -> DomainResult<(Vec<i32>, bool)> {
+    dry_run: bool,
+) -> DomainResult<(Vec<i32>, TopicPlan)> {
     if let Some(existing) = target_admin.topic(&req.target_topic).await? {
         let marks = target_admin
             .watermarks(&req.target_topic, &existing.partitions)
             .await?;
         let held: i64 = marks.values().map(|(low, high)| high - low).sum();
         req.if_exists.admit(&req.target_topic, held, "migrate")?;
-        return Ok((existing.partitions, false));
+        let topic = TopicPlan {
+            topic: req.target_topic.clone(),
+            create: false,
+            partitions: existing.partition_count(),
+            replication_factor: existing.replication_factor,
+            configs: Default::default(),
+        };
+        return Ok((existing.partitions, topic));
     }
     let configs = source_admin.topic_configs(&req.source_topic).await?;
+    let topic = TopicPlan {
+        topic: req.target_topic.clone(),
+        create: true,
+        partitions: info.partition_count(),
+        replication_factor: info.replication_factor,
+        configs: configs.clone(),
+    };
+    if dry_run {
+        return Ok((info.partitions.clone(), topic));
+    }
     let created = target_admin
         .create_topic(
             &req.target_topic,
@@ -187,7 +211,7 @@ async fn prepare_target(
             "target cluster refused the source topic's configs; created without them"
         );
     }
-    Ok((info.partitions.clone(), true))
+    Ok((info.partitions.clone(), topic))
 }
 
 /// Copies every partition of the cut, a few at a time, and flushes the producer; returns

@@ -28,6 +28,7 @@ const MAX_CHAIN_LINKS: usize = 10_000;
 
 mod groups;
 mod partition;
+mod preview;
 mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,6 +55,7 @@ use kvault_domain::fanout::all_or_root_cause;
 use groups::{restore_groups, GroupRestore};
 use kvault_domain::restore_planning::select_partitions;
 use partition::{fail_after_producing, restore_partition};
+pub(crate) use preview::dry_run;
 use target::prepare_target;
 
 /// Where produced records landed, per target partition.
@@ -204,34 +206,19 @@ pub(crate) async fn run(
     let started = Instant::now();
     // First: the producer connects (and gets its producer id) while the archive is checked.
     let producer = RecordProducer::create(cluster)?;
-    let last = store.manifest(&plan.backup_id).await?;
-    let chain = load_chain(store.as_ref(), last, MAX_CHAIN_LINKS).await?;
-    if plan.validate_checksum {
-        for link in &chain {
-            check_archive(store.as_ref(), &link.backup_id, &control).await?;
-        }
-        control.reset_progress();
-    }
+    let Checked {
+        links,
+        manifest,
+        warnings: mut chain_warnings,
+    } = load_checked(store.as_ref(), &plan, &control).await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "restore: archive checked"
     );
-    let mut chain_warnings = chain_warnings(&chain);
-    let links = chain
-        .iter()
-        .map(|m| {
-            let id = BackupId::parse(&m.backup_id)?;
-            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
-        })
-        .collect::<DomainResult<Vec<_>>>()?;
-    let manifest = match chain.as_slice() {
-        [only] if only.chain.is_none() => only.clone(),
-        links => merge_chain(links, plan.until_time_ms)?,
-    };
     let sources = select_partitions(&plan, &manifest)?;
 
     let admin = Admin::new(cluster)?;
-    let target = prepare_target(&admin, &plan, &manifest, &sources, &control).await?;
+    let target = prepare_target(&admin, &plan, &manifest, &sources, &control, false).await?;
     let (mapping, target_count, topic_created) =
         (target.mapping, target.partitions, target.created);
     let mut warnings = target.warnings;
@@ -291,6 +278,7 @@ pub(crate) async fn run(
         &manifest,
         &sources,
         shared.groups.as_ref(),
+        false,
     )
     .await?;
     warnings.extend(groups::warnings(&consumer_groups_restored));
@@ -314,6 +302,48 @@ pub(crate) async fn run(
     };
     drop_in_background((shared, admin));
     Ok(result)
+}
+
+/// The archive a restore reads, checked as every restore checks it.
+struct Checked {
+    /// The archives to read, oldest first, each with the partitions it holds.
+    links: Vec<(BackupId, BTreeSet<i32>)>,
+    /// The one manifest the restore plans from (a chain's links merged).
+    manifest: kvault_domain::Manifest,
+    warnings: Vec<String>,
+}
+
+/// Loads the backup (its whole chain when incremental) and, when `validate_checksum`, checks
+/// every checksum before anything is produced.
+async fn load_checked(
+    store: &dyn ArchiveStore,
+    plan: &RestorePlan,
+    control: &OperationControl,
+) -> DomainResult<Checked> {
+    let last = store.manifest(&plan.backup_id).await?;
+    let chain = load_chain(store, last, MAX_CHAIN_LINKS).await?;
+    if plan.validate_checksum {
+        for link in &chain {
+            check_archive(store, &link.backup_id, control).await?;
+        }
+        control.reset_progress();
+    }
+    let links = chain
+        .iter()
+        .map(|m| {
+            let id = BackupId::parse(&m.backup_id)?;
+            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
+        })
+        .collect::<DomainResult<Vec<_>>>()?;
+    let manifest = match chain.as_slice() {
+        [only] if only.chain.is_none() => only.clone(),
+        links => merge_chain(links, plan.until_time_ms)?,
+    };
+    Ok(Checked {
+        links,
+        manifest,
+        warnings: chain_warnings(&chain),
+    })
 }
 
 /// Every checksum of the backup, before anything is produced: a corrupt archive is refused

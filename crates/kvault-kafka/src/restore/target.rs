@@ -1,5 +1,8 @@
 //! The restore's target topic: checks an existing one against the plan (conflict,
-//! `preserve_offsets` feasibility), or creates it. Nothing is produced here.
+//! `preserve_offsets` feasibility), or creates it (a dry run stops short of creating it and
+//! says how it would). Nothing is produced here.
+
+use std::collections::BTreeMap;
 
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
@@ -17,17 +20,21 @@ pub(super) struct PreparedTarget {
     pub(super) mapping: PartitionMapping,
     pub(super) partitions: i32,
     pub(super) created: bool,
+    pub(super) replication_factor: i16,
+    /// The configs a created topic is given (empty for an existing topic).
+    pub(super) configs: BTreeMap<String, String>,
     pub(super) warnings: Vec<String>,
 }
 
 /// Checks an existing target topic against the plan, or creates it (with the backed-up
-/// configs when the broker takes them). Nothing is produced yet.
+/// configs when the broker takes them; not with `dry_run`). Nothing is produced yet.
 pub(super) async fn prepare_target(
     admin: &Admin,
     plan: &RestorePlan,
     manifest: &Manifest,
     sources: &[i32],
     control: &OperationControl,
+    dry_run: bool,
 ) -> DomainResult<PreparedTarget> {
     let existing = admin.topic(&plan.target_topic).await?;
     let source_count = manifest.topic.partition_count;
@@ -59,16 +66,20 @@ pub(super) async fn prepare_target(
 
     let topic_created = existing.is_none();
     let mut warnings = Vec::new();
+    let mut configs = BTreeMap::new();
+    let mut replication = plan
+        .replication_factor
+        .unwrap_or(manifest.topic.replication_factor);
     if let Some(info) = &existing {
         warnings.extend(layout_not_applied(plan, info));
+        replication = info.replication_factor;
     } else {
-        let replication = plan
-            .replication_factor
-            .unwrap_or(manifest.topic.replication_factor);
-        let mut configs = manifest.topic.configs.clone();
+        configs = manifest.topic.configs.clone();
         if let Some(ms) = plan.retention_override_ms {
             configs.insert("retention.ms".to_owned(), ms.to_string());
         }
+    }
+    if existing.is_none() && !dry_run {
         let created = admin
             .create_topic(&plan.target_topic, target_count, replication, &configs)
             .await?;
@@ -89,10 +100,15 @@ pub(super) async fn prepare_target(
     // The retention in effect on the target (its own, the broker's or the default), whether
     // the restore created the topic or appends to it: records older than it are deleted by
     // the broker soon after they are restored.
-    match admin
-        .effective_config(&plan.target_topic, "retention.ms")
-        .await
-    {
+    let retention = if existing.is_none() && dry_run {
+        // Not created: the retention it would be created with, when the configs set one.
+        Ok(configs.get("retention.ms").cloned())
+    } else {
+        admin
+            .effective_config(&plan.target_topic, "retention.ms")
+            .await
+    };
+    match retention {
         Ok(value) => {
             let retention_ms = value.and_then(|v| v.parse::<i64>().ok());
             let now = chrono::Utc::now().timestamp_millis();
@@ -109,6 +125,8 @@ pub(super) async fn prepare_target(
         mapping,
         partitions: target_count,
         created: topic_created,
+        replication_factor: replication,
+        configs,
         warnings,
     })
 }

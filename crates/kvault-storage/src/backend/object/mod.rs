@@ -23,6 +23,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use super::{Backend, SegmentSource, Staging};
 use crate::error::{Result, StorageError};
 
+mod adopt;
 mod config;
 mod io;
 mod layout;
@@ -291,6 +292,15 @@ impl Backend for ObjectBackend {
 
     fn discard_unfinished(&self, id: &str) -> Result<()> {
         sweep::discard(&self.shared, id)
+    }
+
+    fn begin_resume(
+        &self,
+        id: &str,
+        adopt: &crate::backend::Adoption,
+    ) -> Result<(Box<dyn Staging>, crate::backend::Adopted)> {
+        let (staging, adopted) = adopt::begin_resume(&self.shared, id, adopt)?;
+        Ok((Box::new(staging), adopted))
     }
 
     fn sweep_abandoned(&self) -> usize {

@@ -1,0 +1,48 @@
+//! Job checkpoints: what a running job has done that a later attempt may continue from (a
+//! backup's cut and committed segments, `kvault_domain::backup_resume`). Only the job's owner
+//! writes one, under its lease, so a replica that lost the job can never change what the
+//! replica that took it over resumes from.
+
+use kvault_domain::JobId;
+use sqlx::Row;
+
+use super::{JobStore, Lease, StoreError};
+
+impl JobStore {
+    /// Stores `checkpoint` for running job `id` if `lease` still holds it; `Ok(false)` when it
+    /// does not (taken over, or ended).
+    pub async fn save_checkpoint(
+        &self,
+        lease: &Lease,
+        id: JobId,
+        checkpoint: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET checkpoint = $1 WHERE id = $2 AND owner = $3 AND state = 'running'",
+        )
+        .bind(checkpoint.to_string())
+        .bind(id.to_string())
+        .bind(lease.owner.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The checkpoint job `id` last stored, if any.
+    pub async fn checkpoint(&self, id: JobId) -> Result<Option<serde_json::Value>, StoreError> {
+        let row = sqlx::query("SELECT checkpoint FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let raw: Option<String> = row.try_get("checkpoint")?;
+        raw.map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                id: id.to_string(),
+                reason: format!("checkpoint: {e}"),
+            })
+    }
+}
