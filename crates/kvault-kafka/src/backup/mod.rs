@@ -16,6 +16,7 @@
 mod commit;
 mod cut;
 mod resume;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,73 +45,7 @@ use crate::client::ClusterConfig;
 use crate::consume::{BlockBatcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use crate::throttle::Throttle;
 use resume::Checkpointer;
-
-/// State every partition task of one backup shares.
-struct Shared {
-    topic: String,
-    cluster: ClusterConfig,
-    include_keys: bool,
-    include_headers: bool,
-    start_time_ms: Option<i64>,
-    end_time_ms: Option<i64>,
-    /// Messages still allowed by `max_messages`.
-    remaining: Option<AtomicU64>,
-    throttle: Option<Throttle>,
-    /// Set when any partition failed: the others stop at their next record.
-    stop: AtomicBool,
-    archive_bytes: AtomicU64,
-    max_bytes: Option<u64>,
-    control: OperationControl,
-    checkpoints: Arc<Checkpointer>,
-}
-
-impl Shared {
-    fn new(
-        cluster: &ClusterConfig,
-        plan: &BackupPlan,
-        control: OperationControl,
-        checkpoints: Arc<Checkpointer>,
-    ) -> Self {
-        Self {
-            topic: plan.topic.clone(),
-            cluster: cluster.clone(),
-            include_keys: plan.include_keys,
-            include_headers: plan.include_headers,
-            start_time_ms: plan.start_time_ms,
-            end_time_ms: plan.end_time_ms,
-            remaining: plan.max_messages.map(AtomicU64::new),
-            throttle: Throttle::per_second(plan.rate_limit_per_second),
-            stop: AtomicBool::new(false),
-            archive_bytes: AtomicU64::new(0),
-            max_bytes: plan.max_bytes,
-            control,
-            checkpoints,
-        }
-    }
-
-    /// Takes `n` messages off the `max_messages` budget at once (what a resume adopted).
-    fn spend_budget(&self, n: u64) {
-        if let Some(left) = &self.remaining {
-            let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                Some(m.saturating_sub(n))
-            });
-        }
-    }
-
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
-    }
-
-    /// Takes one message from the `max_messages` budget; false when it is used up.
-    fn take_budget(&self) -> bool {
-        match &self.remaining {
-            None => true,
-            Some(left) => left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok(),
-        }
-    }
-}
+use shared::Shared;
 
 type SharedArchive = Arc<Mutex<Option<Box<dyn ArchiveWriter>>>>;
 
@@ -162,25 +97,6 @@ pub(crate) async fn run(
         Some(checkpoint) => checkpoint.topic.clone(),
         None => cut::read_topic(&admin, &plan, &info, &mut warnings).await,
     };
-    let checkpointer = Arc::new(Checkpointer::new(
-        BackupCheckpoint {
-            archive_uid: plan.archive_uid.clone(),
-            created_at,
-            cut: ranges.clone(),
-            topic: topic.clone(),
-            consumer_groups: resume.as_ref().and_then(|c| c.consumer_groups.clone()),
-            segments: BTreeMap::new(),
-            resumed_from: None,
-        },
-        control.clone(),
-    ));
-    let groups = resume::spawn_groups(
-        (&admin, cluster),
-        &plan,
-        &selected,
-        resume.as_ref().and_then(|c| c.consumer_groups.clone()),
-        checkpointer.clone(),
-    );
     let spec = ArchiveSpec {
         backup_id: plan.backup_id.clone(),
         archive_uid: plan.archive_uid.clone(),
@@ -194,13 +110,73 @@ pub(crate) async fn run(
         backup_set: plan.backup_set.clone(),
         chain,
     };
+    let begun = Begun {
+        admin,
+        selected,
+        ranges,
+        resume,
+        warnings,
+        started,
+    };
+    write_archive(cluster_id, cluster, &plan, store, control, (spec, begun)).await
+}
+
+/// What [`run`] found out before the archive is opened.
+struct Begun {
+    admin: Admin,
+    selected: Vec<i32>,
+    ranges: Vec<PartitionRange>,
+    /// The checkpoint of this archive a taken-over backup continues from.
+    resume: Option<BackupCheckpoint>,
+    warnings: Vec<String>,
+    started: Instant,
+}
+
+/// Opens (or resumes) the archive, copies every partition's range into it while the groups
+/// at the cut are read, and commits it.
+async fn write_archive(
+    cluster_id: &str,
+    cluster: &ClusterConfig,
+    plan: &BackupPlan,
+    store: Arc<dyn ArchiveStore>,
+    control: OperationControl,
+    (spec, begun): (ArchiveSpec, Begun),
+) -> DomainResult<BackupOutcome> {
+    let Begun {
+        admin,
+        selected,
+        ranges,
+        resume,
+        mut warnings,
+        started,
+    } = begun;
+    let created_at = spec.created_at;
+    let checkpointer = Arc::new(Checkpointer::new(
+        BackupCheckpoint {
+            archive_uid: plan.archive_uid.clone(),
+            created_at,
+            cut: ranges.clone(),
+            topic: spec.topic.clone(),
+            consumer_groups: resume.as_ref().and_then(|c| c.consumer_groups.clone()),
+            segments: BTreeMap::new(),
+            resumed_from: None,
+        },
+        control.clone(),
+    ));
+    let groups = resume::spawn_groups(
+        (&admin, cluster),
+        plan,
+        &selected,
+        resume.as_ref().and_then(|c| c.consumer_groups.clone()),
+        checkpointer.clone(),
+    );
     let (writer, adopted) =
         resume::open_archive(store.as_ref(), spec, resume, &ranges, &checkpointer).await?;
     if let Some(point) = plan.resume.as_ref().and(checkpointer.resume_point()) {
         warnings.push(point.warning());
     }
     let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));
-    let shared = Arc::new(Shared::new(cluster, &plan, control.clone(), checkpointer));
+    let shared = Arc::new(Shared::new(cluster, plan, control.clone(), checkpointer));
     let adopted_records: u64 = adopted.values().flatten().map(|s| s.message_count).sum();
     shared.spend_budget(adopted_records);
     control.add(adopted_records, adopted.values().flatten().map(|s| s.raw_bytes).sum());
@@ -238,6 +214,7 @@ pub(crate) async fn run(
         &manifest, &ranges, run,
     )))
 }
+
 
 /// Backs up `range` of one partition, reading from `from` (after what a resumed writer kept).
 async fn backup_partition(
