@@ -22,11 +22,8 @@ fn records(range: std::ops::Range<usize>, size: usize) -> Vec<TestRecord> {
         .map(|i| TestRecord {
             partition: Some((i % 3) as i32),
             key: (i % 4 != 0).then(|| format!("k{i}").into_bytes()),
-            value: (i % 9 != 0).then(|| {
-                (0..size)
-                    .map(|b| ((b * 31 + i * 7) % 251) as u8)
-                    .collect()
-            }),
+            value: (i % 9 != 0)
+                .then(|| (0..size).map(|b| ((b * 31 + i * 7) % 251) as u8).collect()),
             headers: vec![("h".into(), Some(vec![0, 1])), ("e".into(), None)],
             timestamp: Some(1_700_000_000_000 + i as i64),
         })
@@ -61,19 +58,22 @@ async fn start_backup(cluster: &Cluster, on: &Replica, body: Value) -> String {
 async fn wait_for_checkpoint(cluster: &Cluster, id: &str, segments: usize, percent: f64) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let (checkpoint, done, total): (Option<String>, Option<i64>, Option<i64>) =
-            sqlx::query_as(
-                "SELECT checkpoint, progress_messages, progress_total FROM jobs WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_one(&mut cluster.db().await)
-            .await
-            .unwrap();
+        let (checkpoint, done, total): (Option<String>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT checkpoint, progress_messages, progress_total FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut cluster.db().await)
+        .await
+        .unwrap();
         let checkpoint: Value = checkpoint
             .map(|c| serde_json::from_str(&c).unwrap())
             .unwrap_or_default();
         let finished = (0..3)
-            .map(|p| checkpoint["segments"][p.to_string()].as_array().map_or(0, Vec::len))
+            .map(|p| {
+                checkpoint["segments"][p.to_string()]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            })
             .min()
             .unwrap_or(0);
         let progress = match (done, total) {
@@ -128,13 +128,21 @@ async fn killed_and_resumed(cluster: Cluster, broker: &TestBroker) {
         .iter()
         .map(|p| p["segments_adopted"].as_u64().unwrap())
         .sum();
-    assert!(adopted >= 6, "segments of the first attempt were adopted: {resumed}");
+    assert!(
+        adopted >= 6,
+        "segments of the first attempt were adopted: {resumed}"
+    );
     let warnings = job["result"]["warnings"].to_string();
     assert!(warnings.contains("resumed"), "{job}");
 
     let backup_id = job["result"]["backup_id"].as_str().unwrap().to_owned();
     let verify = format!("/api/kafka/backups/{backup_id}/verify");
-    let report: Value = cluster.post(&r2, &verify, json!({})).await.json().await.unwrap();
+    let report: Value = cluster
+        .post(&r2, &verify, json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["messages_checked"], n as u64, "{report}");
     let target = broker.unique_topic("resume-restored");
@@ -199,8 +207,15 @@ async fn resume_measure_1gb() {
     let topic = topic_with(broker, n, size).await;
     println!("measure: {n} records of {size} B in {topic}");
 
-    let full = start_backup(&cluster, &r1, json!({"topic": topic, "compression": "none"})).await;
-    let job = cluster.wait_for_end(&r1, &full, Duration::from_secs(3600)).await;
+    let full = start_backup(
+        &cluster,
+        &r1,
+        json!({"topic": topic, "compression": "none"}),
+    )
+    .await;
+    let job = cluster
+        .wait_for_end(&r1, &full, Duration::from_secs(3600))
+        .await;
     assert_eq!(job["state"], "completed", "{job}");
     let full_ms = job["result"]["duration_ms"].as_u64().unwrap();
     let bytes = job["result"]["total_size_bytes"].as_u64().unwrap_or(0);
@@ -210,14 +225,21 @@ async fn resume_measure_1gb() {
     wait_for_checkpoint(&cluster, &id, 1, 50.0).await;
     r1.kill();
     let killed = Instant::now();
-    let job = cluster.wait_for_end(&r2, &id, Duration::from_secs(3600)).await;
+    let job = cluster
+        .wait_for_end(&r2, &id, Duration::from_secs(3600))
+        .await;
     let after_kill = killed.elapsed();
     assert_eq!(job["state"], "completed", "{job}\n{}", cluster.log("r2"));
     let resumed_ms = job["result"]["duration_ms"].as_u64().unwrap();
     let resumed = resumed_from(&cluster, &id).await;
     let backup_id = job["result"]["backup_id"].as_str().unwrap().to_owned();
     let verify = format!("/api/kafka/backups/{backup_id}/verify");
-    let report: Value = cluster.post(&r2, &verify, json!({})).await.json().await.unwrap();
+    let report: Value = cluster
+        .post(&r2, &verify, json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
     println!(
         "measure: {} records, {bytes} B; full run {full_ms} ms; killed at 50 %, resumed \
          attempt {resumed_ms} ms ({:.0} % of the full run), kill to completed {} ms (lease \
@@ -226,8 +248,14 @@ async fn resume_measure_1gb() {
         job["result"]["total_messages"],
         resumed_ms as f64 * 100.0 / full_ms.max(1) as f64,
         after_kill.as_millis(),
-        resumed["partitions"].as_array().map_or(0, |ps| ps.iter().map(|p| p["records_adopted"].as_u64().unwrap_or(0)).sum::<u64>()),
-        resumed["partitions"].as_array().map_or(0, |ps| ps.iter().map(|p| p["segments_adopted"].as_u64().unwrap_or(0)).sum::<u64>()),
+        resumed["partitions"].as_array().map_or(0, |ps| ps
+            .iter()
+            .map(|p| p["records_adopted"].as_u64().unwrap_or(0))
+            .sum::<u64>()),
+        resumed["partitions"].as_array().map_or(0, |ps| ps
+            .iter()
+            .map(|p| p["segments_adopted"].as_u64().unwrap_or(0))
+            .sum::<u64>()),
         report["valid"],
         report["messages_checked"],
     );

@@ -74,7 +74,10 @@ fn compare_restore(plan: &RestoreDryRun, done: &RestoreResult) {
     assert_eq!(plan.offsets_preserved, done.offsets_preserved);
     assert_eq!(plan.total_messages, done.messages_restored, "records");
     assert_eq!(plan.total_size_bytes, done.total_size_bytes, "bytes");
-    assert_eq!(plan.partitions, done.partitions_created, "records and offsets per partition");
+    assert_eq!(
+        plan.partitions, done.partitions_created,
+        "records and offsets per partition"
+    );
     assert_eq!(
         group_plan(&plan.consumer_groups),
         group_plan(&done.consumer_groups_restored),
@@ -92,7 +95,9 @@ async fn a_restore_dry_run_is_what_the_restore_then_does() {
     broker.create_topic(&source, 3).await;
     broker.produce(&source, &keyed(900, 3)).await;
     let group = format!("{source}-readers");
-    broker.commit_group(&group, &source, &[(0, 120), (2, 300)]).await;
+    broker
+        .commit_group(&group, &source, &[(0, 120), (2, 300)])
+        .await;
     let backed_up = backup(&kafka, &store, request(&source, CompressionType::Lz4))
         .await
         .unwrap();
@@ -102,24 +107,43 @@ async fn a_restore_dry_run_is_what_the_restore_then_does() {
     let mut req = RestoreRequest::new(&backed_up.backup_id, &target);
     req.restore_consumer_groups = Some(GroupChoice::Every(true));
     let plan = engine
-        .restore_dry_run(&test_cluster(), req.validate().unwrap(), OperationControl::new())
+        .restore_dry_run(
+            &test_cluster(),
+            req.validate().unwrap(),
+            OperationControl::new(),
+        )
         .await
         .unwrap();
     assert!(plan.topic.create && plan.topic.partitions == 3, "{plan:?}");
     assert_eq!(plan.total_messages, 900);
-    assert_eq!(broker.partition_count(&target).await, None, "the dry run created the topic");
+    assert_eq!(
+        broker.partition_count(&target).await,
+        None,
+        "the dry run created the topic"
+    );
     let done = engine
-        .restore(&test_cluster(), req.validate().unwrap(), OperationControl::new())
+        .restore(
+            &test_cluster(),
+            req.validate().unwrap(),
+            OperationControl::new(),
+        )
         .await
         .unwrap();
     compare_restore(&plan, &done);
-    assert_eq!(broker.partition_count(&target).await, Some(plan.topic.partitions));
+    assert_eq!(
+        broker.partition_count(&target).await,
+        Some(plan.topic.partitions)
+    );
     let planned: Vec<(i32, i64, i64)> = plan
         .partitions
         .iter()
         .map(|p| (p.partition, p.start_offset, p.end_offset))
         .collect();
-    assert_eq!(landed(broker, &target, 3).await, planned, "offsets on the broker");
+    assert_eq!(
+        landed(broker, &target, 3).await,
+        planned,
+        "offsets on the broker"
+    );
     let committed = broker.group_offsets(&group, &target, 3).await;
     let planned_groups: Vec<Option<i64>> = (0..3)
         .map(|p| {
@@ -140,31 +164,55 @@ async fn a_restore_dry_run_is_what_the_restore_then_does() {
     req.if_exists = IfExists::Append;
     let before = landed(broker, &existing, 2).await;
     let plan = engine
-        .restore_dry_run(&test_cluster(), req.validate().unwrap(), OperationControl::new())
+        .restore_dry_run(
+            &test_cluster(),
+            req.validate().unwrap(),
+            OperationControl::new(),
+        )
         .await
         .unwrap();
     assert_eq!(plan.partition_mapping, PartitionMapping::Murmur2);
     assert!(!plan.topic.create);
-    assert_eq!(landed(broker, &existing, 2).await, before, "the dry run produced");
+    assert_eq!(
+        landed(broker, &existing, 2).await,
+        before,
+        "the dry run produced"
+    );
     let done = engine
-        .restore(&test_cluster(), req.validate().unwrap(), OperationControl::new())
+        .restore(
+            &test_cluster(),
+            req.validate().unwrap(),
+            OperationControl::new(),
+        )
         .await
         .unwrap();
     compare_restore(&plan, &done);
     let after = landed(broker, &existing, 2).await;
     for (p, (_, _, high)) in after.iter().enumerate() {
         let planned = plan.partitions.iter().find(|r| r.partition == p as i32);
-        assert_eq!(planned.map(|r| r.end_offset), Some(*high), "partition {p} on the broker");
+        assert_eq!(
+            planned.map(|r| r.end_offset),
+            Some(*high),
+            "partition {p} on the broker"
+        );
     }
 
     // Refused the same way: a topic that holds records, without `append`.
     let req = RestoreRequest::new(&backed_up.backup_id, &existing);
     let dry = engine
-        .restore_dry_run(&test_cluster(), req.validate().unwrap(), OperationControl::new())
+        .restore_dry_run(
+            &test_cluster(),
+            req.validate().unwrap(),
+            OperationControl::new(),
+        )
         .await
         .expect_err("a dry run refuses what the real run refuses");
     let real = engine
-        .restore(&test_cluster(), req.validate().unwrap(), OperationControl::new())
+        .restore(
+            &test_cluster(),
+            req.validate().unwrap(),
+            OperationControl::new(),
+        )
         .await
         .expect_err("refused");
     assert_eq!(dry.kind(), real.kind());
@@ -179,7 +227,9 @@ async fn a_migrate_dry_run_is_what_the_migration_then_does() {
     broker.create_topic(&source, 3).await;
     broker.produce(&source, &keyed(600, 3)).await;
     let group = format!("{source}-g");
-    broker.commit_group(&group, &source, &[(0, 50), (1, 200)]).await;
+    broker
+        .commit_group(&group, &source, &[(0, 50), (1, 200)])
+        .await;
     let target = broker.unique_topic("dry-mdst");
     broker.create_topic(&target, 3).await;
     broker.produce(&target, &keyed(10, 3)).await;
@@ -202,8 +252,15 @@ async fn a_migrate_dry_run_is_what_the_migration_then_does() {
         .migrate_dry_run(plan_of(request.clone()), OperationControl::new())
         .await
         .unwrap();
-    assert_eq!(landed(broker, &target, 3).await, before, "the dry run produced");
-    assert_eq!(broker.group_offsets(&group, &target, 3).await, vec![None; 3]);
+    assert_eq!(
+        landed(broker, &target, 3).await,
+        before,
+        "the dry run produced"
+    );
+    assert_eq!(
+        broker.group_offsets(&group, &target, 3).await,
+        vec![None; 3]
+    );
     let done = engine
         .migrate(plan_of(request), OperationControl::new())
         .await
@@ -221,7 +278,10 @@ async fn a_migrate_dry_run_is_what_the_migration_then_does() {
             end_offset: *high,
         })
         .collect();
-    assert_eq!(plan.partitions, on_broker, "records and offsets per partition");
+    assert_eq!(
+        plan.partitions, on_broker,
+        "records and offsets per partition"
+    );
     assert_eq!(
         group_plan(&plan.consumer_groups),
         group_plan(&done.consumer_groups_translated),

@@ -68,7 +68,11 @@ fn spec() -> ArchiveSpec {
 }
 
 /// Appends `range` of `partition`; the finished segments.
-fn append(writer: &dyn ArchiveWriter, partition: i32, range: std::ops::Range<i64>) -> Box<dyn kvault_domain::ports::PartitionWriter> {
+fn append(
+    writer: &dyn ArchiveWriter,
+    partition: i32,
+    range: std::ops::Range<i64>,
+) -> Box<dyn kvault_domain::ports::PartitionWriter> {
     let mut pw = writer.partition(partition).unwrap();
     for o in range {
         pw.append(&common::record(o)).unwrap();
@@ -116,26 +120,43 @@ fn killed_writer(target: &str) -> BTreeMap<i32, Vec<SegmentInfo>> {
 }
 
 /// Resumes the backup from `finished`, writes what the kept segments do not hold, commits.
-fn resume_and_commit(store: &Store, finished: BTreeMap<i32, Vec<SegmentInfo>>) -> Vec<PartitionManifest> {
+fn resume_and_commit(
+    store: &Store,
+    finished: BTreeMap<i32, Vec<SegmentInfo>>,
+) -> Vec<PartitionManifest> {
     let (writer, kept) = store.blocking_resume(spec(), finished.clone()).unwrap();
     for (p, segments) in &finished {
         let kept = kept.get(p).map_or(0, Vec::len);
-        assert_eq!(kept, segments.len(), "partition {p}: every finished segment is kept");
+        assert_eq!(
+            kept,
+            segments.len(),
+            "partition {p}: every finished segment is kept"
+        );
     }
-    let next = |p: i32| kept.get(&p).and_then(|s| s.last()).map_or(0, |s| s.last_offset + 1);
+    let next = |p: i32| {
+        kept.get(&p)
+            .and_then(|s| s.last())
+            .map_or(0, |s| s.last_offset + 1)
+    };
     let mut manifests = Vec::new();
     for p in 0..2 {
         let pw = append(writer.as_ref(), p, next(p)..RECORDS);
         manifests.push(pw.finish(0, RECORDS).unwrap());
     }
-    writer.commit(manifests.clone(), chrono::Utc::now()).unwrap().partitions
+    writer
+        .commit(manifests.clone(), chrono::Utc::now())
+        .unwrap()
+        .partitions
 }
 
 fn read_back(store: &Store) -> Vec<Record> {
     let id = BackupId::parse("resumed").unwrap();
     let mut out = Vec::new();
     for p in 0..2 {
-        for r in store.blocking_read_partition(&id, p, ReadBounds::default()).unwrap() {
+        for r in store
+            .blocking_read_partition(&id, p, ReadBounds::default())
+            .unwrap()
+        {
             out.push(r.unwrap());
         }
     }
@@ -143,26 +164,50 @@ fn read_back(store: &Store) -> Vec<Record> {
 }
 
 fn expected() -> Vec<Record> {
-    (0..2).flat_map(|_| (0..RECORDS).map(common::record)).collect()
+    (0..2)
+        .flat_map(|_| (0..RECORDS).map(common::record))
+        .collect()
 }
 
 fn check_resumed(store: &Store, target: &str) {
     let finished = killed_writer(target);
-    assert!(finished[&1].len() >= 2, "the killed writer had finished segments: {finished:?}");
+    assert!(
+        finished[&1].len() >= 2,
+        "the killed writer had finished segments: {finished:?}"
+    );
     let partitions = resume_and_commit(store, finished.clone());
-    assert_eq!(read_back(store), expected(), "every record exactly once, byte for byte");
+    assert_eq!(
+        read_back(store),
+        expected(),
+        "every record exactly once, byte for byte"
+    );
     let id = BackupId::parse("resumed").unwrap();
-    let report = store.blocking_verify(&id, &OperationControl::new()).unwrap();
+    let report = store
+        .blocking_verify(&id, &OperationControl::new())
+        .unwrap();
     assert!(report.valid, "{:?}", report.problems);
     assert_eq!(report.messages_checked, 2 * RECORDS as u64);
     for p in &partitions {
         assert!(p.contiguous, "partition {}", p.partition);
         assert_eq!(p.message_count, RECORDS as u64);
-        let shas: Vec<&str> = finished[&p.partition].iter().map(|s| s.sha256.as_str()).collect();
-        let kept: Vec<&str> = p.segments[..shas.len()].iter().map(|s| s.sha256.as_str()).collect();
-        assert_eq!(kept, shas, "the kept segments are the finished ones, unchanged");
+        let shas: Vec<&str> = finished[&p.partition]
+            .iter()
+            .map(|s| s.sha256.as_str())
+            .collect();
+        let kept: Vec<&str> = p.segments[..shas.len()]
+            .iter()
+            .map(|s| s.sha256.as_str())
+            .collect();
+        assert_eq!(
+            kept, shas,
+            "the kept segments are the finished ones, unchanged"
+        );
     }
-    assert_eq!(store.sweep_abandoned(), 0, "nothing of the killed writer is left to sweep");
+    assert_eq!(
+        store.sweep_abandoned(),
+        0,
+        "nothing of the killed writer is left to sweep"
+    );
 }
 
 #[test]
@@ -185,7 +230,11 @@ fn a_killed_s3_writer_is_resumed_from_its_finished_segments() {
     let target = format!("{} {bucket}", server.endpoint());
     let store = store_on(&target);
     check_resumed(&store, &target);
-    assert_eq!(server.open_uploads(&bucket), 0, "the killed writer's upload was aborted");
+    assert_eq!(
+        server.open_uploads(&bucket),
+        0,
+        "the killed writer's upload was aborted"
+    );
 }
 
 #[test]
@@ -202,17 +251,26 @@ fn on_s3_a_writer_still_alive_is_fenced_off_by_the_resume() {
     assert!(!kept[&0].is_empty());
     // The old writer can no longer finish a segment or commit.
     let more: Result<(), _> = (KILLED_AT..RECORDS).try_for_each(|o| p0.append(&common::record(o)));
-    let old_outcome = more.and_then(|()| p0.finish(0, RECORDS)).and_then(|m| old.commit(vec![m], chrono::Utc::now()));
+    let old_outcome = more
+        .and_then(|()| p0.finish(0, RECORDS))
+        .and_then(|m| old.commit(vec![m], chrono::Utc::now()));
     assert!(old_outcome.is_err(), "a fenced writer committed");
     let next = kept[&0].last().unwrap().last_offset + 1;
     let manifests: Vec<PartitionManifest> = (0..2)
         .map(|p| {
             let from = if p == 0 { next } else { 0 };
-            append(writer.as_ref(), p, from..RECORDS).finish(0, RECORDS).unwrap()
+            append(writer.as_ref(), p, from..RECORDS)
+                .finish(0, RECORDS)
+                .unwrap()
         })
         .collect();
     writer.commit(manifests, chrono::Utc::now()).unwrap();
     assert_eq!(read_back(&new_store), expected());
     let id = BackupId::parse("resumed").unwrap();
-    assert!(new_store.blocking_verify(&id, &OperationControl::new()).unwrap().valid);
+    assert!(
+        new_store
+            .blocking_verify(&id, &OperationControl::new())
+            .unwrap()
+            .valid
+    );
 }

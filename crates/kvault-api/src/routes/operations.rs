@@ -155,7 +155,13 @@ pub async fn restore(
             },
         )
         .await?;
-    respond(wants_wait(&req, &query.wait()), JobKind::Restore, id, handle).await
+    respond(
+        wants_wait(&req, &query.wait()),
+        JobKind::Restore,
+        id,
+        handle,
+    )
+    .await
 }
 
 /// A dry run restores one backup; a set's members can be dry-run one by one.
@@ -236,7 +242,13 @@ pub async fn migrate(
             },
         )
         .await?;
-    respond(wants_wait(&req, &query.wait()), JobKind::Migrate, id, handle).await
+    respond(
+        wants_wait(&req, &query.wait()),
+        JobKind::Migrate,
+        id,
+        handle,
+    )
+    .await
 }
 
 /// What `POST /migrate` answers: the documented result, or with `?dry_run=true` the plan.

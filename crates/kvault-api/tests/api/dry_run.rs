@@ -37,12 +37,19 @@ async fn a_restore_dry_run_answers_the_plan_and_writes_nothing() {
         .map(|p| p["messages_count"].as_u64().unwrap())
         .sum();
     assert_eq!(per_partition, 10);
-    assert!(app.fake().records("local", &target).is_empty(), "the dry run wrote");
-    let jobs = app.get_json("/api/kafka/jobs?kind=restore", Role::Viewer).await;
+    assert!(
+        app.fake().records("local", &target).is_empty(),
+        "the dry run wrote"
+    );
+    let jobs = app
+        .get_json("/api/kafka/jobs?kind=restore", Role::Viewer)
+        .await;
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
 
     // The real run then does what the plan said.
-    let real = app.post("/api/kafka/clusters/local/restore", Role::Admin, &body).await;
+    let real = app
+        .post("/api/kafka/clusters/local/restore", Role::Admin, &body)
+        .await;
     assert_eq!(real.status().as_u16(), 200);
     let done: serde_json::Value = real.json().await.unwrap();
     assert_eq!(done["partitions_created"], plan["partitions"], "{done}");
@@ -66,18 +73,30 @@ async fn a_migrate_dry_run_answers_the_plan_and_writes_nothing() {
         "source_cluster": "local", "source_topic": topic,
         "target_cluster": "local", "target_topic": target
     });
-    let refused = app.post("/api/kafka/migrate?dry_run=true", Role::Operator, &body).await;
+    let refused = app
+        .post("/api/kafka/migrate?dry_run=true", Role::Operator, &body)
+        .await;
     error_body(refused, 403).await;
-    let resp = app.post("/api/kafka/migrate?dry_run=true", Role::Admin, &body).await;
+    let resp = app
+        .post("/api/kafka/migrate?dry_run=true", Role::Admin, &body)
+        .await;
     assert_eq!(resp.status().as_u16(), 200);
     let plan: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(plan["dry_run"], true, "{plan}");
     assert_eq!(plan["total_messages"], 12, "{plan}");
     assert_eq!(plan["topic"]["create"], true, "{plan}");
-    assert!(app.fake().records("local", &target).is_empty(), "the dry run wrote");
+    assert!(
+        app.fake().records("local", &target).is_empty(),
+        "the dry run wrote"
+    );
     let bad = json!({
         "source_cluster": "local", "source_topic": topic,
         "target_cluster": "nowhere", "target_topic": target
     });
-    error_body(app.post("/api/kafka/migrate?dry_run=true", Role::Admin, &bad).await, 404).await;
+    error_body(
+        app.post("/api/kafka/migrate?dry_run=true", Role::Admin, &bad)
+            .await,
+        404,
+    )
+    .await;
 }

@@ -155,7 +155,7 @@ pub trait ArchiveStore: Send + Sync + 'static {
         &self,
         spec: ArchiveSpec,
         committed: BTreeMap<i32, Vec<SegmentInfo>>,
-    ) -> DomainResult<(Box<dyn ArchiveWriter>, BTreeMap<i32, Vec<SegmentInfo>>)> {
+    ) -> DomainResult<Resumed> {
         let _ = committed;
         self.discard_unfinished(&spec.backup_id).await?;
         Ok((self.create(spec).await?, BTreeMap::new()))
@@ -168,6 +168,9 @@ pub trait ArchiveStore: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// A resumed archive's writer and, per partition, the segments it kept.
+pub type Resumed = (Box<dyn ArchiveWriter>, BTreeMap<i32, Vec<SegmentInfo>>);
 
 /// A backup being written. Nothing is visible as a backup until [`ArchiveWriter::commit`];
 /// dropping the writer without committing removes what was written. Blocking: call it from a

@@ -19,7 +19,7 @@ mod resume;
 mod shared;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -34,7 +34,7 @@ use kvault_domain::backup_resume::BackupCheckpoint;
 use kvault_domain::chain::continue_from;
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
-use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
+use kvault_domain::manifest::PartitionManifest;
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
 use kvault_domain::record_block::RecordBlock;
 use kvault_domain::DomainError;
@@ -43,7 +43,6 @@ use rdkafka::message::{BorrowedMessage, Message};
 use crate::admin::{blocking, Admin};
 use crate::client::ClusterConfig;
 use crate::consume::{BlockBatcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
-use crate::throttle::Throttle;
 use resume::Checkpointer;
 use shared::Shared;
 
@@ -179,7 +178,10 @@ async fn write_archive(
     let shared = Arc::new(Shared::new(cluster, plan, control.clone(), checkpointer));
     let adopted_records: u64 = adopted.values().flatten().map(|s| s.message_count).sum();
     shared.spend_budget(adopted_records);
-    control.add(adopted_records, adopted.values().flatten().map(|s| s.raw_bytes).sum());
+    control.add(
+        adopted_records,
+        adopted.values().flatten().map(|s| s.raw_bytes).sum(),
+    );
     let starts = resume::read_from(&ranges, &adopted);
     let outcomes: Vec<DomainResult<PartitionManifest>> = futures::stream::iter(ranges.clone())
         .map(|range| {
@@ -214,7 +216,6 @@ async fn write_archive(
         &manifest, &ranges, run,
     )))
 }
-
 
 /// Backs up `range` of one partition, reading from `from` (after what a resumed writer kept).
 async fn backup_partition(
@@ -307,8 +308,13 @@ fn read_partition(
     if from >= range.end {
         return Ok(range.end);
     }
-    let mut reader =
-        RangeReader::open(&shared.cluster, &shared.topic, range.partition, from, range.end)?;
+    let mut reader = RangeReader::open(
+        &shared.cluster,
+        &shared.topic,
+        range.partition,
+        from,
+        range.end,
+    )?;
     let mut batcher = BlockBatcher::default();
     // The covered range ends where reading stopped: at the cut, or before the record that
     // max_messages left out.

@@ -14,7 +14,7 @@ use kvault_domain::backup_resume::{continue_at, BackupCheckpoint, ResumePoint};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{ConsumerGroupOffsets, SegmentInfo};
-use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter};
+use kvault_domain::ports::{ArchiveSpec, ArchiveStore, Resumed};
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
@@ -138,7 +138,7 @@ pub(super) async fn open_archive(
     resume: Option<BackupCheckpoint>,
     ranges: &[PartitionRange],
     checkpoints: &Checkpointer,
-) -> DomainResult<(Box<dyn ArchiveWriter>, BTreeMap<i32, Vec<SegmentInfo>>)> {
+) -> DomainResult<Resumed> {
     let opened = match resume {
         Some(checkpoint) => {
             let (writer, kept) = store.resume(spec, checkpoint.segments).await?;

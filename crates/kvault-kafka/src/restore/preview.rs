@@ -161,7 +161,12 @@ impl Landing {
 
     /// Partitions kept 1:1, whole and (when groups are restored) contiguous: the counts
     /// and ranges come from the manifest.
-    fn from_manifest(&mut self, manifest: &Manifest, sources: &[i32], groups: Option<&GroupRestore>) {
+    fn from_manifest(
+        &mut self,
+        manifest: &Manifest,
+        sources: &[i32],
+        groups: Option<&GroupRestore>,
+    ) {
         for p in sources.iter().filter_map(|p| manifest.partition(*p)) {
             let (Some(first), true) = (p.first_offset, p.message_count > 0) else {
                 continue;

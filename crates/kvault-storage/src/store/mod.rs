@@ -13,7 +13,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::FORMAT_VERSION;
 use kvault_domain::ports::{
     ArchiveSpec, ArchiveStore, ArchiveWriter, BlockReader, PartitionWriter, ReadBounds,
-    RecordReader, VerifyReport,
+    RecordReader, Resumed, VerifyReport,
 };
 use kvault_domain::record_block::{RecordBlock, RecordView};
 use kvault_domain::{

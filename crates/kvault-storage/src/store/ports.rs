@@ -15,12 +15,11 @@ impl Store {
     }
 
     /// The blocking side of [`ArchiveStore::resume`].
-    #[allow(clippy::type_complexity)]
     pub fn blocking_resume(
         &self,
         spec: ArchiveSpec,
         committed: BTreeMap<i32, Vec<SegmentInfo>>,
-    ) -> DomainResult<(Box<dyn ArchiveWriter>, BTreeMap<i32, Vec<SegmentInfo>>)> {
+    ) -> DomainResult<Resumed> {
         let id = spec.backup_id.as_str().to_owned();
         match self.resume_inner(spec, committed) {
             Ok((writer, kept)) => Ok((Box::new(writer), kept)),
@@ -170,7 +169,7 @@ impl ArchiveStore for Store {
         &self,
         spec: ArchiveSpec,
         committed: BTreeMap<i32, Vec<SegmentInfo>>,
-    ) -> DomainResult<(Box<dyn ArchiveWriter>, BTreeMap<i32, Vec<SegmentInfo>>)> {
+    ) -> DomainResult<Resumed> {
         self.off_runtime(move |s| s.blocking_resume(spec, committed))
             .await
     }

@@ -2,7 +2,6 @@
 //! `if_exists`), then where the records would land in the in-memory topics, from the
 //! manifest's and the source's counts. Nothing is written.
 
-use async_trait::async_trait;
 use kvault_domain::chain::{load_chain, merge_chain};
 use kvault_domain::dry_run::{MigrateDryRun, RestoreDryRun, TopicPlan};
 use kvault_domain::error::DomainResult;
@@ -70,13 +69,21 @@ impl FakeEngine {
         let counts: Vec<(i32, u64)> = manifest
             .partitions
             .iter()
-            .filter(|p| plan.partitions.as_ref().is_none_or(|ps| ps.contains(&p.partition)))
+            .filter(|p| {
+                plan.partitions
+                    .as_ref()
+                    .is_none_or(|ps| ps.contains(&p.partition))
+            })
             .map(|p| (p.partition, p.message_count))
             .collect();
         let partitions = landing(counts, existing.as_ref());
         let total_messages = partitions.iter().map(|p| p.messages_count).sum();
-        let count = plan.target_partitions.unwrap_or(manifest.topic.partition_count);
-        let rf = plan.replication_factor.unwrap_or(manifest.topic.replication_factor);
+        let count = plan
+            .target_partitions
+            .unwrap_or(manifest.topic.partition_count);
+        let rf = plan
+            .replication_factor
+            .unwrap_or(manifest.topic.replication_factor);
         Ok(RestoreDryRun {
             dry_run: true,
             backup_id: plan.backup_id.to_string(),
@@ -109,9 +116,13 @@ impl FakeEngine {
         })?;
         if let Some(t) = &existing {
             let held = i64::try_from(t.message_count()).unwrap_or(i64::MAX);
-            request.if_exists.admit(&request.target_topic, held, "migrate")?;
+            request
+                .if_exists
+                .admit(&request.target_topic, held, "migrate")?;
         }
-        let counts = (0..).zip(source.partitions.iter().map(|log| log.len() as u64)).collect();
+        let counts = (0..)
+            .zip(source.partitions.iter().map(|log| log.len() as u64))
+            .collect();
         let partitions = landing(counts, existing.as_ref());
         let total = partitions.iter().map(|p| p.messages_count).sum::<u64>();
         let count = source.partitions.len() as i32;

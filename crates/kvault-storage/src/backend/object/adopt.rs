@@ -68,10 +68,16 @@ fn source_of(file: &str, partition: i32) -> Option<(String, String)> {
 
 /// Copies `from` to `to` (both relative to backup `id`) on the server; whether the copy is
 /// there with `size` bytes. A missing source is `false`, not an error.
-fn copy_checked(shared: &Arc<Shared>, id: &str, (from, to): (&str, &str), size: u64) -> Result<bool> {
+fn copy_checked(
+    shared: &Arc<Shared>,
+    id: &str,
+    (from, to): (&str, &str),
+    size: u64,
+) -> Result<bool> {
     let (src, dst) = (shared.key(id, from), shared.key(id, to));
     let (s, a, b) = (shared.clone(), src.clone(), dst.clone());
-    let copied = io::block_on(async move { s.store.copy(&a, &b).await }).map_err(StorageError::Object)?;
+    let copied =
+        io::block_on(async move { s.store.copy(&a, &b).await }).map_err(StorageError::Object)?;
     if shared.absent_ok(&src, copied)?.is_none() {
         return Ok(false);
     }

@@ -224,7 +224,10 @@ impl Lease {
         };
         for _ in 0..3 {
             if let Some(etag) = put(PutMode::Create)? {
-                return Ok(Some((Self::held(shared, id, key, attempt.into(), etag), None)));
+                return Ok(Some((
+                    Self::held(shared, id, key, attempt.into(), etag),
+                    None,
+                )));
             }
             let Some(seen) = observe(shared, id)? else {
                 continue;
