@@ -26,7 +26,7 @@ const OPTIONS: StoreOptions = StoreOptions {
 };
 const RECORDS: i64 = 3_000;
 /// Where the killed writer stops: past several finished segments, inside an open one.
-const KILLED_AT: i64 = 1_700;
+const KILLED_AT: i64 = 2_500;
 const CHILD_ENV: &str = "KVAULT_TEST_RESUME_TARGET";
 const UID: &str = "0c0ffee0-0000-4000-8000-000000000001";
 
