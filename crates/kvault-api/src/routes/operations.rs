@@ -104,6 +104,9 @@ pub async fn restore(
         Ok(manifest) => manifest,
         // Not one archive: perhaps a backup set (which says why target_topic does not apply).
         Err(DomainError::NotFound { .. }) if query.is_dry_run() => {
+            // No backup and no set of that id is the real run's 404; a set is refused.
+            kvault_domain::restore_set::set_members(state.store.as_ref(), backup_id.as_str())
+                .await?;
             return Err(set_dry_run_refused(&request.backup_id));
         }
         Err(DomainError::NotFound { .. }) => {
