@@ -132,6 +132,7 @@ async fn killed_and_resumed(cluster: Cluster, broker: &TestBroker) {
         adopted >= 6,
         "segments of the first attempt were adopted: {resumed}"
     );
+    println!("resumed from: {resumed}");
     let warnings = job["result"]["warnings"].to_string();
     assert!(warnings.contains("resumed"), "{job}");
 

@@ -52,8 +52,11 @@ async fn landed(broker: &TestBroker, topic: &str, partitions: i32) -> Vec<(i32, 
     out
 }
 
+/// One group's status, and per partition its target offset and what was done there.
+type GroupOutcome = (String, String, Vec<(i32, i64, String)>);
+
 /// Per group, per partition: the target offset and what was done there.
-fn group_plan(groups: &[GroupTranslation]) -> Vec<(String, String, Vec<(i32, i64, String)>)> {
+fn group_plan(groups: &[GroupTranslation]) -> Vec<GroupOutcome> {
     groups
         .iter()
         .map(|g| {

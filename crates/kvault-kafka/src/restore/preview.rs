@@ -74,7 +74,7 @@ pub(crate) async fn dry_run(
         && plan.until_time_ms.is_none()
         && (groups.is_none() || all_contiguous(&manifest, &sources));
     if from_manifest {
-        landing.from_manifest(&manifest, &sources, groups.as_deref());
+        landing.place_from_manifest(&manifest, &sources, groups.as_deref());
     } else {
         let partitioner = Arc::new(KeyPartitioner::new(target.partitions));
         for source in &sources {
@@ -161,7 +161,7 @@ impl Landing {
 
     /// Partitions kept 1:1, whole and (when groups are restored) contiguous: the counts
     /// and ranges come from the manifest.
-    fn from_manifest(
+    fn place_from_manifest(
         &mut self,
         manifest: &Manifest,
         sources: &[i32],
