@@ -273,6 +273,12 @@ async fn resume_measure_1gb() {
         report["valid"],
         report["messages_checked"],
     );
+    let log = cluster.log("r2");
+    let resumed_line = log.lines().find(|l| l.contains("backup resumed"));
+    println!(
+        "measure: r2: {}",
+        resumed_line.unwrap_or("(no resume logged)")
+    );
     assert_eq!(report["valid"], true, "{report}");
     drop(r2);
 }

@@ -141,9 +141,11 @@ pub(super) async fn open_archive(
 ) -> DomainResult<Resumed> {
     let opened = match resume {
         Some(checkpoint) => {
+            let adopting = std::time::Instant::now();
             let (writer, kept) = store.resume(spec, checkpoint.segments).await?;
             let point = ResumePoint::of(ranges, &kept);
-            tracing::info!(resumed_from = %point.to_json(), "backup resumed");
+            let adopt_ms = adopting.elapsed().as_millis() as u64;
+            tracing::info!(resumed_from = %point.to_json(), adopt_ms, "backup resumed");
             checkpoints.resumed(&kept, point);
             (writer, kept)
         }

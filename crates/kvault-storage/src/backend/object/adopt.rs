@@ -33,25 +33,66 @@ pub(super) fn begin_resume(
     if let Some(old) = old.filter(|a| super::layout::is_attempt(a)) {
         staging.retire(old);
     }
+    // Partitions side by side (each in offset order): copies are server-side, so the time
+    // is the store's, and a store serves several at once.
+    let attempt = staging.attempt().to_owned();
+    let copied: Vec<(i32, Vec<(String, String)>)> = std::thread::scope(|scope| {
+        let tasks: Vec<_> = adopt
+            .iter()
+            .map(|(partition, files)| {
+                let attempt = attempt.as_str();
+                scope.spawn(move || {
+                    (
+                        *partition,
+                        adopt_partition(shared, id, attempt, *partition, files),
+                    )
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| {
+                let panicked =
+                    || StorageError::io(id, std::io::Error::other("a copy thread panicked"));
+                let (p, kept) = t.join().map_err(|_| panicked())?;
+                kept.map(|kept| (p, kept))
+            })
+            .collect::<Result<_>>()
+    })?;
     let mut adopted = Adopted::new();
-    for (partition, files) in adopt {
-        let mut kept = Vec::new();
-        for (file, size) in files {
-            let Some((from, name)) = source_of(file, *partition) else {
-                break;
-            };
-            let to = format!("{}/p{partition}/{name}", staging.attempt());
-            if !copy_checked(shared, id, (file, &to), *size)? {
-                break;
-            }
-            staging.retire(from);
-            kept.push(to);
+    for (partition, kept) in copied {
+        for (from, _) in &kept {
+            staging.retire(from.clone());
         }
-        adopted.insert(*partition, kept);
+        adopted.insert(partition, kept.into_iter().map(|(_, to)| to).collect());
     }
     // Still the id's writer: nobody took the lease while the copies ran.
     staging.confirm()?;
     Ok((staging, adopted))
+}
+
+/// Copies the prefix of `files` (one partition's finished segments, in offset order) that is
+/// there with the reported sizes into `attempt`'s folder; per segment kept, the attempt folder
+/// it came from and its name in `attempt`.
+fn adopt_partition(
+    shared: &Arc<Shared>,
+    id: &str,
+    attempt: &str,
+    partition: i32,
+    files: &[(String, u64)],
+) -> Result<Vec<(String, String)>> {
+    let mut kept = Vec::new();
+    for (file, size) in files {
+        let Some((from, name)) = source_of(file, partition) else {
+            break;
+        };
+        let to = format!("{attempt}/p{partition}/{name}");
+        if !copy_checked(shared, id, (file, &to), *size)? {
+            break;
+        }
+        kept.push((from, to));
+    }
+    Ok(kept)
 }
 
 /// The attempt folder and the file name of segment `file` of `partition`, if it is one of
