@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kvault_domain::job::{CheckpointSink, OperationControl};
+use kvault_domain::job::OperationControl;
 use kvault_domain::{JobId, JobKind, JobProgress};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -215,7 +215,7 @@ impl JobRunner {
         Fut: Future<Output = Outcome> + Send + 'static,
     {
         let control = OperationControl::new();
-        self.keep_checkpoints(id, &control);
+        crate::jobs::keep_checkpoints(&self.store, &self.lease, &self.jobs, id, &control);
         let started = Instant::now();
         self.live().insert(
             id,
@@ -242,32 +242,6 @@ impl JobRunner {
             }
             .instrument(span),
         )
-    }
-
-    /// Stores the checkpoints job `id` hands to `control` with the job, as they come (the
-    /// latest one wins when they come faster than the database takes them), under this
-    /// replica's lease: once another replica holds the job, nothing more is stored.
-    fn keep_checkpoints(&self, id: JobId, control: &OperationControl) {
-        let (tx, mut rx) = tokio::sync::watch::channel(None::<serde_json::Value>);
-        control.on_checkpoint(CheckpointSink::new(move |value| {
-            tx.send_replace(Some(value));
-        }));
-        let (store, lease) = (self.store.clone(), self.lease.clone());
-        // Ends when the operation and its control are gone (the sender with them).
-        self.jobs.spawn(async move {
-            while rx.changed().await.is_ok() {
-                let Some(value) = rx.borrow_and_update().clone() else {
-                    continue;
-                };
-                match store.save_checkpoint(&lease, id, &value).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => {
-                        tracing::warn!(job_id = %id, error = %e, "could not store a job checkpoint; the next one is tried")
-                    }
-                }
-            }
-        });
     }
 
     /// Stores how a job ended (state, result or error body, progress, duration), retrying

@@ -3,6 +3,7 @@
 //! writes one, under its lease, so a replica that lost the job can never change what the
 //! replica that took it over resumes from.
 
+use kvault_domain::job::{CheckpointSink, OperationControl};
 use kvault_domain::JobId;
 use sqlx::Row;
 
@@ -45,4 +46,36 @@ impl JobStore {
                 reason: format!("checkpoint: {e}"),
             })
     }
+}
+
+/// Stores the checkpoints job `id` hands to `control` with the job, as they come (the latest
+/// one wins when they come faster than the database takes them), under `lease`: once another
+/// replica holds the job, nothing more is stored. The task runs on `jobs` and ends with the
+/// operation (when its control, and the sender with it, is gone).
+pub(crate) fn keep_checkpoints(
+    store: &JobStore,
+    lease: &Lease,
+    jobs: &tokio::runtime::Handle,
+    id: JobId,
+    control: &OperationControl,
+) {
+    let (tx, mut rx) = tokio::sync::watch::channel(None::<serde_json::Value>);
+    control.on_checkpoint(CheckpointSink::new(move |value| {
+        tx.send_replace(Some(value));
+    }));
+    let (store, lease) = (store.clone(), lease.clone());
+    jobs.spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some(value) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            match store.save_checkpoint(&lease, id, &value).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(job_id = %id, error = %e, "could not store a job checkpoint; the next one is tried")
+                }
+            }
+        }
+    });
 }

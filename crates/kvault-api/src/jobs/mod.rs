@@ -32,6 +32,7 @@ mod checkpoints;
 mod leases;
 mod schedules;
 mod targets;
+pub(crate) use checkpoints::keep_checkpoints;
 pub use leases::{Admission, Capacity, Lease, Verdict};
 pub use schedules::{NewSchedule, RunClaim, StoredSchedule};
 pub use targets::{HeldTarget, JobTarget};

@@ -92,11 +92,9 @@ pub async fn restore(
     }
     // A request that can only be a set restore is checked against the backups first; any
     // other is validated first (its 400s come before a 404).
-    let checked = if may_name_a_set(&request) {
-        None
-    } else {
-        Some(request.validate()?)
-    };
+    let checked = (!may_name_a_set(&request))
+        .then(|| request.validate())
+        .transpose()?;
     let backup_id = BackupId::parse(&request.backup_id)?;
     // The backup's source cluster must be inside the token's claim too, or a token scoped to
     // `staging` could restore a `prod` backup. 404, like GET, so there is no existence oracle.
@@ -104,14 +102,10 @@ pub async fn restore(
         Ok(manifest) => manifest,
         // Not one archive: perhaps a backup set (which says why target_topic does not apply).
         Err(DomainError::NotFound { .. }) if query.is_dry_run() => {
-            // No backup and no set of that id is the real run's 404; a set is refused.
-            kvault_domain::restore_set::set_members(state.store.as_ref(), backup_id.as_str())
-                .await?;
-            return Err(set_dry_run_refused(&request.backup_id));
+            return Err(set_dry_run_refused(&state, &backup_id).await)
         }
         Err(DomainError::NotFound { .. }) => {
-            let wait = query.wait();
-            return start_restore_set(&auth, cluster, request, (&req, &wait), &state).await;
+            return start_restore_set(&auth, cluster, request, (&req, &query.wait()), &state).await
         }
         Err(e) => return Err(e.into()),
     };
@@ -129,9 +123,10 @@ pub async fn restore(
         ));
     }
     if query.is_dry_run() {
+        let control = OperationControl::new();
         let planned = state
             .engine
-            .restore_dry_run(&cluster, plan, OperationControl::new())
+            .restore_dry_run(&cluster, plan, control)
             .await?;
         return Ok(HttpResponse::Ok().json(planned));
     }
@@ -158,22 +153,23 @@ pub async fn restore(
             },
         )
         .await?;
-    respond(
-        wants_wait(&req, &query.wait()),
-        JobKind::Restore,
-        id,
-        handle,
-    )
-    .await
+    let wait = wants_wait(&req, &query.wait());
+    respond(wait, JobKind::Restore, id, handle).await
 }
 
-/// A dry run restores one backup; a set's members can be dry-run one by one.
-fn set_dry_run_refused(backup_id: &str) -> ApiError {
+/// A dry run plans the restore of one backup: no backup and no set of that id is the real
+/// run's 404; a set is a 400 (its members can be dry-run one by one).
+async fn set_dry_run_refused(state: &AppState, backup_id: &BackupId) -> ApiError {
+    let store = state.store.as_ref();
+    if let Err(e) = kvault_domain::restore_set::set_members(store, backup_id.as_str()).await {
+        return e.into();
+    }
     ApiError::bad_request(
         "dry_run",
         true,
         format!(
-            "backup '{backup_id}' is not one archive: a dry run plans the restore of a single              backup; dry-run each topic of a backup set by its own backup_id"
+            "backup '{backup_id}' is not one archive: a dry run plans the restore of a single \
+             backup; dry-run each topic of a backup set by its own backup_id"
         ),
     )
 }
@@ -245,13 +241,8 @@ pub async fn migrate(
             },
         )
         .await?;
-    respond(
-        wants_wait(&req, &query.wait()),
-        JobKind::Migrate,
-        id,
-        handle,
-    )
-    .await
+    let wait = wants_wait(&req, &query.wait());
+    respond(wait, JobKind::Migrate, id, handle).await
 }
 
 /// What `POST /migrate` answers: the documented result, or with `?dry_run=true` the plan.

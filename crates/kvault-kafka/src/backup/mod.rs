@@ -191,20 +191,7 @@ async fn write_archive(
         .buffer_unordered(PARTITION_CONCURRENCY)
         .collect()
         .await;
-    let recorded = groups
-        .await
-        .map_err(|e| DomainError::internal(format!("consumer group reader failed: {e}")))
-        .and_then(|r| r);
-    let consumer_groups = match recorded {
-        Ok((groups, group_warnings)) => {
-            warnings.extend(group_warnings);
-            groups
-        }
-        Err(e) => {
-            warnings.push(format!("consumer groups could not be recorded ({e})"));
-            Vec::new()
-        }
-    };
+    let consumer_groups = resume::groups_at_cut(groups, &mut warnings).await;
     let manifest = commit::commit_or_abort(&archive, outcomes, consumer_groups, &shared).await?;
     let run = BackupRun {
         cluster_id: cluster_id.to_owned(),

@@ -15,6 +15,7 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{ConsumerGroupOffsets, SegmentInfo};
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, Resumed};
+use kvault_domain::DomainError;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
@@ -153,4 +154,25 @@ pub(super) async fn open_archive(
     };
     checkpoints.record();
     Ok(opened)
+}
+
+/// The groups [`spawn_groups`] read; what could not be read is a warning, not a failure.
+pub(super) async fn groups_at_cut(
+    groups: JoinHandle<DomainResult<(Vec<ConsumerGroupOffsets>, Vec<String>)>>,
+    warnings: &mut Vec<String>,
+) -> Vec<ConsumerGroupOffsets> {
+    let recorded = groups
+        .await
+        .map_err(|e| DomainError::internal(format!("consumer group reader failed: {e}")))
+        .and_then(|r| r);
+    match recorded {
+        Ok((groups, group_warnings)) => {
+            warnings.extend(group_warnings);
+            groups
+        }
+        Err(e) => {
+            warnings.push(format!("consumer groups could not be recorded ({e})"));
+            Vec::new()
+        }
+    }
 }

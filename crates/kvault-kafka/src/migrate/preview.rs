@@ -67,23 +67,7 @@ pub(crate) async fn dry_run(
     };
     let in_cut: u64 = marks.values().map(|(l, h)| (h - l).max(0) as u64).sum();
     let total = req.max_messages.map_or(in_cut, |max| max.min(in_cut));
-    let mut partitions = Vec::new();
-    let mut offset_maps = BTreeMap::new();
-    for (p, (low, high)) in marks.iter().filter(|(_, (l, h))| h > l) {
-        let start = ends.get(p).copied().unwrap_or(0);
-        let count = high - low;
-        if kept {
-            partitions.push(PartitionRestoreResult {
-                partition: *p,
-                messages_count: count as u64,
-                start_offset: start,
-                end_offset: start + count,
-            });
-        }
-        let mut map = OffsetMap::new(runs_per_partition(marks.len()));
-        map.record_run(*low, start, count);
-        offset_maps.insert(*p, map);
-    }
+    let (partitions, offset_maps) = landing(&marks, &ends, kept);
     let warnings = warnings(&req, kept, transformation_applied, total < in_cut);
     let consumer_groups = match translation {
         None => Vec::new(),
@@ -119,6 +103,33 @@ pub(crate) async fn dry_run(
         consumer_groups,
         warnings,
     })
+}
+
+/// Per partition of the cut with records: where they would land (kept partitions only) and
+/// the offset map a copy without gaps would leave, for the groups.
+fn landing(
+    marks: &BTreeMap<i32, (i64, i64)>,
+    ends: &BTreeMap<i32, i64>,
+    kept: bool,
+) -> (Vec<PartitionRestoreResult>, BTreeMap<i32, OffsetMap>) {
+    let mut partitions = Vec::new();
+    let mut offset_maps = BTreeMap::new();
+    for (p, (low, high)) in marks.iter().filter(|(_, (l, h))| h > l) {
+        let start = ends.get(p).copied().unwrap_or(0);
+        let count = high - low;
+        if kept {
+            partitions.push(PartitionRestoreResult {
+                partition: *p,
+                messages_count: count as u64,
+                start_offset: start,
+                end_offset: start + count,
+            });
+        }
+        let mut map = OffsetMap::new(runs_per_partition(marks.len()));
+        map.record_run(*low, start, count);
+        offset_maps.insert(*p, map);
+    }
+    (partitions, offset_maps)
 }
 
 /// What makes the plan's per-partition figures less than certain.

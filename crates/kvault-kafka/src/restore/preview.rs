@@ -11,7 +11,7 @@
 //! partitions restored side by side interleave: then the per-partition counts are an estimate
 //! and a warning says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kvault_domain::dry_run::{RestoreDryRun, TopicPlan};
@@ -25,7 +25,7 @@ use kvault_domain::restore_planning::select_partitions;
 use kvault_domain::{BackupId, DomainError, PartitionMapping};
 
 use super::groups::{restore_groups, warnings as group_warnings, GroupRestore};
-use super::target::prepare_target;
+use super::target::{prepare_target, PreparedTarget};
 use super::{load_checked, Checked, Landed, Tally};
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
@@ -52,46 +52,13 @@ pub(crate) async fn dry_run(
     let groups = GroupRestore::prepare(&admin, &plan, target.mapping, &sources, target.created)
         .await?
         .map(Arc::new);
-    let ends = if target.created {
-        BTreeMap::new()
-    } else {
-        let partitions: Vec<i32> = (0..target.partitions).collect();
-        admin
-            .watermarks(&plan.target_topic, &partitions)
-            .await?
-            .into_iter()
-            .map(|(p, (_, high))| (p, high))
-            .collect()
-    };
-    let mut landing = Landing {
-        next: ends,
-        preserve: plan.preserve_offsets,
-        tally: Tally::default(),
-        bytes: 0,
-        null_keys_spread: 0,
-    };
-    let from_manifest = target.mapping == PartitionMapping::Identity
-        && plan.until_time_ms.is_none()
-        && (groups.is_none() || all_contiguous(&manifest, &sources));
-    if from_manifest {
-        landing.place_from_manifest(&manifest, &sources, groups.as_deref());
-    } else {
-        let partitioner = Arc::new(KeyPartitioner::new(target.partitions));
-        for source in &sources {
-            let ids: Vec<BackupId> = links
-                .iter()
-                .filter(|(_, held)| held.contains(source))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in ids {
-                let reading = (id, *source, target.mapping, partitioner.clone());
-                landing = read_and_place(store.as_ref(), reading, &plan, landing, &groups).await?;
-                if control.is_cancelled() {
-                    return Err(DomainError::Cancelled);
-                }
-            }
-        }
-    }
+    let archive = (
+        store.as_ref(),
+        links.as_slice(),
+        &manifest,
+        sources.as_slice(),
+    );
+    let landing = land(archive, (&admin, &target), &plan, groups.as_ref(), &control).await?;
     if landing.null_keys_spread > 0 {
         all_warnings.push(format!(
             "{} records with a null key would be spread round-robin over the target \
@@ -131,6 +98,67 @@ pub(crate) async fn dry_run(
         warnings: all_warnings,
     })
 }
+
+/// Where every record would land (see the module docs): from the manifest when that says it
+/// all, otherwise by reading the archive as the real run reads it.
+async fn land(
+    (store, links, manifest, sources): Archive<'_>,
+    (admin, target): (&Admin, &PreparedTarget),
+    plan: &RestorePlan,
+    groups: Option<&Arc<GroupRestore>>,
+    control: &OperationControl,
+) -> DomainResult<Landing> {
+    let ends = if target.created {
+        BTreeMap::new()
+    } else {
+        let partitions: Vec<i32> = (0..target.partitions).collect();
+        admin
+            .watermarks(&plan.target_topic, &partitions)
+            .await?
+            .into_iter()
+            .map(|(p, (_, high))| (p, high))
+            .collect()
+    };
+    let mut landing = Landing {
+        next: ends,
+        preserve: plan.preserve_offsets,
+        tally: Tally::default(),
+        bytes: 0,
+        null_keys_spread: 0,
+    };
+    let from_manifest = target.mapping == PartitionMapping::Identity
+        && plan.until_time_ms.is_none()
+        && (groups.is_none() || all_contiguous(manifest, sources));
+    if from_manifest {
+        landing.place_from_manifest(manifest, sources, groups.map(Arc::as_ref));
+    } else {
+        let partitioner = Arc::new(KeyPartitioner::new(target.partitions));
+        for source in sources {
+            let ids: Vec<BackupId> = links
+                .iter()
+                .filter(|(_, held)| held.contains(source))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ids {
+                let reading = (id, *source, target.mapping, partitioner.clone());
+                landing = read_and_place(store, reading, plan, landing, groups).await?;
+                if control.is_cancelled() {
+                    return Err(DomainError::Cancelled);
+                }
+            }
+        }
+    }
+    Ok(landing)
+}
+
+/// The archive a dry run reads: the store, the links with their partitions, the manifest it
+/// plans from and the selected source partitions.
+type Archive<'a> = (
+    &'a dyn ArchiveStore,
+    &'a [(BackupId, BTreeSet<i32>)],
+    &'a Manifest,
+    &'a [i32],
+);
 
 /// Whether every selected partition holds its records at consecutive offsets.
 fn all_contiguous(manifest: &Manifest, sources: &[i32]) -> bool {
@@ -197,7 +225,7 @@ async fn read_and_place(
     (id, source, mapping, partitioner): (BackupId, i32, PartitionMapping, Arc<KeyPartitioner>),
     plan: &RestorePlan,
     mut landing: Landing,
-    groups: &Option<Arc<GroupRestore>>,
+    groups: Option<&Arc<GroupRestore>>,
 ) -> DomainResult<Landing> {
     let bounds = ReadBounds {
         until_timestamp: plan.until_time_ms,
@@ -205,7 +233,7 @@ async fn read_and_place(
     };
     let until = plan.until_time_ms;
     let blocks = store.read_partition_blocks(&id, source, bounds).await?;
-    let groups = groups.clone();
+    let groups = groups.cloned();
     let placed = tokio::task::spawn_blocking(move || {
         for block in blocks {
             let block = block?;
