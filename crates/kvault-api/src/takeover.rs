@@ -1,7 +1,10 @@
 //! What a replica does with a job it took over from one that stopped (killed, cut off, shut
 //! down). Reads are simply run again. A backup runs again under the same backup id: a backup
-//! that was already committed is recorded as completed, otherwise the dead writer's remains
-//! are discarded and the backup starts over (never two archives, never a half one listed).
+//! that was already committed is recorded as completed; otherwise it resumes from the
+//! checkpoint its earlier attempt recorded with the job (same cut, the segments that attempt
+//! committed kept, see `kvault_domain::backup_resume`), or, without one, the dead writer's
+//! remains are discarded and the backup starts over (never two archives, never a half one
+//! listed).
 //! A backup set ends `interrupted` and its archives are deleted (see [`end_backup_set`]).
 //! Archives are recognised by the uid the job recorded, never by name alone: an archive of the
 //! job's backup id that carries another uid is not the job's and is left alone.
@@ -12,12 +15,13 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 use chrono::Utc;
 use kvault_domain::backup_planning::{backup_result, BackupRun};
+use kvault_domain::backup_resume::BackupCheckpoint;
 use kvault_domain::operations::DrainPlan;
 use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, JobState};
 
 use crate::backup_start::split_recorded;
 use crate::error::ApiError;
-use crate::jobs::StoredJob;
+use crate::jobs::{JournalState, StoredJob};
 use crate::routes::backups::verify_report;
 use crate::routes::respond::to_json;
 use crate::state::AppState;
@@ -158,7 +162,12 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
         Err(DomainError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    state.store.discard_unfinished(&plan.backup_id).await?;
+    // Resumed from what the dead writer recorded with the job, when it recorded anything of
+    // this archive; otherwise its remains go and the backup starts over.
+    plan.resume = resume_point(job, &plan.archive_uid);
+    if plan.resume.is_none() {
+        state.store.discard_unfinished(&plan.backup_id).await?;
+    }
     let (engine, totals) = (state.engine.clone(), state.archive_totals.clone());
     state
         .runner
@@ -168,6 +177,13 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
             to_json(&result?)
         });
     Ok(())
+}
+
+/// The checkpoint the job's earlier attempt recorded in its journal, if it is one of archive
+/// `uid` (a job stored before kvault recorded uids has none to match, and starts over).
+fn resume_point(job: &StoredJob, uid: &str) -> Option<BackupCheckpoint> {
+    let stored = JournalState::from_stored(job.journal.as_ref()).checkpoint?;
+    BackupCheckpoint::from_json(&stored).filter(|c| c.archive_uid == uid)
 }
 
 /// A backup set is not resumed (it may have hundreds of topics to go): the archives it had

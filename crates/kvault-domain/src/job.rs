@@ -235,7 +235,7 @@ pub struct JobAttempt {
 /// Live counters and a cancel flag shared between a running operation and whoever watches it.
 /// Operations bump the counters as they go and check `is_cancelled` between batches. A job
 /// run by the API also carries its [`JobJournal`] (what it must record before producing, and
-/// what an earlier attempt recorded).
+/// what an earlier attempt recorded; a backup's checkpoints go there too).
 #[derive(Default, Clone)]
 pub struct OperationControl {
     inner: Arc<ControlInner>,
@@ -352,6 +352,15 @@ impl OperationControl {
         match self.inner.total_plus_one.load(Ordering::Relaxed) {
             0 => None,
             n => Some(n - 1),
+        }
+    }
+
+    /// Hands the operation's latest checkpoint (all it needs to resume, not a delta) to the
+    /// job's journal, which keeps it with the job (see [`JobJournal::note_checkpoint`]);
+    /// nothing happens outside a job.
+    pub fn checkpoint(&self, value: serde_json::Value) {
+        if let Some(journal) = &self.journal {
+            journal.note_checkpoint(value);
         }
     }
 

@@ -57,7 +57,8 @@ pub struct TopicResume {
     pub partitions: Vec<PartitionResume>,
 }
 
-/// A job's durable memory across attempts. Implemented over the job table by the API; the
+/// A job's durable memory across attempts: a restore's or migration's start records and
+/// finished topics, a backup's checkpoint. Implemented over the job table by the API; the
 /// CLI runs without one (nothing to resume in a process of its own).
 #[async_trait]
 pub trait JobJournal: Send + Sync {
@@ -79,6 +80,14 @@ pub trait JobJournal: Send + Sync {
         target_topic: &str,
         result: serde_json::Value,
     ) -> DomainResult<()>;
+    /// Keeps `checkpoint` with the job: all a later attempt needs to continue a backup
+    /// (`crate::backup_resume`), not a delta. Called as the operation goes, from any thread,
+    /// without waiting: it is stored in the background, the latest one winning when they come
+    /// faster than the store takes them, and only while this attempt holds the job. A journal
+    /// that keeps none ignores it.
+    fn note_checkpoint(&self, checkpoint: serde_json::Value) {
+        let _ = checkpoint;
+    }
 }
 
 /// Per target partition, how many of the job's records are already there: the partition's

@@ -1,15 +1,17 @@
-//! The job journal over the job table: what a restore or migration records so that the
-//! replica taking its job over continues it exactly (`kvault_domain::resume`). The journal is
-//! one JSON value in the job's row, written whole by the job's owner only; an attempt's notes on
-//! where it continued go to its `job_attempts` row.
+//! The job journal over the job table: what a job records so that the replica taking it over
+//! continues it: a restore's or migration's start records and finished topics
+//! (`kvault_domain::resume`), a backup's checkpoint (`kvault_domain::backup_resume`, kept by
+//! `checkpoints`). The journal is one JSON value in the job's row, written whole by the job's
+//! owner only; an attempt's notes on where it continued go to its `job_attempts` row.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use kvault_domain::resume::{JobJournal, StartRecord, TopicResume};
 use kvault_domain::{DomainError, DomainResult, JobId};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
 use super::JobStore;
 
@@ -22,6 +24,9 @@ pub struct JournalState {
     /// Per target topic: the result of a topic finished (backup set restores).
     #[serde(default)]
     pub finished: BTreeMap<String, serde_json::Value>,
+    /// A backup's latest checkpoint: its cut and the segments it committed so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<serde_json::Value>,
 }
 
 impl JournalState {
@@ -32,35 +37,20 @@ impl JournalState {
     }
 }
 
-/// A job's journal, for the attempt this replica runs.
-pub struct StoredJournal {
+/// Writes one job's journal, as the replica holding the job.
+pub(super) struct JournalWriter {
     store: JobStore,
     owner: String,
     id: JobId,
-    attempt: u64,
     state: Mutex<JournalState>,
-    /// Takeovers read this; writes go to the row.
-    recorded: JournalState,
-    resumed: Mutex<Vec<TopicResume>>,
 }
 
-impl StoredJournal {
-    pub fn new(
-        store: JobStore,
-        owner: impl Into<String>,
-        id: JobId,
-        attempt: u64,
-        recorded: JournalState,
-    ) -> Self {
-        Self {
-            store,
-            owner: owner.into(),
-            id,
-            attempt,
-            state: Mutex::new(recorded.clone()),
-            recorded,
-            resumed: Mutex::new(Vec::new()),
-        }
+impl JournalWriter {
+    /// Changes the journal with `change` and writes it whole.
+    pub(super) async fn update(&self, change: impl FnOnce(&mut JournalState)) -> DomainResult<()> {
+        let mut state = self.state.lock().await;
+        change(&mut state);
+        self.write(&state).await
     }
 
     /// Writes the journal; the lease lost means the operation must stop (it is the new
@@ -76,7 +66,7 @@ impl StoredJournal {
                 Ok(false) => return Err(DomainError::Cancelled),
                 Err(e) if wait > JOURNAL_RETRY_UNTIL => {
                     return Err(DomainError::internal(format!(
-                        "could not record the job's start in the job store: {e}"
+                        "could not write the job's journal to the job store: {e}"
                     )))
                 }
                 Err(e) => {
@@ -86,6 +76,53 @@ impl StoredJournal {
                 }
             }
         }
+    }
+
+    pub(super) fn id(&self) -> JobId {
+        self.id
+    }
+}
+
+/// A job's journal, for the attempt this replica runs.
+pub struct StoredJournal {
+    writer: Arc<JournalWriter>,
+    attempt: u64,
+    /// Takeovers read this; writes go to the row.
+    recorded: JournalState,
+    resumed: Mutex<Vec<TopicResume>>,
+    /// The latest checkpoint, for the task that stores it (none until
+    /// [`Self::keeping_checkpoints`]).
+    checkpoints: Option<watch::Sender<Option<serde_json::Value>>>,
+}
+
+impl StoredJournal {
+    pub fn new(
+        store: JobStore,
+        owner: impl Into<String>,
+        id: JobId,
+        attempt: u64,
+        recorded: JournalState,
+    ) -> Self {
+        let writer = JournalWriter {
+            store,
+            owner: owner.into(),
+            id,
+            state: Mutex::new(recorded.clone()),
+        };
+        Self {
+            writer: Arc::new(writer),
+            attempt,
+            recorded,
+            resumed: Mutex::new(Vec::new()),
+            checkpoints: None,
+        }
+    }
+
+    /// Stores the checkpoints the operation notes, from a task on `jobs` that ends with this
+    /// journal (see `checkpoints`).
+    pub fn keeping_checkpoints(mut self, jobs: &tokio::runtime::Handle) -> Self {
+        self.checkpoints = Some(super::checkpoints::keeper(self.writer.clone(), jobs));
+        self
     }
 }
 
@@ -103,9 +140,11 @@ impl JobJournal for StoredJournal {
     }
 
     async fn record_start(&self, record: StartRecord) -> DomainResult<()> {
-        let mut state = self.state.lock().await;
-        state.started.insert(record.target_topic.clone(), record);
-        self.write(&state).await
+        self.writer
+            .update(|state| {
+                state.started.insert(record.target_topic.clone(), record);
+            })
+            .await
     }
 
     async fn record_resume(&self, found: TopicResume) -> DomainResult<()> {
@@ -113,9 +152,10 @@ impl JobJournal for StoredJournal {
         resumed.push(found);
         let value = serde_json::to_value(&*resumed)
             .map_err(|e| DomainError::internal(format!("resume notes: {e}")))?;
-        match self
+        let writer = &self.writer;
+        match writer
             .store
-            .write_resumed_from(&self.owner, self.id, self.attempt, &value)
+            .write_resumed_from(&writer.owner, writer.id, self.attempt, &value)
             .await
         {
             Ok(true) => Ok(()),
@@ -135,8 +175,16 @@ impl JobJournal for StoredJournal {
         target_topic: &str,
         result: serde_json::Value,
     ) -> DomainResult<()> {
-        let mut state = self.state.lock().await;
-        state.finished.insert(target_topic.to_owned(), result);
-        self.write(&state).await
+        self.writer
+            .update(|state| {
+                state.finished.insert(target_topic.to_owned(), result);
+            })
+            .await
+    }
+
+    fn note_checkpoint(&self, checkpoint: serde_json::Value) {
+        if let Some(tx) = &self.checkpoints {
+            tx.send_replace(Some(checkpoint));
+        }
     }
 }

@@ -29,6 +29,7 @@ pub enum StoreError {
 }
 
 mod attempts;
+mod checkpoints;
 mod journal;
 mod leases;
 mod schedules;

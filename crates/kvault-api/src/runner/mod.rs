@@ -240,7 +240,8 @@ impl JobRunner {
             id,
             attempt,
             recorded,
-        );
+        )
+        .keeping_checkpoints(&self.jobs);
         let control = OperationControl::with_journal(Arc::new(journal));
         let started = Instant::now();
         self.live().insert(

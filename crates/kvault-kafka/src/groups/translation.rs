@@ -106,11 +106,35 @@ impl TranslationPlan {
 /// a commit keep it unless the plan's mode overwrites; the rest committed. Errors are
 /// reported in the returned entry, not raised: the data is already written.
 pub(crate) async fn commit_translated(
+    target: (&ClusterConfig, &Admin),
+    target_topic: &str,
+    group: &str,
+    committed: Commits,
+    plan: &TranslationPlan,
+) -> GroupTranslation {
+    translate_group(target, target_topic, group, committed, plan, true).await
+}
+
+/// What [`commit_translated`] would do, for a dry run: the same checks and reads on the
+/// target (members, existing commits) and the same translation, without the commit. The
+/// statuses say what the real run would report.
+pub(crate) async fn preview_translated(
+    target: (&ClusterConfig, &Admin),
+    target_topic: &str,
+    group: &str,
+    committed: Commits,
+    plan: &TranslationPlan,
+) -> GroupTranslation {
+    translate_group(target, target_topic, group, committed, plan, false).await
+}
+
+async fn translate_group(
     (target, target_admin): (&ClusterConfig, &Admin),
     target_topic: &str,
     group: &str,
     committed: Commits,
     plan: &TranslationPlan,
+    commit_now: bool,
 ) -> GroupTranslation {
     let mut outcome = GroupTranslation {
         group_id: group.to_owned(),
@@ -155,6 +179,11 @@ pub(crate) async fn commit_translated(
     if commit.is_empty() {
         outcome.status = GroupTranslationStatus::Kept;
         outcome.message = Some(kept_message(&kept));
+        return outcome;
+    }
+    if !commit_now {
+        outcome.status = GroupTranslationStatus::Translated;
+        outcome.message = notes(&past_cut, &kept);
         return outcome;
     }
     match commit_offsets_blocking(target, target_topic, group, commit).await {

@@ -12,7 +12,7 @@ use kvault_domain::DomainError;
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
 use crate::groups::read_committed;
-use crate::groups::translation::{commit_translated, TranslationPlan};
+use crate::groups::translation::{commit_translated, preview_translated, TranslationPlan};
 
 /// Whether the groups can be translated at all: `Err(reason)` when partitions were not kept
 /// 1:1, else the target's ends before the copy (`base`: where a group lands on a partition
@@ -37,12 +37,14 @@ pub(super) fn precondition(
     Some(Ok(base.clone()))
 }
 
-/// Translates every listed group in request order; one entry per group.
+/// Translates every listed group in request order (with `dry_run`, says what would be
+/// committed); one entry per group.
 pub(super) async fn translate_groups(
     (source, target, target_admin): (&ClusterConfig, &ClusterConfig, &Admin),
     req: &MigrateRequest,
     plan: &Result<TranslationPlan, String>,
     control: &OperationControl,
+    dry_run: bool,
 ) -> DomainResult<Vec<GroupTranslation>> {
     let mut translated = Vec::with_capacity(req.translate_consumer_groups.len());
     for group in &req.translate_consumer_groups {
@@ -64,6 +66,7 @@ pub(super) async fn translate_groups(
                     &req.target_topic,
                     group,
                     plan,
+                    dry_run,
                 )
                 .await
             }
@@ -82,6 +85,7 @@ async fn translate_group(
     target_topic: &str,
     group: &str,
     plan: &TranslationPlan,
+    dry_run: bool,
 ) -> GroupTranslation {
     let partitions: Vec<i32> = plan.cut.keys().copied().collect();
     let read = {
@@ -112,5 +116,9 @@ async fn translate_group(
             partitions: Vec::new(),
         };
     }
-    commit_translated(target, target_topic, group, committed, plan).await
+    if dry_run {
+        preview_translated(target, target_topic, group, committed, plan).await
+    } else {
+        commit_translated(target, target_topic, group, committed, plan).await
+    }
 }

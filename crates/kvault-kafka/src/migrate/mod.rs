@@ -51,8 +51,10 @@
 
 mod group_translation;
 mod partition;
+mod preview;
 mod resume;
 mod shared;
+mod target;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -66,10 +68,9 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::fanout::RootCause;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{MessageTransformation, MigrateRequest, MigrateResult};
-use kvault_domain::resume::StartRecord;
-use kvault_domain::{DomainError, PartitionMapping};
+use kvault_domain::DomainError;
 
-use crate::admin::{Admin, TopicInfo};
+use crate::admin::Admin;
 use crate::client::kafka_error;
 use crate::cluster::KafkaCluster;
 use crate::consume::PARTITION_CONCURRENCY;
@@ -78,6 +79,7 @@ use crate::produce::RecordProducer;
 use crate::transform::CompiledTransformation;
 
 use partition::migrate_partition;
+pub(crate) use preview::dry_run;
 use shared::Shared;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -159,6 +161,7 @@ pub async fn migrate(
                 &req,
                 &plan,
                 &shared.control,
+                false,
             )
             .await?
         }
@@ -170,70 +173,6 @@ pub async fn migrate(
         transformation_applied,
         consumer_groups_translated,
     ))
-}
-
-/// The target topic's partitions, creating it like restore does when it is missing (same
-/// partition count, replication factor and configs as the source); whether it was created;
-/// and each target partition's end offset before the copy. The job's start (the cut, those
-/// end offsets) is recorded before the topic is created.
-async fn prepare_target(
-    source_admin: &Admin,
-    target_admin: &Admin,
-    req: &MigrateRequest,
-    info: &TopicInfo,
-    (cut, control): (&BTreeMap<i32, (i64, i64)>, &OperationControl),
-) -> DomainResult<(Vec<i32>, bool, BTreeMap<i32, i64>)> {
-    let existing = target_admin.topic(&req.target_topic).await?;
-    let (partitions, base) = match &existing {
-        Some(existing) => {
-            let marks = target_admin
-                .watermarks(&req.target_topic, &existing.partitions)
-                .await?;
-            let held: i64 = marks.values().map(|(low, high)| high - low).sum();
-            req.if_exists.admit(&req.target_topic, held, "migrate")?;
-            let base: BTreeMap<i32, i64> =
-                marks.into_iter().map(|(p, (_, high))| (p, high)).collect();
-            (existing.partitions.clone(), base)
-        }
-        None => {
-            let base = info.partitions.iter().map(|p| (*p, 0)).collect();
-            (info.partitions.clone(), base)
-        }
-    };
-    let mapping = if partitions == info.partitions {
-        PartitionMapping::Identity
-    } else {
-        PartitionMapping::Murmur2
-    };
-    let start = StartRecord {
-        target_topic: req.target_topic.clone(),
-        topic_created: existing.is_none(),
-        mapping,
-        base_offsets: base.clone(),
-        archives: Vec::new(),
-        source_cut: cut.clone(),
-    };
-    resume::record_start(control, start).await?;
-    if existing.is_some() {
-        return Ok((partitions, false, base));
-    }
-    let configs = source_admin.topic_configs(&req.source_topic).await?;
-    let created = target_admin
-        .create_topic(
-            &req.target_topic,
-            info.partition_count(),
-            info.replication_factor,
-            &configs,
-        )
-        .await?;
-    if created.configs_dropped {
-        tracing::warn!(
-            topic = %req.target_topic,
-            reason = ?created.config_error,
-            "target cluster refused the source topic's configs; created without them"
-        );
-    }
-    Ok((partitions, true, base))
 }
 
 /// With partitions kept 1:1, each target partition must end where the job's records end (its

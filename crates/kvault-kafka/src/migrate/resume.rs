@@ -24,6 +24,7 @@ use crate::client::ClusterConfig;
 use crate::consume::{read_one, to_record, KeyValue, RangeReader};
 
 use super::shared::Shared;
+use super::target::prepare_target;
 
 /// The copy as this attempt runs it.
 pub(super) struct Begun {
@@ -178,13 +179,13 @@ async fn first(
     cut: BTreeMap<i32, (i64, i64)>,
     control: &OperationControl,
 ) -> DomainResult<Begun> {
-    let (target_partitions, created, base) =
-        super::prepare_target(source_admin, target_admin, req, info, (&cut, control)).await?;
+    let admins = (source_admin, target_admin);
+    let target = prepare_target(admins, req, info, (&cut, control), false).await?;
     Ok(Begun {
         cut,
-        target_partitions,
-        topic_created: created,
-        base,
+        target_partitions: target.partitions,
+        topic_created: target.topic.create,
+        base: target.base,
         landed: BTreeMap::new(),
     })
 }

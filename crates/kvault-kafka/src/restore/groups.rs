@@ -17,7 +17,7 @@ use kvault_domain::{DomainError, PartitionMapping};
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
 use crate::groups::offset_map::{runs_per_partition, OffsetMap};
-use crate::groups::translation::{commit_translated, TranslationPlan};
+use crate::groups::translation::{commit_translated, preview_translated, TranslationPlan};
 
 /// What the restore must remember while producing so groups can be put back afterwards.
 pub(super) struct GroupRestore {
@@ -46,6 +46,16 @@ impl GroupRestore {
             maps: Mutex::new(BTreeMap::new()),
             runs: runs_per_partition(base.len()),
         })
+    }
+
+    /// Notes that `len` consecutive records from `source_offset` would land from `offset` of
+    /// `partition` on (a dry run's prediction).
+    pub(super) fn landed_run(&self, partition: i32, source_offset: i64, offset: i64, len: i64) {
+        if let Ok(mut maps) = self.maps.lock() {
+            maps.entry(partition)
+                .or_insert_with(|| OffsetMap::new(self.runs))
+                .record_run(source_offset, offset, len);
+        }
     }
 
     /// Notes that the record at `source_offset` landed at `offset` of `partition` (the same
@@ -85,14 +95,15 @@ impl GroupRestore {
     }
 }
 
-/// Commits every selected group on the target; one entry per group, in the backup's order
-/// (for `true`) or the request's (for a list).
+/// Commits every selected group on the target (with `dry_run`, only says where it would);
+/// one entry per group, in the backup's order (for `true`) or the request's (for a list).
 pub(super) async fn restore_groups(
     target: (&ClusterConfig, &Admin),
     plan: &RestorePlan,
     manifest: &Manifest,
     sources: &[i32],
     remembered: Option<&GroupRestore>,
+    dry_run: bool,
 ) -> DomainResult<Vec<GroupTranslation>> {
     let selected = selected_groups(&plan.restore_consumer_groups, manifest);
     if selected.is_empty() {
@@ -130,7 +141,11 @@ pub(super) async fn restore_groups(
             continue;
         }
         let topic = &plan.target_topic;
-        outcomes.push(commit_translated(target, topic, &group, committed, &translation).await);
+        outcomes.push(if dry_run {
+            preview_translated(target, topic, &group, committed, &translation).await
+        } else {
+            commit_translated(target, topic, &group, committed, &translation).await
+        });
     }
     Ok(outcomes)
 }

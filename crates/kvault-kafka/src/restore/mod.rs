@@ -33,6 +33,7 @@ const MAX_CHAIN_LINKS: usize = 10_000;
 
 mod groups;
 mod partition;
+mod preview;
 mod resume;
 mod tally;
 mod target;
@@ -61,6 +62,7 @@ use kvault_domain::fanout::all_or_root_cause;
 use groups::{restore_groups, GroupRestore};
 use kvault_domain::restore_planning::select_partitions;
 use partition::{fail_after_producing, restore_partition};
+pub(crate) use preview::dry_run;
 use resume::{begin, Reading};
 use tally::Tally;
 
@@ -166,38 +168,21 @@ pub(crate) async fn run(
     let started = Instant::now();
     // First: the producer connects (and gets its producer id) while the archive is checked.
     let producer = RecordProducer::create(cluster)?;
-    let last = store.manifest(&plan.backup_id).await?;
-    let chain = load_chain(store.as_ref(), last, MAX_CHAIN_LINKS).await?;
-    if plan.validate_checksum {
-        for link in &chain {
-            check_archive(store.as_ref(), &link.backup_id, &control).await?;
-        }
-        control.reset_progress();
-    }
+    let Checked {
+        links,
+        archives,
+        manifest,
+        warnings: mut chain_warnings,
+    } = load_checked(store.as_ref(), &plan, &control).await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "restore: archive checked"
     );
-    let mut chain_warnings = chain_warnings(&chain);
-    let links = chain
-        .iter()
-        .map(|m| {
-            let id = BackupId::parse(&m.backup_id)?;
-            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
-        })
-        .collect::<DomainResult<Vec<_>>>()?;
-    let manifest = match chain.as_slice() {
-        [only] if only.chain.is_none() => only.clone(),
-        links => merge_chain(links, plan.until_time_ms)?,
-    };
     let sources = select_partitions(&plan, &manifest)?;
 
     let admin = Admin::new(cluster)?;
     let reading = Reading {
-        archives: chain
-            .iter()
-            .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
-            .collect(),
+        archives,
         links: &links,
         store: &store,
     };
@@ -277,6 +262,7 @@ pub(crate) async fn run(
         &manifest,
         &sources,
         shared.groups.as_ref(),
+        false,
     )
     .await?;
     warnings.extend(groups::warnings(&consumer_groups_restored));
@@ -327,6 +313,54 @@ async fn check_ends(
         }
     }
     Ok(())
+}
+
+/// The archive a restore reads, checked as every restore checks it.
+struct Checked {
+    /// The archives to read, oldest first, each with the partitions it holds.
+    links: Vec<(BackupId, BTreeSet<i32>)>,
+    /// The same archives as `(backup_id, uid)`, as the job's start record names them.
+    archives: Vec<(String, Option<String>)>,
+    /// The one manifest the restore plans from (a chain's links merged).
+    manifest: kvault_domain::Manifest,
+    warnings: Vec<String>,
+}
+
+/// Loads the backup (its whole chain when incremental) and, when `validate_checksum`, checks
+/// every checksum before anything is produced.
+async fn load_checked(
+    store: &dyn ArchiveStore,
+    plan: &RestorePlan,
+    control: &OperationControl,
+) -> DomainResult<Checked> {
+    let last = store.manifest(&plan.backup_id).await?;
+    let chain = load_chain(store, last, MAX_CHAIN_LINKS).await?;
+    if plan.validate_checksum {
+        for link in &chain {
+            check_archive(store, &link.backup_id, control).await?;
+        }
+        control.reset_progress();
+    }
+    let links = chain
+        .iter()
+        .map(|m| {
+            let id = BackupId::parse(&m.backup_id)?;
+            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
+        })
+        .collect::<DomainResult<Vec<_>>>()?;
+    let manifest = match chain.as_slice() {
+        [only] if only.chain.is_none() => only.clone(),
+        links => merge_chain(links, plan.until_time_ms)?,
+    };
+    Ok(Checked {
+        links,
+        archives: chain
+            .iter()
+            .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
+            .collect(),
+        manifest,
+        warnings: chain_warnings(&chain),
+    })
 }
 
 /// Every checksum of the backup, before anything is produced: a corrupt archive is refused

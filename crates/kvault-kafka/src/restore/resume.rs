@@ -129,6 +129,8 @@ pub(super) async fn begin(
             mapping: start.mapping,
             partitions: info.partition_count(),
             created: start.topic_created,
+            replication_factor: info.replication_factor,
+            configs: BTreeMap::new(),
             warnings: Vec::new(),
             base_offsets: start.base_offsets.clone(),
         },
@@ -149,7 +151,16 @@ async fn first(
     reading: Reading<'_>,
     control: &OperationControl,
 ) -> DomainResult<Begun> {
-    let target = prepare_target(admin, plan, manifest, sources, control, reading.archives).await?;
+    let target = prepare_target(
+        admin,
+        plan,
+        manifest,
+        sources,
+        control,
+        reading.archives,
+        false,
+    )
+    .await?;
     Ok(Begun {
         base: target.base_offsets.clone(),
         skip: BTreeMap::new(),
