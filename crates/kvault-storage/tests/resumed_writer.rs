@@ -83,6 +83,7 @@ fn append(
 /// The child side: partition 0 whole, partition 1 up to [`KILLED_AT`]; prints the finished
 /// segments as the checkpoint would record them, then waits to be killed.
 #[test]
+#[ignore = "a child process of the resumed-writer tests, not a test"]
 fn write_until_killed() {
     let Ok(target) = std::env::var(CHILD_ENV) else {
         return;
@@ -103,7 +104,7 @@ fn write_until_killed() {
 /// Runs the child on `target` and kills it once it has printed its checkpoint.
 fn killed_writer(target: &str) -> BTreeMap<i32, Vec<SegmentInfo>> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "write_until_killed", "--nocapture"])
+        .args(["--exact", "write_until_killed", "--ignored", "--nocapture"])
         .env(CHILD_ENV, target)
         .stdout(Stdio::piped())
         .spawn()
