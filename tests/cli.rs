@@ -159,6 +159,65 @@ async fn backup_verify_list_restore_round_trip_through_the_cli() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn restore_and_migrate_dry_runs_print_the_plan_and_write_nothing() {
+    let broker = TestBroker::get().await;
+    let setup = Setup::new(broker);
+    let topic = broker.unique_topic("cli-dry");
+    broker.create_topic(&topic, 2).await;
+    broker.produce(&topic, &records(300)).await;
+    let backup = json(&setup.kvault(&["backup", "--cluster", "test", "--topic", &topic]));
+    let backup_id = backup["backup_id"].as_str().unwrap().to_owned();
+
+    let target = broker.unique_topic("cli-dry-dst");
+    let restore = [
+        "restore",
+        "--backup-id",
+        &backup_id,
+        "--target-topic",
+        &target,
+    ];
+    let plan = json(&setup.kvault(&[&restore[..], &["--dry-run"]].concat()));
+    assert_eq!(plan["dry_run"], true, "{plan}");
+    assert_eq!(plan["topic"]["create"], true, "{plan}");
+    assert_eq!(plan["total_messages"], 300, "{plan}");
+    assert_eq!(
+        broker.partition_count(&target).await,
+        None,
+        "the dry run created the topic"
+    );
+    let restored = json(&setup.kvault(&restore));
+    assert_eq!(
+        restored["partitions_created"], plan["partitions"],
+        "{restored}"
+    );
+    // What the real run refuses, the dry run refuses with the same exit code.
+    assert_exit(&setup.kvault(&[&restore[..], &["--dry-run"]].concat()), 4);
+
+    let copy = broker.unique_topic("cli-dry-copy");
+    let migrate = [
+        "migrate",
+        "--source-cluster",
+        "test",
+        "--source-topic",
+        &topic,
+        "--target-cluster",
+        "test",
+        "--target-topic",
+        &copy,
+        "--dry-run",
+    ];
+    let plan = json(&setup.kvault(&migrate));
+    assert_eq!(plan["dry_run"], true, "{plan}");
+    assert_eq!(plan["total_messages"], 300, "{plan}");
+    assert_eq!(plan["partitions_kept"], true, "{plan}");
+    assert_eq!(
+        broker.partition_count(&copy).await,
+        None,
+        "the dry run created the topic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_archive_fails_verify_and_restore_with_exit_code_5() {
     let broker = TestBroker::get().await;
     let setup = Setup::new(broker);

@@ -227,6 +227,10 @@ fn from_domain(e: DomainError) -> ApiError {
         DomainError::Cancelled => {
             ApiError::new(StatusCode::CONFLICT, "Cancelled", "the job was cancelled")
         }
+        // The message says what was found on the target; it names only topics and offsets.
+        DomainError::Interrupted { message } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Interrupted", message)
+        }
         // Keep the cause's status and say what the operation had done when it happened.
         DomainError::WithContext {
             context, source, ..

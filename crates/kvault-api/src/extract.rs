@@ -129,6 +129,29 @@ pub struct WaitQuery {
     pub wait: Option<bool>,
 }
 
+/// The query of the operations that can be dry-run (restore, migrate): `?wait=` as for any
+/// job, and `?dry_run=true`, which answers the plan instead of running the operation.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// `true` (default): answer when the job ends. `false`: answer 202 at once.
+    pub wait: Option<bool>,
+    /// `true`: validate and plan as the real run would, write nothing, and answer 200 with
+    /// the plan (no job is started; `wait` does not apply). Default `false`.
+    pub dry_run: Option<bool>,
+}
+
+impl RunQuery {
+    /// The `?wait=` part, for [`wants_wait`].
+    pub fn wait(&self) -> WaitQuery {
+        WaitQuery { wait: self.wait }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.unwrap_or(false)
+    }
+}
+
 /// True when the caller wants the job's result in the response (the default).
 pub fn wants_wait(req: &HttpRequest, query: &WaitQuery) -> bool {
     let prefers_async = req

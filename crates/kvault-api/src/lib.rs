@@ -26,6 +26,7 @@ mod scheduler;
 pub mod startup;
 pub mod state;
 mod takeover;
+mod takeover_writers;
 pub mod telemetry;
 mod workers;
 

@@ -24,7 +24,9 @@ pub(crate) fn ending(
     match outcome {
         Ok(value) => (JobState::Completed, Some(value.clone()), None),
         Err(e) => {
-            let state = if control.is_cancelled() || e.cause == Some(ErrorKind::Cancelled) {
+            let state = if e.cause == Some(ErrorKind::Interrupted) {
+                JobState::Interrupted
+            } else if control.is_cancelled() || e.cause == Some(ErrorKind::Cancelled) {
                 JobState::Cancelled
             } else {
                 JobState::Failed

@@ -83,6 +83,12 @@ impl AppState {
             .filter(|j| visible_to(&j.job, auth))
             .ok_or_else(|| ApiError::not_found("job_id", id, format!("job '{id}' not found")))?;
         let mut job = stored.job;
+        job.attempts = self
+            .runner
+            .store()
+            .attempts(id)
+            .await
+            .map_err(ApiError::internal)?;
         if job.state == JobState::Running {
             if let Some(progress) = self.runner.progress(id) {
                 job.progress = progress;

@@ -1,26 +1,31 @@
 //! What a replica does with a job it took over from one that stopped (killed, cut off, shut
 //! down). Reads are simply run again. A backup runs again under the same backup id: a backup
-//! that was already committed is recorded as completed, otherwise the dead writer's remains
-//! are discarded and the backup starts over (never two archives, never a half one listed).
+//! that was already committed is recorded as completed; otherwise it resumes from the
+//! checkpoint its earlier attempt recorded with the job (same cut, the segments that attempt
+//! committed kept, see `kvault_domain::backup_resume`), or, without one, the dead writer's
+//! remains are discarded and the backup starts over (never two archives, never a half one
+//! listed).
 //! A backup set ends `interrupted` and its archives are deleted (see [`end_backup_set`]).
 //! Archives are recognised by the uid the job recorded, never by name alone: an archive of the
 //! job's backup id that carries another uid is not the job's and is left alone.
-//! A restore or migration is not restarted: the target may already hold part of the data, so
-//! it ends `interrupted` with an error saying so and what had been written.
+//! A restore or migration continues where the target shows it got (`takeover_writers`), or
+//! ends `interrupted` with the reason where that cannot be proved.
 
 use actix_web::http::StatusCode;
 use actix_web::web;
 use chrono::Utc;
 use kvault_domain::backup_planning::{backup_result, BackupRun};
+use kvault_domain::backup_resume::BackupCheckpoint;
 use kvault_domain::operations::DrainPlan;
 use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, JobState};
 
 use crate::backup_start::split_recorded;
 use crate::error::ApiError;
-use crate::jobs::StoredJob;
+use crate::jobs::{JournalState, StoredJob};
 use crate::routes::backups::verify_report;
 use crate::routes::respond::to_json;
 use crate::state::AppState;
+use crate::takeover_writers::{resume_migrate, resume_restore};
 use crate::telemetry::JobLabels;
 
 /// Resumes or ends `job`, which this replica now holds.
@@ -31,7 +36,8 @@ pub(crate) async fn resume(state: web::Data<AppState>, job: StoredJob) {
         JobKind::Backup => resume_backup(&state, &job).await,
         JobKind::Verify => rerun_verify(&state, &job),
         JobKind::Drain => rerun_drain(&state, &job),
-        _ => Err(interrupted(&job)),
+        JobKind::Restore => resume_restore(&state, &job).await,
+        JobKind::Migrate => resume_migrate(&state, &job),
     };
     if let Err(error) = resumed {
         let state_after = if error.kind == "Interrupted" {
@@ -87,11 +93,12 @@ async fn end(
 }
 
 /// The metric labels of a stored job.
-fn labels_of(job: &StoredJob) -> JobLabels {
+pub(crate) fn labels_of(job: &StoredJob) -> JobLabels {
     JobLabels::new(job.job.kind, job.job.cluster_id.as_deref())
 }
 
-fn interrupted(job: &StoredJob) -> ApiError {
+/// The ending of a restore or migration recorded before jobs kept a journal.
+pub(crate) fn interrupted(job: &StoredJob) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "Interrupted",
@@ -107,7 +114,7 @@ fn interrupted(job: &StoredJob) -> ApiError {
     )
 }
 
-fn cluster_of(job: &StoredJob) -> Result<ClusterId, ApiError> {
+pub(crate) fn cluster_of(job: &StoredJob) -> Result<ClusterId, ApiError> {
     let id = job.job.cluster_id.as_deref().unwrap_or_default();
     ClusterId::parse(id).map_err(|e| ApiError::internal(format!("stored job cluster: {e}")))
 }
@@ -155,7 +162,12 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
         Err(DomainError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    state.store.discard_unfinished(&plan.backup_id).await?;
+    // Resumed from what the dead writer recorded with the job, when it recorded anything of
+    // this archive; otherwise its remains go and the backup starts over.
+    plan.resume = resume_point(job, &plan.archive_uid);
+    if plan.resume.is_none() {
+        state.store.discard_unfinished(&plan.backup_id).await?;
+    }
     let (engine, totals) = (state.engine.clone(), state.archive_totals.clone());
     state
         .runner
@@ -165,6 +177,13 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
             to_json(&result?)
         });
     Ok(())
+}
+
+/// The checkpoint the job's earlier attempt recorded in its journal, if it is one of archive
+/// `uid` (a job stored before kvault recorded uids has none to match, and starts over).
+fn resume_point(job: &StoredJob, uid: &str) -> Option<BackupCheckpoint> {
+    let stored = JournalState::from_stored(job.journal.as_ref()).checkpoint?;
+    BackupCheckpoint::from_json(&stored).filter(|c| c.archive_uid == uid)
 }
 
 /// A backup set is not resumed (it may have hundreds of topics to go): the archives it had

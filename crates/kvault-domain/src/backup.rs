@@ -139,6 +139,9 @@ pub struct BackupPlan {
     pub archive_uid: String,
     /// The backup this one continues (incremental), if any.
     pub incremental_from: Option<BackupId>,
+    /// Set when a replica took the backup over from one that stopped: the checkpoint that
+    /// replica recorded, to continue from (see [`crate::backup_resume`]).
+    pub resume: Option<crate::backup_resume::BackupCheckpoint>,
 }
 
 impl BackupRequest {
@@ -245,6 +248,7 @@ impl BackupRequest {
             backup_set: None,
             archive_uid: crate::ids::new_uid(),
             incremental_from,
+            resume: None,
         })
     }
 

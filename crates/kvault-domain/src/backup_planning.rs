@@ -13,7 +13,7 @@ use crate::manifest::Manifest;
 use crate::offset::Offset;
 
 /// The part of one partition a backup covers: `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionRange {
     pub partition: i32,
     pub start: i64,

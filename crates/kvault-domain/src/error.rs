@@ -92,6 +92,11 @@ pub enum DomainError {
     /// The operation was cancelled by a user.
     #[error("operation cancelled")]
     Cancelled,
+    /// A job taken over from a replica that stopped cannot continue exactly where it left
+    /// off (the target changed meanwhile, or records were re-partitioned): it ends
+    /// `interrupted` with the reason, and the target is left as it is for inspection (503).
+    #[error("{message}")]
+    Interrupted { message: String },
     /// Kafka said no, or could not be reached.
     #[error("kafka: {message}")]
     Kafka {
@@ -177,6 +182,7 @@ pub enum ErrorKind {
     LimitExceeded,
     CorruptArchive,
     Cancelled,
+    Interrupted,
     Kafka(KafkaFailure),
     Storage(StorageFailure),
     Internal,
@@ -228,6 +234,13 @@ impl DomainError {
         }
     }
 
+    /// See [`DomainError::Interrupted`].
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::Interrupted {
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal {
             message: message.into(),
@@ -269,6 +282,7 @@ impl DomainError {
             Self::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Self::CorruptArchive { .. } => ErrorKind::CorruptArchive,
             Self::Cancelled => ErrorKind::Cancelled,
+            Self::Interrupted { .. } => ErrorKind::Interrupted,
             Self::Kafka { failure, .. } => ErrorKind::Kafka(*failure),
             Self::Storage { failure, .. } => ErrorKind::Storage(*failure),
             Self::Internal { .. } | Self::WithContext { .. } => ErrorKind::Internal,

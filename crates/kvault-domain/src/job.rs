@@ -6,6 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::resume::JobJournal;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
@@ -206,13 +208,47 @@ pub struct Job {
     /// Extension: the backup schedule this job is a run of (absent for other jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
+    /// Extension (`GET /jobs/{id}` only): every attempt at the job, oldest first: the first on
+    /// the replica that admitted it, one more per takeover by another replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<JobAttempt>,
+}
+
+/// One attempt at a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobAttempt {
+    /// 1 for the first, plus one per takeover.
+    pub attempt: u64,
+    #[serde(with = "crate::time::rfc3339_seconds")]
+    pub started_at: DateTime<Utc>,
+    /// The replica that ran it (`workers.replica_id`).
+    pub replica: String,
+    /// For an attempt that continued a restore or migration: per target topic, what it found
+    /// on each partition and where it continued (see `TopicResume`); absent for a first
+    /// attempt and for jobs that start over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::resume::TopicResume>>))]
+    pub resumed_from: Option<serde_json::Value>,
 }
 
 /// Live counters and a cancel flag shared between a running operation and whoever watches it.
-/// Operations bump the counters as they go and check `is_cancelled` between batches.
-#[derive(Debug, Default, Clone)]
+/// Operations bump the counters as they go and check `is_cancelled` between batches. A job
+/// run by the API also carries its [`JobJournal`] (what it must record before producing, and
+/// what an earlier attempt recorded; a backup's checkpoints go there too).
+#[derive(Default, Clone)]
 pub struct OperationControl {
     inner: Arc<ControlInner>,
+    journal: Option<Arc<dyn JobJournal>>,
+}
+
+impl std::fmt::Debug for OperationControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationControl")
+            .field("inner", &self.inner)
+            .field("journal", &self.journal.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -220,6 +256,9 @@ struct ControlInner {
     messages: AtomicU64,
     bytes: AtomicU64,
     cancelled: AtomicBool,
+    /// Cancelled to hand the job to another replica (shutdown, lost lease): what it wrote
+    /// stays for the replica that continues it.
+    handed_over: AtomicBool,
     /// Messages the operation expects to move, plus one; 0 while unknown.
     total_plus_one: AtomicU64,
 }
@@ -227,6 +266,31 @@ struct ControlInner {
 impl OperationControl {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A control carrying the job's journal.
+    pub fn with_journal(journal: Arc<dyn JobJournal>) -> Self {
+        Self {
+            inner: Arc::default(),
+            journal: Some(journal),
+        }
+    }
+
+    /// The job's journal, when the job has one (jobs run by the API).
+    pub fn journal(&self) -> Option<&Arc<dyn JobJournal>> {
+        self.journal.as_ref()
+    }
+
+    /// Cancels the operation to hand it over: it stops producing, and leaves what it wrote
+    /// (a topic it created included) for the replica that continues the job.
+    pub fn hand_over(&self) {
+        self.inner.handed_over.store(true, Ordering::Relaxed);
+        self.cancel();
+    }
+
+    /// Whether the operation was stopped to be continued elsewhere.
+    pub fn is_handed_over(&self) -> bool {
+        self.inner.handed_over.load(Ordering::Relaxed)
     }
 
     pub fn add(&self, messages: u64, bytes: u64) {
@@ -288,6 +352,15 @@ impl OperationControl {
         match self.inner.total_plus_one.load(Ordering::Relaxed) {
             0 => None,
             n => Some(n - 1),
+        }
+    }
+
+    /// Hands the operation's latest checkpoint (all it needs to resume, not a delta) to the
+    /// job's journal, which keeps it with the job (see [`JobJournal::note_checkpoint`]);
+    /// nothing happens outside a job.
+    pub fn checkpoint(&self, value: serde_json::Value) {
+        if let Some(journal) = &self.journal {
+            journal.note_checkpoint(value);
         }
     }
 

@@ -15,7 +15,11 @@
 //!   segment index) that storage persists and restore plans from.
 //! - [`groups`]: which consumer groups travel with a backup, restore or migration, and what
 //!   happened to each.
-//! - [`job`]: long-running operations, their states and progress.
+//! - [`dry_run`]: what a restore or migration would do, as a dry run answers it.
+//! - [`job`]: long-running operations, their states and progress; [`resume`]: what a restore
+//!   or migration records so that the replica taking its job over continues it exactly;
+//!   [`backup_resume`]: the checkpoint a backup keeps so that its takeover keeps the
+//!   segments already committed.
 //! - [`operations`]: backup, restore, migrate and drain as traits ([`operations::Engine`]),
 //!   which the Kafka layer implements and the API and CLI call.
 //! - [`ports`]: what the operations need from the outside ([`ports::ArchiveStore`]), which
@@ -28,6 +32,7 @@
 
 pub mod backup;
 pub mod backup_planning;
+pub mod backup_resume;
 pub mod backup_set;
 pub mod browse;
 pub mod cel_limits;
@@ -35,6 +40,7 @@ pub mod chain;
 pub mod cluster;
 pub mod compression;
 pub mod drain;
+pub mod dry_run;
 pub mod error;
 pub mod fanout;
 pub mod groups;
@@ -50,6 +56,7 @@ pub mod record_block;
 pub mod restore;
 pub mod restore_planning;
 pub mod restore_set;
+pub mod resume;
 pub mod schedule;
 pub mod time;
 
@@ -61,7 +68,7 @@ pub use error::{
     DomainError, DomainResult, ErrorKind, KafkaFailure, StorageFailure, ValidationError,
 };
 pub use ids::{BackupId, ClusterId};
-pub use job::{Job, JobId, JobKind, JobProgress, JobState, OperationStatus};
+pub use job::{Job, JobAttempt, JobId, JobKind, JobProgress, JobState, OperationStatus};
 pub use manifest::{Manifest, PartitionManifest, SegmentInfo, TopicMetadata};
 pub use migrate::{MessageTransformation, MigrateRequest, MigrateResult};
 pub use offset::Offset;

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::backup::{BackupOutcome, BackupPlan, BackupResult};
 use crate::drain::{DrainRequest, DrainResult};
+use crate::dry_run::{MigrateDryRun, RestoreDryRun};
 use crate::error::{DomainResult, ValidationError};
 use crate::ids::ClusterId;
 use crate::job::OperationControl;
@@ -100,6 +101,16 @@ pub trait RestoreOperation: Send + Sync {
         plan: RestorePlan,
         control: OperationControl,
     ) -> DomainResult<RestoreResult>;
+
+    /// What [`RestoreOperation::restore`] would do with `plan`: the same checks (archive
+    /// checksums when `validate_checksum`, the target topic, `if_exists`, `preserve_offsets`,
+    /// the groups) and planning, stopping before anything is created, produced or committed.
+    async fn restore_dry_run(
+        &self,
+        cluster: &ClusterId,
+        plan: RestorePlan,
+        control: OperationControl,
+    ) -> DomainResult<RestoreDryRun>;
 }
 
 /// Copies a topic to another topic or cluster, with optional transformations.
@@ -110,6 +121,15 @@ pub trait MigrateOperation: Send + Sync {
         plan: MigrationPlan,
         control: OperationControl,
     ) -> DomainResult<MigrateResult>;
+
+    /// What [`MigrateOperation::migrate`] would do with `plan`: the same validation (the
+    /// transformation compiled, both topics checked, `if_exists`) and planning, stopping
+    /// before anything is created, produced or committed.
+    async fn migrate_dry_run(
+        &self,
+        plan: MigrationPlan,
+        control: OperationControl,
+    ) -> DomainResult<MigrateDryRun>;
 }
 
 /// Watches a consumer group until it is drained or the timeout passes.

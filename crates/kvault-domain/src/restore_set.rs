@@ -195,7 +195,9 @@ pub struct RestoreSetResult {
 
 /// Restores every topic of the set in turn. A failure stops the set: the error names the
 /// topics already restored (they stay: each is a complete restore) and those not started; the
-/// failing topic's own restore cleaned up after itself.
+/// failing topic's own restore cleaned up after itself. With a job journal each finished
+/// topic's result is recorded, so an attempt that takes the job over keeps those results,
+/// continues the topic in progress and starts the ones not started.
 pub async fn run_restore_set(
     engine: &dyn Engine,
     cluster: &ClusterId,
@@ -208,13 +210,30 @@ pub async fn run_restore_set(
         let mut single = plan.template.clone();
         single.backup_id = member.backup_id.clone();
         single.target_topic = member.target_topic.clone();
+        let journal = control.journal();
+        if let Some(done) = journal.and_then(|j| j.finished(&member.target_topic)) {
+            let result: RestoreResult = serde_json::from_value(done).map_err(|e| {
+                DomainError::internal(format!("recorded result of {}: {e}", member.target_topic))
+            })?;
+            results.push(result);
+            continue;
+        }
         let outcome = if control.is_cancelled() {
             Err(DomainError::Cancelled)
         } else {
             engine.restore(cluster, single, control.clone()).await
         };
         match outcome {
-            Ok(result) => results.push(result),
+            Ok(result) => {
+                if let Some(journal) = journal {
+                    let recorded = serde_json::to_value(&result)
+                        .map_err(|e| DomainError::internal(format!("restore result: {e}")))?;
+                    journal
+                        .record_finished(&member.target_topic, recorded)
+                        .await?;
+                }
+                results.push(result);
+            }
             Err(DomainError::Cancelled) => return Err(DomainError::Cancelled),
             Err(error) => {
                 let done: Vec<String> = plan.members[..i]

@@ -119,6 +119,32 @@ impl RangeReader {
     }
 }
 
+/// A record's key and value, as bytes (`None`: null).
+pub(crate) type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The key and value of the record at `offset` of `topic`/`partition` (`None`: no record
+/// there), read on a blocking thread: what a continued restore or migration compares with the
+/// record it planned at that offset.
+pub(crate) async fn read_one(
+    cluster: &ClusterConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    stop: impl Fn() -> bool + Send + 'static,
+) -> DomainResult<Option<KeyValue>> {
+    let (cluster, topic) = (cluster.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut reader = RangeReader::open(&cluster, &topic, partition, offset, offset + 1)?;
+        let record = reader
+            .next(stop)?
+            .filter(|m| m.offset() == offset)
+            .map(|m| to_record(&m, true, false));
+        Ok(record.map(|r| (r.key, r.value)))
+    })
+    .await
+    .map_err(|e| DomainError::internal(format!("reader thread failed: {e}")))?
+}
+
 /// Collects records into batches of at most [`BATCH_RECORDS`] records or [`BATCH_BYTES`].
 #[derive(Default)]
 pub(crate) struct Batcher {

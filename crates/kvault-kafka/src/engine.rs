@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kvault_domain::backup::{BackupOutcome, BackupPlan};
+use kvault_domain::dry_run::{MigrateDryRun, RestoreDryRun};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::{
@@ -107,6 +108,17 @@ impl RestoreOperation for KafkaEngine {
         let cluster = self.cluster(cluster)?;
         cluster.restore(plan, self.archives.clone(), control).await
     }
+
+    async fn restore_dry_run(
+        &self,
+        cluster: &ClusterId,
+        plan: RestorePlan,
+        control: OperationControl,
+    ) -> DomainResult<RestoreDryRun> {
+        let cluster = self.cluster(cluster)?;
+        let (id, config) = (cluster.id().as_str(), cluster.config());
+        crate::restore::dry_run(id, config, plan, self.archives.clone(), control).await
+    }
 }
 
 #[async_trait]
@@ -119,6 +131,16 @@ impl MigrateOperation for KafkaEngine {
         let source = self.cluster(&plan.source)?;
         let target = self.cluster(&plan.target)?;
         crate::migrate::migrate(source, target, plan.migration_id, plan.request, control).await
+    }
+
+    async fn migrate_dry_run(
+        &self,
+        plan: MigrationPlan,
+        control: OperationControl,
+    ) -> DomainResult<MigrateDryRun> {
+        let source = self.cluster(&plan.source)?;
+        let target = self.cluster(&plan.target)?;
+        crate::migrate::dry_run(source, target, plan.request, control).await
     }
 }
 

@@ -23,8 +23,15 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
         .storage
         .target(&settings.backup.base_path)
         .map_err(|e| CliError::usage(e.to_string()))?;
+    let options = StoreOptions {
+        segment_size: settings
+            .storage
+            .segment_size()
+            .map_err(|e| CliError::usage(e.to_string()))?,
+        ..StoreOptions::default()
+    };
     let store = match target {
-        StorageTarget::Local(path) => Store::local(&path).map_err(|e| {
+        StorageTarget::Local(path) => Store::local_with_options(&path, options).map_err(|e| {
             CliError::internal(format!(
                 "cannot open backup directory {}: {e}",
                 path.display()
@@ -33,7 +40,7 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
         StorageTarget::S3(url) => {
             let s3 = &settings.storage.s3;
             refuse_plain_http("storage.s3", s3.endpoint.as_deref(), s3.allow_http)?;
-            object_store(object_config(url, s3))?
+            object_store(object_config(url, s3), options)?
         }
         StorageTarget::Azure(url) => {
             let azure = &settings.storage.azure;
@@ -48,7 +55,7 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
                 azure_access_key: azure.access_key.as_ref().map(|s| s.expose().to_owned()),
                 ..object_config(url, &settings.storage.s3)
             };
-            object_store(config)?
+            object_store(config, options)?
         }
         other => return Err(CliError::usage(format!("unsupported storage {other:?}"))),
     };
@@ -57,11 +64,10 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
 }
 
 /// The archive store over the object storage `config` names.
-fn object_store(config: ObjectConfig) -> Result<Store, CliError> {
+fn object_store(config: ObjectConfig, options: StoreOptions) -> Result<Store, CliError> {
     let backend =
         ObjectBackend::connect(&config).map_err(|e| CliError::usage(format!("storage: {e}")))?;
-    Store::on(Arc::new(backend), StoreOptions::default())
-        .map_err(|e| CliError::internal(format!("storage: {e}")))
+    Store::on(Arc::new(backend), options).map_err(|e| CliError::internal(format!("storage: {e}")))
 }
 
 /// An `http://` endpoint needs `allow_http`: said in as many words (the object store's own

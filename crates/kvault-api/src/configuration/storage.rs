@@ -11,12 +11,16 @@ use serde::Deserialize;
 use super::{ConfigError, Secret};
 
 /// The `storage:` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct StorageSettings {
-    /// `file:///srv/backups`, `file://./data/backups` or `s3://bucket/prefix`. When absent,
-    /// backups live in `backup.base_path`.
+    /// `file:///srv/backups`, `file://./data/backups`, `s3://bucket/prefix` or
+    /// `az://container/prefix`. When absent, backups live in `backup.base_path`.
     #[serde(default)]
     pub url: Option<String>,
+    /// A segment file is closed once it reaches this many MiB (1 to 1024, default 128): what
+    /// a taken-over backup keeps is whole segments.
+    #[serde(default = "default_segment_size_mib")]
+    pub segment_size_mib: u64,
     #[serde(default)]
     pub s3: S3Settings,
     #[serde(default)]
@@ -41,6 +45,10 @@ pub struct AzureSettings {
     /// Allows a plain-HTTP endpoint. Off by default.
     #[serde(default)]
     pub allow_http: bool,
+}
+
+fn default_segment_size_mib() -> u64 {
+    128
 }
 
 /// `storage.s3.*`: how to reach an S3 bucket or an S3-compatible server.
@@ -139,7 +147,29 @@ pub enum StorageTarget {
     Azure(String),
 }
 
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            segment_size_mib: default_segment_size_mib(),
+            s3: S3Settings::default(),
+            azure: AzureSettings::default(),
+        }
+    }
+}
+
 impl StorageSettings {
+    /// The segment size in bytes, or why the setting is refused.
+    pub fn segment_size(&self) -> Result<u64, ConfigError> {
+        if !(1..=1024).contains(&self.segment_size_mib) {
+            return Err(ConfigError::invalid(
+                "storage.segment_size_mib",
+                "must be 1 to 1024 (MiB)",
+            ));
+        }
+        Ok(self.segment_size_mib << 20)
+    }
+
     /// The resolved target; `base_path` is `backup.base_path`.
     pub fn target(&self, base_path: &std::path::Path) -> Result<StorageTarget, ConfigError> {
         let Some(url) = self.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {

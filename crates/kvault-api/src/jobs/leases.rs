@@ -171,8 +171,8 @@ impl JobStore {
         sqlx::query(&format!(
             "INSERT INTO jobs (id, kind, cluster_id, subject, state, request, created_at_ms, \
              owner, lease_expires_at_ms, backup_id, target_cluster_id, schedule_id, \
-             schedule_uid) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, {} + $8, $9, $10, $11, $12)",
+             schedule_uid, journal) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, {} + $8, $9, $10, $11, $12, '{{}}')",
             self.now_ms()
         ))
         .bind(job.id.to_string())
@@ -190,6 +190,8 @@ impl JobStore {
         .execute(&mut *tx)
         .await?;
         targets::record(&mut tx, &job.id.to_string(), targets).await?;
+        self.note_attempt(&mut tx, &job.id.to_string(), 1, &lease.owner)
+            .await?;
         tx.commit().await?;
         Ok(Verdict::of(Admission::Admitted))
     }
@@ -230,6 +232,8 @@ impl JobStore {
         .fetch_all(&self.pool)
         .await?;
         for id in candidates {
+            // The claim and its attempt's row together: an attempt is noted exactly once.
+            let mut tx = self.pool.begin().await?;
             let claimed = sqlx::query(&format!(
                 "UPDATE jobs SET owner = $1, lease_expires_at_ms = {now} + $2, \
                  attempts = attempts + 1 \
@@ -238,15 +242,20 @@ impl JobStore {
             .bind(lease.owner.clone())
             .bind(lease.ttl_ms())
             .bind(id.clone())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
             if claimed.rows_affected() == 1 {
                 let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
-                    .bind(id)
-                    .fetch_one(&self.pool)
+                    .bind(id.clone())
+                    .fetch_one(&mut *tx)
                     .await?;
-                return StoredJob::from_row(&row).map(Some);
+                let job = StoredJob::from_row(&row)?;
+                self.note_attempt(&mut tx, &id, job.attempts, &lease.owner)
+                    .await?;
+                tx.commit().await?;
+                return Ok(Some(job));
             }
+            tx.rollback().await?;
         }
         Ok(None)
     }
@@ -342,6 +351,31 @@ pub(crate) mod tests {
         assert_eq!(claimed[0].job.progress.messages, 5);
         assert_eq!(claimed[0].job.progress.total_messages, Some(20));
         assert_eq!(claimed[0].job.progress.percent, Some(25.0));
+        // Each attempt is noted once, with the replica that ran it.
+        let attempts = store.attempts(job.id).await.unwrap();
+        let replicas: Vec<(u64, &str)> = attempts
+            .iter()
+            .map(|a| (a.attempt, a.replica.as_str()))
+            .collect();
+        assert_eq!(replicas, vec![(1, "a"), (2, "b")]);
+        // Only the owner writes the journal and its attempt's notes.
+        let journal = serde_json::json!({"started": {}});
+        assert!(store.write_journal("b", job.id, &journal).await.unwrap());
+        assert!(!store.write_journal("a", job.id, &journal).await.unwrap());
+        let notes = serde_json::json!([{"target_topic": "t", "partitions": []}]);
+        assert!(!store
+            .write_resumed_from("a", job.id, 2, &notes)
+            .await
+            .unwrap());
+        assert!(store
+            .write_resumed_from("b", job.id, 2, &notes)
+            .await
+            .unwrap());
+        let attempts = store.attempts(job.id).await.unwrap();
+        assert_eq!(attempts[1].resumed_from.as_ref(), Some(&notes));
+        assert_eq!(attempts[0].resumed_from, None);
+        let stored = store.get(job.id).await.unwrap().unwrap();
+        assert_eq!(stored.journal, Some(journal));
         // The old owner has lost it: no renewal, no ending.
         assert!(!store.renew(&a, job.id, progress).await.unwrap());
         let now = Utc::now();

@@ -28,9 +28,13 @@ pub enum StoreError {
     Corrupt { id: String, reason: String },
 }
 
+mod attempts;
+mod checkpoints;
+mod journal;
 mod leases;
 mod schedules;
 mod targets;
+pub use journal::{JournalState, StoredJournal};
 pub use leases::{Admission, Capacity, Lease, Verdict};
 pub use schedules::{NewSchedule, RunClaim, StoredSchedule};
 pub use targets::{HeldTarget, JobTarget};
@@ -119,7 +123,7 @@ pub struct JobStore {
 
 const COLUMNS: &str = "id, kind, cluster_id, subject, state, request, result, error, \
     progress_messages, progress_bytes, created_at_ms, finished_at_ms, duration_ms, owner, \
-    backup_id, attempts, target_cluster_id, schedule_id, progress_total";
+    backup_id, attempts, target_cluster_id, schedule_id, progress_total, journal";
 
 impl JobStore {
     /// Connects (creating an SQLite file and its directory when needed) and runs the migrations.
@@ -299,6 +303,8 @@ pub struct StoredJob {
     pub backup_id: Option<String>,
     /// 1, plus one per takeover.
     pub attempts: u64,
+    /// What the job recorded to be continued exactly (see `journal`).
+    pub journal: Option<serde_json::Value>,
 }
 
 impl StoredJob {
@@ -357,12 +363,14 @@ impl StoredJob {
                 created_at,
                 finished_at,
                 schedule_id: row.try_get("schedule_id")?,
+                attempts: Vec::new(),
             },
             subject: row.try_get("subject")?,
             duration_ms: duration_ms.map(|d| d.max(0) as u64),
             owner: row.try_get("owner")?,
             backup_id: row.try_get("backup_id")?,
             attempts: row.try_get::<i64, _>("attempts")?.max(1) as u64,
+            journal: json("journal")?,
         })
     }
 }

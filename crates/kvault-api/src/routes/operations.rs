@@ -3,6 +3,7 @@
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use kvault_domain::job::OperationControl;
 use kvault_domain::operations::{DrainPlan, MigrationPlan};
 use kvault_domain::{
     BackupId, BackupRequest, DomainError, DrainRequest, DrainResult, JobKind, MigrateRequest,
@@ -12,7 +13,7 @@ use kvault_domain::{
 use crate::auth::{Admin, Authed, Operator};
 use crate::backup_start::{start_backup, Starter};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{wants_wait, ApiJson, WaitQuery};
+use crate::extract::{wants_wait, ApiJson, RunQuery, WaitQuery};
 use crate::jobs::JobTarget;
 use crate::routes::backup_sets::BackupResponse;
 pub use crate::routes::respond::AcceptedJob;
@@ -20,6 +21,7 @@ use crate::routes::respond::{respond, to_json};
 use crate::routes::restore_sets::{may_name_a_set, start_restore_set, RestoreResponse};
 use crate::runner::JobSpec;
 use crate::state::AppState;
+use crate::takeover_writers::MIGRATION_ID_KEY;
 
 /// Back up a topic.
 #[utoipa::path(
@@ -63,10 +65,10 @@ pub async fn backup(
     post,
     path = "/api/kafka/clusters/{cluster_id}/restore",
     tag = "operations",
-    params(("cluster_id" = String, Path, description = "Cluster id from the `clusters:` config"), WaitQuery),
+    params(("cluster_id" = String, Path, description = "Cluster id from the `clusters:` config"), RunQuery),
     request_body = RestoreRequest,
     responses(
-        (status = 200, description = "Restore finished (for a backup set: the set's result)", body = RestoreResponse),
+        (status = 200, description = "Restore finished (for a backup set: the set's result); with `?dry_run=true` the plan (`RestoreDryRun`), nothing written", body = RestoreResponse),
         (status = 202, description = "Accepted (`?wait=false`); poll `Location`", body = AcceptedJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or backup", body = ErrorBody),
@@ -82,7 +84,7 @@ pub async fn backup(
 pub async fn restore(
     auth: Authed<Admin>,
     path: web::Path<String>,
-    query: web::Query<WaitQuery>,
+    query: web::Query<RunQuery>,
     req: HttpRequest,
     body: ApiJson<RestoreRequest>,
     state: web::Data<AppState>,
@@ -95,19 +97,20 @@ pub async fn restore(
     }
     // A request that can only be a set restore is checked against the backups first; any
     // other is validated first (its 400s come before a 404).
-    let checked = if may_name_a_set(&request) {
-        None
-    } else {
-        Some(request.validate()?)
-    };
+    let checked = (!may_name_a_set(&request))
+        .then(|| request.validate())
+        .transpose()?;
     let backup_id = BackupId::parse(&request.backup_id)?;
     // The backup's source cluster must be inside the token's claim too, or a token scoped to
     // `staging` could restore a `prod` backup. 404, like GET, so there is no existence oracle.
     let manifest = match state.store.manifest(&backup_id).await {
         Ok(manifest) => manifest,
         // Not one archive: perhaps a backup set (which says why target_topic does not apply).
+        Err(DomainError::NotFound { .. }) if query.is_dry_run() => {
+            return Err(set_dry_run_refused(&state, &backup_id).await)
+        }
         Err(DomainError::NotFound { .. }) => {
-            return start_restore_set(&auth, cluster, request, (&req, &query), &state).await
+            return start_restore_set(&auth, cluster, request, (&req, &query.wait()), &state).await
         }
         Err(e) => return Err(e.into()),
     };
@@ -123,6 +126,14 @@ pub async fn restore(
             &plan.backup_id,
             format!("backup '{}' not found", plan.backup_id),
         ));
+    }
+    if query.is_dry_run() {
+        let control = OperationControl::new();
+        let planned = state
+            .engine
+            .restore_dry_run(&cluster, plan, control)
+            .await?;
+        return Ok(HttpResponse::Ok().json(planned));
     }
     let capacity = state.limits.capacity(JobKind::Restore, &cluster_id);
     let backup_id = plan.backup_id.to_string();
@@ -147,7 +158,25 @@ pub async fn restore(
             },
         )
         .await?;
-    respond(wants_wait(&req, &query), JobKind::Restore, id, handle).await
+    let wait = wants_wait(&req, &query.wait());
+    respond(wait, JobKind::Restore, id, handle).await
+}
+
+/// A dry run plans the restore of one backup: no backup and no set of that id is the real
+/// run's 404; a set is a 400 (its members can be dry-run one by one).
+async fn set_dry_run_refused(state: &AppState, backup_id: &BackupId) -> ApiError {
+    let store = state.store.as_ref();
+    if let Err(e) = kvault_domain::restore_set::set_members(store, backup_id.as_str()).await {
+        return e.into();
+    }
+    ApiError::bad_request(
+        "dry_run",
+        true,
+        format!(
+            "backup '{backup_id}' is not one archive: a dry run plans the restore of a single \
+             backup; dry-run each topic of a backup set by its own backup_id"
+        ),
+    )
 }
 
 /// Copy messages between topics, possibly across clusters, with optional CEL transformation.
@@ -155,10 +184,10 @@ pub async fn restore(
     post,
     path = "/api/kafka/migrate",
     tag = "operations",
-    params(WaitQuery),
+    params(RunQuery),
     request_body = MigrateRequest,
     responses(
-        (status = 200, description = "Migration finished", body = MigrateResult),
+        (status = 200, description = "Migration finished; with `?dry_run=true` the plan (`MigrateDryRun`), nothing written", body = MigrateResponse),
         (status = 202, description = "Accepted (`?wait=false`); poll `Location`", body = AcceptedJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown cluster or topic", body = ErrorBody),
@@ -172,22 +201,28 @@ pub async fn restore(
 #[post("/api/kafka/migrate")]
 pub async fn migrate(
     auth: Authed<Admin>,
-    query: web::Query<WaitQuery>,
+    query: web::Query<RunQuery>,
     req: HttpRequest,
     body: ApiJson<MigrateRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
-    let stored = to_json(&request)?;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let migration_id = format!(
-        "migration-{}-{}",
-        Utc::now().timestamp_millis(),
-        &suffix[..8]
-    );
+    let mut stored = to_json(&request)?;
+    let migration_id = MigrationPlan::generate_id(Utc::now());
+    // Kept with the job, so a replica continuing it reports the same id.
+    if let Some(fields) = stored.as_object_mut() {
+        fields.insert(MIGRATION_ID_KEY.into(), migration_id.clone().into());
+    }
     let plan = MigrationPlan::new(request, migration_id)?;
     state.cluster(plan.source.as_str(), &auth, "source_cluster")?;
     state.cluster(plan.target.as_str(), &auth, "target_cluster")?;
+    if query.is_dry_run() {
+        let planned = state
+            .engine
+            .migrate_dry_run(plan, OperationControl::new())
+            .await?;
+        return Ok(HttpResponse::Ok().json(planned));
+    }
     let capacity = state.limits.capacity(JobKind::Migrate, "");
     let source_cluster = plan.source.to_string();
     let target_cluster = plan.target.to_string();
@@ -212,7 +247,16 @@ pub async fn migrate(
             },
         )
         .await?;
-    respond(wants_wait(&req, &query), JobKind::Migrate, id, handle).await
+    let wait = wants_wait(&req, &query.wait());
+    respond(wait, JobKind::Migrate, id, handle).await
+}
+
+/// What `POST /migrate` answers: the documented result, or with `?dry_run=true` the plan.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum MigrateResponse {
+    Migrated(MigrateResult),
+    DryRun(kvault_domain::dry_run::MigrateDryRun),
 }
 
 /// Watch a consumer group's lag until it drains or the timeout passes.

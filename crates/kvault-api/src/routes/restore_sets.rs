@@ -22,6 +22,8 @@ use crate::state::AppState;
 pub enum RestoreResponse {
     Topic(RestoreResult),
     Set(RestoreSetResult),
+    /// With `?dry_run=true`: the plan.
+    DryRun(kvault_domain::dry_run::RestoreDryRun),
 }
 
 /// Whether the request can only be a set restore (no `target_topic`, or a set-only field).

@@ -88,6 +88,13 @@ async fn jobs_are_listed_newest_first_and_filtered() {
     assert_eq!(job["state"], "completed");
     assert_eq!(job["request"]["topic"], topic.as_str());
     assert!(job["result"]["backup_id"].is_string());
+    // One attempt, on the replica that admitted it; the list leaves attempts out.
+    let attempts = job["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{job}");
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert!(attempts[0]["replica"].is_string(), "{job}");
+    assert!(attempts[0].get("resumed_from").is_none(), "{job}");
+    assert!(done["jobs"][0].get("attempts").is_none());
 }
 
 #[tokio::test]

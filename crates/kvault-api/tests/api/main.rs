@@ -4,6 +4,7 @@
 
 mod auth;
 mod chains;
+mod dry_run;
 mod errors;
 mod helpers;
 mod jobs;

@@ -7,6 +7,8 @@
 //! [`BlockReader`], are synchronous and CPU-bound (compression, checksums): callers drive them
 //! on a blocking thread and hand records across a bounded channel, which also bounds memory.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -15,7 +17,8 @@ use crate::error::DomainResult;
 use crate::ids::BackupId;
 use crate::job::OperationControl;
 use crate::manifest::{
-    BackupSetRef, ChainLink, ConsumerGroupOffsets, Manifest, PartitionManifest, TopicMetadata,
+    BackupSetRef, ChainLink, ConsumerGroupOffsets, Manifest, PartitionManifest, SegmentInfo,
+    TopicMetadata,
 };
 use crate::record::Record;
 use crate::record_block::{RecordBlock, RecordView};
@@ -141,6 +144,22 @@ pub trait ArchiveStore: Send + Sync + 'static {
     async fn sweep_abandoned(&self) -> DomainResult<usize> {
         Ok(0)
     }
+    /// Starts backup `spec.backup_id` again after its writer stopped (the job system knows it
+    /// is gone), keeping the segments that writer reported finished (`committed`, per
+    /// partition in offset order, as its partition writers listed them). The old writer is
+    /// fenced off before anything is kept. Returns the writer and, per partition, the segments
+    /// it kept (a prefix of `committed`, possibly renamed): the writer's partitions start with
+    /// them, and the caller continues each partition after its last kept offset. Defaults to
+    /// discarding the old writer's remains and starting afresh.
+    async fn resume(
+        &self,
+        spec: ArchiveSpec,
+        committed: BTreeMap<i32, Vec<SegmentInfo>>,
+    ) -> DomainResult<Resumed> {
+        let _ = committed;
+        self.discard_unfinished(&spec.backup_id).await?;
+        Ok((self.create(spec).await?, BTreeMap::new()))
+    }
     /// Removes what an unfinished backup `id` left, even if its writer's lease looks alive:
     /// called only when the job system knows that writer is gone (its replica's job lease
     /// expired and this replica took the job over). A committed backup is left alone.
@@ -149,6 +168,9 @@ pub trait ArchiveStore: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// A resumed archive's writer and, per partition, the segments it kept.
+pub type Resumed = (Box<dyn ArchiveWriter>, BTreeMap<i32, Vec<SegmentInfo>>);
 
 /// A backup being written. Nothing is visible as a backup until [`ArchiveWriter::commit`];
 /// dropping the writer without committing removes what was written. Blocking: call it from a
@@ -179,6 +201,11 @@ pub trait PartitionWriter: Send {
     }
     /// Bytes written to disk so far (compressed), for size limits.
     fn bytes_written(&self) -> u64;
+    /// The segments finished (durable in the store) so far, in offset order, including those
+    /// a resumed writer kept: what a later attempt may resume from.
+    fn finished_segments(&self) -> &[SegmentInfo] {
+        &[]
+    }
     /// Flushes, fsyncs and describes what was written. `[start_offset, end_offset)` is the
     /// range the backup covered, which may be wider than the records written.
     fn finish(

@@ -14,9 +14,12 @@
 //! transaction markers leave gaps, so "offset end-1 arrived" is not a usable test).
 
 mod commit;
+mod cut;
+mod resume;
+mod shared;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -25,13 +28,13 @@ use chrono::Utc;
 use futures::StreamExt;
 use kvault_domain::backup::{BackupOutcome, BackupPlan};
 use kvault_domain::backup_planning::{
-    backup_result, nothing_new, plan_range, select_partitions, BackupRun, PartitionMarks,
-    PartitionRange,
+    backup_result, nothing_new, select_partitions, BackupRun, PartitionRange,
 };
+use kvault_domain::backup_resume::BackupCheckpoint;
 use kvault_domain::chain::continue_from;
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
-use kvault_domain::manifest::{PartitionManifest, TopicMetadata};
+use kvault_domain::manifest::PartitionManifest;
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
 use kvault_domain::record_block::RecordBlock;
 use kvault_domain::DomainError;
@@ -40,59 +43,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use crate::admin::{blocking, Admin};
 use crate::client::ClusterConfig;
 use crate::consume::{BlockBatcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
-use crate::groups::record_at_cut;
-use crate::throttle::Throttle;
-
-/// State every partition task of one backup shares.
-struct Shared {
-    topic: String,
-    cluster: ClusterConfig,
-    include_keys: bool,
-    include_headers: bool,
-    start_time_ms: Option<i64>,
-    end_time_ms: Option<i64>,
-    /// Messages still allowed by `max_messages`.
-    remaining: Option<AtomicU64>,
-    throttle: Option<Throttle>,
-    /// Set when any partition failed: the others stop at their next record.
-    stop: AtomicBool,
-    archive_bytes: AtomicU64,
-    max_bytes: Option<u64>,
-    control: OperationControl,
-}
-
-impl Shared {
-    fn new(cluster: &ClusterConfig, plan: &BackupPlan, control: OperationControl) -> Self {
-        Self {
-            topic: plan.topic.clone(),
-            cluster: cluster.clone(),
-            include_keys: plan.include_keys,
-            include_headers: plan.include_headers,
-            start_time_ms: plan.start_time_ms,
-            end_time_ms: plan.end_time_ms,
-            remaining: plan.max_messages.map(AtomicU64::new),
-            throttle: Throttle::per_second(plan.rate_limit_per_second),
-            stop: AtomicBool::new(false),
-            archive_bytes: AtomicU64::new(0),
-            max_bytes: plan.max_bytes,
-            control,
-        }
-    }
-
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
-    }
-
-    /// Takes one message from the `max_messages` budget; false when it is used up.
-    fn take_budget(&self) -> bool {
-        match &self.remaining {
-            None => true,
-            Some(left) => left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok(),
-        }
-    }
-}
+use resume::Checkpointer;
+use shared::Shared;
 
 type SharedArchive = Arc<Mutex<Option<Box<dyn ArchiveWriter>>>>;
 
@@ -107,7 +59,13 @@ pub(crate) async fn run(
     skip_unchanged: bool,
 ) -> DomainResult<BackupOutcome> {
     let started = Instant::now();
-    let created_at = Utc::now();
+    // A taken-over backup keeps the cut, the start time and the topic its first attempt
+    // recorded; a checkpoint of another archive is not this backup's.
+    let resume = plan
+        .resume
+        .clone()
+        .filter(|c| c.archive_uid == plan.archive_uid);
+    let created_at = resume.as_ref().map_or_else(Utc::now, |c| c.created_at);
     let admin = Admin::new(cluster)?;
     let info = admin.require_topic(&plan.topic).await?;
     let selected = select_partitions(&plan, &info.partitions)?;
@@ -119,7 +77,10 @@ pub(crate) async fn run(
         &plan.topic,
     )
     .await?;
-    let ranges = plan_ranges(&admin, &plan, &selected, &continue_at).await?;
+    let ranges = match &resume {
+        Some(checkpoint) => checkpoint.cut.clone(),
+        None => cut::plan_ranges(&admin, &plan, &selected, &continue_at).await?,
+    };
     let checked = (created_at, started.elapsed().as_millis() as u64);
     let unchanged = nothing_new(&plan, &ranges, cluster_id, checked);
     if let Some(unchanged) = unchanged.filter(|_| skip_unchanged) {
@@ -130,39 +91,16 @@ pub(crate) async fn run(
     // share one control, whose total grows as the set reaches each of them.
     let in_range: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
     control.add_to_total(plan.max_messages.map_or(in_range, |max| max.min(in_range)));
-    // The groups' positions at the cut: read right after the watermarks that define it, while
-    // the partitions are copied (a cluster with many groups takes a while).
-    let groups = {
-        let (admin, cluster) = (admin.clone(), cluster.clone());
-        let (topic, selected, selection) = (
-            plan.topic.clone(),
-            selected.clone(),
-            plan.consumer_groups.clone(),
-        );
-        tokio::spawn(
-            async move { record_at_cut(&admin, &cluster, &topic, &selected, &selection).await },
-        )
-    };
     let mut warnings = Vec::new();
-    let configs = match admin.topic_configs(&plan.topic).await {
-        Ok(configs) => configs,
-        Err(e) => {
-            warnings.push(format!(
-                "topic configs could not be read ({e}); the archive records none"
-            ));
-            Default::default()
-        }
+    let topic = match &resume {
+        Some(checkpoint) => checkpoint.topic.clone(),
+        None => cut::read_topic(&admin, &plan, &info, &mut warnings).await,
     };
     let spec = ArchiveSpec {
         backup_id: plan.backup_id.clone(),
         archive_uid: plan.archive_uid.clone(),
         cluster_id: cluster_id.to_owned(),
-        topic: TopicMetadata {
-            name: plan.topic.clone(),
-            partition_count: info.partition_count(),
-            replication_factor: info.replication_factor,
-            configs,
-        },
+        topic,
         compression: plan.compression,
         include_keys: plan.include_keys,
         include_headers: plan.include_headers,
@@ -171,28 +109,89 @@ pub(crate) async fn run(
         backup_set: plan.backup_set.clone(),
         chain,
     };
-    let writer = store.create(spec).await?;
+    let begun = Begun {
+        admin,
+        selected,
+        ranges,
+        resume,
+        warnings,
+        started,
+    };
+    write_archive(cluster_id, cluster, &plan, store, control, (spec, begun)).await
+}
+
+/// What [`run`] found out before the archive is opened.
+struct Begun {
+    admin: Admin,
+    selected: Vec<i32>,
+    ranges: Vec<PartitionRange>,
+    /// The checkpoint of this archive a taken-over backup continues from.
+    resume: Option<BackupCheckpoint>,
+    warnings: Vec<String>,
+    started: Instant,
+}
+
+/// Opens (or resumes) the archive, copies every partition's range into it while the groups
+/// at the cut are read, and commits it.
+async fn write_archive(
+    cluster_id: &str,
+    cluster: &ClusterConfig,
+    plan: &BackupPlan,
+    store: Arc<dyn ArchiveStore>,
+    control: OperationControl,
+    (spec, begun): (ArchiveSpec, Begun),
+) -> DomainResult<BackupOutcome> {
+    let Begun {
+        admin,
+        selected,
+        ranges,
+        resume,
+        mut warnings,
+        started,
+    } = begun;
+    let created_at = spec.created_at;
+    let checkpointer = Arc::new(Checkpointer::new(
+        BackupCheckpoint {
+            archive_uid: plan.archive_uid.clone(),
+            created_at,
+            cut: ranges.clone(),
+            topic: spec.topic.clone(),
+            consumer_groups: resume.as_ref().and_then(|c| c.consumer_groups.clone()),
+            segments: BTreeMap::new(),
+            resumed_from: None,
+        },
+        control.clone(),
+    ));
+    let groups = resume::spawn_groups(
+        (&admin, cluster),
+        plan,
+        &selected,
+        resume.as_ref().and_then(|c| c.consumer_groups.clone()),
+        checkpointer.clone(),
+    );
+    let (writer, adopted) =
+        resume::open_archive(store.as_ref(), spec, resume, &ranges, &checkpointer).await?;
+    if let Some(point) = plan.resume.as_ref().and(checkpointer.resume_point()) {
+        warnings.push(point.warning());
+    }
     let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));
-    let shared = Arc::new(Shared::new(cluster, &plan, control.clone()));
+    let shared = Arc::new(Shared::new(cluster, plan, control.clone(), checkpointer));
+    let adopted_records: u64 = adopted.values().flatten().map(|s| s.message_count).sum();
+    shared.spend_budget(adopted_records);
+    control.add(
+        adopted_records,
+        adopted.values().flatten().map(|s| s.raw_bytes).sum(),
+    );
+    let starts = resume::read_from(&ranges, &adopted);
     let outcomes: Vec<DomainResult<PartitionManifest>> = futures::stream::iter(ranges.clone())
-        .map(|range| backup_partition(range, shared.clone(), archive.clone()))
+        .map(|range| {
+            let from = starts.get(&range.partition).copied().unwrap_or(range.start);
+            backup_partition(range, from, shared.clone(), archive.clone())
+        })
         .buffer_unordered(PARTITION_CONCURRENCY)
         .collect()
         .await;
-    let recorded = groups
-        .await
-        .map_err(|e| DomainError::internal(format!("consumer group reader failed: {e}")))
-        .and_then(|r| r);
-    let consumer_groups = match recorded {
-        Ok((groups, group_warnings)) => {
-            warnings.extend(group_warnings);
-            groups
-        }
-        Err(e) => {
-            warnings.push(format!("consumer groups could not be recorded ({e})"));
-            Vec::new()
-        }
-    };
+    let consumer_groups = resume::groups_at_cut(groups, &mut warnings).await;
     let manifest = commit::commit_or_abort(&archive, outcomes, consumer_groups, &shared).await?;
     let run = BackupRun {
         cluster_id: cluster_id.to_owned(),
@@ -205,38 +204,10 @@ pub(crate) async fn run(
     )))
 }
 
-/// The cut (high watermarks now) narrowed by the plan's offsets and times, per partition.
-async fn plan_ranges(
-    admin: &Admin,
-    plan: &BackupPlan,
-    selected: &[i32],
-    continue_at: &BTreeMap<i32, i64>,
-) -> DomainResult<Vec<PartitionRange>> {
-    let marks = admin.watermarks(&plan.topic, selected).await?;
-    let from_time = match plan.start_time_ms {
-        Some(ts) => Some(admin.offsets_for_time(&plan.topic, selected, ts).await?),
-        None => None,
-    };
-    let until_time = match plan.end_time_ms {
-        Some(ts) => Some(admin.offsets_for_time(&plan.topic, selected, ts).await?),
-        None => None,
-    };
-    Ok(selected
-        .iter()
-        .map(|p| {
-            let marks = PartitionMarks {
-                watermarks: marks.get(p).copied().unwrap_or((0, 0)),
-                first_at_start_time: from_time.as_ref().and_then(|m| m.get(p).copied()),
-                first_after_end_time: until_time.as_ref().and_then(|m| m.get(p).copied()),
-                continue_at: continue_at.get(p).copied(),
-            };
-            plan_range(plan, *p, marks)
-        })
-        .collect())
-}
-
+/// Backs up `range` of one partition, reading from `from` (after what a resumed writer kept).
 async fn backup_partition(
     range: PartitionRange,
+    from: i64,
     shared: Arc<Shared>,
     archive: SharedArchive,
 ) -> DomainResult<PartitionManifest> {
@@ -247,7 +218,7 @@ async fn backup_partition(
     };
     let reader = {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || read_partition(range, tx, &shared))
+        tokio::task::spawn_blocking(move || read_partition(range, from, tx, &shared))
     };
     let read = join(reader).await;
     let written = join(writer).await;
@@ -291,6 +262,9 @@ fn write_partition(
             writer.append_view(record).map_err(fail)?;
         }
         shared.control.add(batch.len() as u64, bytes);
+        shared
+            .checkpoints
+            .segments(partition, writer.finished_segments());
         let size = writer.bytes_written();
         let total = shared
             .archive_bytes
@@ -306,27 +280,32 @@ fn write_partition(
     Ok(writer)
 }
 
-/// Consumes `[range.start, range.end)` of one partition into batches; returns the offset the
-/// covered range ends at (the cut, or where `max_messages` stopped it).
+/// Consumes `[from, range.end)` of one partition into batches (`from` is `range.start`
+/// unless a resumed writer kept the records before it); returns the offset the covered range
+/// ends at (the cut, or where `max_messages` stopped it).
 fn read_partition(
     range: PartitionRange,
+    from: i64,
     tx: SyncSender<RecordBlock>,
     shared: &Shared,
 ) -> DomainResult<i64> {
     if range.start >= range.end {
         return Ok(range.start);
     }
+    if from >= range.end {
+        return Ok(range.end);
+    }
     let mut reader = RangeReader::open(
         &shared.cluster,
         &shared.topic,
         range.partition,
-        range.start,
+        from,
         range.end,
     )?;
     let mut batcher = BlockBatcher::default();
     // The covered range ends where reading stopped: at the cut, or before the record that
     // max_messages left out.
-    let mut covered_to = range.start;
+    let mut covered_to = from;
     let mut reached_cut = true;
     while let Some(message) = reader.next(|| shared.should_stop())? {
         if !in_time_bounds(&message, shared) {

@@ -41,6 +41,18 @@ impl OffsetMap {
         }
     }
 
+    /// Records that `len` consecutive records from `source` were written from `target` on
+    /// (what a dry run predicts for a partition copied without gaps).
+    pub(crate) fn record_run(&mut self, source: i64, target: i64, len: i64) {
+        if len <= 0 {
+            return;
+        }
+        self.record(source, target);
+        if let Some(last) = self.runs.last_mut() {
+            last.len += len - 1;
+        }
+    }
+
     /// Records that the record at `source` was written at `target`; calls come in increasing
     /// source (and target) order.
     pub(crate) fn record(&mut self, source: i64, target: i64) {

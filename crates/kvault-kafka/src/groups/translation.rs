@@ -8,7 +8,8 @@
 //! The group's commits on the target are read first: by default
 //! ([`ConsumerGroupsMode::Respect`]) a partition where the group already has one keeps it, so
 //! a live group (a redeploy, a consumer using `assign()`) is neither moved past records it
-//! has not read nor rewound; `Overwrite` replaces it. Each partition reports which.
+//! has not read nor rewound; `Overwrite` replaces it. Each partition reports which. A commit
+//! already at the translated offset counts as committed (see `map_commits`).
 
 use std::collections::BTreeMap;
 
@@ -59,7 +60,11 @@ impl TranslationPlan {
                 past_cut.push(partition);
             }
             let existing_offset = existing.get(&partition).copied();
-            let keep = existing_offset.is_some() && self.mode == ConsumerGroupsMode::Respect;
+            // A commit already at the translated offset (an earlier attempt of this job made
+            // it before its replica stopped) is committed again, which changes nothing: the
+            // outcome is the one of a run that never stopped.
+            let keep = existing_offset.is_some_and(|e| e != target_offset)
+                && self.mode == ConsumerGroupsMode::Respect;
             translations.push(PartitionTranslation {
                 partition,
                 source_offset: offset,
@@ -101,11 +106,35 @@ impl TranslationPlan {
 /// a commit keep it unless the plan's mode overwrites; the rest committed. Errors are
 /// reported in the returned entry, not raised: the data is already written.
 pub(crate) async fn commit_translated(
+    target: (&ClusterConfig, &Admin),
+    target_topic: &str,
+    group: &str,
+    committed: Commits,
+    plan: &TranslationPlan,
+) -> GroupTranslation {
+    translate_group(target, target_topic, group, committed, plan, true).await
+}
+
+/// What [`commit_translated`] would do, for a dry run: the same checks and reads on the
+/// target (members, existing commits) and the same translation, without the commit. The
+/// statuses say what the real run would report.
+pub(crate) async fn preview_translated(
+    target: (&ClusterConfig, &Admin),
+    target_topic: &str,
+    group: &str,
+    committed: Commits,
+    plan: &TranslationPlan,
+) -> GroupTranslation {
+    translate_group(target, target_topic, group, committed, plan, false).await
+}
+
+async fn translate_group(
     (target, target_admin): (&ClusterConfig, &Admin),
     target_topic: &str,
     group: &str,
     committed: Commits,
     plan: &TranslationPlan,
+    commit_now: bool,
 ) -> GroupTranslation {
     let mut outcome = GroupTranslation {
         group_id: group.to_owned(),
@@ -150,6 +179,11 @@ pub(crate) async fn commit_translated(
     if commit.is_empty() {
         outcome.status = GroupTranslationStatus::Kept;
         outcome.message = Some(kept_message(&kept));
+        return outcome;
+    }
+    if !commit_now {
+        outcome.status = GroupTranslationStatus::Translated;
+        outcome.message = notes(&past_cut, &kept);
         return outcome;
     }
     match commit_offsets_blocking(target, target_topic, group, commit).await {

@@ -12,43 +12,39 @@ use kvault_domain::DomainError;
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
 use crate::groups::read_committed;
-use crate::groups::translation::{commit_translated, TranslationPlan};
+use crate::groups::translation::{commit_translated, preview_translated, TranslationPlan};
 
 /// Whether the groups can be translated at all: `Err(reason)` when partitions were not kept
-/// 1:1, else the target's ends before the copy (where a group lands on a partition that
-/// copies nothing). `None` when no group is to be translated.
-pub(super) async fn precondition(
+/// 1:1, else the target's ends before the copy (`base`: where a group lands on a partition
+/// that copies nothing). `None` when no group is to be translated.
+pub(super) fn precondition(
     req: &MigrateRequest,
     source_partitions: &[i32],
     target_partitions: &[i32],
     repartitioned: bool,
-    target_admin: &Admin,
-) -> DomainResult<Option<Result<BTreeMap<i32, i64>, String>>> {
+    base: &BTreeMap<i32, i64>,
+) -> Option<Result<BTreeMap<i32, i64>, String>> {
     if req.translate_consumer_groups.is_empty() {
-        return Ok(None);
+        return None;
     }
     if repartitioned {
-        return Ok(Some(Err(format!(
+        return Some(Err(format!(
             "partitions were not kept 1:1 (source topic has partitions {source_partitions:?}, \
              target topic {target_partitions:?}): records were re-partitioned by key, so a \
              source offset has no single target offset; nothing was committed"
-        ))));
+        )));
     }
-    let ends = target_admin
-        .watermarks(&req.target_topic, target_partitions)
-        .await?
-        .into_iter()
-        .map(|(p, (_, high))| (p, high))
-        .collect::<BTreeMap<i32, i64>>();
-    Ok(Some(Ok(ends)))
+    Some(Ok(base.clone()))
 }
 
-/// Translates every listed group in request order; one entry per group.
+/// Translates every listed group in request order (with `dry_run`, says what would be
+/// committed); one entry per group.
 pub(super) async fn translate_groups(
     (source, target, target_admin): (&ClusterConfig, &ClusterConfig, &Admin),
     req: &MigrateRequest,
     plan: &Result<TranslationPlan, String>,
     control: &OperationControl,
+    dry_run: bool,
 ) -> DomainResult<Vec<GroupTranslation>> {
     let mut translated = Vec::with_capacity(req.translate_consumer_groups.len());
     for group in &req.translate_consumer_groups {
@@ -70,6 +66,7 @@ pub(super) async fn translate_groups(
                     &req.target_topic,
                     group,
                     plan,
+                    dry_run,
                 )
                 .await
             }
@@ -88,6 +85,7 @@ async fn translate_group(
     target_topic: &str,
     group: &str,
     plan: &TranslationPlan,
+    dry_run: bool,
 ) -> GroupTranslation {
     let partitions: Vec<i32> = plan.cut.keys().copied().collect();
     let read = {
@@ -118,5 +116,9 @@ async fn translate_group(
             partitions: Vec::new(),
         };
     }
-    commit_translated(target, target_topic, group, committed, plan).await
+    if dry_run {
+        preview_translated(target, target_topic, group, committed, plan).await
+    } else {
+        commit_translated(target, target_topic, group, committed, plan).await
+    }
 }

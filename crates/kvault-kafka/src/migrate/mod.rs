@@ -41,10 +41,20 @@
 //! are refused (reported, nothing committed) rather than guessed. A group with no commit on
 //! the source topic is reported as skipped; a failure to read or commit one group's offsets
 //! is reported for that group and does not undo the copy.
+//!
+//! Resuming (see `resume`): the cut and each target partition's end offset are recorded before
+//! the target is created and before the first produce; a replica that takes the job over
+//! copies the recorded cut again and skips, per partition, the records the target shows are
+//! already there. With partitions kept 1:1 every copy must land at the partition's next
+//! offset; anything else means another writer, and the migration stops `interrupted`, leaving
+//! the topic as it is.
 
 mod group_translation;
 mod partition;
+mod preview;
+mod resume;
 mod shared;
+mod target;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -60,7 +70,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::{MessageTransformation, MigrateRequest, MigrateResult};
 use kvault_domain::DomainError;
 
-use crate::admin::{Admin, TopicInfo};
+use crate::admin::Admin;
 use crate::client::kafka_error;
 use crate::cluster::KafkaCluster;
 use crate::consume::PARTITION_CONCURRENCY;
@@ -69,6 +79,7 @@ use crate::produce::RecordProducer;
 use crate::transform::CompiledTransformation;
 
 use partition::migrate_partition;
+pub(crate) use preview::dry_run;
 use shared::Shared;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -102,21 +113,22 @@ pub async fn migrate(
         return Err(DomainError::Cancelled);
     }
     let target_admin = target.admin()?;
-    let (target_partitions, topic_created) =
-        prepare_target(&source_admin, &target_admin, &req, &info).await?;
+    let admins = (&source_admin, &target_admin, target.config());
+    let begun = resume::begin(admins, &req, &info, marks, &control).await?;
+    let (marks, topic_created) = (begun.cut.clone(), begun.topic_created);
+    let source_partitions: Vec<i32> = marks.keys().copied().collect();
     // Partitions are kept only when the two topics have the very same partition ids.
-    let partitioner = (target_partitions != info.partitions)
-        .then(|| KeyPartitioner::new(target_partitions.len() as i32));
+    let partitioner = (begun.target_partitions != source_partitions)
+        .then(|| KeyPartitioner::new(begun.target_partitions.len() as i32));
     let translation = group_translation::precondition(
         &req,
-        &info.partitions,
-        &target_partitions,
+        &source_partitions,
+        &begun.target_partitions,
         partitioner.is_some(),
-        &target_admin,
-    )
-    .await?;
+        &begun.base,
+    );
     let offset_map_runs =
-        matches!(translation, Some(Ok(_))).then(|| runs_per_partition(info.partitions.len()));
+        matches!(translation, Some(Ok(_))).then(|| runs_per_partition(source_partitions.len()));
     let shared = Arc::new(Shared::new(
         source.config().clone(),
         &req,
@@ -124,9 +136,16 @@ pub async fn migrate(
         partitioner,
         producer,
         control,
-        offset_map_runs,
+        (offset_map_runs, begun.base, begun.landed),
     ));
-    let offset_maps = match copy_partitions(&shared, &marks).await {
+    let copied = match resume::check_landed(&shared, &marks).await {
+        Ok(()) => match copy_partitions(&shared, &marks).await {
+            Ok(maps) => check_ends(&target_admin, &shared).await.map(|()| maps),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    let offset_maps = match copied {
         Ok(maps) => maps,
         Err(error) => return Err(fail(error, &shared, &target_admin, topic_created).await),
     };
@@ -144,6 +163,7 @@ pub async fn migrate(
                 &req,
                 &plan,
                 &shared.control,
+                false,
             )
             .await?
         }
@@ -157,39 +177,29 @@ pub async fn migrate(
     ))
 }
 
-/// The target topic's partitions, creating it like restore does when it is missing (same
-/// partition count, replication factor and configs as the source); and whether it was created.
-async fn prepare_target(
-    source_admin: &Admin,
-    target_admin: &Admin,
-    req: &MigrateRequest,
-    info: &TopicInfo,
-) -> DomainResult<(Vec<i32>, bool)> {
-    if let Some(existing) = target_admin.topic(&req.target_topic).await? {
-        let marks = target_admin
-            .watermarks(&req.target_topic, &existing.partitions)
-            .await?;
-        let held: i64 = marks.values().map(|(low, high)| high - low).sum();
-        req.if_exists.admit(&req.target_topic, held, "migrate")?;
-        return Ok((existing.partitions, false));
+/// With partitions kept 1:1, each target partition must end where the job's records end (its
+/// base offset + the records copied into it): more means something else wrote meanwhile.
+async fn check_ends(target_admin: &Admin, shared: &Shared) -> DomainResult<()> {
+    if shared.partitioner.is_some() {
+        return Ok(());
     }
-    let configs = source_admin.topic_configs(&req.source_topic).await?;
-    let created = target_admin
-        .create_topic(
-            &req.target_topic,
-            info.partition_count(),
-            info.replication_factor,
-            &configs,
-        )
+    let parts: Vec<i32> = shared.base.keys().copied().collect();
+    let ends = target_admin
+        .watermarks(&shared.target_topic, &parts)
         .await?;
-    if created.configs_dropped {
-        tracing::warn!(
-            topic = %req.target_topic,
-            reason = ?created.config_error,
-            "target cluster refused the source topic's configs; created without them"
-        );
+    let copied = shared.copied_per_partition();
+    for (p, (_, end)) in ends {
+        let expected =
+            shared.base.get(&p).copied().unwrap_or(0) + copied.get(&p).copied().unwrap_or(0) as i64;
+        if end != expected {
+            return Err(DomainError::interrupted(format!(
+                "partition {p} of {} ends at offset {end}, but this migration's records end at \
+                 {expected}: something else wrote into the topic meanwhile",
+                shared.target_topic
+            )));
+        }
     }
-    Ok((info.partitions.clone(), true))
+    Ok(())
 }
 
 /// Copies every partition of the cut, a few at a time, and flushes the producer; returns
@@ -242,7 +252,13 @@ async fn fail(
     topic_created: bool,
 ) -> DomainError {
     let topic = &shared.target_topic;
-    let cleanup = if topic_created {
+    // Another writer's records, or a replica about to continue: not only ours to delete.
+    let interrupted = matches!(error.kind(), kvault_domain::ErrorKind::Interrupted);
+    let cleanup = if shared.control.is_handed_over() {
+        format!("topic {topic} was left for the replica that continues the migration")
+    } else if topic_created && interrupted {
+        format!("topic {topic} (created by this migration) was left as it is for inspection")
+    } else if topic_created {
         match target_admin.delete_topic(topic).await {
             Ok(()) => format!("topic {topic} (created by this migration) was deleted again"),
             Err(e) => format!("deleting topic {topic} (created by this migration) failed: {e}"),

@@ -1,6 +1,6 @@
 //! One source partition's copy: a blocking reader thread (the shared consume path plus the
 //! transformation) feeding an async task that produces into the target and records where
-//! the copies landed.
+//! the copies landed. A continued migration first skips the copies an earlier attempt landed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -128,9 +128,26 @@ async fn produce_batches(
     shared: &Shared,
 ) -> DomainResult<Option<OffsetMap>> {
     let mut map = shared.offset_map_runs.map(OffsetMap::new);
+    let (skipped, first) = skip_landed(source_partition, rx, &mut map, shared).await?;
+    let identity = shared.partitioner.is_none();
+    let base = shared.base.get(&source_partition).copied().unwrap_or(0);
+    // With partitions kept 1:1, where the next copy must land.
+    let mut expected = identity.then(|| base + skipped as i64);
+    let mut delivered_here = 0u64;
     // Deliveries are settled in send order, so the offset map is built in offset order.
-    let mut deliveries = Deliveries::new(&shared.producer, |done| settle(done, &mut map, shared))?;
-    while let Some(batch) = rx.recv().await {
+    let mut deliveries = Deliveries::new(&shared.producer, |done| {
+        delivered_here += 1;
+        settle(done, &mut map, &mut expected, shared)
+    })?;
+    let mut next = first;
+    loop {
+        let batch = match next.take() {
+            Some(batch) => batch,
+            None => match rx.recv().await {
+                Some(batch) => batch,
+                None => break,
+            },
+        };
         let stop = || shared.should_stop();
         if !admit(shared.throttle.as_ref(), batch.len(), stop).await {
             deliveries.settle_all().await?;
@@ -148,19 +165,81 @@ async fn produce_batches(
         shared.control.add(batch.len() as u64, batch_bytes);
     }
     deliveries.finish().await?;
-    // Ends the settle closure's borrow of `map`.
+    // Ends the settle closure's borrows of `map` and the count.
     drop(deliveries);
+    if identity {
+        shared.count_copied(source_partition, skipped + delivered_here);
+    }
     Ok(map)
 }
 
+/// Takes the copies an earlier attempt already landed out of the stream (the first `count`
+/// the transformation keeps; `resume::check_landed` proved the first and the last of them),
+/// mapping them where they landed. Returns how many it skipped and the rest of the batch it
+/// stopped in.
+async fn skip_landed(
+    partition: i32,
+    rx: &mut mpsc::Receiver<Vec<Record>>,
+    map: &mut Option<OffsetMap>,
+    shared: &Shared,
+) -> DomainResult<(u64, Option<Vec<Record>>)> {
+    let Some(landed) = shared.landed.get(&partition) else {
+        return Ok((0, None));
+    };
+    let base = shared.base.get(&partition).copied().unwrap_or(0);
+    let mut index = 0u64;
+    while index < landed.count {
+        let Some(mut batch) = rx.recv().await else {
+            break;
+        };
+        let n = ((landed.count - index) as usize).min(batch.len());
+        let mut bytes = 0;
+        for record in &batch[..n] {
+            if let Some(map) = map.as_mut() {
+                map.record(record.offset, base + index as i64);
+            }
+            bytes += record.payload_len();
+            index += 1;
+        }
+        shared.written.fetch_add(n as u64, Ordering::Relaxed);
+        shared.control.add(n as u64, bytes);
+        batch.drain(..n);
+        if !batch.is_empty() {
+            return Ok((index, Some(batch)));
+        }
+    }
+    if index < landed.count && !shared.should_stop() {
+        return Err(DomainError::interrupted(format!(
+            "partition {partition} of {} holds {} copies of this migration, more than the \
+             recorded cut gives: something else wrote into the topic; the migration cannot \
+             continue exactly",
+            shared.target_topic, landed.count
+        )));
+    }
+    Ok((index, None))
+}
+
 /// Counts a confirmed delivery (and maps its offset); a failed one (after librdkafka's own
-/// retries) fails the migration.
+/// retries) fails the migration, and so does (partitions kept 1:1) a copy that did not land at
+/// the partition's next offset.
 fn settle(
     (source_offset, outcome): Delivered,
     map: &mut Option<OffsetMap>,
+    expected: &mut Option<i64>,
     shared: &Shared,
 ) -> DomainResult<()> {
-    let (_, offset) = delivered(outcome, &shared.target_topic)?;
+    let (partition, offset) = delivered(outcome, &shared.target_topic)?;
+    if let Some(next) = expected {
+        if offset != *next {
+            return Err(DomainError::interrupted(format!(
+                "a copy landed at offset {offset} of {} partition {partition} instead of \
+                 {next}: something else writes into the topic; the migration stopped and \
+                 left the topic as it is",
+                shared.target_topic
+            )));
+        }
+        *next += 1;
+    }
     shared.written.fetch_add(1, Ordering::Relaxed);
     if let Some(map) = map {
         map.record(source_offset, offset);

@@ -1,7 +1,9 @@
 //! What every partition task of one migration shares: the source, the compiled
 //! transformation, the producer, the budget and the counters.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use kvault_domain::migrate::{GroupTranslation, MigrateRequest, MigrateResult};
@@ -15,6 +17,8 @@ use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
 use crate::transform::CompiledTransformation;
+
+use super::resume::Landed;
 
 /// State shared by every partition task of one migration.
 pub(super) struct Shared {
@@ -37,6 +41,13 @@ pub(super) struct Shared {
     pub(super) written: AtomicU64,
     /// Segments each partition's `OffsetMap` may hold; `None` when no group is translated.
     pub(super) offset_map_runs: Option<usize>,
+    /// Per target partition: its end offset before the job's first record.
+    pub(super) base: BTreeMap<i32, i64>,
+    /// Per partition: the job's records an earlier attempt already landed there.
+    pub(super) landed: BTreeMap<i32, Landed>,
+    /// Per target partition (partitions kept 1:1): the job's records on it, landed earlier or
+    /// delivered now.
+    copied: Mutex<BTreeMap<i32, u64>>,
 }
 
 impl Shared {
@@ -47,7 +58,7 @@ impl Shared {
         partitioner: Option<KeyPartitioner>,
         producer: RecordProducer,
         control: OperationControl,
-        offset_map_runs: Option<usize>,
+        (offset_map_runs, base, landed): (Option<usize>, BTreeMap<i32, i64>, BTreeMap<i32, Landed>),
     ) -> Self {
         Self {
             source,
@@ -66,7 +77,22 @@ impl Shared {
             failed: AtomicU64::new(0),
             written: AtomicU64::new(0),
             offset_map_runs,
+            base,
+            landed,
+            copied: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Notes that `n` more of the job's records are on target `partition`.
+    pub(super) fn count_copied(&self, partition: i32, n: u64) {
+        if let Ok(mut copied) = self.copied.lock() {
+            *copied.entry(partition).or_default() += n;
+        }
+    }
+
+    /// The job's records per target partition (partitions kept 1:1).
+    pub(super) fn copied_per_partition(&self) -> BTreeMap<i32, u64> {
+        self.copied.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// The documented result, from the counters.

@@ -17,7 +17,7 @@ use kvault_domain::{DomainError, PartitionMapping};
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
 use crate::groups::offset_map::{runs_per_partition, OffsetMap};
-use crate::groups::translation::{commit_translated, TranslationPlan};
+use crate::groups::translation::{commit_translated, preview_translated, TranslationPlan};
 
 /// What the restore must remember while producing so groups can be put back afterwards.
 pub(super) struct GroupRestore {
@@ -31,32 +31,31 @@ pub(super) struct GroupRestore {
 
 impl GroupRestore {
     /// `None` when no group is to be restored, or when partitions are not kept 1:1 (then the
-    /// groups are refused afterwards, and nothing needs remembering).
-    pub(super) async fn prepare(
-        admin: &Admin,
+    /// groups are refused afterwards, and nothing needs remembering). `base`: each target
+    /// partition's end offset before the job's first record.
+    pub(super) fn prepare(
         plan: &RestorePlan,
         mapping: PartitionMapping,
-        sources: &[i32],
-        topic_created: bool,
-    ) -> DomainResult<Option<Self>> {
+        base: &BTreeMap<i32, i64>,
+    ) -> Option<Self> {
         if plan.restore_consumer_groups.is_none() || mapping != PartitionMapping::Identity {
-            return Ok(None);
+            return None;
         }
-        let target_ends = if topic_created {
-            sources.iter().map(|p| (*p, 0)).collect()
-        } else {
-            admin
-                .watermarks(&plan.target_topic, sources)
-                .await?
-                .into_iter()
-                .map(|(p, (_, high))| (p, high))
-                .collect()
-        };
-        Ok(Some(Self {
-            target_ends,
+        Some(Self {
+            target_ends: base.clone(),
             maps: Mutex::new(BTreeMap::new()),
-            runs: runs_per_partition(sources.len()),
-        }))
+            runs: runs_per_partition(base.len()),
+        })
+    }
+
+    /// Notes that `len` consecutive records from `source_offset` would land from `offset` of
+    /// `partition` on (a dry run's prediction).
+    pub(super) fn landed_run(&self, partition: i32, source_offset: i64, offset: i64, len: i64) {
+        if let Ok(mut maps) = self.maps.lock() {
+            maps.entry(partition)
+                .or_insert_with(|| OffsetMap::new(self.runs))
+                .record_run(source_offset, offset, len);
+        }
     }
 
     /// Notes that the record at `source_offset` landed at `offset` of `partition` (the same
@@ -96,14 +95,15 @@ impl GroupRestore {
     }
 }
 
-/// Commits every selected group on the target; one entry per group, in the backup's order
-/// (for `true`) or the request's (for a list).
+/// Commits every selected group on the target (with `dry_run`, only says where it would);
+/// one entry per group, in the backup's order (for `true`) or the request's (for a list).
 pub(super) async fn restore_groups(
     target: (&ClusterConfig, &Admin),
     plan: &RestorePlan,
     manifest: &Manifest,
     sources: &[i32],
     remembered: Option<&GroupRestore>,
+    dry_run: bool,
 ) -> DomainResult<Vec<GroupTranslation>> {
     let selected = selected_groups(&plan.restore_consumer_groups, manifest);
     if selected.is_empty() {
@@ -141,7 +141,11 @@ pub(super) async fn restore_groups(
             continue;
         }
         let topic = &plan.target_topic;
-        outcomes.push(commit_translated(target, topic, &group, committed, &translation).await);
+        outcomes.push(if dry_run {
+            preview_translated(target, topic, &group, committed, &translation).await
+        } else {
+            commit_translated(target, topic, &group, committed, &translation).await
+        });
     }
     Ok(outcomes)
 }

@@ -21,13 +21,21 @@
 //! are committed on the target, translated through where the records landed (see `groups`).
 //!
 //! A failure after producing began never leaves a silent half-written topic: the error says
-//! how many records reached which partitions, and a topic kvault created is deleted again.
+//! how many records reached which partitions, and a topic kvault created is deleted again
+//! (unless the restore is handed to another replica, or something else wrote into it).
+//!
+//! Resuming (see `resume`): before the topic is created and before the first produce the job
+//! records each target partition's end offset; a replica that takes the job over counts the
+//! job's records already on each partition from the target itself and produces only the rest.
 
 /// The longest chain a restore follows.
 const MAX_CHAIN_LINKS: usize = 10_000;
 
 mod groups;
 mod partition;
+mod preview;
+mod resume;
+mod tally;
 mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +48,7 @@ use kvault_domain::chain::{chain_problems, load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
-use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
+use kvault_domain::restore::RestorePlan;
 use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
 
 use crate::admin::{drop_in_background, Admin};
@@ -54,71 +62,9 @@ use kvault_domain::fanout::all_or_root_cause;
 use groups::{restore_groups, GroupRestore};
 use kvault_domain::restore_planning::select_partitions;
 use partition::{fail_after_producing, restore_partition};
-use target::prepare_target;
-
-/// Where produced records landed, per target partition.
-#[derive(Debug, Default, Clone, Copy)]
-struct Landed {
-    count: u64,
-    first: i64,
-    last: i64,
-}
-
-#[derive(Default)]
-struct Tally {
-    partitions: BTreeMap<i32, Landed>,
-}
-
-impl Tally {
-    /// Per target partition: how many records landed, from which offset to which.
-    fn partition_results(&self) -> Vec<PartitionRestoreResult> {
-        self.partitions
-            .iter()
-            .map(|(p, l)| PartitionRestoreResult {
-                partition: *p,
-                messages_count: l.count,
-                start_offset: l.first,
-                end_offset: l.last + 1,
-            })
-            .collect()
-    }
-
-    fn add(&mut self, partition: i32, offset: i64) {
-        let entry = self.partitions.entry(partition).or_insert(Landed {
-            count: 0,
-            first: offset,
-            last: offset,
-        });
-        entry.count += 1;
-        entry.first = entry.first.min(offset);
-        entry.last = entry.last.max(offset);
-    }
-
-    fn total(&self) -> u64 {
-        self.partitions.values().map(|l| l.count).sum()
-    }
-
-    fn describe(&self) -> String {
-        if self.partitions.is_empty() {
-            return "no records were written".into();
-        }
-        let parts: Vec<String> = self
-            .partitions
-            .iter()
-            .map(|(p, l)| {
-                format!(
-                    "partition {p}: {} (offsets {}..={})",
-                    l.count, l.first, l.last
-                )
-            })
-            .collect();
-        format!(
-            "{} records were written: {}",
-            self.total(),
-            parts.join(", ")
-        )
-    }
-}
+pub(crate) use preview::dry_run;
+use resume::{begin, Reading};
+use tally::Tally;
 
 struct Shared {
     /// The archives to read, oldest first, each with the partitions it holds: one, or every
@@ -132,6 +78,10 @@ struct Shared {
     preserve_offsets: bool,
     source_offset_header: bool,
     until_ms: Option<i64>,
+    /// Partitions kept 1:1: per partition its end offset before the job's first record, and
+    /// how many of the job's records an earlier attempt already landed there.
+    base: BTreeMap<i32, i64>,
+    skip: BTreeMap<i32, u64>,
     /// Set when consumer groups are to be put back: where records landed.
     groups: Option<GroupRestore>,
     control: OperationControl,
@@ -143,13 +93,15 @@ impl Shared {
     fn new(
         plan: &RestorePlan,
         links: Vec<(BackupId, BTreeSet<i32>)>,
-        mapping: PartitionMapping,
-        target_partitions: i32,
+        (mapping, target_partitions): (PartitionMapping, i32),
+        (base, skip): (BTreeMap<i32, i64>, BTreeMap<i32, u64>),
         producer: RecordProducer,
         groups: Option<GroupRestore>,
         control: OperationControl,
     ) -> Self {
         Self {
+            base,
+            skip,
             links,
             target_topic: plan.target_topic.clone(),
             mapping,
@@ -173,6 +125,18 @@ impl Shared {
             .filter(|(_, partitions)| partitions.contains(&partition))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// For a source partition: how many of its records are already on the target, and
+    /// (partitions kept 1:1) the target partition's base offset.
+    fn resume_of(&self, source: i32) -> (u64, Option<i64>) {
+        match self.mapping {
+            PartitionMapping::Identity => (
+                self.skip.get(&source).copied().unwrap_or(0),
+                Some(self.base.get(&source).copied().unwrap_or(0)),
+            ),
+            PartitionMapping::Murmur2 => (0, None),
+        }
     }
 
     fn should_stop(&self) -> bool {
@@ -204,39 +168,39 @@ pub(crate) async fn run(
     let started = Instant::now();
     // First: the producer connects (and gets its producer id) while the archive is checked.
     let producer = RecordProducer::create(cluster)?;
-    let last = store.manifest(&plan.backup_id).await?;
-    let chain = load_chain(store.as_ref(), last, MAX_CHAIN_LINKS).await?;
-    if plan.validate_checksum {
-        for link in &chain {
-            check_archive(store.as_ref(), &link.backup_id, &control).await?;
-        }
-        control.reset_progress();
-    }
+    let Checked {
+        links,
+        archives,
+        manifest,
+        warnings: mut chain_warnings,
+    } = load_checked(store.as_ref(), &plan, &control).await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "restore: archive checked"
     );
-    let mut chain_warnings = chain_warnings(&chain);
-    let links = chain
-        .iter()
-        .map(|m| {
-            let id = BackupId::parse(&m.backup_id)?;
-            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
-        })
-        .collect::<DomainResult<Vec<_>>>()?;
-    let manifest = match chain.as_slice() {
-        [only] if only.chain.is_none() => only.clone(),
-        links => merge_chain(links, plan.until_time_ms)?,
-    };
     let sources = select_partitions(&plan, &manifest)?;
 
     let admin = Admin::new(cluster)?;
-    let target = prepare_target(&admin, &plan, &manifest, &sources, &control).await?;
+    let reading = Reading {
+        archives,
+        links: &links,
+        store: &store,
+    };
+    let begun = begin(
+        (cluster, &admin),
+        &plan,
+        &manifest,
+        &sources,
+        reading,
+        &control,
+    )
+    .await?;
+    let target = begun.target;
     let (mapping, target_count, topic_created) =
         (target.mapping, target.partitions, target.created);
     let mut warnings = target.warnings;
     warnings.append(&mut chain_warnings);
-    let groups = GroupRestore::prepare(&admin, &plan, mapping, &sources, topic_created).await?;
+    let groups = GroupRestore::prepare(&plan, mapping, &begun.base);
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "restore: target ready"
@@ -245,8 +209,8 @@ pub(crate) async fn run(
     let shared = Arc::new(Shared::new(
         &plan,
         links,
-        mapping,
-        target_count,
+        (mapping, target_count),
+        (begun.base, begun.skip),
         producer,
         groups,
         control.clone(),
@@ -278,11 +242,18 @@ pub(crate) async fn run(
             .lock()
             .map_err(|_| DomainError::internal("restore tally lock poisoned"))?,
     );
+    let outcome = match outcome {
+        Ok(totals) => check_ends(&admin, &shared, &tally, &sources)
+            .await
+            .map(|()| totals),
+        Err(error) => Err(error),
+    };
     let totals = match outcome {
         Ok(totals) => totals,
         Err(error) => {
             let topic = &plan.target_topic;
-            return Err(fail_after_producing(error, &tally, &admin, topic, topic_created).await);
+            let how = (topic_created, control.is_handed_over());
+            return Err(fail_after_producing(error, &tally, &admin, topic, how).await);
         }
     };
     let consumer_groups_restored = restore_groups(
@@ -291,6 +262,7 @@ pub(crate) async fn run(
         &manifest,
         &sources,
         shared.groups.as_ref(),
+        false,
     )
     .await?;
     warnings.extend(groups::warnings(&consumer_groups_restored));
@@ -314,6 +286,81 @@ pub(crate) async fn run(
     };
     drop_in_background((shared, admin));
     Ok(result)
+}
+
+/// With partitions kept 1:1, each restored partition must end where the job's records end
+/// (its base offset + the records restored into it): more means something else wrote into the
+/// topic meanwhile.
+async fn check_ends(
+    admin: &Admin,
+    shared: &Shared,
+    tally: &Tally,
+    sources: &[i32],
+) -> DomainResult<()> {
+    if shared.mapping != PartitionMapping::Identity {
+        return Ok(());
+    }
+    let ends = admin.watermarks(&shared.target_topic, sources).await?;
+    for (p, (_, end)) in ends {
+        let ours = tally.partitions.get(&p).map_or(0, |l| l.count) as i64;
+        let expected = shared.base.get(&p).copied().unwrap_or(0) + ours;
+        if end != expected {
+            return Err(DomainError::interrupted(format!(
+                "partition {p} of {} ends at offset {end}, but this restore's records end at \
+                 {expected}: something else wrote into the topic meanwhile",
+                shared.target_topic
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The archive a restore reads, checked as every restore checks it.
+struct Checked {
+    /// The archives to read, oldest first, each with the partitions it holds.
+    links: Vec<(BackupId, BTreeSet<i32>)>,
+    /// The same archives as `(backup_id, uid)`, as the job's start record names them.
+    archives: Vec<(String, Option<String>)>,
+    /// The one manifest the restore plans from (a chain's links merged).
+    manifest: kvault_domain::Manifest,
+    warnings: Vec<String>,
+}
+
+/// Loads the backup (its whole chain when incremental) and, when `validate_checksum`, checks
+/// every checksum before anything is produced.
+async fn load_checked(
+    store: &dyn ArchiveStore,
+    plan: &RestorePlan,
+    control: &OperationControl,
+) -> DomainResult<Checked> {
+    let last = store.manifest(&plan.backup_id).await?;
+    let chain = load_chain(store, last, MAX_CHAIN_LINKS).await?;
+    if plan.validate_checksum {
+        for link in &chain {
+            check_archive(store, &link.backup_id, control).await?;
+        }
+        control.reset_progress();
+    }
+    let links = chain
+        .iter()
+        .map(|m| {
+            let id = BackupId::parse(&m.backup_id)?;
+            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
+        })
+        .collect::<DomainResult<Vec<_>>>()?;
+    let manifest = match chain.as_slice() {
+        [only] if only.chain.is_none() => only.clone(),
+        links => merge_chain(links, plan.until_time_ms)?,
+    };
+    Ok(Checked {
+        links,
+        archives: chain
+            .iter()
+            .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
+            .collect(),
+        manifest,
+        warnings: chain_warnings(&chain),
+    })
 }
 
 /// Every checksum of the backup, before anything is produced: a corrupt archive is refused

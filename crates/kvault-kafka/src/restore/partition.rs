@@ -2,6 +2,11 @@
 //! bounded channel, a decoded block at a time (records are ranges of the block's bytes, never
 //! copied before librdkafka copies them), an async task produces it and tallies where records
 //! landed; and what a failure after producing began reports (and cleans up).
+//!
+//! A continued restore streams the partition from its start too and skips the records an
+//! earlier attempt already landed (counting them where they are). With partitions kept 1:1,
+//! record `i` of a partition must land at the partition's base offset + `i`: any other offset
+//! means something else writes into the topic, and the restore stops `interrupted`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -10,7 +15,7 @@ use std::sync::Arc;
 use kvault_domain::error::DomainResult;
 use kvault_domain::ports::{ArchiveStore, BlockReader, ReadBounds};
 use kvault_domain::record::TimestampType;
-use kvault_domain::record_block::RecordBlock;
+use kvault_domain::record_block::{RecordBlock, RecordView};
 use kvault_domain::restore::SOURCE_OFFSET_HEADER;
 use kvault_domain::DomainError;
 use tokio::sync::mpsc;
@@ -78,10 +83,8 @@ pub(super) fn read_archive(
 ) -> DomainResult<()> {
     for block in reader {
         let mut block = block?;
-        if let Some(until) = shared.until_ms {
-            block.retain(|r| {
-                r.timestamp_type == TimestampType::NotAvailable || r.timestamp <= until
-            });
+        if shared.until_ms.is_some() {
+            block.retain(|r| kept_until(r, shared.until_ms));
         }
         if shared.should_stop() {
             return Err(DomainError::Cancelled);
@@ -93,17 +96,40 @@ pub(super) fn read_archive(
     Ok(())
 }
 
+/// Whether a point-in-time restore (`until_ms`) restores the record.
+pub(super) fn kept_until(record: &RecordView<'_>, until_ms: Option<i64>) -> bool {
+    until_ms.is_none_or(|until| {
+        record.timestamp_type == TimestampType::NotAvailable || record.timestamp <= until
+    })
+}
+
 pub(super) async fn produce_batches(
     source: i32,
     rx: &mut mpsc::Receiver<RecordBlock>,
     shared: &Shared,
 ) -> DomainResult<SourceTotals> {
     let mut totals = SourceTotals::default();
-    // Restore only tallies where deliveries landed (and checks preserved offsets).
-    let mut deliveries = Deliveries::new(&shared.producer, |done| settle(done, shared))?;
+    let (mut skip, base) = shared.resume_of(source);
+    // With partitions kept 1:1, where the next delivery must land.
+    let mut expected = base.map(|b| b + skip as i64);
+    // Restore only tallies where deliveries landed (and checks where they landed).
+    let mut deliveries =
+        Deliveries::new(&shared.producer, |done| settle(done, shared, &mut expected))?;
     // The source offset header's text, rebuilt in place per record only when asked for.
     let mut offset_text = String::new();
-    while let Some(block) = rx.recv().await {
+    let mut index = 0u64;
+    while let Some(mut block) = rx.recv().await {
+        if skip > 0 {
+            let n = skip_landed(
+                source,
+                &mut block,
+                skip,
+                (base, &mut index),
+                shared,
+                &mut totals,
+            );
+            skip -= n;
+        }
         // A block holds thousands of records; the rate limit admits them a run at a time so
         // a limited restore produces steadily from its first second on.
         for run in block.chunks(ADMIT_RUN) {
@@ -137,9 +163,50 @@ pub(super) async fn produce_batches(
     Ok(totals)
 }
 
+/// Takes the first `skip` records out of `block` (at most all of it): an earlier attempt
+/// landed them at the partition's base offset + their index, where they are tallied and
+/// counted as restored. Returns how many it took.
+fn skip_landed(
+    source: i32,
+    block: &mut RecordBlock,
+    skip: u64,
+    (base, index): (Option<i64>, &mut u64),
+    shared: &Shared,
+    totals: &mut SourceTotals,
+) -> u64 {
+    let n = (skip as usize).min(block.len());
+    let base = base.unwrap_or_default();
+    let mut bytes = 0;
+    for record in block.iter().take(n) {
+        let offset = base + *index as i64;
+        bytes += record.payload_len();
+        if let Ok(mut tally) = shared.tally.lock() {
+            tally.add(source, offset);
+        }
+        if let Some(groups) = &shared.groups {
+            groups.landed(source, record.offset, offset);
+        }
+        *index += 1;
+    }
+    let mut seen = 0;
+    block.retain(|_| {
+        seen += 1;
+        seen > n
+    });
+    totals.messages += n as u64;
+    totals.bytes += bytes;
+    shared.control.add(n as u64, bytes);
+    n as u64
+}
+
 /// Records a delivery report; a failed delivery (after librdkafka's own retries) fails the
-/// restore, and so does an offset that differs from the source when offsets are preserved.
-pub(super) fn settle((source_offset, outcome): Delivered, shared: &Shared) -> DomainResult<()> {
+/// restore, and so does an offset that differs from the source when offsets are preserved, or
+/// (partitions kept 1:1) from the partition's next offset.
+pub(super) fn settle(
+    (source_offset, outcome): Delivered,
+    shared: &Shared,
+    expected: &mut Option<i64>,
+) -> DomainResult<()> {
     let (partition, offset) = delivered(outcome, &shared.target_topic)?;
     if let Ok(mut tally) = shared.tally.lock() {
         tally.add(partition, offset);
@@ -154,6 +221,17 @@ pub(super) fn settle((source_offset, outcome): Delivered, shared: &Shared) -> Do
             shared.target_topic
         )));
     }
+    if let Some(next) = expected {
+        if offset != *next {
+            return Err(DomainError::interrupted(format!(
+                "a record of this restore landed at offset {offset} of {} partition {partition} \
+                 instead of {next}: something else writes into the topic; the restore stopped and \
+                 left the topic as it is",
+                shared.target_topic
+            )));
+        }
+        *next += 1;
+    }
     Ok(())
 }
 
@@ -164,13 +242,20 @@ pub(super) async fn fail_after_producing(
     tally: &Tally,
     admin: &Admin,
     topic: &str,
-    topic_created: bool,
+    (topic_created, handed_over): (bool, bool),
 ) -> DomainError {
-    let cleanup = if topic_created {
+    // Another writer's records, or a replica about to continue: the topic is not only ours
+    // to delete.
+    let interrupted = matches!(error.kind(), kvault_domain::ErrorKind::Interrupted);
+    let cleanup = if handed_over {
+        format!("; topic {topic} was left for the replica that continues the restore")
+    } else if topic_created && !interrupted {
         match admin.delete_topic(topic).await {
             Ok(()) => format!("; topic {topic} (created by this restore) was deleted again"),
             Err(e) => format!("; deleting topic {topic} (created by this restore) failed: {e}"),
         }
+    } else if topic_created {
+        format!("; topic {topic} (created by this restore) was left as it is for inspection")
     } else {
         format!("; topic {topic} existed before and was left as is")
     };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::partial::{self, PartialLock, LOCK_FILE};
 use super::tombstone::{is_tombstone, tombstone_name};
-use super::{Backend, SegmentSink, SegmentSinks, SegmentSource, Staging};
+use super::{Adopted, Adoption, Backend, SegmentSink, SegmentSinks, SegmentSource, Staging};
 use crate::error::{Result, StorageError};
 
 /// Name of a backup's manifest, in every backend.
@@ -211,6 +211,29 @@ impl Backend for LocalBackend {
 
     fn sweep_abandoned(&self) -> usize {
         self.sweep_tombstones() + self.sweep_partials()
+    }
+
+    fn begin_resume(&self, id: &str, adopt: &Adoption) -> Result<(Box<dyn Staging>, Adopted)> {
+        let (dir, final_dir) = (self.partial_dir(id), self.final_dir(id));
+        if final_dir.exists() {
+            return Err(StorageError::BackupExists(id.to_owned()));
+        }
+        if !dir.exists() {
+            return Ok((self.begin(id)?, Adopted::new()));
+        }
+        // Only once the dead writer's lock is this writer's are its segments kept.
+        let Some((lock, adopted)) = partial::resume(&dir, adopt).map_err(io_err(&dir))? else {
+            return Err(StorageError::BackupExists(id.to_owned()));
+        };
+        let staging = LocalStaging {
+            id: id.to_owned(),
+            lock: Some(lock),
+            dir,
+            base: self.base.clone(),
+            final_dir,
+            done: false,
+        };
+        Ok((Box::new(staging), adopted))
     }
 }
 

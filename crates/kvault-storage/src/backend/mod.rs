@@ -71,7 +71,27 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         let _ = id;
         Ok(())
     }
+
+    /// Starts writing backup `id` again after its writer stopped (the caller knows it is gone,
+    /// as for [`Backend::discard_unfinished`]), keeping the segments that writer finished.
+    /// `adopt` lists per partition, in offset order, the finished segments' files (relative
+    /// to the backup) and sizes, as that writer reported them. The new writer is fenced from
+    /// the old one before anything is kept; what is kept per partition is a prefix of its
+    /// list (a segment that is missing or of another size ends it), returned with the names
+    /// the segments have in the new staging. Everything else the old writer left goes.
+    /// `BackupExists` when the id is committed or a live writer holds it.
+    fn begin_resume(&self, id: &str, adopt: &Adoption) -> Result<(Box<dyn Staging>, Adopted)> {
+        let _ = adopt;
+        self.discard_unfinished(id)?;
+        Ok((self.begin(id)?, Adopted::new()))
+    }
 }
+
+/// Segments a resumed writer is asked to keep: per partition, `(file, size)` in offset order.
+pub type Adoption = std::collections::BTreeMap<i32, Vec<(String, u64)>>;
+/// Segments a resumed writer kept: per partition, their files in the new staging (a prefix of
+/// what was asked).
+pub type Adopted = std::collections::BTreeMap<i32, Vec<String>>;
 
 /// One backup being written: its segment sinks, then exactly one of commit or abort.
 pub trait Staging: Send + Sync {

@@ -7,6 +7,10 @@
 //! Such an abandoned partial is removed when its id is created again, when a store opens,
 //! and by [`sweep_abandoned`], which the API calls periodically. A live partial is never
 //! touched.
+//!
+//! A backup taken over from a writer that died resumes in its partial ([`resume`]): the new
+//! writer takes the lock (it can only if the old one is gone), keeps the finished segments the
+//! old one reported, and removes everything else.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -162,4 +166,55 @@ pub(crate) fn sweep_abandoned(base: &Path, suffix: &str) -> usize {
         .filter(|e| e.file_name().to_str().is_some_and(is_partial_name))
         .filter(|e| remove_if_abandoned(&e.path()))
         .count()
+}
+
+/// Takes over the abandoned partial `dir` for a writer that resumes it: takes its lock
+/// (`None` when a live writer holds it), keeps per partition the prefix of `adopt` whose files
+/// are there with the reported sizes, and removes every other file kvault wrote there (a
+/// segment the old writer had not finished, a manifest of a commit it did not complete).
+pub(crate) fn resume(
+    dir: &Path,
+    adopt: &super::Adoption,
+) -> io::Result<Option<(PartialLock, super::Adopted)>> {
+    if !holds_only_kvaults_files(dir) {
+        return Ok(None);
+    }
+    let file = open_lock_file(dir)?;
+    if !file.try_lock_exclusive()? {
+        return Ok(None);
+    }
+    let lock = PartialLock { _file: file };
+    if !lock.still_in(dir) {
+        return Ok(None);
+    }
+    let mut kept = super::Adopted::new();
+    let mut keep = std::collections::HashSet::new();
+    for (partition, files) in adopt {
+        let names: Vec<String> = files
+            .iter()
+            .take_while(|(file, size)| {
+                crate::store::is_safe_relative(file)
+                    && file.starts_with(&format!("p{partition}/"))
+                    && fs::metadata(dir.join(file)).is_ok_and(|m| m.is_file() && m.len() == *size)
+            })
+            .map(|(file, _)| file.clone())
+            .collect();
+        keep.extend(names.iter().cloned());
+        kept.insert(*partition, names);
+    }
+    let _ = fs::remove_file(dir.join(MANIFEST_FILE));
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        for segment in fs::read_dir(entry.path())?.flatten() {
+            let rel = format!("{name}/{}", segment.file_name().to_string_lossy());
+            if !keep.contains(&rel) {
+                fs::remove_file(segment.path())?;
+            }
+        }
+        File::open(entry.path())?.sync_all()?;
+    }
+    Ok(Some((lock, kept)))
 }

@@ -1,7 +1,7 @@
 //! [`Store`]: the archive format over a [`Backend`]: create, stage, commit, list, read,
 //! verify and delete backups, the same on a local disk and in object storage.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::FORMAT_VERSION;
 use kvault_domain::ports::{
     ArchiveSpec, ArchiveStore, ArchiveWriter, BlockReader, PartitionWriter, ReadBounds,
-    RecordReader, VerifyReport,
+    RecordReader, Resumed, VerifyReport,
 };
 use kvault_domain::record_block::{RecordBlock, RecordView};
 use kvault_domain::{
@@ -244,7 +244,49 @@ impl Store {
             spec,
             options: self.options,
             taken: Mutex::new(HashSet::new()),
+            adopted: BTreeMap::new(),
         })
+    }
+
+    /// A writer of `spec` that resumes a dead writer's staging, keeping of `committed` what
+    /// the backend could (see [`Backend::begin_resume`]); the kept segments, renamed.
+    fn resume_inner(
+        &self,
+        spec: ArchiveSpec,
+        committed: BTreeMap<i32, Vec<SegmentInfo>>,
+    ) -> Result<(StoreWriter, BTreeMap<i32, Vec<SegmentInfo>>)> {
+        let id = spec.backup_id.as_str().to_owned();
+        let asked: crate::backend::Adoption = committed
+            .iter()
+            .map(|(p, segments)| {
+                let files = segments.iter().map(|s| (s.file.clone(), s.size_bytes));
+                (*p, files.collect())
+            })
+            .collect();
+        let (staging, kept) = self.backend.begin_resume(&id, &asked)?;
+        let mut adopted = BTreeMap::new();
+        for (partition, segments) in committed {
+            let names = kept.get(&partition).map_or(&[][..], Vec::as_slice);
+            let renamed: Vec<SegmentInfo> = segments
+                .into_iter()
+                .zip(names)
+                .map(|(s, file)| SegmentInfo {
+                    file: file.clone(),
+                    ..s
+                })
+                .collect();
+            if !renamed.is_empty() {
+                adopted.insert(partition, renamed);
+            }
+        }
+        let writer = StoreWriter {
+            staging,
+            spec,
+            options: self.options,
+            taken: Mutex::new(HashSet::new()),
+            adopted: adopted.clone(),
+        };
+        Ok((writer, adopted))
     }
 }
 

@@ -26,6 +26,19 @@ pub(super) struct StorePartitionWriter {
 }
 
 impl StorePartitionWriter {
+    /// Starts with the finished segments a resumed writer kept: the partition's counts
+    /// continue from them and the next record must come after their last offset.
+    pub(super) fn start_with(&mut self, kept: Vec<SegmentInfo>) {
+        for s in &kept {
+            self.first.get_or_insert(s.first_offset);
+            self.last = Some(s.last_offset);
+            self.count += s.message_count;
+            self.payload += s.raw_bytes;
+            self.closed_bytes += s.size_bytes;
+        }
+        self.segments = kept;
+    }
+
     /// An I/O error on `file` (relative to the backup), named from the backup id on.
     fn io_error(&self, file: &str, e: std::io::Error) -> StorageError {
         StorageError::io(format!("{}/{file}", self.backup_id), e)
@@ -170,6 +183,10 @@ impl PartitionWriter for StorePartitionWriter {
 
     fn bytes_written(&self) -> u64 {
         self.closed_bytes + self.segment.as_ref().map_or(0, |s| s.writer.size())
+    }
+
+    fn finished_segments(&self) -> &[SegmentInfo] {
+        &self.segments
     }
 
     fn finish(

@@ -14,6 +14,19 @@ impl Store {
         }
     }
 
+    /// The blocking side of [`ArchiveStore::resume`].
+    pub fn blocking_resume(
+        &self,
+        spec: ArchiveSpec,
+        committed: BTreeMap<i32, Vec<SegmentInfo>>,
+    ) -> DomainResult<Resumed> {
+        let id = spec.backup_id.as_str().to_owned();
+        match self.resume_inner(spec, committed) {
+            Ok((writer, kept)) => Ok((Box::new(writer), kept)),
+            Err(e) => Err(e.into_domain(&id)),
+        }
+    }
+
     pub fn blocking_manifest(&self, id: &BackupId) -> DomainResult<Manifest> {
         self.load_manifest(id.as_str())
             .map_err(|e| e.into_domain(id.as_str()))
@@ -149,6 +162,15 @@ impl ArchiveStore for Store {
         let id = id.clone();
         let control = control.clone();
         self.off_runtime(move |s| s.blocking_verify_integrity(&id, &control))
+            .await
+    }
+
+    async fn resume(
+        &self,
+        spec: ArchiveSpec,
+        committed: BTreeMap<i32, Vec<SegmentInfo>>,
+    ) -> DomainResult<Resumed> {
+        self.off_runtime(move |s| s.blocking_resume(spec, committed))
             .await
     }
 

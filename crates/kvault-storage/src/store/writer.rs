@@ -9,6 +9,8 @@ pub(super) struct StoreWriter {
     pub(super) spec: ArchiveSpec,
     pub(super) options: StoreOptions,
     pub(super) taken: Mutex<HashSet<i32>>,
+    /// Segments a resumed writer kept, per partition: its partition writers start with them.
+    pub(super) adopted: std::collections::BTreeMap<i32, Vec<SegmentInfo>>,
 }
 
 impl StoreWriter {
@@ -37,7 +39,7 @@ impl StoreWriter {
                 codec: self.spec.compression.codec,
                 message,
             })?;
-        Ok(StorePartitionWriter {
+        let mut writer = StorePartitionWriter {
             sinks,
             backup_id: id,
             partition,
@@ -54,7 +56,11 @@ impl StoreWriter {
             first: None,
             last: None,
             payload: 0,
-        })
+        };
+        if let Some(kept) = self.adopted.get(&partition) {
+            writer.start_with(kept.clone());
+        }
+        Ok(writer)
     }
 
     pub(super) fn commit_inner(

@@ -84,4 +84,12 @@ impl MigrateOperation for FakeEngine {
             consumer_groups_translated: Vec::new(),
         })
     }
+
+    async fn migrate_dry_run(
+        &self,
+        plan: MigrationPlan,
+        _control: OperationControl,
+    ) -> DomainResult<kvault_domain::dry_run::MigrateDryRun> {
+        self.fake_migrate_dry_run(plan).await
+    }
 }

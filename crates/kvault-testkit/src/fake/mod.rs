@@ -9,6 +9,7 @@
 
 mod backup;
 mod drain;
+mod dry_run;
 mod lag;
 mod migrate;
 mod restore;

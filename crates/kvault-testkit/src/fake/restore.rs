@@ -103,6 +103,15 @@ impl RestoreOperation for FakeEngine {
             consumer_groups_restored: Vec::new(),
         })
     }
+
+    async fn restore_dry_run(
+        &self,
+        cluster: &ClusterId,
+        plan: RestorePlan,
+        control: OperationControl,
+    ) -> DomainResult<kvault_domain::dry_run::RestoreDryRun> {
+        self.fake_restore_dry_run(cluster, plan, control).await
+    }
 }
 
 /// Whether the target topic was created; a conflict when it holds messages and the plan

@@ -104,6 +104,10 @@ pub struct RestoreArgs {
     /// Add a `kvault.source.offset` header to every restored record.
     #[arg(long, alias = "include_source_offset_header")]
     pub include_source_offset_header: bool,
+    /// Validate and plan as the restore would, write nothing, and print the plan (topic to
+    /// create, records and offsets per partition, groups, warnings) instead of restoring.
+    #[arg(long, alias = "dry_run")]
+    pub dry_run: bool,
     /// retention.ms of the topic the restore creates instead of the backed-up one (-1: keep
     /// forever), so the broker does not delete old restored records.
     #[arg(long, alias = "retention_override", allow_negative_numbers = true)]

@@ -142,6 +142,10 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    /// Validate and plan as the migration would, write nothing, and print the plan instead
+    /// of migrating.
+    #[arg(long, alias = "dry_run")]
+    pub dry_run: bool,
     #[arg(long, alias = "source_cluster")]
     pub source_cluster: Option<String>,
     #[arg(long, alias = "source_topic")]

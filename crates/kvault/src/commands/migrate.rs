@@ -35,6 +35,10 @@ pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
     let clusters = [plan.source.as_str(), plan.target.as_str()];
     let engine = context.engine(&clusters, context.store()?).await?;
     let control = OperationControl::new();
+    if args.dry_run {
+        let planned = engine.migrate_dry_run(plan, control).await?;
+        return print_json(&planned);
+    }
     let _progress = Progress::start(context.progress, migration_id, control.clone());
     let result = engine.migrate(plan, control).await?;
     print_json(&result)

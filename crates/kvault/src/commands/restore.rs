@@ -46,6 +46,17 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     {
         let id = BackupId::parse(&request.backup_id)?;
         if matches!(store.manifest(&id).await, Err(DomainError::NotFound { .. })) {
+            if args.dry_run {
+                return Err(DomainError::from(kvault_domain::ValidationError::new(
+                    "dry_run",
+                    true,
+                    format!(
+                        "backup '{id}' is not one archive: --dry-run plans the restore of a \
+                         single backup; dry-run each topic of a backup set by its own id"
+                    ),
+                ))
+                .into());
+            }
             return restore_set(context, args.cluster, request, store).await;
         }
     }
@@ -55,6 +66,10 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     let engine = context.engine(&[&cluster_id], store).await?;
     let cluster = ClusterId::parse(&cluster_id)?;
     let control = OperationControl::new();
+    if args.dry_run {
+        let planned = engine.restore_dry_run(&cluster, plan, control).await?;
+        return print_json(&planned);
+    }
     // The bar's length: the selected partitions' records (until_time may take fewer).
     control.set_total(
         manifest

@@ -206,6 +206,43 @@ impl Lease {
         Ok(None)
     }
 
+    /// Claims `id` for write attempt `attempt` whatever the age of the lease there (the job
+    /// system knows its writer is gone): creates it, or takes it over with `If-Match` on the
+    /// ETag just read, so the old writer's next refresh fails and it stops. Also returns the
+    /// attempt the taken-over lease named. `None` if the lease kept changing under it.
+    pub(super) fn claim_forced(
+        shared: &Arc<Shared>,
+        id: &str,
+        attempt: &str,
+    ) -> Result<Option<(Arc<Self>, Option<String>)>> {
+        let key = shared.key(id, LEASE);
+        let put = |mode: PutMode| {
+            let (s, k, b) = (shared.clone(), key.clone(), body(attempt));
+            io::block_on(async move { put_if(&s, &k, b, mode).await })
+                .map_err(StorageError::Object)?
+                .map_err(|e| shared.error(&key, e))
+        };
+        for _ in 0..3 {
+            if let Some(etag) = put(PutMode::Create)? {
+                return Ok(Some((
+                    Self::held(shared, id, key, attempt.into(), etag),
+                    None,
+                )));
+            }
+            let Some(seen) = observe(shared, id)? else {
+                continue;
+            };
+            let Some(etag) = seen.etag else {
+                return Ok(None);
+            };
+            if let Some(etag) = put(update(etag))? {
+                let lease = Self::held(shared, id, key.clone(), attempt.into(), etag);
+                return Ok(Some((lease, seen.attempt)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether another writer (or a sweep) took the id over from this one.
     pub(super) fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)

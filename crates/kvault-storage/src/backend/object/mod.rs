@@ -22,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::{Backend, SegmentSource, Staging};
 use crate::error::{Result, StorageError};
 
+mod adopt;
 mod config;
 mod connect;
 mod io;
@@ -220,6 +221,15 @@ impl Backend for ObjectBackend {
 
     fn discard_unfinished(&self, id: &str) -> Result<()> {
         sweep::discard(&self.shared, id)
+    }
+
+    fn begin_resume(
+        &self,
+        id: &str,
+        adopt: &crate::backend::Adoption,
+    ) -> Result<(Box<dyn Staging>, crate::backend::Adopted)> {
+        let (staging, adopted) = adopt::begin_resume(&self.shared, id, adopt)?;
+        Ok((Box::new(staging), adopted))
     }
 
     fn sweep_abandoned(&self) -> usize {

@@ -42,6 +42,9 @@ pub(super) struct ObjectStaging {
     lease: Arc<Lease>,
     /// Dropping it stops the lease heartbeat.
     heartbeat: Option<oneshot::Sender<()>>,
+    /// Folders of earlier attempts of this id whose segments this one copied: removed once
+    /// this attempt's manifest is in (until then they are the resume's source).
+    retired: Vec<String>,
     done: bool,
 }
 
@@ -52,14 +55,49 @@ impl ObjectStaging {
         let Some(lease) = Lease::claim(&shared, id, &attempt)? else {
             return Ok(None);
         };
-        Ok(Some(Self {
+        Ok(Some(Self::holding(shared, id, attempt, lease)))
+    }
+
+    fn holding(shared: Arc<Shared>, id: &str, attempt: String, lease: Arc<Lease>) -> Self {
+        Self {
             heartbeat: Some(lease.heartbeat()),
             shared,
             id: id.to_owned(),
             attempt,
             lease,
+            retired: Vec::new(),
             done: false,
-        }))
+        }
+    }
+
+    /// Claims backup `id` for a new attempt whatever its lease's age (its writer is known to
+    /// be gone), fencing the old writer; also the attempt the old lease named.
+    pub(super) fn claim_forced(
+        shared: Arc<Shared>,
+        id: &str,
+    ) -> Result<Option<(Self, Option<String>)>> {
+        let attempt = new_attempt();
+        let Some((lease, old)) = Lease::claim_forced(&shared, id, &attempt)? else {
+            return Ok(None);
+        };
+        Ok(Some((Self::holding(shared, id, attempt, lease), old)))
+    }
+
+    /// This attempt's folder.
+    pub(super) fn attempt(&self) -> &str {
+        &self.attempt
+    }
+
+    /// Whether this attempt still holds the id (checked before each adopted segment).
+    pub(super) fn confirm(&self) -> Result<()> {
+        self.lease.confirm()
+    }
+
+    /// Removes `attempt`'s folder once this attempt has committed.
+    pub(super) fn retire(&mut self, attempt: String) {
+        if attempt != self.attempt && !self.retired.contains(&attempt) {
+            self.retired.push(attempt);
+        }
     }
 
     /// Gives the id back without touching anything but the lease (nothing was written).
@@ -110,6 +148,12 @@ impl Staging for ObjectStaging {
         // keeps every object the manifest names.
         if let Err(e) = self.lease.release() {
             tracing::warn!(backup_id = %self.id, error = %e, "committed, but the lease stays until the next sweep");
+        }
+        // The manifest names only this attempt's copies: the folders they came from are dead.
+        for attempt in std::mem::take(&mut self.retired) {
+            if let Err(e) = removal::clear_attempt(&self.shared, &self.id, &attempt) {
+                tracing::warn!(backup_id = %self.id, %attempt, error = %e, "an earlier attempt's folder stays until the sweep");
+            }
         }
         Ok(())
     }

@@ -18,13 +18,17 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::jobs::{Admission, Capacity, JobStore, JobTarget, Lease, NewJob, RunClaim};
+use crate::jobs::{
+    Admission, Capacity, JobStore, JobTarget, JournalState, Lease, NewJob, RunClaim, StoredJournal,
+};
 use crate::limits::refusal;
 pub use crate::limits::Limits;
 use crate::telemetry::{JobLabels, Limit, Telemetry};
 
 use crate::outcome::ending;
 pub use crate::outcome::{stored_error, wait, Outcome};
+
+mod end;
 
 /// A job in flight in this process.
 struct Live {
@@ -203,7 +207,7 @@ impl JobRunner {
     }
 
     /// Runs `op` as job `id`, which this replica holds: the job admitted here, or one taken
-    /// over from a replica that died.
+    /// over from a replica that died and started over.
     pub fn launch<F, Fut>(
         self: &Arc<Self>,
         id: JobId,
@@ -214,7 +218,31 @@ impl JobRunner {
         F: FnOnce(OperationControl) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
     {
-        let control = OperationControl::new();
+        self.launch_attempt(id, labels, (1, JournalState::default()), op)
+    }
+
+    /// [`Self::launch`] for attempt `attempt` of the job, whose journal holds `recorded`: the
+    /// operation sees what earlier attempts recorded and records through the job's row.
+    pub fn launch_attempt<F, Fut>(
+        self: &Arc<Self>,
+        id: JobId,
+        labels: JobLabels,
+        (attempt, recorded): (u64, JournalState),
+        op: F,
+    ) -> JoinHandle<Outcome>
+    where
+        F: FnOnce(OperationControl) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let journal = StoredJournal::new(
+            self.store.clone(),
+            self.lease.owner.clone(),
+            id,
+            attempt,
+            recorded,
+        )
+        .keeping_checkpoints(&self.jobs);
+        let control = OperationControl::with_journal(Arc::new(journal));
         let started = Instant::now();
         self.live().insert(
             id,
@@ -241,90 +269,6 @@ impl JobRunner {
             }
             .instrument(span),
         )
-    }
-
-    /// Stores how a job ended (state, result or error body, progress, duration), retrying
-    /// until the database takes it, then forgets its live state. A job a shutdown cancelled
-    /// is handed over instead: its lease is released for another replica to take.
-    async fn record_end(
-        &self,
-        id: JobId,
-        control: &OperationControl,
-        started: Instant,
-        outcome: &Outcome,
-    ) {
-        let elapsed = started.elapsed();
-        let progress = control.snapshot(elapsed.as_secs_f64());
-        // What it did here counts however it ends (handed over, abandoned or recorded).
-        self.flush_progress();
-        let (by_user, abandoned, labels) = match self.live().get(&id) {
-            Some(l) => (l.cancelled_by_user, l.abandoned, Some(l.labels.clone())),
-            None => (false, false, None),
-        };
-        if abandoned {
-            // Another replica holds the job (or will, once it sees the lease expired).
-            let _ = self.store.release(&self.lease, id).await;
-            self.live().remove(&id);
-            return;
-        }
-        if self.handing_over.load(Ordering::SeqCst) && control.is_cancelled() && !by_user {
-            match self.store.release(&self.lease, id).await {
-                Ok(_) => tracing::info!(job_id = %id, "job handed over at shutdown"),
-                Err(e) => {
-                    tracing::warn!(job_id = %id, error = %e, "could not release a job at shutdown; it is taken over once its lease expires")
-                }
-            }
-            self.live().remove(&id);
-            return;
-        }
-        let (state, result, error) = ending(control, outcome);
-        let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        let mut wait = Duration::from_millis(200);
-        loop {
-            let stored = self
-                .store
-                .finish(
-                    &self.lease.owner,
-                    id,
-                    state,
-                    result.as_ref(),
-                    error.as_ref(),
-                    progress,
-                    Utc::now(),
-                    duration_ms,
-                )
-                .await;
-            match stored {
-                Ok(true) => break,
-                Ok(false) => {
-                    tracing::warn!(job_id = %id, "job ended after another replica took it over or ended it");
-                    break;
-                }
-                // The lease is renewed meanwhile (the job is still live here), so no other
-                // replica takes the job over while its ending waits for the database.
-                Err(e) => {
-                    tracing::error!(job_id = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "could not record the end of a job; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        self.live().remove(&id);
-        self.changes.fetch_add(1, Ordering::SeqCst);
-        if let Some(labels) = &labels {
-            let error_kind = outcome.as_ref().err().map(|e| e.kind);
-            self.telemetry
-                .jobs
-                .ended(labels, state, error_kind, Some(elapsed));
-        }
-        match outcome {
-            Ok(_) => {
-                tracing::info!(job_id = %id, state = state.as_str(), duration_ms, messages = progress.messages, "job ended")
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %id, state = state.as_str(), duration_ms, error = %e, "job ended")
-            }
-        }
     }
 
     /// Live progress of a job running in this process.
@@ -382,7 +326,7 @@ impl JobRunner {
         if let Some(l) = self.live().get_mut(&id) {
             tracing::warn!(job_id = %id, "lost the lease of a running job; stopping it here");
             l.abandoned = true;
-            l.control.cancel();
+            l.control.hand_over();
         }
     }
 
@@ -408,10 +352,11 @@ impl JobRunner {
         self.handing_over.load(Ordering::SeqCst)
     }
 
-    /// Cancels every job running here (shutdown).
+    /// Cancels every job running here to hand it over (shutdown): what it wrote stays for
+    /// the replica that continues it.
     pub fn cancel_all(&self) {
         for l in self.live().values() {
-            l.control.cancel();
+            l.control.hand_over();
         }
     }
 
