@@ -79,3 +79,47 @@ pub(crate) fn keep_checkpoints(
         }
     });
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use kvault_domain::JobKind;
+
+    use super::*;
+    use crate::jobs::NewJob;
+
+    /// Only the holder of a job's lease stores its checkpoint: once another replica took the
+    /// job over, the old holder's checkpoints are refused and the new one's stored.
+    pub(crate) async fn exercise_checkpoints(store: &JobStore) {
+        let (a, b) = (
+            Lease::new("a", Duration::from_millis(200)),
+            Lease::new("b", Duration::from_secs(10)),
+        );
+        let job = NewJob {
+            id: JobId::new(),
+            kind: JobKind::Backup,
+            cluster_id: Some("c".into()),
+            target_cluster_id: None,
+            subject: "s".into(),
+            request: serde_json::json!({}),
+            created_at: Utc::now(),
+            backup_id: Some("b1".into()),
+        };
+        assert!(store.admit(&job, &a, None).await.unwrap());
+        assert_eq!(store.checkpoint(job.id).await.unwrap(), None);
+        let first = serde_json::json!({"cut": [1, 2], "segments": {}});
+        assert!(store.save_checkpoint(&a, job.id, &first).await.unwrap());
+        assert_eq!(store.checkpoint(job.id).await.unwrap(), Some(first.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let claimed = store.claim_expired(&b).await.unwrap();
+        assert_eq!(claimed.map(|c| c.job.id), Some(job.id));
+        let late = serde_json::json!({"cut": [9, 9]});
+        assert!(!store.save_checkpoint(&a, job.id, &late).await.unwrap());
+        assert_eq!(store.checkpoint(job.id).await.unwrap(), Some(first));
+        let second = serde_json::json!({"cut": [1, 2], "segments": {"0": []}});
+        assert!(store.save_checkpoint(&b, job.id, &second).await.unwrap());
+        assert_eq!(store.checkpoint(job.id).await.unwrap(), Some(second));
+    }
+}

@@ -512,6 +512,7 @@ mod tests {
         assert_eq!(groups.len(), 1, "{groups:?}");
         assert_eq!((groups[0].kind.as_str(), groups[0].count), ("backup", 1));
         leases::tests::exercise_leases(store).await;
+        checkpoints::tests::exercise_checkpoints(store).await;
         leases::tests::exercise_targets(store).await;
         schedules::tests::exercise_schedules(store).await;
     }
