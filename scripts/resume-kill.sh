@@ -3,8 +3,9 @@
 # test `kill_points`) for N seeds, one after another: seeds FIRST, FIRST+1, ... (FIRST defaults
 # to the current Unix time). Each seed kills the replica running a restore (new topic,
 # preserve_offsets, append) and a migration (new topic, append) at a point drawn from the seed,
-# on KVAULT_RESUME_RECORDS records (default 200000), and checks with an independent consumer
-# that every record landed exactly once. Output per seed goes to target/resume-kill/SEED.log;
+# on KVAULT_RESUME_RECORDS records (default 200000), and a backup of 200,000 records (on S3 for
+# even seeds, a local disk for odd), and checks with an independent consumer that every record
+# landed exactly once (for the backup: in a restore of the resumed archive). Output per seed goes to target/resume-kill/SEED.log;
 # the kill points and outcomes are listed at the end. Needs what the test needs: PostgreSQL on
 # 127.0.0.1:5432, the test broker and the test S3 server installed.
 # Usage: bash scripts/resume-kill.sh [N=10] [FIRST]

@@ -556,24 +556,27 @@ async fn resumed_from(cluster: &Cluster, id: &str) -> Value {
     checkpoint_in(journal)["resumed_from"].clone()
 }
 
-/// Kills the backup's replica once it has committed segments, lets another replica resume it,
-/// and checks the archive with an independent client.
-async fn killed_and_resumed(cluster: Cluster, broker: &TestBroker) {
+/// Kills the backup's replica once it has committed segments and `percent` of the records
+/// are read, lets another replica resume it, and checks the archive with an independent
+/// client. Returns the segments the resumed attempt adopted and how long it took from the kill.
+async fn killed_and_resumed(cluster: Cluster, broker: &TestBroker, percent: f64) -> (u64, f64) {
     let mut r1 = cluster.start("r1").await;
     let r2 = cluster.start("r2").await;
     let n = 200_000;
     let topic = topic_with(broker, n, 40).await;
     let body = json!({"topic": topic, "compression": "none", "rate_limit_per_second": 20_000});
     let id = start_backup(&cluster, &r1, body).await;
-    wait_for_checkpoint(&cluster, &id, 2, 30.0).await;
+    wait_for_checkpoint(&cluster, &id, 2, percent).await;
     let (state, owner, _) = cluster.job_row(&id).await;
     assert_eq!((state.as_str(), owner.as_deref()), ("running", Some("r1")));
     r1.kill();
+    let killed = Instant::now();
 
     let job = cluster
         .wait_for_end(&r2, &id, Duration::from_secs(LEASE_TTL_SECS + 120))
         .await;
     assert_eq!(job["state"], "completed", "{job}\n{}", cluster.log("r2"));
+    let took = killed.elapsed().as_secs_f64();
     assert_eq!(job["result"]["total_messages"], n as u64, "{job}");
     let (_, owner, attempts) = cluster.job_row(&id).await;
     assert_eq!((owner.as_deref(), attempts), (Some("r2"), 2));
@@ -588,6 +591,11 @@ async fn killed_and_resumed(cluster: Cluster, broker: &TestBroker) {
         adopted >= 6,
         "segments of the first attempt were adopted: {resumed}"
     );
+    // The job's attempts say the same: the second started where the first left off.
+    let attempts = job["attempts"].as_array().expect("attempts").clone();
+    assert_eq!(attempts.len(), 2, "{job}");
+    assert!(attempts[0]["resumed_from"].is_null(), "{job}");
+    assert_eq!(attempts[1]["resumed_from"], resumed, "{job}");
     println!("resumed from: {resumed}");
     let warnings = job["result"]["warnings"].to_string();
     assert!(warnings.contains("resumed"), "{job}");
@@ -620,29 +628,74 @@ async fn killed_and_resumed(cluster: Cluster, broker: &TestBroker) {
     copy.sort_by_key(|r| (r.partition, r.offset));
     assert_eq!(copy.len(), n, "every record exactly once");
     assert_eq!(original, copy, "byte for byte");
+    (adopted, took)
+}
+
+/// Replicas whose archives go to the test S3 server, in segments of 1 MiB.
+async fn backup_cluster_on_s3(broker: &TestBroker) -> Cluster {
+    let segment = ("KVAULT__STORAGE__SEGMENT_SIZE_MIB", "1".to_owned());
+    Cluster::with_settings(broker, &[segment]).await
+}
+
+/// Replicas sharing one local directory (`shared`), in segments of 1 MiB.
+async fn backup_cluster_on_disk(broker: &TestBroker, shared: &std::path::Path) -> Cluster {
+    let settings = [
+        ("KVAULT__STORAGE__SEGMENT_SIZE_MIB", "1".to_owned()),
+        (
+            "KVAULT__STORAGE__URL",
+            format!("file://{}", shared.display()),
+        ),
+    ];
+    Cluster::with_settings(broker, &settings).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_killed_mid_run_resumes_on_another_replica_on_s3() {
     let broker = TestBroker::get().await;
-    let segment = ("KVAULT__STORAGE__SEGMENT_SIZE_MIB", "1".to_owned());
-    let cluster = Cluster::with_settings(broker, &[segment]).await;
-    killed_and_resumed(cluster, broker).await;
+    killed_and_resumed(backup_cluster_on_s3(broker).await, broker, 30.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_killed_mid_run_resumes_on_another_replica_on_a_local_disk() {
     let broker = TestBroker::get().await;
     let shared = tempfile::tempdir().unwrap();
-    let settings = [
-        ("KVAULT__STORAGE__SEGMENT_SIZE_MIB", "1".to_owned()),
+    let cluster = backup_cluster_on_disk(broker, shared.path()).await;
+    killed_and_resumed(cluster, broker, 30.0).await;
+}
+
+/// `scripts/resume-kill.sh`: a backup of 200,000 records killed at a share of its records
+/// drawn from `KVAULT_RESUME_SEED` (10-85 %), on S3 for even seeds and a local disk for odd.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long: run by scripts/resume-kill.sh"]
+async fn backup_kill_points() {
+    let seed: u64 = std::env::var("KVAULT_RESUME_SEED")
+        .map(|v| v.trim().parse().expect("KVAULT_RESUME_SEED is a number"))
+        .unwrap_or(1);
+    let percent = 10.0 + (mix(seed) >> 11) as f64 / (1u64 << 53) as f64 * 75.0;
+    let broker = TestBroker::get().await;
+    let shared = tempfile::tempdir().unwrap();
+    let (store, cluster) = if seed % 2 == 0 {
+        ("s3", backup_cluster_on_s3(broker).await)
+    } else {
         (
-            "KVAULT__STORAGE__URL",
-            format!("file://{}", shared.path().display()),
-        ),
-    ];
-    let cluster = Cluster::with_settings(broker, &settings).await;
-    killed_and_resumed(cluster, broker).await;
+            "local disk",
+            backup_cluster_on_disk(broker, shared.path()).await,
+        )
+    };
+    let (adopted, took) = killed_and_resumed(cluster, broker, percent).await;
+    println!(
+        "kill point: seed {seed} backup on {store} at {percent:.0} % read: {adopted} segments \
+         adopted, completed on another replica {took:.1} s after the kill; every record \
+         exactly once"
+    );
+}
+
+/// splitmix64: neighbouring seeds give unrelated values.
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Polls job `id` through `replica` until it ends; the replica's log if it went away.

@@ -169,13 +169,21 @@ async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(
         state.store.discard_unfinished(&plan.backup_id).await?;
     }
     let (engine, totals) = (state.engine.clone(), state.archive_totals.clone());
-    state
-        .runner
-        .launch(job.job.id, labels_of(job), move |control| async move {
+    // This attempt's journal: where it continued is noted on its own attempt row.
+    let attempt = (
+        job.attempts,
+        JournalState::from_stored(job.journal.as_ref()),
+    );
+    state.runner.launch_attempt(
+        job.job.id,
+        labels_of(job),
+        attempt,
+        move |control| async move {
             let result = engine.backup(&cluster, plan, control).await;
             totals.invalidate();
             to_json(&result?)
-        });
+        },
+    );
     Ok(())
 }
 

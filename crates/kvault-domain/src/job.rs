@@ -225,10 +225,11 @@ pub struct JobAttempt {
     /// The replica that ran it (`workers.replica_id`).
     pub replica: String,
     /// For an attempt that continued a restore or migration: per target topic, what it found
-    /// on each partition and where it continued (see `TopicResume`); absent for a first
-    /// attempt and for jobs that start over.
+    /// on each partition and where it continued (a list of `TopicResume`); for one that
+    /// continued a backup: what it kept of the earlier attempt (`{"partitions": [...]}`, see
+    /// `backup_resume::ResumePoint`). Absent for a first attempt and for jobs that start over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::resume::TopicResume>>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub resumed_from: Option<serde_json::Value>,
 }
 

@@ -88,6 +88,12 @@ pub trait JobJournal: Send + Sync {
     fn note_checkpoint(&self, checkpoint: serde_json::Value) {
         let _ = checkpoint;
     }
+    /// Notes on this attempt where a resumed backup continued (`ResumePoint`'s JSON: what it
+    /// kept of the earlier attempt, per partition). A journal that keeps none ignores it.
+    async fn record_resume_point(&self, point: serde_json::Value) -> DomainResult<()> {
+        let _ = point;
+        Ok(())
+    }
 }
 
 /// Per target partition, how many of the job's records are already there: the partition's

@@ -152,6 +152,10 @@ impl JobJournal for StoredJournal {
         resumed.push(found);
         let value = serde_json::to_value(&*resumed)
             .map_err(|e| DomainError::internal(format!("resume notes: {e}")))?;
+        self.record_resume_point(value).await
+    }
+
+    async fn record_resume_point(&self, value: serde_json::Value) -> DomainResult<()> {
         let writer = &self.writer;
         match writer
             .store

@@ -71,6 +71,15 @@ impl Checkpointer {
         });
     }
 
+    /// Notes on the job's attempt where this resumed attempt continued (`GET /jobs/{id}`'s
+    /// `attempts[].resumed_from`); an error means the attempt no longer holds the job.
+    pub(super) async fn note_resume_point(&self, point: &ResumePoint) -> DomainResult<()> {
+        match self.control.journal() {
+            Some(journal) => journal.record_resume_point(point.to_json()).await,
+            None => Ok(()),
+        }
+    }
+
     /// What the resume kept, once [`Self::resumed`] noted it.
     pub(super) fn resume_point(&self) -> Option<ResumePoint> {
         self.state.lock().ok()?.resumed_from.clone()
@@ -147,6 +156,7 @@ pub(super) async fn open_archive(
             let point = ResumePoint::of(ranges, &kept);
             let adopt_ms = adopting.elapsed().as_millis() as u64;
             tracing::info!(resumed_from = %point.to_json(), adopt_ms, "backup resumed");
+            checkpoints.note_resume_point(&point).await?;
             checkpoints.resumed(&kept, point);
             (writer, kept)
         }
