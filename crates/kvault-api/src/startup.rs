@@ -12,15 +12,15 @@ use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 
-use crate::address_limit::AddressLimiter;
-use crate::auth::{AuthError, Authenticator};
+use crate::http::address_limit::AddressLimiter;
+use crate::http::auth::{AuthError, Authenticator};
 use crate::configuration::Settings;
 use crate::error::json_fallback;
-use crate::extract::{path_error, query_error};
-use crate::figures::{ArchiveTotalsCache, FiguresCache};
-use crate::jobs::{JobStore, Lease, StoreError};
-use crate::routes;
-use crate::runner::{JobRunner, Limits};
+use crate::http::extract::{path_error, query_error};
+use crate::telemetry::figures::{ArchiveTotalsCache, FiguresCache};
+use crate::engine::jobs::{JobStore, Lease, StoreError};
+use crate::http::routes;
+use crate::engine::runner::{JobRunner, Limits};
 pub use crate::state::{Adapters, AppState};
 use crate::telemetry::lag::LagBoard;
 use crate::telemetry::{Limit, Telemetry};
@@ -138,11 +138,11 @@ impl Application {
     /// lease heartbeat and the backup scheduler alongside. On a signal it stops taking jobs over, lets requests and jobs
     /// finish for `workers.shutdown_grace_secs`, then hands what still runs to other replicas.
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
-        let sweeper = tokio::spawn(crate::retention::retention_loop(self.state.clone()));
+        let sweeper = tokio::spawn(crate::engine::retention::retention_loop(self.state.clone()));
         let idle = tokio::spawn(forget_idle_subjects(self.state.clone()));
-        let leases = tokio::spawn(crate::workers::lease_loop(self.state.clone()));
+        let leases = tokio::spawn(crate::engine::workers::lease_loop(self.state.clone()));
         let lag = tokio::spawn(crate::telemetry::lag::lag_loop(self.state.clone()));
-        let schedules = tokio::spawn(crate::scheduler::schedule_loop(self.state.clone()));
+        let schedules = tokio::spawn(crate::engine::scheduler::schedule_loop(self.state.clone()));
         let signalled = Arc::new(std::sync::OnceLock::new());
         let listener = tokio::spawn(stop_taking_over_on_signal(
             self.state.clone(),
@@ -153,7 +153,7 @@ impl Application {
         let left = signalled.get().map_or(grace, |at: &std::time::Instant| {
             grace.saturating_sub(at.elapsed())
         });
-        crate::workers::hand_over(&self.state, left).await;
+        crate::engine::workers::hand_over(&self.state, left).await;
         for task in [sweeper, idle, leases, lag, schedules, listener] {
             task.abort();
         }

@@ -8,13 +8,13 @@ use kvault_domain::operations::Engine;
 use kvault_domain::ports::{ArchiveStore, ConsumerLag, RecordFilters};
 use kvault_domain::{ClusterId, Job, JobId, JobState};
 
-use crate::address_limit::AddressLimiter;
-use crate::auth::{Authed, Authenticator};
+use crate::http::address_limit::AddressLimiter;
+use crate::http::auth::{Authed, Authenticator};
 use crate::configuration::Settings;
 use crate::error::ApiError;
 
-use crate::figures::{ArchiveTotalsCache, FiguresCache};
-use crate::runner::{JobRunner, Limits};
+use crate::telemetry::figures::{ArchiveTotalsCache, FiguresCache};
+use crate::engine::runner::{JobRunner, Limits};
 use crate::telemetry::lag::LagBoard;
 use crate::telemetry::Telemetry;
 
@@ -42,7 +42,7 @@ pub struct AppState {
     pub filters: Arc<dyn RecordFilters>,
     pub archive_totals: Arc<ArchiveTotalsCache>,
     pub figures: FiguresCache,
-    pub retention: crate::retention::RetentionCounters,
+    pub retention: crate::engine::retention::RetentionCounters,
     /// This process's metrics (jobs, HTTP, refusals).
     pub telemetry: Arc<Telemetry>,
     pub lag: Arc<dyn ConsumerLag>,

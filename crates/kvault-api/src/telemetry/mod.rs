@@ -11,6 +11,7 @@
 //! The `prometheus` crate does the registry, histograms and the text exposition format (0.0.4,
 //! what `/metrics` has always served); see docs/api.md for why that crate.
 
+pub mod figures;
 pub mod http;
 pub mod lag;
 pub mod snapshot;

@@ -10,7 +10,7 @@ use prometheus::core::{Collector, GenericCounter, GenericGauge};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::figures::MetricsSnapshot;
+use crate::telemetry::figures::MetricsSnapshot;
 use crate::state::AppState;
 use crate::telemetry::{JobLabels, KINDS};
 

@@ -220,7 +220,7 @@ pub(crate) async fn retention_loop(state: web::Data<AppState>) {
 }
 
 /// Every schedule with a `retention`, with its completed runs (newest first).
-async fn schedule_runs(jobs: &crate::jobs::JobStore) -> Vec<ScheduleRuns> {
+async fn schedule_runs(jobs: &crate::engine::jobs::JobStore) -> Vec<ScheduleRuns> {
     let schedules = match jobs.schedules().await {
         Ok(schedules) => schedules,
         Err(e) => {
@@ -242,7 +242,7 @@ async fn schedule_runs(jobs: &crate::jobs::JobStore) -> Vec<ScheduleRuns> {
                     .into_iter()
                     .filter_map(|run| {
                         Some(RecordedRun {
-                            uid: crate::backup_start::recorded_uid(&run.job.request),
+                            uid: crate::engine::backup_start::recorded_uid(&run.job.request),
                             backup_id: run.backup_id?,
                         })
                     })

@@ -1,7 +1,7 @@
 //! Runs operations as jobs: admits them as `running` rows under this replica's lease (within
 //! the concurrency limits, counted in the database so every replica shares them), runs them on
 //! tokio tasks with an [`OperationControl`] for live progress and cancellation, and records
-//! how they ended, retrying until the database takes it. `crate::workers` renews the leases
+//! how they ended, retrying until the database takes it. `crate::engine::workers` renews the leases
 //! and takes over the jobs of replicas that died. The jobs' own metrics (records processed,
 //! durations, outcomes, refusals) are counted here, into [`Telemetry`].
 
@@ -18,15 +18,15 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::jobs::{
+use crate::engine::jobs::{
     Admission, Capacity, JobStore, JobTarget, JournalState, Lease, NewJob, RunClaim, StoredJournal,
 };
-use crate::limits::refusal;
-pub use crate::limits::Limits;
+use crate::engine::limits::refusal;
+pub use crate::engine::limits::Limits;
 use crate::telemetry::{JobLabels, Limit, Telemetry};
 
-use crate::outcome::ending;
-pub use crate::outcome::{stored_error, wait, Outcome};
+use crate::engine::outcome::ending;
+pub use crate::engine::outcome::{stored_error, wait, Outcome};
 
 mod end;
 

@@ -25,10 +25,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use utoipa::IntoParams;
 
-use crate::auth::{Authed, Viewer};
+use crate::http::auth::{Authed, Viewer};
 use crate::configuration::BrowseSettings;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::backups::manifest;
+use crate::http::routes::backups::manifest;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -19,11 +19,11 @@ use kvault_domain::restore_set::{run_restore_set, set_members};
 use kvault_domain::{BackupId, DomainError, MigrateRequest, RestoreRequest};
 
 use crate::error::ApiError;
-use crate::jobs::{JournalState, StoredJob};
-use crate::routes::respond::to_json;
-use crate::routes::restore_sets::may_name_a_set;
+use crate::engine::jobs::{JournalState, StoredJob};
+use crate::http::routes::respond::to_json;
+use crate::http::routes::restore_sets::may_name_a_set;
 use crate::state::AppState;
-use crate::takeover::{cluster_of, interrupted, labels_of};
+use crate::engine::takeover::{cluster_of, interrupted, labels_of};
 
 /// The key under which the migrate route keeps the migration id in the stored request, so a
 /// continued migration reports the id its first attempt was given.

@@ -16,7 +16,7 @@ use std::num::NonZeroU32;
 use actix_web::HttpRequest;
 
 use crate::error::ApiError;
-use crate::rate_limit::KeyedQuota;
+use crate::http::rate_limit::KeyedQuota;
 
 /// Per-address quota for requests without a valid token.
 pub struct AddressLimiter {

@@ -8,12 +8,12 @@ use kvault_domain::{BackupId, ClusterId, JobKind, RestoreRequest, RestoreResult}
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Admin, Authed};
+use crate::http::auth::{Admin, Authed};
 use crate::error::ApiError;
-use crate::extract::{wants_wait, WaitQuery};
-use crate::jobs::JobTarget;
-use crate::routes::respond::{respond, to_json};
-use crate::runner::JobSpec;
+use crate::http::extract::{wants_wait, WaitQuery};
+use crate::engine::jobs::JobTarget;
+use crate::http::routes::respond::{respond, to_json};
+use crate::engine::runner::JobSpec;
 use crate::state::AppState;
 
 /// What `POST /clusters/{id}/restore` answers: the documented result, or a set's.

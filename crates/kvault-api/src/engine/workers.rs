@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 
 use crate::state::AppState;
-use crate::takeover;
+use crate::engine::takeover;
 
 /// Renews, then looks for expired leases, every `workers.heartbeat_secs`, until the task is
 /// dropped.

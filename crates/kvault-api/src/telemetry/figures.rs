@@ -18,8 +18,8 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use kvault_domain::{JobKind, JobState};
 
 use crate::error::ApiError;
-use crate::jobs::JobFigures;
-use crate::routes::metrics::MetricsResponse;
+use crate::engine::jobs::JobFigures;
+use crate::http::routes::metrics::MetricsResponse;
 use crate::state::AppState;
 
 /// How long a snapshot of the job figures is served before it is recomputed.
@@ -223,7 +223,7 @@ fn round2(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::JobGroup;
+    use crate::engine::jobs::JobGroup;
 
     fn group(kind: &str, state: &str, count: i64, since: i64, dur: i64) -> JobGroup {
         JobGroup {

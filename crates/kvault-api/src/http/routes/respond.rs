@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::runner::{self, Outcome};
+use crate::engine::runner::{self, Outcome};
 
 /// The answer to `?wait=false` / `Prefer: respond-async`: where to poll.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

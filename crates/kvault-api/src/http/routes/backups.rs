@@ -11,11 +11,11 @@ use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Admin, Authed, Operator, Viewer};
+use crate::http::auth::{Admin, Authed, Operator, Viewer};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{wants_wait, WaitQuery};
-use crate::routes::respond::{respond, to_json, AcceptedJob};
-use crate::runner::JobSpec;
+use crate::http::extract::{wants_wait, WaitQuery};
+use crate::http::routes::respond::{respond, to_json, AcceptedJob};
+use crate::engine::runner::JobSpec;
 use crate::state::AppState;
 
 /// The longest chain a verify follows.

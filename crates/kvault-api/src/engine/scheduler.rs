@@ -1,6 +1,6 @@
 //! The scheduler: on every replica, a loop that starts the due runs of backup schedules (see
 //! `kvault_domain::schedule`). Every replica looks; the claim taken with the run's admission
-//! (`crate::jobs::RunClaim`) lets exactly one start each due run, and none while a run of the
+//! (`crate::engine::jobs::RunClaim`) lets exactly one start each due run, and none while a run of the
 //! same schedule still goes on. A run is an ordinary backup job, incremental from the
 //! schedule's last completed run; if its replica dies, the job is taken over like any other.
 //!
@@ -21,9 +21,9 @@ use kvault_domain::restore_set::set_members;
 use kvault_domain::schedule::{run_backup_id, ScheduleRequest};
 use kvault_domain::{BackupId, ClusterId, DomainError, JobId};
 
-use crate::backup_start::{recorded_uid, start_backup, Starter};
+use crate::engine::backup_start::{recorded_uid, start_backup, Starter};
 use crate::error::ApiError;
-use crate::jobs::{RunClaim, StoredSchedule};
+use crate::engine::jobs::{RunClaim, StoredSchedule};
 use crate::state::AppState;
 
 /// How often each replica looks for due runs.

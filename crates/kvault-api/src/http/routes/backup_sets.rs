@@ -1,5 +1,5 @@
 //! Backup sets through the documented backup route: a request with `topics` or
-//! `topic_pattern` instead of `topic` runs as one backup job (started by `crate::backup_start`)
+//! `topic_pattern` instead of `topic` runs as one backup job (started by `crate::engine::backup_start`)
 //! whose result is a [`BackupSetResult`] (see `kvault_domain::backup_set`).
 
 use kvault_domain::backup_set::BackupSetResult;

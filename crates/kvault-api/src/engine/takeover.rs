@@ -19,13 +19,13 @@ use kvault_domain::backup_resume::BackupCheckpoint;
 use kvault_domain::operations::DrainPlan;
 use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, JobState};
 
-use crate::backup_start::split_recorded;
+use crate::engine::backup_start::split_recorded;
 use crate::error::ApiError;
-use crate::jobs::{JournalState, StoredJob};
-use crate::routes::backups::verify_report;
-use crate::routes::respond::to_json;
+use crate::engine::jobs::{JournalState, StoredJob};
+use crate::http::routes::backups::verify_report;
+use crate::http::routes::respond::to_json;
 use crate::state::AppState;
-use crate::takeover_writers::{resume_migrate, resume_restore};
+use crate::engine::takeover_writers::{resume_migrate, resume_restore};
 use crate::telemetry::JobLabels;
 
 /// Resumes or ends `job`, which this replica now holds.

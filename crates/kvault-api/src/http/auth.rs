@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::configuration::{AuthSettings, JwtAlgorithm};
 use crate::error::ApiError;
-use crate::rate_limit::KeyedQuota;
+use crate::http::rate_limit::KeyedQuota;
 use crate::state::AppState;
 
 mod mint;

@@ -1,5 +1,5 @@
 //! Backup schedules (extension resource): create, list, show, delete. The runs themselves are
-//! started by `crate::scheduler` and are ordinary backup jobs (`GET /api/kafka/jobs`).
+//! started by `crate::engine::scheduler` and are ordinary backup jobs (`GET /api/kafka/jobs`).
 
 use actix_web::http::header;
 use actix_web::{delete, get, post, web, HttpResponse};
@@ -9,11 +9,11 @@ use kvault_domain::{JobId, JobState};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{Authed, Operator, Viewer};
-use crate::backup_start::require_topic;
+use crate::http::auth::{Authed, Operator, Viewer};
+use crate::engine::backup_start::require_topic;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiJson;
-use crate::jobs::{JobStore, NewSchedule, StoreError, StoredSchedule};
+use crate::http::extract::ApiJson;
+use crate::engine::jobs::{JobStore, NewSchedule, StoreError, StoredSchedule};
 use crate::state::AppState;
 
 /// How many recent runs a schedule shows.

@@ -6,7 +6,7 @@ use kvault_domain::JobKind;
 
 use crate::configuration::Settings;
 use crate::error::ApiError;
-use crate::jobs::{Admission, Capacity, HeldTarget, Verdict};
+use crate::engine::jobs::{Admission, Capacity, HeldTarget, Verdict};
 
 /// Seconds a client is told to wait when a concurrency limit is reached.
 const BUSY_RETRY_AFTER_SECS: u64 = 5;

@@ -6,7 +6,7 @@ use actix_web::{get, web, FromRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Authed, Viewer};
+use crate::http::auth::{Authed, Viewer};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 

@@ -10,18 +10,18 @@ use kvault_domain::{
     MigrateResult, RestoreRequest,
 };
 
-use crate::auth::{Admin, Authed, Operator};
-use crate::backup_start::{start_backup, Starter};
+use crate::http::auth::{Admin, Authed, Operator};
+use crate::engine::backup_start::{start_backup, Starter};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{wants_wait, ApiJson, RunQuery, WaitQuery};
-use crate::jobs::JobTarget;
-use crate::routes::backup_sets::BackupResponse;
-pub use crate::routes::respond::AcceptedJob;
-use crate::routes::respond::{respond, to_json};
-use crate::routes::restore_sets::{may_name_a_set, start_restore_set, RestoreResponse};
-use crate::runner::JobSpec;
+use crate::http::extract::{wants_wait, ApiJson, RunQuery, WaitQuery};
+use crate::engine::jobs::JobTarget;
+use crate::http::routes::backup_sets::BackupResponse;
+pub use crate::http::routes::respond::AcceptedJob;
+use crate::http::routes::respond::{respond, to_json};
+use crate::http::routes::restore_sets::{may_name_a_set, start_restore_set, RestoreResponse};
+use crate::engine::runner::JobSpec;
 use crate::state::AppState;
-use crate::takeover_writers::MIGRATION_ID_KEY;
+use crate::engine::takeover_writers::MIGRATION_ID_KEY;
 
 /// Back up a topic.
 #[utoipa::path(
@@ -329,8 +329,8 @@ async fn schedule_tip(
             "give either backup_id or schedule_id, not both",
         ));
     }
-    let schedule = crate::routes::schedules::visible(state, schedule_id, auth).await?;
-    crate::routes::schedules::latest_backup(state.runner.store(), &schedule.id)
+    let schedule = crate::http::routes::schedules::visible(state, schedule_id, auth).await?;
+    crate::http::routes::schedules::latest_backup(state.runner.store(), &schedule.id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| {

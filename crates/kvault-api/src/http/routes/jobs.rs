@@ -5,9 +5,9 @@ use kvault_domain::{Job, JobId, JobKind, JobState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Authed, Operator, Role, Viewer};
+use crate::http::auth::{Authed, Operator, Role, Viewer};
 use crate::error::{ApiError, ErrorBody};
-use crate::jobs::JobFilter;
+use crate::engine::jobs::JobFilter;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -5,7 +5,7 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::{Authed, Viewer};
+use crate::http::auth::{Authed, Viewer};
 use crate::error::ErrorBody;
 
 #[derive(OpenApi)]

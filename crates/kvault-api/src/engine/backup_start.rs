@@ -15,9 +15,9 @@ use kvault_domain::{BackupId, BackupRequest, ClusterId, DomainError, JobId, JobK
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::jobs::RunClaim;
-use crate::routes::respond::to_json;
-use crate::runner::{JobSpec, Outcome};
+use crate::engine::jobs::RunClaim;
+use crate::http::routes::respond::to_json;
+use crate::engine::runner::{JobSpec, Outcome};
 use crate::state::AppState;
 
 /// Who starts a backup: the token's subject, and for a scheduled run its claim.

@@ -47,7 +47,7 @@ mod tests {
     use kvault_domain::{JobId, JobKind, PartitionMapping};
     use serde_json::json;
 
-    use crate::jobs::{JobStore, JournalState, Lease, NewJob, StoredJournal};
+    use crate::engine::jobs::{JobStore, JournalState, Lease, NewJob, StoredJournal};
 
     async fn stored(store: &JobStore, id: JobId) -> JournalState {
         JournalState::from_stored(store.get(id).await.unwrap().unwrap().journal.as_ref())
