@@ -170,6 +170,11 @@ pub struct RestorePlan {
 }
 
 impl RestoreRequest {
+    /// Whether the request can only be a set restore (no `target_topic`, or a set-only field).
+    pub fn may_name_a_set(&self) -> bool {
+        self.target_topic.is_empty() || self.topic_prefix.is_some() || self.topic_mapping.is_some()
+    }
+
     pub fn new(backup_id: impl Into<String>, target_topic: impl Into<String>) -> Self {
         Self {
             backup_id: backup_id.into(),

@@ -6,7 +6,8 @@
 //! The job's stored request records the uid the server gave the archive (`archive_uid`) or
 //! the set (`set_uid`): takeover and schedule retention act only on the archives carrying it.
 
-use actix_web::web;
+use std::sync::Arc;
+
 use chrono::Utc;
 use kvault_domain::backup::BackupOutcome;
 use kvault_domain::backup_set::run_backup_set;
@@ -14,11 +15,11 @@ use kvault_domain::restore_set::set_members;
 use kvault_domain::{BackupId, BackupRequest, ClusterId, DomainError, JobId, JobKind};
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
 use crate::engine::jobs::RunClaim;
-use crate::http::routes::respond::to_json;
+use crate::engine::outcome::to_json;
 use crate::engine::runner::{JobSpec, Outcome};
-use crate::state::AppState;
+use crate::engine::state::EngineState;
+use crate::error::ApiError;
 
 /// Who starts a backup: the token's subject, and for a scheduled run its claim.
 pub(crate) struct Starter {
@@ -28,7 +29,7 @@ pub(crate) struct Starter {
 
 /// Checks `request` and starts it on `cluster` (the caller checked the token may touch it).
 pub(crate) async fn start_backup(
-    state: &web::Data<AppState>,
+    state: &Arc<EngineState>,
     cluster: ClusterId,
     request: BackupRequest,
     starter: Starter,
@@ -83,7 +84,7 @@ pub(crate) async fn start_backup(
 
 /// A backup set as one job; an incremental set's parent must be a set of the same cluster.
 async fn start_backup_set(
-    state: &web::Data<AppState>,
+    state: &Arc<EngineState>,
     cluster: ClusterId,
     request: BackupRequest,
     starter: Starter,
@@ -182,7 +183,7 @@ pub(crate) fn split_recorded(
 
 /// 404 naming `topic` when it does not exist on `cluster`.
 pub(crate) async fn require_topic(
-    state: &AppState,
+    state: &EngineState,
     cluster: &ClusterId,
     topic: &str,
 ) -> Result<(), ApiError> {
@@ -197,7 +198,7 @@ pub(crate) async fn require_topic(
 }
 
 /// 409 when a backup (or set) named `id` exists.
-async fn refuse_taken_id(state: &AppState, id: &BackupId) -> Result<(), ApiError> {
+async fn refuse_taken_id(state: &EngineState, id: &BackupId) -> Result<(), ApiError> {
     match state.store.manifest(id).await {
         Ok(_) => Err(
             ApiError::conflict(format!("a backup named '{id}' already exists")).on("backup_id", id),
@@ -209,7 +210,7 @@ async fn refuse_taken_id(state: &AppState, id: &BackupId) -> Result<(), ApiError
 
 /// 409 when any archive names set `id`: a set id names one set only (the store refuses a
 /// concurrent second set too, see `kvault_domain::backup_set`).
-async fn refuse_taken_set(state: &AppState, id: &BackupId) -> Result<(), ApiError> {
+async fn refuse_taken_set(state: &EngineState, id: &BackupId) -> Result<(), ApiError> {
     match set_members(state.store.as_ref(), id.as_str()).await {
         Err(DomainError::NotFound { .. }) => Ok(()),
         Ok(_) | Err(DomainError::Conflict { .. }) => Err(ApiError::conflict(format!(

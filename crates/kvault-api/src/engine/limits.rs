@@ -5,8 +5,8 @@
 use kvault_domain::JobKind;
 
 use crate::configuration::Settings;
-use crate::error::ApiError;
 use crate::engine::jobs::{Admission, Capacity, HeldTarget, Verdict};
+use crate::error::ApiError;
 
 /// Seconds a client is told to wait when a concurrency limit is reached.
 const BUSY_RETRY_AFTER_SECS: u64 = 5;

@@ -9,6 +9,6 @@ pub(crate) mod outcome;
 pub mod retention;
 pub mod runner;
 pub(crate) mod scheduler;
+pub mod state;
 pub(crate) mod takeover;
-pub(crate) mod takeover_writers;
 pub(crate) mod workers;

@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use kvault_domain::error::ErrorKind;
 use kvault_domain::job::OperationControl;
 use kvault_domain::JobState;
+use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::error::{ApiError, ErrorBody};
@@ -64,4 +65,9 @@ pub async fn wait(handle: JoinHandle<Outcome>) -> Outcome {
         Ok(outcome) => outcome,
         Err(e) => Err(ApiError::internal(format!("job task failed: {e}"))),
     }
+}
+
+/// A job's result as the JSON stored in its row and returned to the client.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Outcome {
+    serde_json::to_value(value).map_err(ApiError::internal)
 }

@@ -9,18 +9,19 @@
 //! run's backup id (created later under a reused id, or on another cluster) is not the run's
 //! and is never deleted by the schedule's retention.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actix_web::web;
 use chrono::{DateTime, Utc};
 use kvault_domain::chain::{deletable_by_retention, with_earlier_links, ExistingArchives};
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::schedule::ScheduleRequest;
 use kvault_domain::{BackupId, Manifest};
 
-use crate::state::AppState;
+use crate::engine::state::EngineState;
 
 /// What one retention sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,13 +30,6 @@ pub struct SweepOutcome {
     pub deleted: Vec<String>,
     /// Backups whose delete failed, with why; the sweep went on past them.
     pub failed: Vec<(String, String)>,
-}
-
-/// Running totals of retention deletions, for `/metrics/prometheus`.
-#[derive(Debug, Default)]
-pub struct RetentionCounters {
-    pub deleted: AtomicU64,
-    pub failed: AtomicU64,
 }
 
 /// Deletes backups older than `retention_days` (none when it is 0), skipping backups a running
@@ -177,7 +171,7 @@ async fn delete_expired(
     }
 }
 
-pub(crate) async fn retention_loop(state: web::Data<AppState>) {
+pub(crate) async fn retention_loop(state: Arc<EngineState>) {
     let every = Duration::from_secs(state.settings.backup.retention_sweep_interval_secs.max(1));
     let mut tick = tokio::time::interval(every);
     loop {

@@ -12,24 +12,25 @@
 //! name), and a run continues the tip only when the archive under the tip's backup id is the
 //! one that run wrote (its recorded uid): otherwise the run is a full backup.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::web;
 use chrono::{DateTime, Utc};
 use kvault_domain::restore_set::set_members;
 use kvault_domain::schedule::{run_backup_id, ScheduleRequest};
 use kvault_domain::{BackupId, ClusterId, DomainError, JobId};
 
 use crate::engine::backup_start::{recorded_uid, start_backup, Starter};
-use crate::error::ApiError;
 use crate::engine::jobs::{RunClaim, StoredSchedule};
-use crate::state::AppState;
+use crate::engine::state::EngineState;
+use crate::error::ApiError;
 
 /// How often each replica looks for due runs.
 const TICK: Duration = Duration::from_secs(1);
 
-pub(crate) async fn schedule_loop(state: web::Data<AppState>) {
+pub(crate) async fn schedule_loop(state: Arc<EngineState>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,7 +51,7 @@ pub(crate) async fn schedule_loop(state: web::Data<AppState>) {
 }
 
 /// Starts `schedule`'s due run, or says why not.
-async fn start_due_run(state: &web::Data<AppState>, schedule: StoredSchedule, now: DateTime<Utc>) {
+async fn start_due_run(state: &Arc<EngineState>, schedule: StoredSchedule, now: DateTime<Utc>) {
     let Some(due) = schedule.next_run_at else {
         return;
     };
@@ -94,7 +95,7 @@ async fn start_due_run(state: &web::Data<AppState>, schedule: StoredSchedule, no
 }
 
 async fn skip(
-    state: &AppState,
+    state: &EngineState,
     schedule: &StoredSchedule,
     due_ms: i64,
     next_ms: Option<i64>,
@@ -114,7 +115,7 @@ async fn skip(
 /// Starts one run: incremental from the last completed run whose backup still exists (a full
 /// backup when there is none), under a claim naming that run.
 async fn start_run(
-    state: &web::Data<AppState>,
+    state: &Arc<EngineState>,
     schedule: &StoredSchedule,
     request: &ScheduleRequest,
     (due_ms, next_ms): (i64, Option<i64>),
@@ -163,7 +164,7 @@ async fn start_run(
 /// the one the last run wrote: it carries the uid the run recorded (`recorded`; a run
 /// recorded before kvault kept uids matches an archive without one).
 async fn existing_backup(
-    state: &AppState,
+    state: &EngineState,
     id: &BackupId,
     recorded: Option<String>,
     request: &ScheduleRequest,

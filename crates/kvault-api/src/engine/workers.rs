@@ -2,16 +2,16 @@
 //! runs (writing their progress as it goes), stopping a job whose lease another replica took,
 //! taking over jobs whose replica died, and handing its own jobs over on shutdown.
 
+use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
-use actix_web::web;
-
-use crate::state::AppState;
+use crate::engine::state::EngineState;
 use crate::engine::takeover;
 
 /// Renews, then looks for expired leases, every `workers.heartbeat_secs`, until the task is
 /// dropped.
-pub(crate) async fn lease_loop(state: web::Data<AppState>) {
+pub(crate) async fn lease_loop(state: Arc<EngineState>) {
     let mut tick = tokio::time::interval(state.settings.workers.heartbeat());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -23,7 +23,7 @@ pub(crate) async fn lease_loop(state: web::Data<AppState>) {
     }
 }
 
-async fn renew_all(state: &AppState) {
+async fn renew_all(state: &EngineState) {
     let runner = &state.runner;
     for (id, progress) in runner.snapshots() {
         // The lease runs from when the database took the renewal, which is after it was sent:
@@ -48,7 +48,7 @@ async fn renew_all(state: &AppState) {
     }
 }
 
-async fn take_over_expired(state: &web::Data<AppState>) {
+async fn take_over_expired(state: &Arc<EngineState>) {
     let runner = &state.runner;
     while runner.live_count() < state.settings.workers.max_jobs {
         match runner.store().claim_expired(runner.lease()).await {
@@ -65,7 +65,7 @@ async fn take_over_expired(state: &web::Data<AppState>) {
 /// Graceful shutdown: stop taking jobs over, give running jobs `grace` to finish, then cancel
 /// the rest and hand them over (their leases released so another replica resumes them at
 /// once). Returns within `grace` plus a few seconds.
-pub(crate) async fn hand_over(state: &AppState, grace: Duration) {
+pub(crate) async fn hand_over(state: &EngineState, grace: Duration) {
     let runner = &state.runner;
     runner.hand_over();
     let deadline = Instant::now() + grace;

@@ -2,23 +2,18 @@
 //! roles (`viewer` < `operator` < `admin`), the optional `clusters` claim, the data
 //! permission (record contents: operator and above, or a viewer with `"data": true`), a cap on
 //! token lifetime, and the per-subject request rate limit, all applied by the [`Authed`]
-//! extractor.
+//! extractor (in `crate::http::extract`).
 
-use std::future::{ready, Ready};
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use actix_web::dev::Payload;
-use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::configuration::{AuthSettings, JwtAlgorithm};
 use crate::error::ApiError;
 use crate::http::rate_limit::KeyedQuota;
-use crate::state::AppState;
 
 mod mint;
 pub use mint::{mint_token, mint_token_with_data};
@@ -249,6 +244,14 @@ pub struct Authed<R> {
 }
 
 impl<R> Authed<R> {
+    /// The caller whose verified `claims` hold at least role `R` (checked by the extractor).
+    pub(crate) fn new(claims: Arc<Claims>) -> Self {
+        Self {
+            claims,
+            _role: PhantomData,
+        }
+    }
+
     pub fn subject(&self) -> &str {
         &self.claims.sub
     }
@@ -293,61 +296,6 @@ impl<R> Authed<R> {
             None => true,
             Some(allowed) => allowed.iter().any(|c| c == cluster_id),
         }
-    }
-}
-
-fn authenticate(req: &HttpRequest, needed: Role) -> Result<Arc<Claims>, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("AppState missing from app data"))?;
-    // A request without a valid token has no subject to count it under: its address pays,
-    // and once that quota is spent the answer is 429 instead of 401.
-    let claims = bearer_claims(req, state)
-        .or_else(|refused| state.anonymous.check(req).and(Err(refused)))?;
-    state.auth.check_rate(&claims.sub)?;
-    let role = claims
-        .role()
-        .ok_or_else(|| ApiError::forbidden("the token grants no role"))?;
-    if role < needed {
-        return Err(ApiError::forbidden(format!(
-            "role '{}' required, the token has '{}'",
-            needed.as_str(),
-            role.as_str()
-        ))
-        .on("roles", role.as_str()));
-    }
-    Ok(Arc::new(claims))
-}
-
-/// The verified claims of the request's bearer token.
-fn bearer_claims(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
-    let raw = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::unauthorized("missing Authorization: Bearer <token> header")
-                .on("Authorization", "")
-        })?
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-    let token = raw
-        .strip_prefix("Bearer ")
-        .or_else(|| raw.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
-    state.auth.verify(token)
-}
-
-impl<R: RoleRequirement> FromRequest for Authed<R> {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req, R::ROLE).map(|claims| Authed {
-            claims,
-            _role: PhantomData,
-        }))
     }
 }
 

@@ -1,7 +1,10 @@
-//! Request extractors that fail with the documented error body: a JSON body reader that names
-//! the offending field, and the sync/async choice (`?wait=false`, `Prefer: respond-async`).
+//! Request extractors that fail with the documented error body: the caller's verified token
+//! ([`Authed`], with its role, rate and anonymous limits), a JSON body reader that names the
+//! offending field, and the sync/async choice (`?wait=false`, `Prefer: respond-async`).
 
+use std::future::{ready, Ready};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -13,7 +16,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::auth::{Authed, Claims, Role, RoleRequirement};
+use crate::http::state::AppState;
 
 /// A JSON body of type `T`. Checks the content type, the size cap and the shape, and says
 /// which field was wrong.
@@ -174,6 +178,58 @@ pub fn query_error(
 /// Path errors in the documented shape (only reachable with non-string path parameters).
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request("path", "", format!("bad path: {err}")).into()
+}
+
+fn authenticate(req: &HttpRequest, needed: Role) -> Result<Arc<Claims>, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("AppState missing from app data"))?;
+    // A request without a valid token has no subject to count it under: its address pays,
+    // and once that quota is spent the answer is 429 instead of 401.
+    let claims = bearer_claims(req, state)
+        .or_else(|refused| state.anonymous.check(req).and(Err(refused)))?;
+    state.auth.check_rate(&claims.sub)?;
+    let role = claims
+        .role()
+        .ok_or_else(|| ApiError::forbidden("the token grants no role"))?;
+    if role < needed {
+        return Err(ApiError::forbidden(format!(
+            "role '{}' required, the token has '{}'",
+            needed.as_str(),
+            role.as_str()
+        ))
+        .on("roles", role.as_str()));
+    }
+    Ok(Arc::new(claims))
+}
+
+/// The verified claims of the request's bearer token.
+fn bearer_claims(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
+    let raw = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing Authorization: Bearer <token> header")
+                .on("Authorization", "")
+        })?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    state.auth.verify(token)
+}
+
+impl<R: RoleRequirement> FromRequest for Authed<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req, R::ROLE).map(Authed::new))
+    }
 }
 
 #[cfg(test)]

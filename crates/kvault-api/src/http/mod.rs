@@ -6,3 +6,5 @@ pub mod auth;
 pub mod extract;
 pub mod rate_limit;
 pub mod routes;
+pub mod state;
+pub(crate) mod track;

@@ -14,13 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use kvault_domain::{JobKind, JobState};
-
-use crate::error::ApiError;
-use crate::engine::jobs::JobFigures;
-use crate::http::routes::metrics::MetricsResponse;
-use crate::state::AppState;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// How long a snapshot of the job figures is served before it is recomputed.
 pub const FIGURES_TTL: Duration = Duration::from_secs(2);
@@ -82,8 +79,23 @@ impl ArchiveTotalsCache {
         self.version.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn version(&self) -> u64 {
+    /// Bumped by every [`Self::invalidate`].
+    pub fn version(&self) -> u64 {
         self.version.load(Ordering::SeqCst)
+    }
+
+    /// The totals while they are fresh, else `load`'s, kept from then on.
+    pub async fn get_or_load<E>(
+        &self,
+        load: impl std::future::Future<Output = Result<ArchiveTotals, E>>,
+    ) -> Result<Arc<ArchiveTotals>, E> {
+        if let Some(t) = self.get() {
+            return Ok(t);
+        }
+        let version = self.version();
+        let totals = Arc::new(load.await?);
+        self.put(version, Arc::clone(&totals));
+        Ok(totals)
     }
 
     fn get(&self) -> Option<Arc<ArchiveTotals>> {
@@ -103,12 +115,88 @@ impl ArchiveTotalsCache {
     }
 }
 
+/// The documented backup metrics, plus `total_backups`, `active_restores`, `active_migrations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricsResponse {
+    /// Backups running now.
+    pub active_backups: u64,
+    /// Backups that completed since 00:00 UTC today.
+    pub completed_backups_today: u64,
+    /// Compressed size of every stored backup, in GB (10^9 bytes).
+    pub total_backup_size_gb: f64,
+    /// Mean duration of completed backup jobs.
+    pub average_backup_duration_ms: u64,
+    /// `(1 - compressed / raw) * 100` over every stored backup.
+    pub compression_savings_percent: f64,
+    /// Failed or interrupted backup jobs as a share of all ended backup jobs.
+    pub error_rate_percent: f64,
+    pub total_backups: u64,
+    pub active_restores: u64,
+    pub active_migrations: u64,
+}
+
+/// The jobs of one `(kind, state)`, summed by `JobStore::figures`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobGroup {
+    pub kind: String,
+    pub state: String,
+    pub count: i64,
+    /// Of those, how many ended at or after the `since` asked for.
+    pub finished_since: i64,
+    pub duration_sum_ms: i64,
+    /// Of those, how many have a duration (ended jobs).
+    pub with_duration: i64,
+}
+
+/// The job table summed per `(kind, state)`: the figures `/api/kafka/metrics` and `/metrics`
+/// show, from one query.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobFigures {
+    pub groups: Vec<JobGroup>,
+}
+
+impl JobFigures {
+    fn group(&self, kind: JobKind, state: JobState) -> Option<&JobGroup> {
+        self.groups
+            .iter()
+            .find(|g| g.kind == kind.as_str() && g.state == state.as_str())
+    }
+
+    /// Jobs of `kind` in `state`.
+    pub fn count(&self, kind: JobKind, state: JobState) -> i64 {
+        self.group(kind, state).map_or(0, |g| g.count)
+    }
+
+    /// Jobs of `kind` that ended in `state` at or after the `since` of the query.
+    pub fn finished_since(&self, kind: JobKind, state: JobState) -> i64 {
+        self.group(kind, state).map_or(0, |g| g.finished_since)
+    }
+
+    /// Mean duration of the jobs of `kind` in `state`, 0 when there are none.
+    pub fn average_duration_ms(&self, kind: JobKind, state: JobState) -> f64 {
+        self.group(kind, state)
+            .filter(|g| g.with_duration > 0)
+            .map_or(0.0, |g| g.duration_sum_ms as f64 / g.with_duration as f64)
+    }
+}
+
 /// What both metrics routes show.
 #[derive(Debug, Clone)]
 pub struct MetricsSnapshot {
     pub summary: MetricsResponse,
     pub jobs: JobFigures,
     pub archives: Arc<ArchiveTotals>,
+}
+
+impl MetricsSnapshot {
+    /// The documented summary computed from the job table's sums and the archive totals.
+    pub fn new(jobs: JobFigures, archives: Arc<ArchiveTotals>) -> Self {
+        Self {
+            summary: summarise(&jobs, &archives),
+            jobs,
+            archives,
+        }
+    }
 }
 
 /// The shared snapshot; its lock is what makes concurrent refreshes one.
@@ -130,59 +218,31 @@ impl FiguresCache {
     pub fn refresh_counter(&self) -> &AtomicU64 {
         &self.refreshes
     }
-}
 
-impl AppState {
-    /// The current figures: the shared snapshot, or a new one when it is stale.
-    pub(crate) async fn figures(&self) -> Result<Arc<MetricsSnapshot>, ApiError> {
-        let mut current = self.figures.current.lock().await;
-        // Read before computing: a change made during the refresh makes the next call refresh.
-        let versions = (self.runner.changes(), self.archive_totals.version());
+    /// The shared snapshot while it is fresh, else a new one from `compute`. `versions` are
+    /// read once the lock is held and before computing: a change made during the refresh makes
+    /// the next call refresh.
+    pub async fn get_or_refresh<E>(
+        &self,
+        versions: impl FnOnce() -> (u64, u64),
+        compute: impl std::future::Future<Output = Result<MetricsSnapshot, E>>,
+    ) -> Result<Arc<MetricsSnapshot>, E> {
+        let mut current = self.current.lock().await;
+        let versions = versions();
         if let Some(cached) = current
             .as_ref()
             .filter(|c| c.versions == versions && c.at.elapsed() < FIGURES_TTL)
         {
             return Ok(Arc::clone(&cached.snapshot));
         }
-        let snapshot = Arc::new(self.compute_figures().await?);
-        self.figures.refreshes.fetch_add(1, Ordering::Relaxed);
+        let snapshot = Arc::new(compute.await?);
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
         *current = Some(Cached {
             at: Instant::now(),
             versions,
             snapshot: Arc::clone(&snapshot),
         });
         Ok(snapshot)
-    }
-
-    async fn archive_totals(&self) -> Result<Arc<ArchiveTotals>, ApiError> {
-        if let Some(t) = self.archive_totals.get() {
-            return Ok(t);
-        }
-        let version = self.archive_totals.version();
-        let totals = Arc::new(ArchiveTotals::of(&self.store.list().await?));
-        self.archive_totals.put(version, Arc::clone(&totals));
-        Ok(totals)
-    }
-
-    async fn compute_figures(&self) -> Result<MetricsSnapshot, ApiError> {
-        let now = Utc::now();
-        let midnight = Utc
-            .with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
-            .single()
-            .unwrap_or(now);
-        // Counted in the job table: every replica's jobs.
-        let jobs = self
-            .runner
-            .store()
-            .figures(midnight)
-            .await
-            .map_err(ApiError::internal)?;
-        let archives = self.archive_totals().await?;
-        Ok(MetricsSnapshot {
-            summary: summarise(&jobs, &archives),
-            jobs,
-            archives,
-        })
     }
 }
 
@@ -223,7 +283,6 @@ fn round2(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::jobs::JobGroup;
 
     fn group(kind: &str, state: &str, count: i64, since: i64, dur: i64) -> JobGroup {
         JobGroup {

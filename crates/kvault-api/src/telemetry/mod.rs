@@ -16,6 +16,7 @@ pub mod http;
 pub mod lag;
 pub mod snapshot;
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use kvault_domain::{JobKind, JobState};
@@ -24,6 +25,13 @@ use prometheus::{
 };
 
 pub use http::HttpMetrics;
+
+/// Running totals of retention deletions, for `/metrics/prometheus`.
+#[derive(Debug, Default)]
+pub struct RetentionCounters {
+    pub deleted: AtomicU64,
+    pub failed: AtomicU64,
+}
 
 /// Every operation kind, for label presets.
 pub const KINDS: [JobKind; 5] = [

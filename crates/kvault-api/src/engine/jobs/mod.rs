@@ -3,6 +3,7 @@
 //! (`migrations/postgres`, `migrations/sqlite`) define the same columns with portable types
 //! (times as Unix milliseconds, JSON as text).
 
+use crate::telemetry::figures::{JobFigures, JobGroup};
 use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -64,51 +65,6 @@ pub struct JobFilter {
     /// the query, so a scoped token gets full pages.
     pub allowed_clusters: Option<Vec<String>>,
     pub limit: i64,
-}
-
-/// The jobs of one `(kind, state)`, summed by [`JobStore::figures`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobGroup {
-    pub kind: String,
-    pub state: String,
-    pub count: i64,
-    /// Of those, how many ended at or after the `since` asked for.
-    pub finished_since: i64,
-    pub duration_sum_ms: i64,
-    /// Of those, how many have a duration (ended jobs).
-    pub with_duration: i64,
-}
-
-/// The job table summed per `(kind, state)`: the figures `/api/kafka/metrics` and `/metrics`
-/// show, from one query.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct JobFigures {
-    pub groups: Vec<JobGroup>,
-}
-
-impl JobFigures {
-    fn group(&self, kind: JobKind, state: JobState) -> Option<&JobGroup> {
-        self.groups
-            .iter()
-            .find(|g| g.kind == kind.as_str() && g.state == state.as_str())
-    }
-
-    /// Jobs of `kind` in `state`.
-    pub fn count(&self, kind: JobKind, state: JobState) -> i64 {
-        self.group(kind, state).map_or(0, |g| g.count)
-    }
-
-    /// Jobs of `kind` that ended in `state` at or after the `since` of the query.
-    pub fn finished_since(&self, kind: JobKind, state: JobState) -> i64 {
-        self.group(kind, state).map_or(0, |g| g.finished_since)
-    }
-
-    /// Mean duration of the jobs of `kind` in `state`, 0 when there are none.
-    pub fn average_duration_ms(&self, kind: JobKind, state: JobState) -> f64 {
-        self.group(kind, state)
-            .filter(|g| g.with_duration > 0)
-            .map_or(0.0, |g| g.duration_sum_ms as f64 / g.with_duration as f64)
-    }
 }
 
 #[derive(Clone)]

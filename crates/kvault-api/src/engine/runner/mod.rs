@@ -17,12 +17,12 @@ use kvault_domain::{JobId, JobKind, JobProgress};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::error::ApiError;
 use crate::engine::jobs::{
     Admission, Capacity, JobStore, JobTarget, JournalState, Lease, NewJob, RunClaim, StoredJournal,
 };
 use crate::engine::limits::refusal;
 pub use crate::engine::limits::Limits;
+use crate::error::ApiError;
 use crate::telemetry::{JobLabels, Limit, Telemetry};
 
 use crate::engine::outcome::ending;

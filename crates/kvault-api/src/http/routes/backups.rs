@@ -2,7 +2,7 @@
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use kvault_domain::chain::{add_chain_problems, load_chain, middle_link_conflict};
+use kvault_domain::chain::{middle_link_conflict, verify_report};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{BackupSetRef, ChainLink, ConsumerGroupOffsets};
@@ -11,15 +11,13 @@ use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::http::auth::{Admin, Authed, Operator, Viewer};
-use crate::error::{ApiError, ErrorBody};
-use crate::http::extract::{wants_wait, WaitQuery};
-use crate::http::routes::respond::{respond, to_json, AcceptedJob};
+use crate::engine::outcome::to_json;
 use crate::engine::runner::JobSpec;
-use crate::state::AppState;
-
-/// The longest chain a verify follows.
-const MAX_CHAIN_LINKS: usize = 10_000;
+use crate::error::{ApiError, ErrorBody};
+use crate::http::auth::{Admin, Authed, Operator, Viewer};
+use crate::http::extract::{wants_wait, WaitQuery};
+use crate::http::routes::respond::{respond, AcceptedJob};
+use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -236,25 +234,6 @@ pub async fn delete_backup(
         backup_id: id.to_string(),
         deleted: true,
     }))
-}
-
-/// The body of `POST /backups/{id}/verify` (and `kvault verify`'s output): every checksum and
-/// count of backup `id` (manifest `m`) checked, and for an incremental backup its chain's
-/// continuity too. Progress goes to `control`, with the manifest's message count as total.
-pub async fn verify_report(
-    store: &dyn ArchiveStore,
-    id: &BackupId,
-    m: Manifest,
-    control: &OperationControl,
-) -> DomainResult<VerifyReport> {
-    control.set_total(m.total_messages());
-    let mut report = store.verify(id, control).await?;
-    if m.chain.is_some() {
-        // An incremental backup is only as good as its chain's continuity.
-        let chain = load_chain(store, m, MAX_CHAIN_LINKS).await?;
-        add_chain_problems(&mut report, &chain);
-    }
-    Ok(report)
 }
 
 /// Read the whole backup and check every checksum and count. Runs as a `verify` job.

@@ -12,8 +12,8 @@ use crate::error::ApiError;
 fn route_table() -> &'static [(String, String)] {
     static TABLE: OnceLock<Vec<(String, String)>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let doc =
-            serde_json::to_value(crate::http::routes::openapi::ApiDoc::openapi()).unwrap_or_default();
+        let doc = serde_json::to_value(crate::http::routes::openapi::ApiDoc::openapi())
+            .unwrap_or_default();
         let mut table = Vec::new();
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
             for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {

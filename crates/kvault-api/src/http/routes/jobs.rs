@@ -5,10 +5,10 @@ use kvault_domain::{Job, JobId, JobKind, JobState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::http::auth::{Authed, Operator, Role, Viewer};
-use crate::error::{ApiError, ErrorBody};
 use crate::engine::jobs::JobFilter;
-use crate::state::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::http::auth::{Authed, Operator, Role, Viewer};
+use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -85,7 +85,7 @@ pub async fn list_jobs(
     let jobs = stored
         .into_iter()
         .map(|s| s.job)
-        .filter(|j| crate::state::visible_to(j, &auth))
+        .filter(|j| crate::http::state::visible_to(j, &auth))
         .map(|mut j| {
             if let Some(p) = state.runner.progress(j.id) {
                 j.progress = p;

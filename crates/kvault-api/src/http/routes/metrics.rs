@@ -6,29 +6,11 @@ use actix_web::{get, web, FromRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::http::auth::{Authed, Viewer};
 use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
-
-/// The documented backup metrics, plus `total_backups`, `active_restores`, `active_migrations`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct MetricsResponse {
-    /// Backups running now.
-    pub active_backups: u64,
-    /// Backups that completed since 00:00 UTC today.
-    pub completed_backups_today: u64,
-    /// Compressed size of every stored backup, in GB (10^9 bytes).
-    pub total_backup_size_gb: f64,
-    /// Mean duration of completed backup jobs.
-    pub average_backup_duration_ms: u64,
-    /// `(1 - compressed / raw) * 100` over every stored backup.
-    pub compression_savings_percent: f64,
-    /// Failed or interrupted backup jobs as a share of all ended backup jobs.
-    pub error_rate_percent: f64,
-    pub total_backups: u64,
-    pub active_restores: u64,
-    pub active_migrations: u64,
-}
+use crate::http::auth::{Authed, Viewer};
+use crate::http::state::AppState;
+use crate::telemetry::figures::MetricsResponse;
+use crate::telemetry::snapshot::{families, Local};
 
 /// Backup metrics computed from the job store and the archives.
 #[utoipa::path(
@@ -69,9 +51,14 @@ pub async fn prometheus(
     let figures = state.figures().await?;
     // Work done by running jobs since the last scrape is counted now, not only at their end.
     state.runner.flush_progress();
-    let body = state
-        .telemetry
-        .encode(crate::telemetry::snapshot::families(&state, &figures));
+    let local = Local {
+        clusters: state.settings.clusters.keys().map(String::as_str).collect(),
+        in_flight: state.runner.in_flight(),
+        retention: &state.retention,
+        figures: &state.figures,
+        lag: &state.lag_board,
+    };
+    let body = state.telemetry.encode(families(&local, &figures));
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body))

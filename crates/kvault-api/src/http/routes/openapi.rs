@@ -5,8 +5,8 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::auth::{Authed, Viewer};
 use crate::error::ErrorBody;
+use crate::http::auth::{Authed, Viewer};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -10,18 +10,19 @@ use kvault_domain::{
     MigrateResult, RestoreRequest,
 };
 
-use crate::http::auth::{Admin, Authed, Operator};
 use crate::engine::backup_start::{start_backup, Starter};
-use crate::error::{ApiError, ErrorBody};
-use crate::http::extract::{wants_wait, ApiJson, RunQuery, WaitQuery};
 use crate::engine::jobs::JobTarget;
-use crate::http::routes::backup_sets::BackupResponse;
-pub use crate::http::routes::respond::AcceptedJob;
-use crate::http::routes::respond::{respond, to_json};
-use crate::http::routes::restore_sets::{may_name_a_set, start_restore_set, RestoreResponse};
+use crate::engine::outcome::to_json;
 use crate::engine::runner::JobSpec;
-use crate::state::AppState;
-use crate::engine::takeover_writers::MIGRATION_ID_KEY;
+use crate::engine::takeover::writers::MIGRATION_ID_KEY;
+use crate::error::{ApiError, ErrorBody};
+use crate::http::auth::{Admin, Authed, Operator};
+use crate::http::extract::{wants_wait, ApiJson, RunQuery, WaitQuery};
+use crate::http::routes::backup_sets::BackupResponse;
+use crate::http::routes::respond::respond;
+pub use crate::http::routes::respond::AcceptedJob;
+use crate::http::routes::restore_sets::{start_restore_set, RestoreResponse};
+use crate::http::state::AppState;
 
 /// Back up a topic.
 #[utoipa::path(
@@ -56,7 +57,7 @@ pub async fn backup(
         subject: auth.subject().to_owned(),
         claim: None,
     };
-    let (id, handle) = start_backup(&state, cluster, body.0, starter).await?;
+    let (id, handle) = start_backup(&state.core, cluster, body.0, starter).await?;
     respond(wants_wait(&req, &query), JobKind::Backup, id, handle).await
 }
 
@@ -97,7 +98,7 @@ pub async fn restore(
     }
     // A request that can only be a set restore is checked against the backups first; any
     // other is validated first (its 400s come before a 404).
-    let checked = (!may_name_a_set(&request))
+    let checked = (!request.may_name_a_set())
         .then(|| request.validate())
         .transpose()?;
     let backup_id = BackupId::parse(&request.backup_id)?;

@@ -25,11 +25,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use utoipa::IntoParams;
 
-use crate::http::auth::{Authed, Viewer};
 use crate::configuration::BrowseSettings;
 use crate::error::{ApiError, ErrorBody};
+use crate::http::auth::{Authed, Viewer};
 use crate::http::routes::backups::manifest;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

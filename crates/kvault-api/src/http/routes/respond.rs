@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
 use crate::engine::runner::{self, Outcome};
+use crate::error::ApiError;
 
 /// The answer to `?wait=false` / `Prefer: respond-async`: where to poll.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -41,9 +41,4 @@ pub(crate) async fn respond(
             state: JobState::Running,
             location,
         }))
-}
-
-/// A job's result as the JSON stored in its row and returned to the client.
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Outcome {
-    serde_json::to_value(value).map_err(ApiError::internal)
 }

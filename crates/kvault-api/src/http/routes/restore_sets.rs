@@ -8,13 +8,14 @@ use kvault_domain::{BackupId, ClusterId, JobKind, RestoreRequest, RestoreResult}
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::http::auth::{Admin, Authed};
-use crate::error::ApiError;
-use crate::http::extract::{wants_wait, WaitQuery};
 use crate::engine::jobs::JobTarget;
-use crate::http::routes::respond::{respond, to_json};
+use crate::engine::outcome::to_json;
 use crate::engine::runner::JobSpec;
-use crate::state::AppState;
+use crate::error::ApiError;
+use crate::http::auth::{Admin, Authed};
+use crate::http::extract::{wants_wait, WaitQuery};
+use crate::http::routes::respond::respond;
+use crate::http::state::AppState;
 
 /// What `POST /clusters/{id}/restore` answers: the documented result, or a set's.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -24,13 +25,6 @@ pub enum RestoreResponse {
     Set(RestoreSetResult),
     /// With `?dry_run=true`: the plan.
     DryRun(kvault_domain::dry_run::RestoreDryRun),
-}
-
-/// Whether the request can only be a set restore (no `target_topic`, or a set-only field).
-pub(crate) fn may_name_a_set(request: &RestoreRequest) -> bool {
-    request.target_topic.is_empty()
-        || request.topic_prefix.is_some()
-        || request.topic_mapping.is_some()
 }
 
 /// Starts the restore of set `request.backup_id` as one job (the caller found no single

@@ -9,12 +9,12 @@ use kvault_domain::{JobId, JobState};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::auth::{Authed, Operator, Viewer};
 use crate::engine::backup_start::require_topic;
-use crate::error::{ApiError, ErrorBody};
-use crate::http::extract::ApiJson;
 use crate::engine::jobs::{JobStore, NewSchedule, StoreError, StoredSchedule};
-use crate::state::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::http::auth::{Authed, Operator, Viewer};
+use crate::http::extract::ApiJson;
+use crate::http::state::AppState;
 
 /// How many recent runs a schedule shows.
 const RECENT_RUNS: i64 = 20;
@@ -90,7 +90,7 @@ pub async fn create_schedule(
     let plan = request.validate(state.settings.backup.request_defaults(), now)?;
     plan.check_floor(state.settings.schedules.min_interval(), now)?;
     if !plan.request.topic.is_empty() {
-        require_topic(&state, &cluster, &plan.request.topic).await?;
+        require_topic(&state.core, &cluster, &plan.request.topic).await?;
     }
     let id = plan.schedule_id.to_string();
     let new = NewSchedule::planned(&plan, auth.subject(), now);

@@ -10,20 +10,20 @@
 //! attempt `interrupted` (never a duplicate reported as success). A job recorded by a version
 //! without a journal ends `interrupted`, as it did then.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
-use actix_web::web;
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::MigrationPlan;
 use kvault_domain::restore_set::{run_restore_set, set_members};
 use kvault_domain::{BackupId, DomainError, MigrateRequest, RestoreRequest};
 
-use crate::error::ApiError;
+use super::{cluster_of, interrupted, labels_of};
 use crate::engine::jobs::{JournalState, StoredJob};
-use crate::http::routes::respond::to_json;
-use crate::http::routes::restore_sets::may_name_a_set;
-use crate::state::AppState;
-use crate::engine::takeover::{cluster_of, interrupted, labels_of};
+use crate::engine::outcome::to_json;
+use crate::engine::state::EngineState;
+use crate::error::ApiError;
 
 /// The key under which the migrate route keeps the migration id in the stored request, so a
 /// continued migration reports the id its first attempt was given.
@@ -31,7 +31,7 @@ pub(crate) const MIGRATION_ID_KEY: &str = "migration_id";
 
 /// Continues a restore (one topic, or a backup set) taken over from another replica.
 pub(crate) async fn resume_restore(
-    state: &web::Data<AppState>,
+    state: &Arc<EngineState>,
     job: &StoredJob,
 ) -> Result<(), ApiError> {
     let Some(recorded) = job.journal.as_ref() else {
@@ -42,7 +42,7 @@ pub(crate) async fn resume_restore(
     let request: RestoreRequest = serde_json::from_value(job.job.request.clone())
         .map_err(|e| ApiError::internal(format!("stored restore request: {e}")))?;
     let id = BackupId::parse(&request.backup_id)?;
-    let single = if may_name_a_set(&request) {
+    let single = if request.may_name_a_set() {
         None
     } else {
         match state.store.manifest(&id).await {
@@ -76,7 +76,7 @@ pub(crate) async fn resume_restore(
 }
 
 /// Continues a migration taken over from another replica.
-pub(crate) fn resume_migrate(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
+pub(crate) fn resume_migrate(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), ApiError> {
     let Some(recorded) = job.journal.as_ref() else {
         return Err(interrupted(job));
     };
@@ -106,7 +106,7 @@ pub(crate) fn resume_migrate(state: &web::Data<AppState>, job: &StoredJob) -> Re
 
 /// How long a continued job waits before it reads the target: a lease period when an earlier
 /// attempt may have produced (it recorded a start), else not at all.
-fn wait_for(state: &AppState, recorded: &JournalState) -> Duration {
+fn wait_for(state: &EngineState, recorded: &JournalState) -> Duration {
     if recorded.started.is_empty() {
         Duration::ZERO
     } else {

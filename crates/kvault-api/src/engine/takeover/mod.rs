@@ -8,11 +8,12 @@
 //! A backup set ends `interrupted` and its archives are deleted (see [`end_backup_set`]).
 //! Archives are recognised by the uid the job recorded, never by name alone: an archive of the
 //! job's backup id that carries another uid is not the job's and is left alone.
-//! A restore or migration continues where the target shows it got (`takeover_writers`), or
+//! A restore or migration continues where the target shows it got (`writers`), or
 //! ends `interrupted` with the reason where that cannot be proved.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
-use actix_web::web;
 use chrono::Utc;
 use kvault_domain::backup_planning::{backup_result, BackupRun};
 use kvault_domain::backup_resume::BackupCheckpoint;
@@ -20,16 +21,18 @@ use kvault_domain::operations::DrainPlan;
 use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, JobState};
 
 use crate::engine::backup_start::split_recorded;
-use crate::error::ApiError;
 use crate::engine::jobs::{JournalState, StoredJob};
-use crate::http::routes::backups::verify_report;
-use crate::http::routes::respond::to_json;
-use crate::state::AppState;
-use crate::engine::takeover_writers::{resume_migrate, resume_restore};
+use crate::engine::outcome::to_json;
+use crate::engine::state::EngineState;
+use crate::error::ApiError;
 use crate::telemetry::JobLabels;
+use kvault_domain::chain::verify_report;
+use writers::{resume_migrate, resume_restore};
+
+pub(crate) mod writers;
 
 /// Resumes or ends `job`, which this replica now holds.
-pub(crate) async fn resume(state: web::Data<AppState>, job: StoredJob) {
+pub(crate) async fn resume(state: Arc<EngineState>, job: StoredJob) {
     let (id, kind) = (job.job.id, job.job.kind);
     tracing::warn!(job_id = %id, kind = kind.as_str(), attempt = job.attempts, "taking over a job whose replica stopped");
     let resumed = match kind {
@@ -52,7 +55,7 @@ pub(crate) async fn resume(state: web::Data<AppState>, job: StoredJob) {
 
 /// Records the end of a taken-over job that did not run here.
 async fn end(
-    state: &AppState,
+    state: &EngineState,
     job: &StoredJob,
     ended: JobState,
     result: Option<&serde_json::Value>,
@@ -119,7 +122,7 @@ pub(crate) fn cluster_of(job: &StoredJob) -> Result<ClusterId, ApiError> {
     ClusterId::parse(id).map_err(|e| ApiError::internal(format!("stored job cluster: {e}")))
 }
 
-async fn resume_backup(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
+async fn resume_backup(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), ApiError> {
     let cluster = cluster_of(job)?;
     let (mut request, recorded_uid) = split_recorded(&job.job.request)?;
     request.backup_id = job.backup_id.clone().or(request.backup_id);
@@ -199,7 +202,7 @@ fn resume_point(job: &StoredJob, uid: &str) -> Option<BackupCheckpoint> {
 /// the dead writer of the topic in progress left is swept like any abandoned archive.
 /// Only archives carrying the set uid the job recorded are the job's (a job stored before
 /// kvault recorded uids matches archives without one).
-async fn end_backup_set(state: &AppState, job: &StoredJob, set_uid: Option<String>) -> ApiError {
+async fn end_backup_set(state: &EngineState, job: &StoredJob, set_uid: Option<String>) -> ApiError {
     let set_id = job.backup_id.clone().unwrap_or_default();
     let mut deleted = 0;
     let members = state.store.list().await.unwrap_or_default();
@@ -230,7 +233,7 @@ async fn end_backup_set(state: &AppState, job: &StoredJob, set_uid: Option<Strin
     )
 }
 
-fn rerun_verify(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
+fn rerun_verify(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), ApiError> {
     let raw = job.backup_id.as_deref().unwrap_or_default();
     let id =
         BackupId::parse(raw).map_err(|e| ApiError::internal(format!("stored backup id: {e}")))?;
@@ -245,7 +248,7 @@ fn rerun_verify(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiE
     Ok(())
 }
 
-fn rerun_drain(state: &web::Data<AppState>, job: &StoredJob) -> Result<(), ApiError> {
+fn rerun_drain(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), ApiError> {
     let cluster = cluster_of(job)?;
     let request: DrainRequest = serde_json::from_value(job.job.request.clone())
         .map_err(|e| ApiError::internal(format!("stored drain request: {e}")))?;

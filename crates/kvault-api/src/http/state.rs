@@ -1,55 +1,41 @@
-//! [`AppState`]: what every request shares. The API reaches Kafka and the archives only through
-//! the domain's traits ([`Engine`], [`ArchiveStore`]); the binary (the composition root) decides
-//! which implementations those are, and tests hand in an in-memory engine.
+//! [`AppState`]: what every request shares — the job engine's state ([`EngineState`], which
+//! it dereferences to, so a handler writes `state.runner`), authentication, the request limits
+//! and what only routes use (record filters, the lag board). The API reaches Kafka and the
+//! archives only through the domain's traits; the binary (the composition root) decides which
+//! implementations those are, and tests hand in an in-memory engine.
 
 use std::sync::Arc;
 
-use kvault_domain::operations::Engine;
-use kvault_domain::ports::{ArchiveStore, ConsumerLag, RecordFilters};
+use kvault_domain::ports::{ConsumerLag, RecordFilters};
 use kvault_domain::{ClusterId, Job, JobId, JobState};
 
+use crate::engine::state::EngineState;
+use crate::error::ApiError;
 use crate::http::address_limit::AddressLimiter;
 use crate::http::auth::{Authed, Authenticator};
-use crate::configuration::Settings;
-use crate::error::ApiError;
-
-use crate::telemetry::figures::{ArchiveTotalsCache, FiguresCache};
-use crate::engine::runner::{JobRunner, Limits};
 use crate::telemetry::lag::LagBoard;
-use crate::telemetry::Telemetry;
-
-/// The adapters the API runs on: the operations engine, the archive store it writes to, the
-/// record-filter compiler the records route uses, and the consumer-lag reader the lag monitor
-/// uses. Built by the caller of [`crate::Application::build`].
-#[derive(Clone)]
-pub struct Adapters {
-    pub engine: Arc<dyn Engine>,
-    pub archives: Arc<dyn ArchiveStore>,
-    pub filters: Arc<dyn RecordFilters>,
-    pub lag: Arc<dyn ConsumerLag>,
-}
 
 /// Shared by every request.
 pub struct AppState {
-    pub settings: Settings,
+    /// What the job engine shares; also what the background loops get.
+    pub core: Arc<EngineState>,
     pub auth: Authenticator,
     /// Requests without a valid token, per client address.
     pub anonymous: AddressLimiter,
-    pub runner: Arc<JobRunner>,
-    pub limits: Limits,
-    pub engine: Arc<dyn Engine>,
-    pub store: Arc<dyn ArchiveStore>,
     pub filters: Arc<dyn RecordFilters>,
-    pub archive_totals: Arc<ArchiveTotalsCache>,
-    pub figures: FiguresCache,
-    pub retention: crate::engine::retention::RetentionCounters,
-    /// This process's metrics (jobs, HTTP, refusals).
-    pub telemetry: Arc<Telemetry>,
     pub lag: Arc<dyn ConsumerLag>,
     /// The last consumer-lag reading of every group in `monitoring.groups`.
-    pub lag_board: LagBoard,
+    pub lag_board: Arc<LagBoard>,
     /// Permits for reads of record contents (`browse.max_concurrent`).
     pub browses: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = EngineState;
+
+    fn deref(&self) -> &EngineState {
+        &self.core
+    }
 }
 
 impl AppState {
