@@ -2,8 +2,8 @@
 //! is stored as, and the error rebuilt from a stored body.
 
 use actix_web::http::StatusCode;
-use kvault_domain::error::ErrorKind;
 use kvault_domain::job::OperationControl;
+use kvault_domain::ErrorCode;
 use kvault_domain::JobState;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -25,9 +25,9 @@ pub(crate) fn ending(
     match outcome {
         Ok(value) => (JobState::Completed, Some(value.clone()), None),
         Err(e) => {
-            let state = if e.cause == Some(ErrorKind::Interrupted) {
+            let state = if e.kind == ErrorCode::Interrupted {
                 JobState::Interrupted
-            } else if control.is_cancelled() || e.cause == Some(ErrorKind::Cancelled) {
+            } else if control.is_cancelled() || e.kind == ErrorCode::Cancelled {
                 JobState::Cancelled
             } else {
                 JobState::Failed

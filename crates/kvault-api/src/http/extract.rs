@@ -11,6 +11,7 @@ use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::Future;
+use kvault_domain::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -46,8 +47,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 let mime = ct.split(';').next().unwrap_or_default().trim();
                 if !mime.eq_ignore_ascii_case("application/json") {
                     return Err(ApiError::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "UnsupportedMediaType",
+                        ErrorCode::UnsupportedMediaType,
                         "request bodies must be JSON (Content-Type: application/json)",
                     )
                     .on("Content-Type", ct));
@@ -55,8 +55,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             }
             let too_large = |size: usize| {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PayloadTooLarge",
+                    ErrorCode::PayloadTooLarge,
                     format!("request body exceeds {limit} bytes"),
                 )
                 .on("body", format!("{size} bytes"))

@@ -80,7 +80,7 @@ impl JobRunner {
         self.live().remove(&id);
         self.changes.fetch_add(1, Ordering::SeqCst);
         if let Some(labels) = &labels {
-            let error_kind = outcome.as_ref().err().map(|e| e.kind);
+            let error_kind = outcome.as_ref().err().map(|e| e.kind.as_str());
             self.telemetry
                 .jobs
                 .ended(labels, state, error_kind, Some(elapsed));

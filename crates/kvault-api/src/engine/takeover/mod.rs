@@ -18,6 +18,7 @@ use chrono::Utc;
 use kvault_domain::backup_planning::{backup_result, BackupRun};
 use kvault_domain::backup_resume::BackupCheckpoint;
 use kvault_domain::operations::DrainPlan;
+use kvault_domain::ErrorCode;
 use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, JobState};
 
 use crate::engine::backup_start::split_recorded;
@@ -43,7 +44,7 @@ pub(crate) async fn resume(state: Arc<EngineState>, job: StoredJob) {
         JobKind::Migrate => resume_migrate(&state, &job),
     };
     if let Err(error) = resumed {
-        let state_after = if error.kind == "Interrupted" {
+        let state_after = if error.kind == ErrorCode::Interrupted {
             JobState::Interrupted
         } else {
             JobState::Failed
@@ -103,8 +104,7 @@ pub(crate) fn labels_of(job: &StoredJob) -> JobLabels {
 /// The ending of a restore or migration recorded before jobs kept a journal.
 pub(crate) fn interrupted(job: &StoredJob) -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Interrupted",
+        ErrorCode::Interrupted,
         format!(
             "the replica running this {} stopped (attempt {}); it had reported {} messages \
              written. The target may hold part of the data: inspect or delete it before \
@@ -224,8 +224,7 @@ async fn end_backup_set(state: &EngineState, job: &StoredJob, set_uid: Option<St
     }
     state.archive_totals.invalidate();
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Interrupted",
+        ErrorCode::Interrupted,
         format!(
             "the replica running backup set {set_id} stopped (attempt {}); the {deleted} archive(s) it had written were deleted: run the backup set again",
             job.attempts - 1

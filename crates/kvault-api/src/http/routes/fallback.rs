@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use actix_web::HttpRequest;
+use kvault_domain::ErrorCode;
 use utoipa::OpenApi;
 
 use crate::error::ApiError;
@@ -48,8 +49,7 @@ pub(crate) async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpRes
         ));
     }
     let err = ApiError::new(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
+        ErrorCode::MethodNotAllowed,
         format!(
             "{} is not allowed on {}; use {}",
             req.method(),

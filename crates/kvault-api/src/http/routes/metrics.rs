@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{get, web, FromRequest, HttpResponse};
+use kvault_domain::ErrorCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -105,11 +106,7 @@ pub async fn ready(
     state.anonymous.check(&req)?;
     state.runner.store().ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Unavailable",
-            "the job database is not reachable",
-        )
+        ApiError::new(ErrorCode::Unavailable, "the job database is not reachable")
     })?;
     Ok(HttpResponse::Ok().json(HealthResponse {
         status: "ready".into(),

@@ -19,6 +19,7 @@ use kvault_domain::browse::RecordView;
 use kvault_domain::browse::{stream_page, BrowseQuery, PageEnd, PageSink, Pushed, RecordPage};
 use kvault_domain::cel_limits::{BudgetExceeded, EvalBudget};
 use kvault_domain::ports::{ArchiveStore, RecordFilter};
+use kvault_domain::ErrorCode;
 use kvault_domain::{BackupId, DomainError, Manifest};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -200,8 +201,7 @@ impl PageRead {
 fn timed_out(end: &PageEnd, deadline_secs: u64) -> ApiError {
     let next = end.next.clone().unwrap_or_default();
     ApiError::new(
-        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "BudgetExceeded",
+        ErrorCode::BudgetExceeded,
         format!(
             "the filter matched nothing within the page's time budget ({deadline_secs} s); \
              continue with cursor={next} or narrow the filter"
