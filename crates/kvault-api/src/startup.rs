@@ -110,7 +110,7 @@ impl Application {
             )),
             limits: Limits::new(&settings),
             engine: adapters.engine,
-            store: adapters.archives,
+            archives: adapters.archives,
             archive_totals: Arc::new(ArchiveTotalsCache::default()),
             figures: FiguresCache::default(),
             retention: Default::default(),

@@ -372,7 +372,7 @@ pub struct BackupResult {
     pub created_at: DateTime<Utc>,
     #[serde(with = "crate::time::rfc3339_seconds")]
     pub finished_at: DateTime<Utc>,
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Extension: the consumer groups whose committed offsets the backup recorded.
@@ -388,7 +388,7 @@ pub struct BackupResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NothingNewResult {
     /// `nothing_new`.
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     pub cluster_id: String,
     pub topic: String,
     /// The backup this run would have continued: still the chain's tip.

@@ -51,6 +51,7 @@ pub mod job;
 pub mod manifest;
 pub mod migrate;
 pub mod offset;
+pub mod operation_status;
 pub mod operations;
 pub mod ports;
 pub mod record;
@@ -60,6 +61,7 @@ pub mod restore_planning;
 pub mod restore_set;
 pub mod resume;
 pub mod schedule;
+pub mod start;
 pub mod time;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};

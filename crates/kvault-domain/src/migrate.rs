@@ -165,7 +165,7 @@ pub struct MigrateResult {
     pub total_messages: u64,
     pub messages_migrated: u64,
     pub duration_ms: u64,
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     pub transformation_applied: bool,
     pub messages_read: u64,
     pub messages_filtered: u64,

@@ -303,7 +303,7 @@ pub struct RestoreResult {
     pub duration_ms: u64,
     pub messages_restored: u64,
     pub partitions_created: Vec<PartitionRestoreResult>,
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     pub checksum_validated: bool,
     pub partition_mapping: PartitionMapping,
     pub topic_created: bool,

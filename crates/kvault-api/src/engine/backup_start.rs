@@ -1,7 +1,7 @@
 //! Starting a backup job, for the backup route and for scheduled runs alike: checks the request
 //! against the archives and the cluster (parent of an incremental backup, free backup id,
-//! existing topic), then admits the job and runs it. A one-topic backup runs on the engine, a
-//! backup set through `kvault_domain::backup_set`.
+//! existing topic), then admits the job and runs it through `kvault_domain::start`, which
+//! decides between one topic and a set (as it does for the takeover and the CLI).
 //!
 //! The job's stored request records the uid the server gave the archive (`archive_uid`) or
 //! the set (`set_uid`): takeover and schedule retention act only on the archives carrying it.
@@ -9,15 +9,16 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use kvault_domain::backup::BackupOutcome;
-use kvault_domain::backup_set::run_backup_set;
+use kvault_domain::backup::BackupPlan;
+use kvault_domain::backup_set::BackupSetPlan;
 use kvault_domain::restore_set::set_members;
+use kvault_domain::start::{run_backup, BackupWork};
 use kvault_domain::{BackupId, BackupRequest, ClusterId, DomainError, JobId, JobKind};
 use tokio::task::JoinHandle;
 
 use crate::engine::jobs::RunClaim;
 use crate::engine::outcome::to_json;
-use crate::engine::runner::{JobSpec, Outcome};
+use crate::engine::runner::{JobOutcome, JobSpec};
 use crate::engine::state::EngineState;
 use crate::error::ApiError;
 
@@ -33,26 +34,27 @@ pub(crate) async fn start_backup(
     cluster: ClusterId,
     request: BackupRequest,
     starter: Starter,
-) -> Result<(JobId, JoinHandle<Outcome>), ApiError> {
-    if request.is_set() {
-        return start_backup_set(state, cluster, request, starter).await;
-    }
-    let plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
-    if let Some(parent) = &plan.incremental_from {
-        let parent = state
-            .store
-            .manifest(parent)
-            .await
-            .map_err(|e| parent_error(e, parent, "backup"))?;
-        kvault_domain::chain::continue_chain(&parent, cluster.as_str(), &plan.topic)?;
-    }
-    refuse_taken_id(state, &plan.backup_id).await?;
-    require_topic(state, &cluster, &plan.topic).await?;
+) -> Result<(JobId, JoinHandle<JobOutcome>), ApiError> {
+    let work = request.plan(state.settings.backup.request_defaults(), Utc::now())?;
+    let (backup_id, recorded) = match &work {
+        BackupWork::Topic(plan) => {
+            check_topic_backup(state, &cluster, plan).await?;
+            (
+                plan.backup_id.to_string(),
+                (ARCHIVE_UID, plan.archive_uid.clone()),
+            )
+        }
+        BackupWork::Set(plan) => {
+            check_set_backup(state, &cluster, plan).await?;
+            (plan.set_id.to_string(), (SET_UID, plan.set_uid.clone()))
+        }
+    };
     let capacity = state.limits.capacity(JobKind::Backup, cluster.as_str());
-    let totals = state.archive_totals.clone();
-    let engine = state.engine.clone();
-    let backup_id = plan.backup_id.to_string();
-    let recorded = (ARCHIVE_UID, plan.archive_uid.clone());
+    let (engine, archives, totals) = (
+        state.engine.clone(),
+        state.archives.clone(),
+        state.archive_totals.clone(),
+    );
     // A scheduled run that finds nothing new writes no archive (see `kvault_domain::backup`).
     let skip_unchanged = starter.claim.is_some();
     state
@@ -62,36 +64,44 @@ pub(crate) async fn start_backup(
             Some(capacity),
             starter.claim,
             move |control| async move {
-                let outcome = if skip_unchanged {
-                    engine
-                        .backup_unless_unchanged(&cluster, plan, control)
-                        .await
-                } else {
-                    engine
-                        .backup(&cluster, plan, control)
-                        .await
-                        .map(BackupOutcome::Written)
-                };
+                let (engine, archives) = (engine.as_ref(), archives.as_ref());
+                let done =
+                    run_backup(engine, archives, &cluster, work, control, skip_unchanged).await;
                 totals.invalidate();
-                match outcome? {
-                    BackupOutcome::Written(result) => to_json(&result),
-                    BackupOutcome::NothingNew(unchanged) => to_json(&unchanged),
-                }
+                to_json(&done?)
             },
         )
         .await
 }
 
-/// A backup set as one job; an incremental set's parent must be a set of the same cluster.
-async fn start_backup_set(
-    state: &Arc<EngineState>,
-    cluster: ClusterId,
-    request: BackupRequest,
-    starter: Starter,
-) -> Result<(JobId, JoinHandle<Outcome>), ApiError> {
-    let plan = request.validate_set(state.settings.backup.request_defaults(), Utc::now())?;
+/// A one-topic backup: its `incremental_from` parent continues this topic of this cluster,
+/// its backup id is free, its topic exists.
+async fn check_topic_backup(
+    state: &EngineState,
+    cluster: &ClusterId,
+    plan: &BackupPlan,
+) -> Result<(), ApiError> {
+    if let Some(parent) = &plan.incremental_from {
+        let parent = state
+            .archives
+            .manifest(parent)
+            .await
+            .map_err(|e| parent_error(e, parent, "backup"))?;
+        kvault_domain::chain::continue_chain(&parent, cluster.as_str(), &plan.topic)?;
+    }
+    refuse_taken_id(state, &plan.backup_id).await?;
+    require_topic(state, cluster, &plan.topic).await
+}
+
+/// A backup set: an incremental set's parent is a set of the same cluster, and its id names
+/// no backup and no set.
+async fn check_set_backup(
+    state: &EngineState,
+    cluster: &ClusterId,
+    plan: &BackupSetPlan,
+) -> Result<(), ApiError> {
     if let Some(parent) = &plan.parent_set {
-        let members = set_members(state.store.as_ref(), parent.as_str())
+        let members = set_members(state.archives.as_ref(), parent.as_str())
             .await
             .map_err(|e| parent_error(e, parent, "backup set"))?;
         if let Some(other) = members.iter().find(|m| m.cluster_id != cluster.as_str()) {
@@ -106,29 +116,7 @@ async fn start_backup_set(
         }
     }
     refuse_taken_id(state, &plan.set_id).await?;
-    refuse_taken_set(state, &plan.set_id).await?;
-    let capacity = state.limits.capacity(JobKind::Backup, cluster.as_str());
-    let (engine, store, totals) = (
-        state.engine.clone(),
-        state.store.clone(),
-        state.archive_totals.clone(),
-    );
-    let set_id = plan.set_id.to_string();
-    let recorded = (SET_UID, plan.set_uid.clone());
-    state
-        .runner
-        .start_claimed(
-            spec(&cluster, &request, starter.subject, set_id, recorded)?,
-            Some(capacity),
-            starter.claim,
-            move |control| async move {
-                let result =
-                    run_backup_set(engine.as_ref(), store.as_ref(), &cluster, plan, control).await;
-                totals.invalidate();
-                to_json(&result?)
-            },
-        )
-        .await
+    refuse_taken_set(state, &plan.set_id).await
 }
 
 /// The key of the stored request that records a one-topic backup's archive uid.
@@ -199,7 +187,7 @@ pub(crate) async fn require_topic(
 
 /// 409 when a backup (or set) named `id` exists.
 async fn refuse_taken_id(state: &EngineState, id: &BackupId) -> Result<(), ApiError> {
-    match state.store.manifest(id).await {
+    match state.archives.manifest(id).await {
         Ok(_) => Err(
             ApiError::conflict(format!("a backup named '{id}' already exists")).on("backup_id", id),
         ),
@@ -211,7 +199,7 @@ async fn refuse_taken_id(state: &EngineState, id: &BackupId) -> Result<(), ApiEr
 /// 409 when any archive names set `id`: a set id names one set only (the store refuses a
 /// concurrent second set too, see `kvault_domain::backup_set`).
 async fn refuse_taken_set(state: &EngineState, id: &BackupId) -> Result<(), ApiError> {
-    match set_members(state.store.as_ref(), id.as_str()).await {
+    match set_members(state.archives.as_ref(), id.as_str()).await {
         Err(DomainError::NotFound { .. }) => Ok(()),
         Ok(_) | Err(DomainError::Conflict { .. }) => Err(ApiError::conflict(format!(
             "backup set id '{id}' is taken: archives of a set with that id exist; choose \

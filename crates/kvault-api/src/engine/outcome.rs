@@ -11,12 +11,12 @@ use tokio::task::JoinHandle;
 use crate::error::{ApiError, ErrorBody};
 
 /// How a job ended, as the synchronous caller sees it.
-pub type Outcome = Result<serde_json::Value, ApiError>;
+pub type JobOutcome = Result<serde_json::Value, ApiError>;
 
 /// The state, result and error body a job's outcome is stored as.
 pub(crate) fn ending(
     control: &OperationControl,
-    outcome: &Outcome,
+    outcome: &JobOutcome,
 ) -> (
     JobState,
     Option<serde_json::Value>,
@@ -60,7 +60,7 @@ pub fn stored_error(error: &serde_json::Value) -> ApiError {
 }
 
 /// Awaits a job's task and turns a panic into an opaque 500.
-pub async fn wait(handle: JoinHandle<Outcome>) -> Outcome {
+pub async fn wait(handle: JoinHandle<JobOutcome>) -> JobOutcome {
     match handle.await {
         Ok(outcome) => outcome,
         Err(e) => Err(ApiError::internal(format!("job task failed: {e}"))),
@@ -68,6 +68,6 @@ pub async fn wait(handle: JoinHandle<Outcome>) -> Outcome {
 }
 
 /// A job's result as the JSON stored in its row and returned to the client.
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Outcome {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> JobOutcome {
     serde_json::to_value(value).map_err(ApiError::internal)
 }

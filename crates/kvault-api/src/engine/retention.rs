@@ -177,7 +177,7 @@ pub(crate) async fn retention_loop(state: Arc<EngineState>) {
     loop {
         tick.tick().await;
         let days = state.settings.backup.retention_days;
-        let (store, runner) = (state.store.clone(), state.runner.clone());
+        let (store, runner) = (state.archives.clone(), state.runner.clone());
         match store.sweep_abandoned().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "abandoned partial backups removed"),
@@ -185,14 +185,14 @@ pub(crate) async fn retention_loop(state: Arc<EngineState>) {
         }
         // Backups a job on any replica (this one included) reads or writes are kept; if the
         // database cannot say which, nothing is deleted this round.
-        let in_use = match runner.store().backups_in_use().await {
+        let in_use = match runner.jobs().backups_in_use().await {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "retention sweep skipped: the job table is unreachable");
                 continue;
             }
         };
-        let schedules = schedule_runs(runner.store()).await;
+        let schedules = schedule_runs(runner.jobs()).await;
         let in_use = |id: &str| in_use.contains(id);
         let swept = sweep_expired(store.as_ref(), days, &schedules, Utc::now(), in_use).await;
         match swept {

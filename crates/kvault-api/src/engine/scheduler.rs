@@ -39,7 +39,7 @@ pub(crate) async fn schedule_loop(state: Arc<EngineState>) {
             continue;
         }
         let now = Utc::now();
-        match state.runner.store().due_schedules(now).await {
+        match state.runner.jobs().due_schedules(now).await {
             Ok(due) => {
                 for schedule in due {
                     start_due_run(&state, schedule, now).await;
@@ -104,7 +104,7 @@ async fn skip(
     tracing::warn!(schedule_id = %schedule.id, error = %why, "scheduled backup run could not start; skipped to the next one");
     let skipped = state
         .runner
-        .store()
+        .jobs()
         .skip_run(&schedule.id, due_ms, next_ms, why)
         .await;
     if let Err(e) = skipped {
@@ -123,7 +123,7 @@ async fn start_run(
 ) -> Result<JobId, ApiError> {
     let tip = state
         .runner
-        .store()
+        .jobs()
         .schedule_runs(&schedule.uid, true, 1)
         .await
         .map_err(ApiError::internal)?
@@ -170,11 +170,11 @@ async fn existing_backup(
     request: &ScheduleRequest,
 ) -> Result<Option<BackupId>, ApiError> {
     let found = if request.topic.is_empty() {
-        set_members(state.store.as_ref(), id.as_str())
+        set_members(state.archives.as_ref(), id.as_str())
             .await
             .map(|members| members[0].set_uid().map(str::to_owned))
     } else {
-        state.store.manifest(id).await.map(|m| m.archive_uid)
+        state.archives.manifest(id).await.map(|m| m.archive_uid)
     };
     match found {
         Ok(uid) if uid == recorded => Ok(Some(id.clone())),

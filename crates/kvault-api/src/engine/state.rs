@@ -21,7 +21,7 @@ pub struct EngineState {
     pub runner: Arc<JobRunner>,
     pub limits: Limits,
     pub engine: Arc<dyn Engine>,
-    pub store: Arc<dyn ArchiveStore>,
+    pub archives: Arc<dyn ArchiveStore>,
     pub archive_totals: Arc<ArchiveTotalsCache>,
     pub figures: FiguresCache,
     pub retention: RetentionCounters,
@@ -47,13 +47,15 @@ impl EngineState {
         // Counted in the job table: every replica's jobs.
         let jobs = self
             .runner
-            .store()
+            .jobs()
             .figures(midnight)
             .await
             .map_err(ApiError::internal)?;
         let archives = self
             .archive_totals
-            .get_or_load(async { Ok::<_, ApiError>(ArchiveTotals::of(&self.store.list().await?)) })
+            .get_or_load(async {
+                Ok::<_, ApiError>(ArchiveTotals::of(&self.archives.list().await?))
+            })
             .await?;
         Ok(MetricsSnapshot::new(jobs, archives))
     }

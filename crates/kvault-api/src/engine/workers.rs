@@ -30,7 +30,7 @@ async fn renew_all(state: &EngineState) {
         // counting from the send keeps this replica's idea of its lease on the safe side
         // without comparing its clock with the database's.
         let sent = Instant::now();
-        match runner.store().renew(runner.lease(), id, progress).await {
+        match runner.jobs().renew(runner.lease(), id, progress).await {
             Ok(true) => runner.renewed(id, sent),
             Ok(false) => runner.abandon(id),
             // The database is away. Within the lease the job goes on; past it another replica
@@ -51,7 +51,7 @@ async fn renew_all(state: &EngineState) {
 async fn take_over_expired(state: &Arc<EngineState>) {
     let runner = &state.runner;
     while runner.live_count() < state.settings.workers.max_jobs {
-        match runner.store().claim_expired(runner.lease()).await {
+        match runner.jobs().claim_expired(runner.lease()).await {
             Ok(Some(job)) => takeover::resume(state.clone(), job).await,
             Ok(None) => break,
             Err(e) => {

@@ -62,7 +62,7 @@ impl AppState {
     pub(crate) async fn job<R>(&self, id: JobId, auth: &Authed<R>) -> Result<Job, ApiError> {
         let stored = self
             .runner
-            .store()
+            .jobs()
             .get(id)
             .await
             .map_err(ApiError::internal)?
@@ -71,7 +71,7 @@ impl AppState {
         let mut job = stored.job;
         job.attempts = self
             .runner
-            .store()
+            .jobs()
             .attempts(id)
             .await
             .map_err(ApiError::internal)?;

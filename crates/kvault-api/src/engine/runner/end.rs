@@ -8,7 +8,7 @@ use chrono::Utc;
 use kvault_domain::job::OperationControl;
 use kvault_domain::JobId;
 
-use super::{ending, JobRunner, Outcome};
+use super::{ending, JobOutcome, JobRunner};
 
 impl JobRunner {
     /// Stores how a job ended (state, result or error body, progress, duration), retrying
@@ -19,7 +19,7 @@ impl JobRunner {
         id: JobId,
         control: &OperationControl,
         started: Instant,
-        outcome: &Outcome,
+        outcome: &JobOutcome,
     ) {
         let elapsed = started.elapsed();
         let progress = control.snapshot(elapsed.as_secs_f64());

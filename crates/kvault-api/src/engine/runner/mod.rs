@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::telemetry::{JobLabels, Limit, Telemetry};
 
 use crate::engine::outcome::ending;
-pub use crate::engine::outcome::{stored_error, wait, Outcome};
+pub use crate::engine::outcome::{stored_error, wait, JobOutcome};
 
 mod end;
 
@@ -94,7 +94,8 @@ impl JobRunner {
         }
     }
 
-    pub fn store(&self) -> &JobStore {
+    /// The job table.
+    pub fn jobs(&self) -> &JobStore {
         &self.store
     }
 
@@ -118,10 +119,10 @@ impl JobRunner {
         spec: JobSpec,
         capacity: Option<Capacity>,
         op: F,
-    ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
+    ) -> Result<(JobId, JoinHandle<JobOutcome>), ApiError>
     where
         F: FnOnce(OperationControl) -> Fut,
-        Fut: Future<Output = Outcome> + Send + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
     {
         self.start_with(spec, &[], capacity, None, op).await
     }
@@ -134,10 +135,10 @@ impl JobRunner {
         capacity: Option<Capacity>,
         claim: Option<RunClaim>,
         op: F,
-    ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
+    ) -> Result<(JobId, JoinHandle<JobOutcome>), ApiError>
     where
         F: FnOnce(OperationControl) -> Fut,
-        Fut: Future<Output = Outcome> + Send + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
     {
         self.start_with(spec, &[], capacity, claim, op).await
     }
@@ -151,10 +152,10 @@ impl JobRunner {
         targets: &[JobTarget],
         capacity: Capacity,
         op: F,
-    ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
+    ) -> Result<(JobId, JoinHandle<JobOutcome>), ApiError>
     where
         F: FnOnce(OperationControl) -> Fut,
-        Fut: Future<Output = Outcome> + Send + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
     {
         self.start_with(spec, targets, Some(capacity), None, op)
             .await
@@ -167,10 +168,10 @@ impl JobRunner {
         capacity: Option<Capacity>,
         claim: Option<RunClaim>,
         op: F,
-    ) -> Result<(JobId, JoinHandle<Outcome>), ApiError>
+    ) -> Result<(JobId, JoinHandle<JobOutcome>), ApiError>
     where
         F: FnOnce(OperationControl) -> Fut,
-        Fut: Future<Output = Outcome> + Send + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
     {
         let id = JobId::new();
         let job = NewJob {
@@ -213,10 +214,10 @@ impl JobRunner {
         id: JobId,
         labels: JobLabels,
         op: F,
-    ) -> JoinHandle<Outcome>
+    ) -> JoinHandle<JobOutcome>
     where
         F: FnOnce(OperationControl) -> Fut,
-        Fut: Future<Output = Outcome> + Send + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
     {
         self.launch_attempt(id, labels, (1, JournalState::default()), op)
     }
@@ -229,10 +230,10 @@ impl JobRunner {
         labels: JobLabels,
         (attempt, recorded): (u64, JournalState),
         op: F,
-    ) -> JoinHandle<Outcome>
+    ) -> JoinHandle<JobOutcome>
     where
         F: FnOnce(OperationControl) -> Fut,
-        Fut: Future<Output = Outcome> + Send + 'static,
+        Fut: Future<Output = JobOutcome> + Send + 'static,
     {
         let journal = StoredJournal::new(
             self.store.clone(),

@@ -18,6 +18,7 @@ use chrono::Utc;
 use kvault_domain::backup_planning::{backup_result, BackupRun};
 use kvault_domain::backup_resume::BackupCheckpoint;
 use kvault_domain::operations::DrainPlan;
+use kvault_domain::start::{run_backup, BackupWork};
 use kvault_domain::ErrorCode;
 use kvault_domain::{BackupId, ClusterId, DomainError, DrainRequest, JobKind, JobState};
 
@@ -66,7 +67,7 @@ async fn end(
     let duration = (now - job.job.created_at).num_milliseconds().max(0) as u64;
     let runner = &state.runner;
     let stored = runner
-        .store()
+        .jobs()
         .finish(
             &runner.lease().owner,
             job.job.id,
@@ -126,14 +127,18 @@ async fn resume_backup(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), 
     let cluster = cluster_of(job)?;
     let (mut request, recorded_uid) = split_recorded(&job.job.request)?;
     request.backup_id = job.backup_id.clone().or(request.backup_id);
-    if request.is_set() {
-        return Err(end_backup_set(state, job, recorded_uid).await);
-    }
-    let mut plan = request.validate(state.settings.backup.request_defaults(), Utc::now())?;
+    let defaults = state.settings.backup.request_defaults();
+    let mut plan = match request.plan(defaults, Utc::now()) {
+        Ok(BackupWork::Topic(plan)) => plan,
+        // A set is not resumed, whatever its request says today (see `end_backup_set`).
+        Ok(BackupWork::Set(_)) => return Err(end_backup_set(state, job, recorded_uid).await),
+        Err(_) if request.is_set() => return Err(end_backup_set(state, job, recorded_uid).await),
+        Err(e) => return Err(e.into()),
+    };
     if let Some(uid) = &recorded_uid {
         plan.archive_uid = uid.clone();
     }
-    match state.store.manifest(&plan.backup_id).await {
+    match state.archives.manifest(&plan.backup_id).await {
         // Another archive under the job's backup id: not the job's, so it is left alone.
         Ok(manifest) if recorded_uid.is_some() && manifest.archive_uid != recorded_uid => {
             return Err(ApiError::conflict(format!(
@@ -169,9 +174,13 @@ async fn resume_backup(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), 
     // this archive; otherwise its remains go and the backup starts over.
     plan.resume = resume_point(job, &plan.archive_uid);
     if plan.resume.is_none() {
-        state.store.discard_unfinished(&plan.backup_id).await?;
+        state.archives.discard_unfinished(&plan.backup_id).await?;
     }
-    let (engine, totals) = (state.engine.clone(), state.archive_totals.clone());
+    let (engine, archives, totals) = (
+        state.engine.clone(),
+        state.archives.clone(),
+        state.archive_totals.clone(),
+    );
     // This attempt's journal: where it continued is noted on its own attempt row.
     let attempt = (
         job.attempts,
@@ -182,9 +191,11 @@ async fn resume_backup(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), 
         labels_of(job),
         attempt,
         move |control| async move {
-            let result = engine.backup(&cluster, plan, control).await;
+            let (engine, archives) = (engine.as_ref(), archives.as_ref());
+            let work = BackupWork::Topic(plan);
+            let done = run_backup(engine, archives, &cluster, work, control, false).await;
             totals.invalidate();
-            to_json(&result?)
+            to_json(&done?)
         },
     );
     Ok(())
@@ -205,20 +216,20 @@ fn resume_point(job: &StoredJob, uid: &str) -> Option<BackupCheckpoint> {
 async fn end_backup_set(state: &EngineState, job: &StoredJob, set_uid: Option<String>) -> ApiError {
     let set_id = job.backup_id.clone().unwrap_or_default();
     let mut deleted = 0;
-    let members = state.store.list().await.unwrap_or_default();
+    let members = state.archives.list().await.unwrap_or_default();
     for manifest in members.iter().filter(|m| {
         m.backup_set.as_ref().is_some_and(|s| s.set_id == set_id)
             && m.set_uid() == set_uid.as_deref()
     }) {
         if let Ok(id) = BackupId::parse(&manifest.backup_id) {
-            if state.store.delete(&id).await.is_ok() {
+            if state.archives.delete(&id).await.is_ok() {
                 deleted += 1;
             }
         }
     }
     // The dead writer's claim on the set id goes too: no writer of this set is alive.
     if let Ok(id) = BackupId::parse(&set_id) {
-        if let Err(e) = state.store.discard_unfinished(&id).await {
+        if let Err(e) = state.archives.discard_unfinished(&id).await {
             tracing::warn!(set_id = %id, error = %e, "the set id's claim could not be removed; the sweep will");
         }
     }
@@ -236,7 +247,7 @@ fn rerun_verify(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), ApiErro
     let raw = job.backup_id.as_deref().unwrap_or_default();
     let id =
         BackupId::parse(raw).map_err(|e| ApiError::internal(format!("stored backup id: {e}")))?;
-    let store = state.store.clone();
+    let store = state.archives.clone();
     state
         .runner
         .launch(job.job.id, labels_of(job), move |control| async move {

@@ -45,7 +45,7 @@ pub(crate) async fn resume_restore(
     let single = if request.may_name_a_set() {
         None
     } else {
-        match state.store.manifest(&id).await {
+        match state.archives.manifest(&id).await {
             Ok(_) => Some(request.validate()?),
             Err(DomainError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
@@ -64,7 +64,7 @@ pub(crate) async fn resume_restore(
             });
         return Ok(());
     }
-    let members = set_members(state.store.as_ref(), id.as_str()).await?;
+    let members = set_members(state.archives.as_ref(), id.as_str()).await?;
     let plan = request.validate_set(&members)?;
     state
         .runner

@@ -137,7 +137,7 @@ pub(crate) async fn manifest<R>(
     auth: &Authed<R>,
 ) -> Result<(BackupId, Manifest), ApiError> {
     let id = BackupId::parse(raw)?;
-    let m = state.store.manifest(&id).await?;
+    let m = state.archives.manifest(&id).await?;
     if !auth.may_touch(&m.cluster_id) {
         return Err(ApiError::not_found(
             "backup_id",
@@ -160,7 +160,7 @@ pub async fn list_backups(
     query: web::Query<BackupQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let manifests = state.store.list().await?;
+    let manifests = state.archives.list().await?;
     let backups = manifests
         .iter()
         .filter(|m| auth.may_touch(&m.cluster_id))
@@ -209,7 +209,7 @@ pub async fn delete_backup(
     // Every job is a row naming its backup, so the table knows every replica's jobs.
     let in_use = state
         .runner
-        .store()
+        .jobs()
         .backups_in_use()
         .await
         .map_err(ApiError::internal)?
@@ -222,11 +222,11 @@ pub async fn delete_backup(
     }
     // Only an incremental backup (it has a parent) can sit in the middle of a chain.
     if m.chain.is_some() {
-        if let Some(reason) = middle_link_conflict(&m, &state.store.list().await?) {
+        if let Some(reason) = middle_link_conflict(&m, &state.archives.list().await?) {
             return Err(ApiError::conflict(reason).on("backup_id", &id));
         }
     }
-    let deleted = state.store.delete(&id).await;
+    let deleted = state.archives.delete(&id).await;
     state.archive_totals.invalidate();
     deleted?;
     tracing::info!(backup_id = %id, subject = auth.subject(), "backup deleted");
@@ -258,7 +258,7 @@ pub async fn verify_backup(
 ) -> Result<HttpResponse, ApiError> {
     let (id, m) = manifest(&state, &path, &auth).await?;
     let capacity = state.limits.capacity(JobKind::Verify, &m.cluster_id);
-    let store = state.store.clone();
+    let store = state.archives.clone();
     let (job_id, handle) = state
         .runner
         .start(

@@ -72,7 +72,7 @@ pub async fn list_jobs(
     }
     let stored = state
         .runner
-        .store()
+        .jobs()
         .list(&JobFilter {
             kind,
             state: job_state,

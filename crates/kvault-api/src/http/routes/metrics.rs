@@ -104,7 +104,7 @@ pub async fn ready(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.anonymous.check(&req)?;
-    state.runner.store().ping().await.map_err(|e| {
+    state.runner.jobs().ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(ErrorCode::Unavailable, "the job database is not reachable")
     })?;

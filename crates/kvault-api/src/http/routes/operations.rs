@@ -104,7 +104,7 @@ pub async fn restore(
     let backup_id = BackupId::parse(&request.backup_id)?;
     // The backup's source cluster must be inside the token's claim too, or a token scoped to
     // `staging` could restore a `prod` backup. 404, like GET, so there is no existence oracle.
-    let manifest = match state.store.manifest(&backup_id).await {
+    let manifest = match state.archives.manifest(&backup_id).await {
         Ok(manifest) => manifest,
         // Not one archive: perhaps a backup set (which says why target_topic does not apply).
         Err(DomainError::NotFound { .. }) if query.is_dry_run() => {
@@ -166,7 +166,7 @@ pub async fn restore(
 /// A dry run plans the restore of one backup: no backup and no set of that id is the real
 /// run's 404; a set is a 400 (its members can be dry-run one by one).
 async fn set_dry_run_refused(state: &AppState, backup_id: &BackupId) -> ApiError {
-    let store = state.store.as_ref();
+    let store = state.archives.as_ref();
     if let Err(e) = kvault_domain::restore_set::set_members(store, backup_id.as_str()).await {
         return e.into();
     }
@@ -331,7 +331,7 @@ async fn schedule_tip(
         ));
     }
     let schedule = crate::http::routes::schedules::visible(state, schedule_id, auth).await?;
-    crate::http::routes::schedules::latest_backup(state.runner.store(), &schedule.id)
+    crate::http::routes::schedules::latest_backup(state.runner.jobs(), &schedule.id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| {

@@ -117,7 +117,7 @@ pub async fn read_records(
         filter,
         budget,
     };
-    let mut rx = reading.start(state.store.clone(), permit);
+    let mut rx = reading.start(state.archives.clone(), permit);
     let first = rx
         .recv()
         .await

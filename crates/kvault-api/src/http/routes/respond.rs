@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
-use crate::engine::runner::{self, Outcome};
+use crate::engine::runner::{self, JobOutcome};
 use crate::error::ApiError;
 
 /// The answer to `?wait=false` / `Prefer: respond-async`: where to poll.
@@ -26,7 +26,7 @@ pub(crate) async fn respond(
     wait: bool,
     kind: JobKind,
     id: JobId,
-    handle: JoinHandle<Outcome>,
+    handle: JoinHandle<JobOutcome>,
 ) -> Result<HttpResponse, ApiError> {
     if wait {
         let value = runner::wait(handle).await?;

@@ -37,7 +37,7 @@ pub(crate) async fn start_restore_set(
     state: &web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = BackupId::parse(&request.backup_id)?;
-    let members = set_members(state.store.as_ref(), id.as_str()).await?;
+    let members = set_members(state.archives.as_ref(), id.as_str()).await?;
     // As for one backup: a set from a cluster outside the token's claim does not exist.
     if members.iter().any(|m| !auth.may_touch(&m.cluster_id)) {
         return Err(ApiError::not_found(

@@ -94,7 +94,7 @@ pub async fn create_schedule(
     }
     let id = plan.schedule_id.to_string();
     let new = NewSchedule::planned(&plan, auth.subject(), now);
-    let store = state.runner.store();
+    let store = state.runner.jobs();
     if !store
         .create_schedule(&new)
         .await
@@ -125,13 +125,13 @@ pub async fn list_schedules(
 ) -> Result<HttpResponse, ApiError> {
     let stored = state
         .runner
-        .store()
+        .jobs()
         .schedules()
         .await
         .map_err(ApiError::internal)?;
     let mut schedules = Vec::new();
     for schedule in stored.into_iter().filter(|s| auth.may_touch(&s.cluster_id)) {
-        let view = describe(state.runner.store(), schedule).await;
+        let view = describe(state.runner.jobs(), schedule).await;
         schedules.push(view.map_err(ApiError::internal)?);
     }
     Ok(HttpResponse::Ok().json(ScheduleList { schedules }))
@@ -151,7 +151,7 @@ pub async fn get_schedule(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let schedule = visible(&state, &path, &auth).await?;
-    let view = describe(state.runner.store(), schedule).await;
+    let view = describe(state.runner.jobs(), schedule).await;
     Ok(HttpResponse::Ok().json(view.map_err(ApiError::internal)?))
 }
 
@@ -174,7 +174,7 @@ pub async fn delete_schedule(
     let schedule = visible(&state, &path, &auth).await?;
     state
         .runner
-        .store()
+        .jobs()
         .delete_schedule(&schedule.id)
         .await
         .map_err(ApiError::internal)?;
@@ -193,7 +193,7 @@ pub(crate) async fn visible<R>(
 ) -> Result<StoredSchedule, ApiError> {
     state
         .runner
-        .store()
+        .jobs()
         .schedule(id)
         .await
         .map_err(ApiError::internal)?
