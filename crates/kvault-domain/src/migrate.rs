@@ -36,9 +36,9 @@ impl MessageTransformation {
         ];
         for (field, source) in fields {
             if let Some(source) = source {
-                crate::cel_limits::check(source).map_err(|message| {
+                crate::cel_limits::check(source).map_err(|refused| {
                     let shown: String = source.chars().take(200).collect();
-                    ValidationError::new(field, shown, message)
+                    ValidationError::new(field, shown, refused.to_string())
                 })?;
             }
         }

@@ -233,10 +233,10 @@ impl Store {
                 ),
             });
         }
-        Encoder::new(spec.compression).map_err(|message| StorageError::InvalidInput {
+        Encoder::new(spec.compression).map_err(|e| StorageError::InvalidInput {
             field: "compression_level",
             value: format!("{:?}", spec.compression.level),
-            message,
+            message: e.to_string(),
         })?;
         let staging = self.backend.begin(&id)?;
         Ok(StoreWriter {
