@@ -45,6 +45,7 @@ pub mod dry_run;
 pub mod error;
 pub mod error_code;
 pub mod fanout;
+mod field_checks;
 pub mod groups;
 pub mod ids;
 pub mod job;

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{validate_partition_list, validate_rate};
 use crate::error::ValidationError;
+use crate::field_checks::{validate_partition_list, validate_rate};
 use crate::groups::{ConsumerGroupsMode, GroupChoice, GroupSelection, GroupTranslation};
 use crate::ids::{validate_topic_name, BackupId};
 
