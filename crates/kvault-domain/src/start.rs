@@ -1,7 +1,8 @@
-//! One way to run a backup, whoever starts it: the API's backup route and scheduler, the
-//! takeover of a job whose replica stopped, and the CLI. The decision between one topic and
-//! a backup set is made here once ([`BackupRequest::plan`]), and [`run_backup`] runs either on
-//! the [`Engine`] (one topic) or through [`crate::backup_set`] (a set).
+//! One way to run a backup or a restore, whoever starts it: the API's routes and scheduler,
+//! the takeover of a job whose replica stopped, and the CLI. The decision between one topic
+//! (one archive) and a set is made here once — [`BackupRequest::plan`], [`plan_restore`] —
+//! and [`run_backup`] and [`run_restore`] run either on the [`Engine`] or through
+//! [`crate::backup_set`] and [`crate::restore_set`].
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,11 +11,14 @@ use crate::backup::{
     BackupDefaults, BackupOutcome, BackupPlan, BackupRequest, BackupResult, NothingNewResult,
 };
 use crate::backup_set::{run_backup_set, BackupSetPlan, BackupSetResult};
-use crate::error::{DomainResult, ValidationError};
-use crate::ids::ClusterId;
+use crate::error::{DomainError, DomainResult, ValidationError};
+use crate::ids::{BackupId, ClusterId};
 use crate::job::OperationControl;
+use crate::manifest::Manifest;
 use crate::operations::Engine;
 use crate::ports::ArchiveStore;
+use crate::restore::{RestorePlan, RestoreRequest, RestoreResult};
+use crate::restore_set::{run_restore_set, set_members, RestoreSetPlan, RestoreSetResult};
 
 /// A validated backup request: one topic, or a set.
 pub enum BackupWork {
@@ -74,6 +78,73 @@ pub async fn run_backup(
         }
         BackupWork::Topic(plan) => Ok(BackupDone::Written(
             engine.backup(cluster, plan, control).await?,
+        )),
+    }
+}
+
+/// A validated restore request: of one archive, or of a backup set.
+pub enum RestoreWork {
+    /// One archive; its manifest as read.
+    Archive {
+        plan: RestorePlan,
+        manifest: Box<Manifest>,
+    },
+    /// A backup set; its members as read.
+    Set {
+        plan: RestoreSetPlan,
+        members: Vec<Manifest>,
+    },
+}
+
+/// What `request` restores: the archive of its backup id, or else the set of that id. A
+/// request that can only be one archive's is validated first, so its 400 comes before a 404.
+pub async fn plan_restore(
+    archives: &dyn ArchiveStore,
+    request: &RestoreRequest,
+) -> DomainResult<RestoreWork> {
+    let checked = (!request.may_name_a_set())
+        .then(|| request.validate())
+        .transpose()?;
+    let id = BackupId::parse(&request.backup_id)?;
+    match archives.manifest(&id).await {
+        Ok(manifest) => {
+            let plan = match checked {
+                Some(plan) => plan,
+                None => request.validate()?,
+            };
+            let manifest = Box::new(manifest);
+            Ok(RestoreWork::Archive { plan, manifest })
+        }
+        Err(DomainError::NotFound { .. }) => {
+            let members = set_members(archives, id.as_str()).await?;
+            let plan = request.validate_set(&members)?;
+            Ok(RestoreWork::Set { plan, members })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What a restore did, serialized as its documented result.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum RestoreDone {
+    Archive(RestoreResult),
+    Set(RestoreSetResult),
+}
+
+/// Runs `work` into `cluster`.
+pub async fn run_restore(
+    engine: &dyn Engine,
+    cluster: &ClusterId,
+    work: RestoreWork,
+    control: OperationControl,
+) -> DomainResult<RestoreDone> {
+    match work {
+        RestoreWork::Archive { plan, .. } => Ok(RestoreDone::Archive(
+            engine.restore(cluster, plan, control).await?,
+        )),
+        RestoreWork::Set { plan, .. } => Ok(RestoreDone::Set(
+            run_restore_set(engine, cluster, plan, control).await?,
         )),
     }
 }

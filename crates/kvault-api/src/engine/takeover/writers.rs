@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::MigrationPlan;
-use kvault_domain::restore_set::{run_restore_set, set_members};
-use kvault_domain::{BackupId, DomainError, MigrateRequest, RestoreRequest};
+use kvault_domain::start::{plan_restore, run_restore};
+use kvault_domain::{DomainError, MigrateRequest, RestoreRequest};
 
 use super::{cluster_of, interrupted, labels_of};
 use crate::engine::jobs::{JournalState, StoredJob};
@@ -41,37 +41,19 @@ pub(crate) async fn resume_restore(
     let cluster = cluster_of(job)?;
     let request: RestoreRequest = serde_json::from_value(job.job.request.clone())
         .map_err(|e| ApiError::internal(format!("stored restore request: {e}")))?;
-    let id = BackupId::parse(&request.backup_id)?;
-    let single = if request.may_name_a_set() {
-        None
-    } else {
-        match state.archives.manifest(&id).await {
-            Ok(_) => Some(request.validate()?),
-            Err(DomainError::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let work = plan_restore(state.archives.as_ref(), &request).await?;
     let engine = state.engine.clone();
     let wait = wait_for(state, &recorded);
     let attempt = (job.attempts, recorded);
-    let labels = labels_of(job);
-    if let Some(plan) = single {
-        state
-            .runner
-            .launch_attempt(job.job.id, labels, attempt, move |control| async move {
-                outlast_old_owner(wait, &control).await?;
-                to_json(&engine.restore(&cluster, plan, control).await?)
-            });
-        return Ok(());
-    }
-    let members = set_members(state.archives.as_ref(), id.as_str()).await?;
-    let plan = request.validate_set(&members)?;
-    state
-        .runner
-        .launch_attempt(job.job.id, labels, attempt, move |control| async move {
+    state.runner.launch_attempt(
+        job.job.id,
+        labels_of(job),
+        attempt,
+        move |control| async move {
             outlast_old_owner(wait, &control).await?;
-            to_json(&run_restore_set(engine.as_ref(), &cluster, plan, control).await?)
-        });
+            to_json(&run_restore(engine.as_ref(), &cluster, work, control).await?)
+        },
+    );
     Ok(())
 }
 
