@@ -266,7 +266,7 @@ fn lies_with_valid_checksums_are_caught() {
     match read_segment_bytes(&s) {
         // The decoder's own error stays the source: the UTF-8 error, typed.
         Err(StorageError::BadRecord {
-            source: kvault_storage::RecordError::HeaderName { index: 0, source },
+            source: kvault_storage::RecordError::HeaderName { source, .. },
             index: 0,
             ..
         }) => assert!(source.to_string().contains("invalid utf-8"), "{source}"),

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures::Future;
 use kvault_domain::ErrorCode;
@@ -234,6 +233,7 @@ impl<R: RoleRequirement> FromRequest for Authed<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::StatusCode;
     use kvault_domain::BackupRequest;
 
     #[test]

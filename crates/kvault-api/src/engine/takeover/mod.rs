@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use chrono::Utc;
 use kvault_domain::backup_planning::{backup_result, BackupRun};
 use kvault_domain::backup_resume::BackupCheckpoint;
+use kvault_domain::chain::verify_report;
 use kvault_domain::operations::DrainPlan;
 use kvault_domain::start::{run_backup, BackupWork};
 use kvault_domain::ErrorCode;
@@ -28,7 +28,6 @@ use crate::engine::outcome::to_json;
 use crate::engine::state::EngineState;
 use crate::error::ApiError;
 use crate::telemetry::JobLabels;
-use kvault_domain::chain::verify_report;
 use writers::{resume_migrate, resume_restore};
 
 pub(crate) mod writers;

@@ -1,7 +1,6 @@
 //! Monitoring: the documented `GET /api/kafka/metrics`, Prometheus text at `/metrics`, and the
 //! unauthenticated `/health` (liveness) and `/ready` (database reachable) probes.
 
-use actix_web::http::StatusCode;
 use actix_web::{get, web, FromRequest, HttpResponse};
 use kvault_domain::ErrorCode;
 use serde::{Deserialize, Serialize};
