@@ -3,10 +3,8 @@
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use kvault_domain::chain::{middle_link_conflict, verify_report};
-use kvault_domain::error::DomainResult;
-use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::{BackupSetRef, ChainLink, ConsumerGroupOffsets};
-use kvault_domain::ports::{ArchiveStore, VerifyReport};
+use kvault_domain::ports::VerifyReport;
 use kvault_domain::{BackupId, CompressionType, JobKind, Manifest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
