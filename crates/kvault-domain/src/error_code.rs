@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DomainError, KafkaFailure, StorageFailure};
 
 /// A failure's stable name. Serialized as the variant's name (`"NotFound"`); a name this
-/// version does not know (one a newer server stored) reads back as [`ErrorCode::InternalError`].
+/// version does not know (one a newer server stored) reads back as `InternalError`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
