@@ -65,6 +65,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         // A refused password or certificate is the cluster's answer, not an outage.
         KafkaAuthenticationFailed | KafkaTlsFailed | KafkaUnauthorized => StatusCode::BAD_GATEWAY,
         StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        // The archive is fine; this replica lacks its key (or it was crypto-shredded):
+        // retrying will not help until the key is configured.
+        EncryptionKeyUnavailable => StatusCode::UNPROCESSABLE_ENTITY,
+        // Object storage retention keeps the archive until its lock expires.
+        ArchiveLocked => StatusCode::LOCKED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -359,6 +364,21 @@ mod tests {
             (e.status, e.kind),
             (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
         );
+        // A missing key is not the archive's fault nor an outage: 422, named.
+        let e: ApiError = DomainError::Storage {
+            failure: StorageFailure::KeyUnavailable,
+            message: "backup 'b1': key 'k1' is not configured".into(),
+            source: None,
+        }
+        .into();
+        assert_eq!(
+            (e.status, e.kind),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::EncryptionKeyUnavailable
+            )
+        );
+        assert_eq!(status_of(ErrorCode::ArchiveLocked), StatusCode::LOCKED);
         // Context keeps the cause's status: a conflict found mid-run is still a 409.
         let e: ApiError = DomainError::conflict("target holds messages")
             .context("restore stopped after 5 records to partition 0")

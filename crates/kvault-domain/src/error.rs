@@ -59,6 +59,13 @@ pub enum StorageFailure {
     Unavailable,
     /// The bucket or base directory does not exist.
     Missing,
+    /// An encrypted archive's data key cannot be unwrapped: the key-encryption key it names is
+    /// not configured, a different key is configured under that id, or the archive was
+    /// crypto-shredded. Nothing was read.
+    KeyUnavailable,
+    /// The archive is locked by object storage retention (S3 Object Lock) and cannot be
+    /// deleted or changed until the lock expires.
+    Locked,
     /// Anything else.
     Other,
 }

@@ -46,6 +46,12 @@ pub enum ErrorCode {
     StorageAccessDenied,
     StorageMissing,
     StorageError,
+    /// An encrypted archive's data key cannot be unwrapped: the key-encryption key it names is
+    /// not configured here, a different key is configured under that id, or the archive was
+    /// crypto-shredded. Nothing was read.
+    EncryptionKeyUnavailable,
+    /// Object storage retention (S3 Object Lock) keeps the archive until its lock expires.
+    ArchiveLocked,
     /// A server-side failure; the message holds only an error id for the log.
     #[serde(other)]
     InternalError,
@@ -82,6 +88,8 @@ impl ErrorCode {
             StorageAccessDenied => "StorageAccessDenied",
             StorageMissing => "StorageMissing",
             StorageError => "StorageError",
+            EncryptionKeyUnavailable => "EncryptionKeyUnavailable",
+            ArchiveLocked => "ArchiveLocked",
             InternalError => "InternalError",
         }
     }
@@ -132,6 +140,8 @@ fn storage_code(failure: StorageFailure) -> ErrorCode {
         StorageFailure::Unavailable => ErrorCode::StorageUnavailable,
         StorageFailure::PermissionDenied => ErrorCode::StorageAccessDenied,
         StorageFailure::Missing => ErrorCode::StorageMissing,
+        StorageFailure::KeyUnavailable => ErrorCode::EncryptionKeyUnavailable,
+        StorageFailure::Locked => ErrorCode::ArchiveLocked,
         _ => ErrorCode::StorageError,
     }
 }
@@ -147,6 +157,7 @@ mod tests {
             ErrorCode::KafkaAuthenticationFailed,
             ErrorCode::StorageFull,
             ErrorCode::Interrupted,
+            ErrorCode::EncryptionKeyUnavailable,
             ErrorCode::InternalError,
         ] {
             let json = serde_json::to_value(code).unwrap();

@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
 
-/// The archive format version this build writes. Readers accept versions up to this one.
+/// The archive format version this build writes for an unencrypted archive.
 pub const FORMAT_VERSION: u32 = 1;
+/// The version of an encrypted archive (its manifest carries [`ArchiveEncryption`], its
+/// segments are sealed). Readers accept versions up to this one; a reader that knows only
+/// version 1 refuses an encrypted archive instead of misreading it.
+pub const ENCRYPTED_FORMAT_VERSION: u32 = 2;
 
 /// Topic metadata captured at backup time, used to recreate the topic on restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +121,22 @@ pub struct ChainLink {
     pub topic: Option<String>,
 }
 
+/// How an encrypted archive's data key is kept: wrapped (encrypted) by a key-encryption key
+/// named by id, which the store's key provider holds. `docs/archive-format.md` gives the layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveEncryption {
+    /// The cipher suite of blocks and key wrap: `aes-256-gcm`.
+    pub scheme: String,
+    /// The key-encryption key that wrapped the data key.
+    pub key_id: String,
+    /// The data key wrapped by `key_id` (base64); absent once the archive was crypto-shredded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_key: Option<String>,
+    /// When the wrapped key was destroyed: the archive can no longer be read by anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shredded_at: Option<DateTime<Utc>>,
+}
+
 /// The manifest of a finished backup. Its presence is what makes a backup directory a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -146,6 +166,9 @@ pub struct Manifest {
     /// Present on an incremental backup: its place in the chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainLink>,
+    /// Present on an encrypted archive: the wrapped data key and the key that wrapped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<ArchiveEncryption>,
 }
 
 impl Manifest {

@@ -34,6 +34,9 @@ pub const TRAILER_MARKER: [u8; 4] = *b"KVEN";
 
 /// Major version written by this build; readers refuse any other major version.
 pub const FORMAT_MAJOR: u16 = 1;
+/// Major version of an encrypted segment: each block's data and the trailer are sealed
+/// (`crate::crypt`). A reader that knows only major 1 refuses it instead of misreading it.
+pub const SEALED_MAJOR: u16 = 2;
 /// Minor version written by this build; readers accept any minor of their major.
 pub const FORMAT_MINOR: u16 = 0;
 

@@ -54,7 +54,7 @@ pub fn encode_segment(
         source,
     })?;
     let io = |e| StorageError::io(MEMORY_FILE, e);
-    let mut writer = SegmentWriter::new(Vec::new(), compression.codec).map_err(io)?;
+    let mut writer = SegmentWriter::new(Vec::new(), compression.codec, None).map_err(io)?;
     let mut block = BlockBuilder::default();
     let mut compressed = Vec::new();
     let mut prev: Option<i64> = None;

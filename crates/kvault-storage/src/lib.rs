@@ -15,6 +15,8 @@
 //!   [`backend::local`] (directories, `.partial` staging, rename to commit) and
 //!   [`backend::object`] (objects through `object_store`, multipart uploads, create-only
 //!   manifest).
+//! - [`crypt`]: envelope encryption: per-archive data keys wrapped by key-encryption keys
+//!   from a [`crypt::KeyProvider`], AES-256-GCM sealed blocks and trailers.
 //! - [`fuzzing`]: in-memory entry points used by the fuzz target, tests and benches.
 //! - [`error`]: [`StorageError`] (with [`error::ObjectError`] for object storage calls),
 //!   mapped onto `DomainError` at the trait boundary.
@@ -24,6 +26,7 @@
 
 pub mod backend;
 mod codec;
+pub mod crypt;
 pub mod error;
 pub mod format;
 pub mod fuzzing;
@@ -34,4 +37,4 @@ pub mod store;
 pub use codec::CodecError;
 pub use error::{Location, StorageError};
 pub use record::RecordError;
-pub use store::{Store, StoreOptions};
+pub use store::{Rewrapped, Store, StoreOptions};

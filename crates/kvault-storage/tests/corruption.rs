@@ -77,19 +77,30 @@ fn header_damage_is_named() {
 fn newer_major_versions_and_unknown_codecs_are_refused() {
     let mut s = segment(CompressionType::Lz4);
     let h = FileHeader {
-        major: 2,
+        major: 3,
         minor: 0,
         codec_id: 3,
     };
     s[..FILE_HEADER_LEN].copy_from_slice(&h.encode());
     match read_segment_bytes(&s) {
         Err(StorageError::UnsupportedVersion {
-            major: 2,
-            supported: 1,
+            major: 3,
+            supported: 2,
             ..
         }) => {}
         other => panic!("{other:?}"),
     }
+    // Major 2 is an encrypted segment: without its key no block is read.
+    let h = FileHeader {
+        major: 2,
+        minor: 0,
+        codec_id: 3,
+    };
+    s[..FILE_HEADER_LEN].copy_from_slice(&h.encode());
+    assert!(matches!(
+        read_segment_bytes(&s),
+        Err(StorageError::NoKey { .. })
+    ));
     // A newer minor version of the same major is readable.
     let h = FileHeader {
         major: 1,
@@ -398,7 +409,7 @@ fn damaged_manifests_are_reported() {
     assert!(store.blocking_list().unwrap().is_empty());
 
     // Newer format version.
-    edit(&|v| v["format_version"] = 2.into());
+    edit(&|v| v["format_version"] = 3.into());
     assert!(corrupt_reason(store.blocking_manifest(&id).unwrap_err()).contains("newer"));
 
     // SHA-256 of a segment changed: caught when that segment has been read.

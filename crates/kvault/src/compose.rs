@@ -19,6 +19,12 @@ use crate::exit::{CliError, EXIT_STORAGE_REFUSED};
 
 /// The archive store the settings name: a local directory, an S3 bucket or an Azure container.
 pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliError> {
+    Ok(Arc::new(store(settings)?))
+}
+
+/// [`archive_store`] as the concrete store, for the commands that change key records
+/// (`kvault keys`), which are not part of the domain's port.
+pub fn store(settings: &Settings) -> Result<Store, CliError> {
     let target = settings
         .storage
         .target(&settings.backup.base_path)
@@ -59,8 +65,16 @@ pub fn archive_store(settings: &Settings) -> Result<Arc<dyn ArchiveStore>, CliEr
         }
         other => return Err(CliError::usage(format!("unsupported storage {other:?}"))),
     };
-    tracing::info!(location = %store.location(), "archive store");
-    Ok(Arc::new(store))
+    let store = match crate::keys::provider(&settings.encryption)? {
+        Some(keys) => store.with_keys(keys),
+        None => store,
+    };
+    tracing::info!(
+        location = %store.location(),
+        encrypts_under = store.active_key_id().unwrap_or("-"),
+        "archive store"
+    );
+    Ok(store)
 }
 
 /// The archive store over the object storage `config` names.

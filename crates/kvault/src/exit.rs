@@ -22,6 +22,11 @@ pub const EXIT_KAFKA_AUTHENTICATION: u8 = 9;
 /// The TLS handshake with the Kafka cluster failed (unknown CA, hostname mismatch, expired
 /// certificate, a listener that does not speak TLS). Fix the certificates or the settings.
 pub const EXIT_KAFKA_TLS: u8 = 10;
+/// An encrypted archive's key is not configured here (or the archive was crypto-shredded).
+/// Configure the key it names; retrying will not help.
+pub const EXIT_KEY_UNAVAILABLE: u8 = 11;
+/// Object storage retention keeps the archive until its lock expires.
+pub const EXIT_ARCHIVE_LOCKED: u8 = 12;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -70,6 +75,8 @@ pub fn exit_code(code: ErrorCode) -> u8 {
         ErrorCode::StorageMissing | ErrorCode::StorageAccessDenied => EXIT_STORAGE_REFUSED,
         ErrorCode::KafkaAuthenticationFailed => EXIT_KAFKA_AUTHENTICATION,
         ErrorCode::KafkaTlsFailed => EXIT_KAFKA_TLS,
+        ErrorCode::EncryptionKeyUnavailable => EXIT_KEY_UNAVAILABLE,
+        ErrorCode::ArchiveLocked => EXIT_ARCHIVE_LOCKED,
         _ => EXIT_FAILED,
     }
 }
@@ -129,6 +136,18 @@ mod tests {
             "--filter-expression"
         );
         assert_eq!(flag_of("partitions[2]"), "--partitions");
+    }
+
+    #[test]
+    fn a_missing_encryption_key_has_its_own_exit_code() {
+        let err: CliError = DomainError::Storage {
+            failure: kvault_domain::StorageFailure::KeyUnavailable,
+            message: "backup 'b1': key 'k1' is not configured".into(),
+            source: None,
+        }
+        .into();
+        assert_eq!(err.code, EXIT_KEY_UNAVAILABLE);
+        assert_eq!(exit_code(ErrorCode::ArchiveLocked), EXIT_ARCHIVE_LOCKED);
     }
 
     #[test]

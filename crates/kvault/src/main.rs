@@ -11,6 +11,7 @@ mod commands;
 mod compose;
 mod context;
 mod exit;
+mod keys;
 mod progress;
 mod reach;
 

@@ -4,6 +4,7 @@
 
 mod auth;
 mod browse;
+mod encryption;
 mod monitoring;
 mod schedules;
 mod secret;
@@ -11,6 +12,7 @@ mod storage;
 mod workers;
 pub use auth::{is_loopback_host, AuthSettings, JwtAlgorithm, MIN_PUBLIC_SECRET_BYTES};
 pub use browse::BrowseSettings;
+pub use encryption::{EncryptionSettings, KeySource};
 pub use monitoring::{MonitoredGroup, MonitoringSettings};
 pub use schedules::ScheduleSettings;
 pub use secret::Secret;
@@ -65,6 +67,8 @@ pub struct Settings {
     #[serde(default)]
     pub storage: StorageSettings,
     #[serde(default)]
+    pub encryption: EncryptionSettings,
+    #[serde(default)]
     pub workers: WorkerSettings,
     #[serde(default)]
     pub monitoring: MonitoringSettings,
@@ -90,6 +94,7 @@ impl fmt::Debug for Settings {
             .field("auth", &self.auth)
             .field("database", &self.database)
             .field("storage", &self.storage)
+            .field("encryption", &self.encryption)
             .field("workers", &self.workers)
             .field("monitoring", &self.monitoring)
             .field("schedules", &self.schedules)
@@ -274,6 +279,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.auth_keys_are_usable()?;
         self.storage.validate(&self.backup.base_path)?;
+        self.encryption.validate()?;
         self.workers.validate()?;
         self.monitoring.validate(&self.clusters)?;
         self.limits_are_positive()?;

@@ -8,6 +8,7 @@ mod dry_run;
 mod errors;
 mod helpers;
 mod jobs;
+mod keys;
 mod limits;
 mod metrics;
 mod monitoring;

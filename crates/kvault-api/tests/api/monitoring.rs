@@ -171,6 +171,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/kafka/backups/{backup_id}"),
     ("delete", "/api/kafka/backups/{backup_id}"),
     ("post", "/api/kafka/backups/{backup_id}/verify"),
+    ("post", "/api/kafka/backups/{backup_id}/keys/rewrap"),
+    ("post", "/api/kafka/backups/{backup_id}/shred"),
     ("get", "/api/kafka/backups/{backup_id}/records"),
     ("get", "/api/kafka/metrics"),
     ("get", "/metrics"),

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::compression::Compression;
-use crate::error::DomainResult;
+use crate::error::{DomainError, DomainResult};
 use crate::ids::BackupId;
 use crate::job::OperationControl;
 use crate::manifest::{
@@ -88,6 +88,11 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// One line per problem found, naming file, block and offset.
     pub problems: Vec<String>,
+    /// Only on an encrypted archive: `true` when every block checked was authenticated with
+    /// its data key, `false` when the key was not available and only the structure and the
+    /// checksums of the ciphertext were checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
 }
 
 /// A place backups live: local filesystem or object storage, behind the same trait.
@@ -167,6 +172,33 @@ pub trait ArchiveStore: Send + Sync + 'static {
         let _ = id;
         Ok(())
     }
+    /// Re-wraps encrypted backup `id`'s data key under key-encryption key `to`, rewriting only
+    /// its manifest (the key that wraps it now is needed). A store without encryption refuses.
+    async fn rewrap_key(&self, id: &BackupId, to: &str) -> DomainResult<Rewrapped> {
+        let _ = to;
+        Err(not_encrypted(id))
+    }
+    /// Crypto-shreds encrypted backup `id`: destroys its wrapped data key, so it can never be
+    /// read again; returns the manifest as it now is (still listed until deleted).
+    async fn shred_key(&self, id: &BackupId) -> DomainResult<Manifest> {
+        Err(not_encrypted(id))
+    }
+}
+
+fn not_encrypted(id: &BackupId) -> DomainError {
+    crate::ValidationError::new("backup_id", id, "this store holds no encrypted backups").into()
+}
+
+/// What re-wrapping one backup's data key did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Rewrapped {
+    pub backup_id: String,
+    /// The key-encryption key that wrapped the data key before.
+    pub from_key_id: String,
+    pub to_key_id: String,
+    /// False when the backup was already under `to_key_id` (nothing was written).
+    pub changed: bool,
 }
 
 /// A resumed archive's writer and, per partition, the segments it kept.

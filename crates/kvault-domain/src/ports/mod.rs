@@ -15,7 +15,7 @@ pub mod lag;
 
 pub use archive::{
     ArchiveSpec, ArchiveStore, ArchiveWriter, BlockReader, PartitionWriter, ReadBounds,
-    RecordReader, Resumed, VerifyReport,
+    RecordReader, Resumed, Rewrapped, VerifyReport,
 };
 pub use filter::{FilterFailure, RecordFilter, RecordFilters};
 pub use lag::{ConsumerLag, GroupLag, PartitionPosition};

@@ -177,6 +177,11 @@ impl Backend for LocalBackend {
         IO_BUFFER
     }
 
+    fn replace_manifest(&self, id: &str, expected: &[u8], new: &[u8]) -> Result<()> {
+        let dir = self.final_dir(id);
+        super::replace::replace_file(id, &dir, MANIFEST_FILE, expected, new)
+    }
+
     fn delete(&self, id: &str) -> Result<()> {
         let dir = self.final_dir(id);
         if !dir.join(MANIFEST_FILE).is_file() {

@@ -18,6 +18,7 @@ use crate::error::Result;
 pub mod local;
 pub mod object;
 mod partial;
+mod replace;
 pub(crate) mod tombstone;
 
 /// Where a store's backups live: staging, the commit point, listing, reading and deleting.
@@ -60,6 +61,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Deletes committed backup `id`: the manifest goes first (the commit point of a delete),
     /// then the rest. `BackupNotFound` if there is none.
     fn delete(&self, id: &str) -> Result<()>;
+
+    /// Replaces committed backup `id`'s manifest with `new`, only if it still is `expected`
+    /// (`ManifestChanged` otherwise): how a key record changes (re-wrap, crypto-shred)
+    /// without touching segments. Atomic: a reader sees the old manifest or the new one.
+    fn replace_manifest(&self, id: &str, expected: &[u8], new: &[u8]) -> Result<()>;
 
     /// Removes what dead writers and interrupted deletes left behind, never anything a live
     /// writer is using; returns how many backups' remains it removed.

@@ -12,7 +12,10 @@ use crate::codec::CodecError;
 use crate::record::RecordError;
 
 mod object;
+mod paths;
+use object::object_into_domain;
 pub use object::ObjectError;
+use paths::path_inside_backup;
 
 /// Where in an archive a problem was found.
 ///
@@ -203,6 +206,24 @@ pub enum StorageError {
     /// unreachable after retries, ...).
     #[error("object storage: {0}")]
     Object(ObjectError),
+    /// The manifest changed while it was being replaced (another re-wrap, shred or delete).
+    #[error("backup '{0}' changed meanwhile; try again")]
+    ManifestChanged(String),
+    /// A sealed block or trailer failed authentication under the archive's data key: its bytes
+    /// (or its header) were changed, it was moved from another place or archive, or the
+    /// segment was cut and given a forged trailer.
+    #[error("{at}: failed authentication under the data key wrapped by key '{key_id}' (tampered with, moved, or cut)")]
+    Authentication { at: Location, key_id: String },
+    /// A sealed segment was read without the archive's key.
+    #[error("{at}: the segment is encrypted and no key was given to read it")]
+    NoKey { at: Location },
+    /// An encrypted archive's data key cannot be unwrapped, so nothing of it can be read.
+    #[error("backup '{backup_id}' is encrypted under key '{key_id}': {reason}")]
+    KeyUnavailable {
+        backup_id: String,
+        key_id: String,
+        reason: String,
+    },
     /// The caller passed something the store cannot use (bad options, a reserved id, a
     /// commit naming files that were never written).
     #[error("{field}: {message}")]
@@ -243,6 +264,7 @@ impl StorageError {
                 | Self::Sha256Mismatch { .. }
                 | Self::BadManifest { .. }
                 | Self::ManifestVersion { .. }
+                | Self::Authentication { .. }
         )
     }
 
@@ -271,12 +293,19 @@ impl StorageError {
             Self::BackupExists(id) => {
                 DomainError::conflict_on(format!("backup '{id}' already exists"), "backup_id", id)
             }
-            e @ Self::PartitionTaken { .. } => DomainError::conflict(e.to_string()),
+            e @ (Self::PartitionTaken { .. } | Self::ManifestChanged(_)) => {
+                DomainError::conflict(e.to_string())
+            }
             Self::InvalidInput {
                 field,
                 value,
                 message,
             } => kvault_domain::ValidationError::new(field, value, message).into(),
+            e @ (Self::KeyUnavailable { .. } | Self::NoKey { .. }) => DomainError::Storage {
+                failure: StorageFailure::KeyUnavailable,
+                message: e.to_string(),
+                source: None,
+            },
             e @ (Self::AppendOrder { .. }
             | Self::RecordTooLarge { .. }
             | Self::TooManyHeaders { .. }) => DomainError::internal(e.to_string()),
@@ -288,10 +317,12 @@ impl StorageError {
     fn backup_id(&self) -> String {
         let from_file = |f: &str| f.split('/').next().unwrap_or_default().to_owned();
         match self {
-            Self::BackupNotFound(id) | Self::BackupExists(id) => id.clone(),
-            Self::PartitionNotFound { backup_id, .. } | Self::PartitionTaken { backup_id, .. } => {
-                backup_id.clone()
+            Self::BackupNotFound(id) | Self::BackupExists(id) | Self::ManifestChanged(id) => {
+                id.clone()
             }
+            Self::PartitionNotFound { backup_id, .. }
+            | Self::PartitionTaken { backup_id, .. }
+            | Self::KeyUnavailable { backup_id, .. } => backup_id.clone(),
             Self::Sha256Mismatch { file, .. }
             | Self::BadManifest { file, .. }
             | Self::ManifestVersion { file, .. } => from_file(file),
@@ -308,7 +339,9 @@ impl StorageError {
             | Self::Decompress { at, .. }
             | Self::BadRecord { at, .. }
             | Self::Mismatch { at, .. }
-            | Self::OffsetOrder { at, .. } => from_file(&at.file),
+            | Self::OffsetOrder { at, .. }
+            | Self::Authentication { at, .. }
+            | Self::NoKey { at } => from_file(&at.file),
             _ => String::new(),
         }
     }
@@ -349,36 +382,6 @@ fn io_into_domain(path: &Path, source: io::Error, backup_id: &str) -> DomainErro
         message,
         source: Some(Box::new(source)),
     }
-}
-
-/// An object storage failure, typed by what the user can do about it. The message names the
-/// bucket and key (never a credential).
-fn object_into_domain(e: ObjectError, backup_id: &str) -> DomainError {
-    let message = if backup_id.is_empty() {
-        format!("object storage: {e}")
-    } else {
-        format!("backup '{backup_id}': object storage: {e}")
-    };
-    DomainError::Storage {
-        failure: e.failure(),
-        message,
-        source: Some(Box::new(e)),
-    }
-}
-
-/// `path` from the component naming the backup (`{id}`, `{id}.partial`, a tombstone) on,
-/// or `None` when no component names it.
-fn path_inside_backup(path: &Path, backup_id: &str) -> Option<String> {
-    if backup_id.is_empty() {
-        return None;
-    }
-    let parts: Vec<_> = path.iter().map(|c| c.to_string_lossy()).collect();
-    let start = parts.iter().rposition(|c| {
-        c.as_ref() == backup_id
-            || c.strip_suffix(crate::format::PARTIAL_SUFFIX) == Some(backup_id)
-            || (c.starts_with('.') && c.contains(backup_id))
-    })?;
-    Some(parts[start..].join("/"))
 }
 
 pub(crate) type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,10 +1,10 @@
 //! [`ObjectError`]: an object storage call that failed, and what a user can do about it, read
 //! off `object_store`'s error and, where the crate only passes the server's answer along, the
-//! provider's error code (S3's or Azure's).
+//! provider's error code (S3's or Azure's), and the domain error it becomes.
 
 use std::fmt;
 
-use kvault_domain::StorageFailure;
+use kvault_domain::{DomainError, StorageFailure};
 
 /// An object storage call that failed, with the object (or prefix) it was about.
 #[derive(Debug)]
@@ -97,3 +97,18 @@ impl fmt::Display for ObjectError {
 }
 
 impl std::error::Error for ObjectError {}
+
+/// An object storage failure, typed by what the user can do about it. The message names the
+/// bucket and key (never a credential).
+pub(super) fn object_into_domain(e: ObjectError, backup_id: &str) -> DomainError {
+    let message = if backup_id.is_empty() {
+        format!("object storage: {e}")
+    } else {
+        format!("backup '{backup_id}': object storage: {e}")
+    };
+    DomainError::Storage {
+        failure: e.failure(),
+        message,
+        source: Some(Box::new(e)),
+    }
+}

@@ -2,6 +2,7 @@
 //! while hashing (`write`), and reading them back one validated block at a time (`read`,
 //! with the record decoding in `decode`).
 
+mod checks;
 mod decode;
 mod read;
 mod write;

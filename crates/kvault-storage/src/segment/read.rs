@@ -2,17 +2,20 @@
 
 use std::io::{self, Read};
 
+use std::ops::Range;
+
 use kvault_domain::record_block::RecordBlock;
 use kvault_domain::CompressionType;
 use sha2::{Digest, Sha256};
 
+use crate::crypt::{SegmentKey, SEAL_OVERHEAD};
 use crate::error::{Location, Result, StorageError};
 use crate::format::{
     codec_from_id, BlockHeader, FileHeader, Trailer, BLOCK_HEADER_LEN, BLOCK_MARKER,
-    FILE_HEADER_LEN, FORMAT_MAJOR, MAX_BLOCK_COMPRESSED_LEN, MAX_BLOCK_RAW_LEN, MIN_RECORD_LEN,
-    SEGMENT_MAGIC, TRAILER_LEN, TRAILER_MARKER,
+    FILE_HEADER_LEN, FORMAT_MAJOR, SEALED_MAJOR, SEGMENT_MAGIC, TRAILER_LEN, TRAILER_MARKER,
 };
 
+use super::checks::check_header;
 use super::decode::decode_block;
 use super::SegmentStats;
 
@@ -32,6 +35,12 @@ pub(crate) struct SegmentReader<R: Read> {
     /// The block being decompressed; handed to the decoded block, so it starts empty again.
     raw: Vec<u8>,
     done: bool,
+    /// The file header says major 2: blocks and trailer are sealed.
+    sealed: bool,
+    /// Opens sealed blocks; without it a sealed segment's bytes can be checked, not read.
+    key: Option<SegmentKey>,
+    /// Where the current block's compressed bytes are in `compressed` (after opening).
+    data: Range<usize>,
 }
 
 impl<R: Read> SegmentReader<R> {
@@ -50,6 +59,9 @@ impl<R: Read> SegmentReader<R> {
             compressed: Vec::new(),
             raw: Vec::new(),
             done: false,
+            sealed: false,
+            key: None,
+            data: 0..0,
         };
         let mut b = [0u8; FILE_HEADER_LEN];
         let at = r.at(None, 0);
@@ -74,14 +86,15 @@ impl<R: Read> SegmentReader<R> {
                 computed,
             });
         }
-        if h.major != FORMAT_MAJOR {
+        if h.major != FORMAT_MAJOR && h.major != SEALED_MAJOR {
             return Err(StorageError::UnsupportedVersion {
                 at,
                 major: h.major,
                 minor: h.minor,
-                supported: FORMAT_MAJOR,
+                supported: SEALED_MAJOR,
             });
         }
+        r.sealed = h.major == SEALED_MAJOR;
         r.codec = codec_from_id(h.codec_id).ok_or(StorageError::UnknownCodec {
             at,
             code: h.codec_id,
@@ -96,6 +109,17 @@ impl<R: Read> SegmentReader<R> {
 
     pub fn file(&self) -> &str {
         &self.file
+    }
+
+    /// Whether the segment is encrypted (its blocks and trailer sealed).
+    pub fn sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// The key that opens this segment's sealed blocks: with it every block read (decoded or
+    /// only checked) and the trailer are authenticated.
+    pub fn set_key(&mut self, key: SegmentKey) {
+        self.key = Some(key);
     }
 
     /// Records offsets must exceed `prev` (the previous segment's last offset).
@@ -167,8 +191,15 @@ impl<R: Read> SegmentReader<R> {
             self.payload_complete = false;
             return Ok(Some(RecordBlock::default()));
         }
+        if self.sealed && self.key.is_none() {
+            return Err(StorageError::NoKey { at });
+        }
         self.decoder
-            .decompress(&self.compressed, h.raw_len as usize, &mut self.raw)
+            .decompress(
+                &self.compressed[self.data.clone()],
+                h.raw_len as usize,
+                &mut self.raw,
+            )
             .map_err(|source| StorageError::Decompress {
                 at: at.clone(),
                 codec: self.codec,
@@ -232,81 +263,12 @@ impl<R: Read> SegmentReader<R> {
                 computed,
             });
         }
-        self.check_header(&h, &at)?;
+        check_header(&h, &at, self.prev_offset)?;
         self.read_compressed(&h, &at)?;
+        self.open_data(index, &hb, &at)?;
         self.stats.add_block(&h);
         self.prev_offset = Some(h.last_offset);
         Ok(Some((h, at)))
-    }
-
-    /// Header fields must be within limits and consistent before any allocation.
-    fn check_header(&self, h: &BlockHeader, at: &Location) -> Result<()> {
-        let limit = |what, value: u64, max: u64| {
-            if value > max {
-                Err(StorageError::LimitExceeded {
-                    at: at.clone(),
-                    what,
-                    value,
-                    max,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        limit(
-            "block raw length",
-            h.raw_len.into(),
-            MAX_BLOCK_RAW_LEN.into(),
-        )?;
-        limit(
-            "block compressed length",
-            h.compressed_len.into(),
-            MAX_BLOCK_COMPRESSED_LEN.into(),
-        )?;
-        limit(
-            "block record count",
-            h.record_count.into(),
-            u64::from(h.raw_len) / MIN_RECORD_LEN as u64,
-        )?;
-        let mismatch = |what, expected: String, found: String| StorageError::Mismatch {
-            at: at.clone(),
-            what,
-            expected,
-            found,
-        };
-        if h.record_count == 0 {
-            return Err(mismatch(
-                "block record count",
-                "at least 1".into(),
-                "0".into(),
-            ));
-        }
-        if h.last_offset < h.first_offset
-            || u64::from(h.record_count) - 1 > h.last_offset.abs_diff(h.first_offset)
-        {
-            return Err(mismatch(
-                "block offset range",
-                format!("room for {} records", h.record_count),
-                format!("{}..={}", h.first_offset, h.last_offset),
-            ));
-        }
-        if h.max_timestamp < h.min_timestamp {
-            return Err(mismatch(
-                "block timestamp range",
-                "min <= max".into(),
-                format!("{}..={}", h.min_timestamp, h.max_timestamp),
-            ));
-        }
-        if let Some(prev) = self.prev_offset {
-            if h.first_offset <= prev {
-                return Err(StorageError::OffsetOrder {
-                    at: at.clone(),
-                    previous: prev,
-                    found: h.first_offset,
-                });
-            }
-        }
-        Ok(())
     }
 
     fn read_compressed(&mut self, h: &BlockHeader, at: &Location) -> Result<()> {
@@ -332,6 +294,30 @@ impl<R: Read> SegmentReader<R> {
                 stored: h.data_crc,
                 computed,
             });
+        }
+        Ok(())
+    }
+
+    /// Authenticates and decrypts a sealed block's data in place when the key is known;
+    /// `self.data` then covers the compressed bytes.
+    fn open_data(&mut self, index: u64, hb: &[u8; BLOCK_HEADER_LEN], at: &Location) -> Result<()> {
+        self.data = 0..self.compressed.len();
+        if !self.sealed {
+            return Ok(());
+        }
+        if self.compressed.len() < SEAL_OVERHEAD {
+            return Err(StorageError::Truncated {
+                at: at.clone(),
+                what: "a sealed block (shorter than its nonce and tag)",
+            });
+        }
+        if let Some(key) = &self.key {
+            self.data = key
+                .open_block(index, &hb[4..48], &mut self.compressed)
+                .map_err(|()| StorageError::Authentication {
+                    at: at.clone(),
+                    key_id: key.key_id().to_owned(),
+                })?;
         }
         Ok(())
     }
@@ -367,6 +353,18 @@ impl<R: Read> SegmentReader<R> {
                     expected: counted.to_string(),
                     found: stored.to_string(),
                 });
+            }
+        }
+        if self.sealed {
+            let mut seal = [0u8; SEAL_OVERHEAD];
+            self.exact(&mut seal, &at, "the trailer's seal")?;
+            if let Some(key) = &self.key {
+                key.open_trailer(&tb[..28], &mut seal).map_err(|()| {
+                    StorageError::Authentication {
+                        at: at.clone(),
+                        key_id: key.key_id().to_owned(),
+                    }
+                })?;
             }
         }
         let end = self.pos;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
-use kvault_domain::manifest::FORMAT_VERSION;
+use kvault_domain::manifest::{ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION};
 use kvault_domain::ports::{
     ArchiveSpec, ArchiveStore, ArchiveWriter, BlockReader, PartitionWriter, ReadBounds,
     RecordReader, Resumed, VerifyReport,
@@ -23,6 +23,7 @@ use kvault_domain::{
 use crate::backend::local::{LocalBackend, MANIFEST_FILE, PARTIAL_SUFFIX};
 use crate::backend::{Backend, SegmentSink, SegmentSinks, Staging};
 use crate::codec::Encoder;
+use crate::crypt::{ArchiveKey, KeyProvider};
 use crate::error::{Result, StorageError};
 use crate::format::{
     is_safe_relative, MAX_BLOCK_RAW_LEN, MAX_HEADERS_PER_RECORD, MAX_MANIFEST_LEN,
@@ -31,12 +32,14 @@ use crate::record::encoded_len;
 use crate::segment::{BlockBuilder, SegmentWriter};
 
 mod catalog;
+mod keys;
 mod partition_writer;
 mod ports;
 mod reader;
 mod verify;
 mod writer;
 
+pub use keys::Rewrapped;
 use partition_writer::StorePartitionWriter;
 use reader::{PartitionReader, PartitionRecords};
 use verify::{check_segment, open_segment, VerifyMode};
@@ -96,6 +99,8 @@ pub struct Store {
     options: StoreOptions,
     /// Manifests already read, shared by the store's clones.
     catalog: Arc<catalog::Catalog>,
+    /// Key-encryption keys: with them new archives are encrypted and encrypted ones read.
+    keys: Option<Arc<dyn KeyProvider>>,
 }
 
 impl fmt::Debug for Store {
@@ -103,6 +108,7 @@ impl fmt::Debug for Store {
         f.debug_struct("Store")
             .field("location", &self.backend.location())
             .field("options", &self.options)
+            .field("encrypts", &self.keys.is_some())
             .finish()
     }
 }
@@ -115,7 +121,15 @@ impl Store {
             backend,
             options,
             catalog: Arc::default(),
+            keys: None,
         })
+    }
+
+    /// The same store with key-encryption keys: archives created from now on are encrypted
+    /// under the provider's active key, and encrypted archives are read with its keys.
+    pub fn with_keys(mut self, keys: Arc<dyn KeyProvider>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// A store in local directory `base`, created if missing, with default options.
@@ -146,13 +160,18 @@ impl Store {
     }
 
     pub(crate) fn load_manifest(&self, id: &str) -> Result<Manifest> {
+        let Some(bytes) = self.backend.read_manifest(id, MAX_MANIFEST_LEN)? else {
+            return Err(StorageError::BackupNotFound(id.to_owned()));
+        };
+        self.parse_manifest(id, &bytes)
+    }
+
+    /// Parses and checks manifest `bytes` of backup `id`.
+    pub(crate) fn parse_manifest(&self, id: &str, bytes: &[u8]) -> Result<Manifest> {
         let label = format!("{id}/{MANIFEST_FILE}");
         let bad = |reason: String| StorageError::BadManifest {
             file: label.clone(),
             reason,
-        };
-        let Some(bytes) = self.backend.read_manifest(id, MAX_MANIFEST_LEN)? else {
-            return Err(StorageError::BackupNotFound(id.to_owned()));
         };
         if bytes.len() as u64 > MAX_MANIFEST_LEN {
             return Err(bad(format!("larger than {MAX_MANIFEST_LEN} bytes")));
@@ -160,19 +179,31 @@ impl Store {
         // Read the version before the schema, so a newer manifest is reported as such rather
         // than as a parse error.
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         let version = value
             .get("format_version")
             .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| bad("format_version is missing or not a number".into()))?;
-        if version > u64::from(FORMAT_VERSION) {
+        if version > u64::from(ENCRYPTED_FORMAT_VERSION) {
             return Err(StorageError::ManifestVersion {
                 file: label,
                 found: u32::try_from(version).unwrap_or(u32::MAX),
-                supported: FORMAT_VERSION,
+                supported: ENCRYPTED_FORMAT_VERSION,
             });
         }
         let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        // A version-2 manifest without its key record (or the reverse) would let a reader
+        // take sealed segments for plain ones, or plain segments for an encrypted archive's.
+        if (version == u64::from(ENCRYPTED_FORMAT_VERSION)) != manifest.encryption.is_some() {
+            return Err(bad(format!(
+                "format_version {version} {} an encryption record",
+                if manifest.encryption.is_some() {
+                    "with"
+                } else {
+                    "without"
+                }
+            )));
+        }
         if manifest.backup_id != id {
             return Err(bad(format!(
                 "names backup '{}' but lives in directory '{id}'",
@@ -209,10 +240,13 @@ impl Store {
                 backup_id: id.to_owned(),
                 partition,
             })?;
+        let key = self.archive_key(&manifest)?;
         Ok(PartitionReader {
             store: self.clone(),
             backup_id: id.to_owned(),
             codec: manifest.compression.codec,
+            encrypted: manifest.encryption.is_some(),
+            key,
             segments: p.segments.iter().cloned().collect(),
             bounds,
             current: None,
@@ -238,6 +272,7 @@ impl Store {
             value: format!("{:?}", spec.compression.level),
             message: e.to_string(),
         })?;
+        let crypt = self.new_archive_key(&id, &spec.archive_uid)?;
         let staging = self.backend.begin(&id)?;
         Ok(StoreWriter {
             staging,
@@ -245,6 +280,7 @@ impl Store {
             options: self.options,
             taken: Mutex::new(HashSet::new()),
             adopted: BTreeMap::new(),
+            crypt,
         })
     }
 
@@ -256,6 +292,14 @@ impl Store {
         committed: BTreeMap<i32, Vec<SegmentInfo>>,
     ) -> Result<(StoreWriter, BTreeMap<i32, Vec<SegmentInfo>>)> {
         let id = spec.backup_id.as_str().to_owned();
+        // The dead writer's data key is not in its checkpoint: an encrypted backup starts over
+        // under a new key instead of keeping segments nobody could read.
+        let crypt = self.new_archive_key(&id, &spec.archive_uid)?;
+        let committed = if crypt.is_some() {
+            BTreeMap::new()
+        } else {
+            committed
+        };
         let asked: crate::backend::Adoption = committed
             .iter()
             .map(|(p, segments)| {
@@ -285,6 +329,7 @@ impl Store {
             options: self.options,
             taken: Mutex::new(HashSet::new()),
             adopted: adopted.clone(),
+            crypt,
         };
         Ok((writer, adopted))
     }

@@ -11,6 +11,8 @@ pub(super) struct StorePartitionWriter {
     pub(super) backup_id: String,
     pub(super) partition: i32,
     pub(super) rel_dir: String,
+    /// The archive's data key when it is encrypted: each segment is sealed under it.
+    pub(super) key: Option<ArchiveKey>,
     pub(super) options: StoreOptions,
     pub(super) codec: CompressionType,
     pub(super) encoder: Encoder,
@@ -104,8 +106,9 @@ impl StorePartitionWriter {
                 .sinks
                 .create(&name)
                 .map_err(|e| self.io_error(&file, e))?;
+            let seal = self.key.as_ref().map(|k| k.segment(&file));
             let writer =
-                SegmentWriter::new(sink, self.codec).map_err(|e| self.io_error(&file, e))?;
+                SegmentWriter::new(sink, self.codec, seal).map_err(|e| self.io_error(&file, e))?;
             self.segment = Some(OpenSegment { writer, file });
         }
         if let Some(seg) = self.segment.as_mut() {

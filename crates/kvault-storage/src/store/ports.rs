@@ -187,4 +187,14 @@ impl ArchiveStore for Store {
     async fn sweep_abandoned(&self) -> DomainResult<usize> {
         self.off_runtime(|s| Ok(s.sweep_abandoned())).await
     }
+
+    async fn rewrap_key(&self, id: &BackupId, to: &str) -> DomainResult<super::Rewrapped> {
+        let (id, to) = (id.clone(), to.to_owned());
+        self.off_runtime(move |s| s.blocking_rewrap(&id, &to)).await
+    }
+
+    async fn shred_key(&self, id: &BackupId) -> DomainResult<Manifest> {
+        let id = id.clone();
+        self.off_runtime(move |s| s.blocking_shred(&id)).await
+    }
 }

@@ -16,6 +16,9 @@ pub(super) struct PartitionReader {
     pub(super) store: Store,
     pub(super) backup_id: String,
     pub(super) codec: CompressionType,
+    /// Whether the manifest says the archive is encrypted (every segment must be sealed).
+    pub(super) encrypted: bool,
+    pub(super) key: Option<ArchiveKey>,
     pub(super) segments: VecDeque<SegmentInfo>,
     pub(super) bounds: ReadBounds,
     pub(super) current: Option<(StoredSegmentReader, SegmentInfo)>,
@@ -46,7 +49,7 @@ impl PartitionReader {
                 &self.backup_id,
                 &info.file,
                 &label,
-                self.codec,
+                (self.codec, self.encrypted, self.key.as_ref()),
             )?;
             reader.set_prev_offset(self.prev_offset);
             self.current = Some((reader, info));

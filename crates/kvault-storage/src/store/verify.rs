@@ -13,6 +13,7 @@ use kvault_domain::{BackupId, CompressionType, DomainError, PartitionManifest, S
 
 use super::Store;
 use crate::backend::{Backend, SegmentSource, SourceReader};
+use crate::crypt::ArchiveKey;
 use crate::error::{Location, Result, StorageError};
 use crate::segment::{SegmentReader, SegmentStats};
 
@@ -48,6 +49,7 @@ pub(crate) fn verify_archive(
         messages_checked: 0,
         bytes_checked: 0,
         problems: Vec::new(),
+        authenticated: None,
     };
     let manifest = match store.load_manifest(id) {
         Ok(m) => m,
@@ -58,21 +60,26 @@ pub(crate) fn verify_archive(
         }
         Err(e) => return Err(e.into_domain(id)),
     };
-    let jobs: Vec<SegmentJob> = manifest
-        .partitions
-        .iter()
-        .flat_map(|p| {
-            let prevs = std::iter::once(None).chain(p.segments.iter().map(|s| Some(s.last_offset)));
-            p.segments
-                .iter()
-                .zip(prevs)
-                .map(|(info, prev)| SegmentJob { info, prev })
-        })
-        .collect();
+    let jobs = segment_jobs(&manifest);
     let codec = manifest.compression.codec;
+    let encrypted = manifest.encryption.is_some();
+    let (key, mode) = match (store.archive_key(&manifest), mode) {
+        (Ok(key), mode) => (key, mode),
+        // Without the key, verify still checks structure and the ciphertext's checksums; the
+        // pre-restore check fails instead, since a restore could not read a block.
+        (Err(_), VerifyMode::Decode) => (None, VerifyMode::BytesOnly),
+        (Err(e), VerifyMode::BytesOnly) => return Err(e.into_domain(id)),
+    };
+    report.authenticated = encrypted.then_some(key.is_some());
     let check = |job: &SegmentJob| {
         let label = format!("{id}/{}", job.info.file);
-        let reader = open_segment(store.backend(), id, &job.info.file, &label, codec)?;
+        let reader = open_segment(
+            store.backend(),
+            id,
+            &job.info.file,
+            &label,
+            (codec, encrypted, key.as_ref()),
+        )?;
         let stats = check_segment_file(reader, job.prev, mode, control)?;
         check_segment(&stats, job.info, &label, mode == VerifyMode::Decode)?;
         Ok(stats)
@@ -95,6 +102,21 @@ pub(crate) fn verify_archive(
     }
     report.valid = report.problems.is_empty();
     Ok(report)
+}
+
+/// Every segment of the manifest, each with the last offset before it in its partition.
+fn segment_jobs(manifest: &kvault_domain::Manifest) -> Vec<SegmentJob<'_>> {
+    manifest
+        .partitions
+        .iter()
+        .flat_map(|p| {
+            let prevs = std::iter::once(None).chain(p.segments.iter().map(|s| Some(s.last_offset)));
+            p.segments
+                .iter()
+                .zip(prevs)
+                .map(|(info, prev)| SegmentJob { info, prev })
+        })
+        .collect()
 }
 
 /// I/O failures other than a missing segment file are the store's, not the archive's.
@@ -162,17 +184,37 @@ fn check_segment_file(
 /// A segment reader over whatever backend holds the segment.
 pub(crate) type StoredSegmentReader = SegmentReader<SourceReader<Box<dyn SegmentSource>>>;
 
-/// Opens segment `file` of backup `id` for streaming, checking its codec against the
-/// manifest's.
+/// What the manifest says a segment must be: its codec, whether it is sealed, and the key
+/// that opens it (when the archive is encrypted and the key is available).
+pub(crate) type Expected<'a> = (CompressionType, bool, Option<&'a ArchiveKey>);
+
+/// Opens segment `file` of backup `id` for streaming, checking its codec and encryption
+/// against the manifest's, with the key that authenticates its blocks.
 pub(crate) fn open_segment(
     backend: &dyn Backend,
     id: &str,
     file: &str,
     label: &str,
-    codec: CompressionType,
+    (codec, encrypted, key): Expected<'_>,
 ) -> Result<StoredSegmentReader> {
     let source = backend.open_segment(id, file)?;
-    let reader = SegmentReader::open(SourceReader::new(source, backend.read_window()), label)?;
+    let mut reader = SegmentReader::open(SourceReader::new(source, backend.read_window()), label)?;
+    if reader.sealed() != encrypted {
+        let says = |sealed: bool| if sealed { "encrypted" } else { "plain" }.to_owned();
+        return Err(StorageError::Mismatch {
+            at: Location {
+                file: label.to_owned(),
+                block: None,
+                pos: 4,
+            },
+            what: "segment encryption",
+            expected: says(encrypted),
+            found: says(reader.sealed()),
+        });
+    }
+    if let Some(key) = key {
+        reader.set_key(key.segment(file));
+    }
     if reader.codec() != codec {
         return Err(StorageError::CodecMismatch {
             at: Location {

@@ -11,6 +11,8 @@ pub(super) struct StoreWriter {
     pub(super) taken: Mutex<HashSet<i32>>,
     /// Segments a resumed writer kept, per partition: its partition writers start with them.
     pub(super) adopted: std::collections::BTreeMap<i32, Vec<SegmentInfo>>,
+    /// For an encrypted archive: its data key and the manifest's record of it (wrapped).
+    pub(super) crypt: Option<(ArchiveKey, kvault_domain::manifest::ArchiveEncryption)>,
 }
 
 impl StoreWriter {
@@ -44,6 +46,7 @@ impl StoreWriter {
             backup_id: id,
             partition,
             rel_dir,
+            key: self.crypt.as_ref().map(|(k, _)| k.clone()),
             options: self.options,
             codec: self.spec.compression.codec,
             encoder,
@@ -98,7 +101,11 @@ impl StoreWriter {
         }
         let spec = &self.spec;
         let manifest = Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: if self.crypt.is_some() {
+                ENCRYPTED_FORMAT_VERSION
+            } else {
+                FORMAT_VERSION
+            },
             backup_id: spec.backup_id.as_str().to_owned(),
             archive_uid: Some(spec.archive_uid.clone()),
             cluster_id: spec.cluster_id.clone(),
@@ -112,6 +119,7 @@ impl StoreWriter {
             consumer_groups: spec.consumer_groups.clone(),
             backup_set: spec.backup_set.clone(),
             chain: spec.chain.clone(),
+            encryption: self.crypt.as_ref().map(|(_, e)| e.clone()),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::BadManifest {
             file: format!("{}/{MANIFEST_FILE}", self.id()),

@@ -10,11 +10,13 @@ use kvault_domain::migrate::OnEvaluationError;
 
 mod backup_restore;
 mod cat;
+mod keys;
 mod schedule;
 mod server;
 
 pub use backup_restore::{BackupArgs, IfExistsArg, RestoreArgs};
 pub use cat::{CatArgs, CatFormat};
+pub use keys::{KeysAction, KeysArgs};
 pub use schedule::{ScheduleAction, ScheduleArgs, ScheduleCreateArgs};
 pub use server::{ClusterArg, JobsAction, JobsArgs, ServerArgs};
 
@@ -125,6 +127,8 @@ pub enum Command {
     Topics(ClusterArg),
     /// A cluster's consumer groups.
     Groups(ClusterArg),
+    /// Encryption keys of backups: re-wrap data keys under another key, crypto-shred a backup.
+    Keys(KeysArgs),
     /// Mint a JWT from the configured secret, for local use and CI.
     Token(TokenArgs),
     /// Produce sample messages into a topic (created when missing), to try kvault out.

@@ -6,6 +6,7 @@ pub mod cat;
 mod cluster_info;
 mod drain;
 mod jobs;
+mod keys;
 mod migrate;
 mod restore;
 mod sample;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Topics(args) => cluster_info::topics(&context, args).await,
         Command::Groups(args) => cluster_info::groups(&context, args).await,
         Command::SampleData(args) => sample::run(&context, args).await,
+        Command::Keys(args) => keys::run(&context, args).await,
         Command::Token(args) => token::run(&context, args),
         Command::Completions(_) => Ok(()),
     }

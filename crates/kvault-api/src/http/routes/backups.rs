@@ -72,6 +72,20 @@ pub struct BackupSummary {
     /// Extension: for a member of a backup set, the set's id and topic count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_set: Option<BackupSetRef>,
+    /// Extension: for an encrypted backup, the key that wraps its data key (and when it was
+    /// crypto-shredded, if it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BackupEncryption>,
+}
+
+/// How a backup is encrypted, without the wrapped key itself.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BackupEncryption {
+    /// The key-encryption key (one of `encryption.keys`) that wraps the backup's data key.
+    pub key_id: String,
+    /// Set once the backup was crypto-shredded: it can no longer be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shredded_at: Option<DateTime<Utc>>,
 }
 
 impl BackupSummary {
@@ -113,6 +127,10 @@ impl BackupSummary {
                 .then(|| m.consumer_groups.clone()),
             chain: m.chain.clone(),
             backup_set: m.backup_set.clone(),
+            encryption: m.encryption.as_ref().map(|e| BackupEncryption {
+                key_id: e.key_id.clone(),
+                shredded_at: e.shredded_at,
+            }),
         }
     }
 }

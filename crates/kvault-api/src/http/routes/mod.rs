@@ -4,6 +4,7 @@ pub mod backup_sets;
 pub mod backups;
 pub mod fallback;
 pub mod jobs;
+pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;
@@ -27,6 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(backups::get_backup)
         .service(backups::delete_backup)
         .service(backups::verify_backup)
+        .service(keys::rewrap_backup_key)
+        .service(keys::shred_backup)
         .service(records::read_records)
         .service(metrics::metrics)
         .service(metrics::prometheus)

@@ -26,6 +26,8 @@ use crate::http::auth::{Authed, Viewer};
         super::backups::get_backup,
         super::backups::delete_backup,
         super::backups::verify_backup,
+        super::keys::rewrap_backup_key,
+        super::keys::shred_backup,
         super::records::read_records,
         super::metrics::metrics,
         super::metrics::prometheus,

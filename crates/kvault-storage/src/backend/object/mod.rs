@@ -220,6 +220,31 @@ impl Backend for ObjectBackend {
         removal::delete_committed(&self.shared, id)
     }
 
+    fn replace_manifest(&self, id: &str, expected: &[u8], new: &[u8]) -> Result<()> {
+        let Some((current, etag)) = removal::read_manifest(&self.shared, id)? else {
+            return Err(StorageError::BackupNotFound(id.to_owned()));
+        };
+        if current != expected {
+            return Err(StorageError::ManifestChanged(id.to_owned()));
+        }
+        let key = self.shared.key(id, MANIFEST_FILE);
+        let (s, k, body) = (self.shared.clone(), key.clone(), new.to_vec());
+        // `If-Match` on the ETag just read: a concurrent change makes this one fail.
+        let mode = object_store::PutMode::Update(object_store::UpdateVersion {
+            e_tag: Some(etag),
+            version: None,
+        });
+        let put = io::block_on(async move {
+            lease::put_if(&s, &k, object_store::PutPayload::from(body), mode).await
+        })
+        .map_err(StorageError::Object)?
+        .map_err(|e| self.shared.error(&key, e))?;
+        match put {
+            Some(_) => Ok(()),
+            None => Err(StorageError::ManifestChanged(id.to_owned())),
+        }
+    }
+
     fn discard_unfinished(&self, id: &str) -> Result<()> {
         sweep::discard(&self.shared, id)
     }
