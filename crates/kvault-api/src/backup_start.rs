@@ -88,7 +88,8 @@ async fn start_backup_set(
     request: BackupRequest,
     starter: Starter,
 ) -> Result<(JobId, JoinHandle<Outcome>), ApiError> {
-    let plan = request.validate_set(state.settings.backup.request_defaults(), Utc::now())?;
+    let mut plan = request.validate_set(state.settings.backup.request_defaults(), Utc::now())?;
+    plan.parallelism = state.settings.workers.set_parallelism;
     if let Some(parent) = &plan.parent_set {
         let members = set_members(state.store.as_ref(), parent.as_str())
             .await

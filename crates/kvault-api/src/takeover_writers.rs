@@ -65,7 +65,8 @@ pub(crate) async fn resume_restore(
         return Ok(());
     }
     let members = set_members(state.store.as_ref(), id.as_str()).await?;
-    let plan = request.validate_set(&members)?;
+    let mut plan = request.validate_set(&members)?;
+    plan.parallelism = state.settings.workers.set_parallelism;
     state
         .runner
         .launch_attempt(job.job.id, labels, attempt, move |control| async move {

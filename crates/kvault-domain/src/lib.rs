@@ -58,6 +58,7 @@ pub mod restore_planning;
 pub mod restore_set;
 pub mod resume;
 pub mod schedule;
+pub mod side_by_side;
 pub mod time;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};

@@ -28,10 +28,8 @@
 //! records each target partition's end offset; a replica that takes the job over counts the
 //! job's records already on each partition from the target itself and produces only the rest.
 
-/// The longest chain a restore follows.
-const MAX_CHAIN_LINKS: usize = 10_000;
-
 mod groups;
+mod load;
 mod partition;
 mod preview;
 mod resume;
@@ -44,7 +42,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use kvault_domain::chain::{chain_problems, load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
@@ -53,14 +50,15 @@ use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
 
 use crate::admin::{drop_in_background, Admin};
 use crate::client::ClusterConfig;
-use crate::consume::PARTITION_CONCURRENCY;
 use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
+use crate::tuning::partitions_at_once;
 use kvault_domain::fanout::all_or_root_cause;
 
 use groups::{restore_groups, GroupRestore};
 use kvault_domain::restore_planning::select_partitions;
+use load::{load_checked, Checked};
 use partition::{fail_after_producing, restore_partition};
 pub(crate) use preview::dry_run;
 use resume::{begin, Reading};
@@ -70,6 +68,9 @@ struct Shared {
     /// The archives to read, oldest first, each with the partitions it holds: one, or every
     /// link of an incremental chain.
     links: Vec<(BackupId, BTreeSet<i32>)>,
+    /// The links' manifests by backup id, as read when the restore began: partitions are
+    /// opened from them, not from a manifest read and parsed again per partition.
+    manifests: BTreeMap<String, Arc<kvault_domain::Manifest>>,
     target_topic: String,
     mapping: PartitionMapping,
     partitioner: KeyPartitioner,
@@ -103,6 +104,7 @@ impl Shared {
             base,
             skip,
             links,
+            manifests: BTreeMap::new(),
             target_topic: plan.target_topic.clone(),
             mapping,
             partitioner: KeyPartitioner::new(target_partitions),
@@ -172,6 +174,7 @@ pub(crate) async fn run(
         links,
         archives,
         manifest,
+        manifests,
         warnings: mut chain_warnings,
     } = load_checked(store.as_ref(), &plan, &control).await?;
     tracing::debug!(
@@ -206,7 +209,7 @@ pub(crate) async fn run(
         "restore: target ready"
     );
 
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         &plan,
         links,
         (mapping, target_count),
@@ -214,11 +217,13 @@ pub(crate) async fn run(
         producer,
         groups,
         control.clone(),
-    ));
+    );
+    shared.manifests = manifests;
+    let shared = Arc::new(shared);
 
     let outcomes: Vec<DomainResult<SourceTotals>> = futures::stream::iter(sources.clone())
         .map(|p| restore_partition(p, store.clone(), shared.clone()))
-        .buffer_unordered(PARTITION_CONCURRENCY)
+        .buffer_unordered(partitions_at_once(&manifest, &sources))
         .collect()
         .await;
     tracing::debug!(
@@ -313,88 +318,4 @@ async fn check_ends(
         }
     }
     Ok(())
-}
-
-/// The archive a restore reads, checked as every restore checks it.
-struct Checked {
-    /// The archives to read, oldest first, each with the partitions it holds.
-    links: Vec<(BackupId, BTreeSet<i32>)>,
-    /// The same archives as `(backup_id, uid)`, as the job's start record names them.
-    archives: Vec<(String, Option<String>)>,
-    /// The one manifest the restore plans from (a chain's links merged).
-    manifest: kvault_domain::Manifest,
-    warnings: Vec<String>,
-}
-
-/// Loads the backup (its whole chain when incremental) and, when `validate_checksum`, checks
-/// every checksum before anything is produced.
-async fn load_checked(
-    store: &dyn ArchiveStore,
-    plan: &RestorePlan,
-    control: &OperationControl,
-) -> DomainResult<Checked> {
-    let last = store.manifest(&plan.backup_id).await?;
-    let chain = load_chain(store, last, MAX_CHAIN_LINKS).await?;
-    if plan.validate_checksum {
-        for link in &chain {
-            check_archive(store, &link.backup_id, control).await?;
-        }
-        control.reset_progress();
-    }
-    let links = chain
-        .iter()
-        .map(|m| {
-            let id = BackupId::parse(&m.backup_id)?;
-            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
-        })
-        .collect::<DomainResult<Vec<_>>>()?;
-    let manifest = match chain.as_slice() {
-        [only] if only.chain.is_none() => only.clone(),
-        links => merge_chain(links, plan.until_time_ms)?,
-    };
-    Ok(Checked {
-        links,
-        archives: chain
-            .iter()
-            .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
-            .collect(),
-        manifest,
-        warnings: chain_warnings(&chain),
-    })
-}
-
-/// Every checksum of the backup, before anything is produced: a corrupt archive is refused
-/// whole.
-async fn check_archive(
-    store: &dyn ArchiveStore,
-    backup_id: &str,
-    control: &OperationControl,
-) -> DomainResult<()> {
-    let backup_id = BackupId::parse(backup_id)?;
-    let report = store.check_integrity(&backup_id, control).await?;
-    if !report.valid {
-        return Err(DomainError::CorruptArchive {
-            backup_id: backup_id.to_string(),
-            reason: format!(
-                "verification found {} problem(s): {}; nothing was restored",
-                report.problems.len(),
-                report.problems.join("; ")
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// What a caller restoring a chain should know: links pruned before it, continuity problems.
-fn chain_warnings(chain: &[kvault_domain::Manifest]) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if let Some(link) = chain.first().and_then(|m| m.chain.as_ref()) {
-        warnings.push(format!(
-            "the chain starts at {} (link {} after {}): the links before it were deleted, \
-             so records before its start are not restored",
-            chain[0].backup_id, link.sequence, link.root_id
-        ));
-    }
-    warnings.extend(chain_problems(chain));
-    warnings
 }

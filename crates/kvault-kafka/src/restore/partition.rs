@@ -45,7 +45,11 @@ pub(super) async fn restore_partition(
         let shared = shared.clone();
         tokio::spawn(async move {
             for id in links {
-                let blocks = store.read_partition_blocks(&id, source, bounds).await?;
+                let blocks = match shared.manifests.get(id.as_str()) {
+                    Some(manifest) => store.read_blocks_of(manifest.clone(), source, bounds),
+                    None => store.read_partition_blocks(&id, source, bounds),
+                }
+                .await?;
                 let (shared, tx) = (shared.clone(), tx.clone());
                 tokio::task::spawn_blocking(move || read_archive(blocks, &shared, tx))
                     .await

@@ -45,6 +45,7 @@ pub(crate) async fn dry_run(
         archives,
         manifest,
         mut warnings,
+        ..
     } = load_checked(store.as_ref(), &plan, &control).await?;
     let sources = select_partitions(&plan, &manifest)?;
     let admin = Admin::new(cluster)?;

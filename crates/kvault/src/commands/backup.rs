@@ -39,7 +39,8 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     let engine = context.engine(&[&name], store.clone()).await?;
     let control = OperationControl::new();
     if request.is_set() {
-        let plan = request.validate_set(defaults, chrono::Utc::now())?;
+        let mut plan = request.validate_set(defaults, chrono::Utc::now())?;
+        plan.parallelism = context.settings.workers.set_parallelism;
         let label = format!("backup set {}", plan.set_id);
         let _progress = Progress::start(context.progress, label, control.clone());
         let result =

@@ -97,7 +97,8 @@ async fn restore_set(
     store: Arc<dyn ArchiveStore>,
 ) -> Result<(), CliError> {
     let members = set_members(store.as_ref(), &request.backup_id).await?;
-    let plan = request.validate_set(&members)?;
+    let mut plan = request.validate_set(&members)?;
+    plan.parallelism = context.settings.workers.set_parallelism;
     let cluster_id = cluster.unwrap_or_else(|| members[0].cluster_id.clone());
     let engine = context.engine(&[&cluster_id], store).await?;
     let cluster = ClusterId::parse(&cluster_id)?;
