@@ -6,9 +6,12 @@
 - source files longer than 400 lines before their tests;
 - module cycles inside a crate: an arrow from top-level module A to B for every `crate::B`
   path written in A (in `use` lines or inline), then every strongly connected group of more
-  than one module is a cycle.
+  than one module is a cycle. The same one level down, inside every folder module F: an arrow
+  from F's child A to its child B for every `crate::F::B` written in A, and every `super::B`
+  written in A's own file (`F/A.rs` or `F/A/mod.rs`); only with `--nested`.
 
-Usage: scripts/check-shape.py [--strict]   (--strict: exit 1 when anything is reported)
+Usage: scripts/check-shape.py [--strict] [--nested]
+  --strict: exit 1 when anything is reported; --nested: look for cycles inside folders too.
 A lexical scan, not a parser: string literals holding braces or `crate::` can mislead it;
 what it reports is a place to look, counted the same way each time.
 """
@@ -86,6 +89,28 @@ def module_arrows(src, files):
     return arrows
 
 
+def child_arrows(src, files, folder):
+    """Arrows among the children of folder module `folder` (a directory under src)."""
+    base = os.path.join(src, folder)
+    inside = [p for p in files if p.startswith(base + os.sep)]
+    children = {top_module(base, p) for p in inside} - {"mod"}
+    qualified = re.compile(r"crate::" + folder + r"::(\w+)")
+    arrows = {}
+    for path in inside:
+        here = top_module(base, path)
+        if here == "mod":
+            continue
+        text = "\n".join(strip_strings(l) for l in production_lines(path))
+        targets = set(qualified.findall(text))
+        own_file = os.path.relpath(path, base) in (here + ".rs", os.path.join(here, "mod.rs"))
+        if own_file:
+            targets |= set(re.findall(r"(?<!::)super::(\w+)", text))
+        for t in targets:
+            if t != here and t in children:
+                arrows.setdefault(here, set()).add(t)
+    return arrows
+
+
 def cycles(arrows):
     """Strongly connected groups of more than one module (Tarjan)."""
     index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
@@ -121,6 +146,7 @@ def cycles(arrows):
 
 def main(argv):
     strict = "--strict" in argv
+    nested = "--nested" in argv
     crates_dir = os.path.join(ROOT, "crates")
     found = 0
     fns, big_files = [], []
@@ -140,6 +166,13 @@ def main(argv):
         for g in groups:
             print(f"cycle in {crate}: {' <-> '.join(g)}")
         found += len(groups)
+        folders = sorted(d for d in os.listdir(src) if os.path.isdir(os.path.join(src, d)))
+        folders = folders if nested else []
+        for folder in folders:
+            groups = cycles(child_arrows(src, files, folder))
+            for g in groups:
+                print(f"cycle in {crate}::{folder}: {' <-> '.join(g)}")
+            found += len(groups)
     for length, where in sorted(fns, reverse=True):
         print(f"function of {length} lines: {where}")
     for length, where in sorted(big_files, reverse=True):

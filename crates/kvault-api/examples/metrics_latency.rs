@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(app.run_until_stopped());
 
     // Seed: finished backup jobs and small real archives.
-    let store = state.runner.store();
+    let store = state.runner.jobs();
     let now = Utc::now();
     for i in 0..jobs {
         let id = JobId::new();
@@ -107,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
     }
-    let archive = state.store.clone();
+    let archive = state.archives.clone();
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         for b in 0..backups {

@@ -1,5 +1,6 @@
 //! The one error shape every response uses, `{error, message, details: {field, value}}`, the
-//! mapping from domain errors to HTTP statuses, and the fallback that rewrites any non-JSON
+//! HTTP status of every [`ErrorCode`] (the code itself is the domain's), the mapping from
+//! domain errors, and the fallback that rewrites any non-JSON
 //! error actix produces itself (unknown route, payload errors) into that shape.
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -8,8 +9,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
-use kvault_domain::error::ErrorKind;
-use kvault_domain::{DomainError, KafkaFailure, StorageFailure, ValidationError};
+use kvault_domain::{DomainError, ErrorCode, ValidationError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -24,7 +24,7 @@ pub struct ErrorDetails {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Error type, e.g. `ValidationError`, `NotFound`, `Unauthorized`.
-    pub error: String,
+    pub error: ErrorCode,
     /// Human-readable message.
     pub message: String,
     pub details: ErrorDetails,
@@ -35,26 +35,50 @@ pub struct ErrorBody {
 #[error("{status} {kind}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
-    pub kind: &'static str,
+    pub kind: ErrorCode,
     pub message: String,
     pub field: Option<String>,
     pub value: Option<String>,
     /// Seconds for the `Retry-After` header (429 only).
     pub retry_after: Option<u64>,
-    /// The domain's kind when this came from a [`DomainError`], so callers decide on an enum.
-    pub cause: Option<ErrorKind>,
+}
+
+/// The HTTP status a code answers with.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        ValidationError | BadRequest => StatusCode::BAD_REQUEST,
+        Unauthorized => StatusCode::UNAUTHORIZED,
+        Forbidden => StatusCode::FORBIDDEN,
+        NotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Conflict | Cancelled => StatusCode::CONFLICT,
+        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        // The archive is damaged, or a limit retrying cannot help with: the client cannot fix
+        // it by retrying, and it is not "too many requests".
+        LimitExceeded | BudgetExceeded | CorruptArchive => StatusCode::UNPROCESSABLE_ENTITY,
+        Interrupted | Unavailable | KafkaUnavailable | StorageUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        // A refused password or certificate is the cluster's answer, not an outage.
+        KafkaAuthenticationFailed | KafkaTlsFailed | KafkaUnauthorized => StatusCode::BAD_GATEWAY,
+        StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `kind`'s status.
+    pub fn new(kind: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: status_of(kind),
             kind,
             message: message.into(),
             field: None,
             value: None,
             retry_after: None,
-            cause: None,
         }
     }
 
@@ -65,27 +89,27 @@ impl ApiError {
     }
 
     pub fn bad_request(field: &str, value: impl ToString, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "ValidationError", message).on(field, value)
+        Self::new(ErrorCode::ValidationError, message).on(field, value)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub fn not_found(field: &str, value: impl ToString, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", message).on(field, value)
+        Self::new(ErrorCode::NotFound, message).on(field, value)
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "Conflict", message)
+        Self::new(ErrorCode::Conflict, message)
     }
 
     pub fn too_many(message: impl Into<String>, retry_after: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        let mut e = Self::new(ErrorCode::TooManyRequests, message);
         e.retry_after = Some(retry_after.max(1));
         e
     }
@@ -97,15 +121,14 @@ impl ApiError {
         let id = &id[..12];
         tracing::error!(error_id = id, cause = %cause, "request failed");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
+            ErrorCode::InternalError,
             format!("internal error (error id {id}; details are in the server log)"),
         )
     }
 
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: self.kind.to_owned(),
+            error: self.kind,
             message: self.message.clone(),
             details: ErrorDetails {
                 field: self.field.clone(),
@@ -114,48 +137,18 @@ impl ApiError {
         }
     }
 
-    /// Rebuilds an error from a body stored with a failed job.
+    /// Rebuilds an error from a body stored with a failed job, under the status it was stored
+    /// with.
     pub fn from_body(status: StatusCode, body: &ErrorBody) -> Self {
         Self {
             status,
-            kind: kind_name(&body.error),
+            kind: body.error,
             message: body.message.clone(),
             field: body.details.field.clone(),
             value: body.details.value.clone(),
             retry_after: None,
-            cause: None,
         }
     }
-}
-
-/// Maps a stored error type back to its static name (only known names are ever stored).
-fn kind_name(raw: &str) -> &'static str {
-    const KINDS: [&str; 20] = [
-        "LimitExceeded",
-        "Interrupted",
-        "Unavailable",
-        "ValidationError",
-        "Unauthorized",
-        "Forbidden",
-        "NotFound",
-        "Conflict",
-        "TooManyRequests",
-        "InternalError",
-        "CorruptArchive",
-        "Cancelled",
-        "PayloadTooLarge",
-        "UnsupportedMediaType",
-        "MethodNotAllowed",
-        "KafkaUnavailable",
-        "KafkaAuthenticationFailed",
-        "KafkaTlsFailed",
-        "KafkaUnauthorized",
-        "KafkaError",
-    ];
-    KINDS
-        .into_iter()
-        .find(|k| *k == raw)
-        .unwrap_or("InternalError")
 }
 
 impl ResponseError for ApiError {
@@ -183,100 +176,65 @@ impl From<ValidationError> for ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let cause = e.kind();
-        let mut err = from_domain(e);
-        err.cause = Some(cause);
-        err
-    }
-}
-
-fn from_domain(e: DomainError) -> ApiError {
-    match e {
-        DomainError::Validation(v) => v.into(),
-        DomainError::NotFound { kind, name } => {
-            ApiError::not_found(kind.field(), &name, format!("{kind} '{name}' not found"))
-        }
-        DomainError::Conflict {
-            message,
-            field,
-            value,
-        } => {
-            let mut err = ApiError::conflict(message);
-            err.field = field;
-            err.value = value;
-            err
-        }
-        // A limit that retrying cannot help with (retry_after 0), such as
-        // `max_backup_size_gb`, is not "too many requests": it is an unprocessable request.
-        DomainError::LimitExceeded {
-            message,
-            retry_after_secs: 0,
-        } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "LimitExceeded", message),
-        DomainError::LimitExceeded {
-            message,
-            retry_after_secs,
-        } => ApiError::too_many(message, retry_after_secs),
-        // The archive is damaged: the client cannot fix that by retrying, and the message
-        // names only the backup, so it is safe to show.
-        DomainError::CorruptArchive { backup_id, reason } => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "CorruptArchive",
-            format!("backup '{backup_id}' is corrupt: {reason}"),
-        )
-        .on("backup_id", backup_id),
-        DomainError::Cancelled => {
-            ApiError::new(StatusCode::CONFLICT, "Cancelled", "the job was cancelled")
-        }
-        // The message says what was found on the target; it names only topics and offsets.
-        DomainError::Interrupted { message } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Interrupted", message)
-        }
-        // Keep the cause's status and say what the operation had done when it happened.
-        DomainError::WithContext {
-            context, source, ..
-        } => {
-            let mut inner = from_domain(*source);
-            if inner.kind != "InternalError" {
-                inner.message = format!("{context}: {}", inner.message);
-            } else {
-                tracing::error!(%context, "the failed operation had done this");
+        let code = e.code();
+        match e {
+            DomainError::Validation(v) => v.into(),
+            DomainError::NotFound { kind, name } => {
+                ApiError::not_found(kind.field(), &name, format!("{kind} '{name}' not found"))
             }
-            inner
+            DomainError::Conflict {
+                message,
+                field,
+                value,
+            } => {
+                let mut err = ApiError::conflict(message);
+                err.field = field;
+                err.value = value;
+                err
+            }
+            DomainError::LimitExceeded {
+                message,
+                retry_after_secs,
+            } => {
+                let mut err = ApiError::new(code, message);
+                err.retry_after = (retry_after_secs > 0).then_some(retry_after_secs);
+                err
+            }
+            // The message names only the backup, so it is safe to show.
+            DomainError::CorruptArchive { backup_id, reason } => {
+                ApiError::new(code, format!("backup '{backup_id}' is corrupt: {reason}"))
+                    .on("backup_id", backup_id)
+            }
+            DomainError::Cancelled => ApiError::new(code, "the job was cancelled"),
+            // The message says what was found on the target; it names only topics and offsets.
+            DomainError::Interrupted { message } => ApiError::new(code, message),
+            // Keep the cause's status and say what the operation had done when it happened.
+            DomainError::WithContext {
+                context, source, ..
+            } => {
+                let mut inner = ApiError::from(*source);
+                if inner.kind != ErrorCode::InternalError {
+                    inner.message = format!("{context}: {}", inner.message);
+                } else {
+                    tracing::error!(%context, "the failed operation had done this");
+                }
+                inner
+            }
+            DomainError::Kafka {
+                failure, message, ..
+            } => {
+                tracing::warn!(?failure, %message, "kafka failure");
+                ApiError::new(code, format!("kafka: {message}"))
+            }
+            DomainError::Storage {
+                failure, message, ..
+            } => {
+                tracing::warn!(?failure, %message, "archive store failure");
+                ApiError::new(code, format!("archive store: {message}"))
+            }
+            other => ApiError::internal(other),
         }
-        DomainError::Kafka {
-            failure, message, ..
-        } => from_kafka(failure, message),
-        DomainError::Storage {
-            failure, message, ..
-        } => from_storage(failure, message),
-        other => ApiError::internal(other),
     }
-}
-
-fn from_kafka(failure: KafkaFailure, message: String) -> ApiError {
-    tracing::warn!(?failure, %message, "kafka failure");
-    let (status, kind) = match failure {
-        KafkaFailure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable"),
-        KafkaFailure::Authentication => (StatusCode::BAD_GATEWAY, "KafkaAuthenticationFailed"),
-        KafkaFailure::Tls => (StatusCode::BAD_GATEWAY, "KafkaTlsFailed"),
-        KafkaFailure::Authorization => (StatusCode::BAD_GATEWAY, "KafkaUnauthorized"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "KafkaError"),
-    };
-    ApiError::new(status, kind, format!("kafka: {message}"))
-}
-
-fn from_storage(failure: StorageFailure, message: String) -> ApiError {
-    tracing::warn!(?failure, %message, "archive store failure");
-    let (status, kind) = match failure {
-        StorageFailure::Full => (StatusCode::INSUFFICIENT_STORAGE, "StorageFull"),
-        StorageFailure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable"),
-        StorageFailure::PermissionDenied => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "StorageAccessDenied")
-        }
-        StorageFailure::Missing => (StatusCode::INTERNAL_SERVER_ERROR, "StorageMissing"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "StorageError"),
-    };
-    ApiError::new(status, kind, format!("archive store: {message}"))
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -286,17 +244,22 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// The error type name and message used when actix itself answered with an error status.
-fn generic_for(status: StatusCode) -> (&'static str, &'static str) {
+fn generic_for(status: StatusCode) -> (ErrorCode, &'static str) {
     match status {
-        StatusCode::NOT_FOUND => ("NotFound", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => ("MethodNotAllowed", "method not allowed on this route"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("PayloadTooLarge", "request body too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", "unsupported content type"),
-        StatusCode::UNAUTHORIZED => ("Unauthorized", "authentication required"),
-        StatusCode::FORBIDDEN => ("Forbidden", "forbidden"),
-        StatusCode::TOO_MANY_REQUESTS => ("TooManyRequests", "too many requests"),
-        s if s.is_client_error() => ("BadRequest", "bad request"),
-        _ => ("InternalError", "internal error"),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "request body too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (ErrorCode::UnsupportedMediaType, "unsupported content type")
+        }
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, "authentication required"),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, "forbidden"),
+        StatusCode::TOO_MANY_REQUESTS => (ErrorCode::TooManyRequests, "too many requests"),
+        s if s.is_client_error() => (ErrorCode::BadRequest, "bad request"),
+        _ => (ErrorCode::InternalError, "internal error"),
     }
 }
 
@@ -323,7 +286,7 @@ pub fn json_fallback<B: MessageBody + 'static>(
         );
     }
     let body = ErrorBody {
-        error: kind.to_owned(),
+        error: kind,
         message: message.to_owned(),
         details: ErrorDetails {
             field: None,
@@ -345,6 +308,7 @@ pub fn json_fallback<B: MessageBody + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvault_domain::{KafkaFailure, StorageFailure};
 
     #[test]
     fn domain_errors_map_to_documented_statuses() {
@@ -364,13 +328,16 @@ mod tests {
         .into();
         assert_eq!(
             (e.status, e.kind),
-            (StatusCode::SERVICE_UNAVAILABLE, "KafkaUnavailable")
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::KafkaUnavailable)
         );
         assert!(e.message.contains("cluster 'dr'"), "{}", e.message);
         // A refused password or certificate is the cluster's answer, not an outage.
         for (failure, kind) in [
-            (KafkaFailure::Authentication, "KafkaAuthenticationFailed"),
-            (KafkaFailure::Tls, "KafkaTlsFailed"),
+            (
+                KafkaFailure::Authentication,
+                ErrorCode::KafkaAuthenticationFailed,
+            ),
+            (KafkaFailure::Tls, ErrorCode::KafkaTlsFailed),
         ] {
             let e: ApiError = DomainError::Kafka {
                 failure,
@@ -390,7 +357,7 @@ mod tests {
         .into();
         assert_eq!(
             (e.status, e.kind),
-            (StatusCode::INSUFFICIENT_STORAGE, "StorageFull")
+            (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::StorageFull)
         );
         // Context keeps the cause's status: a conflict found mid-run is still a 409.
         let e: ApiError = DomainError::conflict("target holds messages")
@@ -418,14 +385,22 @@ mod tests {
             retry_after_secs: 0,
         }
         .into();
-        assert_eq!((e.status.as_u16(), e.kind), (422, "LimitExceeded"));
+        assert_eq!((e.status.as_u16(), e.kind), (422, ErrorCode::LimitExceeded));
     }
 
     #[test]
     fn stored_bodies_round_trip() {
         let e = ApiError::bad_request("topic", "", "empty");
         let back = ApiError::from_body(StatusCode::BAD_REQUEST, &e.body());
-        assert_eq!(back.kind, "ValidationError");
+        assert_eq!(back.kind, ErrorCode::ValidationError);
         assert_eq!(back.body(), e.body());
+        // Every code a failed job may store reads back as itself, through the stored JSON
+        // (the table of names this replaced had lost the storage codes).
+        let e = ApiError::new(ErrorCode::StorageFull, "no space");
+        let stored = serde_json::to_value(e.body()).unwrap();
+        assert_eq!(stored["error"], "StorageFull");
+        let body: ErrorBody = serde_json::from_value(stored).unwrap();
+        let back = ApiError::from_body(e.status, &body);
+        assert_eq!((back.status, back.kind), (e.status, ErrorCode::StorageFull));
     }
 }

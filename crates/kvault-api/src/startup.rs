@@ -11,19 +11,33 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
+use kvault_domain::operations::Engine;
+use kvault_domain::ports::{ArchiveStore, ConsumerLag, RecordFilters};
 
-use crate::address_limit::AddressLimiter;
-use crate::auth::{AuthError, Authenticator};
 use crate::configuration::Settings;
+use crate::engine::jobs::{JobStore, Lease, StoreError};
+use crate::engine::runner::{JobRunner, Limits};
+use crate::engine::state::EngineState;
 use crate::error::json_fallback;
-use crate::extract::{path_error, query_error};
-use crate::figures::{ArchiveTotalsCache, FiguresCache};
-use crate::jobs::{JobStore, Lease, StoreError};
-use crate::routes;
-use crate::runner::{JobRunner, Limits};
-pub use crate::state::{Adapters, AppState};
+use crate::http::address_limit::AddressLimiter;
+use crate::http::auth::{AuthError, Authenticator};
+use crate::http::extract::{path_error, query_error};
+use crate::http::routes;
+pub use crate::http::state::AppState;
+use crate::telemetry::figures::{ArchiveTotalsCache, FiguresCache};
 use crate::telemetry::lag::LagBoard;
 use crate::telemetry::{Limit, Telemetry};
+
+/// The adapters the API runs on: the operations engine, the archive store it writes to, the
+/// record-filter compiler the records route uses, and the consumer-lag reader the lag monitor
+/// uses. Built by the caller of [`crate::Application::build`].
+#[derive(Clone)]
+pub struct Adapters {
+    pub engine: Arc<dyn Engine>,
+    pub archives: Arc<dyn ArchiveStore>,
+    pub filters: Arc<dyn RecordFilters>,
+    pub lag: Arc<dyn ConsumerLag>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -87,6 +101,22 @@ impl Application {
 
         let clusters: Vec<String> = settings.clusters.keys().cloned().collect();
         let telemetry = Arc::new(Telemetry::new(&clusters));
+        let core = Arc::new(EngineState {
+            runner: Arc::new(JobRunner::new(
+                store,
+                Lease::new(settings.workers.replica_id(), settings.workers.lease_ttl()),
+                tokio::runtime::Handle::current(),
+                Arc::clone(&telemetry),
+            )),
+            limits: Limits::new(&settings),
+            engine: adapters.engine,
+            archives: adapters.archives,
+            archive_totals: Arc::new(ArchiveTotalsCache::default()),
+            figures: FiguresCache::default(),
+            retention: Default::default(),
+            telemetry: Arc::clone(&telemetry),
+            settings: settings.clone(),
+        });
         let state = web::Data::new(AppState {
             auth: Authenticator::new(&settings.auth, settings.limits.requests_per_minute)?
                 .counting_refusals(telemetry.refusals(Limit::Subject)),
@@ -96,26 +126,13 @@ impl Application {
                 settings.server.trust_forwarded_for,
             )
             .counting_refusals(telemetry.refusals(Limit::Address)),
-            runner: Arc::new(JobRunner::new(
-                store,
-                Lease::new(settings.workers.replica_id(), settings.workers.lease_ttl()),
-                tokio::runtime::Handle::current(),
-                Arc::clone(&telemetry),
-            )),
-            limits: Limits::new(&settings),
-            engine: adapters.engine,
-            store: adapters.archives,
             filters: adapters.filters,
-            archive_totals: Arc::new(ArchiveTotalsCache::default()),
-            figures: FiguresCache::default(),
-            retention: Default::default(),
-            telemetry,
             lag: adapters.lag,
-            lag_board: LagBoard::new(&settings.monitoring.groups),
+            lag_board: Arc::new(LagBoard::new(&settings.monitoring.groups)),
             browses: Arc::new(tokio::sync::Semaphore::new(
                 settings.browse.max_concurrent.max(1),
             )),
-            settings,
+            core,
         });
         let server = run(listener, state.clone())?;
         Ok(Application {
@@ -138,11 +155,16 @@ impl Application {
     /// lease heartbeat and the backup scheduler alongside. On a signal it stops taking jobs over, lets requests and jobs
     /// finish for `workers.shutdown_grace_secs`, then hands what still runs to other replicas.
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
-        let sweeper = tokio::spawn(crate::retention::retention_loop(self.state.clone()));
+        let core = &self.state.core;
+        let sweeper = tokio::spawn(crate::engine::retention::retention_loop(core.clone()));
         let idle = tokio::spawn(forget_idle_subjects(self.state.clone()));
-        let leases = tokio::spawn(crate::workers::lease_loop(self.state.clone()));
-        let lag = tokio::spawn(crate::telemetry::lag::lag_loop(self.state.clone()));
-        let schedules = tokio::spawn(crate::scheduler::schedule_loop(self.state.clone()));
+        let leases = tokio::spawn(crate::engine::workers::lease_loop(core.clone()));
+        let lag = tokio::spawn(crate::telemetry::lag::lag_loop(
+            self.state.lag.clone(),
+            self.state.settings.monitoring.clone(),
+            self.state.lag_board.clone(),
+        ));
+        let schedules = tokio::spawn(crate::engine::scheduler::schedule_loop(core.clone()));
         let signalled = Arc::new(std::sync::OnceLock::new());
         let listener = tokio::spawn(stop_taking_over_on_signal(
             self.state.clone(),
@@ -153,7 +175,7 @@ impl Application {
         let left = signalled.get().map_or(grace, |at: &std::time::Instant| {
             grace.saturating_sub(at.elapsed())
         });
-        crate::workers::hand_over(&self.state, left).await;
+        crate::engine::workers::hand_over(&self.state.core, left).await;
         for task in [sweeper, idle, leases, lag, schedules, listener] {
             task.abort();
         }
@@ -175,9 +197,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, Star
             .wrap(ErrorHandlers::new().default_handler(json_fallback))
             // The path only: query strings (record filters) may hold personal data.
             .wrap(actix_web::middleware::Logger::new("%m %U %s %Dms").log_target("kvault::http"))
-            .wrap(actix_web::middleware::from_fn(
-                crate::telemetry::http::track,
-            ))
+            .wrap(actix_web::middleware::from_fn(crate::http::track::track))
             .configure(routes::configure)
             .default_service(web::to(routes::fallback::unknown_route))
     })

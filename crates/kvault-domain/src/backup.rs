@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compression::{Compression, CompressionType};
 use crate::error::ValidationError;
+use crate::field_checks::{validate_partition_list, validate_rate};
 use crate::groups::{GroupChoice, GroupSelection};
 use crate::ids::{validate_topic_name, BackupId};
 use crate::manifest::BackupSetRef;
@@ -292,45 +293,6 @@ impl BackupRequest {
     }
 }
 
-/// Partition lists: non-empty, no negatives, no repeats.
-pub(crate) fn validate_partition_list(
-    field: &str,
-    partitions: &[i32],
-) -> Result<(), ValidationError> {
-    if partitions.is_empty() {
-        return Err(ValidationError::new(
-            field,
-            "[]",
-            "must name at least one partition (omit it for all partitions)",
-        ));
-    }
-    if let Some(p) = partitions.iter().find(|p| **p < 0) {
-        return Err(ValidationError::new(
-            field,
-            p,
-            "partition numbers start at 0",
-        ));
-    }
-    let mut seen = partitions.to_vec();
-    seen.sort_unstable();
-    if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
-        return Err(ValidationError::new(field, w[0], "partition listed twice"));
-    }
-    Ok(())
-}
-
-pub(crate) fn validate_rate(requested: Option<u32>, default: u32) -> Result<u32, ValidationError> {
-    match requested {
-        Some(0) => Err(ValidationError::new(
-            "rate_limit_per_second",
-            0,
-            "must be at least 1 message per second",
-        )),
-        Some(n) => Ok(n),
-        None => Ok(default),
-    }
-}
-
 /// One partition of a finished backup. Offsets are `[start_offset, end_offset)`: where the
 /// backup really started and the cut it stopped at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,7 +334,7 @@ pub struct BackupResult {
     pub created_at: DateTime<Utc>,
     #[serde(with = "crate::time::rfc3339_seconds")]
     pub finished_at: DateTime<Utc>,
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Extension: the consumer groups whose committed offsets the backup recorded.
@@ -388,7 +350,7 @@ pub struct BackupResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NothingNewResult {
     /// `nothing_new`.
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     pub cluster_id: String,
     pub topic: String,
     /// The backup this run would have continued: still the chain's tip.

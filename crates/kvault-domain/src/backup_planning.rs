@@ -12,15 +12,7 @@ use crate::error::ValidationError;
 use crate::manifest::Manifest;
 use crate::offset::Offset;
 
-/// The part of one partition a backup covers: `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PartitionRange {
-    pub partition: i32,
-    pub start: i64,
-    pub end: i64,
-    /// The requested start offset was below the log start: retention removed it.
-    pub truncated_by_retention: bool,
-}
+pub use crate::backup_resume::PartitionRange;
 
 /// The partitions to back up: all of `available`, or the requested ones (sorted), each of
 /// which must exist.
@@ -97,7 +89,7 @@ pub fn nothing_new(
         return None;
     }
     Some(NothingNewResult {
-        status: crate::job::OperationStatus::NothingNew,
+        status: crate::operation_status::OperationStatus::NothingNew,
         cluster_id: cluster_id.to_owned(),
         topic: plan.topic.clone(),
         incremental_from: parent.to_string(),
@@ -171,7 +163,7 @@ pub fn backup_result(
         partitions,
         created_at: run.created_at,
         finished_at: manifest.finished_at,
-        status: crate::job::OperationStatus::Completed,
+        status: crate::operation_status::OperationStatus::Completed,
         warnings,
         consumer_groups: manifest
             .consumer_groups
@@ -206,7 +198,10 @@ mod tests {
         ];
         let found = nothing_new(&child, &idle, "c", (now, 5)).unwrap();
         assert_eq!(found.incremental_from, "parent");
-        assert_eq!(found.status, crate::job::OperationStatus::NothingNew);
+        assert_eq!(
+            found.status,
+            crate::operation_status::OperationStatus::NothingNew
+        );
         assert_eq!(
             found.partitions,
             vec![

@@ -16,8 +16,17 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backup_planning::PartitionRange;
 use crate::manifest::{ConsumerGroupOffsets, SegmentInfo, TopicMetadata};
+
+/// The part of one partition a backup covers: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+    /// The requested start offset was below the log start: retention removed it.
+    pub truncated_by_retention: bool,
+}
 
 /// What a running backup has done that a later attempt may continue from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -97,13 +97,23 @@ pub enum BudgetExceeded {
     Bytes,
 }
 
-/// Why an expression was refused, as a message for the field's validation error.
-pub fn check(source: &str) -> Result<(), String> {
+/// Why an expression was refused before parsing; its message goes into the field's
+/// validation error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpressionRefused {
+    #[error("expression is {0} bytes; at most {MAX_EXPRESSION_BYTES} are accepted")]
+    TooLong(usize),
+    #[error("expression nests {0} levels deep; at most {MAX_NESTING} are accepted")]
+    TooDeep(usize),
+    #[error("expression has {0} operators; at most {MAX_OPERATORS} are accepted")]
+    TooManyOperators(usize),
+}
+
+/// Refuses `source` when it is longer, deeper or has more operators than the bounds allow.
+pub fn check(source: &str) -> Result<(), ExpressionRefused> {
     if source.len() > MAX_EXPRESSION_BYTES {
-        return Err(format!(
-            "expression is {} bytes; at most {MAX_EXPRESSION_BYTES} are accepted",
-            source.len()
-        ));
+        return Err(ExpressionRefused::TooLong(source.len()));
     }
     let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
     let mut quote: Option<char> = None;
@@ -131,14 +141,10 @@ pub fn check(source: &str) -> Result<(), String> {
         }
     }
     if deepest > MAX_NESTING {
-        return Err(format!(
-            "expression nests {deepest} levels deep; at most {MAX_NESTING} are accepted"
-        ));
+        return Err(ExpressionRefused::TooDeep(deepest));
     }
     if operators > MAX_OPERATORS {
-        return Err(format!(
-            "expression has {operators} operators; at most {MAX_OPERATORS} are accepted"
-        ));
+        return Err(ExpressionRefused::TooManyOperators(operators));
     }
     Ok(())
 }
@@ -162,12 +168,15 @@ mod tests {
     #[test]
     fn long_chains_deep_nests_and_long_text_are_refused() {
         let chain = format!("{}1 == 2", "1 + ".repeat(30_000));
-        assert!(check(&chain).unwrap_err().contains("bytes"));
+        assert!(matches!(check(&chain), Err(ExpressionRefused::TooLong(_))));
         let short_chain = format!("{}1 == 2", "1+".repeat(1_000));
-        assert!(check(&short_chain).unwrap_err().contains("operators"));
+        assert!(matches!(
+            check(&short_chain),
+            Err(ExpressionRefused::TooManyOperators(_))
+        ));
         let nest = format!("{}1{}", "(".repeat(100), ")".repeat(100));
-        assert!(check(&nest).unwrap_err().contains("levels"));
+        assert!(check(&nest).unwrap_err().to_string().contains("levels"));
         let long = format!("value == '{}'", "x".repeat(MAX_EXPRESSION_BYTES));
-        assert!(check(&long).unwrap_err().contains("bytes"));
+        assert!(check(&long).unwrap_err().to_string().contains("bytes"));
     }
 }

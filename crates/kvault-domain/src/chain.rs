@@ -287,6 +287,28 @@ pub fn add_chain_problems(report: &mut crate::ports::VerifyReport, chain: &[Mani
     }
 }
 
+/// The longest chain a verify follows.
+pub const MAX_CHAIN_LINKS: usize = 10_000;
+
+/// The body of `POST /backups/{id}/verify` (and `kvault verify`'s output): every checksum and
+/// count of backup `id` (manifest `m`) checked, and for an incremental backup its chain's
+/// continuity too. Progress goes to `control`, with the manifest's message count as total.
+pub async fn verify_report(
+    store: &dyn ArchiveStore,
+    id: &BackupId,
+    m: Manifest,
+    control: &crate::job::OperationControl,
+) -> DomainResult<crate::ports::VerifyReport> {
+    control.set_total(m.total_messages());
+    let mut report = store.verify(id, control).await?;
+    if m.chain.is_some() {
+        // An incremental backup is only as good as its chain's continuity.
+        let chain = load_chain(store, m, MAX_CHAIN_LINKS).await?;
+        add_chain_problems(&mut report, &chain);
+    }
+    Ok(report)
+}
+
 /// Why deleting `backup` by hand would cut its chain in two (a parent still exists and a
 /// later link depends on it), or `None` when it may go. Links are matched by uid, so an
 /// archive under a reused id is neither parent nor child.

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::resume::JobJournal;
 
+// Where results have always found it.
+pub use crate::operation_status::OperationStatus;
+
 mod part;
 use part::PartInner;
 
@@ -115,18 +118,6 @@ impl std::str::FromStr for JobState {
         .find(|k| k.as_str() == s)
         .ok_or_else(|| format!("unknown job state '{s}'"))
     }
-}
-
-/// How a finished operation ended, in its result (`"status": "completed"`). Failures and
-/// cancellations are errors, not results; `nothing_new` is the result of a scheduled
-/// incremental run that found no record since the run it continues and wrote no archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum OperationStatus {
-    Completed,
-    NothingNew,
 }
 
 /// A snapshot of how far a job got.

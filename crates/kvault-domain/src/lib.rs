@@ -25,7 +25,8 @@
 //! - [`ports`]: what the operations need from the outside ([`ports::ArchiveStore`]), which
 //!   the storage layer implements.
 //! - [`browse`]: reading records straight out of a backup (JSON view, cursor, paging).
-//! - [`error`]: typed validation and operation errors, each naming the field and value at fault.
+//! - [`error`]: typed validation and operation errors, each naming the field and value at fault;
+//!   [`error_code`]: the stable name of each kind of failure ([`ErrorCode`]).
 //!
 //! This crate does no I/O and knows no framework: `serde` shapes are the contract, and the
 //! `openapi` feature adds `utoipa` schemas for the HTTP layer.
@@ -42,13 +43,16 @@ pub mod compression;
 pub mod drain;
 pub mod dry_run;
 pub mod error;
+pub mod error_code;
 pub mod fanout;
+mod field_checks;
 pub mod groups;
 pub mod ids;
 pub mod job;
 pub mod manifest;
 pub mod migrate;
 pub mod offset;
+pub mod operation_status;
 pub mod operations;
 pub mod ports;
 pub mod record;
@@ -59,6 +63,7 @@ pub mod restore_set;
 pub mod resume;
 pub mod schedule;
 pub mod side_by_side;
+pub mod start;
 pub mod time;
 
 pub use backup::{BackupRequest, BackupResult, PartitionBackupResult};
@@ -68,6 +73,7 @@ pub use drain::{DrainRequest, DrainResult, DrainStatus, DrainStrategy, Partition
 pub use error::{
     DomainError, DomainResult, ErrorKind, KafkaFailure, StorageFailure, ValidationError,
 };
+pub use error_code::ErrorCode;
 pub use ids::{BackupId, ClusterId};
 pub use job::{Job, JobAttempt, JobId, JobKind, JobProgress, JobState, OperationStatus};
 pub use manifest::{Manifest, PartitionManifest, SegmentInfo, TopicMetadata};

@@ -36,9 +36,9 @@ impl MessageTransformation {
         ];
         for (field, source) in fields {
             if let Some(source) = source {
-                crate::cel_limits::check(source).map_err(|message| {
+                crate::cel_limits::check(source).map_err(|refused| {
                     let shown: String = source.chars().take(200).collect();
-                    ValidationError::new(field, shown, message)
+                    ValidationError::new(field, shown, refused.to_string())
                 })?;
             }
         }
@@ -165,7 +165,7 @@ pub struct MigrateResult {
     pub total_messages: u64,
     pub messages_migrated: u64,
     pub duration_ms: u64,
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     pub transformation_applied: bool,
     pub messages_read: u64,
     pub messages_filtered: u64,

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{validate_partition_list, validate_rate};
 use crate::error::ValidationError;
+use crate::field_checks::{validate_partition_list, validate_rate};
 use crate::groups::{ConsumerGroupsMode, GroupChoice, GroupSelection, GroupTranslation};
 use crate::ids::{validate_topic_name, BackupId};
 
@@ -170,6 +170,11 @@ pub struct RestorePlan {
 }
 
 impl RestoreRequest {
+    /// Whether the request can only be a set restore (no `target_topic`, or a set-only field).
+    pub fn may_name_a_set(&self) -> bool {
+        self.target_topic.is_empty() || self.topic_prefix.is_some() || self.topic_mapping.is_some()
+    }
+
     pub fn new(backup_id: impl Into<String>, target_topic: impl Into<String>) -> Self {
         Self {
             backup_id: backup_id.into(),
@@ -298,7 +303,7 @@ pub struct RestoreResult {
     pub duration_ms: u64,
     pub messages_restored: u64,
     pub partitions_created: Vec<PartitionRestoreResult>,
-    pub status: crate::job::OperationStatus,
+    pub status: crate::operation_status::OperationStatus,
     pub checksum_validated: bool,
     pub partition_mapping: PartitionMapping,
     pub topic_created: bool,

@@ -82,6 +82,23 @@ impl RestoreRequest {
     /// Validates a restore of set `backup_id` whose archives are `members` (see
     /// [`set_members`]).
     pub fn validate_set(&self, members: &[Manifest]) -> DomainResult<RestoreSetPlan> {
+        self.check_set_fields(members)?;
+        let planned = self.plan_members(members)?;
+        let mut single = self.clone();
+        single.topic_prefix = None;
+        single.topic_mapping = None;
+        single.target_topic = planned[0].target_topic.clone();
+        single.backup_id = planned[0].backup_id.to_string();
+        Ok(RestoreSetPlan {
+            set_id: self.backup_id.clone(),
+            members: planned,
+            template: single.validate()?,
+            parallelism: DEFAULT_SET_PARALLELISM,
+        })
+    }
+
+    /// The set is complete, and no field names what only one topic has.
+    fn check_set_fields(&self, members: &[Manifest]) -> DomainResult<()> {
         let expected = members
             .first()
             .and_then(|m| m.backup_set.as_ref())
@@ -130,6 +147,11 @@ impl RestoreRequest {
             )
             .into());
         }
+        Ok(())
+    }
+
+    /// Each member's target topic: valid, and no two the same.
+    fn plan_members(&self, members: &[Manifest]) -> DomainResult<Vec<SetMember>> {
         let mut targets = BTreeSet::new();
         let mut planned = Vec::with_capacity(members.len());
         for member in members {
@@ -158,17 +180,7 @@ impl RestoreRequest {
                 target_topic: target,
             });
         }
-        let mut single = self.clone();
-        single.topic_prefix = None;
-        single.topic_mapping = None;
-        single.target_topic = planned[0].target_topic.clone();
-        single.backup_id = planned[0].backup_id.to_string();
-        Ok(RestoreSetPlan {
-            set_id: self.backup_id.clone(),
-            members: planned,
-            template: single.validate()?,
-            parallelism: DEFAULT_SET_PARALLELISM,
-        })
+        Ok(planned)
     }
 
     fn target_for(&self, topic: &str) -> String {

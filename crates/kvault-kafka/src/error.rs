@@ -1,6 +1,7 @@
-//! librdkafka's errors turned into the domain's: the error code decides what a caller can act
-//! on ([`KafkaFailure`]: unreachable, bad credentials, not allowed, other), the original error
-//! stays the `source`, and the message says what kvault was doing.
+//! This crate's error, [`ClusterError`], and how it becomes the domain's: the error code
+//! decides what a caller can act on ([`KafkaFailure`]: unreachable, bad credentials, not
+//! allowed, other), librdkafka's error stays the `source`, and the message says what kvault
+//! was doing.
 
 use kvault_domain::error::KafkaFailure;
 use kvault_domain::DomainError;
@@ -41,34 +42,76 @@ pub fn failure_of(code: RDKafkaErrorCode) -> KafkaFailure {
     }
 }
 
+/// A failure talking to a Kafka cluster, as this crate sees it: what kvault was doing, and
+/// librdkafka's error or the code a broker answered. It becomes the domain's
+/// [`DomainError::Kafka`] (with itself as the source) at the crate's edge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The client failed.
+    #[error("{context}: {source}")]
+    Client {
+        context: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// A broker answered an error code for one resource (a topic, a config).
+    #[error("{context}: {code}")]
+    Broker {
+        context: String,
+        code: RDKafkaErrorCode,
+    },
+    /// A message the client already worded, with its code when there is one.
+    #[error("{message}")]
+    Message {
+        message: String,
+        code: Option<RDKafkaErrorCode>,
+    },
+}
+
+impl ClusterError {
+    /// What a caller can do about it.
+    pub fn failure(&self) -> KafkaFailure {
+        let code = match self {
+            Self::Client { source, .. } => source.rdkafka_error_code(),
+            Self::Broker { code, .. } => Some(*code),
+            Self::Message { code, .. } => *code,
+        };
+        code.map_or(KafkaFailure::Other, failure_of)
+    }
+}
+
+impl From<ClusterError> for DomainError {
+    fn from(error: ClusterError) -> Self {
+        DomainError::Kafka {
+            failure: error.failure(),
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
 /// Turns a client error into the domain's Kafka error, saying what kvault was doing.
 pub fn kafka_error(context: impl std::fmt::Display, error: KafkaError) -> DomainError {
-    let failure = error
-        .rdkafka_error_code()
-        .map_or(KafkaFailure::Other, failure_of);
-    DomainError::Kafka {
-        failure,
-        message: format!("{context}: {error}"),
-        source: Some(Box::new(error)),
+    ClusterError::Client {
+        context: context.to_string(),
+        source: error,
     }
+    .into()
 }
 
 /// An error code the broker answered for one resource (a topic, a config), as a domain error.
 pub fn code_error(context: impl std::fmt::Display, code: RDKafkaErrorCode) -> DomainError {
-    DomainError::Kafka {
-        failure: failure_of(code),
-        message: format!("{context}: {code}"),
-        source: None,
+    ClusterError::Broker {
+        context: context.to_string(),
+        code,
     }
+    .into()
 }
 
 /// A message already written, classified by the code when there is one.
 pub fn message_error(code: Option<RDKafkaErrorCode>, message: String) -> DomainError {
-    DomainError::Kafka {
-        failure: code.map_or(KafkaFailure::Other, failure_of),
-        message,
-        source: None,
-    }
+    ClusterError::Message { message, code }.into()
 }
 
 #[cfg(test)]
@@ -109,6 +152,10 @@ mod tests {
             kvault_domain::error::ErrorKind::Kafka(KafkaFailure::Unavailable)
         );
         assert!(err.to_string().contains("fetch watermarks of t/0"), "{err}");
-        assert!(std::error::Error::source(&err).is_some());
+        // The chain: the domain's error, this crate's, librdkafka's.
+        let ours = std::error::Error::source(&err).unwrap();
+        assert!(ours.downcast_ref::<ClusterError>().is_some(), "{ours:?}");
+        let client = std::error::Error::source(ours).unwrap();
+        assert!(client.downcast_ref::<KafkaError>().is_some(), "{client:?}");
     }
 }

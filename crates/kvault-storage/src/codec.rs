@@ -5,6 +5,29 @@ use std::io::{Read, Write};
 
 use kvault_domain::{Compression, CompressionType};
 
+/// Why a block could not be compressed or decompressed. The codec library's own error stays
+/// the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Snappy(#[from] snap::Error),
+    #[error(transparent)]
+    Lz4Compress(#[from] lz4_flex::block::CompressError),
+    #[error(transparent)]
+    Lz4Decompress(#[from] lz4_flex::block::DecompressError),
+    /// A zstd error code, by its name.
+    #[error("{0}")]
+    Zstd(&'static str),
+    /// What the block holds does not add up to what its header says.
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("zstd compressor missing")]
+    NoCompressor,
+}
+
 /// Compresses blocks with one codec and level; keeps codec state between blocks.
 pub(crate) struct Encoder {
     compression: Compression,
@@ -13,14 +36,14 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(compression: Compression) -> Result<Self, String> {
+    pub fn new(compression: Compression) -> Result<Self, CodecError> {
         let zstd = match compression.codec {
             CompressionType::Zstd => {
                 let level = compression
                     .level
                     .or(CompressionType::Zstd.default_level())
                     .unwrap_or(3);
-                Some(zstd::bulk::Compressor::new(level).map_err(|e| e.to_string())?)
+                Some(zstd::bulk::Compressor::new(level)?)
             }
             _ => None,
         };
@@ -32,7 +55,7 @@ impl Encoder {
     }
 
     /// Replaces `out` with the compressed form of `raw`.
-    pub fn compress(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn compress(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         out.clear();
         match self.compression.codec {
             CompressionType::None => out.extend_from_slice(raw),
@@ -47,27 +70,23 @@ impl Encoder {
                     std::mem::take(out),
                     flate2::Compression::new(level),
                 );
-                enc.write_all(raw).map_err(|e| e.to_string())?;
-                *out = enc.finish().map_err(|e| e.to_string())?;
+                enc.write_all(raw)?;
+                *out = enc.finish()?;
             }
             CompressionType::Snappy => {
                 out.resize(snap::raw::max_compress_len(raw.len()), 0);
-                let n = self.snappy.compress(raw, out).map_err(|e| e.to_string())?;
+                let n = self.snappy.compress(raw, out)?;
                 out.truncate(n);
             }
             CompressionType::Lz4 => {
                 out.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
-                let n = lz4_flex::block::compress_into(raw, out).map_err(|e| e.to_string())?;
+                let n = lz4_flex::block::compress_into(raw, out)?;
                 out.truncate(n);
             }
             CompressionType::Zstd => {
-                let zstd = self
-                    .zstd
-                    .as_mut()
-                    .ok_or_else(|| "zstd compressor missing".to_owned())?;
+                let zstd = self.zstd.as_mut().ok_or(CodecError::NoCompressor)?;
                 out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
-                zstd.compress_to_buffer(raw, out)
-                    .map_err(|e| e.to_string())?;
+                zstd.compress_to_buffer(raw, out)?;
             }
         }
         Ok(())
@@ -109,15 +128,15 @@ impl Decoder {
         compressed: &[u8],
         raw_len: usize,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CodecError> {
         let clen = compressed.len() as u64;
         match self.codec {
             CompressionType::None => {
                 if compressed.len() != raw_len {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "uncompressed block holds {} bytes, header says {raw_len}",
                         compressed.len()
-                    ));
+                    )));
                 }
                 out.clear();
                 out.extend_from_slice(compressed);
@@ -132,37 +151,37 @@ impl Decoder {
             }
             CompressionType::Snappy => {
                 if raw_len as u64 > clen * SNAPPY_MAX_RATIO + 64 {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "{raw_len} raw bytes cannot come from {clen} snappy bytes"
-                    ));
+                    )));
                 }
-                let claimed = snap::raw::decompress_len(compressed).map_err(|e| e.to_string())?;
+                let claimed = snap::raw::decompress_len(compressed)?;
                 if claimed != raw_len {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "snappy stream holds {claimed} bytes, header says {raw_len}"
-                    ));
+                    )));
                 }
                 // Resizing without clearing keeps the zero-fill to the growth only.
                 out.resize(raw_len, 0);
-                let n = self
-                    .snappy
-                    .decompress(compressed, out)
-                    .map_err(|e| e.to_string())?;
+                let n = self.snappy.decompress(compressed, out)?;
                 if n != raw_len {
-                    return Err(format!("snappy produced {n} bytes, header says {raw_len}"));
+                    return Err(CodecError::Mismatch(format!(
+                        "snappy produced {n} bytes, header says {raw_len}"
+                    )));
                 }
             }
             CompressionType::Lz4 => {
                 if raw_len as u64 > clen * LZ4_MAX_RATIO + 64 {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "{raw_len} raw bytes cannot come from {clen} lz4 bytes"
-                    ));
+                    )));
                 }
                 out.resize(raw_len, 0);
-                let n =
-                    lz4_flex::block::decompress_into(compressed, out).map_err(|e| e.to_string())?;
+                let n = lz4_flex::block::decompress_into(compressed, out)?;
                 if n != raw_len {
-                    return Err(format!("lz4 produced {n} bytes, header says {raw_len}"));
+                    return Err(CodecError::Mismatch(format!(
+                        "lz4 produced {n} bytes, header says {raw_len}"
+                    )));
                 }
             }
         }
@@ -177,10 +196,10 @@ fn zstd_bounded(
     compressed: &[u8],
     raw_len: usize,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), CodecError> {
     use zstd::zstd_safe::{get_error_name, InBuffer, OutBuffer, ResetDirective};
     dctx.reset(ResetDirective::SessionOnly)
-        .map_err(|code| get_error_name(code).to_owned())?;
+        .map_err(|code| CodecError::Zstd(get_error_name(code)))?;
     out.clear();
     // One byte past the declared length, to notice a frame that holds more.
     let limit = raw_len + 1;
@@ -190,9 +209,9 @@ fn zstd_bounded(
     loop {
         if out.len() == out.capacity() {
             if out.len() >= limit {
-                return Err(format!(
+                return Err(CodecError::Mismatch(format!(
                     "stream holds more than the {raw_len} bytes the header says"
-                ));
+                )));
             }
             // Doubling, up to the limit.
             out.reserve_exact(out.len().min(limit - out.len()).max(1));
@@ -201,44 +220,43 @@ fn zstd_bounded(
         let mut output = OutBuffer::around_pos(out, written);
         let left = dctx
             .decompress_stream(&mut output, &mut input)
-            .map_err(|code| get_error_name(code).to_owned())?;
+            .map_err(|code| CodecError::Zstd(get_error_name(code)))?;
         let progressed = output.pos() > written;
         if left == 0 {
             break;
         }
         if input.pos() == compressed.len() && !progressed && out.len() < out.capacity() {
-            return Err(format!(
+            return Err(CodecError::Mismatch(format!(
                 "stream ends after {} bytes, header says {raw_len}",
                 out.len()
-            ));
+            )));
         }
     }
     if input.pos() != compressed.len() {
-        return Err("bytes follow the zstd frame".to_owned());
+        return Err(CodecError::Mismatch(
+            "bytes follow the zstd frame".to_owned(),
+        ));
     }
     if out.len() != raw_len {
-        return Err(format!(
+        return Err(CodecError::Mismatch(format!(
             "stream holds {} bytes, header says {raw_len}",
             out.len()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Reads a streaming decoder to its end into `out`, growing the buffer only as data arrives
 /// (a lying header cannot force a large allocation) and refusing more than `raw_len` bytes.
-fn read_bounded(dec: impl Read, raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+fn read_bounded(dec: impl Read, raw_len: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
     out.clear();
-    let n = dec
-        .take(raw_len as u64 + 1)
-        .read_to_end(out)
-        .map_err(|e| e.to_string())?;
+    let n = dec.take(raw_len as u64 + 1).read_to_end(out)?;
     if n != raw_len {
-        return Err(if n > raw_len {
+        return Err(CodecError::Mismatch(if n > raw_len {
             format!("stream holds more than the {raw_len} bytes the header says")
         } else {
             format!("stream holds {n} bytes, header says {raw_len}")
-        });
+        }));
     }
     Ok(())
 }
@@ -295,7 +313,7 @@ mod tests {
         enc.compress(&raw, &mut z).unwrap();
         let mut lied = Vec::new();
         let err = dec.decompress(&z, 100 << 20, &mut lied).unwrap_err();
-        assert!(err.contains("header says"), "{err}");
+        assert!(err.to_string().contains("header says"), "{err}");
         assert!(
             lied.capacity() < 1 << 20,
             "{} bytes reserved",

@@ -1,12 +1,29 @@
-//! The fixed-size structures of a segment file (file header, block header, trailer), their
-//! byte layout and the format's limits. `docs/archive-format.md` documents the same layout;
-//! keep the two in step.
+//! The archive format: the names in a backup directory (the manifest file, the suffix of one
+//! still being written, which segment paths a manifest may name), the fixed-size structures of
+//! a segment file (file header, block header, trailer), their byte layout and the format's
+//! limits. `docs/archive-format.md` documents the same layout; keep the two in step.
 
 use kvault_domain::CompressionType;
 
 /// Suffix of a backup directory still being written. Ids ending in it are refused so a
 /// finished backup can never be mistaken for an unfinished one.
 pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// The file a finished backup's manifest is stored in, next to its segments.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Segment paths come from a file that might have been edited: only plain relative
+/// components are allowed, so a manifest can never point outside its backup directory.
+pub(crate) fn is_safe_relative(file: &str) -> bool {
+    !file.is_empty()
+        && file.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        })
+}
 
 /// First four bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"KVSG";

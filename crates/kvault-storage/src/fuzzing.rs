@@ -49,9 +49,9 @@ pub fn encode_segment(
     compression: Compression,
     block_size: usize,
 ) -> Result<Vec<u8>, StorageError> {
-    let mut encoder = Encoder::new(compression).map_err(|message| StorageError::Compress {
+    let mut encoder = Encoder::new(compression).map_err(|source| StorageError::Compress {
         codec: compression.codec,
-        message,
+        source,
     })?;
     let io = |e| StorageError::io(MEMORY_FILE, e);
     let mut writer = SegmentWriter::new(Vec::new(), compression.codec).map_err(io)?;
@@ -66,9 +66,9 @@ pub fn encode_segment(
         }
         encoder
             .compress(&block.raw, &mut compressed)
-            .map_err(|message| StorageError::Compress {
+            .map_err(|source| StorageError::Compress {
                 codec: compression.codec,
-                message,
+                source,
             })?;
         writer.write_block(block, &compressed).map_err(io)?;
         block.clear();

@@ -31,5 +31,7 @@ mod record;
 mod segment;
 pub mod store;
 
+pub use codec::CodecError;
 pub use error::{Location, StorageError};
+pub use record::RecordError;
 pub use store::{Store, StoreOptions};

@@ -57,6 +57,35 @@ fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
 /// Reads records from an uncompressed block into a [`RecordBlock`]: fields become ranges of
 /// the block's bytes, nothing is copied. Every length is checked against the bytes that
 /// remain, so a crafted length can neither reach past the block nor buy memory.
+/// Why a record in a decompressed block could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    #[error("{what} needs {needed} bytes but only {remaining} remain in the block")]
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        remaining: usize,
+    },
+    #[error("{what} length {len} is negative")]
+    NegativeLength { what: &'static str, len: i32 },
+    #[error("unknown timestamp type {0}")]
+    TimestampType(u8),
+    #[error("header count {count} cannot fit in the {remaining} bytes that remain")]
+    HeaderCount { count: usize, remaining: usize },
+    #[error("header count {0} exceeds the limit of {MAX_HEADERS_PER_RECORD} per record")]
+    TooManyHeaders(usize),
+    #[error("header {index} name is not UTF-8: {source}")]
+    HeaderName {
+        index: usize,
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    /// The block refused the record or header (a range outside its buffer, say).
+    #[error(transparent)]
+    Block(#[from] BlockError),
+}
+
 pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -71,43 +100,44 @@ impl<'a> Cursor<'a> {
         self.buf.len() - self.pos
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<Range<usize>, String> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<Range<usize>, RecordError> {
         if n > self.remaining() {
-            return Err(format!(
-                "{what} needs {n} bytes but only {} remain in the block",
-                self.remaining()
-            ));
+            return Err(RecordError::Truncated {
+                what,
+                needed: n,
+                remaining: self.remaining(),
+            });
         }
         let range = self.pos..self.pos + n;
         self.pos += n;
         Ok(range)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], RecordError> {
         let mut a = [0u8; N];
         a.copy_from_slice(&self.buf[self.take(N, what)?]);
         Ok(a)
     }
 
-    fn nullable(&mut self, what: &str) -> Result<Option<Range<usize>>, String> {
+    fn nullable(&mut self, what: &'static str) -> Result<Option<Range<usize>>, RecordError> {
         let len = i32::from_le_bytes(self.array(what)?);
         match len {
             NULL_LEN => Ok(None),
-            l if l < 0 => Err(format!("{what} length {l} is negative")),
+            l if l < 0 => Err(RecordError::NegativeLength { what, len: l }),
             l => Ok(Some(self.take(l as usize, what)?)),
         }
     }
 
     /// Decodes the next record into `block` (whose buffer this cursor reads) and returns its
     /// offset and timestamp.
-    pub fn record_into(&mut self, block: &mut BlockBuilder<'_>) -> Result<RecordMeta, String> {
+    pub fn record_into(&mut self, block: &mut BlockBuilder<'_>) -> Result<RecordMeta, RecordError> {
         let offset = i64::from_le_bytes(self.array("offset")?);
         let timestamp = i64::from_le_bytes(self.array("timestamp")?);
         let timestamp_type = match self.array::<1>("timestamp type")?[0] {
             0 => TimestampType::NotAvailable,
             1 => TimestampType::CreateTime,
             2 => TimestampType::LogAppendTime,
-            t => return Err(format!("unknown timestamp type {t}")),
+            t => return Err(RecordError::TimestampType(t)),
         };
         let meta = RecordMeta {
             offset,
@@ -120,26 +150,22 @@ impl<'a> Cursor<'a> {
         // Each header needs at least MIN_HEADER_LEN bytes; the table grows only as headers
         // actually decode, so the count buys no memory up front.
         if count > self.remaining() / MIN_HEADER_LEN {
-            return Err(format!(
-                "header count {count} cannot fit in the {} bytes that remain",
-                self.remaining()
-            ));
+            return Err(RecordError::HeaderCount {
+                count,
+                remaining: self.remaining(),
+            });
         }
         if count > MAX_HEADERS_PER_RECORD {
-            return Err(format!(
-                "header count {count} exceeds the limit of {MAX_HEADERS_PER_RECORD} per record"
-            ));
+            return Err(RecordError::TooManyHeaders(count));
         }
-        block
-            .push_record(meta, key, value)
-            .map_err(|e| e.to_string())?;
+        block.push_record(meta, key, value)?;
         for i in 0..count {
             let name_len = u32::from_le_bytes(self.array("header name length")?) as usize;
             let name = self.take(name_len, "header name")?;
             let value = self.nullable("header value")?;
             block.push_header(name, value).map_err(|e| match e {
-                BlockError::NameNotUtf8(e) => format!("header {i} name is not UTF-8: {e}"),
-                other => other.to_string(),
+                BlockError::NameNotUtf8(source) => RecordError::HeaderName { index: i, source },
+                other => RecordError::Block(other),
             })?;
         }
         Ok(meta)
@@ -148,7 +174,9 @@ impl<'a> Cursor<'a> {
 
 /// Decodes every record in `buf` into one block (tests and tools).
 #[cfg(test)]
-pub(crate) fn decode_all(buf: &[u8]) -> Result<kvault_domain::record_block::RecordBlock, String> {
+pub(crate) fn decode_all(
+    buf: &[u8],
+) -> Result<kvault_domain::record_block::RecordBlock, RecordError> {
     kvault_domain::record_block::RecordBlock::decode(buf.to_vec(), |b| {
         let mut cursor = Cursor::new(b.data());
         while cursor.remaining() > 0 {
@@ -242,7 +270,11 @@ mod tests {
         let pos = buf.iter().rposition(|&b| b == b'h').unwrap();
         buf[pos] = 0xff;
         let err = decode_all(&buf).unwrap_err();
-        assert!(err.contains("not UTF-8"), "{err}");
+        assert!(
+            matches!(err, RecordError::HeaderName { index: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
     }
 
     /// A count the bytes could back but memory should not is refused,
@@ -263,7 +295,10 @@ mod tests {
         };
         let over = MAX_HEADERS_PER_RECORD + 1;
         let err = decode_all(&block_with(over as u32, over)).unwrap_err();
-        assert!(err.contains("exceeds the limit"), "{err}");
+        assert!(
+            matches!(err, RecordError::TooManyHeaders(n) if n == over),
+            "{err}"
+        );
 
         // Declares the maximum, backs it with bytes, but the last header is cut short: the
         // decode fails without having reserved the declared count up front.

@@ -264,9 +264,12 @@ fn lies_with_valid_checksums_are_caught() {
     h.data_crc = crc32c::crc32c(&s[data..data + h.compressed_len as usize]);
     put_header(&mut s, starts[0], &h);
     match read_segment_bytes(&s) {
+        // The decoder's own error stays the source: the UTF-8 error, typed.
         Err(StorageError::BadRecord {
-            reason, index: 0, ..
-        }) => assert!(reason.contains("UTF-8"), "{reason}"),
+            source: kvault_storage::RecordError::HeaderName { source, .. },
+            index: 0,
+            ..
+        }) => assert!(source.to_string().contains("invalid utf-8"), "{source}"),
         other => panic!("{other:?}"),
     }
 }

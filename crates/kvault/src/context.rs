@@ -68,7 +68,7 @@ impl Context {
         }
     }
 
-    pub fn store(&self) -> Result<Arc<dyn ArchiveStore>, CliError> {
+    pub fn archives(&self) -> Result<Arc<dyn ArchiveStore>, CliError> {
         crate::compose::archive_store(&self.settings)
     }
 
@@ -90,7 +90,7 @@ impl Context {
                 ));
             }
         }
-        self.store()
+        self.archives()
     }
 
     /// Where the settings put the archives.

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use kvault_domain::{DomainError, KafkaFailure, StorageFailure};
+use kvault_domain::{DomainError, ErrorCode};
 
 /// Exit codes (also listed in the README).
 pub const EXIT_FAILED: u8 = 1;
@@ -56,35 +56,27 @@ impl CliError {
     }
 }
 
+/// The exit code of a failure's code, the same whether the command failed here or a job it
+/// followed failed on the server.
+pub fn exit_code(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::ValidationError => EXIT_INVALID_INPUT,
+        ErrorCode::NotFound => EXIT_NOT_FOUND,
+        ErrorCode::Conflict => EXIT_CONFLICT,
+        ErrorCode::CorruptArchive => EXIT_CORRUPT,
+        ErrorCode::KafkaUnavailable | ErrorCode::StorageUnavailable | ErrorCode::Unavailable => {
+            EXIT_UNAVAILABLE
+        }
+        ErrorCode::StorageMissing | ErrorCode::StorageAccessDenied => EXIT_STORAGE_REFUSED,
+        ErrorCode::KafkaAuthenticationFailed => EXIT_KAFKA_AUTHENTICATION,
+        ErrorCode::KafkaTlsFailed => EXIT_KAFKA_TLS,
+        _ => EXIT_FAILED,
+    }
+}
+
 impl From<DomainError> for CliError {
     fn from(err: DomainError) -> Self {
-        let code = match err.root() {
-            DomainError::Validation(_) => EXIT_INVALID_INPUT,
-            DomainError::Kafka {
-                failure: KafkaFailure::Unavailable,
-                ..
-            }
-            | DomainError::Storage {
-                failure: StorageFailure::Unavailable,
-                ..
-            } => EXIT_UNAVAILABLE,
-            DomainError::Storage {
-                failure: StorageFailure::Missing | StorageFailure::PermissionDenied,
-                ..
-            } => EXIT_STORAGE_REFUSED,
-            DomainError::Kafka {
-                failure: KafkaFailure::Authentication,
-                ..
-            } => EXIT_KAFKA_AUTHENTICATION,
-            DomainError::Kafka {
-                failure: KafkaFailure::Tls,
-                ..
-            } => EXIT_KAFKA_TLS,
-            DomainError::NotFound { .. } => EXIT_NOT_FOUND,
-            DomainError::Conflict { .. } => EXIT_CONFLICT,
-            DomainError::CorruptArchive { .. } => EXIT_CORRUPT,
-            _ => EXIT_FAILED,
-        };
+        let code = exit_code(err.code());
         let message = match err.root() {
             DomainError::Validation(v) => format!(
                 "{}: {} (value: {:?})",

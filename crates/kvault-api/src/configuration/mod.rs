@@ -6,12 +6,14 @@ mod auth;
 mod browse;
 mod monitoring;
 mod schedules;
+mod secret;
 mod storage;
 mod workers;
 pub use auth::{is_loopback_host, AuthSettings, JwtAlgorithm, MIN_PUBLIC_SECRET_BYTES};
 pub use browse::BrowseSettings;
 pub use monitoring::{MonitoredGroup, MonitoringSettings};
 pub use schedules::ScheduleSettings;
+pub use secret::Secret;
 pub use storage::{S3Settings, StorageSettings, StorageTarget};
 pub use workers::WorkerSettings;
 
@@ -47,28 +49,6 @@ impl ConfigError {
             field: field.to_owned(),
             message: message.into(),
         }
-    }
-}
-
-/// A string that never shows up in logs or `Debug` output.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used, never to log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
     }
 }
 

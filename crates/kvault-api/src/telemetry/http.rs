@@ -1,17 +1,11 @@
-//! HTTP request metrics: a middleware that counts every answered request by method, route
-//! pattern (`/api/kafka/jobs/{job_id}`, never the raw path, so the series stay few) and
-//! status, and observes its latency.
+//! HTTP request metrics: every answered request counted by method, route pattern
+//! (`/api/kafka/jobs/{job_id}`, never the raw path, so the series stay few) and status, and
+//! its latency observed (the middleware that feeds them is `crate::http::track`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::web;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-
-use crate::state::AppState;
 
 /// Request latencies, seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -79,26 +73,4 @@ fn method_label(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
-}
-
-/// The middleware (`middleware::from_fn(track)`), outermost so it sees the final status.
-pub async fn track(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.telemetry.http.clone());
-    let res = next.call(req).await;
-    if let Some(metrics) = metrics {
-        let (route, status) = match &res {
-            Ok(r) => (r.request().match_pattern(), r.status()),
-            Err(e) => (None, e.as_response_error().status_code()),
-        };
-        let route = route.unwrap_or_else(|| UNMATCHED.to_owned());
-        metrics.observe(&method, &route, status, started.elapsed());
-    }
-    res
 }

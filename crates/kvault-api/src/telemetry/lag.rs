@@ -5,17 +5,15 @@
 //! as current) and counts a failure.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use actix_web::web;
 use chrono::{DateTime, Utc};
 use kvault_domain::error::DomainResult;
 use kvault_domain::ports::{ConsumerLag, GroupLag};
 use kvault_domain::{ClusterId, DomainError};
 
-use crate::configuration::MonitoredGroup;
-use crate::state::AppState;
+use crate::configuration::{MonitoredGroup, MonitoringSettings};
 
 /// The longest one group's read may take before it counts as failed.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,16 +75,14 @@ impl LagBoard {
     }
 }
 
-/// Reads every listed group once.
-pub async fn refresh(state: &AppState) {
-    for g in &state.settings.monitoring.groups {
-        let read = read_group(state.lag.as_ref(), g).await;
+/// Reads every listed group once into `board`.
+pub async fn refresh(lag: &dyn ConsumerLag, groups: &[MonitoredGroup], board: &LagBoard) {
+    for g in groups {
+        let read = read_group(lag, g).await;
         if let Err(e) = &read {
             tracing::warn!(cluster = %g.cluster, group = %g.group, error = %e, "could not read consumer lag");
         }
-        state
-            .lag_board
-            .record((g.cluster.clone(), g.group.clone()), read);
+        board.record((g.cluster.clone(), g.group.clone()), read);
     }
 }
 
@@ -103,14 +99,18 @@ async fn read_group(lag: &dyn ConsumerLag, g: &MonitoredGroup) -> DomainResult<G
 }
 
 /// Refreshes the board at start and then every `monitoring.interval_secs`, until dropped.
-pub(crate) async fn lag_loop(state: web::Data<AppState>) {
-    if state.settings.monitoring.groups.is_empty() {
+pub(crate) async fn lag_loop(
+    lag: Arc<dyn ConsumerLag>,
+    monitoring: MonitoringSettings,
+    board: Arc<LagBoard>,
+) {
+    if monitoring.groups.is_empty() {
         return;
     }
-    let mut tick = tokio::time::interval(state.settings.monitoring.interval());
+    let mut tick = tokio::time::interval(monitoring.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        refresh(&state).await;
+        refresh(lag.as_ref(), &monitoring.groups, &board).await;
     }
 }

@@ -11,10 +11,12 @@
 //! The `prometheus` crate does the registry, histograms and the text exposition format (0.0.4,
 //! what `/metrics` has always served); see docs/api.md for why that crate.
 
+pub mod figures;
 pub mod http;
 pub mod lag;
 pub mod snapshot;
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use kvault_domain::{JobKind, JobState};
@@ -23,6 +25,13 @@ use prometheus::{
 };
 
 pub use http::HttpMetrics;
+
+/// Running totals of retention deletions, for `/metrics/prometheus`.
+#[derive(Debug, Default)]
+pub struct RetentionCounters {
+    pub deleted: AtomicU64,
+    pub failed: AtomicU64,
+}
 
 /// Every operation kind, for label presets.
 pub const KINDS: [JobKind; 5] = [

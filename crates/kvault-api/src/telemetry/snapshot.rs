@@ -10,9 +10,9 @@ use prometheus::core::{Collector, GenericCounter, GenericGauge};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::figures::MetricsSnapshot;
-use crate::state::AppState;
-use crate::telemetry::{JobLabels, KINDS};
+use crate::telemetry::figures::{FiguresCache, MetricsSnapshot};
+use crate::telemetry::lag::LagBoard;
+use crate::telemetry::{JobLabels, RetentionCounters, KINDS};
 
 /// A registry for one scrape.
 struct Scrape(Registry);
@@ -57,8 +57,19 @@ impl Scrape {
     }
 }
 
+/// What this replica keeps itself, as one scrape reads it.
+pub(crate) struct Local<'a> {
+    /// The configured clusters, so every operation on each shows 0 when idle.
+    pub clusters: Vec<&'a str>,
+    /// The jobs running here.
+    pub in_flight: Vec<JobLabels>,
+    pub retention: &'a RetentionCounters,
+    pub figures: &'a FiguresCache,
+    pub lag: &'a LagBoard,
+}
+
 /// This scrape's families.
-pub(crate) fn families(state: &AppState, figures: &MetricsSnapshot) -> Vec<MetricFamily> {
+pub(crate) fn families(state: &Local<'_>, figures: &MetricsSnapshot) -> Vec<MetricFamily> {
     let scrape = Scrape(Registry::new());
     summary(&scrape, figures);
     let counters = [
@@ -187,7 +198,7 @@ fn archives(scrape: &Scrape, figures: &MetricsSnapshot) {
 }
 
 /// Jobs running in this process, 0 for every operation on every configured cluster.
-fn in_flight(scrape: &Scrape, state: &AppState) {
+fn in_flight(scrape: &Scrape, state: &Local<'_>) {
     let Some(gauge) = scrape.int_gauges(
         "kvault_jobs_in_flight",
         "Jobs running in this replica.",
@@ -195,18 +206,18 @@ fn in_flight(scrape: &Scrape, state: &AppState) {
     ) else {
         return;
     };
-    for cluster in state.settings.clusters.keys() {
+    for cluster in &state.clusters {
         for kind in KINDS {
             gauge.with_label_values(&[kind.as_str(), cluster]).set(0);
         }
     }
-    for JobLabels { kind, cluster } in state.runner.in_flight() {
-        gauge.with_label_values(&[kind.as_str(), &cluster]).inc();
+    for JobLabels { kind, cluster } in &state.in_flight {
+        gauge.with_label_values(&[kind.as_str(), cluster]).inc();
     }
 }
 
 /// The last lag reading of every watched group.
-fn lag(scrape: &Scrape, state: &AppState) {
+fn lag(scrape: &Scrape, state: &Local<'_>) {
     let partition_labels = ["cluster", "group", "topic", "partition"];
     let group_labels = ["cluster", "group"];
     let (Some(records), Some(seconds), Some(refreshed), Some(failures)) = (
@@ -237,7 +248,7 @@ fn lag(scrape: &Scrape, state: &AppState) {
     ) else {
         return;
     };
-    for ((cluster, group), status) in state.lag_board.statuses() {
+    for ((cluster, group), status) in state.lag.statuses() {
         let key = [cluster.as_str(), group.as_str()];
         failures.with_label_values(&key).inc_by(status.failures);
         if let Some(at) = status.refreshed_at {

@@ -69,7 +69,7 @@ async fn seed(app: &TestApp, id: &str) {
         backup_set: None,
         chain: None,
     };
-    let writer = app.app_state.store.create(spec).await.unwrap();
+    let writer = app.app_state.archives.create(spec).await.unwrap();
     tokio::task::spawn_blocking(move || {
         let mut parts = Vec::new();
         for p in 0..3 {

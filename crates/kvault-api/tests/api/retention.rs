@@ -21,7 +21,7 @@ async fn the_retention_sweeper_deletes_only_expired_backups() {
     let app = spawn_app().await;
     let topic = app.topic_with(1, 3).await;
     app.completed_backup(&topic).await;
-    let store = app.app_state.store.clone();
+    let store = app.app_state.archives.clone();
     let now = chrono::Utc::now();
     let kept = sweep_retention(store.as_ref(), 30, now, |_| false)
         .await
@@ -93,9 +93,9 @@ async fn a_failed_delete_does_not_stop_the_sweep() {
     .map(|b| b["backup_id"].as_str().unwrap().to_owned())
     .collect();
     // Listing is newest first: make the first one the sweep meets fail.
-    let listed = app.app_state.store.list().await.unwrap();
+    let listed = app.app_state.archives.list().await.unwrap();
     let store = FailingDelete {
-        inner: app.app_state.store.clone(),
+        inner: app.app_state.archives.clone(),
         fails: listed[0].backup_id.clone(),
     };
     let later = chrono::Utc::now() + chrono::Duration::days(31);
@@ -103,7 +103,7 @@ async fn a_failed_delete_does_not_stop_the_sweep() {
     assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
     assert_eq!(outcome.failed[0].0, listed[0].backup_id);
     assert_eq!(outcome.deleted.len(), 2, "the sweep went on: {outcome:?}");
-    let left = app.app_state.store.list().await.unwrap();
+    let left = app.app_state.archives.list().await.unwrap();
     assert_eq!(left.len(), 1);
     assert!(ids.contains(&left[0].backup_id));
     let text = app
@@ -142,7 +142,7 @@ async fn retention_keeps_the_chain_a_job_reads_and_trims_schedules_from_their_ol
         assert_eq!(resp.status().as_u16(), 200);
         ids.push(format!("run-{n}"));
     }
-    let store = app.app_state.store.clone();
+    let store = app.app_state.archives.clone();
     let later = chrono::Utc::now() + chrono::Duration::days(31);
     // A restore of the chain's last link reads every link: none of them goes.
     let reading_tip = sweep_retention(store.as_ref(), 30, later, |id| id == "run-2")

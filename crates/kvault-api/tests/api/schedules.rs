@@ -499,7 +499,7 @@ async fn a_schedule_reusing_a_deleted_schedules_name_never_takes_over_its_runs()
     tokio::time::sleep(Duration::from_millis(500)).await;
     let old_runs: Vec<String> = app
         .app_state
-        .store
+        .archives
         .list()
         .await
         .unwrap()
@@ -546,7 +546,7 @@ async fn a_schedule_reusing_a_deleted_schedules_name_never_takes_over_its_runs()
     tokio::time::sleep(Duration::from_secs(3)).await;
     let left: Vec<String> = app
         .app_state
-        .store
+        .archives
         .list()
         .await
         .unwrap()

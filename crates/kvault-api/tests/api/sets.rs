@@ -173,13 +173,13 @@ async fn a_set_id_names_one_set_only() {
     let mut statuses = [x.status().as_u16(), y.status().as_u16()];
     statuses.sort();
     assert_eq!(statuses, [200, 409]);
-    let members = kvault_domain::restore_set::set_members(app.app_state.store.as_ref(), "raced")
+    let members = kvault_domain::restore_set::set_members(app.app_state.archives.as_ref(), "raced")
         .await
         .unwrap();
     assert_eq!(members.len(), 1);
 
     // The store's claim on the set id refuses a set while another of that id is written.
-    let store = app.app_state.store.clone();
+    let store = app.app_state.archives.clone();
     let claim = store
         .create(kvault_domain::ports::ArchiveSpec {
             backup_id: kvault_domain::BackupId::parse("claimed").unwrap(),

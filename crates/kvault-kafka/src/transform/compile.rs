@@ -87,9 +87,9 @@ pub(super) fn compile_one(
         return Err(ValidationError::new(field, source, "must not be empty"));
     }
     // Refuse what could overflow the parser's stack before parsing it.
-    kvault_domain::cel_limits::check(source).map_err(|message| {
+    kvault_domain::cel_limits::check(source).map_err(|refused| {
         let shown: String = source.chars().take(200).collect();
-        ValidationError::new(field, shown, message)
+        ValidationError::new(field, shown, refused.to_string())
     })?;
     let program = env
         .compile(source)

@@ -28,7 +28,7 @@ impl RecordFilter for CelFilter {
         match self.0.decide(record, partition, Some(budget)) {
             Ok(Decision::Drop) => Ok(false),
             Ok(Decision::Keep(_)) => Ok(true),
-            Err(Undecided::Failed(e)) => Err(FilterFailure::Eval(e.to_string())),
+            Err(Undecided::Failed(e)) => Err(FilterFailure::Eval(std::sync::Arc::new(e))),
             Err(Undecided::OverBudget(_, why)) => Err(FilterFailure::Budget(why)),
         }
     }

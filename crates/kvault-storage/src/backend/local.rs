@@ -15,9 +15,9 @@ use super::tombstone::{is_tombstone, tombstone_name};
 use super::{Adopted, Adoption, Backend, SegmentSinks, SegmentSource, Staging};
 use crate::error::{Result, StorageError};
 
-/// Name of a backup's manifest, in every backend.
-pub(crate) const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) use crate::format::MANIFEST_FILE;
 pub use crate::format::PARTIAL_SUFFIX;
+
 /// Buffer of a segment file writer and the read window of a segment file reader.
 pub(crate) const IO_BUFFER: usize = 256 << 10;
 

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use fs4::fs_std::FileExt;
 use kvault_domain::BackupId;
 
-use super::local::MANIFEST_FILE;
+use crate::format::MANIFEST_FILE;
 
 /// Name of the lock file inside a partial directory.
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -193,7 +193,7 @@ pub(crate) fn resume(
         let names: Vec<String> = files
             .iter()
             .take_while(|(file, size)| {
-                crate::store::is_safe_relative(file)
+                crate::format::is_safe_relative(file)
                     && file.starts_with(&format!("p{partition}/"))
                     && fs::metadata(dir.join(file)).is_ok_and(|m| m.is_file() && m.len() == *size)
             })

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use kvault_domain::{CompressionType, DomainError, StorageFailure};
 
+use crate::codec::CodecError;
+use crate::record::RecordError;
+
 mod object;
 pub use object::ObjectError;
 
@@ -103,19 +106,21 @@ pub enum StorageError {
         max: u64,
     },
     /// The codec could not decompress a block, or produced the wrong length.
-    #[error("{at}: {codec} decompression failed: {message}")]
+    #[error("{at}: {codec} decompression failed: {source}")]
     Decompress {
         at: Location,
         codec: CompressionType,
-        message: String,
+        #[source]
+        source: CodecError,
     },
     /// A record inside a decompressed block is malformed (bad length, bad enum value,
     /// non-UTF-8 header name, ...).
-    #[error("{at}: record {index} of the block: {reason}")]
+    #[error("{at}: record {index} of the block: {source}")]
     BadRecord {
         at: Location,
         index: u64,
-        reason: String,
+        #[source]
+        source: RecordError,
     },
     /// A count, offset or timestamp differs from what a header, trailer or manifest states.
     #[error("{at}: {what}: expected {expected}, found {found}")]
@@ -188,10 +193,11 @@ pub enum StorageError {
         max: usize,
     },
     /// A compressor failed while writing (not a property of the data on disk).
-    #[error("{codec} compression failed: {message}")]
+    #[error("{codec} compression failed: {source}")]
     Compress {
         codec: CompressionType,
-        message: String,
+        #[source]
+        source: CodecError,
     },
     /// An object storage request failed (bucket missing, access denied, endpoint
     /// unreachable after retries, ...).

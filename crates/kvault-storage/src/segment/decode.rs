@@ -18,10 +18,10 @@ pub(super) fn decode_block(raw: Vec<u8>, h: &BlockHeader, at: &Location) -> Resu
         for index in 0..u64::from(h.record_count) {
             let r = cursor
                 .record_into(block)
-                .map_err(|reason| StorageError::BadRecord {
+                .map_err(|source| StorageError::BadRecord {
                     at: at.clone(),
                     index,
-                    reason,
+                    source,
                 })?;
             let expected_first = prev.is_none() && r.offset != h.first_offset;
             if expected_first {

@@ -169,10 +169,10 @@ impl<R: Read> SegmentReader<R> {
         }
         self.decoder
             .decompress(&self.compressed, h.raw_len as usize, &mut self.raw)
-            .map_err(|message| StorageError::Decompress {
+            .map_err(|source| StorageError::Decompress {
                 at: at.clone(),
                 codec: self.codec,
-                message,
+                source,
             })?;
         let block = decode_block(std::mem::take(&mut self.raw), &h, &at)?;
         self.stats.payload += block.payload_len();

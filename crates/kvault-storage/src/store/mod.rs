@@ -24,9 +24,9 @@ use crate::backend::local::{LocalBackend, MANIFEST_FILE, PARTIAL_SUFFIX};
 use crate::backend::{Backend, SegmentSink, SegmentSinks, Staging};
 use crate::codec::Encoder;
 use crate::error::{Result, StorageError};
-use crate::format::MAX_BLOCK_RAW_LEN;
-use crate::format::MAX_HEADERS_PER_RECORD;
-use crate::format::MAX_MANIFEST_LEN;
+use crate::format::{
+    is_safe_relative, MAX_BLOCK_RAW_LEN, MAX_HEADERS_PER_RECORD, MAX_MANIFEST_LEN,
+};
 use crate::record::encoded_len;
 use crate::segment::{BlockBuilder, SegmentWriter};
 
@@ -251,10 +251,10 @@ impl Store {
                 ),
             });
         }
-        Encoder::new(spec.compression).map_err(|message| StorageError::InvalidInput {
+        Encoder::new(spec.compression).map_err(|e| StorageError::InvalidInput {
             field: "compression_level",
             value: format!("{:?}", spec.compression.level),
-            message,
+            message: e.to_string(),
         })?;
         let staging = self.backend.begin(&id)?;
         Ok(StoreWriter {
@@ -306,19 +306,6 @@ impl Store {
         };
         Ok((writer, adopted))
     }
-}
-
-/// Segment paths come from a file that might have been edited: only plain relative
-/// components are allowed, so a manifest can never point outside its backup directory.
-pub(crate) fn is_safe_relative(file: &str) -> bool {
-    !file.is_empty()
-        && file.split('/').all(|c| {
-            !c.is_empty()
-                && c != "."
-                && c != ".."
-                && c.chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-        })
 }
 
 #[cfg(test)]

@@ -93,9 +93,9 @@ impl StorePartitionWriter {
         }
         self.encoder
             .compress(&self.block.raw, &mut self.compressed)
-            .map_err(|message| StorageError::Compress {
+            .map_err(|source| StorageError::Compress {
                 codec: self.codec,
-                message,
+                source,
             })?;
         if self.segment.is_none() {
             let name = format!("{:020}.seg", self.block.first_offset);

@@ -35,9 +35,9 @@ impl StoreWriter {
         let rel_dir = self.staging.segment_dir(&format!("p{partition}"));
         let sinks = self.staging.sinks(&rel_dir)?;
         let encoder =
-            Encoder::new(self.spec.compression).map_err(|message| StorageError::Compress {
+            Encoder::new(self.spec.compression).map_err(|source| StorageError::Compress {
                 codec: self.spec.compression.codec,
-                message,
+                source,
             })?;
         let mut writer = StorePartitionWriter {
             sinks,

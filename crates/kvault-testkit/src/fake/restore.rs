@@ -8,11 +8,32 @@ use kvault_domain::chain::{load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::RestoreOperation;
-use kvault_domain::ports::ReadBounds;
+use kvault_domain::ports::{ArchiveStore, ReadBounds};
+use kvault_domain::record::Record;
 use kvault_domain::restore::{PartitionRestoreResult, RestorePlan};
-use kvault_domain::{ClusterId, DomainError, PartitionMapping, RestoreResult};
+use kvault_domain::{ClusterId, DomainError, Manifest, PartitionMapping, RestoreResult};
 
 use super::{blocking_failed, pace, FakeCluster, FakeEngine, FakeTopic};
+
+/// Every record of `partition` over the links of `chain` that hold it, oldest link first.
+async fn read_chain(
+    archives: &dyn ArchiveStore,
+    chain: &[Manifest],
+    partition: i32,
+    bounds: ReadBounds,
+) -> DomainResult<Vec<Record>> {
+    let mut records = Vec::new();
+    for link in chain.iter().filter(|l| l.partition(partition).is_some()) {
+        let id = kvault_domain::BackupId::parse(&link.backup_id)?;
+        let reader = archives.read_partition(&id, partition, bounds).await?;
+        records.extend(
+            tokio::task::spawn_blocking(move || reader.collect::<DomainResult<Vec<_>>>())
+                .await
+                .map_err(blocking_failed)??,
+        );
+    }
+    Ok(records)
+}
 
 #[async_trait]
 impl RestoreOperation for FakeEngine {
@@ -56,19 +77,7 @@ impl RestoreOperation for FakeEngine {
             {
                 continue;
             }
-            let mut records = Vec::new();
-            for link in chain
-                .iter()
-                .filter(|l| l.partition(part.partition).is_some())
-            {
-                let id = kvault_domain::BackupId::parse(&link.backup_id)?;
-                let reader = archives.read_partition(&id, part.partition, bounds).await?;
-                records.extend(
-                    tokio::task::spawn_blocking(move || reader.collect::<DomainResult<Vec<_>>>())
-                        .await
-                        .map_err(blocking_failed)??,
-                );
-            }
+            let records = read_chain(archives.as_ref(), &chain, part.partition, bounds).await?;
             let mut offsets = Vec::new();
             for record in records {
                 pace(plan.rate_limit_per_second, &control).await?;

@@ -1,7 +1,8 @@
 //! `kvault verify`, `kvault list` and `kvault show`: reading what is in the archive. Each prints
 //! the body of the API route for the same question, built by the same code.
 
-use kvault_api::routes::backups::{verify_report, BackupList, BackupSummary};
+use kvault_api::routes::backups::{BackupList, BackupSummary};
+use kvault_domain::chain::verify_report;
 use kvault_domain::{BackupId, Manifest};
 
 use super::print_json;

@@ -1,8 +1,8 @@
 //! `kvault backup`: the same request and result as `POST /clusters/{id}/backup`, for one
 //! topic or a set (`--topics`, `--topic-pattern`).
 
-use kvault_domain::backup_set::run_backup_set;
 use kvault_domain::job::OperationControl;
+use kvault_domain::start::{run_backup, BackupWork};
 use kvault_domain::{BackupRequest, ClusterId};
 
 use super::print_json;
@@ -35,24 +35,24 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     let defaults = context.settings.backup.request_defaults();
     let name = context.cluster_name(args.cluster, "--cluster")?;
     let cluster = ClusterId::parse(&name)?;
-    let store = context.store()?;
+    let store = context.archives()?;
     let engine = context.engine(&[&name], store.clone()).await?;
     let control = OperationControl::new();
-    if request.is_set() {
-        let mut plan = request.validate_set(defaults, chrono::Utc::now())?;
-        plan.parallelism = context.settings.workers.set_parallelism;
-        let label = format!("backup set {}", plan.set_id);
-        let _progress = Progress::start(context.progress, label, control.clone());
-        let result =
-            run_backup_set(engine.as_ref(), store.as_ref(), &cluster, plan, control).await?;
-        return print_json(&result);
-    }
-    let plan = request.validate(defaults, chrono::Utc::now())?;
-    let _progress = Progress::start(
-        context.progress,
-        format!("backup {}", plan.backup_id),
-        control.clone(),
-    );
-    let result = engine.backup(&cluster, plan, control).await?;
-    print_json(&result)
+    let parallelism = context.settings.workers.set_parallelism;
+    let work = request.plan(defaults, chrono::Utc::now(), parallelism)?;
+    let label = match &work {
+        BackupWork::Set(plan) => format!("backup set {}", plan.set_id),
+        BackupWork::Topic(plan) => format!("backup {}", plan.backup_id),
+    };
+    let _progress = Progress::start(context.progress, label, control.clone());
+    let done = run_backup(
+        engine.as_ref(),
+        store.as_ref(),
+        &cluster,
+        work,
+        control,
+        false,
+    )
+    .await?;
+    print_json(&done)
 }

@@ -24,7 +24,7 @@ pub async fn run(context: &Context, args: DrainArgs) -> Result<(), CliError> {
     let plan = DrainPlan::new(request)?;
     let name = context.cluster_name(args.cluster, "--cluster")?;
     let cluster = ClusterId::parse(&name)?;
-    let engine = context.engine(&[&name], context.store()?).await?;
+    let engine = context.engine(&[&name], context.archives()?).await?;
     let control = OperationControl::new();
     let label = format!("drain {} (starting lag consumed)", plan.request.group_id);
     let progress = Progress::start(context.progress, label, control.clone());

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, HumanCount};
+use kvault_domain::ErrorCode;
 use serde_json::Value;
 
 use super::print_json;
@@ -121,17 +122,7 @@ fn outcome(job: &Value) -> Result<(), CliError> {
         Some("completed") => Ok(()),
         Some("failed") => {
             let error = &job["error"];
-            let code = match error["error"].as_str().unwrap_or("") {
-                "ValidationError" => exit::EXIT_INVALID_INPUT,
-                "NotFound" => exit::EXIT_NOT_FOUND,
-                "Conflict" => exit::EXIT_CONFLICT,
-                "CorruptArchive" => exit::EXIT_CORRUPT,
-                "StorageMissing" | "StorageAccessDenied" => exit::EXIT_STORAGE_REFUSED,
-                "KafkaAuthenticationFailed" => exit::EXIT_KAFKA_AUTHENTICATION,
-                "KafkaTlsFailed" => exit::EXIT_KAFKA_TLS,
-                kind if kind.ends_with("Unavailable") => exit::EXIT_UNAVAILABLE,
-                _ => exit::EXIT_FAILED,
-            };
+            let code = error_code(&error["error"]).map_or(exit::EXIT_FAILED, exit::exit_code);
             let message = error["message"].as_str().unwrap_or("no error message");
             Err(CliError::new(code, format!("job {id} failed: {message}")))
         }
@@ -202,10 +193,12 @@ impl Server {
         if status.is_success() {
             return Ok(body);
         }
-        let code = match (status.as_u16(), body["error"].as_str()) {
-            (_, Some("KafkaAuthenticationFailed")) => exit::EXIT_KAFKA_AUTHENTICATION,
-            (_, Some("KafkaTlsFailed")) => exit::EXIT_KAFKA_TLS,
-            (status, _) => http_exit_code(status),
+        // A refused Kafka credential says more than its 502; otherwise the status decides.
+        let code = match error_code(&body["error"]) {
+            Some(c @ (ErrorCode::KafkaAuthenticationFailed | ErrorCode::KafkaTlsFailed)) => {
+                exit::exit_code(c)
+            }
+            _ => http_exit_code(status.as_u16()),
         };
         let message = body["message"].as_str().unwrap_or("no error body");
         Err(CliError::new(
@@ -213,6 +206,12 @@ impl Server {
             format!("server answered {status}: {message}"),
         ))
     }
+}
+
+/// The code in an error body's `error` field, parsed by its stable name.
+fn error_code(error: &Value) -> Option<ErrorCode> {
+    error.as_str()?;
+    serde_json::from_value(error.clone()).ok()
 }
 
 /// The exit code for an HTTP error status of the server.

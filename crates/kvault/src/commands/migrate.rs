@@ -33,7 +33,7 @@ pub async fn run(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
     let plan = MigrationPlan::new(request, MigrationPlan::generate_id(chrono::Utc::now()))?;
     let migration_id = plan.migration_id.clone();
     let clusters = [plan.source.as_str(), plan.target.as_str()];
-    let engine = context.engine(&clusters, context.store()?).await?;
+    let engine = context.engine(&clusters, context.archives()?).await?;
     let control = OperationControl::new();
     if args.dry_run {
         let planned = engine.migrate_dry_run(plan, control).await?;

@@ -2,12 +2,9 @@
 //! `--cluster` it restores into the cluster the backup was taken from. A backup set's id
 //! restores every topic of the set.
 
-use std::sync::Arc;
-
 use kvault_domain::job::OperationControl;
-use kvault_domain::ports::ArchiveStore;
-use kvault_domain::restore_set::{run_restore_set, set_members};
-use kvault_domain::{BackupId, ClusterId, DomainError, RestoreRequest};
+use kvault_domain::start::{plan_restore, run_restore, RestoreWork};
+use kvault_domain::{ClusterId, DomainError, RestoreRequest};
 
 use super::print_json;
 use crate::cli::RestoreArgs;
@@ -40,72 +37,54 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         topic_mapping: args.topic_mapping.map(|pairs| pairs.into_iter().collect()),
     };
     let store = context.existing_store()?;
-    if request.target_topic.is_empty()
-        || request.topic_prefix.is_some()
-        || request.topic_mapping.is_some()
-    {
-        let id = BackupId::parse(&request.backup_id)?;
-        if matches!(store.manifest(&id).await, Err(DomainError::NotFound { .. })) {
+    let parallelism = context.settings.workers.set_parallelism;
+    let work = plan_restore(store.as_ref(), &request, parallelism).await?;
+    let (source_cluster, total, label) = match &work {
+        RestoreWork::Set { plan, members } => {
             if args.dry_run {
                 return Err(DomainError::from(kvault_domain::ValidationError::new(
                     "dry_run",
                     true,
                     format!(
-                        "backup '{id}' is not one archive: --dry-run plans the restore of a \
-                         single backup; dry-run each topic of a backup set by its own id"
+                        "backup '{}' is not one archive: --dry-run plans the restore of a \
+                         single backup; dry-run each topic of a backup set by its own id",
+                        plan.set_id
                     ),
                 ))
                 .into());
             }
-            return restore_set(context, args.cluster, request, store).await;
+            let total = members.iter().map(|m| m.total_messages()).sum();
+            let label = format!("restore set {}", plan.set_id);
+            (members[0].cluster_id.clone(), total, label)
         }
-    }
-    let plan = request.validate()?;
-    let manifest = store.manifest(&plan.backup_id).await?;
-    let cluster_id = args.cluster.unwrap_or_else(|| manifest.cluster_id.clone());
+        RestoreWork::Archive { plan, manifest } => {
+            // The bar's length: the selected partitions' records (until_time may take fewer).
+            let total = manifest
+                .partitions
+                .iter()
+                .filter(|p| {
+                    plan.partitions
+                        .as_ref()
+                        .is_none_or(|s| s.contains(&p.partition))
+                })
+                .map(|p| p.message_count)
+                .sum();
+            let label = format!("restore {}", plan.backup_id);
+            (manifest.cluster_id.clone(), total, label)
+        }
+    };
+    let cluster_id = args.cluster.unwrap_or(source_cluster);
     let engine = context.engine(&[&cluster_id], store).await?;
     let cluster = ClusterId::parse(&cluster_id)?;
     let control = OperationControl::new();
     if args.dry_run {
-        let planned = engine.restore_dry_run(&cluster, plan, control).await?;
-        return print_json(&planned);
+        if let RestoreWork::Archive { plan, .. } = work {
+            let planned = engine.restore_dry_run(&cluster, plan, control).await?;
+            return print_json(&planned);
+        }
     }
-    // The bar's length: the selected partitions' records (until_time may take fewer).
-    control.set_total(
-        manifest
-            .partitions
-            .iter()
-            .filter(|p| {
-                plan.partitions
-                    .as_ref()
-                    .is_none_or(|s| s.contains(&p.partition))
-            })
-            .map(|p| p.message_count)
-            .sum(),
-    );
-    let label = format!("restore {}", plan.backup_id);
+    control.set_total(total);
     let _progress = Progress::start(context.progress, label, control.clone());
-    let result = engine.restore(&cluster, plan, control).await?;
-    print_json(&result)
-}
-
-/// `kvault restore --backup-id SET`: every topic of a backup set.
-async fn restore_set(
-    context: &Context,
-    cluster: Option<String>,
-    request: RestoreRequest,
-    store: Arc<dyn ArchiveStore>,
-) -> Result<(), CliError> {
-    let members = set_members(store.as_ref(), &request.backup_id).await?;
-    let mut plan = request.validate_set(&members)?;
-    plan.parallelism = context.settings.workers.set_parallelism;
-    let cluster_id = cluster.unwrap_or_else(|| members[0].cluster_id.clone());
-    let engine = context.engine(&[&cluster_id], store).await?;
-    let cluster = ClusterId::parse(&cluster_id)?;
-    let control = OperationControl::new();
-    control.set_total(members.iter().map(|m| m.total_messages()).sum());
-    let label = format!("restore set {}", plan.set_id);
-    let _progress = Progress::start(context.progress, label, control.clone());
-    let result = run_restore_set(engine.as_ref(), &cluster, plan, control).await?;
-    print_json(&result)
+    let done = run_restore(engine.as_ref(), &cluster, work, control).await?;
+    print_json(&done)
 }

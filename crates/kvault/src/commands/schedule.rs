@@ -76,7 +76,7 @@ async fn create(
     // The cluster must be configured, and a named topic must exist on it.
     let cluster = &plan.cluster_id;
     let engine = context
-        .engine(&[cluster.as_str()], context.store()?)
+        .engine(&[cluster.as_str()], context.archives()?)
         .await?;
     let topic = &plan.request.topic;
     if !topic.is_empty() && !engine.topic_exists(cluster, topic).await? {

@@ -14,13 +14,13 @@ use object_store::ObjectStoreExt;
 use super::io;
 use super::layout::is_segment_file;
 use super::staging::ObjectStaging;
-use super::{Shared, MANIFEST_FILE};
+use super::{Bucket, MANIFEST_FILE};
 use crate::backend::{Adopted, Adoption};
 use crate::error::{Result, StorageError};
 
 /// Starts attempt after attempt of `id` keeping what `adopt` lists (see the module docs).
 pub(super) fn begin_resume(
-    shared: &Arc<Shared>,
+    shared: &Arc<Bucket>,
     id: &str,
     adopt: &Adoption,
 ) -> Result<(ObjectStaging, Adopted)> {
@@ -75,7 +75,7 @@ pub(super) fn begin_resume(
 /// there with the reported sizes into `attempt`'s folder; per segment kept, the attempt folder
 /// it came from and its name in `attempt`.
 fn adopt_partition(
-    shared: &Arc<Shared>,
+    shared: &Arc<Bucket>,
     id: &str,
     attempt: &str,
     partition: i32,
@@ -110,7 +110,7 @@ fn source_of(file: &str, partition: i32) -> Option<(String, String)> {
 /// Copies `from` to `to` (both relative to backup `id`) on the server; whether the copy is
 /// there with `size` bytes. A missing source is `false`, not an error.
 fn copy_checked(
-    shared: &Arc<Shared>,
+    shared: &Arc<Bucket>,
     id: &str,
     (from, to): (&str, &str),
     size: u64,

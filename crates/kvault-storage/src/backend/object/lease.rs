@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::io::{self, ObjectError};
 use super::layout::{random_hex, CLOCK, LEASE};
-use super::Shared;
+use super::Bucket;
 use crate::error::{Result, StorageError};
 
 /// What the lease says: the attempt that holds the id, and for a person looking at the
@@ -42,7 +42,7 @@ fn body(attempt: &str) -> PutPayload {
 /// Writes `body` to `key` in `mode`; the new ETag, or `None` when the condition failed (an
 /// object exists for a create, or not the expected one for an update).
 pub(super) async fn put_if(
-    shared: &Shared,
+    shared: &Bucket,
     key: &Key,
     body: PutPayload,
     mode: PutMode,
@@ -69,7 +69,7 @@ fn update(etag: String) -> PutMode {
 
 /// The server's clock: the `Last-Modified` of an object written just now. Staleness is
 /// judged by it, never by this host's clock.
-pub(super) fn server_now(shared: &Arc<Shared>) -> Result<DateTime<Utc>> {
+pub(super) fn server_now(shared: &Arc<Bucket>) -> Result<DateTime<Utc>> {
     // A key of its own, so concurrent probes never delete each other's.
     let key = shared
         .root
@@ -88,7 +88,7 @@ pub(super) fn server_now(shared: &Arc<Shared>) -> Result<DateTime<Utc>> {
 }
 
 /// Whether an object last modified `at` is older than `abandoned_after` at server time `now`.
-pub(super) fn is_stale(shared: &Shared, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+pub(super) fn is_stale(shared: &Bucket, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     now.signed_duration_since(at)
         .to_std()
         .is_ok_and(|age| age >= shared.abandoned_after)
@@ -108,7 +108,7 @@ pub(super) struct Observed {
 }
 
 /// Reads the lease of `id`; `None` if there is none.
-pub(super) fn observe(shared: &Arc<Shared>, id: &str) -> Result<Option<Observed>> {
+pub(super) fn observe(shared: &Arc<Bucket>, id: &str) -> Result<Option<Observed>> {
     let key = shared.key(id, LEASE);
     let (s, k) = (shared.clone(), key.clone());
     let got = io::block_on(async move {
@@ -133,7 +133,7 @@ pub(super) fn observe(shared: &Arc<Shared>, id: &str) -> Result<Option<Observed>
 /// Takes the lease of `id` from whoever wrote the version `etag`, for a sweep or a discard
 /// that is about to remove the id's remains; `Some` holds it (release it when done), `None`
 /// means someone wrote the lease since and the caller must leave the id alone.
-pub(super) fn take(shared: &Arc<Shared>, id: &str, etag: &str) -> Result<Option<Arc<Lease>>> {
+pub(super) fn take(shared: &Arc<Bucket>, id: &str, etag: &str) -> Result<Option<Arc<Lease>>> {
     let key = shared.key(id, LEASE);
     let attempt = format!("sweep-{}", random_hex());
     let (s, k, b, mode) = (
@@ -150,7 +150,7 @@ pub(super) fn take(shared: &Arc<Shared>, id: &str, etag: &str) -> Result<Option<
 
 /// A lease this process holds.
 pub(super) struct Lease {
-    shared: Arc<Shared>,
+    shared: Arc<Bucket>,
     id: String,
     key: Key,
     attempt: String,
@@ -161,7 +161,7 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    fn held(shared: &Arc<Shared>, id: &str, key: Key, attempt: String, etag: String) -> Arc<Self> {
+    fn held(shared: &Arc<Bucket>, id: &str, key: Key, attempt: String, etag: String) -> Arc<Self> {
         Arc::new(Self {
             shared: shared.clone(),
             id: id.to_owned(),
@@ -175,7 +175,7 @@ impl Lease {
     /// Claims `id` for write attempt `attempt`: creates its lease, or takes over one the
     /// server's clock says is stale. `None` if a live writer holds it.
     pub(super) fn claim(
-        shared: &Arc<Shared>,
+        shared: &Arc<Bucket>,
         id: &str,
         attempt: &str,
     ) -> Result<Option<Arc<Self>>> {
@@ -211,7 +211,7 @@ impl Lease {
     /// ETag just read, so the old writer's next refresh fails and it stops. Also returns the
     /// attempt the taken-over lease named. `None` if the lease kept changing under it.
     pub(super) fn claim_forced(
-        shared: &Arc<Shared>,
+        shared: &Arc<Bucket>,
         id: &str,
         attempt: &str,
     ) -> Result<Option<(Arc<Self>, Option<String>)>> {

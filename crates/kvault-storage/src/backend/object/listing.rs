@@ -5,14 +5,14 @@
 use futures::TryStreamExt;
 
 use super::io;
-use super::Shared;
+use super::Bucket;
 use crate::backend::local::MANIFEST_FILE;
 use crate::error::{Result, StorageError};
 
 /// `(id, tag)` of every `{id}/manifest.json` under the root; the tag is the object's ETag
 /// (with its size and modification time when the server gives none), which changes whenever
 /// the object is written again.
-pub(super) fn manifests(shared: &std::sync::Arc<Shared>) -> Result<Vec<(String, Option<String>)>> {
+pub(super) fn manifests(shared: &std::sync::Arc<Bucket>) -> Result<Vec<(String, Option<String>)>> {
     let s = shared.clone();
     let metas =
         io::block_on(async move { s.store.list(Some(&s.root)).try_collect::<Vec<_>>().await })

@@ -43,8 +43,9 @@ use transfer::ObjectSource;
 /// Smallest part S3 accepts (except the last one); Azure blocks may be smaller.
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
-/// What the backend's parts share.
-pub(crate) struct Shared {
+/// The bucket (or container) the backend writes to, as all its parts use it: the client,
+/// the key prefix, the part size.
+pub(crate) struct Bucket {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) multipart: Arc<dyn MultipartStore>,
     /// The key prefix every backup lives under (may be empty).
@@ -55,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) abandoned_after: Duration,
 }
 
-impl Shared {
+impl Bucket {
     pub(crate) fn key(&self, id: &str, rest: &str) -> Key {
         let mut key = self.root.clone();
         for part in id.split('/').chain(rest.split('/')) {
@@ -110,7 +111,7 @@ impl Shared {
 /// Backups in an S3 bucket (or an S3-compatible server) or an Azure Blob container.
 #[derive(Clone)]
 pub struct ObjectBackend {
-    shared: Arc<Shared>,
+    shared: Arc<Bucket>,
     read_window: usize,
 }
 
@@ -128,7 +129,7 @@ impl ObjectBackend {
     pub fn connect(config: &ObjectConfig) -> Result<Self> {
         let connected = connect::connect(config)?;
         Ok(Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Bucket {
                 store: connected.store,
                 multipart: connected.multipart,
                 root: connected.root,

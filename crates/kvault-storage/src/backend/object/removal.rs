@@ -20,7 +20,7 @@ use super::io::{self, ObjectError};
 use super::layout::{classify, is_segment_file, random_hex, Entry, DELETING, MANIFEST_FILE};
 use super::staging::delete;
 use super::transfer::abort_marked_upload;
-use super::Shared;
+use super::Bucket;
 use crate::error::{Result, StorageError};
 use crate::format::MAX_MANIFEST_LEN;
 
@@ -36,7 +36,7 @@ pub(super) struct Found {
 }
 
 /// kvault's objects under `{id}/`, or under `{id}/{sub}` when given.
-pub(super) fn list_id(shared: &Arc<Shared>, id: &str, sub: &str) -> Result<Vec<Found>> {
+pub(super) fn list_id(shared: &Arc<Bucket>, id: &str, sub: &str) -> Result<Vec<Found>> {
     let prefix = shared.key(id, sub);
     let (s, p) = (shared.clone(), prefix.clone());
     let metas = io::block_on(async move { s.store.list(Some(&p)).try_collect::<Vec<_>>().await })
@@ -46,7 +46,7 @@ pub(super) fn list_id(shared: &Arc<Shared>, id: &str, sub: &str) -> Result<Vec<F
 }
 
 /// `meta` as one of kvault's objects, `None` if its key is not of kvault's layout.
-pub(super) fn found(shared: &Shared, meta: object_store::ObjectMeta) -> Option<Found> {
+pub(super) fn found(shared: &Bucket, meta: object_store::ObjectMeta) -> Option<Found> {
     let parts: Vec<String> = meta
         .location
         .prefix_match(&shared.root)?
@@ -65,13 +65,13 @@ pub(super) fn found(shared: &Shared, meta: object_store::ObjectMeta) -> Option<F
 }
 
 /// Removes every object of write attempt `attempt` of `id` (aborting its open uploads).
-pub(super) fn clear_attempt(shared: &Arc<Shared>, id: &str, attempt: &str) -> Result<()> {
+pub(super) fn clear_attempt(shared: &Arc<Bucket>, id: &str, attempt: &str) -> Result<()> {
     let objects = list_id(shared, id, attempt)?;
     remove(shared, id, &objects)
 }
 
 /// Removes `objects` of backup `id`: aborts the uploads upload markers name, then deletes.
-pub(super) fn remove(shared: &Arc<Shared>, id: &str, objects: &[Found]) -> Result<()> {
+pub(super) fn remove(shared: &Arc<Bucket>, id: &str, objects: &[Found]) -> Result<()> {
     for f in objects {
         if let Entry::UploadMarker(_) = f.entry {
             let target = f.rel.replace("_uploads/", "").replace('~', "/");
@@ -82,7 +82,7 @@ pub(super) fn remove(shared: &Arc<Shared>, id: &str, objects: &[Found]) -> Resul
 }
 
 /// Deletes `keys` in bulk (one request per thousand on S3).
-pub(super) fn delete_all(shared: &Arc<Shared>, keys: Vec<Key>) -> Result<()> {
+pub(super) fn delete_all(shared: &Arc<Bucket>, keys: Vec<Key>) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -106,7 +106,7 @@ pub(super) fn delete_all(shared: &Arc<Shared>, keys: Vec<Key>) -> Result<()> {
 }
 
 /// The manifest of `id` and its ETag; `None` if there is none.
-pub(super) fn read_manifest(shared: &Arc<Shared>, id: &str) -> Result<Option<(Vec<u8>, String)>> {
+pub(super) fn read_manifest(shared: &Arc<Bucket>, id: &str) -> Result<Option<(Vec<u8>, String)>> {
     let key = shared.key(id, MANIFEST_FILE);
     let (s, k) = (shared.clone(), key.clone());
     let got = io::block_on(async move {
@@ -158,7 +158,7 @@ struct DeleteMarker {
 }
 
 /// Deletes committed backup `id` (see the module doc). `BackupNotFound` if there is none.
-pub(super) fn delete_committed(shared: &Arc<Shared>, id: &str) -> Result<()> {
+pub(super) fn delete_committed(shared: &Arc<Bucket>, id: &str) -> Result<()> {
     let Some((bytes, etag)) = read_manifest(shared, id)? else {
         return Err(StorageError::BackupNotFound(id.to_owned()));
     };
@@ -206,7 +206,7 @@ pub(super) fn delete_committed(shared: &Arc<Shared>, id: &str) -> Result<()> {
 
 /// Finishes the delete `marker` records: the manifest it names (if still there, by ETag),
 /// then its files (never one the id's present manifest names), then the marker.
-pub(super) fn finish_delete(shared: &Arc<Shared>, id: &str, marker: &Key) -> Result<()> {
+pub(super) fn finish_delete(shared: &Arc<Bucket>, id: &str, marker: &Key) -> Result<()> {
     let (s, k) = (shared.clone(), marker.clone());
     let got = io::block_on(async move { s.store.get(&k).await?.bytes().await })
         .map_err(StorageError::Object)?;

@@ -12,12 +12,12 @@ use super::layout::{new_attempt, MANIFEST_FILE};
 use super::lease::{put_if, Lease};
 use super::removal;
 use super::transfer::ObjectSinks;
-use super::{io, Shared};
+use super::{io, Bucket};
 use crate::backend::{SegmentSinks, Staging};
 use crate::error::{Result, StorageError};
 
 /// Writes `body` to `key` only if no object is there. `Ok(false)` when one is.
-pub(super) fn put_create(shared: &Arc<Shared>, key: &Key, body: Vec<u8>) -> Result<bool> {
+pub(super) fn put_create(shared: &Arc<Bucket>, key: &Key, body: Vec<u8>) -> Result<bool> {
     let (s, k) = (shared.clone(), key.clone());
     let put =
         io::block_on(async move { put_if(&s, &k, PutPayload::from(body), PutMode::Create).await })
@@ -27,7 +27,7 @@ pub(super) fn put_create(shared: &Arc<Shared>, key: &Key, body: Vec<u8>) -> Resu
 }
 
 /// Deletes `key`; an absent object is not an error.
-pub(super) fn delete(shared: &Arc<Shared>, key: &Key) -> Result<()> {
+pub(super) fn delete(shared: &Arc<Bucket>, key: &Key) -> Result<()> {
     let (s, k) = (shared.clone(), key.clone());
     let outcome =
         io::block_on(async move { s.store.delete(&k).await }).map_err(StorageError::Object)?;
@@ -35,7 +35,7 @@ pub(super) fn delete(shared: &Arc<Shared>, key: &Key) -> Result<()> {
 }
 
 pub(super) struct ObjectStaging {
-    shared: Arc<Shared>,
+    shared: Arc<Bucket>,
     id: String,
     /// This write attempt's folder under the id: `attempt-{hex}`.
     attempt: String,
@@ -50,7 +50,7 @@ pub(super) struct ObjectStaging {
 
 impl ObjectStaging {
     /// Claims backup `id` for a new write attempt; `None` if a live writer holds it.
-    pub(super) fn claim(shared: Arc<Shared>, id: &str) -> Result<Option<Self>> {
+    pub(super) fn claim(shared: Arc<Bucket>, id: &str) -> Result<Option<Self>> {
         let attempt = new_attempt();
         let Some(lease) = Lease::claim(&shared, id, &attempt)? else {
             return Ok(None);
@@ -58,7 +58,7 @@ impl ObjectStaging {
         Ok(Some(Self::holding(shared, id, attempt, lease)))
     }
 
-    fn holding(shared: Arc<Shared>, id: &str, attempt: String, lease: Arc<Lease>) -> Self {
+    fn holding(shared: Arc<Bucket>, id: &str, attempt: String, lease: Arc<Lease>) -> Self {
         Self {
             heartbeat: Some(lease.heartbeat()),
             shared,
@@ -73,7 +73,7 @@ impl ObjectStaging {
     /// Claims backup `id` for a new attempt whatever its lease's age (its writer is known to
     /// be gone), fencing the old writer; also the attempt the old lease named.
     pub(super) fn claim_forced(
-        shared: Arc<Shared>,
+        shared: Arc<Bucket>,
         id: &str,
     ) -> Result<Option<(Self, Option<String>)>> {
         let attempt = new_attempt();

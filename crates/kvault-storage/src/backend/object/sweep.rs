@@ -22,11 +22,11 @@ use super::io;
 use super::layout::Entry;
 use super::lease::{is_stale, observe, server_now, take, Lease};
 use super::removal::{self, found, list_id, read_manifest, referenced, Found};
-use super::Shared;
+use super::Bucket;
 use crate::error::{Result, StorageError};
 
 /// kvault's objects under the root, by backup id.
-pub(super) fn survey(shared: &Arc<Shared>) -> Result<BTreeMap<String, Vec<Found>>> {
+pub(super) fn survey(shared: &Arc<Bucket>) -> Result<BTreeMap<String, Vec<Found>>> {
     let s = shared.clone();
     let metas = io::block_on(async move {
         let stream = s.store.list(Some(&s.root));
@@ -42,7 +42,7 @@ pub(super) fn survey(shared: &Arc<Shared>) -> Result<BTreeMap<String, Vec<Found>
 }
 
 /// Sweeps every id under the root; how many ids had remains removed.
-pub(super) fn sweep(shared: &Arc<Shared>) -> usize {
+pub(super) fn sweep(shared: &Arc<Bucket>) -> usize {
     let survey = match survey(shared) {
         Ok(s) => s,
         Err(e) => {
@@ -75,7 +75,7 @@ pub(super) fn sweep(shared: &Arc<Shared>) -> usize {
 
 /// Removes what is left of unfinished backup `id` whatever its lease's age: its writer is
 /// fenced off by taking the lease first. What a committed manifest names stays.
-pub(super) fn discard(shared: &Arc<Shared>, id: &str) -> Result<()> {
+pub(super) fn discard(shared: &Arc<Bucket>, id: &str) -> Result<()> {
     sweep_id(shared, id, list_id(shared, id, "")?, None).map(|_| ())
 }
 
@@ -99,7 +99,7 @@ fn is_clean(objects: &[Found]) -> bool {
 /// Sweeps one id; `now` is the server's time, `None` to treat everything as stale (a
 /// discard). Whether anything was removed.
 fn sweep_id(
-    shared: &Arc<Shared>,
+    shared: &Arc<Bucket>,
     id: &str,
     mut objects: Vec<Found>,
     now: Option<DateTime<Utc>>,
@@ -187,7 +187,7 @@ enum Holder {
 /// Judges `id`'s lease and takes a stale one over. With `force` (a discard) any lease is
 /// stale, and a lease its writer refreshes meanwhile is tried again.
 fn judge_lease(
-    shared: &Arc<Shared>,
+    shared: &Arc<Bucket>,
     id: &str,
     stale: &dyn Fn(DateTime<Utc>) -> bool,
     force: bool,

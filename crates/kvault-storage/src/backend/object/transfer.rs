@@ -13,16 +13,16 @@ use object_store::{MultipartId, ObjectStoreExt, PutPayload, PutPayloadMut};
 use super::io::{self as object_io, ObjectError};
 use super::layout::UPLOADS;
 use super::lease::{Lease, LOST};
-use super::Shared;
+use super::Bucket;
 use crate::backend::{SegmentSink, SegmentSinks, SegmentSource};
 use crate::error::{Result, StorageError};
 
 /// Runs `f` against the store on the I/O runtime; failures become `io::Error`s carrying the
 /// [`ObjectError`], which the store's error mapping unwraps again.
 fn call<T: Send + 'static, F>(
-    shared: &Arc<Shared>,
+    shared: &Arc<Bucket>,
     key: &Key,
-    f: impl FnOnce(Arc<Shared>) -> F + Send + 'static,
+    f: impl FnOnce(Arc<Bucket>) -> F + Send + 'static,
 ) -> io::Result<T>
 where
     F: std::future::Future<Output = object_store::Result<T>> + Send + 'static,
@@ -41,7 +41,7 @@ where
 }
 
 /// Aborts the upload of `target` that `marker` names (what a killed writer left open).
-pub(super) fn abort_marked_upload(shared: &Arc<Shared>, marker: &Key, target: &Key) -> Result<()> {
+pub(super) fn abort_marked_upload(shared: &Arc<Bucket>, marker: &Key, target: &Key) -> Result<()> {
     let upload = match call(shared, marker, {
         let m = marker.clone();
         move |s| async move { s.store.get(&m).await?.bytes().await }
@@ -69,7 +69,7 @@ fn part_buffer() -> PutPayloadMut {
 
 /// Sinks for the segments of one partition of one write attempt of one backup.
 pub(super) struct ObjectSinks {
-    shared: Arc<Shared>,
+    shared: Arc<Bucket>,
     id: String,
     attempt: String,
     partition_dir: String,
@@ -78,7 +78,7 @@ pub(super) struct ObjectSinks {
 
 impl ObjectSinks {
     pub(super) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<Bucket>,
         id: &str,
         attempt: &str,
         partition_dir: &str,
@@ -124,7 +124,7 @@ impl SegmentSinks for ObjectSinks {
 
 /// One segment on its way up.
 struct ObjectSink {
-    shared: Arc<Shared>,
+    shared: Arc<Bucket>,
     lease: Arc<Lease>,
     key: Key,
     marker: Key,
@@ -234,13 +234,13 @@ impl Drop for ObjectSink {
 
 /// A stored segment read by ranged GETs.
 pub(super) struct ObjectSource {
-    shared: Arc<Shared>,
+    shared: Arc<Bucket>,
     key: Key,
     len: u64,
 }
 
 impl ObjectSource {
-    pub(super) fn new(shared: Arc<Shared>, key: Key, len: u64) -> Self {
+    pub(super) fn new(shared: Arc<Bucket>, key: Key, len: u64) -> Self {
         Self { shared, key, len }
     }
 }
