@@ -50,14 +50,16 @@ impl Unsynced {
             return sync_some();
         }
         std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads).map(|_| scope.spawn(&sync_some)).collect();
-            workers
+            let workers: Vec<_> = (0..threads).map(|_| scope.spawn(sync_some)).collect();
+            // Every thread is joined before the first error is reported.
+            let outcomes: Vec<io::Result<()>> = workers
                 .into_iter()
                 .map(|w| {
                     w.join()
                         .unwrap_or_else(|_| Err(io::Error::other("fsync thread failed")))
                 })
-                .fold(Ok(()), |all, one| all.and(one))
+                .collect();
+            outcomes.into_iter().collect::<io::Result<()>>()
         })
     }
 }
