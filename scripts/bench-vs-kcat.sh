@@ -184,24 +184,6 @@ EOF
 payload_bytes="$(wc -c <"$DATA")"
 log "dataset: $RECORDS records, $((payload_bytes / 1000000)) MB (key + tab + value + newline)"
 
-if [ "$SHAPE" != three ]; then
-  # shellcheck source=scripts/bench-shapes.sh
-  source scripts/bench-shapes.sh
-  "run_$SHAPE"
-  exit 0
-fi
-
-SOURCE="bench-source"
-topics create "$SOURCE"
-log "loading $SOURCE"
-kcat -P -b "$BOOTSTRAP" -t "$SOURCE" -K $'\t' -z lz4 \
-  -H tenant=a -H trace-id=0123456789abcdef0123456789abcdef <"$DATA"
-expect_count "source topic" "$(records "$SOURCE")"
-
-# --- measuring -----------------------------------------------------------------------------------
-RESULTS="$WORK/results.txt" # lines: round name seconds peak_kb
-: >"$RESULTS"
-
 # measure ROUND NAME CMD...: runs CMD under GNU time (stdout to $WORK/NAME-ROUND.out), records
 # wall seconds and peak RSS. For a pipeline CMD is `bash -c '...'`: the peak is that of its
 # largest process.
@@ -223,6 +205,24 @@ measure() {
 json_field() {
   grep -m1 "\"$2\":" "$1" | sed -E 's/^[^:]*: *"?([^",]*)"?,?$/\1/'
 }
+
+if [ "$SHAPE" != three ]; then
+  # shellcheck source=scripts/bench-shapes.sh
+  source scripts/bench-shapes.sh
+  "run_$SHAPE"
+  exit 0
+fi
+
+SOURCE="bench-source"
+topics create "$SOURCE"
+log "loading $SOURCE"
+kcat -P -b "$BOOTSTRAP" -t "$SOURCE" -K $'\t' -z lz4 \
+  -H tenant=a -H trace-id=0123456789abcdef0123456789abcdef <"$DATA"
+expect_count "source topic" "$(records "$SOURCE")"
+
+# --- measuring -----------------------------------------------------------------------------------
+RESULTS="$WORK/results.txt" # lines: round name seconds peak_kb
+: >"$RESULTS"
 
 for round in $(seq 1 "$ROUNDS"); do
   log "round $round of $ROUNDS"
