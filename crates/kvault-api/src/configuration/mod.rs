@@ -4,6 +4,7 @@
 
 mod auth;
 mod browse;
+pub mod masking;
 mod monitoring;
 mod schedules;
 mod secret;
@@ -71,6 +72,8 @@ pub struct Settings {
     #[serde(default)]
     pub schedules: ScheduleSettings,
     pub browse: BrowseSettings,
+    #[serde(default)]
+    pub masking: masking::MaskingSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -94,6 +97,7 @@ impl fmt::Debug for Settings {
             .field("monitoring", &self.monitoring)
             .field("schedules", &self.schedules)
             .field("browse", &self.browse)
+            .field("masking", &self.masking)
             .finish()
     }
 }
