@@ -32,12 +32,26 @@
 # Environment: BENCH_RECORDS (default 1000000), BENCH_ROUNDS (default 2), BENCH_PORT (default:
 # a free port), BENCH_KEEP=1 keeps the temporary directory, KVAULT_BIN (see above). On a
 # shared machine, run the full size only when nothing else (a CI run) is using the cores.
+#
+# BENCH_SHAPE picks the shape (default `three`, the above); the other two measure how kvault
+# keeps up as topics get wide or many (issue 30), with the same records (scripts/bench-shapes.sh):
+#   wide  one topic of BENCH_PARTITIONS partitions (default 400) holding BENCH_RECORDS records
+#         (default 400,000): kcat -P, kvault restore, kvault backup zstd, raw kcat -C
+#   many  BENCH_TOPICS topics (default 100) of BENCH_PARTITIONS partitions (default 3) holding
+#         BENCH_RECORDS records each (default 2,000): a kvault backup set by pattern and its
+#         restore, against kcat -C and kcat -P run topic after topic
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RECORDS="${BENCH_RECORDS:-1000000}"
+SHAPE="${BENCH_SHAPE:-three}"
+case "$SHAPE" in
+  three) RECORDS="${BENCH_RECORDS:-1000000}"; PARTITIONS=3 ;;
+  wide) RECORDS="${BENCH_RECORDS:-400000}"; PARTITIONS="${BENCH_PARTITIONS:-400}" ;;
+  many) RECORDS="${BENCH_RECORDS:-2000}"; PARTITIONS="${BENCH_PARTITIONS:-3}"
+    TOPIC_COUNT="${BENCH_TOPICS:-100}" ;;
+  *) printf '[bench] error: BENCH_SHAPE is three, wide or many, not %s\n' "$SHAPE" >&2; exit 1 ;;
+esac
 ROUNDS="${BENCH_ROUNDS:-2}"
-PARTITIONS=3
 # Rate limits high enough never to bind (0 is refused by validation).
 UNLIMITED=100000000
 CACHE="$HOME/.cache/kvault"
@@ -170,17 +184,6 @@ EOF
 payload_bytes="$(wc -c <"$DATA")"
 log "dataset: $RECORDS records, $((payload_bytes / 1000000)) MB (key + tab + value + newline)"
 
-SOURCE="bench-source"
-topics create "$SOURCE"
-log "loading $SOURCE"
-kcat -P -b "$BOOTSTRAP" -t "$SOURCE" -K $'\t' -z lz4 \
-  -H tenant=a -H trace-id=0123456789abcdef0123456789abcdef <"$DATA"
-expect_count "source topic" "$(records "$SOURCE")"
-
-# --- measuring -----------------------------------------------------------------------------------
-RESULTS="$WORK/results.txt" # lines: round name seconds peak_kb
-: >"$RESULTS"
-
 # measure ROUND NAME CMD...: runs CMD under GNU time (stdout to $WORK/NAME-ROUND.out), records
 # wall seconds and peak RSS. For a pipeline CMD is `bash -c '...'`: the peak is that of its
 # largest process.
@@ -202,6 +205,24 @@ measure() {
 json_field() {
   grep -m1 "\"$2\":" "$1" | sed -E 's/^[^:]*: *"?([^",]*)"?,?$/\1/'
 }
+
+if [ "$SHAPE" != three ]; then
+  # shellcheck source=scripts/bench-shapes.sh
+  source scripts/bench-shapes.sh
+  "run_$SHAPE"
+  exit 0
+fi
+
+SOURCE="bench-source"
+topics create "$SOURCE"
+log "loading $SOURCE"
+kcat -P -b "$BOOTSTRAP" -t "$SOURCE" -K $'\t' -z lz4 \
+  -H tenant=a -H trace-id=0123456789abcdef0123456789abcdef <"$DATA"
+expect_count "source topic" "$(records "$SOURCE")"
+
+# --- measuring -----------------------------------------------------------------------------------
+RESULTS="$WORK/results.txt" # lines: round name seconds peak_kb
+: >"$RESULTS"
 
 for round in $(seq 1 "$ROUNDS"); do
   log "round $round of $ROUNDS"

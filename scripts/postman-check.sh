@@ -77,6 +77,9 @@ export KVAULT__BACKUP__BASE_PATH="$work/backups"
 export KVAULT__DATABASE__URL="sqlite://$work/kvault.db?mode=rwc"
 KVAULT__AUTH__JWT_SECRET=$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')
 export KVAULT__AUTH__JWT_SECRET
+# The key of masked restores' hash action ("Restore into a test environment").
+KVAULT__MASKING__HMAC_KEY=$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')
+export KVAULT__MASKING__HMAC_KEY
 
 echo "== topic $TOPIC and consumer group $GROUP"
 "$KVAULT" sample-data --cluster local --topic "$TOPIC" --messages "$MESSAGES" >/dev/null

@@ -13,6 +13,9 @@
 //! points of every shape on 200,000 records (`KVAULT_RESUME_RECORDS`, `KVAULT_RESUME_SEED`, the
 //! ignored test `kill_points`).
 //!
+//! Backup set restores (`sets`): killed mid-set, with the set's topics restored one after
+//! another and side by side (`workers.set_parallelism`).
+//!
 //! Backups: a backup whose replica is killed mid-run resumes on another replica from the
 //! segments the first attempt committed, with the cut it recorded at the start, on S3 (moto)
 //! and on a local directory the replicas share. The archive must restore every record exactly
@@ -21,6 +24,8 @@
 //! S3 once whole and once killed at 50 %, and prints the full and the resumed run's times.
 
 mod common;
+#[path = "resume/sets.rs"]
+mod sets;
 
 use std::time::{Duration, Instant};
 
@@ -343,84 +348,6 @@ async fn kill_points() {
             setup.n,
             out.took.as_secs_f64()
         );
-    }
-}
-
-/// A backup set restore killed in its second topic: on another replica the finished topic
-/// keeps its recorded result, the topic in progress continues, the last one starts; every
-/// topic holds its source exactly once.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_backup_set_restore_killed_mid_set_completes_elsewhere_exactly_once() {
-    let broker = TestBroker::get().await;
-    let cluster = Cluster::new(broker, 10).await;
-    let mut r1 = cluster.start("r1").await;
-    let r2 = cluster.start("r2").await;
-    let n = 6_000;
-    let prefix = broker.unique_topic("set");
-    let topics: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|t| format!("{prefix}-{t}"))
-        .collect();
-    let mut expected = Vec::new();
-    for (k, topic) in topics.iter().enumerate() {
-        broker.create_topic(topic, PARTITIONS).await;
-        let records: Vec<TestRecord> = (0..n).map(|i| record(i + k * n)).collect();
-        broker.produce(topic, &records).await;
-        expected.push(by_partition(broker.consume_all(topic).await));
-    }
-    let set_id = format!("{prefix}-set");
-    let set: Value = cluster
-        .post(
-            &r1,
-            "/api/kafka/clusters/local/backup",
-            json!({"topics": topics, "backup_id": set_id}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(set["set_id"], set_id.as_str(), "{set}");
-    let copy = format!("{prefix}-copy-");
-    let resp = cluster
-        .post(
-            &r1,
-            "/api/kafka/clusters/local/restore?wait=false",
-            json!({"backup_id": set_id, "topic_prefix": copy, "rate_limit_per_second": 2_000}),
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 202);
-    let id = resp.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // Killed once the second topic (in set order: by name) is a third restored.
-    let second = format!("{copy}{}", topics[1]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while target_total(broker, &second).await < n as u64 / 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the set restore never reached its second topic"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    r1.kill();
-    let job = cluster
-        .wait_for_end(&r2, &id, Duration::from_secs(LEASE_TTL_SECS * 2 + 120))
-        .await;
-    assert_eq!(job["state"], "completed", "{job}\n{}", cluster.log("r2"));
-    assert_eq!(job["result"]["messages_restored"], 3 * n as u64, "{job}");
-    let resumed = job["attempts"][1]["resumed_from"]
-        .as_array()
-        .expect("resume notes")
-        .clone();
-    let continued: Vec<&str> = resumed
-        .iter()
-        .map(|t| t["target_topic"].as_str().unwrap())
-        .collect();
-    assert_eq!(continued, vec![second.as_str()], "{job}");
-    for (k, topic) in topics.iter().enumerate() {
-        let target = format!("{copy}{topic}");
-        check_target(broker, &target, &expected[k], &[], Shape::Restore).await;
     }
 }
 

@@ -53,6 +53,10 @@ pub struct RestoreDryRun {
     pub consumer_groups: Vec<GroupTranslation>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// With `filter_expression`, `sample`, `mask` or `exclude_keys`: the counts the real run
+    /// would report (the archive is read and transformed; nothing is produced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<crate::restore_transform::TransformCounts>,
 }
 
 /// `POST /migrate?dry_run=true`: what the migration would do.

@@ -11,6 +11,9 @@ use crate::resume::JobJournal;
 // Where results have always found it.
 pub use crate::operation_status::OperationStatus;
 
+mod part;
+use part::PartInner;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
@@ -232,6 +235,8 @@ pub struct JobAttempt {
 pub struct OperationControl {
     inner: Arc<ControlInner>,
     journal: Option<Arc<dyn JobJournal>>,
+    /// Set on the control of one part of an operation (see [`OperationControl::part`]).
+    part: Option<Arc<PartInner>>,
 }
 
 impl std::fmt::Debug for OperationControl {
@@ -239,6 +244,7 @@ impl std::fmt::Debug for OperationControl {
         f.debug_struct("OperationControl")
             .field("inner", &self.inner)
             .field("journal", &self.journal.is_some())
+            .field("part", &self.part)
             .finish()
     }
 }
@@ -265,6 +271,7 @@ impl OperationControl {
         Self {
             inner: Arc::default(),
             journal: Some(journal),
+            part: None,
         }
     }
 
@@ -288,6 +295,9 @@ impl OperationControl {
     pub fn add(&self, messages: u64, bytes: u64) {
         self.inner.messages.fetch_add(messages, Ordering::Relaxed);
         self.inner.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(part) = &self.part {
+            part.add(messages, bytes);
+        }
     }
 
     pub fn messages(&self) -> u64 {
@@ -304,6 +314,7 @@ impl OperationControl {
 
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancelled.load(Ordering::Relaxed)
+            || self.part.as_ref().is_some_and(|p| p.is_stopped())
     }
 
     /// Sets the message count outright, for operations whose progress is a level rather than a
@@ -314,9 +325,19 @@ impl OperationControl {
 
     /// Starts the counts again from zero: a restore shows its checksum pass as progress, then
     /// counts the records it produces (without this a restore reported each record twice).
+    /// A part starts its own counts again, leaving its siblings' in the operation's.
     pub fn reset_progress(&self) {
-        self.inner.messages.store(0, Ordering::Relaxed);
-        self.inner.bytes.store(0, Ordering::Relaxed);
+        match &self.part {
+            Some(part) => {
+                let (messages, bytes) = part.take_counts();
+                self.inner.messages.fetch_sub(messages, Ordering::Relaxed);
+                self.inner.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            }
+            None => {
+                self.inner.messages.store(0, Ordering::Relaxed);
+                self.inner.bytes.store(0, Ordering::Relaxed);
+            }
+        }
     }
 
     /// How many messages the operation expects to move, once it knows (from the watermarks or

@@ -9,6 +9,7 @@
 //!   with their defaults and `validate()` methods.
 //! - [`backup_set`], [`restore_set`]: many topics in one backup call (all or nothing), and
 //!   restoring them together.
+//! - [`restore_transform`]: filtered, sampled, masked restores (test environments).
 //! - [`chain`]: incremental backups, their chains, and point-in-time restores over them.
 //! - [`schedule`]: backup schedules, whose runs continue one chain (continuous backups).
 //! - [`manifest`]: the description of a finished backup (topic metadata, per-partition ranges,
@@ -60,8 +61,10 @@ pub mod record_block;
 pub mod restore;
 pub mod restore_planning;
 pub mod restore_set;
+pub mod restore_transform;
 pub mod resume;
 pub mod schedule;
+pub mod side_by_side;
 pub mod start;
 pub mod time;
 

@@ -7,6 +7,9 @@ use crate::error::ValidationError;
 use crate::field_checks::{validate_partition_list, validate_rate};
 use crate::groups::{ConsumerGroupsMode, GroupChoice, GroupSelection, GroupTranslation};
 use crate::ids::{validate_topic_name, BackupId};
+use crate::restore_transform::{
+    ExcludedKey, MaskRule, SampleRequest, TransformCounts, TransformFields, TransformPlan,
+};
 
 /// The header that carries a restored record's original offset, when asked for.
 pub const SOURCE_OFFSET_HEADER: &str = "kvault.source.offset";
@@ -139,6 +142,19 @@ pub struct RestoreRequest {
     /// "orders-copy"}`); takes precedence over `topic_prefix`.
     #[serde(default)]
     pub topic_mapping: Option<std::collections::BTreeMap<String, String>>,
+    /// Extension: restore only the records this CEL expression keeps (the language, variables
+    /// and limits of a migration's `transformation.filter_expression`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_expression: Option<String>,
+    /// Extension: restore a deterministic fraction, by key (whole keys) or by record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleRequest>,
+    /// Extension: rules that rewrite JSON fields, headers or the key before producing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<Vec<MaskRule>>,
+    /// Extension: keys whose records are never restored (strings, or `{"base64": ...}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_keys: Option<Vec<ExcludedKey>>,
 }
 
 fn yes() -> bool {
@@ -167,6 +183,9 @@ pub struct RestorePlan {
     pub restore_consumer_groups: GroupSelection,
     /// What to do where a group already has a commit on the target.
     pub consumer_groups_mode: ConsumerGroupsMode,
+    /// What the restore keeps and rewrites (`filter_expression`, `sample`, `mask`,
+    /// `exclude_keys`), when the request asks for any of it.
+    pub transform: Option<TransformPlan>,
 }
 
 impl RestoreRequest {
@@ -194,7 +213,33 @@ impl RestoreRequest {
             consumer_groups_mode: ConsumerGroupsMode::Respect,
             topic_prefix: None,
             topic_mapping: None,
+            filter_expression: None,
+            sample: None,
+            mask: None,
+            exclude_keys: None,
         }
+    }
+
+    /// The transform fields, validated; `preserve_offsets` cannot hold with any of them.
+    fn validate_transform(&self) -> Result<Option<TransformPlan>, ValidationError> {
+        let transform = TransformPlan::validate(TransformFields {
+            filter_expression: self.filter_expression.as_deref(),
+            sample: self.sample.as_ref(),
+            mask: self.mask.as_deref(),
+            exclude_keys: self.exclude_keys.as_deref(),
+        })?;
+        if let (true, Some(t)) = (self.preserve_offsets, &transform) {
+            return Err(ValidationError::new(
+                "preserve_offsets",
+                true,
+                format!(
+                    "cannot be combined with {}: records left out or re-keyed leave gaps, so \
+                     offsets cannot be kept",
+                    t.fields().join(", ")
+                ),
+            ));
+        }
+        Ok(transform)
     }
 
     pub fn validate(&self) -> Result<RestorePlan, ValidationError> {
@@ -254,6 +299,7 @@ impl RestoreRequest {
             ));
         }
         let rate = validate_rate(self.rate_limit_per_second, DEFAULT_RESTORE_RATE)?;
+        let transform = self.validate_transform()?;
         let restore_consumer_groups = match &self.restore_consumer_groups {
             Some(choice) => choice.selection("restore_consumer_groups")?,
             None => GroupSelection::None,
@@ -273,6 +319,7 @@ impl RestoreRequest {
             retention_override_ms: self.retention_override,
             restore_consumer_groups,
             consumer_groups_mode: self.consumer_groups_mode,
+            transform,
         })
     }
 }
@@ -316,6 +363,10 @@ pub struct RestoreResult {
     /// group the backup recorded), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumer_groups_restored: Vec<GroupTranslation>,
+    /// Extension, when the request filters, samples, masks or excludes keys: what was read,
+    /// left out at each step, and masked per rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformCounts>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Restoring a backup set: `backup_id` names the set, and each of its topics is restored in
-//! turn under its own name, `{topic_prefix}{topic}`, or the name `topic_mapping` gives it.
+//! Restoring a backup set: `backup_id` names the set, and its topics are restored a few at a
+//! time, each under its own name, `{topic_prefix}{topic}`, or the name `topic_mapping` gives it.
 //! Every other restore field applies to each topic. A set missing archives is refused before
 //! anything is written; a failure stops the set and says which topics were restored.
 
@@ -14,6 +14,7 @@ use crate::manifest::Manifest;
 use crate::operations::Engine;
 use crate::ports::ArchiveStore;
 use crate::restore::{RestorePlan, RestoreRequest, RestoreResult};
+use crate::side_by_side::{run_parts, PartFailure, DEFAULT_SET_PARALLELISM};
 
 /// The archives of set `set_id`, sorted by topic; `NotFound` (the backup) when there are none.
 /// Archives of one set share its uid, its cluster and its topic count: archives naming the id
@@ -73,6 +74,8 @@ pub struct RestoreSetPlan {
     pub members: Vec<SetMember>,
     /// Every per-topic setting; `backup_id` and `target_topic` are set per member.
     pub template: RestorePlan,
+    /// Topics restored at once (`workers.set_parallelism`).
+    pub parallelism: usize,
 }
 
 impl RestoreRequest {
@@ -90,6 +93,7 @@ impl RestoreRequest {
             set_id: self.backup_id.clone(),
             members: planned,
             template: single.validate()?,
+            parallelism: DEFAULT_SET_PARALLELISM,
         })
     }
 
@@ -205,11 +209,12 @@ pub struct RestoreSetResult {
     pub status: OperationStatus,
 }
 
-/// Restores every topic of the set in turn. A failure stops the set: the error names the
-/// topics already restored (they stay: each is a complete restore) and those not started; the
-/// failing topic's own restore cleaned up after itself. With a job journal each finished
-/// topic's result is recorded, so an attempt that takes the job over keeps those results,
-/// continues the topic in progress and starts the ones not started.
+/// Restores the topics of the set, a few at a time (`plan.parallelism`). A failure stops the
+/// set: the error names the topics restored completely (they stay: each is a complete
+/// restore), the topics stopped part way (each cleaned up after itself as a failed restore
+/// does) and those not started. With a job journal each finished topic's result is recorded,
+/// so an attempt that takes the job over keeps those results, continues the topics in
+/// progress and starts the ones not started.
 pub async fn run_restore_set(
     engine: &dyn Engine,
     cluster: &ClusterId,
@@ -217,56 +222,16 @@ pub async fn run_restore_set(
     control: OperationControl,
 ) -> DomainResult<RestoreSetResult> {
     let started = std::time::Instant::now();
-    let mut results: Vec<RestoreResult> = Vec::with_capacity(plan.members.len());
-    for (i, member) in plan.members.iter().enumerate() {
-        let mut single = plan.template.clone();
-        single.backup_id = member.backup_id.clone();
-        single.target_topic = member.target_topic.clone();
-        let journal = control.journal();
-        if let Some(done) = journal.and_then(|j| j.finished(&member.target_topic)) {
-            let result: RestoreResult = serde_json::from_value(done).map_err(|e| {
-                DomainError::internal(format!("recorded result of {}: {e}", member.target_topic))
-            })?;
-            results.push(result);
-            continue;
-        }
-        let outcome = if control.is_cancelled() {
-            Err(DomainError::Cancelled)
-        } else {
-            engine.restore(cluster, single, control.clone()).await
-        };
-        match outcome {
-            Ok(result) => {
-                if let Some(journal) = journal {
-                    let recorded = serde_json::to_value(&result)
-                        .map_err(|e| DomainError::internal(format!("restore result: {e}")))?;
-                    journal
-                        .record_finished(&member.target_topic, recorded)
-                        .await?;
-                }
-                results.push(result);
-            }
-            Err(DomainError::Cancelled) => return Err(DomainError::Cancelled),
-            Err(error) => {
-                let done: Vec<String> = plan.members[..i]
-                    .iter()
-                    .map(|m| format!("{} -> {}", m.source_topic, m.target_topic))
-                    .collect();
-                let rest: Vec<&str> = plan.members[i + 1..]
-                    .iter()
-                    .map(|m| m.source_topic.as_str())
-                    .collect();
-                return Err(error.context(format!(
-                    "restore of backup set {} stopped at topic {}: restored completely before \
-                     it: [{}]; not started: [{}]",
-                    plan.set_id,
-                    member.source_topic,
-                    done.join(", "),
-                    rest.join(", ")
-                )));
-            }
-        }
-    }
+    let count = plan.members.len();
+    let set = &plan;
+    let outcome = run_parts(count, plan.parallelism, &control, move |i, part| {
+        restore_member(engine, cluster, set, i, part)
+    })
+    .await;
+    let results = match outcome {
+        Ok(results) => results,
+        Err(failed) => return Err(set_failure(&plan, failed)),
+    };
     Ok(RestoreSetResult {
         set_id: plan.set_id,
         cluster_id: cluster.to_string(),
@@ -277,6 +242,73 @@ pub async fn run_restore_set(
         topics: results,
         status: OperationStatus::Completed,
     })
+}
+
+/// Restores member `i` of the set with its part's control (or takes the result an earlier
+/// attempt recorded), and records its result in the job's journal.
+async fn restore_member(
+    engine: &dyn Engine,
+    cluster: &ClusterId,
+    plan: &RestoreSetPlan,
+    i: usize,
+    part: OperationControl,
+) -> DomainResult<RestoreResult> {
+    let member = &plan.members[i];
+    let journal = part.journal().cloned();
+    if let Some(done) = journal
+        .as_ref()
+        .and_then(|j| j.finished(&member.target_topic))
+    {
+        return serde_json::from_value(done).map_err(|e| {
+            DomainError::internal(format!("recorded result of {}: {e}", member.target_topic))
+        });
+    }
+    if part.is_cancelled() {
+        return Err(DomainError::Cancelled);
+    }
+    let mut single = plan.template.clone();
+    single.backup_id = member.backup_id.clone();
+    single.target_topic = member.target_topic.clone();
+    let result = engine.restore(cluster, single, part).await?;
+    if let Some(journal) = journal {
+        let recorded = serde_json::to_value(&result)
+            .map_err(|e| DomainError::internal(format!("restore result: {e}")))?;
+        journal
+            .record_finished(&member.target_topic, recorded)
+            .await?;
+    }
+    Ok(result)
+}
+
+/// The error of a set restore that stopped: the failing topic's error, with what was restored,
+/// stopped and not started.
+fn set_failure(plan: &RestoreSetPlan, failed: PartFailure<RestoreResult>) -> DomainError {
+    if matches!(failed.error, DomainError::Cancelled) {
+        return DomainError::Cancelled;
+    }
+    let name = |m: &SetMember| format!("{} -> {}", m.source_topic, m.target_topic);
+    let done: Vec<String> = failed
+        .finished
+        .iter()
+        .map(|(i, _)| name(&plan.members[*i]))
+        .collect();
+    let stopped: Vec<String> = (0..failed.not_started.start)
+        .filter(|i| *i != failed.index && !failed.finished.iter().any(|(f, _)| f == i))
+        .map(|i| name(&plan.members[i]))
+        .collect();
+    let rest: Vec<&str> = plan.members[failed.not_started.clone()]
+        .iter()
+        .map(|m| m.source_topic.as_str())
+        .collect();
+    failed.error.context(format!(
+        "restore of backup set {} stopped at topic {}: restored completely: [{}]; stopped \
+         part way (each cleaned up as a failed restore does): [{}]; not started: [{}]",
+        plan.set_id,
+        plan.members[failed.index].source_topic,
+        done.join(", "),
+        stopped.join(", "),
+        rest.join(", ")
+    ))
 }
 
 #[cfg(test)]

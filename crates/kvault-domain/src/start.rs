@@ -27,15 +27,19 @@ pub enum BackupWork {
 }
 
 impl BackupRequest {
-    /// Validates the request as what it names: a set (`topics` or `topic_pattern`) or one
+    /// Validates the request as what it names: a set (`topics` or `topic_pattern`), whose
+    /// topics are backed up `set_parallelism` at a time (`workers.set_parallelism`), or one
     /// topic.
     pub fn plan(
         &self,
         defaults: BackupDefaults,
         now: DateTime<Utc>,
+        set_parallelism: usize,
     ) -> Result<BackupWork, ValidationError> {
         if self.is_set() {
-            Ok(BackupWork::Set(self.validate_set(defaults, now)?))
+            let mut plan = self.validate_set(defaults, now)?;
+            plan.parallelism = set_parallelism;
+            Ok(BackupWork::Set(plan))
         } else {
             Ok(BackupWork::Topic(self.validate(defaults, now)?))
         }
@@ -96,11 +100,13 @@ pub enum RestoreWork {
     },
 }
 
-/// What `request` restores: the archive of its backup id, or else the set of that id. A
-/// request that can only be one archive's is validated first, so its 400 comes before a 404.
+/// What `request` restores: the archive of its backup id, or else the set of that id, whose
+/// topics are restored `set_parallelism` at a time (`workers.set_parallelism`). A request that
+/// can only be one archive's is validated first, so its 400 comes before a 404.
 pub async fn plan_restore(
     archives: &dyn ArchiveStore,
     request: &RestoreRequest,
+    set_parallelism: usize,
 ) -> DomainResult<RestoreWork> {
     let checked = (!request.may_name_a_set())
         .then(|| request.validate())
@@ -117,7 +123,8 @@ pub async fn plan_restore(
         }
         Err(DomainError::NotFound { .. }) => {
             let members = set_members(archives, id.as_str()).await?;
-            let plan = request.validate_set(&members)?;
+            let mut plan = request.validate_set(&members)?;
+            plan.parallelism = set_parallelism;
             Ok(RestoreWork::Set { plan, members })
         }
         Err(e) => Err(e),

@@ -86,7 +86,12 @@ pub fn reader_config(cluster: &ClusterConfig) -> DomainResult<ClientConfig> {
         // librdkafka postpones the next fetch by this much once the queue is over a limit
         // (default 1 s): with small fetches that turned a 3 s backup into 14 s. The reader
         // drains its queue continuously, so a short back-off is enough.
-        .set("fetch.queue.backoff.ms", "10");
+        .set("fetch.queue.backoff.ms", "10")
+        // A reader reads up to a cut that is already written, so it never needs the broker
+        // to hold a fetch open waiting for new records (default 500 ms). A consumer reused
+        // for the next partition cannot fetch it before its fetch of the previous one (sent
+        // ahead, at that partition's end) comes back.
+        .set("fetch.wait.max.ms", "10");
     apply_user_properties(&mut config, cluster)?;
     // librdkafka refuses a consumer whose fetch.max.bytes is below message.max.bytes; a user
     // who raised message.max.bytes (it applies to every client) should not have to know that.

@@ -3,11 +3,18 @@
 //! batching (and its bounds) every operation uses to hand records between its reading and its
 //! writing side. Runs on a blocking thread (librdkafka's poll is synchronous).
 //!
-//! A reader stops at the cut, never on silence: when it sees a record at or past the cut, or
-//! librdkafka reports the end of the partition (offsets are not contiguous: compaction and
-//! transaction markers leave gaps, so "offset end-1 arrived" is not a usable test). A reader
-//! that hears nothing at all for [`READ_STALL_TIMEOUT`] gives up: the broker is not answering.
+//! A reader stops at the cut, never on silence: when it sees the record just before the cut,
+//! a record at or past it, or librdkafka reports the end of the partition (offsets are not
+//! contiguous: compaction and transaction markers leave gaps, so the record at `end - 1` may
+//! never come, and the end-of-partition event is what stops such a reader). A reader that
+//! hears nothing at all for [`READ_STALL_TIMEOUT`] gives up: the broker is not answering.
+//!
+//! Consumers are costly to make and to tear down (a client with its own threads, connections
+//! and metadata: ~25 ms a partition measured on a 400-partition backup), so an operation that
+//! reads many partitions takes them from a [`ReaderPool`]: a consumer is assigned one
+//! partition, unassigned when the reader is done, and reused for the next partition.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kvault_domain::error::{DomainResult, KafkaFailure};
@@ -29,9 +36,55 @@ pub(crate) const CHANNEL_BATCHES: usize = 4;
 /// Neither a record nor an end-of-partition event for this long: the broker is not answering.
 pub(crate) const READ_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Idle consumers of one cluster, handed to one partition's reader at a time. A pool serves
+/// the reads of one topic: what a reused consumer still holds of the partition it read before
+/// is told apart by its partition number.
+pub(crate) struct ReaderPool {
+    cluster: ClusterConfig,
+    idle: Mutex<Vec<BaseConsumer>>,
+}
+
+impl ReaderPool {
+    pub(crate) fn new(cluster: &ClusterConfig) -> Arc<Self> {
+        Arc::new(Self {
+            cluster: cluster.clone(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn take(&self) -> DomainResult<BaseConsumer> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(consumer) => Ok(consumer),
+            None => create_reader(&self.cluster),
+        }
+    }
+
+    /// Takes back a consumer whose reader is done; one that cannot be unassigned is dropped.
+    fn give_back(&self, consumer: BaseConsumer) {
+        if consumer.unassign().is_ok() {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(consumer);
+        }
+    }
+
+    /// The idle consumers, for dropping where their teardown does not hold anyone up.
+    pub(crate) fn drain(&self) -> Vec<BaseConsumer> {
+        std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Reads one partition from `start` up to the cut `end` (exclusive).
 pub(crate) struct RangeReader {
-    consumer: BaseConsumer,
+    /// `None` only while dropping (the consumer went back to its pool).
+    consumer: Option<BaseConsumer>,
+    pool: Option<Arc<ReaderPool>>,
     topic: String,
     partition: i32,
     end: i64,
@@ -39,7 +92,16 @@ pub(crate) struct RangeReader {
     position: i64,
 }
 
+impl Drop for RangeReader {
+    fn drop(&mut self) {
+        if let (Some(pool), Some(consumer)) = (&self.pool, self.consumer.take()) {
+            pool.give_back(consumer);
+        }
+    }
+}
+
 impl RangeReader {
+    /// A reader on a consumer of its own, torn down with the reader.
     pub(crate) fn open(
         cluster: &ClusterConfig,
         topic: &str,
@@ -47,23 +109,59 @@ impl RangeReader {
         start: i64,
         end: i64,
     ) -> DomainResult<Self> {
-        let consumer = create_reader(cluster)?;
+        Self::assigned(
+            create_reader(cluster)?,
+            None,
+            (topic, partition),
+            start,
+            end,
+        )
+    }
+
+    /// A reader on a consumer of `pool`, which gets it back when the reader is dropped.
+    pub(crate) fn pooled(
+        pool: &Arc<ReaderPool>,
+        topic: &str,
+        partition: i32,
+        start: i64,
+        end: i64,
+    ) -> DomainResult<Self> {
+        let consumer = pool.take()?;
+        Self::assigned(consumer, Some(pool.clone()), (topic, partition), start, end)
+    }
+
+    fn assigned(
+        consumer: BaseConsumer,
+        pool: Option<Arc<ReaderPool>>,
+        (topic, partition): (&str, i32),
+        start: i64,
+        end: i64,
+    ) -> DomainResult<Self> {
+        let reader = Self {
+            consumer: Some(consumer),
+            pool,
+            topic: topic.to_owned(),
+            partition,
+            end,
+            position: start.min(end),
+        };
         if start < end {
             let mut assignment = TopicPartitionList::new();
             assignment
                 .add_partition_offset(topic, partition, KOffset::Offset(start))
                 .map_err(|e| kafka_error("partition assignment", e))?;
-            consumer
+            reader
+                .consumer()
                 .assign(&assignment)
                 .map_err(|e| kafka_error(format!("assign {topic}/{partition}"), e))?;
         }
-        Ok(Self {
-            consumer,
-            topic: topic.to_owned(),
-            partition,
-            end,
-            position: start.min(end),
-        })
+        Ok(reader)
+    }
+
+    fn consumer(&self) -> &BaseConsumer {
+        self.consumer
+            .as_ref()
+            .expect("a reader holds its consumer until it is dropped")
     }
 
     /// The next message below the cut, or `None` once the cut (or the end of the partition,
@@ -80,13 +178,18 @@ impl RangeReader {
             if stop() {
                 return Err(DomainError::Cancelled);
             }
-            match self.consumer.poll(Duration::from_millis(100)) {
+            let (partition, end) = (self.partition, self.end);
+            let consumer = self.consumer.as_ref().expect("held until dropped");
+            match consumer.poll(Duration::from_millis(100)) {
                 None if last_activity.elapsed() > READ_STALL_TIMEOUT => {
                     return Err(self.stalled());
                 }
                 None => {}
+                // What a pooled consumer still held of the partition it read before.
+                Some(Err(KafkaError::PartitionEOF(p))) if p != partition => {}
+                Some(Ok(message)) if message.partition() != partition => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    self.position = self.end;
+                    self.position = end;
                     return Ok(None);
                 }
                 Some(Err(e)) => {
@@ -95,11 +198,13 @@ impl RangeReader {
                 }
                 Some(Ok(message)) => {
                     let offset = message.offset();
-                    if offset >= self.end {
-                        self.position = self.end;
+                    if offset >= end {
+                        self.position = end;
                         return Ok(None);
                     }
-                    self.position = offset + 1;
+                    // Offsets only grow: after `end - 1` nothing below the cut can come, so
+                    // the reader is done without waiting for the end-of-partition event.
+                    self.position = if offset + 1 >= end { end } else { offset + 1 };
                     return Ok(Some(message));
                 }
             }

@@ -16,6 +16,7 @@ use kvault_domain::operations::{
 };
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestorePlan;
+use kvault_domain::restore_transform::HashKey;
 use kvault_domain::{
     BackupResult, ClusterConfig, ClusterId, DomainError, DrainResult, MigrateResult, RestoreResult,
 };
@@ -26,6 +27,8 @@ use crate::cluster::KafkaCluster;
 pub struct KafkaEngine {
     clusters: BTreeMap<ClusterId, KafkaCluster>,
     archives: Arc<dyn ArchiveStore>,
+    /// The HMAC key of masked restores' `hash` action (`masking.hmac_key`).
+    hash_key: Option<HashKey>,
 }
 
 impl KafkaEngine {
@@ -38,7 +41,25 @@ impl KafkaEngine {
             .into_iter()
             .map(|(id, config)| Ok((id.clone(), KafkaCluster::connect(id, &config)?)))
             .collect::<DomainResult<_>>()?;
-        Ok(Self { clusters, archives })
+        Ok(Self {
+            clusters,
+            archives,
+            hash_key: None,
+        })
+    }
+
+    /// Hashes masked fields under `key` (without one, a restore that hashes is refused).
+    pub fn with_hash_key(mut self, key: Option<HashKey>) -> Self {
+        self.hash_key = key;
+        self
+    }
+
+    /// The plan with the configured hash key, which no request carries.
+    fn keyed(&self, mut plan: RestorePlan) -> RestorePlan {
+        if let Some(t) = plan.transform.as_mut() {
+            t.hash_key = self.hash_key.clone();
+        }
+        plan
     }
 
     /// The cluster `id`, `NotFound` when it is not configured.
@@ -106,6 +127,7 @@ impl RestoreOperation for KafkaEngine {
         control: OperationControl,
     ) -> DomainResult<RestoreResult> {
         let cluster = self.cluster(cluster)?;
+        let plan = self.keyed(plan);
         cluster.restore(plan, self.archives.clone(), control).await
     }
 
@@ -117,6 +139,7 @@ impl RestoreOperation for KafkaEngine {
     ) -> DomainResult<RestoreDryRun> {
         let cluster = self.cluster(cluster)?;
         let (id, config) = (cluster.id().as_str(), cluster.config());
+        let plan = self.keyed(plan);
         crate::restore::dry_run(id, config, plan, self.archives.clone(), control).await
     }
 }

@@ -7,6 +7,30 @@
 /// prefetch queue) or a producer task and a channel, so this also bounds memory and threads.
 pub(crate) const PARTITION_CONCURRENCY: usize = 4;
 
+/// The most partitions a restore produces at once when they are small (see
+/// [`partitions_at_once`]).
+const SMALL_PARTITION_CONCURRENCY: usize = 32;
+/// What a restore's small partitions may hold together: the producer's local queue.
+const SMALL_PARTITIONS_BYTES: u64 = 16 << 20;
+
+/// Source partitions a restore produces at once: [`PARTITION_CONCURRENCY`], or more when the
+/// largest of them is small enough that more of them together still hold no more than
+/// librdkafka's queue. A partition task ends only once all its records are delivered, and
+/// the last one sending flushes, so a restore of many small partitions went in waves of four
+/// with a flush between each; the waves are wider now.
+pub(crate) fn partitions_at_once(manifest: &kvault_domain::Manifest, sources: &[i32]) -> usize {
+    let largest = manifest
+        .partitions
+        .iter()
+        .filter(|p| sources.contains(&p.partition))
+        .map(|p| p.raw_bytes)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    ((SMALL_PARTITIONS_BYTES / largest) as usize)
+        .clamp(PARTITION_CONCURRENCY, SMALL_PARTITION_CONCURRENCY)
+}
+
 /// A consumed batch is handed on at this many records or bytes, whichever comes first.
 pub(crate) const CONSUME_BATCH_RECORDS: usize = 1_000;
 pub(crate) const CONSUME_BATCH_BYTES: u64 = 4 * 1024 * 1024;

@@ -180,6 +180,49 @@ async fn round_trip_zstd() {
     round_trip(CompressionType::Zstd, 20_000).await;
 }
 
+/// Many partitions, more than are read or produced at once: the backup reads them with a few
+/// consumers reused from partition to partition (a record of the previous partition must never
+/// land in the next one's archive) and stops each at its cut; the restore produces many small
+/// partitions side by side. Every record must come back at its partition and offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_topic_round_trips_through_reused_consumers() {
+    let broker = TestBroker::get().await;
+    let kafka = cluster(broker);
+    let (_dir, store) = store();
+    let source = broker.unique_topic("wide");
+    broker.create_topic(&source, 40).await;
+    let produced = fill_varied(broker, &source, 4_000, 40).await;
+
+    let result = backup(&kafka, &store, request(&source, CompressionType::Zstd))
+        .await
+        .unwrap();
+    assert_eq!(result.total_messages, produced.len() as u64);
+    assert_eq!(result.partitions.len(), 40);
+    for p in &result.partitions {
+        let (low, high) = broker.watermarks(&source, p.partition).await;
+        assert_eq!(
+            (p.start_offset, p.end_offset),
+            (low, high),
+            "{}",
+            p.partition
+        );
+        assert_eq!(p.messages_count, (high - low) as u64, "{}", p.partition);
+    }
+    let target = broker.unique_topic("wide-restored");
+    let restored = restore(
+        &kafka,
+        &store,
+        RestoreRequest::new(&result.backup_id, &target),
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored.messages_restored, produced.len() as u64);
+    assert_eq!(restored.partitions_created.len(), 40);
+    assert_same(&produced, &broker.consume_all(&target).await);
+    broker.delete_topic(&source).await;
+    broker.delete_topic(&target).await;
+}
+
 /// Simple numbered records: partition `i % partitions`, key `k{i}`, value `v{i}`,
 /// timestamp `BASE_TS + (i / partitions) * 1000` (one second apart within a partition).
 async fn fill_simple(broker: &TestBroker, topic: &str, n: usize, partitions: i32) {

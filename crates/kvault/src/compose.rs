@@ -10,6 +10,7 @@ use kvault_api::configuration::{S3Settings, Settings, StorageTarget};
 use kvault_api::Adapters;
 use kvault_domain::operations::Engine;
 use kvault_domain::ports::ArchiveStore;
+use kvault_domain::restore_transform::HashKey;
 use kvault_domain::{ClusterConfig, ClusterId};
 use kvault_kafka::KafkaEngine;
 use kvault_storage::backend::object::{ObjectBackend, ObjectConfig};
@@ -130,12 +131,21 @@ fn object_config(url: String, s3: &S3Settings) -> ObjectConfig {
     }
 }
 
-/// The engine over `clusters`, writing to and reading from `archives`.
+/// The engine over `clusters`, writing to and reading from `archives`, hashing masked fields
+/// under the configured key.
 pub fn engine(
     clusters: impl IntoIterator<Item = (ClusterId, ClusterConfig)>,
     archives: Arc<dyn ArchiveStore>,
+    settings: &Settings,
 ) -> Result<Arc<dyn Engine>, CliError> {
-    Ok(Arc::new(KafkaEngine::new(clusters, archives)?))
+    let engine = KafkaEngine::new(clusters, archives)?.with_hash_key(hash_key(settings)?);
+    Ok(Arc::new(engine))
+}
+
+/// `masking.hmac_key`, checked.
+fn hash_key(settings: &Settings) -> Result<Option<HashKey>, CliError> {
+    let key = settings.masking.hmac_key().map_err(CliError::usage)?;
+    Ok(key.map(HashKey::new))
 }
 
 /// What `kvault serve` runs on: the engine over every configured cluster and the store; the
@@ -147,7 +157,8 @@ pub fn adapters(settings: &Settings) -> Result<Adapters, CliError> {
         .iter()
         .map(|(id, config)| Ok((ClusterId::parse(id)?, config.clone())))
         .collect::<Result<Vec<_>, CliError>>()?;
-    let kafka = Arc::new(KafkaEngine::new(clusters, archives.clone())?);
+    let kafka =
+        Arc::new(KafkaEngine::new(clusters, archives.clone())?.with_hash_key(hash_key(settings)?));
     Ok(Adapters {
         engine: kafka.clone(),
         archives,

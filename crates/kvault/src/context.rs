@@ -148,7 +148,7 @@ impl Context {
                 definitions.push((cluster_id, config));
             }
         }
-        let engine = crate::compose::engine(definitions.clone(), archives)?;
+        let engine = crate::compose::engine(definitions.clone(), archives, &self.settings)?;
         for (cluster_id, config) in &definitions {
             crate::reach::check(cluster_id, config, engine.ping(cluster_id)).await?;
         }

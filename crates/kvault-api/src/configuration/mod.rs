@@ -5,6 +5,7 @@
 mod auth;
 mod browse;
 mod encryption;
+pub mod masking;
 mod monitoring;
 mod schedules;
 mod secret;
@@ -75,6 +76,8 @@ pub struct Settings {
     #[serde(default)]
     pub schedules: ScheduleSettings,
     pub browse: BrowseSettings,
+    #[serde(default)]
+    pub masking: masking::MaskingSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -99,6 +102,7 @@ impl fmt::Debug for Settings {
             .field("monitoring", &self.monitoring)
             .field("schedules", &self.schedules)
             .field("browse", &self.browse)
+            .field("masking", &self.masking)
             .finish()
     }
 }

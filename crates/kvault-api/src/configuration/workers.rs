@@ -25,6 +25,10 @@ pub struct WorkerSettings {
     /// On SIGTERM: how long running jobs may take to finish before they are handed over.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// Topics a backup set, or a restore of one, runs at once (each topic still its own
+    /// consistent cut, or its own restore).
+    #[serde(default = "default_set_parallelism")]
+    pub set_parallelism: usize,
 }
 
 impl Default for WorkerSettings {
@@ -35,6 +39,7 @@ impl Default for WorkerSettings {
             heartbeat_secs: default_heartbeat(),
             max_jobs: default_max_jobs(),
             shutdown_grace_secs: default_grace(),
+            set_parallelism: default_set_parallelism(),
         }
     }
 }
@@ -50,6 +55,9 @@ fn default_max_jobs() -> usize {
 }
 fn default_grace() -> u64 {
     20
+}
+fn default_set_parallelism() -> usize {
+    kvault_domain::side_by_side::DEFAULT_SET_PARALLELISM
 }
 
 impl WorkerSettings {
@@ -89,6 +97,12 @@ impl WorkerSettings {
             return Err(ConfigError::invalid(
                 "workers.max_jobs",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=64).contains(&self.set_parallelism) {
+            return Err(ConfigError::invalid(
+                "workers.set_parallelism",
+                "must be 1 to 64",
             ));
         }
         Ok(())

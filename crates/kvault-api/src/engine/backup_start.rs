@@ -35,7 +35,11 @@ pub(crate) async fn start_backup(
     request: BackupRequest,
     starter: Starter,
 ) -> Result<(JobId, JoinHandle<JobOutcome>), ApiError> {
-    let work = request.plan(state.settings.backup.request_defaults(), Utc::now())?;
+    let work = request.plan(
+        state.settings.backup.request_defaults(),
+        Utc::now(),
+        state.settings.workers.set_parallelism,
+    )?;
     let (backup_id, recorded) = match &work {
         BackupWork::Topic(plan) => {
             check_topic_backup(state, &cluster, plan).await?;

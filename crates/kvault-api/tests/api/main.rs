@@ -20,4 +20,5 @@ mod schedule_runs;
 mod schedules;
 mod sets;
 mod shapes;
+mod test_data;
 mod writers;

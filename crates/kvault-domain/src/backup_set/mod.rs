@@ -1,5 +1,5 @@
 //! Backup sets: many topics in one call (`topics: [...]` or `topic_pattern` instead of
-//! `topic`). One job backs the topics up one after another, each into an archive of its own
+//! `topic`). One job backs the topics up a few at a time, each into an archive of its own
 //! (the same format, id `{set_id}.{topic}`), every manifest naming the set and its size. The
 //! set is all or nothing: when one topic fails or the job is cancelled, the archives already
 //! written are deleted, so a partial set is never listed. An incremental set
@@ -25,6 +25,7 @@ use crate::offset::Offset;
 use crate::operations::Engine;
 use crate::ports::ArchiveStore;
 use crate::restore_set::set_members;
+use crate::side_by_side::{run_parts, DEFAULT_SET_PARALLELISM};
 use claim::{claim_set_id, release};
 
 /// The most topics one set may hold.
@@ -86,6 +87,8 @@ pub struct BackupSetPlan {
     /// An incremental set (`incremental_from: SET`) continues this set: each topic from that
     /// set's archive of it; a topic the parent set lacks is backed up in full.
     pub parent_set: Option<BackupId>,
+    /// Topics backed up at once (`workers.set_parallelism`).
+    pub parallelism: usize,
 }
 
 impl BackupSetPlan {
@@ -187,6 +190,7 @@ impl BackupRequest {
             topics,
             template,
             parent_set,
+            parallelism: DEFAULT_SET_PARALLELISM,
         })
     }
 }
@@ -264,8 +268,9 @@ pub struct BackupSetResult {
     pub status: OperationStatus,
 }
 
-/// Runs a backup set on `engine`: resolves the topics, backs each up in turn, and deletes
-/// what was written when any topic fails or the job is cancelled.
+/// Runs a backup set on `engine`: resolves the topics, backs them up a few at a time (each
+/// topic its own consistent cut), and deletes what was written when any topic fails or the
+/// job is cancelled.
 pub async fn run_backup_set(
     engine: &dyn Engine,
     store: &dyn ArchiveStore,
@@ -279,7 +284,8 @@ pub async fn run_backup_set(
     outcome
 }
 
-/// Backs up each topic of the claimed set in turn; see [`run_backup_set`].
+/// Backs up the topics of the claimed set, a few at a time (`plan.parallelism`); see
+/// [`run_backup_set`].
 async fn write_members(
     engine: &dyn Engine,
     store: &dyn ArchiveStore,
@@ -291,32 +297,36 @@ async fn write_members(
     let started = std::time::Instant::now();
     let topics = plan.topics.resolve(&engine.list_topics(cluster).await?)?;
     let parents = parent_members(store, plan.parent_set.as_ref()).await?;
-    let mut results: Vec<BackupResult> = Vec::with_capacity(topics.len());
-    for topic in &topics {
-        let outcome = match plan.member(topic, topics.len()) {
-            Ok(_) if control.is_cancelled() => Err(DomainError::Cancelled),
-            Ok(mut member) => {
-                member.incremental_from = parent_member(&parents, topic)?;
-                engine.backup(cluster, member, control.clone()).await
+    let (all, set, parent_archives) = (&topics, &plan, &parents);
+    let outcome = run_parts(topics.len(), plan.parallelism, &control, move |i, part| {
+        let (topic, plan, parents, topics) = (&all[i], set, parent_archives, all);
+        async move {
+            if part.is_cancelled() {
+                return Err(DomainError::Cancelled);
             }
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(result) => results.push(result),
-            Err(error) => {
-                let cleanup = delete_members(store, &results).await;
-                return Err(match error {
-                    DomainError::Cancelled => DomainError::Cancelled,
-                    other => other.context(format!(
-                        "backup set {} failed at topic {topic} ({} of {}); {cleanup}",
-                        plan.set_id,
-                        results.len() + 1,
-                        topics.len()
-                    )),
-                });
-            }
+            let mut member = plan.member(topic, topics.len())?;
+            member.incremental_from = parent_member(parents, topic)?;
+            engine.backup(cluster, member, part).await
         }
-    }
+    })
+    .await;
+    let results = match outcome {
+        Ok(results) => results,
+        Err(failed) => {
+            let written: Vec<BackupResult> = failed.finished.into_iter().map(|(_, r)| r).collect();
+            let cleanup = delete_members(store, &written).await;
+            return Err(match failed.error {
+                DomainError::Cancelled => DomainError::Cancelled,
+                other => other.context(format!(
+                    "backup set {} failed at topic {} ({} of {}); {cleanup}",
+                    plan.set_id,
+                    topics[failed.index],
+                    failed.index + 1,
+                    topics.len()
+                )),
+            });
+        }
+    };
     Ok(BackupSetResult {
         set_id: plan.set_id.to_string(),
         set_uid: Some(plan.set_uid.clone()),

@@ -126,6 +126,20 @@ pub trait ArchiveStore: Send + Sync + 'static {
         let records = self.read_partition(id, partition, bounds).await?;
         Ok(grouped(records))
     }
+    /// [`ArchiveStore::read_partition_blocks`] of the archive whose `manifest` the caller
+    /// read through [`ArchiveStore::manifest`]: a store may open the partition from it instead
+    /// of reading and parsing the manifest again for every partition (a restore of 1,000
+    /// partitions parsed its ~1,000-entry manifest 1,000 times). Defaults to
+    /// `read_partition_blocks` by the manifest's id.
+    async fn read_blocks_of(
+        &self,
+        manifest: std::sync::Arc<Manifest>,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn BlockReader>> {
+        let id = BackupId::parse(&manifest.backup_id)?;
+        self.read_partition_blocks(&id, partition, bounds).await
+    }
     /// Every finished backup's manifest, newest first. Unfinished backups are never listed.
     async fn list(&self) -> DomainResult<Vec<Manifest>>;
     /// Removes a backup: its manifest first (so it stops being listed), then the rest.

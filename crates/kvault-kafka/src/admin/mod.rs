@@ -18,6 +18,7 @@ use crate::client::{create_admin, create_reader, kafka_error, ClusterConfig};
 
 mod configs;
 mod groups;
+mod offsets;
 
 /// A group's committed position on one partition, as OffsetFetch returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,62 +217,6 @@ impl Admin {
         self.topic(topic)
             .await?
             .ok_or_else(|| DomainError::not_found(kvault_domain::error::Missing::Topic, topic))
-    }
-
-    /// `(low, high)` watermarks of every listed partition, read one after the other right now.
-    pub async fn watermarks(
-        &self,
-        topic: &str,
-        partitions: &[i32],
-    ) -> DomainResult<BTreeMap<i32, (i64, i64)>> {
-        let reader = self.reader.clone();
-        let topic = topic.to_owned();
-        let partitions = partitions.to_vec();
-        blocking(move || {
-            let mut out = BTreeMap::new();
-            for p in partitions {
-                let marks = reader
-                    .fetch_watermarks(&topic, p, METADATA_TIMEOUT)
-                    .map_err(|e| kafka_error(format!("watermarks of {topic}/{p}"), e))?;
-                out.insert(p, marks);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// For each partition, the first offset whose timestamp is at or after `timestamp_ms`,
-    /// or `None` when no such record exists (yet).
-    pub async fn offsets_for_time(
-        &self,
-        topic: &str,
-        partitions: &[i32],
-        timestamp_ms: i64,
-    ) -> DomainResult<BTreeMap<i32, Option<i64>>> {
-        let reader = self.reader.clone();
-        let topic = topic.to_owned();
-        let partitions = partitions.to_vec();
-        blocking(move || {
-            let mut query = TopicPartitionList::new();
-            for p in &partitions {
-                query
-                    .add_partition_offset(&topic, *p, KOffset::Offset(timestamp_ms))
-                    .map_err(|e| kafka_error("offsets_for_times request", e))?;
-            }
-            let answer = reader
-                .offsets_for_times(query, METADATA_TIMEOUT)
-                .map_err(|e| kafka_error(format!("offsets_for_times on {topic}"), e))?;
-            let mut out = BTreeMap::new();
-            for p in partitions {
-                let offset = match answer.find_partition(&topic, p).map(|e| e.offset()) {
-                    Some(KOffset::Offset(o)) if o >= 0 => Some(o),
-                    _ => None,
-                };
-                out.insert(p, offset);
-            }
-            Ok(out)
-        })
-        .await
     }
 
     /// Creates a topic and waits until its metadata shows every partition. When the broker

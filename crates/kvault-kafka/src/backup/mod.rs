@@ -2,8 +2,9 @@
 //! streams it into an archive.
 //!
 //! Each selected partition gets its own reader thread (a librdkafka consumer assigned to that
-//! partition only) and its own writer thread (the archive's `PartitionWriter`), joined by a
-//! small bounded channel of record batches: memory stays bounded whatever the topic size, and
+//! partition only, taken from the backup's pool of consumers and handed back for the next
+//! partition) and its own writer thread (the archive's `PartitionWriter`), joined by a small
+//! bounded channel of record batches: memory stays bounded whatever the topic size, and
 //! fetching overlaps compression. A few partitions are processed at a time.
 //!
 //! The committed offsets of consumer groups on the topic are read right after the cut's
@@ -40,7 +41,7 @@ use kvault_domain::record_block::RecordBlock;
 use kvault_domain::DomainError;
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::admin::{blocking, Admin};
+use crate::admin::{blocking, drop_in_background, Admin};
 use crate::client::ClusterConfig;
 use crate::consume::{BlockBatcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
 use resume::Checkpointer;
@@ -192,6 +193,8 @@ async fn write_archive(
         .collect()
         .await;
     let consumer_groups = resume::groups_at_cut(groups, &mut warnings).await;
+    // Client teardown (librdkafka joins its threads) holds up nobody's result.
+    drop_in_background((shared.readers.drain(), admin));
     let manifest = commit::commit_or_abort(&archive, outcomes, consumer_groups, &shared).await?;
     let run = BackupRun {
         cluster_id: cluster_id.to_owned(),
@@ -295,8 +298,8 @@ fn read_partition(
     if from >= range.end {
         return Ok(range.end);
     }
-    let mut reader = RangeReader::open(
-        &shared.cluster,
+    let mut reader = RangeReader::pooled(
+        &shared.readers,
         &shared.topic,
         range.partition,
         from,

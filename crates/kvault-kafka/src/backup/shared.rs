@@ -9,12 +9,14 @@ use kvault_domain::job::OperationControl;
 
 use super::resume::Checkpointer;
 use crate::client::ClusterConfig;
+use crate::consume::ReaderPool;
 use crate::throttle::Throttle;
 
 /// State every partition task of one backup shares.
 pub(super) struct Shared {
     pub(super) topic: String,
-    pub(super) cluster: ClusterConfig,
+    /// The consumers the partitions are read with, reused from one partition to the next.
+    pub(super) readers: Arc<ReaderPool>,
     pub(super) include_keys: bool,
     pub(super) include_headers: bool,
     pub(super) start_time_ms: Option<i64>,
@@ -39,7 +41,7 @@ impl Shared {
     ) -> Self {
         Self {
             topic: plan.topic.clone(),
-            cluster: cluster.clone(),
+            readers: ReaderPool::new(cluster),
             include_keys: plan.include_keys,
             include_headers: plan.include_headers,
             start_time_ms: plan.start_time_ms,

@@ -138,17 +138,7 @@ pub async fn migrate(
         control,
         (offset_map_runs, begun.base, begun.landed),
     ));
-    let copied = match resume::check_landed(&shared, &marks).await {
-        Ok(()) => match copy_partitions(&shared, &marks).await {
-            Ok(maps) => check_ends(&target_admin, &shared).await.map(|()| maps),
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
-    };
-    let offset_maps = match copied {
-        Ok(maps) => maps,
-        Err(error) => return Err(fail(error, &shared, &target_admin, topic_created).await),
-    };
+    let offset_maps = run_copy(&shared, &marks, &target_admin, topic_created).await?;
     let consumer_groups_translated = match translation {
         None => Vec::new(),
         Some(plan) => {
@@ -175,6 +165,27 @@ pub async fn migrate(
         transformation_applied,
         consumer_groups_translated,
     ))
+}
+
+/// The copy itself: what an earlier attempt landed is checked, every partition is copied and
+/// the ends are checked; a failure says what was written and cleans up (see `fail`).
+async fn run_copy(
+    shared: &Arc<Shared>,
+    marks: &BTreeMap<i32, (i64, i64)>,
+    target_admin: &Admin,
+    topic_created: bool,
+) -> DomainResult<BTreeMap<i32, OffsetMap>> {
+    let copied = match resume::check_landed(shared, marks).await {
+        Ok(()) => match copy_partitions(shared, marks).await {
+            Ok(maps) => check_ends(target_admin, shared).await.map(|()| maps),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    match copied {
+        Ok(maps) => Ok(maps),
+        Err(error) => Err(fail(error, shared, target_admin, topic_created).await),
+    }
 }
 
 /// With partitions kept 1:1, each target partition must end where the job's records end (its

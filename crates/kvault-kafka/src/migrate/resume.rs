@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::migrate::MigrateRequest;
-use kvault_domain::resume::{not_resumable_repartitioned, resume_point, StartRecord, TopicResume};
+use kvault_domain::resume::{
+    not_resumable_repartitioned, resume_point, PartitionResume, StartRecord, TopicResume,
+};
 use kvault_domain::{DomainError, PartitionMapping};
 
 use std::sync::Arc;
@@ -45,6 +47,48 @@ pub(super) struct Landed {
     pub(super) count: u64,
     pub(super) first: Option<KeyValue>,
     pub(super) last: Option<KeyValue>,
+}
+
+/// Per target partition, how many of the migration's records an earlier attempt landed;
+/// refused where they cannot be matched to source records (re-partitioned, or under
+/// `max_messages`).
+async fn already_landed(
+    target_admin: &Admin,
+    req: &MigrateRequest,
+    start: &StartRecord,
+) -> DomainResult<Vec<PartitionResume>> {
+    let topic = &req.target_topic;
+    let parts: Vec<i32> = start.base_offsets.keys().copied().collect();
+    let ends: BTreeMap<i32, i64> = target_admin
+        .watermarks(topic, &parts)
+        .await?
+        .into_iter()
+        .map(|(p, (_, high))| (p, high))
+        .collect();
+    let planned: BTreeMap<i32, u64> = match start.mapping {
+        PartitionMapping::Identity => parts
+            .iter()
+            .map(|p| {
+                let (low, high) = start.source_cut.get(p).copied().unwrap_or((0, 0));
+                (*p, (high - low).max(0) as u64)
+            })
+            .collect(),
+        PartitionMapping::Murmur2 => BTreeMap::new(),
+    };
+    let found = resume_point(topic, &start.base_offsets, &ends, &planned)?;
+    if found.iter().any(|p| p.already_written > 0) {
+        if start.mapping == PartitionMapping::Murmur2 {
+            return Err(not_resumable_repartitioned(topic, &found));
+        }
+        if req.max_messages.is_some() {
+            return Err(DomainError::interrupted(format!(
+                "records were already written into {topic} under max_messages, which \
+                 partitions share: which source records they were cannot be proved, so the \
+                 migration does not continue. Inspect or delete the topic and run it again"
+            )));
+        }
+    }
+    Ok(found)
 }
 
 /// Prepares a first attempt (recording its start) or continues from an earlier one's record.
@@ -78,36 +122,7 @@ pub(super) async fn begin(
         )));
     }
     check_source_kept(source_admin, req, &start.source_cut).await?;
-    let parts: Vec<i32> = start.base_offsets.keys().copied().collect();
-    let ends: BTreeMap<i32, i64> = target_admin
-        .watermarks(topic, &parts)
-        .await?
-        .into_iter()
-        .map(|(p, (_, high))| (p, high))
-        .collect();
-    let planned: BTreeMap<i32, u64> = match start.mapping {
-        PartitionMapping::Identity => parts
-            .iter()
-            .map(|p| {
-                let (low, high) = start.source_cut.get(p).copied().unwrap_or((0, 0));
-                (*p, (high - low).max(0) as u64)
-            })
-            .collect(),
-        PartitionMapping::Murmur2 => BTreeMap::new(),
-    };
-    let found = resume_point(topic, &start.base_offsets, &ends, &planned)?;
-    if found.iter().any(|p| p.already_written > 0) {
-        if start.mapping == PartitionMapping::Murmur2 {
-            return Err(not_resumable_repartitioned(topic, &found));
-        }
-        if req.max_messages.is_some() {
-            return Err(DomainError::interrupted(format!(
-                "records were already written into {topic} under max_messages, which \
-                 partitions share: which source records they were cannot be proved, so the \
-                 migration does not continue. Inspect or delete the topic and run it again"
-            )));
-        }
-    }
+    let found = already_landed(target_admin, req, &start).await?;
     let mut landed = BTreeMap::new();
     for p in found.iter().filter(|p| p.already_written > 0) {
         let last = p.base_offset + p.already_written as i64 - 1;

@@ -7,6 +7,7 @@
 mod flush;
 mod router;
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use kvault_domain::error::DomainResult;
@@ -87,8 +88,10 @@ struct Slot {
 /// map in offset order).
 pub(crate) struct Deliveries<'p, S> {
     registration: Registration<'p>,
-    /// Sent records by sequence number modulo its length (a power of two).
-    ring: Vec<Slot>,
+    /// The records sent and not yet settled, oldest (sequence number `head`) first. It grows
+    /// as records are sent, up to [`MAX_IN_FLIGHT`], so a task with few records in flight (a
+    /// small partition) holds little.
+    ring: VecDeque<Slot>,
     /// The oldest unsettled sequence number, and the next one to send.
     head: u64,
     next: u64,
@@ -106,10 +109,9 @@ where
     S: FnMut(Delivered) -> DomainResult<()>,
 {
     pub(crate) fn new(producer: &'p RecordProducer, settle: S) -> DomainResult<Self> {
-        let capacity = MAX_IN_FLIGHT.next_power_of_two();
         Ok(Self {
             registration: producer.register()?,
-            ring: (0..capacity).map(|_| Slot::default()).collect(),
+            ring: VecDeque::new(),
             head: 0,
             next: 0,
             unreported: 0,
@@ -122,17 +124,12 @@ where
     /// Whether another record must wait for deliveries first.
     fn window_full(&self) -> bool {
         let pending = self.pending();
-        pending >= self.ring.len() || (pending > 0 && self.pending_bytes >= MAX_IN_FLIGHT_BYTES)
+        pending >= MAX_IN_FLIGHT || (pending > 0 && self.pending_bytes >= MAX_IN_FLIGHT_BYTES)
     }
 
     /// Deliveries sent and not yet settled.
     pub(crate) fn pending(&self) -> usize {
         (self.next - self.head) as usize
-    }
-
-    fn slot(&mut self, seq: u64) -> &mut Slot {
-        let mask = self.ring.len() as u64 - 1;
-        &mut self.ring[(seq & mask) as usize]
     }
 
     /// Places every report that arrived, then settles the oldest sent records for as long as
@@ -144,7 +141,7 @@ where
             // The report's sequence number is the low bits of one in [head, next).
             let seq = self.head + (report.seq.wrapping_sub(self.head) & SEQ_MASK);
             if seq < self.next {
-                let slot = self.slot(seq);
+                let slot = &mut self.ring[(seq - self.head) as usize];
                 if slot.outcome.is_none() {
                     slot.outcome = Some(report.outcome);
                     self.unreported -= 1;
@@ -152,13 +149,12 @@ where
             }
         }
         self.drained = drained;
-        while self.head < self.next {
-            let head = self.head;
-            let slot = self.slot(head);
+        while let Some(slot) = self.ring.front_mut() {
             let Some(outcome) = slot.outcome.take() else {
                 break;
             };
             let (source_offset, bytes) = (slot.source_offset, slot.bytes);
+            self.ring.pop_front();
             self.head += 1;
             self.pending_bytes -= bytes;
             (self.settle)((source_offset, outcome))?;
@@ -210,11 +206,11 @@ where
                 }
             }
         }
-        *self.slot(seq) = Slot {
+        self.ring.push_back(Slot {
             source_offset,
             bytes,
             outcome: None,
-        };
+        });
         self.next += 1;
         self.unreported += 1;
         self.pending_bytes += bytes;

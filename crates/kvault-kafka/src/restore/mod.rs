@@ -28,15 +28,14 @@
 //! records each target partition's end offset; a replica that takes the job over counts the
 //! job's records already on each partition from the target itself and produces only the rest.
 
-/// The longest chain a restore follows.
-const MAX_CHAIN_LINKS: usize = 10_000;
-
 mod groups;
+mod load;
 mod partition;
 mod preview;
 mod resume;
 mod tally;
 mod target;
+mod transform;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +43,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use kvault_domain::chain::{chain_problems, load_chain, merge_chain};
 use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
@@ -53,23 +51,28 @@ use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
 
 use crate::admin::{drop_in_background, Admin};
 use crate::client::ClusterConfig;
-use crate::consume::PARTITION_CONCURRENCY;
 use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
+use crate::tuning::partitions_at_once;
 use kvault_domain::fanout::all_or_root_cause;
 
 use groups::{restore_groups, GroupRestore};
 use kvault_domain::restore_planning::select_partitions;
+use load::{load_checked, Checked};
 use partition::{fail_after_producing, restore_partition};
 pub(crate) use preview::dry_run;
 use resume::{begin, Reading};
 use tally::Tally;
+use transform::TransformStep;
 
 struct Shared {
     /// The archives to read, oldest first, each with the partitions it holds: one, or every
     /// link of an incremental chain.
     links: Vec<(BackupId, BTreeSet<i32>)>,
+    /// The links' manifests by backup id, as read when the restore began: partitions are
+    /// opened from them, not from a manifest read and parsed again per partition.
+    manifests: BTreeMap<String, Arc<kvault_domain::Manifest>>,
     target_topic: String,
     mapping: PartitionMapping,
     partitioner: KeyPartitioner,
@@ -87,6 +90,8 @@ struct Shared {
     control: OperationControl,
     stop: AtomicBool,
     tally: Mutex<Tally>,
+    /// The restore's filter, sample, excluded keys and masks, when it has any.
+    transform: Option<TransformStep>,
 }
 
 impl Shared {
@@ -103,6 +108,7 @@ impl Shared {
             base,
             skip,
             links,
+            manifests: BTreeMap::new(),
             target_topic: plan.target_topic.clone(),
             mapping,
             partitioner: KeyPartitioner::new(target_partitions),
@@ -115,6 +121,7 @@ impl Shared {
             control,
             stop: AtomicBool::new(false),
             tally: Mutex::new(Tally::default()),
+            transform: None,
         }
     }
 
@@ -168,63 +175,117 @@ pub(crate) async fn run(
     let started = Instant::now();
     // First: the producer connects (and gets its producer id) while the archive is checked.
     let producer = RecordProducer::create(cluster)?;
-    let Checked {
-        links,
-        archives,
-        manifest,
-        warnings: mut chain_warnings,
-    } = load_checked(store.as_ref(), &plan, &control).await?;
-    tracing::debug!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "restore: archive checked"
-    );
-    let sources = select_partitions(&plan, &manifest)?;
-
+    // A filter that does not compile is refused before anything is read.
+    let step = TransformStep::prepare(&plan)?;
     let admin = Admin::new(cluster)?;
-    let reading = Reading {
-        archives,
-        links: &links,
-        store: &store,
-    };
-    let begun = begin(
-        (cluster, &admin),
-        &plan,
-        &manifest,
-        &sources,
-        reading,
-        &control,
-    )
-    .await?;
-    let target = begun.target;
-    let (mapping, target_count, topic_created) =
-        (target.mapping, target.partitions, target.created);
-    let mut warnings = target.warnings;
-    warnings.append(&mut chain_warnings);
-    let groups = GroupRestore::prepare(&plan, mapping, &begun.base);
+    let mut prepared = prepare(cluster, &admin, &plan, &store, &control).await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "restore: target ready"
     );
-
-    let shared = Arc::new(Shared::new(
+    let target = &prepared.begun.target;
+    let groups = GroupRestore::prepare(&plan, target.mapping, &prepared.begun.base);
+    let mut shared = Shared::new(
         &plan,
-        links,
-        (mapping, target_count),
-        (begun.base, begun.skip),
+        prepared.links.clone(),
+        (target.mapping, target.partitions),
+        (prepared.begun.base.clone(), prepared.begun.skip.clone()),
         producer,
         groups,
         control.clone(),
-    ));
-
-    let outcomes: Vec<DomainResult<SourceTotals>> = futures::stream::iter(sources.clone())
+    );
+    shared.transform = step;
+    shared.manifests = std::mem::take(&mut prepared.manifests);
+    let shared = Arc::new(shared);
+    let width = partitions_at_once(&prepared.manifest, &prepared.sources);
+    let outcomes: Vec<DomainResult<SourceTotals>> = futures::stream::iter(prepared.sources.clone())
         .map(|p| restore_partition(p, store.clone(), shared.clone()))
-        .buffer_unordered(PARTITION_CONCURRENCY)
+        .buffer_unordered(width)
         .collect()
         .await;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "restore: produced"
     );
+    let (totals, tally) = settle(outcomes, &admin, &shared, &plan, &prepared).await?;
+    let finished = Finished {
+        totals,
+        tally,
+        started,
+    };
+    let result = finish(
+        cluster_id, cluster, &admin, &shared, plan, prepared, finished,
+    )
+    .await?;
+    drop_in_background((shared, admin));
+    Ok(result)
+}
+
+/// What a restore knows before its first produce: the checked archive, the selected source
+/// partitions, the prepared (or continued) target and the warnings so far.
+struct Prepared {
+    links: Vec<(BackupId, BTreeSet<i32>)>,
+    manifest: kvault_domain::Manifest,
+    /// Each archive's own manifest, by backup id, handed to the partitions that read it.
+    manifests: BTreeMap<String, Arc<kvault_domain::Manifest>>,
+    sources: Vec<i32>,
+    begun: resume::Begun,
+    warnings: Vec<String>,
+}
+
+/// Loads and checks the archive, selects the partitions and prepares (or continues on) the
+/// target.
+async fn prepare(
+    cluster: &ClusterConfig,
+    admin: &Admin,
+    plan: &RestorePlan,
+    store: &Arc<dyn ArchiveStore>,
+    control: &OperationControl,
+) -> DomainResult<Prepared> {
+    let Checked {
+        links,
+        archives,
+        manifest,
+        manifests,
+        warnings: chain_warnings,
+    } = load_checked(store.as_ref(), plan, control).await?;
+    let sources = select_partitions(plan, &manifest)?;
+    let reading = Reading {
+        archives,
+        links: &links,
+        store,
+    };
+    let begun = begin(
+        (cluster, admin),
+        plan,
+        &manifest,
+        &sources,
+        reading,
+        control,
+    )
+    .await?;
+    let mut warnings = begun.target.warnings.clone();
+    warnings.extend(chain_warnings);
+    Ok(Prepared {
+        links,
+        manifest,
+        manifests,
+        sources,
+        begun,
+        warnings,
+    })
+}
+
+/// The partitions' outcomes as one: the totals and where records landed, or the root cause
+/// of a failure, reported with what was written (see `fail_after_producing`).
+async fn settle(
+    outcomes: Vec<DomainResult<SourceTotals>>,
+    admin: &Admin,
+    shared: &Shared,
+    plan: &RestorePlan,
+    prepared: &Prepared,
+) -> DomainResult<(SourceTotals, Tally)> {
+    let control = &shared.control;
     let outcome = all_or_root_cause(outcomes).and_then(|per_source| {
         if control.is_cancelled() {
             return Err(DomainError::Cancelled);
@@ -243,49 +304,68 @@ pub(crate) async fn run(
             .map_err(|_| DomainError::internal("restore tally lock poisoned"))?,
     );
     let outcome = match outcome {
-        Ok(totals) => check_ends(&admin, &shared, &tally, &sources)
+        Ok(totals) => check_ends(admin, shared, &tally, &prepared.sources)
             .await
             .map(|()| totals),
         Err(error) => Err(error),
     };
-    let totals = match outcome {
-        Ok(totals) => totals,
+    match outcome {
+        Ok(totals) => Ok((totals, tally)),
         Err(error) => {
             let topic = &plan.target_topic;
-            let how = (topic_created, control.is_handed_over());
-            return Err(fail_after_producing(error, &tally, &admin, topic, how).await);
+            let how = (prepared.begun.target.created, control.is_handed_over());
+            Err(fail_after_producing(error, &tally, admin, topic, how).await)
         }
-    };
+    }
+}
+
+/// What producing left for the result.
+struct Finished {
+    totals: SourceTotals,
+    tally: Tally,
+    started: Instant,
+}
+
+/// Puts the consumer groups back (when asked) and makes the result.
+async fn finish(
+    cluster_id: &str,
+    cluster: &ClusterConfig,
+    admin: &Admin,
+    shared: &Shared,
+    plan: RestorePlan,
+    prepared: Prepared,
+    done: Finished,
+) -> DomainResult<RestoreResult> {
     let consumer_groups_restored = restore_groups(
-        (cluster, &admin),
+        (cluster, admin),
         &plan,
-        &manifest,
-        &sources,
+        &prepared.manifest,
+        &prepared.sources,
         shared.groups.as_ref(),
         false,
     )
     .await?;
+    let mut warnings = prepared.warnings;
     warnings.extend(groups::warnings(&consumer_groups_restored));
-
-    let result = RestoreResult {
+    let target = prepared.begun.target;
+    Ok(RestoreResult {
         backup_id: plan.backup_id.to_string(),
         target_topic: plan.target_topic,
         cluster_id: cluster_id.to_owned(),
-        total_messages: totals.messages,
-        total_size_bytes: totals.bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        messages_restored: tally.total(),
-        partitions_created: tally.partition_results(),
+        total_messages: done.totals.messages,
+        total_size_bytes: done.totals.bytes,
+        duration_ms: done.started.elapsed().as_millis() as u64,
+        messages_restored: done.tally.total(),
+        partitions_created: done.tally.partition_results(),
         status: kvault_domain::job::OperationStatus::Completed,
         checksum_validated: plan.validate_checksum,
-        partition_mapping: mapping,
-        topic_created,
+        partition_mapping: target.mapping,
+        topic_created: target.created,
         offsets_preserved: plan.preserve_offsets,
         warnings,
         consumer_groups_restored,
-    };
-    drop_in_background((shared, admin));
-    Ok(result)
+        transform: shared.transform.as_ref().map(TransformStep::counts),
+    })
 }
 
 /// With partitions kept 1:1, each restored partition must end where the job's records end
@@ -313,88 +393,4 @@ async fn check_ends(
         }
     }
     Ok(())
-}
-
-/// The archive a restore reads, checked as every restore checks it.
-struct Checked {
-    /// The archives to read, oldest first, each with the partitions it holds.
-    links: Vec<(BackupId, BTreeSet<i32>)>,
-    /// The same archives as `(backup_id, uid)`, as the job's start record names them.
-    archives: Vec<(String, Option<String>)>,
-    /// The one manifest the restore plans from (a chain's links merged).
-    manifest: kvault_domain::Manifest,
-    warnings: Vec<String>,
-}
-
-/// Loads the backup (its whole chain when incremental) and, when `validate_checksum`, checks
-/// every checksum before anything is produced.
-async fn load_checked(
-    store: &dyn ArchiveStore,
-    plan: &RestorePlan,
-    control: &OperationControl,
-) -> DomainResult<Checked> {
-    let last = store.manifest(&plan.backup_id).await?;
-    let chain = load_chain(store, last, MAX_CHAIN_LINKS).await?;
-    if plan.validate_checksum {
-        for link in &chain {
-            check_archive(store, &link.backup_id, control).await?;
-        }
-        control.reset_progress();
-    }
-    let links = chain
-        .iter()
-        .map(|m| {
-            let id = BackupId::parse(&m.backup_id)?;
-            Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
-        })
-        .collect::<DomainResult<Vec<_>>>()?;
-    let manifest = match chain.as_slice() {
-        [only] if only.chain.is_none() => only.clone(),
-        links => merge_chain(links, plan.until_time_ms)?,
-    };
-    Ok(Checked {
-        links,
-        archives: chain
-            .iter()
-            .map(|m| (m.backup_id.clone(), m.archive_uid.clone()))
-            .collect(),
-        manifest,
-        warnings: chain_warnings(&chain),
-    })
-}
-
-/// Every checksum of the backup, before anything is produced: a corrupt archive is refused
-/// whole.
-async fn check_archive(
-    store: &dyn ArchiveStore,
-    backup_id: &str,
-    control: &OperationControl,
-) -> DomainResult<()> {
-    let backup_id = BackupId::parse(backup_id)?;
-    let report = store.check_integrity(&backup_id, control).await?;
-    if !report.valid {
-        return Err(DomainError::CorruptArchive {
-            backup_id: backup_id.to_string(),
-            reason: format!(
-                "verification found {} problem(s): {}; nothing was restored",
-                report.problems.len(),
-                report.problems.join("; ")
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// What a caller restoring a chain should know: links pruned before it, continuity problems.
-fn chain_warnings(chain: &[kvault_domain::Manifest]) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if let Some(link) = chain.first().and_then(|m| m.chain.as_ref()) {
-        warnings.push(format!(
-            "the chain starts at {} (link {} after {}): the links before it were deleted, \
-             so records before its start are not restored",
-            chain[0].backup_id, link.sequence, link.root_id
-        ));
-    }
-    warnings.extend(chain_problems(chain));
-    warnings
 }

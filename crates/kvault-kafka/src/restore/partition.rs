@@ -45,9 +45,13 @@ pub(super) async fn restore_partition(
         let shared = shared.clone();
         tokio::spawn(async move {
             for id in links {
-                let blocks = store.read_partition_blocks(&id, source, bounds).await?;
+                let blocks = match shared.manifests.get(id.as_str()) {
+                    Some(manifest) => store.read_blocks_of(manifest.clone(), source, bounds),
+                    None => store.read_partition_blocks(&id, source, bounds),
+                }
+                .await?;
                 let (shared, tx) = (shared.clone(), tx.clone());
-                tokio::task::spawn_blocking(move || read_archive(blocks, &shared, tx))
+                tokio::task::spawn_blocking(move || read_archive(source, blocks, &shared, tx))
                     .await
                     .map_err(|e| DomainError::internal(format!("archive reader failed: {e}")))??;
             }
@@ -75,8 +79,10 @@ pub(super) async fn restore_partition(
 /// Records admitted by the rate limit (and counted in progress) at a time.
 const ADMIT_RUN: usize = 256;
 
-/// Streams a source partition out of the archive, a block at a time.
+/// Streams source partition `source` out of the archive, a block at a time, through the
+/// transform step when the restore has one.
 pub(super) fn read_archive(
+    source: i32,
     reader: Box<dyn BlockReader>,
     shared: &Shared,
     tx: mpsc::Sender<RecordBlock>,
@@ -86,6 +92,7 @@ pub(super) fn read_archive(
         if shared.until_ms.is_some() {
             block.retain(|r| kept_until(r, shared.until_ms));
         }
+        let block = super::transform::apply(shared.transform.as_ref(), source, block)?;
         if shared.should_stop() {
             return Err(DomainError::Cancelled);
         }

@@ -25,9 +25,10 @@ use kvault_domain::restore_planning::select_partitions;
 use kvault_domain::{BackupId, DomainError, PartitionMapping};
 
 use super::groups::{restore_groups, warnings as group_warnings, GroupRestore};
+use super::load::{load_checked, Checked};
 use super::tally::{Landed, Tally};
 use super::target::{prepare_target, PreparedTarget};
-use super::{load_checked, Checked};
+use super::transform::TransformStep;
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
 use crate::partitioner::KeyPartitioner;
@@ -45,8 +46,10 @@ pub(crate) async fn dry_run(
         archives,
         manifest,
         mut warnings,
+        ..
     } = load_checked(store.as_ref(), &plan, &control).await?;
     let sources = select_partitions(&plan, &manifest)?;
+    let step = TransformStep::prepare(&plan)?.map(Arc::new);
     let admin = Admin::new(cluster)?;
     let target =
         prepare_target(&admin, &plan, &manifest, &sources, &control, archives, true).await?;
@@ -59,7 +62,14 @@ pub(crate) async fn dry_run(
         &manifest,
         sources.as_slice(),
     );
-    let landing = land(archive, (&admin, &target), &plan, groups.as_ref(), &control).await?;
+    let landing = land(
+        archive,
+        (&admin, &target),
+        &plan,
+        (groups.as_ref(), step.clone()),
+        &control,
+    )
+    .await?;
     if landing.null_keys_spread > 0 {
         all_warnings.push(format!(
             "{} records with a null key would be spread round-robin over the target \
@@ -97,6 +107,7 @@ pub(crate) async fn dry_run(
         partitions: landing.tally.partition_results(),
         consumer_groups,
         warnings: all_warnings,
+        transform: step.map(|s| s.counts()),
     })
 }
 
@@ -106,7 +117,7 @@ async fn land(
     (store, links, manifest, sources): Archive<'_>,
     (admin, target): (&Admin, &PreparedTarget),
     plan: &RestorePlan,
-    groups: Option<&Arc<GroupRestore>>,
+    (groups, transform): (Option<&Arc<GroupRestore>>, Option<Arc<TransformStep>>),
     control: &OperationControl,
 ) -> DomainResult<Landing> {
     let ends = if target.created {
@@ -126,9 +137,11 @@ async fn land(
         tally: Tally::default(),
         bytes: 0,
         null_keys_spread: 0,
+        transform,
     };
     let from_manifest = target.mapping == PartitionMapping::Identity
         && plan.until_time_ms.is_none()
+        && landing.transform.is_none()
         && (groups.is_none() || all_contiguous(manifest, sources));
     if from_manifest {
         landing.place_from_manifest(manifest, sources, groups.map(Arc::as_ref));
@@ -177,6 +190,8 @@ struct Landing {
     tally: Tally,
     bytes: u64,
     null_keys_spread: u64,
+    /// The restore's transform step: the records it leaves out are not placed.
+    transform: Option<Arc<TransformStep>>,
 }
 
 impl Landing {
@@ -237,7 +252,7 @@ async fn read_and_place(
     let groups = groups.cloned();
     let placed = tokio::task::spawn_blocking(move || {
         for block in blocks {
-            let block = block?;
+            let block = super::transform::apply(landing.transform.as_deref(), source, block?)?;
             for record in block.iter() {
                 let kept = until.is_none_or(|u| {
                     record.timestamp_type == TimestampType::NotAvailable || record.timestamp <= u

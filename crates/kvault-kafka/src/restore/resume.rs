@@ -85,31 +85,7 @@ pub(super) async fn begin(
             start.base_offsets.len()
         )));
     }
-    let parts: Vec<i32> = start.base_offsets.keys().copied().collect();
-    let ends: BTreeMap<i32, i64> = admin
-        .watermarks(topic, &parts)
-        .await?
-        .into_iter()
-        .map(|(p, (_, high))| (p, high))
-        .collect();
-    let planned: BTreeMap<i32, u64> = match start.mapping {
-        PartitionMapping::Identity => parts
-            .iter()
-            .map(|p| {
-                let count = if sources.contains(p) {
-                    manifest.partition(*p).map_or(0, |m| m.message_count)
-                } else {
-                    0
-                };
-                (*p, count)
-            })
-            .collect(),
-        PartitionMapping::Murmur2 => BTreeMap::new(),
-    };
-    let found = resume_point(topic, &start.base_offsets, &ends, &planned)?;
-    if start.mapping == PartitionMapping::Murmur2 && found.iter().any(|p| p.already_written > 0) {
-        return Err(not_resumable_repartitioned(topic, &found));
-    }
+    let found = already_landed(admin, plan, manifest, sources, &start).await?;
     for p in found.iter().filter(|p| p.already_written > 0) {
         check_landed(cluster, topic, p, &reading, plan.until_time_ms, control).await?;
     }
@@ -140,6 +116,51 @@ pub(super) async fn begin(
             .map(|p| (p.partition, p.already_written))
             .collect(),
     })
+}
+
+/// Per target partition, how many of the job's records an earlier attempt landed; refused
+/// where they cannot be told apart from the backup's (re-partitioned or transformed records).
+async fn already_landed(
+    admin: &Admin,
+    plan: &RestorePlan,
+    manifest: &Manifest,
+    sources: &[i32],
+    start: &StartRecord,
+) -> DomainResult<Vec<PartitionResume>> {
+    let topic = &plan.target_topic;
+    let parts: Vec<i32> = start.base_offsets.keys().copied().collect();
+    let ends: BTreeMap<i32, i64> = admin
+        .watermarks(topic, &parts)
+        .await?
+        .into_iter()
+        .map(|(p, (_, high))| (p, high))
+        .collect();
+    let planned: BTreeMap<i32, u64> = match start.mapping {
+        PartitionMapping::Identity => parts
+            .iter()
+            .map(|p| {
+                let count = if sources.contains(p) {
+                    manifest.partition(*p).map_or(0, |m| m.message_count)
+                } else {
+                    0
+                };
+                (*p, count)
+            })
+            .collect(),
+        PartitionMapping::Murmur2 => BTreeMap::new(),
+    };
+    let found = resume_point(topic, &start.base_offsets, &ends, &planned)?;
+    if start.mapping == PartitionMapping::Murmur2 && found.iter().any(|p| p.already_written > 0) {
+        return Err(not_resumable_repartitioned(topic, &found));
+    }
+    if plan.transform.is_some() && found.iter().any(|p| p.already_written > 0) {
+        return Err(DomainError::interrupted(format!(
+            "records of this filtered, sampled or masked restore already landed in {topic}: \
+             they cannot be matched against the backup's records, so the job cannot continue \
+             exactly; delete the topic and restore again"
+        )));
+    }
+    Ok(found)
 }
 
 /// A first attempt: the target is checked or created, the start recorded before that.

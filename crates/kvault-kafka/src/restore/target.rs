@@ -45,24 +45,7 @@ pub(super) async fn prepare_target(
     dry_run: bool,
 ) -> DomainResult<PreparedTarget> {
     let existing = admin.topic(&plan.target_topic).await?;
-    let source_count = manifest.topic.partition_count;
-    let target_count = match &existing {
-        Some(info) => info.partition_count(),
-        None => plan.target_partitions.unwrap_or(source_count),
-    };
-    let mapping = partition_mapping(source_count, target_count);
-    if let (Some(ms), Some(_)) = (plan.retention_override_ms, &existing) {
-        return Err(ValidationError::new(
-            "retention_override",
-            ms,
-            format!(
-                "topic {} already exists: retention_override applies only to a topic the \
-                 restore creates; change the existing topic's retention.ms with your Kafka tools",
-                plan.target_topic
-            ),
-        )
-        .into());
-    }
+    let (target_count, mapping) = plan_layout(plan, manifest, existing.as_ref())?;
     let base_offsets = if let Some(info) = &existing {
         check_existing_target(admin, plan, info, sources, manifest, mapping).await?
     } else {
@@ -85,14 +68,67 @@ pub(super) async fn prepare_target(
         };
         super::resume::record_start(control, start).await?;
     }
+    let archive = (manifest, sources);
+    let layout = (existing.as_ref(), target_count, dry_run);
+    let (replication, configs, warnings) = create_or_keep(admin, plan, archive, layout).await?;
+    Ok(PreparedTarget {
+        mapping,
+        partitions: target_count,
+        created: existing.is_none(),
+        replication_factor: replication,
+        configs,
+        warnings,
+        base_offsets,
+    })
+}
 
-    let topic_created = existing.is_none();
+/// The target's partition count and how source partitions map onto it; `retention_override`
+/// is refused for a topic that exists.
+fn plan_layout(
+    plan: &RestorePlan,
+    manifest: &Manifest,
+    existing: Option<&TopicInfo>,
+) -> DomainResult<(i32, PartitionMapping)> {
+    let source_count = manifest.topic.partition_count;
+    let target_count = match existing {
+        Some(info) => info.partition_count(),
+        None => plan.target_partitions.unwrap_or(source_count),
+    };
+    // A masked key is partitioned after masking, as a producer of that key would.
+    let mapping = match &plan.transform {
+        Some(t) if t.masks_key() => PartitionMapping::Murmur2,
+        _ => partition_mapping(source_count, target_count),
+    };
+    if let (Some(ms), Some(_)) = (plan.retention_override_ms, existing) {
+        return Err(ValidationError::new(
+            "retention_override",
+            ms,
+            format!(
+                "topic {} already exists: retention_override applies only to a topic the \
+                 restore creates; change the existing topic's retention.ms with your Kafka tools",
+                plan.target_topic
+            ),
+        )
+        .into());
+    }
+    Ok((target_count, mapping))
+}
+
+/// Keeps an existing topic's layout (warning where the plan asked for another) or creates the
+/// topic with the backed-up configs (a dry run only says which); returns the replication
+/// factor, the configs a created topic gets, and the warnings.
+async fn create_or_keep(
+    admin: &Admin,
+    plan: &RestorePlan,
+    (manifest, sources): (&Manifest, &[i32]),
+    (existing, target_count, dry_run): (Option<&TopicInfo>, i32, bool),
+) -> DomainResult<(i16, BTreeMap<String, String>, Vec<String>)> {
     let mut warnings = Vec::new();
     let mut configs = BTreeMap::new();
     let mut replication = plan
         .replication_factor
         .unwrap_or(manifest.topic.replication_factor);
-    if let Some(info) = &existing {
+    if let Some(info) = existing {
         warnings.extend(layout_not_applied(plan, info));
         replication = info.replication_factor;
     } else {
@@ -109,16 +145,7 @@ pub(super) async fn prepare_target(
     // set one.
     let would_have = (existing.is_none() && dry_run).then_some(&configs);
     warnings.extend(retention_warnings(admin, plan, manifest, sources, would_have).await);
-
-    Ok(PreparedTarget {
-        mapping,
-        partitions: target_count,
-        created: topic_created,
-        replication_factor: replication,
-        configs,
-        warnings,
-        base_offsets,
-    })
+    Ok((replication, configs, warnings))
 }
 
 /// Creates the target topic; a warning when the broker refused the backed-up configs.

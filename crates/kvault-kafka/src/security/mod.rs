@@ -170,22 +170,25 @@ pub async fn verify(cluster: &ClusterConfig, timeout: Duration) -> DomainResult<
             hung_up: AtomicU32::new(0),
         })
         .map_err(creation_error)?;
-    let answer = tokio::task::spawn_blocking(move || {
+    let (answer, client) = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
         loop {
             let slice = SLICE.min(deadline.saturating_duration_since(Instant::now()));
             let answer = client.client().fetch_metadata(None, slice);
             client.poll(Duration::ZERO);
-            match (answer, seen.first()) {
-                (Ok(_), _) => return Ok(()),
-                (Err(_), Some(refusal)) => return Err(Err(refusal)),
-                (Err(e), None) if Instant::now() >= deadline => return Err(Ok(e)),
-                (Err(_), None) => {}
-            }
+            let outcome = match (answer, seen.first()) {
+                (Ok(_), _) => Ok(()),
+                (Err(_), Some(refusal)) => Err(Err(refusal)),
+                (Err(e), None) if Instant::now() >= deadline => Err(Ok(e)),
+                (Err(_), None) => continue,
+            };
+            return (outcome, client);
         }
     })
     .await
     .map_err(|e| DomainError::internal(format!("connection check task failed: {e}")))?;
+    // The operation that follows need not wait for the client's teardown.
+    crate::admin::drop_in_background(client);
     match answer {
         Ok(()) => Ok(()),
         Err(Ok(e)) => Err(kafka_error("cluster unreachable (metadata request)", e)),

@@ -2,14 +2,17 @@
 //! `{id}.partial/` (held by an advisory lock while its writer lives) and renamed to `{id}/`
 //! once every file is durable; a delete renames it to a hidden tombstone first.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+pub use super::durable::FileSinks;
+use super::durable::Unsynced;
 use super::partial::{self, PartialLock, LOCK_FILE};
 use super::tombstone::{is_tombstone, tombstone_name};
-use super::{Adopted, Adoption, Backend, SegmentSink, SegmentSinks, SegmentSource, Staging};
+use super::{Adopted, Adoption, Backend, SegmentSinks, SegmentSource, Staging};
 use crate::error::{Result, StorageError};
 
 pub(crate) use crate::format::MANIFEST_FILE;
@@ -135,6 +138,7 @@ impl Backend for LocalBackend {
             dir,
             base: self.base.clone(),
             final_dir,
+            unsynced: Arc::default(),
             done: false,
         }))
     }
@@ -236,6 +240,7 @@ impl Backend for LocalBackend {
             dir,
             base: self.base.clone(),
             final_dir,
+            unsynced: Arc::default(),
             done: false,
         };
         Ok((Box::new(staging), adopted))
@@ -250,6 +255,8 @@ struct LocalStaging {
     dir: PathBuf,
     base: PathBuf,
     final_dir: PathBuf,
+    /// Last segments and partition directories whose fsync waits for the commit.
+    unsynced: Arc<Unsynced>,
     /// Set once committed or aborted, so `Drop` leaves the result alone.
     done: bool,
 }
@@ -258,7 +265,11 @@ impl Staging for LocalStaging {
     fn sinks(&self, partition_dir: &str) -> Result<Box<dyn SegmentSinks>> {
         let dir = self.dir.join(partition_dir);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        Ok(Box::new(FileSinks::new(dir, IO_BUFFER)))
+        Ok(Box::new(FileSinks::deferred(
+            dir,
+            IO_BUFFER,
+            self.unsynced.clone(),
+        )))
     }
 
     fn segment_size(&self, file: &str) -> Result<Option<u64>> {
@@ -266,6 +277,7 @@ impl Staging for LocalStaging {
     }
 
     fn commit(&mut self, manifest: &[u8]) -> Result<()> {
+        self.unsynced.sync_all().map_err(io_err(&self.dir))?;
         let path = self.dir.join(MANIFEST_FILE);
         let mut f = File::create(&path).map_err(io_err(&path))?;
         f.write_all(manifest)
@@ -304,55 +316,6 @@ impl Drop for LocalStaging {
                 tracing::warn!(error = %e, "could not remove an abandoned partial backup");
             }
         }
-    }
-}
-
-/// Segment files under one local directory.
-#[derive(Debug, Clone)]
-pub struct FileSinks {
-    dir: PathBuf,
-    buffer: usize,
-}
-
-impl FileSinks {
-    pub fn new(dir: impl Into<PathBuf>, buffer: usize) -> Self {
-        Self {
-            dir: dir.into(),
-            buffer,
-        }
-    }
-}
-
-impl SegmentSinks for FileSinks {
-    fn create(&self, file: &str) -> io::Result<Box<dyn SegmentSink>> {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.dir.join(file))?;
-        Ok(Box::new(FileSink(BufWriter::with_capacity(self.buffer, f))))
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        File::open(&self.dir).and_then(|d| d.sync_all())
-    }
-}
-
-/// A buffered segment file; durable once fsynced.
-struct FileSink(BufWriter<File>);
-
-impl Write for FileSink {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.write(b)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl SegmentSink for FileSink {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        let file = self.0.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
     }
 }
 

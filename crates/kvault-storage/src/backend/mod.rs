@@ -15,6 +15,7 @@ use std::ops::Range;
 
 use crate::error::Result;
 
+mod durable;
 pub mod local;
 pub mod object;
 mod partial;
@@ -128,6 +129,14 @@ pub trait SegmentSink: Write + Send {
     /// Makes everything written durable and visible under the segment's name (fsync of a
     /// file; completing a multipart upload). Nothing written is durable before it.
     fn finish(self: Box<Self>) -> io::Result<()>;
+
+    /// Finishes the last segment of a partition. A backend may leave making it durable to the
+    /// commit, which then makes all of them durable at once before the manifest is written
+    /// (nothing reads such a segment before the commit: a resumed backup keeps only segments
+    /// closed earlier). Defaults to [`SegmentSink::finish`].
+    fn finish_last(self: Box<Self>) -> io::Result<()> {
+        self.finish()
+    }
 }
 
 /// Opens sinks for new segment files of one backup.
@@ -136,7 +145,8 @@ pub trait SegmentSinks: Send + Sync {
     /// Fails if it exists: segments are create-only.
     fn create(&self, file: &str) -> io::Result<Box<dyn SegmentSink>>;
 
-    /// Makes the set of finished segments durable (a directory fsync locally).
+    /// Makes the set of finished segments durable (a directory fsync locally), or has the
+    /// commit do it with the last segments (see [`SegmentSink::finish_last`]).
     fn sync(&self) -> io::Result<()> {
         Ok(())
     }

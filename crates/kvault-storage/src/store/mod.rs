@@ -234,13 +234,31 @@ impl Store {
         bounds: ReadBounds,
     ) -> Result<PartitionReader> {
         let manifest = self.load_manifest(id)?;
+        self.partition_of(&manifest, partition, bounds)
+    }
+
+    /// A reader of `partition` of the archive `manifest` describes (read by this store
+    /// earlier); its segment paths are checked as a loaded manifest's are.
+    fn partition_of(
+        &self,
+        manifest: &Manifest,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> Result<PartitionReader> {
+        let id = manifest.backup_id.as_str();
         let p = manifest
             .partition(partition)
             .ok_or_else(|| StorageError::PartitionNotFound {
                 backup_id: id.to_owned(),
                 partition,
             })?;
-        let key = self.archive_key(&manifest)?;
+        if let Some(bad) = p.segments.iter().find(|s| !is_safe_relative(&s.file)) {
+            return Err(StorageError::BadManifest {
+                file: format!("{id}/{MANIFEST_FILE}"),
+                reason: format!("segment path {:?} is not a safe relative path", bad.file),
+            });
+        }
+        let key = self.archive_key(manifest)?;
         Ok(PartitionReader {
             store: self.clone(),
             backup_id: id.to_owned(),

@@ -118,13 +118,14 @@ impl StorePartitionWriter {
             let full = seg.writer.size() >= self.options.segment_size;
             self.block.clear();
             if full {
-                self.close_segment()?;
+                self.close_segment(false)?;
             }
         }
         Ok(())
     }
 
-    fn close_segment(&mut self) -> Result<()> {
+    /// Closes the open segment; the partition's `last` one may be made durable by the commit.
+    fn close_segment(&mut self, last: bool) -> Result<()> {
         let Some(seg) = self.segment.take() else {
             return Ok(());
         };
@@ -132,7 +133,12 @@ impl StorePartitionWriter {
             .writer
             .finish()
             .map_err(|e| self.io_error(&seg.file, e))?;
-        sink.finish().map_err(|e| self.io_error(&seg.file, e))?;
+        let finished = if last {
+            sink.finish_last()
+        } else {
+            sink.finish()
+        };
+        finished.map_err(|e| self.io_error(&seg.file, e))?;
         self.closed_bytes += stats.size;
         self.segments.push(SegmentInfo {
             file: seg.file,
@@ -151,7 +157,7 @@ impl StorePartitionWriter {
 
     fn finish_inner(&mut self, start_offset: i64, end_offset: i64) -> Result<PartitionManifest> {
         self.flush_block()?;
-        self.close_segment()?;
+        self.close_segment(true)?;
         self.sinks
             .sync()
             .map_err(|e| self.io_error(&self.rel_dir, e))?;

@@ -57,6 +57,19 @@ impl Store {
         }
     }
 
+    /// [`Store::blocking_read_partition_blocks`] from a manifest this store gave earlier.
+    pub fn blocking_read_blocks_of(
+        &self,
+        manifest: &Manifest,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn BlockReader>> {
+        match self.partition_of(manifest, partition, bounds) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(e.into_domain(&manifest.backup_id)),
+        }
+    }
+
     pub fn blocking_list(&self) -> DomainResult<Vec<Manifest>> {
         self.list_inner().map_err(|e| e.into_domain(""))
     }
@@ -131,6 +144,16 @@ impl ArchiveStore for Store {
     ) -> DomainResult<Box<dyn BlockReader>> {
         let id = id.clone();
         self.off_runtime(move |s| s.blocking_read_partition_blocks(&id, partition, bounds))
+            .await
+    }
+
+    async fn read_blocks_of(
+        &self,
+        manifest: Arc<Manifest>,
+        partition: i32,
+        bounds: ReadBounds,
+    ) -> DomainResult<Box<dyn BlockReader>> {
+        self.off_runtime(move |s| s.blocking_read_blocks_of(&manifest, partition, bounds))
             .await
     }
 

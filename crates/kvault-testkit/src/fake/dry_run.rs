@@ -98,6 +98,7 @@ impl FakeEngine {
             partitions,
             consumer_groups: Vec::new(),
             warnings: Vec::new(),
+            transform: None,
         })
     }
 

@@ -110,6 +110,7 @@ impl RestoreOperation for FakeEngine {
             offsets_preserved: false,
             warnings: Vec::new(),
             consumer_groups_restored: Vec::new(),
+            transform: None,
         })
     }
 

@@ -125,6 +125,35 @@ pub struct RestoreArgs {
     /// Backup sets: restore some topics under other names (`orders=orders-copy,...`).
     #[arg(long, alias = "topic_mapping", value_delimiter = ',', value_parser = parse_rename)]
     pub topic_mapping: Option<Vec<(String, String)>>,
+    /// Restore only the records this CEL expression keeps (the request's `filter_expression`).
+    #[arg(long, alias = "filter_expression", alias = "filter-expression")]
+    pub filter: Option<String>,
+    /// Restore a deterministic fraction of the records, e.g. 0.01 (the request's `sample`).
+    #[arg(long)]
+    pub sample: Option<f64>,
+    /// What --sample draws: `key` (every record of a sampled key) or `record`.
+    #[arg(long, alias = "sample_by", value_enum, default_value_t = SampleByArg::Key)]
+    pub sample_by: SampleByArg,
+    /// A JSON file with any of the request's `filter_expression`, `sample`, `mask` and
+    /// `exclude_keys` (docs/api.md, "Restores for test environments"); --filter and --sample
+    /// take precedence over the file's.
+    #[arg(long)]
+    pub transform: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SampleByArg {
+    Key,
+    Record,
+}
+
+impl From<SampleByArg> for kvault_domain::restore_transform::SampleBy {
+    fn from(by: SampleByArg) -> Self {
+        match by {
+            SampleByArg::Key => Self::Key,
+            SampleByArg::Record => Self::Record,
+        }
+    }
 }
 
 fn parse_rename(raw: &str) -> Result<(String, String), String> {

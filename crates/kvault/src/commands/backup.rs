@@ -38,7 +38,8 @@ pub async fn run(context: &Context, args: BackupArgs) -> Result<(), CliError> {
     let store = context.archives()?;
     let engine = context.engine(&[&name], store.clone()).await?;
     let control = OperationControl::new();
-    let work = request.plan(defaults, chrono::Utc::now())?;
+    let parallelism = context.settings.workers.set_parallelism;
+    let work = request.plan(defaults, chrono::Utc::now(), parallelism)?;
     let label = match &work {
         BackupWork::Set(plan) => format!("backup set {}", plan.set_id),
         BackupWork::Topic(plan) => format!("backup {}", plan.backup_id),

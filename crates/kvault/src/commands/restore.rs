@@ -1,8 +1,10 @@
 //! `kvault restore`: the same request and result as `POST /clusters/{id}/restore`. Without
 //! `--cluster` it restores into the cluster the backup was taken from. A backup set's id
-//! restores every topic of the set.
+//! restores every topic of the set. `--filter`, `--sample` and `--transform FILE` fill the
+//! request's `filter_expression`, `sample`, `mask` and `exclude_keys`.
 
 use kvault_domain::job::OperationControl;
+use kvault_domain::restore_transform::{ExcludedKey, MaskRule, SampleRequest};
 use kvault_domain::start::{plan_restore, run_restore, RestoreWork};
 use kvault_domain::{ClusterId, DomainError, RestoreRequest};
 
@@ -13,6 +15,7 @@ use crate::exit::CliError;
 use crate::progress::Progress;
 
 pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
+    let file = transform_fields(&args)?;
     let backup_id = match &args.schedule_id {
         Some(schedule_id) => super::schedule::latest_run(context, schedule_id).await?,
         None => args.backup_id,
@@ -35,9 +38,14 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         consumer_groups_mode: args.consumer_groups_mode,
         topic_prefix: args.topic_prefix,
         topic_mapping: args.topic_mapping.map(|pairs| pairs.into_iter().collect()),
+        filter_expression: file.filter_expression,
+        sample: file.sample,
+        mask: file.mask,
+        exclude_keys: file.exclude_keys,
     };
     let store = context.existing_store()?;
-    let work = plan_restore(store.as_ref(), &request).await?;
+    let parallelism = context.settings.workers.set_parallelism;
+    let work = plan_restore(store.as_ref(), &request, parallelism).await?;
     let (source_cluster, total, label) = match &work {
         RestoreWork::Set { plan, members } => {
             if args.dry_run {
@@ -86,4 +94,38 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     let _progress = Progress::start(context.progress, label, control.clone());
     let done = run_restore(engine.as_ref(), &cluster, work, control).await?;
     print_json(&done)
+}
+
+/// The transform fields of a restore: `--transform FILE`, with `--filter` and `--sample` in
+/// place of the file's.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransformFile {
+    filter_expression: Option<String>,
+    sample: Option<SampleRequest>,
+    mask: Option<Vec<MaskRule>>,
+    exclude_keys: Option<Vec<ExcludedKey>>,
+}
+
+fn transform_fields(args: &RestoreArgs) -> Result<TransformFile, CliError> {
+    let mut file = match &args.transform {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::usage(format!("--transform {}: {e}", path.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| CliError::usage(format!("--transform {}: {e}", path.display())))?
+        }
+        None => TransformFile::default(),
+    };
+    if let Some(expr) = &args.filter {
+        file.filter_expression = Some(expr.clone());
+    }
+    if let Some(ratio) = args.sample {
+        file.sample = Some(SampleRequest {
+            ratio,
+            by: args.sample_by.into(),
+            seed: 0,
+        });
+    }
+    Ok(file)
 }

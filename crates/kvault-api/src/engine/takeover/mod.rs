@@ -127,7 +127,8 @@ async fn resume_backup(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), 
     let (mut request, recorded_uid) = split_recorded(&job.job.request)?;
     request.backup_id = job.backup_id.clone().or(request.backup_id);
     let defaults = state.settings.backup.request_defaults();
-    let mut plan = match request.plan(defaults, Utc::now()) {
+    let parallelism = state.settings.workers.set_parallelism;
+    let mut plan = match request.plan(defaults, Utc::now(), parallelism) {
         Ok(BackupWork::Topic(plan)) => plan,
         // A set is not resumed, whatever its request says today (see `end_backup_set`).
         Ok(BackupWork::Set(_)) => return Err(end_backup_set(state, job, recorded_uid).await),

@@ -92,7 +92,7 @@ pub async fn restore(
 ) -> Result<HttpResponse, ApiError> {
     let cluster_id = path.into_inner();
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
-    let mut request = body.0;
+    let mut request = with_checked_filter(&state, body.0)?;
     if let Some(schedule_id) = &request.schedule_id {
         request.backup_id = schedule_tip(&state, &auth, schedule_id, &request.backup_id).await?;
     }
@@ -161,6 +161,24 @@ pub async fn restore(
         .await?;
     let wait = wants_wait(&req, &query.wait());
     respond(wait, JobKind::Restore, id, handle).await
+}
+
+/// Compiles a restore's `filter_expression` (the CEL of migrate and browse) so that a bad
+/// expression is a 400 before a job exists, for one archive and for a set alike.
+fn with_checked_filter(
+    state: &AppState,
+    request: RestoreRequest,
+) -> Result<RestoreRequest, ApiError> {
+    if let Some(expr) = &request.filter_expression {
+        state
+            .filters
+            .compile(expr)
+            .map_err(|e| kvault_domain::ValidationError {
+                field: "filter_expression".to_owned(),
+                ..e
+            })?;
+    }
+    Ok(request)
 }
 
 /// A dry run plans the restore of one backup: no backup and no set of that id is the real
