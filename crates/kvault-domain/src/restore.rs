@@ -152,7 +152,8 @@ pub struct RestoreRequest {
     /// Extension: rules that rewrite JSON fields, headers or the key before producing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<Vec<MaskRule>>,
-    /// Extension: keys whose records are never restored (strings, or `{"base64": ...}`).
+    /// Extension: keys whose records are never restored (strings, `{"base64": ...}`, or
+    /// `{"list": NAME}` for a stored list of `masking.key_lists`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_keys: Option<Vec<ExcludedKey>>,
 }

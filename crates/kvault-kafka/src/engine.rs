@@ -2,7 +2,8 @@
 //! over rdkafka for a set of configured clusters and one archive store. This is what the
 //! composition root hands to the API and the CLI as an `Arc<dyn Engine>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,9 +17,10 @@ use kvault_domain::operations::{
 };
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestorePlan;
-use kvault_domain::restore_transform::HashKey;
+use kvault_domain::restore_transform::{parse_key_list, HashKey};
 use kvault_domain::{
     BackupResult, ClusterConfig, ClusterId, DomainError, DrainResult, MigrateResult, RestoreResult,
+    ValidationError,
 };
 
 use crate::cluster::KafkaCluster;
@@ -29,6 +31,8 @@ pub struct KafkaEngine {
     archives: Arc<dyn ArchiveStore>,
     /// The HMAC key of masked restores' `hash` action (`masking.hmac_key`).
     hash_key: Option<HashKey>,
+    /// The files of the stored key lists `exclude_keys` may name (`masking.key_lists`).
+    key_lists: BTreeMap<String, PathBuf>,
 }
 
 impl KafkaEngine {
@@ -45,6 +49,7 @@ impl KafkaEngine {
             clusters,
             archives,
             hash_key: None,
+            key_lists: BTreeMap::new(),
         })
     }
 
@@ -54,12 +59,44 @@ impl KafkaEngine {
         self
     }
 
-    /// The plan with the configured hash key, which no request carries.
-    fn keyed(&self, mut plan: RestorePlan) -> RestorePlan {
+    /// Reads `exclude_keys: [{"list": NAME}]` from these files (one key per line; see
+    /// [`parse_key_list`]).
+    pub fn with_key_lists(mut self, lists: BTreeMap<String, PathBuf>) -> Self {
+        self.key_lists = lists;
+        self
+    }
+
+    /// The plan with what no request carries: the configured hash key, and the keys of the
+    /// stored lists it names, read now so that a list that grew counts at once.
+    fn keyed(&self, mut plan: RestorePlan) -> DomainResult<RestorePlan> {
         if let Some(t) = plan.transform.as_mut() {
             t.hash_key = self.hash_key.clone();
+            for name in &t.exclude_lists {
+                t.exclude_keys.extend(self.key_list(name)?);
+            }
         }
-        plan
+        Ok(plan)
+    }
+
+    /// The keys of the stored list `name`.
+    fn key_list(&self, name: &str) -> DomainResult<BTreeSet<Vec<u8>>> {
+        let Some(path) = self.key_lists.get(name) else {
+            return Err(ValidationError::new(
+                "exclude_keys",
+                name,
+                format!("names the list '{name}', which is not one of masking.key_lists"),
+            )
+            .into());
+        };
+        let content = std::fs::read(path).map_err(|e| {
+            DomainError::internal(format!(
+                "key list '{name}' ({}) cannot be read: {e}",
+                path.display()
+            ))
+        })?;
+        parse_key_list(&content).map_err(|e| {
+            DomainError::internal(format!("key list '{name}' ({}): {e}", path.display()))
+        })
     }
 
     /// The cluster `id`, `NotFound` when it is not configured.
@@ -127,7 +164,7 @@ impl RestoreOperation for KafkaEngine {
         control: OperationControl,
     ) -> DomainResult<RestoreResult> {
         let cluster = self.cluster(cluster)?;
-        let plan = self.keyed(plan);
+        let plan = self.keyed(plan)?;
         cluster.restore(plan, self.archives.clone(), control).await
     }
 
@@ -139,7 +176,7 @@ impl RestoreOperation for KafkaEngine {
     ) -> DomainResult<RestoreDryRun> {
         let cluster = self.cluster(cluster)?;
         let (id, config) = (cluster.id().as_str(), cluster.config());
-        let plan = self.keyed(plan);
+        let plan = self.keyed(plan)?;
         crate::restore::dry_run(id, config, plan, self.archives.clone(), control).await
     }
 }

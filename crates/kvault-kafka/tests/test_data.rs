@@ -345,7 +345,11 @@ async fn masking_rewrites_exactly_the_named_fields_and_hashes_stably_under_the_k
 async fn excluded_keys_lose_every_record_and_a_masked_key_decides_the_partition() {
     let broker = TestBroker::get().await;
     let (_dir, store) = store();
-    let engine = engine(broker, &store, KEY);
+    let lists = tempfile::tempdir().unwrap();
+    let erasures = lists.path().join("erasures.txt");
+    std::fs::write(&erasures, "k5\r\n\nbase64:/wAB\n").unwrap();
+    let engine =
+        engine(broker, &store, KEY).with_key_lists([("erasures".to_owned(), erasures)].into());
     let source = broker.unique_topic("td-exclude");
     broker.create_topic(&source, 3).await;
     let key_of = |i: usize| -> Vec<u8> {
@@ -371,7 +375,7 @@ async fn excluded_keys_lose_every_record_and_a_masked_key_decides_the_partition(
     let binary = base64::engine::general_purpose::STANDARD.encode([0xff, 0x00, 0x01]);
     let target = broker.unique_topic("td-excluded");
     let extra = serde_json::json!({
-        "exclude_keys": ["k3", {"base64": binary}],
+        "exclude_keys": ["k3", {"base64": binary}, {"list": "erasures"}],
         "mask": [{"key": true, "action": "hash"}]
     });
     let done = run(&engine, req(&b.backup_id, &target, extra))
@@ -379,12 +383,17 @@ async fn excluded_keys_lose_every_record_and_a_masked_key_decides_the_partition(
         .unwrap();
     let got = broker.consume_all(&target).await;
     let c = counts(&done);
-    assert_eq!((c.excluded, c.records_restored), (60, 240));
+    assert_eq!((c.excluded, c.records_restored), (90, 210));
     assert!(c.partitioned_by_masked_key);
     assert_eq!(done.partition_mapping, PartitionMapping::Murmur2);
     let expected: Vec<Content> = records
         .iter()
-        .filter(|r| !matches!(r.key.as_deref(), Some(b"k3") | Some([0xff, 0x00, 0x01])))
+        .filter(|r| {
+            !matches!(
+                r.key.as_deref(),
+                Some(b"k3") | Some(b"k5") | Some([0xff, 0x00, 0x01])
+            )
+        })
         .map(|r| {
             let hashed = hmac_hex(KEY, r.key.as_ref().unwrap()).into_bytes();
             (Some(hashed), r.value.clone(), r.headers.clone())
@@ -403,6 +412,12 @@ async fn excluded_keys_lose_every_record_and_a_masked_key_decides_the_partition(
         partition_of.values().all(|p| p.len() == 1),
         "{partition_of:?}"
     );
+    let unknown = serde_json::json!({"exclude_keys": [{"list": "no-such-list"}]});
+    let target = broker.unique_topic("td-unknown-list");
+    match run(&engine, req(&b.backup_id, &target, unknown)).await {
+        Err(DomainError::Validation(e)) => assert_eq!(e.field, "exclude_keys"),
+        other => panic!("an unknown list is the request's error: {other:?}"),
+    }
 }
 
 #[tokio::test]

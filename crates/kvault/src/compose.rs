@@ -138,7 +138,9 @@ pub fn engine(
     archives: Arc<dyn ArchiveStore>,
     settings: &Settings,
 ) -> Result<Arc<dyn Engine>, CliError> {
-    let engine = KafkaEngine::new(clusters, archives)?.with_hash_key(hash_key(settings)?);
+    let engine = KafkaEngine::new(clusters, archives)?
+        .with_hash_key(hash_key(settings)?)
+        .with_key_lists(settings.masking.key_lists.clone());
     Ok(Arc::new(engine))
 }
 
@@ -157,8 +159,11 @@ pub fn adapters(settings: &Settings) -> Result<Adapters, CliError> {
         .iter()
         .map(|(id, config)| Ok((ClusterId::parse(id)?, config.clone())))
         .collect::<Result<Vec<_>, CliError>>()?;
-    let kafka =
-        Arc::new(KafkaEngine::new(clusters, archives.clone())?.with_hash_key(hash_key(settings)?));
+    let kafka = Arc::new(
+        KafkaEngine::new(clusters, archives.clone())?
+            .with_hash_key(hash_key(settings)?)
+            .with_key_lists(settings.masking.key_lists.clone()),
+    );
     Ok(Adapters {
         engine: kafka.clone(),
         archives,

@@ -2,6 +2,10 @@
 //! HMAC-SHA-256 under this key, so equal inputs hash alike across topics and runs (joins
 //! still work in the test environment) while nobody without the key can test a guessed email
 //! against a hash. Replicas must share the key for a taken-over restore to hash alike.
+//! It also names the stored key lists a restore's `exclude_keys` may refer to.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -16,6 +20,9 @@ pub const MIN_HMAC_KEY_BYTES: usize = 16;
 pub struct MaskingSettings {
     /// The HMAC key (`KVAULT__MASKING__HMAC_KEY`); unset, restores that hash are refused.
     pub hmac_key: Option<Secret>,
+    /// Key lists by name (`exclude_keys: [{"list": NAME}]`): files of one key per line, a
+    /// line `base64:...` for a key that is not text; read when each restore starts.
+    pub key_lists: BTreeMap<String, PathBuf>,
 }
 
 impl MaskingSettings {

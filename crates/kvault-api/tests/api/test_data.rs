@@ -17,7 +17,7 @@ async fn bad_transform_fields_are_400s_naming_the_field() {
         .unwrap()
         .to_owned();
     let path = "/api/kafka/clusters/local/restore";
-    let cases: [(Value, &str); 6] = [
+    let cases: [(Value, &str); 8] = [
         (
             json!({"preserve_offsets": true, "sample": {"ratio": 0.1}, "mask": [{"key": true, "action": "null"}]}),
             "preserve_offsets",
@@ -32,8 +32,16 @@ async fn bad_transform_fields_are_400s_naming_the_field() {
         ),
         (json!({"sample": {"ratio": 1.5}}), "sample.ratio"),
         (
-            json!({"mask": [{"path": "email", "action": "hash"}]}),
+            json!({"mask": [{"path": "email", "action": "null"}]}),
             "mask[0].path",
+        ),
+        (
+            json!({"mask": [{"path": "$.name", "action": "redact"}, {"path": "$.email", "action": "hash"}]}),
+            "mask[1].action",
+        ),
+        (
+            json!({"exclude_keys": ["k", {"list": "no-such-list"}]}),
+            "exclude_keys[1].list",
         ),
         (
             json!({"exclude_keys": [{"base64": "not base64!"}]}),

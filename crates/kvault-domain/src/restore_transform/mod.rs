@@ -10,6 +10,7 @@
 //! a set), so the same request restores the same records every time.
 
 mod counts;
+mod key_list;
 mod mask;
 mod path;
 mod raw;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 
 pub use counts::{RuleCount, TransformCounts};
+pub use key_list::{parse_key_list, MAX_LISTED_KEYS};
 pub use mask::{HashKey, Masker, ValueMask};
 pub use path::JsonPath;
 pub use sample::Sampler;
@@ -117,14 +119,16 @@ pub enum OnNonJson {
     Refuse,
 }
 
-/// One entry of `exclude_keys`: a string (the key's UTF-8 bytes) or `{"base64": "..."}` for a
-/// key that is not text.
+/// One entry of `exclude_keys`: a string (the key's UTF-8 bytes), `{"base64": "..."}` for a
+/// key that is not text, or `{"list": "NAME"}` for every key of a stored list
+/// (`masking.key_lists.NAME` in the configuration, read when the restore starts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ExcludedKey {
     Text(String),
     Bytes { base64: String },
+    List { list: String },
 }
 
 /// The transform fields of a restore request, as [`TransformPlan::validate`] takes them.
@@ -170,6 +174,9 @@ pub struct TransformPlan {
     pub sample: Option<Sampler>,
     pub mask: Vec<RulePlan>,
     pub exclude_keys: BTreeSet<Vec<u8>>,
+    /// The stored key lists whose keys are excluded too; the engine that runs the restore
+    /// reads them into `exclude_keys` when it starts, so a list that grew counts at once.
+    pub exclude_lists: Vec<String>,
     /// The configured HMAC key of the `hash` action: not part of the request, set by the
     /// engine that runs the restore (from its configuration) before the plan runs.
     pub hash_key: Option<HashKey>,
@@ -183,6 +190,7 @@ impl std::fmt::Debug for TransformPlan {
             .field("sample", &self.sample)
             .field("mask", &self.mask)
             .field("exclude_keys", &self.exclude_keys.len())
+            .field("exclude_lists", &self.exclude_lists)
             .finish()
     }
 }
@@ -205,7 +213,7 @@ impl TransformPlan {
         }
         let sample = f.sample.map(Sampler::validate).transpose()?;
         let mask = f.mask.map(validate_mask).transpose()?.unwrap_or_default();
-        let exclude_keys = f
+        let (exclude_keys, exclude_lists) = f
             .exclude_keys
             .map(validate_excluded)
             .transpose()?
@@ -215,6 +223,7 @@ impl TransformPlan {
             sample,
             mask,
             exclude_keys,
+            exclude_lists,
             hash_key: None,
         }))
     }
@@ -241,7 +250,7 @@ impl TransformPlan {
         if !self.mask.is_empty() {
             fields.push("mask");
         }
-        if !self.exclude_keys.is_empty() {
+        if !self.exclude_keys.is_empty() || !self.exclude_lists.is_empty() {
             fields.push("exclude_keys");
         }
         fields
@@ -319,7 +328,10 @@ fn validate_rule(i: usize, rule: &MaskRule) -> Result<RulePlan, ValidationError>
     })
 }
 
-fn validate_excluded(keys: &[ExcludedKey]) -> Result<BTreeSet<Vec<u8>>, ValidationError> {
+/// The listed keys as bytes, and the names of the stored lists.
+fn validate_excluded(
+    keys: &[ExcludedKey],
+) -> Result<(BTreeSet<Vec<u8>>, Vec<String>), ValidationError> {
     if keys.len() > MAX_EXCLUDED_KEYS {
         return Err(ValidationError::new(
             "exclude_keys",
@@ -327,21 +339,35 @@ fn validate_excluded(keys: &[ExcludedKey]) -> Result<BTreeSet<Vec<u8>>, Validati
             format!("at most {MAX_EXCLUDED_KEYS} keys"),
         ));
     }
-    keys.iter()
-        .enumerate()
-        .map(|(i, key)| match key {
-            ExcludedKey::Text(text) => Ok(text.as_bytes().to_vec()),
-            ExcludedKey::Bytes { base64 } => base64::engine::general_purpose::STANDARD
-                .decode(base64)
-                .map_err(|e| {
-                    ValidationError::new(
-                        format!("exclude_keys[{i}].base64"),
-                        base64.chars().take(100).collect::<String>(),
-                        format!("is not standard base64: {e}"),
-                    )
-                }),
-        })
-        .collect()
+    let (mut bytes, mut lists) = (BTreeSet::new(), Vec::new());
+    for (i, key) in keys.iter().enumerate() {
+        match key {
+            ExcludedKey::Text(text) => {
+                bytes.insert(text.as_bytes().to_vec());
+            }
+            ExcludedKey::Bytes { base64 } => {
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(base64)
+                    .map_err(|e| {
+                        ValidationError::new(
+                            format!("exclude_keys[{i}].base64"),
+                            base64.chars().take(100).collect::<String>(),
+                            format!("is not standard base64: {e}"),
+                        )
+                    })?;
+                bytes.insert(key);
+            }
+            ExcludedKey::List { list } if list.is_empty() => {
+                return Err(ValidationError::new(
+                    format!("exclude_keys[{i}].list"),
+                    "",
+                    "must name a list of masking.key_lists",
+                ))
+            }
+            ExcludedKey::List { list } => lists.push(list.clone()),
+        }
+    }
+    Ok((bytes, lists))
 }
 
 #[cfg(test)]

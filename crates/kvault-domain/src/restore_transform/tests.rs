@@ -16,7 +16,7 @@ fn the_transform_fields_validate_into_a_plan() {
         "sample": {"ratio": 0.5},
         "mask": [{"path": "$.email", "action": "hash", "encoding": "base64"},
                  {"header": "user", "action": "drop"}, {"key": true, "action": "redact"}],
-        "exclude_keys": ["k1", {"base64": "AAE="}]
+        "exclude_keys": ["k1", {"base64": "AAE="}, {"list": "erasures"}]
     }))
     .validate()
     .unwrap();
@@ -24,6 +24,7 @@ fn the_transform_fields_validate_into_a_plan() {
     assert!(t.masks_key() && t.hashes());
     assert_eq!(t.sample.as_ref().unwrap().by, SampleBy::Key);
     assert!(t.exclude_keys.contains(&b"k1"[..]) && t.exclude_keys.contains(&[0u8, 1][..]));
+    assert_eq!(t.exclude_lists, ["erasures"]);
     assert_eq!(
         t.fields(),
         ["filter_expression", "sample", "mask", "exclude_keys"]
@@ -73,6 +74,10 @@ fn bad_transform_fields_are_named() {
     assert_eq!(
         field(json!({"exclude_keys": [{"base64": "!!"}]})),
         "exclude_keys[0].base64"
+    );
+    assert_eq!(
+        field(json!({"exclude_keys": ["k", {"list": ""}]})),
+        "exclude_keys[1].list"
     );
     assert_eq!(
         field(json!({"filter_expression": "(".repeat(100)})),

@@ -46,9 +46,28 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
     let store = context.existing_store()?;
     let parallelism = context.settings.workers.set_parallelism;
     let work = plan_restore(store.as_ref(), &request, parallelism).await?;
-    let (source_cluster, total, label) = match &work {
+    let (source_cluster, total, label) = summary(&work, args.dry_run)?;
+    let cluster_id = args.cluster.unwrap_or(source_cluster);
+    let engine = context.engine(&[&cluster_id], store).await?;
+    let cluster = ClusterId::parse(&cluster_id)?;
+    let control = OperationControl::new();
+    if args.dry_run {
+        if let RestoreWork::Archive { plan, .. } = work {
+            let planned = engine.restore_dry_run(&cluster, plan, control).await?;
+            return print_json(&planned);
+        }
+    }
+    control.set_total(total);
+    let _progress = Progress::start(context.progress, label, control.clone());
+    let done = run_restore(engine.as_ref(), &cluster, work, control).await?;
+    print_json(&done)
+}
+
+/// The source cluster, the progress bar's length and its label; a set cannot be dry-run.
+fn summary(work: &RestoreWork, dry_run: bool) -> Result<(String, u64, String), CliError> {
+    Ok(match work {
         RestoreWork::Set { plan, members } => {
-            if args.dry_run {
+            if dry_run {
                 return Err(DomainError::from(kvault_domain::ValidationError::new(
                     "dry_run",
                     true,
@@ -79,21 +98,7 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
             let label = format!("restore {}", plan.backup_id);
             (manifest.cluster_id.clone(), total, label)
         }
-    };
-    let cluster_id = args.cluster.unwrap_or(source_cluster);
-    let engine = context.engine(&[&cluster_id], store).await?;
-    let cluster = ClusterId::parse(&cluster_id)?;
-    let control = OperationControl::new();
-    if args.dry_run {
-        if let RestoreWork::Archive { plan, .. } = work {
-            let planned = engine.restore_dry_run(&cluster, plan, control).await?;
-            return print_json(&planned);
-        }
-    }
-    control.set_total(total);
-    let _progress = Progress::start(context.progress, label, control.clone());
-    let done = run_restore(engine.as_ref(), &cluster, work, control).await?;
-    print_json(&done)
+    })
 }
 
 /// The transform fields of a restore: `--transform FILE`, with `--filter` and `--sample` in

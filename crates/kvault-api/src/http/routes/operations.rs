@@ -5,6 +5,7 @@ use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use kvault_domain::job::OperationControl;
 use kvault_domain::operations::{DrainPlan, MigrationPlan};
+use kvault_domain::restore_transform::{ExcludedKey, MaskAction};
 use kvault_domain::{
     BackupId, BackupRequest, DomainError, DrainRequest, DrainResult, JobKind, MigrateRequest,
     MigrateResult, RestoreRequest,
@@ -92,7 +93,7 @@ pub async fn restore(
 ) -> Result<HttpResponse, ApiError> {
     let cluster_id = path.into_inner();
     let cluster = state.cluster(&cluster_id, &auth, "cluster_id")?;
-    let mut request = with_checked_filter(&state, body.0)?;
+    let mut request = with_checked_transform(&state, body.0)?;
     if let Some(schedule_id) = &request.schedule_id {
         request.backup_id = schedule_tip(&state, &auth, schedule_id, &request.backup_id).await?;
     }
@@ -163,9 +164,11 @@ pub async fn restore(
     respond(wait, JobKind::Restore, id, handle).await
 }
 
-/// Compiles a restore's `filter_expression` (the CEL of migrate and browse) so that a bad
-/// expression is a 400 before a job exists, for one archive and for a set alike.
-fn with_checked_filter(
+/// Compiles a restore's `filter_expression` (the CEL of migrate and browse) and checks that a
+/// `hash` mask has its key configured and that every stored key list named exists, so that
+/// each mistake is a 400 before a job exists, for
+/// one archive and for a set alike.
+fn with_checked_transform(
     state: &AppState,
     request: RestoreRequest,
 ) -> Result<RestoreRequest, ApiError> {
@@ -177,6 +180,32 @@ fn with_checked_filter(
                 field: "filter_expression".to_owned(),
                 ..e
             })?;
+    }
+    let hashing = request
+        .mask
+        .iter()
+        .flatten()
+        .position(|rule| rule.action == MaskAction::Hash);
+    if let (Some(i), None) = (hashing, &state.settings.masking.hmac_key) {
+        return Err(kvault_domain::ValidationError::new(
+            format!("mask[{i}].action"),
+            "hash",
+            "needs masking.hmac_key in the configuration (KVAULT__MASKING__HMAC_KEY), and none is set",
+        )
+        .into());
+    }
+    for (i, entry) in request.exclude_keys.iter().flatten().enumerate() {
+        match entry {
+            ExcludedKey::List { list } if !state.settings.masking.key_lists.contains_key(list) => {
+                return Err(kvault_domain::ValidationError::new(
+                    format!("exclude_keys[{i}].list"),
+                    list,
+                    "is not a list of masking.key_lists in the configuration",
+                )
+                .into())
+            }
+            _ => {}
+        }
     }
     Ok(request)
 }
