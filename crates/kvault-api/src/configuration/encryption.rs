@@ -18,7 +18,9 @@ pub struct EncryptionSettings {
     /// The id of the key new archives are encrypted under; one of `keys`.
     #[serde(default)]
     pub active_key: Option<String>,
-    /// Keys by id (1 to 64 of `[A-Za-z0-9._-]`): 32 bytes as 64 hex digits or base64.
+    /// Keys by id (1 to 64 of `[a-z0-9._-]`): 32 bytes as 64 hex digits or base64. Lower
+    /// case only: names set through the environment arrive lower-cased, so `K1` in a file
+    /// and `KVAULT__ENCRYPTION__KEYS__K1__KEY` would otherwise be two different keys.
     #[serde(default)]
     pub keys: BTreeMap<String, KeySource>,
 }
@@ -38,6 +40,13 @@ impl EncryptionSettings {
     /// Each key has exactly one source; the active key is one of them.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (id, source) in &self.keys {
+            if id.chars().any(|c| c.is_ascii_uppercase()) {
+                return Err(ConfigError::invalid(
+                    &format!("encryption.keys.{id}"),
+                    "key ids are lower case (names set through the environment arrive \
+                     lower-cased)",
+                ));
+            }
             let given = [
                 source.key.is_some(),
                 source.key_file.is_some(),
@@ -82,5 +91,8 @@ mod tests {
         s.active_key = None;
         s.keys.insert("k3".into(), source(Some("x"), Some("VAR")));
         assert!(s.validate().unwrap_err().to_string().contains("k3"));
+        s.keys.remove("k3");
+        s.keys.insert("K4".into(), source(Some("x"), None));
+        assert!(s.validate().unwrap_err().to_string().contains("lower case"));
     }
 }
