@@ -169,6 +169,11 @@ pub struct Manifest {
     /// Present on an encrypted archive: the wrapped data key and the key that wrapped it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<ArchiveEncryption>,
+    /// When object storage retention (S3 Object Lock) releases the archive: until then its
+    /// objects, this manifest among them, can be neither deleted nor overwritten, and kvault
+    /// refuses to delete it. Absent where no lock was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable_until: Option<DateTime<Utc>>,
 }
 
 impl Manifest {
@@ -199,6 +204,11 @@ impl Manifest {
     /// The uid of the set this archive belongs to, if it belongs to one that recorded it.
     pub fn set_uid(&self) -> Option<&str> {
         self.backup_set.as_ref().and_then(|s| s.set_uid.as_deref())
+    }
+
+    /// Whether retention still locks the archive at `now`.
+    pub fn is_locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.immutable_until.is_some_and(|until| until > now)
     }
 
     pub fn partition(&self, partition: i32) -> Option<&PartitionManifest> {

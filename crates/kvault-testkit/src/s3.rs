@@ -82,6 +82,107 @@ impl TestS3 {
         name
     }
 
+    /// Creates a bucket with S3 Object Lock enabled (and so versioning), no default
+    /// retention rule, that no other test uses; returns its name.
+    pub fn fresh_locked_bucket(&self, prefix: &str) -> String {
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            BUCKETS.fetch_add(1, Ordering::Relaxed)
+        );
+        let response = self
+            .request_with(
+                "PUT",
+                &format!("/{name}"),
+                "x-amz-bucket-object-lock-enabled: true\r\n",
+            )
+            .unwrap_or_else(|e| panic!("create bucket {name}: {e}"));
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "create bucket {name}: {response}"
+        );
+        name
+    }
+
+    /// The keys of every object version in `bucket` that is not a delete marker, one entry
+    /// per version (S3's ListObjectVersions): what survives deletes on a versioned bucket.
+    pub fn versions(&self, bucket: &str) -> Vec<String> {
+        let response = self
+            .request("GET", &format!("/{bucket}?versions"))
+            .unwrap_or_else(|e| panic!("list versions of {bucket}: {e}"));
+        response
+            .split("<Version>")
+            .skip(1)
+            .filter_map(|v| v.split("<Key>").nth(1)?.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The retention of the current version of `key` in `bucket`, as boto3 (AWS's own client,
+    /// beside moto) reads it with a signed HEAD: `Some((mode, retain-until))`, `None` when
+    /// the object is not locked.
+    pub fn retention_of(&self, bucket: &str, key: &str) -> Option<(String, String)> {
+        let out = self.boto3(
+            "h = s3.head_object(Bucket=sys.argv[2], Key=sys.argv[3])['ResponseMetadata']['HTTPHeaders']\n\
+             print(h.get('x-amz-object-lock-mode', ''), h.get('x-amz-object-lock-retain-until-date', ''))",
+            &[bucket, key],
+        );
+        let (mode, until) = out.trim().split_once(' ')?;
+        (!mode.is_empty()).then(|| (mode.to_owned(), until.to_owned()))
+    }
+
+    /// Locks the current version of `key` in `bucket` for `days` days (governance mode) with
+    /// boto3, as a bucket's default retention or its owner would.
+    pub fn lock_for_days(&self, bucket: &str, key: &str, days: u32) {
+        self.boto3(
+            "import datetime\n\
+             until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=int(sys.argv[4]))\n\
+             s3.put_object_retention(Bucket=sys.argv[2], Key=sys.argv[3], \
+             Retention={'Mode': 'GOVERNANCE', 'RetainUntilDate': until})",
+            &[bucket, key, &days.to_string()],
+        );
+    }
+
+    /// Tries to delete every version of `key` in `bucket` with boto3, as someone holding the
+    /// bucket's credentials would, without bypassing governance retention; returns what each
+    /// delete answered (`deleted` or the S3 error code).
+    pub fn try_erase(&self, bucket: &str, key: &str) -> Vec<String> {
+        let out = self.boto3(
+            "b, k = sys.argv[2], sys.argv[3]\n\
+             for v in s3.list_object_versions(Bucket=b, Prefix=k).get('Versions', []):\n\
+             \x20   try:\n\
+             \x20       s3.delete_object(Bucket=b, Key=k, VersionId=v['VersionId']); print('deleted')\n\
+             \x20   except botocore.exceptions.ClientError as e:\n\
+             \x20       print(e.response['Error']['Code'])",
+            &[bucket, key],
+        );
+        out.lines().map(str::to_owned).collect()
+    }
+
+    /// Runs `body` in the server's Python with `s3` a boto3 client of this server and
+    /// `sys.argv[2..]` the `args`; returns what it printed.
+    fn boto3(&self, body: &str, args: &[&str]) -> String {
+        let python = find_python().expect("the S3 server's python");
+        let script = format!(
+            "import sys, boto3, botocore\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='{S3_ACCESS_KEY_ID}', \
+             aws_secret_access_key='{S3_SECRET_ACCESS_KEY}', region_name='us-east-1')\n{body}\n"
+        );
+        let output = std::process::Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg(&self.endpoint)
+            .args(args)
+            .output()
+            .expect("run boto3");
+        assert!(
+            output.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// How many multipart uploads are open in `bucket` (S3's ListMultipartUploads, which
     /// `object_store` does not offer).
     pub fn open_uploads(&self, bucket: &str) -> usize {
@@ -172,12 +273,17 @@ impl TestS3 {
 
     /// One unsigned request; returns the whole response.
     fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
+        self.request_with(method, path, "")
+    }
+
+    /// One unsigned request with extra header lines (each ending in CRLF).
+    pub fn request_with(&self, method: &str, path: &str, headers: &str) -> std::io::Result<String> {
         let addr = self.endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;

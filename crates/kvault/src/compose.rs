@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use kvault_api::configuration::{S3Settings, Settings, StorageTarget};
+use kvault_api::configuration::{ObjectLockMode, S3Settings, Settings, StorageTarget};
 use kvault_api::Adapters;
 use kvault_domain::operations::Engine;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore_transform::HashKey;
 use kvault_domain::{ClusterConfig, ClusterId};
 use kvault_kafka::KafkaEngine;
-use kvault_storage::backend::object::{ObjectBackend, ObjectConfig};
+use kvault_storage::backend::object::{LockMode, ObjectBackend, ObjectConfig, ObjectLock};
 use kvault_storage::{Store, StoreOptions};
 
 use crate::exit::{CliError, EXIT_STORAGE_REFUSED};
@@ -128,6 +128,13 @@ fn object_config(url: String, s3: &S3Settings) -> ObjectConfig {
         retry_timeout: Duration::from_secs(s3.retry_timeout_secs),
         connect_timeout: Duration::from_secs(s3.connect_timeout_secs),
         request_timeout: Duration::from_secs(s3.request_timeout_secs),
+        object_lock: s3.object_lock.map(|lock| ObjectLock {
+            mode: match lock.mode {
+                ObjectLockMode::Governance => LockMode::Governance,
+                ObjectLockMode::Compliance => LockMode::Compliance,
+            },
+            retain: Duration::from_secs(u64::from(lock.retain_days) * 86_400),
+        }),
     }
 }
 

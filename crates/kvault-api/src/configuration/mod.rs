@@ -17,7 +17,7 @@ pub use encryption::{EncryptionSettings, KeySource};
 pub use monitoring::{MonitoredGroup, MonitoringSettings};
 pub use schedules::ScheduleSettings;
 pub use secret::Secret;
-pub use storage::{S3Settings, StorageSettings, StorageTarget};
+pub use storage::{ObjectLockMode, ObjectLockSettings, S3Settings, StorageSettings, StorageTarget};
 pub use workers::WorkerSettings;
 
 use std::collections::BTreeMap;

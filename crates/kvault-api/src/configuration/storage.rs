@@ -91,6 +91,32 @@ pub struct S3Settings {
     pub connect_timeout_secs: u64,
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// S3 Object Lock: every object of each archive kvault commits is locked this long, and a
+    /// locked archive is never deleted. The bucket must have Object Lock enabled (checked at
+    /// start). Absent: kvault sets no retention.
+    #[serde(default)]
+    pub object_lock: Option<ObjectLockSettings>,
+}
+
+/// `storage.s3.object_lock`: the retention kvault puts on every archive it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLockSettings {
+    /// `governance` (the default: users allowed to bypass governance retention may still
+    /// delete) or `compliance` (no one can, until the date).
+    #[serde(default)]
+    pub mode: ObjectLockMode,
+    /// Days from each archive's commit until its lock expires (1 to 36500).
+    pub retain_days: u32,
+}
+
+/// S3's retention modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectLockMode {
+    #[default]
+    Governance,
+    Compliance,
 }
 
 impl Default for S3Settings {
@@ -109,6 +135,7 @@ impl Default for S3Settings {
             retry_timeout_secs: default_retry_timeout(),
             connect_timeout_secs: default_connect_timeout(),
             request_timeout_secs: default_request_timeout(),
+            object_lock: None,
         }
     }
 }
@@ -238,10 +265,32 @@ impl StorageSettings {
                 "must be at least 10",
             ));
         }
+        self.validate_object_lock(base_path)?;
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(ConfigError::invalid(
                 "storage.s3.access_key_id",
                 "set both access_key_id and secret_access_key, or neither",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StorageSettings {
+    fn validate_object_lock(&self, base_path: &std::path::Path) -> Result<(), ConfigError> {
+        let Some(lock) = self.s3.object_lock else {
+            return Ok(());
+        };
+        if !matches!(self.target(base_path)?, StorageTarget::S3(_)) {
+            return Err(ConfigError::invalid(
+                "storage.s3.object_lock",
+                "S3 Object Lock needs storage.url to be an s3:// bucket",
+            ));
+        }
+        if !(1..=36_500).contains(&lock.retain_days) {
+            return Err(ConfigError::invalid(
+                "storage.s3.object_lock.retain_days",
+                "must be 1 to 36500 (days)",
             ));
         }
         Ok(())
@@ -326,5 +375,31 @@ mod tests {
             assert!(s.validate(Path::new(".")).is_ok(), "{url}");
         }
         assert!(with_url("s3://b/kvault").validate(Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn object_lock_needs_an_s3_bucket_and_a_retention_in_days() {
+        let parsed: S3Settings =
+            serde_json::from_value(serde_json::json!({"object_lock": {"retain_days": 30}}))
+                .unwrap();
+        let lock = parsed.object_lock.unwrap();
+        assert_eq!(lock.mode, ObjectLockMode::Governance);
+        let mut s = with_url("s3://b/kvault");
+        s.s3.object_lock = Some(lock);
+        assert!(s.validate(Path::new(".")).is_ok());
+        s.s3.object_lock = Some(ObjectLockSettings {
+            mode: ObjectLockMode::Compliance,
+            retain_days: 0,
+        });
+        let e = s.validate(Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("retain_days"), "{e}");
+        let mut local = with_url("file:///srv/backups");
+        local.s3.object_lock = Some(lock);
+        let e = local.validate(Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("storage.s3.object_lock"), "{e}");
+        let unknown = serde_json::from_value::<S3Settings>(
+            serde_json::json!({"object_lock": {"retain_days": 1, "mode": "forever"}}),
+        );
+        assert!(unknown.is_err());
     }
 }

@@ -30,6 +30,8 @@ pub struct SweepOutcome {
     pub deleted: Vec<String>,
     /// Backups whose delete failed, with why; the sweep went on past them.
     pub failed: Vec<(String, String)>,
+    /// Expired backups that object storage retention still locks: left for a later sweep.
+    pub locked: Vec<String>,
 }
 
 /// Deletes backups older than `retention_days` (none when it is 0), skipping backups a running
@@ -128,6 +130,12 @@ pub async fn sweep_expired(
         let cutoff = days_cutoff.into_iter().chain(run_cutoff).max();
         cutoff.is_some_and(|c| m.finished_at < c) && !kept.contains(&m.backup_id)
     };
+    // A locked archive is not offered for deletion at all; it expires at a sweep after its
+    // lock does (and keeps the chain links after it until then).
+    let (locked, manifests): (Vec<Manifest>, Vec<Manifest>) = manifests
+        .into_iter()
+        .partition(|m| expired(m) && m.is_locked_at(now));
+    outcome.locked = locked.into_iter().map(|m| m.backup_id).collect();
     delete_expired(store, manifests, expired, &mut existing, &mut outcome).await;
     Ok(outcome)
 }

@@ -159,10 +159,32 @@ impl TestBucket {
 
 /// The app on the test broker with its archives in a fresh bucket of the test S3 server.
 pub async fn spawn_app_on_broker_with_s3() -> (TestApp, TestBucket) {
+    let bucket = kvault_testkit::s3::TestS3::shared().fresh_bucket("api");
+    let (app, raw, _) = spawn_app_on_broker_with_bucket(&bucket, None).await;
+    (app, raw)
+}
+
+/// The app on the test broker with its archives in a fresh bucket with S3 Object Lock, every
+/// archive locked for `retain`; also a store of its own over the same bucket.
+pub async fn spawn_app_on_broker_with_locked_s3(
+    retain: std::time::Duration,
+) -> (TestApp, TestBucket, Arc<dyn ArchiveStore>) {
+    use kvault_storage::backend::object::{LockMode, ObjectLock};
+    let bucket = kvault_testkit::s3::TestS3::shared().fresh_locked_bucket("api-lock");
+    let lock = ObjectLock {
+        mode: LockMode::Governance,
+        retain,
+    };
+    spawn_app_on_broker_with_bucket(&bucket, Some(lock)).await
+}
+
+async fn spawn_app_on_broker_with_bucket(
+    bucket: &str,
+    object_lock: Option<kvault_storage::backend::object::ObjectLock>,
+) -> (TestApp, TestBucket, Arc<dyn ArchiveStore>) {
     use kvault_storage::backend::object::{ObjectBackend, ObjectConfig};
     use kvault_testkit::s3::{TestS3, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY};
     let s3 = TestS3::shared();
-    let bucket = s3.fresh_bucket("api");
     let config = ObjectConfig {
         url: format!("s3://{bucket}/api"),
         endpoint: Some(s3.endpoint().to_owned()),
@@ -170,13 +192,16 @@ pub async fn spawn_app_on_broker_with_s3() -> (TestApp, TestBucket) {
         allow_http: true,
         access_key_id: Some(S3_ACCESS_KEY_ID.into()),
         secret_access_key: Some(S3_SECRET_ACCESS_KEY.into()),
+        object_lock,
         ..ObjectConfig::default()
     };
-    let backend = ObjectBackend::connect(&config).unwrap();
-    let archives: Arc<dyn ArchiveStore> =
-        Arc::new(kvault_storage::Store::on(Arc::new(backend), Default::default()).unwrap());
+    let store = || -> Arc<dyn ArchiveStore> {
+        let backend = ObjectBackend::connect(&config).unwrap();
+        Arc::new(kvault_storage::Store::on(Arc::new(backend), Default::default()).unwrap())
+    };
+    let archives = store();
     let raw = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(&bucket)
+        .with_bucket_name(bucket)
         .with_endpoint(s3.endpoint())
         .with_region("us-east-1")
         .with_allow_http(true)
@@ -190,7 +215,7 @@ pub async fn spawn_app_on_broker_with_s3() -> (TestApp, TestBucket) {
     let (adapters, broker) = broker_adapters(&mut settings, archives).await;
     let app = start(settings, dir, adapters, Kafka::Broker(broker)).await;
     assert!(!app._archive_dir.path().join("unused").exists());
-    (app, TestBucket { raw })
+    (app, TestBucket { raw }, store())
 }
 
 /// The app on the in-memory engine with exactly these settings.

@@ -12,6 +12,7 @@ mod keys;
 mod limits;
 mod metrics;
 mod monitoring;
+mod object_lock;
 mod operations;
 mod records;
 mod reference;

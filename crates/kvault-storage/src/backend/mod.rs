@@ -116,6 +116,13 @@ pub trait Staging: Send + Sync {
     /// The size of finished segment `file`, or `None` if it was never written.
     fn segment_size(&self, file: &str) -> Result<Option<u64>>;
 
+    /// When object storage retention will release this backup, if the backend locks what it
+    /// commits (S3 Object Lock): asked once before the manifest is made, which records it;
+    /// the commit then locks every object until that instant. `None` by default.
+    fn retain_until(&mut self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+
     /// Writes `manifest` create-only and makes the backup visible. `BackupExists` if another
     /// writer committed the same id first.
     fn commit(&mut self, manifest: &[u8]) -> Result<()>;

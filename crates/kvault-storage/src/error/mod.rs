@@ -224,6 +224,12 @@ pub enum StorageError {
         key_id: String,
         reason: String,
     },
+    /// Object storage retention (S3 Object Lock) keeps the backup until `until`.
+    #[error("backup '{backup_id}' is locked by object storage retention until {until}: it cannot be deleted or changed before then")]
+    ArchiveLocked {
+        backup_id: String,
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// The caller passed something the store cannot use (bad options, a reserved id, a
     /// commit naming files that were never written).
     #[error("{field}: {message}")]
@@ -306,6 +312,11 @@ impl StorageError {
                 message: e.to_string(),
                 source: None,
             },
+            e @ Self::ArchiveLocked { .. } => DomainError::Storage {
+                failure: StorageFailure::Locked,
+                message: e.to_string(),
+                source: None,
+            },
             e @ (Self::AppendOrder { .. }
             | Self::RecordTooLarge { .. }
             | Self::TooManyHeaders { .. }) => DomainError::internal(e.to_string()),
@@ -322,7 +333,8 @@ impl StorageError {
             }
             Self::PartitionNotFound { backup_id, .. }
             | Self::PartitionTaken { backup_id, .. }
-            | Self::KeyUnavailable { backup_id, .. } => backup_id.clone(),
+            | Self::KeyUnavailable { backup_id, .. }
+            | Self::ArchiveLocked { backup_id, .. } => backup_id.clone(),
             Self::Sha256Mismatch { file, .. }
             | Self::BadManifest { file, .. }
             | Self::ManifestVersion { file, .. } => from_file(file),

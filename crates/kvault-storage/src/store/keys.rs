@@ -146,6 +146,14 @@ impl Store {
 
     fn shred_inner(&self, id: &str) -> Result<Manifest> {
         let (old, mut manifest) = self.manifest_bytes(id)?;
+        // Retention keeps the locked manifest version (and its wrapped key) whatever is
+        // written over it: a shred could not keep its promise until the lock expires.
+        if let Some(until) = manifest.immutable_until.filter(|u| *u > Utc::now()) {
+            return Err(StorageError::ArchiveLocked {
+                backup_id: id.to_owned(),
+                until,
+            });
+        }
         let Some(enc) = manifest.encryption.as_mut() else {
             return Err(not_encrypted(id));
         };

@@ -74,10 +74,30 @@ impl Store {
         self.list_inner().map_err(|e| e.into_domain(""))
     }
 
+    /// Deletes committed backup `id`, unless retention still locks it (`ArchiveLocked`, and
+    /// nothing is touched).
     pub fn blocking_delete(&self, id: &BackupId) -> DomainResult<()> {
-        self.backend
-            .delete(id.as_str())
+        self.delete_unlocked(id.as_str())
             .map_err(|e| e.into_domain(id.as_str()))
+    }
+
+    fn delete_unlocked(&self, id: &str) -> Result<()> {
+        let manifest = match self.load_manifest(id) {
+            Ok(manifest) => Some(manifest),
+            Err(StorageError::BackupNotFound(_)) => {
+                return Err(StorageError::BackupNotFound(id.to_owned()))
+            }
+            // An unreadable manifest says nothing of a lock; the backend still checks its own.
+            Err(e) if e.is_corruption() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(until) = manifest.and_then(|m| m.immutable_until.filter(|u| *u > Utc::now())) {
+            return Err(StorageError::ArchiveLocked {
+                backup_id: id.to_owned(),
+                until,
+            });
+        }
+        self.backend.delete(id)
     }
 
     /// The full check behind `POST /backups/{id}/verify`: every segment read and decoded,

@@ -120,6 +120,8 @@ impl StoreWriter {
             backup_set: spec.backup_set.clone(),
             chain: spec.chain.clone(),
             encryption: self.crypt.as_ref().map(|(_, e)| e.clone()),
+            // The backend locks every object of the archive until this very instant.
+            immutable_until: self.staging.retain_until(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::BadManifest {
             file: format!("{}/{MANIFEST_FILE}", self.id()),

@@ -76,6 +76,11 @@ pub struct BackupSummary {
     /// crypto-shredded, if it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<BackupEncryption>,
+    /// Extension: when S3 Object Lock releases the backup. Until then its objects can be
+    /// neither deleted nor overwritten, and `DELETE` and retention leave it (423
+    /// `ArchiveLocked`). Absent when no lock was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable_until: Option<DateTime<Utc>>,
 }
 
 /// How a backup is encrypted, without the wrapped key itself.
@@ -131,6 +136,7 @@ impl BackupSummary {
                 key_id: e.key_id.clone(),
                 shredded_at: e.shredded_at,
             }),
+            immutable_until: m.immutable_until,
         }
     }
 }
@@ -210,7 +216,8 @@ pub async fn get_backup(
     params(("backup_id" = String, Path)),
     responses(
         (status = 200, body = DeletedBackup), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 423, description = "S3 Object Lock keeps the backup until `immutable_until`", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

@@ -70,7 +70,8 @@ pub async fn rewrap_backup_key(
     params(("backup_id" = String, Path)),
     responses(
         (status = 200, body = ShreddedBackup), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 423, description = "S3 Object Lock keeps the backup (and its wrapped key)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

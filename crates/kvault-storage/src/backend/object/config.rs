@@ -40,6 +40,37 @@ pub struct ObjectConfig {
     /// Deadline to connect, and for a whole request.
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// S3 Object Lock: every committed archive's objects are locked for this long. `None`:
+    /// kvault sets no retention.
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// The retention kvault puts on every object of an archive it commits to a bucket with S3
+/// Object Lock enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    /// How long after its commit an archive stays locked.
+    pub retain: Duration,
+}
+
+/// S3's two retention modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Users with `s3:BypassGovernanceRetention` may still delete a locked object version.
+    Governance,
+    /// No one, the account's root user included, can delete a locked version before its date.
+    Compliance,
+}
+
+impl LockMode {
+    /// The mode as S3 spells it.
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            Self::Governance => "GOVERNANCE",
+            Self::Compliance => "COMPLIANCE",
+        }
+    }
 }
 
 impl Default for ObjectConfig {
@@ -61,6 +92,7 @@ impl Default for ObjectConfig {
             retry_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
+            object_lock: None,
         }
     }
 }
@@ -83,6 +115,7 @@ impl fmt::Debug for ObjectConfig {
             .field("read_window", &self.read_window)
             .field("abandoned_after", &self.abandoned_after)
             .field("max_retries", &self.max_retries)
+            .field("object_lock", &self.object_lock)
             .finish_non_exhaustive()
     }
 }

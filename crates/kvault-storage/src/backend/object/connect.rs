@@ -10,6 +10,7 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
+use super::lock::{Locker, SharedLocker};
 use super::{ObjectConfig, MIN_PART_SIZE};
 use crate::error::{Result, StorageError};
 
@@ -21,6 +22,8 @@ pub(super) struct Connected {
     pub(super) root: Key,
     /// `s3://bucket/prefix` or `az://container/prefix`, for messages.
     pub(super) location: String,
+    /// Object Lock requests to the bucket, when `storage.s3.object_lock` is set.
+    pub(super) lock: Option<SharedLocker>,
 }
 
 /// The object storage providers kvault writes to, by url scheme.
@@ -98,10 +101,32 @@ pub(super) fn connect(config: &ObjectConfig) -> Result<Connected> {
             format!("must be at least {MIN_PART_SIZE} bytes (S3's smallest part)"),
         ));
     }
+    let mut lock = None;
     let (store, multipart): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match provider {
         Provider::S3 => {
             let client = Arc::new(s3(config, container)?);
+            if let Some(policy) = config.object_lock {
+                let locker = Locker::new(
+                    &client,
+                    &client_options(config),
+                    config.endpoint.as_deref(),
+                    config.region.as_deref(),
+                    container,
+                    policy,
+                )
+                .map_err(|e| cannot_configure(config, "S3 Object Lock", e))?;
+                lock = Some(Arc::new(locker));
+            }
             (client.clone(), client)
+        }
+        Provider::Azure if config.object_lock.is_some() => {
+            return Err(invalid(
+                "storage.s3.object_lock",
+                url,
+                "Object Lock is an S3 feature; kvault does not set Azure immutability \
+                 policies"
+                    .into(),
+            ))
         }
         Provider::Azure => {
             let client = Arc::new(azure(config, container)?);
@@ -115,6 +140,7 @@ pub(super) fn connect(config: &ObjectConfig) -> Result<Connected> {
         multipart,
         root,
         location: location.trim_end_matches('/').to_owned(),
+        lock,
     })
 }
 
@@ -153,6 +179,10 @@ fn s3(config: &ObjectConfig, bucket: &str) -> Result<object_store::aws::AmazonS3
     }
     if let Some(region) = &config.region {
         builder = builder.with_region(region);
+    }
+    if config.object_lock.is_some() {
+        // A bucket with a default retention rule takes a PUT only with a checksum.
+        builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
     }
     if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
         builder = builder

@@ -29,13 +29,14 @@ mod io;
 mod layout;
 mod lease;
 mod listing;
+mod lock;
 mod removal;
 mod staging;
 mod sweep;
 mod transfer;
 
 pub use crate::error::ObjectError;
-pub use config::ObjectConfig;
+pub use config::{LockMode, ObjectConfig, ObjectLock};
 use layout::{Entry, MANIFEST_FILE};
 use staging::ObjectStaging;
 use transfer::ObjectSource;
@@ -54,6 +55,8 @@ pub(crate) struct Bucket {
     pub(crate) location: String,
     pub(crate) part_size: usize,
     pub(crate) abandoned_after: Duration,
+    /// Object Lock requests, when kvault locks what it commits.
+    pub(crate) lock: Option<lock::SharedLocker>,
 }
 
 impl Bucket {
@@ -125,9 +128,20 @@ impl fmt::Debug for ObjectBackend {
 
 impl ObjectBackend {
     /// Connects to the bucket or container in `config.url` (`s3://` or `az://`). Nothing is
-    /// sent yet; the first request tells whether it is there.
+    /// sent yet, the first request tells whether it is there; except with Object Lock, when
+    /// the bucket's lock configuration is read first and a bucket without it is refused.
     pub fn connect(config: &ObjectConfig) -> Result<Self> {
         let connected = connect::connect(config)?;
+        if let Some(locker) = connected.lock.clone() {
+            io::block_on(async move { locker.check_bucket().await })
+                .map_err(StorageError::Object)?
+                .map_err(|e| {
+                    StorageError::Object(ObjectError::new(
+                        connected.location.clone(),
+                        e.into_object(),
+                    ))
+                })?;
+        }
         Ok(Self {
             shared: Arc::new(Bucket {
                 store: connected.store,
@@ -136,6 +150,7 @@ impl ObjectBackend {
                 location: connected.location,
                 part_size: config.part_size,
                 abandoned_after: config.abandoned_after,
+                lock: connected.lock,
             }),
             read_window: config.read_window.max(64 << 10),
         })
@@ -226,6 +241,16 @@ impl Backend for ObjectBackend {
         };
         if current != expected {
             return Err(StorageError::ManifestChanged(id.to_owned()));
+        }
+        // A locked manifest is replaced by a version locked as long (the old version stays
+        // locked too: retention keeps every version).
+        if let Some(until) = lock::recorded_until(new).filter(|u| *u > chrono::Utc::now()) {
+            if self.shared.lock.is_some() {
+                return match lock::replace_locked(&self.shared, id, &etag, new, until)? {
+                    true => Ok(()),
+                    false => Err(StorageError::ManifestChanged(id.to_owned())),
+                };
+            }
         }
         let key = self.shared.key(id, MANIFEST_FILE);
         let (s, k, body) = (self.shared.clone(), key.clone(), new.to_vec());

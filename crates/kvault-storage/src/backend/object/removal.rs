@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::io::{self, ObjectError};
 use super::layout::{classify, is_segment_file, random_hex, Entry, DELETING, MANIFEST_FILE};
+use super::lock;
 use super::staging::delete;
 use super::transfer::abort_marked_upload;
 use super::Bucket;
@@ -162,6 +163,7 @@ pub(super) fn delete_committed(shared: &Arc<Bucket>, id: &str) -> Result<()> {
     let Some((bytes, etag)) = read_manifest(shared, id)? else {
         return Err(StorageError::BackupNotFound(id.to_owned()));
     };
+    lock::refuse_if_locked(shared, id)?;
     let files: Vec<String> = match referenced(&bytes) {
         Some(files) => files.into_iter().collect(),
         // An unreadable manifest: its id's segments are all this backup's (no writer can

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::layout::{new_attempt, MANIFEST_FILE};
 use super::lease::{put_if, Lease};
+use super::lock;
 use super::removal;
 use super::transfer::ObjectSinks;
 use super::{io, Bucket};
@@ -45,6 +46,8 @@ pub(super) struct ObjectStaging {
     /// Folders of earlier attempts of this id whose segments this one copied: removed once
     /// this attempt's manifest is in (until then they are the resume's source).
     retired: Vec<String>,
+    /// When Object Lock releases this backup, fixed when the manifest is made.
+    retain_until: Option<chrono::DateTime<chrono::Utc>>,
     done: bool,
 }
 
@@ -66,6 +69,7 @@ impl ObjectStaging {
             attempt,
             lease,
             retired: Vec::new(),
+            retain_until: None,
             done: false,
         }
     }
@@ -135,11 +139,27 @@ impl Staging for ObjectStaging {
         Ok(meta.map(|m| m.size))
     }
 
+    fn retain_until(&mut self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let locker = self.shared.lock.as_ref()?;
+        Some(
+            *self
+                .retain_until
+                .get_or_insert_with(|| locker.until_from(chrono::Utc::now())),
+        )
+    }
+
     fn commit(&mut self, manifest: &[u8]) -> Result<()> {
         // Fresh from here, so no one can call the lease stale before the manifest is in.
         self.lease.confirm()?;
-        let key = self.shared.key(&self.id, MANIFEST_FILE);
-        if !put_create(&self.shared, &key, manifest.to_vec())? {
+        let created = match self.retain_until() {
+            Some(until) => lock::commit_locked(&self.shared, &self.id, manifest, until)?,
+            None => put_create(
+                &self.shared,
+                &self.shared.key(&self.id, MANIFEST_FILE),
+                manifest.to_vec(),
+            )?,
+        };
+        if !created {
             return Err(StorageError::BackupExists(self.id.clone()));
         }
         self.done = true;
