@@ -47,14 +47,17 @@ impl KilledSet {
 }
 
 /// Three topics of [`N`] records backed up as one set, restored through r1 (replicas with
-/// `workers.set_parallelism` = `parallelism`) at 2,000 records a second per topic; r1 is
+/// `workers.set_restore_parallelism` = `parallelism`) at 2,000 records a second per topic; r1 is
 /// killed once the second topic is a third restored, and the job completes on r2. Checks the
 /// job's totals and that every target holds its source exactly once, before anything else.
 async fn set_restore_killed(parallelism: usize) -> KilledSet {
     let broker = TestBroker::get().await;
     let settings = [
         ("KVAULT__BACKUP__MAX_CONCURRENT_BACKUPS", "10".to_owned()),
-        ("KVAULT__WORKERS__SET_PARALLELISM", parallelism.to_string()),
+        (
+            "KVAULT__WORKERS__SET_RESTORE_PARALLELISM",
+            parallelism.to_string(),
+        ),
     ];
     let cluster = Cluster::with_settings(broker, &settings).await;
     let mut r1 = cluster.start("r1").await;

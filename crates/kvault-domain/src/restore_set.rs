@@ -14,7 +14,7 @@ use crate::manifest::Manifest;
 use crate::operations::Engine;
 use crate::ports::ArchiveStore;
 use crate::restore::{RestorePlan, RestoreRequest, RestoreResult};
-use crate::side_by_side::{run_parts, PartFailure, DEFAULT_SET_PARALLELISM};
+use crate::side_by_side::{run_parts, PartFailure, DEFAULT_SET_RESTORE_PARALLELISM};
 
 /// The archives of set `set_id`, sorted by topic; `NotFound` (the backup) when there are none.
 /// Archives of one set share its uid, its cluster and its topic count: archives naming the id
@@ -74,7 +74,7 @@ pub struct RestoreSetPlan {
     pub members: Vec<SetMember>,
     /// Every per-topic setting; `backup_id` and `target_topic` are set per member.
     pub template: RestorePlan,
-    /// Topics restored at once (`workers.set_parallelism`).
+    /// Topics restored at once (`workers.set_restore_parallelism`).
     pub parallelism: usize,
 }
 
@@ -93,7 +93,7 @@ impl RestoreRequest {
             set_id: self.backup_id.clone(),
             members: planned,
             template: single.validate()?,
-            parallelism: DEFAULT_SET_PARALLELISM,
+            parallelism: DEFAULT_SET_RESTORE_PARALLELISM,
         })
     }
 

@@ -12,9 +12,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use crate::error::{DomainError, DomainResult};
 use crate::job::OperationControl;
 
-/// Topics a backup set or a set restore runs at once unless configured otherwise
-/// (`workers.set_parallelism`).
+/// Topics a backup set runs at once unless configured otherwise (`workers.set_parallelism`).
 pub const DEFAULT_SET_PARALLELISM: usize = 4;
+
+/// Topics a set restore runs at once unless configured otherwise
+/// (`workers.set_restore_parallelism`).
+pub const DEFAULT_SET_RESTORE_PARALLELISM: usize = 8;
 
 /// How running the parts ended when one failed.
 #[derive(Debug)]

@@ -101,7 +101,7 @@ pub enum RestoreWork {
 }
 
 /// What `request` restores: the archive of its backup id, or else the set of that id, whose
-/// topics are restored `set_parallelism` at a time (`workers.set_parallelism`). A request that
+/// topics are restored `set_parallelism` at a time (`workers.set_restore_parallelism`). A request that
 /// can only be one archive's is validated first, so its 400 comes before a 404.
 pub async fn plan_restore(
     archives: &dyn ArchiveStore,

@@ -25,10 +25,15 @@ pub struct WorkerSettings {
     /// On SIGTERM: how long running jobs may take to finish before they are handed over.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
-    /// Topics a backup set, or a restore of one, runs at once (each topic still its own
-    /// consistent cut, or its own restore).
+    /// Topics a backup set backs up at once (each topic still its own consistent cut).
     #[serde(default = "default_set_parallelism")]
     pub set_parallelism: usize,
+    /// Topics a restore of a set restores at once (each its own restore). Higher than a
+    /// backup's by default: a small topic's restore is mostly round trips (its creation,
+    /// metadata, the journal's start record), and a producer holds less than a backup's
+    /// consumers.
+    #[serde(default = "default_set_restore_parallelism")]
+    pub set_restore_parallelism: usize,
 }
 
 impl Default for WorkerSettings {
@@ -40,6 +45,7 @@ impl Default for WorkerSettings {
             max_jobs: default_max_jobs(),
             shutdown_grace_secs: default_grace(),
             set_parallelism: default_set_parallelism(),
+            set_restore_parallelism: default_set_restore_parallelism(),
         }
     }
 }
@@ -55,6 +61,9 @@ fn default_max_jobs() -> usize {
 }
 fn default_grace() -> u64 {
     20
+}
+fn default_set_restore_parallelism() -> usize {
+    kvault_domain::side_by_side::DEFAULT_SET_RESTORE_PARALLELISM
 }
 fn default_set_parallelism() -> usize {
     kvault_domain::side_by_side::DEFAULT_SET_PARALLELISM
@@ -102,6 +111,12 @@ impl WorkerSettings {
         if !(1..=64).contains(&self.set_parallelism) {
             return Err(ConfigError::invalid(
                 "workers.set_parallelism",
+                "must be 1 to 64",
+            ));
+        }
+        if !(1..=64).contains(&self.set_restore_parallelism) {
+            return Err(ConfigError::invalid(
+                "workers.set_restore_parallelism",
                 "must be 1 to 64",
             ));
         }

@@ -44,7 +44,7 @@ pub async fn run(context: &Context, args: RestoreArgs) -> Result<(), CliError> {
         exclude_keys: file.exclude_keys,
     };
     let store = context.existing_store()?;
-    let parallelism = context.settings.workers.set_parallelism;
+    let parallelism = context.settings.workers.set_restore_parallelism;
     let work = plan_restore(store.as_ref(), &request, parallelism).await?;
     let (source_cluster, total, label) = summary(&work, args.dry_run)?;
     let cluster_id = args.cluster.unwrap_or(source_cluster);

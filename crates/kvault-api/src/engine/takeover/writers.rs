@@ -41,7 +41,7 @@ pub(crate) async fn resume_restore(
     let cluster = cluster_of(job)?;
     let request: RestoreRequest = serde_json::from_value(job.job.request.clone())
         .map_err(|e| ApiError::internal(format!("stored restore request: {e}")))?;
-    let parallelism = state.settings.workers.set_parallelism;
+    let parallelism = state.settings.workers.set_restore_parallelism;
     let work = plan_restore(state.archives.as_ref(), &request, parallelism).await?;
     let engine = state.engine.clone();
     let wait = wait_for(state, &recorded);

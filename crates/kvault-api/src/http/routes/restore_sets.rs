@@ -47,7 +47,7 @@ pub(crate) async fn start_restore_set(
         ));
     }
     let mut plan = request.validate_set(&members)?;
-    plan.parallelism = state.settings.workers.set_parallelism;
+    plan.parallelism = state.settings.workers.set_restore_parallelism;
     let capacity = state.limits.capacity(JobKind::Restore, cluster.as_str());
     // Every topic of the set is the job's from the start, not only the one it is on.
     let targets: Vec<JobTarget> = plan
