@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as Key;
@@ -104,14 +104,14 @@ pub(super) fn connect(config: &ObjectConfig) -> Result<Connected> {
     let mut lock = None;
     let (store, multipart): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match provider {
         Provider::S3 => {
-            let client = Arc::new(s3(config, container)?);
+            let (client, addressed) = s3(config, container)?;
+            let client = Arc::new(client);
             if let Some(policy) = config.object_lock {
                 let locker = Locker::new(
                     &client,
                     &client_options(config),
-                    config.endpoint.as_deref(),
-                    config.region.as_deref(),
-                    container,
+                    addressed.bucket_url(container),
+                    addressed.region,
                     policy,
                 )
                 .map_err(|e| cannot_configure(config, "S3 Object Lock", e))?;
@@ -168,7 +168,27 @@ fn cannot_configure(config: &ObjectConfig, what: &str, e: object_store::Error) -
     )
 }
 
-fn s3(config: &ObjectConfig, bucket: &str) -> Result<object_store::aws::AmazonS3> {
+/// Where the S3 client sends its requests, as the builder resolved it (settings, then the
+/// `AWS_*` environment): what Object Lock requests, made outside the client, must match.
+struct Addressed {
+    endpoint: Option<String>,
+    region: String,
+    virtual_hosted: bool,
+}
+
+impl Addressed {
+    /// `{endpoint}/{bucket}` (path style), the endpoint itself when it is virtual-hosted
+    /// style, or AWS's `https://{bucket}.s3.{region}.amazonaws.com`.
+    fn bucket_url(&self, bucket: &str) -> String {
+        match &self.endpoint {
+            Some(endpoint) if self.virtual_hosted => endpoint.trim_end_matches('/').to_owned(),
+            Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            None => format!("https://{bucket}.s3.{}.amazonaws.com", self.region),
+        }
+    }
+}
+
+fn s3(config: &ObjectConfig, bucket: &str) -> Result<(object_store::aws::AmazonS3, Addressed)> {
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_allow_http(config.allow_http)
@@ -189,9 +209,19 @@ fn s3(config: &ObjectConfig, bucket: &str) -> Result<object_store::aws::AmazonS3
             .with_access_key_id(id)
             .with_secret_access_key(secret);
     }
-    builder
+    let addressed = Addressed {
+        endpoint: builder.get_config_value(&AmazonS3ConfigKey::Endpoint),
+        region: builder
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .unwrap_or_else(|| "us-east-1".to_owned()),
+        virtual_hosted: builder
+            .get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest)
+            .is_some_and(|v| v == "true"),
+    };
+    let client = builder
         .build()
-        .map_err(|e| cannot_configure(config, "S3", e))
+        .map_err(|e| cannot_configure(config, "S3", e))?;
+    Ok((client, addressed))
 }
 
 /// Without an account key the crate's chain is used (`AZURE_STORAGE_*` environment, workload
@@ -216,4 +246,30 @@ fn azure(config: &ObjectConfig, container: &str) -> Result<object_store::azure::
     builder
         .build()
         .map_err(|e| cannot_configure(config, "Azure Blob", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Addressed;
+
+    #[test]
+    fn lock_requests_go_where_the_client_sends_its_own() {
+        let at = |endpoint: Option<&str>, virtual_hosted| Addressed {
+            endpoint: endpoint.map(str::to_owned),
+            region: "eu-west-1".into(),
+            virtual_hosted,
+        };
+        assert_eq!(
+            at(None, false).bucket_url("b"),
+            "https://b.s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            at(Some("http://127.0.0.1:9000/"), false).bucket_url("b"),
+            "http://127.0.0.1:9000/b"
+        );
+        assert_eq!(
+            at(Some("https://b.s3.example.com"), true).bucket_url("b"),
+            "https://b.s3.example.com"
+        );
+    }
 }

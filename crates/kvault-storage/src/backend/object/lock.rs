@@ -77,16 +77,10 @@ impl Locker {
     pub(super) fn new(
         client: &AmazonS3,
         options: &ClientOptions,
-        endpoint: Option<&str>,
-        region: Option<&str>,
-        bucket: &str,
+        bucket_url: String,
+        region: String,
         policy: ObjectLock,
     ) -> Result<Self, object_store::Error> {
-        let region = region.unwrap_or("us-east-1").to_owned();
-        let bucket_url = match endpoint {
-            Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
-            None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
-        };
         Ok(Self {
             http: ReqwestConnector::default().connect(options)?,
             credentials: client.credentials().clone(),
