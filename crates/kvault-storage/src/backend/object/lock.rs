@@ -27,11 +27,11 @@ use super::{io, Bucket};
 use crate::error::{Result, StorageError};
 
 /// What a create-only or compare-and-swap write of a locked object asks of the existing one.
-pub(super) enum Precondition<'a> {
+pub(super) enum Precondition {
     /// `If-None-Match: *`: no object there.
     Absent,
     /// `If-Match`: the object still has this ETag.
-    Matches(&'a str),
+    Matches(String),
 }
 
 /// Signs and sends Object Lock requests to one bucket.
@@ -41,7 +41,7 @@ pub(crate) struct Locker {
     region: String,
     /// `https://{bucket}.s3.{region}.amazonaws.com`, or `{endpoint}/{bucket}` (path style).
     bucket_url: String,
-    pub(super) policy: ObjectLock,
+    policy: ObjectLock,
 }
 
 /// An Object Lock request that failed: the server's status and error code, or why it was
@@ -150,13 +150,13 @@ impl Locker {
         &self,
         key: &Key,
         body: Bytes,
-        precondition: Precondition<'_>,
+        precondition: &Precondition,
         until: DateTime<Utc>,
     ) -> Result<bool, LockRequestError> {
         let mut headers = HeaderMap::new();
         let (name, value) = match precondition {
             Precondition::Absent => ("if-none-match", "*"),
-            Precondition::Matches(etag) => ("if-match", etag),
+            Precondition::Matches(etag) => ("if-match", etag.as_str()),
         };
         headers.insert(name, header(value)?);
         headers.insert("content-type", HeaderValue::from_static("application/json"));
@@ -282,32 +282,26 @@ pub(super) fn commit_locked(
     if let Err((key, e)) = locked {
         return Err(shared.error(&key, e.into_object()));
     }
-    let key = shared.key(id, MANIFEST_FILE);
-    let (l, k, body) = (locker, key.clone(), Bytes::copy_from_slice(manifest));
-    io::block_on(async move { l.put_locked(&k, body, Precondition::Absent, until).await })
-        .map_err(StorageError::Object)?
-        .map_err(|e| shared.error(&key, e.into_object()))
+    put_manifest_locked(shared, id, manifest, Precondition::Absent, until)
 }
 
-/// Replaces the manifest of `id` (still of ETag `etag`) with `new`, locked until `until` like
-/// the one it replaces. `Ok(false)` when the manifest changed meanwhile.
-pub(super) fn replace_locked(
+/// Writes `body` as the manifest of `id`, locked until `until` in the same request, if
+/// `precondition` holds: create-only at a commit, `If-Match` on the ETag read when a locked
+/// manifest is replaced (the old version stays locked too: retention keeps every version).
+/// `Ok(false)` when it does not hold.
+pub(super) fn put_manifest_locked(
     shared: &Arc<Bucket>,
     id: &str,
-    etag: &str,
-    new: &[u8],
+    body: &[u8],
+    precondition: Precondition,
     until: DateTime<Utc>,
 ) -> Result<bool> {
     let locker = locker_of(shared)?;
     let key = shared.key(id, MANIFEST_FILE);
-    let (k, body, etag) = (key.clone(), Bytes::copy_from_slice(new), etag.to_owned());
-    io::block_on(async move {
-        locker
-            .put_locked(&k, body, Precondition::Matches(&etag), until)
-            .await
-    })
-    .map_err(StorageError::Object)?
-    .map_err(|e| shared.error(&key, e.into_object()))
+    let (k, body) = (key.clone(), Bytes::copy_from_slice(body));
+    io::block_on(async move { locker.put_locked(&k, body, &precondition, until).await })
+        .map_err(StorageError::Object)?
+        .map_err(|e| shared.error(&key, e.into_object()))
 }
 
 /// Refuses with `ArchiveLocked` while the manifest of `id` is under retention, as the bucket

@@ -242,15 +242,14 @@ impl Backend for ObjectBackend {
         if current != expected {
             return Err(StorageError::ManifestChanged(id.to_owned()));
         }
-        // A locked manifest is replaced by a version locked as long (the old version stays
-        // locked too: retention keeps every version).
-        if let Some(until) = lock::recorded_until(new).filter(|u| *u > chrono::Utc::now()) {
-            if self.shared.lock.is_some() {
-                return match lock::replace_locked(&self.shared, id, &etag, new, until)? {
-                    true => Ok(()),
-                    false => Err(StorageError::ManifestChanged(id.to_owned())),
-                };
-            }
+        // A locked manifest is replaced by a version locked as long.
+        let until = lock::recorded_until(new).filter(|u| *u > chrono::Utc::now());
+        if let (Some(until), Some(_)) = (until, &self.shared.lock) {
+            let matches = lock::Precondition::Matches(etag);
+            return match lock::put_manifest_locked(&self.shared, id, new, matches, until)? {
+                true => Ok(()),
+                false => Err(StorageError::ManifestChanged(id.to_owned())),
+            };
         }
         let key = self.shared.key(id, MANIFEST_FILE);
         let (s, k, body) = (self.shared.clone(), key.clone(), new.to_vec());
