@@ -8,7 +8,7 @@ use kvault_domain::fanout::all_or_root_cause;
 use kvault_domain::manifest::{ConsumerGroupOffsets, Manifest, PartitionManifest};
 use kvault_domain::DomainError;
 
-use super::{Shared, SharedArchive};
+use super::{BackupInProgress, SharedArchive};
 use crate::admin::blocking;
 
 /// Commits the archive when every partition succeeded, nobody cancelled and the whole archive
@@ -17,7 +17,7 @@ pub(super) async fn commit_or_abort(
     archive: &SharedArchive,
     outcomes: Vec<DomainResult<PartitionManifest>>,
     consumer_groups: Vec<ConsumerGroupOffsets>,
-    shared: &Shared,
+    shared: &BackupInProgress,
 ) -> DomainResult<Manifest> {
     let control = &shared.control;
     let mut writer = archive

@@ -16,8 +16,8 @@
 
 mod commit;
 mod cut;
+mod in_progress;
 mod resume;
-mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -44,8 +44,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use crate::admin::{blocking, drop_in_background, Admin};
 use crate::client::ClusterConfig;
 use crate::consume::{BlockBatcher, RangeReader, CHANNEL_BATCHES, PARTITION_CONCURRENCY};
+use in_progress::BackupInProgress;
 use resume::Checkpointer;
-use shared::Shared;
 
 type SharedArchive = Arc<Mutex<Option<Box<dyn ArchiveWriter>>>>;
 
@@ -110,7 +110,7 @@ pub(crate) async fn run(
         backup_set: plan.backup_set.clone(),
         chain,
     };
-    let begun = Begun {
+    let begun = BackupAttempt {
         admin,
         selected,
         ranges,
@@ -122,7 +122,7 @@ pub(crate) async fn run(
 }
 
 /// What [`run`] found out before the archive is opened.
-struct Begun {
+struct BackupAttempt {
     admin: Admin,
     selected: Vec<i32>,
     ranges: Vec<PartitionRange>,
@@ -140,9 +140,9 @@ async fn write_archive(
     plan: &BackupPlan,
     store: Arc<dyn ArchiveStore>,
     control: OperationControl,
-    (spec, begun): (ArchiveSpec, Begun),
+    (spec, begun): (ArchiveSpec, BackupAttempt),
 ) -> DomainResult<BackupOutcome> {
-    let Begun {
+    let BackupAttempt {
         admin,
         selected,
         ranges,
@@ -176,7 +176,12 @@ async fn write_archive(
         warnings.push(point.warning());
     }
     let archive: SharedArchive = Arc::new(Mutex::new(Some(writer)));
-    let shared = Arc::new(Shared::new(cluster, plan, control.clone(), checkpointer));
+    let shared = Arc::new(BackupInProgress::new(
+        cluster,
+        plan,
+        control.clone(),
+        checkpointer,
+    ));
     let adopted_records: u64 = adopted.values().flatten().map(|s| s.message_count).sum();
     shared.spend_budget(adopted_records);
     control.add(
@@ -211,7 +216,7 @@ async fn write_archive(
 async fn backup_partition(
     range: PartitionRange,
     from: i64,
-    shared: Arc<Shared>,
+    shared: Arc<BackupInProgress>,
     archive: SharedArchive,
 ) -> DomainResult<PartitionManifest> {
     let (tx, rx) = sync_channel::<RecordBlock>(CHANNEL_BATCHES);
@@ -241,7 +246,7 @@ async fn backup_partition(
 fn write_partition(
     partition: i32,
     rx: Receiver<RecordBlock>,
-    shared: &Shared,
+    shared: &BackupInProgress,
     archive: &SharedArchive,
 ) -> DomainResult<Box<dyn PartitionWriter>> {
     let mut writer = {
@@ -290,7 +295,7 @@ fn read_partition(
     range: PartitionRange,
     from: i64,
     tx: SyncSender<RecordBlock>,
-    shared: &Shared,
+    shared: &BackupInProgress,
 ) -> DomainResult<i64> {
     if range.start >= range.end {
         return Ok(range.start);
@@ -342,7 +347,7 @@ fn read_partition(
     Ok(covered_to)
 }
 
-fn in_time_bounds(message: &BorrowedMessage<'_>, shared: &Shared) -> bool {
+fn in_time_bounds(message: &BorrowedMessage<'_>, shared: &BackupInProgress) -> bool {
     if shared.start_time_ms.is_none() && shared.end_time_ms.is_none() {
         return true;
     }

@@ -50,10 +50,10 @@
 //! the topic as it is.
 
 mod group_translation;
+mod in_progress;
 mod partition;
 mod preview;
 mod resume;
-mod shared;
 mod target;
 
 use std::collections::BTreeMap;
@@ -78,9 +78,9 @@ use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
 use crate::transform::CompiledTransformation;
 
+use in_progress::MigrationInProgress;
 use partition::migrate_partition;
 pub(crate) use preview::dry_run;
-use shared::Shared;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -129,7 +129,7 @@ pub async fn migrate(
     );
     let offset_map_runs =
         matches!(translation, Some(Ok(_))).then(|| runs_per_partition(source_partitions.len()));
-    let shared = Arc::new(Shared::new(
+    let shared = Arc::new(MigrationInProgress::new(
         source.config().clone(),
         &req,
         transformation,
@@ -170,7 +170,7 @@ pub async fn migrate(
 /// The copy itself: what an earlier attempt landed is checked, every partition is copied and
 /// the ends are checked; a failure says what was written and cleans up (see `fail`).
 async fn run_copy(
-    shared: &Arc<Shared>,
+    shared: &Arc<MigrationInProgress>,
     marks: &BTreeMap<i32, (i64, i64)>,
     target_admin: &Admin,
     topic_created: bool,
@@ -190,7 +190,7 @@ async fn run_copy(
 
 /// With partitions kept 1:1, each target partition must end where the job's records end (its
 /// base offset + the records copied into it): more means something else wrote meanwhile.
-async fn check_ends(target_admin: &Admin, shared: &Shared) -> DomainResult<()> {
+async fn check_ends(target_admin: &Admin, shared: &MigrationInProgress) -> DomainResult<()> {
     if shared.partitioner.is_some() {
         return Ok(());
     }
@@ -217,7 +217,7 @@ async fn check_ends(target_admin: &Admin, shared: &Shared) -> DomainResult<()> {
 /// where the copies landed per partition (when groups are translated). The first error is
 /// the root cause: it stops the other partitions and is the one returned.
 async fn copy_partitions(
-    shared: &Arc<Shared>,
+    shared: &Arc<MigrationInProgress>,
     marks: &BTreeMap<i32, (i64, i64)>,
 ) -> DomainResult<BTreeMap<i32, OffsetMap>> {
     let ranges: Vec<(i32, i64, i64)> = marks
@@ -258,7 +258,7 @@ async fn copy_partitions(
 /// Adds what was done to a failure and deletes a target topic this migration created.
 async fn fail(
     error: DomainError,
-    shared: &Shared,
+    shared: &MigrationInProgress,
     target_admin: &Admin,
     topic_created: bool,
 ) -> DomainError {

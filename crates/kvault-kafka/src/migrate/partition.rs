@@ -16,7 +16,7 @@ use crate::produce::{delivered, out_record, Delivered, Deliveries};
 use crate::throttle::admit;
 use crate::transform::EvalError;
 
-use super::shared::Shared;
+use super::in_progress::MigrationInProgress;
 use crate::groups::offset_map::OffsetMap;
 
 /// Migrates `[start, end)` of one source partition; returns where the copies landed when
@@ -25,7 +25,7 @@ pub(super) async fn migrate_partition(
     partition: i32,
     start: i64,
     end: i64,
-    shared: Arc<Shared>,
+    shared: Arc<MigrationInProgress>,
 ) -> DomainResult<(i32, Option<OffsetMap>)> {
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
     let reader_shared = Arc::clone(&shared);
@@ -58,7 +58,7 @@ fn read_partition(
     start: i64,
     end: i64,
     tx: mpsc::Sender<Vec<Record>>,
-    shared: &Shared,
+    shared: &MigrationInProgress,
 ) -> DomainResult<()> {
     let mut reader =
         RangeReader::open(&shared.source, &shared.source_topic, partition, start, end)?;
@@ -106,7 +106,7 @@ fn read_partition(
     Ok(())
 }
 
-fn eval_failure(e: EvalError, shared: &Shared) -> DomainError {
+fn eval_failure(e: EvalError, shared: &MigrationInProgress) -> DomainError {
     let expression = shared
         .transformation
         .expression(e.field)
@@ -125,7 +125,7 @@ fn eval_failure(e: EvalError, shared: &Shared) -> DomainError {
 async fn produce_batches(
     source_partition: i32,
     rx: &mut mpsc::Receiver<Vec<Record>>,
-    shared: &Shared,
+    shared: &MigrationInProgress,
 ) -> DomainResult<Option<OffsetMap>> {
     let mut map = shared.offset_map_runs.map(OffsetMap::new);
     let (skipped, first) = skip_landed(source_partition, rx, &mut map, shared).await?;
@@ -181,7 +181,7 @@ async fn skip_landed(
     partition: i32,
     rx: &mut mpsc::Receiver<Vec<Record>>,
     map: &mut Option<OffsetMap>,
-    shared: &Shared,
+    shared: &MigrationInProgress,
 ) -> DomainResult<(u64, Option<Vec<Record>>)> {
     let Some(landed) = shared.landed.get(&partition) else {
         return Ok((0, None));
@@ -226,7 +226,7 @@ fn settle(
     (source_offset, outcome): Delivered,
     map: &mut Option<OffsetMap>,
     expected: &mut Option<i64>,
-    shared: &Shared,
+    shared: &MigrationInProgress,
 ) -> DomainResult<()> {
     let (partition, offset) = delivered(outcome, &shared.target_topic)?;
     if let Some(next) = expected {

@@ -25,11 +25,11 @@ use crate::admin::{Admin, TopicInfo};
 use crate::client::ClusterConfig;
 use crate::consume::{read_one, to_record, KeyValue, RangeReader};
 
-use super::shared::Shared;
+use super::in_progress::MigrationInProgress;
 use super::target::prepare_target;
 
 /// The copy as this attempt runs it.
-pub(super) struct Begun {
+pub(super) struct MigrationAttempt {
     /// Per source partition, `[start, end)`: the cut.
     pub(super) cut: BTreeMap<i32, (i64, i64)>,
     pub(super) target_partitions: Vec<i32>,
@@ -38,12 +38,12 @@ pub(super) struct Begun {
     pub(super) base: BTreeMap<i32, i64>,
     /// Per partition: how many of the job's records are already there, and the records found
     /// at the first and the last of them.
-    pub(super) landed: BTreeMap<i32, Landed>,
+    pub(super) landed: BTreeMap<i32, EarlierCopies>,
 }
 
 /// The job's records an earlier attempt landed on one target partition.
 #[derive(Debug, Clone)]
-pub(super) struct Landed {
+pub(super) struct EarlierCopies {
     pub(super) count: u64,
     pub(super) first: Option<KeyValue>,
     pub(super) last: Option<KeyValue>,
@@ -98,7 +98,7 @@ pub(super) async fn begin(
     info: &TopicInfo,
     cut_now: BTreeMap<i32, (i64, i64)>,
     control: &OperationControl,
-) -> DomainResult<Begun> {
+) -> DomainResult<MigrationAttempt> {
     let topic = &req.target_topic;
     let Some(start) = control.journal().and_then(|j| j.start_record(topic)) else {
         return first(source_admin, target_admin, req, info, cut_now, control).await;
@@ -129,7 +129,7 @@ pub(super) async fn begin(
         let first = read_at(target, topic, p.partition, p.base_offset, control).await?;
         let last = read_at(target, topic, p.partition, last, control).await?;
         let count = p.already_written;
-        landed.insert(p.partition, Landed { count, first, last });
+        landed.insert(p.partition, EarlierCopies { count, first, last });
     }
     if let Some(journal) = control.journal() {
         let resumed = TopicResume {
@@ -139,7 +139,7 @@ pub(super) async fn begin(
         journal.record_resume(resumed).await?;
     }
     tracing::info!(topic = %topic, resumed = ?found, "migration continues where the target ends");
-    Ok(Begun {
+    Ok(MigrationAttempt {
         cut: start.source_cut,
         target_partitions: existing.partitions,
         topic_created: start.topic_created,
@@ -193,10 +193,10 @@ async fn first(
     info: &TopicInfo,
     cut: BTreeMap<i32, (i64, i64)>,
     control: &OperationControl,
-) -> DomainResult<Begun> {
+) -> DomainResult<MigrationAttempt> {
     let admins = (source_admin, target_admin);
     let target = prepare_target(admins, req, info, (&cut, control), false).await?;
-    Ok(Begun {
+    Ok(MigrationAttempt {
         cut,
         target_partitions: target.partitions,
         topic_created: target.topic.create,
@@ -210,7 +210,7 @@ async fn first(
 /// (keys and values, byte for byte): the source prefix is read again through the
 /// transformation. Anything else means another writer: `Interrupted`.
 pub(super) async fn check_landed(
-    shared: &Arc<Shared>,
+    shared: &Arc<MigrationInProgress>,
     cut: &BTreeMap<i32, (i64, i64)>,
 ) -> DomainResult<()> {
     for (partition, landed) in &shared.landed {
@@ -240,7 +240,7 @@ pub(super) async fn check_landed(
 /// The first and the `count`-th copy the transformation makes of source partition `p`'s cut
 /// (`None` where there are fewer). Runs on a blocking thread.
 fn copies_at(
-    shared: &Shared,
+    shared: &MigrationInProgress,
     p: i32,
     (start, end): (i64, i64),
     count: u64,

@@ -15,7 +15,7 @@ use kvault_domain::PartitionMapping;
 use crate::admin::{Admin, TopicInfo};
 
 /// The target as the migration uses it.
-pub(super) struct PreparedTarget {
+pub(super) struct PreparedMigrationTarget {
     /// Its partition ids.
     pub(super) partitions: Vec<i32>,
     /// The topic as found, or as created (or, in a dry run, as it would be created).
@@ -33,7 +33,7 @@ pub(super) async fn prepare_target(
     info: &TopicInfo,
     (cut, control): (&BTreeMap<i32, (i64, i64)>, &OperationControl),
     dry_run: bool,
-) -> DomainResult<PreparedTarget> {
+) -> DomainResult<PreparedMigrationTarget> {
     let existing = target_admin.topic(&req.target_topic).await?;
     let (partitions, base) = match &existing {
         Some(existing) => {
@@ -75,7 +75,7 @@ pub(super) async fn prepare_target(
             replication_factor: existing.replication_factor,
             configs: Default::default(),
         };
-        return Ok(PreparedTarget {
+        return Ok(PreparedMigrationTarget {
             partitions,
             topic,
             base,
@@ -92,7 +92,7 @@ pub(super) async fn prepare_target(
     if !dry_run {
         create(target_admin, &topic).await?;
     }
-    Ok(PreparedTarget {
+    Ok(PreparedMigrationTarget {
         partitions,
         topic,
         base,

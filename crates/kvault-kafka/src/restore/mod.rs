@@ -29,6 +29,7 @@
 //! job's records already on each partition from the target itself and produces only the rest.
 
 mod groups;
+mod in_progress;
 mod load;
 mod partition;
 mod preview;
@@ -38,8 +39,7 @@ mod target;
 mod transform;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -51,13 +51,12 @@ use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
 
 use crate::admin::{drop_in_background, Admin};
 use crate::client::ClusterConfig;
-use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
-use crate::throttle::Throttle;
 use crate::tuning::partitions_at_once;
 use kvault_domain::fanout::all_or_root_cause;
 
 use groups::{restore_groups, GroupRestore};
+use in_progress::RestoreInProgress;
 use kvault_domain::restore_planning::select_partitions;
 use load::{load_checked, Checked};
 use partition::{fail_after_producing, restore_partition};
@@ -65,98 +64,6 @@ pub(crate) use preview::dry_run;
 use resume::{begin, Reading};
 use tally::Tally;
 use transform::TransformStep;
-
-struct Shared {
-    /// The archives to read, oldest first, each with the partitions it holds: one, or every
-    /// link of an incremental chain.
-    links: Vec<(BackupId, BTreeSet<i32>)>,
-    /// The links' manifests by backup id, as read when the restore began: partitions are
-    /// opened from them, not from a manifest read and parsed again per partition.
-    manifests: BTreeMap<String, Arc<kvault_domain::Manifest>>,
-    target_topic: String,
-    mapping: PartitionMapping,
-    partitioner: KeyPartitioner,
-    producer: RecordProducer,
-    throttle: Option<Throttle>,
-    preserve_offsets: bool,
-    source_offset_header: bool,
-    until_ms: Option<i64>,
-    /// Partitions kept 1:1: per partition its end offset before the job's first record, and
-    /// how many of the job's records an earlier attempt already landed there.
-    base: BTreeMap<i32, i64>,
-    skip: BTreeMap<i32, u64>,
-    /// Set when consumer groups are to be put back: where records landed.
-    groups: Option<GroupRestore>,
-    control: OperationControl,
-    stop: AtomicBool,
-    tally: Mutex<Tally>,
-    /// The restore's filter, sample, excluded keys and masks, when it has any.
-    transform: Option<TransformStep>,
-}
-
-impl Shared {
-    fn new(
-        plan: &RestorePlan,
-        links: Vec<(BackupId, BTreeSet<i32>)>,
-        (mapping, target_partitions): (PartitionMapping, i32),
-        (base, skip): (BTreeMap<i32, i64>, BTreeMap<i32, u64>),
-        producer: RecordProducer,
-        groups: Option<GroupRestore>,
-        control: OperationControl,
-    ) -> Self {
-        Self {
-            base,
-            skip,
-            links,
-            manifests: BTreeMap::new(),
-            target_topic: plan.target_topic.clone(),
-            mapping,
-            partitioner: KeyPartitioner::new(target_partitions),
-            producer,
-            throttle: Throttle::per_second(plan.rate_limit_per_second),
-            preserve_offsets: plan.preserve_offsets,
-            source_offset_header: plan.include_source_offset_header,
-            until_ms: plan.until_time_ms,
-            groups,
-            control,
-            stop: AtomicBool::new(false),
-            tally: Mutex::new(Tally::default()),
-            transform: None,
-        }
-    }
-
-    /// The links that hold `partition`, oldest first.
-    fn links_with(&self, partition: i32) -> Vec<BackupId> {
-        self.links
-            .iter()
-            .filter(|(_, partitions)| partitions.contains(&partition))
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
-    /// For a source partition: how many of its records are already on the target, and
-    /// (partitions kept 1:1) the target partition's base offset.
-    fn resume_of(&self, source: i32) -> (u64, Option<i64>) {
-        match self.mapping {
-            PartitionMapping::Identity => (
-                self.skip.get(&source).copied().unwrap_or(0),
-                Some(self.base.get(&source).copied().unwrap_or(0)),
-            ),
-            PartitionMapping::Murmur2 => (0, None),
-        }
-    }
-
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.control.is_cancelled()
-    }
-
-    fn target_partition(&self, source_partition: i32, key: Option<&[u8]>) -> i32 {
-        match self.mapping {
-            PartitionMapping::Identity => source_partition,
-            PartitionMapping::Murmur2 => self.partitioner.partition(key),
-        }
-    }
-}
 
 /// Totals one source partition contributed.
 #[derive(Debug, Default)]
@@ -185,7 +92,7 @@ pub(crate) async fn run(
     );
     let target = &prepared.begun.target;
     let groups = GroupRestore::prepare(&plan, target.mapping, &prepared.begun.base);
-    let mut shared = Shared::new(
+    let mut shared = RestoreInProgress::new(
         &plan,
         prepared.links.clone(),
         (target.mapping, target.partitions),
@@ -229,7 +136,7 @@ struct Prepared {
     /// Each archive's own manifest, by backup id, handed to the partitions that read it.
     manifests: BTreeMap<String, Arc<kvault_domain::Manifest>>,
     sources: Vec<i32>,
-    begun: resume::Begun,
+    begun: resume::RestoreAttempt,
     warnings: Vec<String>,
 }
 
@@ -281,7 +188,7 @@ async fn prepare(
 async fn settle(
     outcomes: Vec<DomainResult<SourceTotals>>,
     admin: &Admin,
-    shared: &Shared,
+    shared: &RestoreInProgress,
     plan: &RestorePlan,
     prepared: &Prepared,
 ) -> DomainResult<(SourceTotals, Tally)> {
@@ -331,7 +238,7 @@ async fn finish(
     cluster_id: &str,
     cluster: &ClusterConfig,
     admin: &Admin,
-    shared: &Shared,
+    shared: &RestoreInProgress,
     plan: RestorePlan,
     prepared: Prepared,
     done: Finished,
@@ -373,7 +280,7 @@ async fn finish(
 /// topic meanwhile.
 async fn check_ends(
     admin: &Admin,
-    shared: &Shared,
+    shared: &RestoreInProgress,
     tally: &Tally,
     sources: &[i32],
 ) -> DomainResult<()> {

@@ -25,13 +25,13 @@ use crate::consume::CHANNEL_BATCHES;
 use crate::produce::{delivered, out_record, Delivered, Deliveries};
 use crate::throttle::admit;
 
-use super::{Shared, SourceTotals, Tally};
+use super::{RestoreInProgress, SourceTotals, Tally};
 
 /// Produces one source partition; returns how much it read from the archive.
 pub(super) async fn restore_partition(
     source: i32,
     store: Arc<dyn ArchiveStore>,
-    shared: Arc<Shared>,
+    shared: Arc<RestoreInProgress>,
 ) -> DomainResult<SourceTotals> {
     let (tx, mut rx) = mpsc::channel::<RecordBlock>(CHANNEL_BATCHES);
     let bounds = ReadBounds {
@@ -84,7 +84,7 @@ const ADMIT_RUN: usize = 256;
 pub(super) fn read_archive(
     source: i32,
     reader: Box<dyn BlockReader>,
-    shared: &Shared,
+    shared: &RestoreInProgress,
     tx: mpsc::Sender<RecordBlock>,
 ) -> DomainResult<()> {
     for block in reader {
@@ -113,7 +113,7 @@ pub(super) fn kept_until(record: &RecordView<'_>, until_ms: Option<i64>) -> bool
 pub(super) async fn produce_batches(
     source: i32,
     rx: &mut mpsc::Receiver<RecordBlock>,
-    shared: &Shared,
+    shared: &RestoreInProgress,
 ) -> DomainResult<SourceTotals> {
     let mut totals = SourceTotals::default();
     let (mut skip, base) = shared.resume_of(source);
@@ -178,7 +178,7 @@ fn skip_landed(
     block: &mut RecordBlock,
     skip: u64,
     (base, index): (Option<i64>, &mut u64),
-    shared: &Shared,
+    shared: &RestoreInProgress,
     totals: &mut SourceTotals,
 ) -> u64 {
     let n = (skip as usize).min(block.len());
@@ -211,7 +211,7 @@ fn skip_landed(
 /// (partitions kept 1:1) from the partition's next offset.
 pub(super) fn settle(
     (source_offset, outcome): Delivered,
-    shared: &Shared,
+    shared: &RestoreInProgress,
     expected: &mut Option<i64>,
 ) -> DomainResult<()> {
     let (partition, offset) = delivered(outcome, &shared.target_topic)?;

@@ -26,8 +26,8 @@ use kvault_domain::{BackupId, DomainError, PartitionMapping};
 
 use super::groups::{restore_groups, warnings as group_warnings, GroupRestore};
 use super::load::{load_checked, Checked};
-use super::tally::{Landed, Tally};
-use super::target::{prepare_target, PreparedTarget};
+use super::tally::{LandedOffsets, Tally};
+use super::target::{prepare_target, PreparedRestoreTarget};
 use super::transform::TransformStep;
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
@@ -115,7 +115,7 @@ pub(crate) async fn dry_run(
 /// all, otherwise by reading the archive as the real run reads it.
 async fn land(
     (store, links, manifest, sources): Archive<'_>,
-    (admin, target): (&Admin, &PreparedTarget),
+    (admin, target): (&Admin, &PreparedRestoreTarget),
     plan: &RestorePlan,
     (groups, transform): (Option<&Arc<GroupRestore>>, Option<Arc<TransformStep>>),
     control: &OperationControl,
@@ -220,7 +220,7 @@ impl Landing {
             let start = if self.preserve { first } else { next };
             self.tally.partitions.insert(
                 p.partition,
-                Landed {
+                LandedOffsets {
                     count: p.message_count,
                     first: start,
                     last: start + count - 1,

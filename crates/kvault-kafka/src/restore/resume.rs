@@ -23,12 +23,12 @@ use crate::client::ClusterConfig;
 use crate::consume::{read_one, KeyValue};
 
 use super::partition::kept_until;
-use super::target::{prepare_target, PreparedTarget};
+use super::target::{prepare_target, PreparedRestoreTarget};
 
 /// The target as this attempt uses it: per target partition its end offset before the job's
 /// first record (`base`), and how many of the job's records each already holds (`skip`).
-pub(super) struct Begun {
-    pub(super) target: PreparedTarget,
+pub(super) struct RestoreAttempt {
+    pub(super) target: PreparedRestoreTarget,
     pub(super) base: BTreeMap<i32, i64>,
     pub(super) skip: BTreeMap<i32, u64>,
 }
@@ -50,7 +50,7 @@ pub(super) async fn begin(
     sources: &[i32],
     reading: Reading<'_>,
     control: &OperationControl,
-) -> DomainResult<Begun> {
+) -> DomainResult<RestoreAttempt> {
     let topic = &plan.target_topic;
     let recorded = control.journal().and_then(|j| j.start_record(topic));
     let existing = match &recorded {
@@ -100,8 +100,8 @@ pub(super) async fn begin(
             .await?;
     }
     tracing::info!(topic = %topic, resumed = ?found, "restore continues where the target ends");
-    Ok(Begun {
-        target: PreparedTarget {
+    Ok(RestoreAttempt {
+        target: PreparedRestoreTarget {
             mapping: start.mapping,
             partitions: info.partition_count(),
             created: start.topic_created,
@@ -171,7 +171,7 @@ async fn first(
     sources: &[i32],
     reading: Reading<'_>,
     control: &OperationControl,
-) -> DomainResult<Begun> {
+) -> DomainResult<RestoreAttempt> {
     let target = prepare_target(
         admin,
         plan,
@@ -182,7 +182,7 @@ async fn first(
         false,
     )
     .await?;
-    Ok(Begun {
+    Ok(RestoreAttempt {
         base: target.base_offsets.clone(),
         skip: BTreeMap::new(),
         target,

@@ -7,7 +7,7 @@ use kvault_domain::restore::PartitionRestoreResult;
 
 /// Where produced records landed, per target partition.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Landed {
+pub(super) struct LandedOffsets {
     pub(super) count: u64,
     pub(super) first: i64,
     pub(super) last: i64,
@@ -15,7 +15,7 @@ pub(super) struct Landed {
 
 #[derive(Default)]
 pub(super) struct Tally {
-    pub(super) partitions: BTreeMap<i32, Landed>,
+    pub(super) partitions: BTreeMap<i32, LandedOffsets>,
 }
 
 impl Tally {
@@ -33,7 +33,7 @@ impl Tally {
     }
 
     pub(super) fn add(&mut self, partition: i32, offset: i64) {
-        let entry = self.partitions.entry(partition).or_insert(Landed {
+        let entry = self.partitions.entry(partition).or_insert(LandedOffsets {
             count: 0,
             first: offset,
             last: offset,

@@ -19,7 +19,7 @@ use kvault_domain::{DomainError, PartitionMapping, ValidationError};
 use crate::admin::{Admin, TopicInfo};
 
 /// The target topic as the restore will use it.
-pub(super) struct PreparedTarget {
+pub(super) struct PreparedRestoreTarget {
     pub(super) mapping: PartitionMapping,
     pub(super) partitions: i32,
     pub(super) created: bool,
@@ -43,7 +43,7 @@ pub(super) async fn prepare_target(
     control: &OperationControl,
     archives: Vec<(String, Option<String>)>,
     dry_run: bool,
-) -> DomainResult<PreparedTarget> {
+) -> DomainResult<PreparedRestoreTarget> {
     let existing = admin.topic(&plan.target_topic).await?;
     let (target_count, mapping) = plan_layout(plan, manifest, existing.as_ref())?;
     let base_offsets = if let Some(info) = &existing {
@@ -71,7 +71,7 @@ pub(super) async fn prepare_target(
     let archive = (manifest, sources);
     let layout = (existing.as_ref(), target_count, dry_run);
     let (replication, configs, warnings) = create_or_keep(admin, plan, archive, layout).await?;
-    Ok(PreparedTarget {
+    Ok(PreparedRestoreTarget {
         mapping,
         partitions: target_count,
         created: existing.is_none(),

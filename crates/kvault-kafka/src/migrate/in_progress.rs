@@ -18,10 +18,10 @@ use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
 use crate::transform::CompiledTransformation;
 
-use super::resume::Landed;
+use super::resume::EarlierCopies;
 
 /// State shared by every partition task of one migration.
-pub(super) struct Shared {
+pub(super) struct MigrationInProgress {
     pub(super) source: ClusterConfig,
     pub(super) source_topic: String,
     pub(super) target_topic: String,
@@ -44,13 +44,13 @@ pub(super) struct Shared {
     /// Per target partition: its end offset before the job's first record.
     pub(super) base: BTreeMap<i32, i64>,
     /// Per partition: the job's records an earlier attempt already landed there.
-    pub(super) landed: BTreeMap<i32, Landed>,
+    pub(super) landed: BTreeMap<i32, EarlierCopies>,
     /// Per target partition (partitions kept 1:1): the job's records on it, landed earlier or
     /// delivered now.
     copied: Mutex<BTreeMap<i32, u64>>,
 }
 
-impl Shared {
+impl MigrationInProgress {
     pub(super) fn new(
         source: ClusterConfig,
         req: &MigrateRequest,
@@ -58,7 +58,11 @@ impl Shared {
         partitioner: Option<KeyPartitioner>,
         producer: RecordProducer,
         control: OperationControl,
-        (offset_map_runs, base, landed): (Option<usize>, BTreeMap<i32, i64>, BTreeMap<i32, Landed>),
+        (offset_map_runs, base, landed): (
+            Option<usize>,
+            BTreeMap<i32, i64>,
+            BTreeMap<i32, EarlierCopies>,
+        ),
     ) -> Self {
         Self {
             source,

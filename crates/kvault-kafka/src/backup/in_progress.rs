@@ -13,7 +13,7 @@ use crate::consume::ReaderPool;
 use crate::throttle::Throttle;
 
 /// State every partition task of one backup shares.
-pub(super) struct Shared {
+pub(super) struct BackupInProgress {
     pub(super) topic: String,
     /// The consumers the partitions are read with, reused from one partition to the next.
     pub(super) readers: Arc<ReaderPool>,
@@ -32,7 +32,7 @@ pub(super) struct Shared {
     pub(super) checkpoints: Arc<Checkpointer>,
 }
 
-impl Shared {
+impl BackupInProgress {
     pub(super) fn new(
         cluster: &ClusterConfig,
         plan: &BackupPlan,
