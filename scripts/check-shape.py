@@ -8,10 +8,12 @@
   path written in A (in `use` lines or inline), then every strongly connected group of more
   than one module is a cycle. The same one level down, inside every folder module F: an arrow
   from F's child A to its child B for every `crate::F::B` written in A, and every `super::B`
-  written in A's own file (`F/A.rs` or `F/A/mod.rs`); only with `--nested`.
+  written in A's own file (`F/A.rs` or `F/A/mod.rs`); skipped with `--top-only`.
 
-Usage: scripts/check-shape.py [--strict] [--nested]
-  --strict: exit 1 when anything is reported; --nested: look for cycles inside folders too.
+Usage: scripts/check-shape.py [--strict] [--nested | --top-only]
+  --strict: exit 1 when anything is reported; --top-only: look for cycles between a crate's
+  top-level modules only. Cycles inside folders are looked for by default (`--nested`, kept
+  for scripts that pass it, changes nothing).
 A lexical scan, not a parser: string literals holding braces or `crate::` can mislead it;
 what it reports is a place to look, counted the same way each time.
 """
@@ -146,7 +148,7 @@ def cycles(arrows):
 
 def main(argv):
     strict = "--strict" in argv
-    nested = "--nested" in argv
+    nested = "--top-only" not in argv
     crates_dir = os.path.join(ROOT, "crates")
     found = 0
     fns, big_files = [], []

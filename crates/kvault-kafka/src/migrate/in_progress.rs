@@ -13,12 +13,19 @@ use kvault_domain::migrate::OnEvaluationError;
 use kvault_domain::record::Record;
 
 use crate::client::ClusterConfig;
+use crate::consume::KeyValue;
 use crate::partitioner::KeyPartitioner;
 use crate::produce::RecordProducer;
 use crate::throttle::Throttle;
 use crate::transform::CompiledTransformation;
 
-use super::resume::EarlierCopies;
+/// The job's records an earlier attempt landed on one target partition.
+#[derive(Debug, Clone)]
+pub(super) struct EarlierCopies {
+    pub(super) count: u64,
+    pub(super) first: Option<KeyValue>,
+    pub(super) last: Option<KeyValue>,
+}
 
 /// State shared by every partition task of one migration.
 pub(super) struct MigrationInProgress {

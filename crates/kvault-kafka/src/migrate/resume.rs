@@ -25,7 +25,7 @@ use crate::admin::{Admin, TopicInfo};
 use crate::client::ClusterConfig;
 use crate::consume::{read_one, to_record, KeyValue, RangeReader};
 
-use super::in_progress::MigrationInProgress;
+use super::in_progress::{EarlierCopies, MigrationInProgress};
 use super::target::prepare_target;
 
 /// The copy as this attempt runs it.
@@ -39,14 +39,6 @@ pub(super) struct MigrationAttempt {
     /// Per partition: how many of the job's records are already there, and the records found
     /// at the first and the last of them.
     pub(super) landed: BTreeMap<i32, EarlierCopies>,
-}
-
-/// The job's records an earlier attempt landed on one target partition.
-#[derive(Debug, Clone)]
-pub(super) struct EarlierCopies {
-    pub(super) count: u64,
-    pub(super) first: Option<KeyValue>,
-    pub(super) last: Option<KeyValue>,
 }
 
 /// Per target partition, how many of the migration's records an earlier attempt landed;
@@ -268,15 +260,4 @@ fn copies_at(
         index += 1;
     }
     Ok(found)
-}
-
-/// The start record of a first attempt, stored before the target is created or written.
-pub(super) async fn record_start(
-    control: &OperationControl,
-    record: StartRecord,
-) -> DomainResult<()> {
-    match control.journal() {
-        Some(journal) => journal.record_start(record).await,
-        None => Ok(()),
-    }
 }

@@ -65,7 +65,7 @@ pub(super) async fn prepare_target(
             archives: Vec::new(),
             source_cut: cut.clone(),
         };
-        super::resume::record_start(control, start).await?;
+        record_start(control, start).await?;
     }
     if let Some(existing) = existing {
         let topic = TopicPlan {
@@ -117,4 +117,12 @@ async fn create(target_admin: &Admin, topic: &TopicPlan) -> DomainResult<()> {
         );
     }
     Ok(())
+}
+
+/// The start record of a first attempt, stored before the target is created or written.
+async fn record_start(control: &OperationControl, record: StartRecord) -> DomainResult<()> {
+    match control.journal() {
+        Some(journal) => journal.record_start(record).await,
+        None => Ok(()),
+    }
 }

@@ -272,14 +272,3 @@ async fn planned_at(
     }
     Ok(found)
 }
-
-/// The start record of a first attempt, stored before the target is created or written.
-pub(super) async fn record_start(
-    control: &OperationControl,
-    record: StartRecord,
-) -> DomainResult<()> {
-    match control.journal() {
-        Some(journal) => journal.record_start(record).await,
-        None => Ok(()),
-    }
-}

@@ -66,7 +66,7 @@ pub(super) async fn prepare_target(
             archives,
             source_cut: BTreeMap::new(),
         };
-        super::resume::record_start(control, start).await?;
+        record_start(control, start).await?;
     }
     let archive = (manifest, sources);
     let layout = (existing.as_ref(), target_count, dry_run);
@@ -268,4 +268,12 @@ fn layout_not_applied(plan: &RestorePlan, info: &TopicInfo) -> Vec<String> {
         ));
     }
     warnings
+}
+
+/// The start record of a first attempt, stored before the target is created or written.
+async fn record_start(control: &OperationControl, record: StartRecord) -> DomainResult<()> {
+    match control.journal() {
+        Some(journal) => journal.record_start(record).await,
+        None => Ok(()),
+    }
 }
