@@ -20,10 +20,11 @@ use std::time::Instant;
 use chrono::Utc;
 use kvault_domain::backup::{BackupDefaults, BackupRequest};
 use kvault_domain::job::OperationControl;
+use kvault_domain::operations::{BackupOperation, RestoreOperation};
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestoreRequest;
 use kvault_domain::{BackupId, ClusterId, CompressionType};
-use kvault_kafka::{ClusterConfig, KafkaCluster};
+use kvault_kafka::{ClusterConfig, KafkaCluster, KafkaEngine};
 use kvault_storage::Store;
 use kvault_testkit::{bench_message, produce_with, TestBroker, TestRecord};
 
@@ -58,6 +59,12 @@ fn rss_mb() -> f64 {
 }
 
 /// Resets VmHWM to the current RSS so each phase reports its own peak.
+/// The engine the API runs operations through, over `kafka` alone and archiving into `store`.
+fn engine(kafka: &KafkaCluster, store: &Arc<dyn ArchiveStore>) -> KafkaEngine {
+    let cluster = (kafka.id().clone(), kafka.config().clone());
+    KafkaEngine::new([cluster], store.clone()).expect("engine")
+}
+
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -129,8 +136,8 @@ async fn run() {
         let rss_before = rss_mb();
         reset_peak_rss();
         let t = Instant::now();
-        let backup = kafka
-            .backup(plan, store.clone(), OperationControl::new())
+        let backup = engine(&kafka, &store)
+            .backup(kafka.id(), plan, OperationControl::new())
             .await
             .expect("backup");
         let backup_secs = t.elapsed().as_secs_f64();
@@ -144,8 +151,8 @@ async fn run() {
         let plan = req.validate().expect("restore plan");
         reset_peak_rss();
         let t = Instant::now();
-        let restored = kafka
-            .restore(plan, store.clone(), OperationControl::new())
+        let restored = engine(&kafka, &store)
+            .restore(kafka.id(), plan, OperationControl::new())
             .await
             .expect("restore");
         let restore_secs = t.elapsed().as_secs_f64();

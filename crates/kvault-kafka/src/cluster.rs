@@ -1,15 +1,10 @@
-//! [`KafkaCluster`]: one configured cluster and the operations kvault runs against it. This is
-//! the surface the API layer and the CLI call; the work happens in `backup` and `restore`.
+//! [`KafkaCluster`]: one configured cluster: its connection check, topic lookups and admin
+//! client. Operations run through [`crate::KafkaEngine`], which holds every cluster.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kvault_domain::backup::{BackupOutcome, BackupPlan};
 use kvault_domain::error::DomainResult;
-use kvault_domain::job::OperationControl;
-use kvault_domain::ports::ArchiveStore;
-use kvault_domain::restore::RestorePlan;
-use kvault_domain::{BackupResult, ClusterId, DomainError, RestoreResult, ValidationError};
+use kvault_domain::{ClusterId, DomainError, ValidationError};
 
 use crate::admin::Admin;
 use crate::client::ClusterConfig;
@@ -94,45 +89,5 @@ impl KafkaCluster {
     pub async fn list_topics(&self) -> DomainResult<Vec<String>> {
         self.check_connection().await?;
         self.admin()?.list_topics().await
-    }
-
-    /// Backs up a consistent cut of the plan's topic into `store` (see the `backup` module).
-    pub async fn backup(
-        &self,
-        plan: BackupPlan,
-        store: Arc<dyn ArchiveStore>,
-        control: OperationControl,
-    ) -> DomainResult<BackupResult> {
-        self.check_connection().await?;
-        let written =
-            crate::backup::run(self.id.as_str(), &self.config, plan, store, control, false).await?;
-        match written {
-            BackupOutcome::Written(result) => Ok(result),
-            BackupOutcome::NothingNew(_) => Err(DomainError::internal(
-                "a backup that may not skip an empty increment skipped one",
-            )),
-        }
-    }
-
-    /// [`Self::backup`], or nothing when an incremental backup finds no new record.
-    pub async fn backup_unless_unchanged(
-        &self,
-        plan: BackupPlan,
-        store: Arc<dyn ArchiveStore>,
-        control: OperationControl,
-    ) -> DomainResult<BackupOutcome> {
-        self.check_connection().await?;
-        crate::backup::run(self.id.as_str(), &self.config, plan, store, control, true).await
-    }
-
-    /// Restores a backup from `store` into the plan's target topic (see the `restore` module).
-    pub async fn restore(
-        &self,
-        plan: RestorePlan,
-        store: Arc<dyn ArchiveStore>,
-        control: OperationControl,
-    ) -> DomainResult<RestoreResult> {
-        self.check_connection().await?;
-        crate::restore::run(self.id.as_str(), &self.config, plan, store, control).await
     }
 }

@@ -99,6 +99,25 @@ impl KafkaEngine {
         })
     }
 
+    /// Backs up the plan's cut into the archive store (see the `backup` module); with
+    /// `skip_unchanged`, an incremental backup that finds nothing new writes nothing.
+    async fn run_backup(
+        &self,
+        cluster: &ClusterId,
+        plan: BackupPlan,
+        control: OperationControl,
+        skip_unchanged: bool,
+    ) -> DomainResult<BackupOutcome> {
+        let cluster = self.cluster(cluster)?;
+        cluster.check_connection().await?;
+        let (id, config, store) = (
+            cluster.id().as_str(),
+            cluster.config(),
+            self.archives.clone(),
+        );
+        crate::backup::run(id, config, plan, store, control, skip_unchanged).await
+    }
+
     /// The cluster `id`, `NotFound` when it is not configured.
     pub fn cluster(&self, id: &ClusterId) -> DomainResult<&KafkaCluster> {
         self.clusters.get(id).ok_or_else(|| {
@@ -138,8 +157,12 @@ impl BackupOperation for KafkaEngine {
         plan: BackupPlan,
         control: OperationControl,
     ) -> DomainResult<BackupResult> {
-        let cluster = self.cluster(cluster)?;
-        cluster.backup(plan, self.archives.clone(), control).await
+        match self.run_backup(cluster, plan, control, false).await? {
+            BackupOutcome::Written(result) => Ok(result),
+            BackupOutcome::NothingNew(_) => Err(DomainError::internal(
+                "a backup that may not skip an empty increment skipped one",
+            )),
+        }
     }
 
     async fn backup_unless_unchanged(
@@ -148,10 +171,7 @@ impl BackupOperation for KafkaEngine {
         plan: BackupPlan,
         control: OperationControl,
     ) -> DomainResult<BackupOutcome> {
-        let cluster = self.cluster(cluster)?;
-        cluster
-            .backup_unless_unchanged(plan, self.archives.clone(), control)
-            .await
+        self.run_backup(cluster, plan, control, true).await
     }
 }
 
@@ -165,7 +185,13 @@ impl RestoreOperation for KafkaEngine {
     ) -> DomainResult<RestoreResult> {
         let cluster = self.cluster(cluster)?;
         let plan = self.keyed(plan)?;
-        cluster.restore(plan, self.archives.clone(), control).await
+        cluster.check_connection().await?;
+        let (id, config, store) = (
+            cluster.id().as_str(),
+            cluster.config(),
+            self.archives.clone(),
+        );
+        crate::restore::run(id, config, plan, store, control).await
     }
 
     async fn restore_dry_run(

@@ -2,7 +2,7 @@
 //!
 //! - [`engine`]: [`KafkaEngine`], the domain's operation traits (`Engine`) over every
 //!   configured cluster and one archive store: what the composition root wires in.
-//! - [`cluster`]: [`KafkaCluster`], one cluster (ping, topic checks, backup, restore).
+//! - [`cluster`]: [`KafkaCluster`], one cluster (ping, topic checks, admin client).
 //! - [`client`]: [`ClusterConfig`] and the librdkafka settings for readers, producers and
 //!   admin clients.
 //! - [`security`]: the connection check every operation starts with, failing fast and naming

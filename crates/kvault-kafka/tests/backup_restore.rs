@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use kvault_domain::backup::BackupDefaults;
 use kvault_domain::job::OperationControl;
+use kvault_domain::operations::{BackupOperation, RestoreOperation};
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::{RestoreRequest, SOURCE_OFFSET_HEADER};
 use kvault_domain::{ClusterId, CompressionType, DomainError, IfExists, Offset, PartitionMapping};
@@ -18,7 +19,7 @@ use kvault_testkit::{ConsumedRecord, TestBroker, TestRecord};
 
 mod common;
 
-use common::{backup, cluster, request, restore, store};
+use common::{backup, cluster, engine, request, restore, store};
 
 const BASE_TS: i64 = 1_750_000_000_000;
 
@@ -795,8 +796,8 @@ async fn a_restore_whose_target_broker_dies_fails_in_bounded_time() {
     req.rate_limit_per_second = Some(500);
     let plan = req.validate().unwrap();
     let running = tokio::spawn(async move {
-        target
-            .restore(plan, store.clone(), OperationControl::new())
+        engine(&target, &store)
+            .restore(target.id(), plan, OperationControl::new())
             .await
     });
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -833,8 +834,8 @@ async fn an_existing_topic_keeps_its_layout_and_the_result_says_so() {
     let plan = request(&source, CompressionType::Zstd)
         .validate(BackupDefaults::default(), Utc::now())
         .unwrap();
-    let backup = c
-        .backup(plan, store.clone(), OperationControl::new())
+    let backup = engine(&c, &store)
+        .backup(c.id(), plan, OperationControl::new())
         .await
         .unwrap();
 
@@ -843,12 +844,8 @@ async fn an_existing_topic_keeps_its_layout_and_the_result_says_so() {
     let mut req = RestoreRequest::new(&backup.backup_id, &target);
     req.target_partitions = Some(6);
     req.replication_factor = Some(3);
-    let restored = c
-        .restore(
-            req.validate().unwrap(),
-            store.clone(),
-            OperationControl::new(),
-        )
+    let restored = engine(&c, &store)
+        .restore(c.id(), req.validate().unwrap(), OperationControl::new())
         .await
         .expect("an empty existing topic takes the restore");
     assert_eq!(restored.messages_restored, produced.len() as u64);
@@ -892,8 +889,8 @@ async fn many_small_partitions_cannot_slip_past_the_size_limit() {
             Utc::now(),
         )
         .unwrap();
-    let err = kafka
-        .backup(plan, store.clone(), OperationControl::new())
+    let err = engine(&kafka, &store)
+        .backup(kafka.id(), plan, OperationControl::new())
         .await
         .expect_err("1.2 MB in four partitions is over a 500 KB limit");
     assert!(matches!(err, DomainError::LimitExceeded { .. }), "{err:?}");

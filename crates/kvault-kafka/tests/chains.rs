@@ -8,10 +8,11 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{backup, cluster, request, restore, store};
+use common::{backup, cluster, engine, request, restore, store};
 use kvault_domain::chain::{chain_problems, load_chain};
 use kvault_domain::groups::GroupChoice;
 use kvault_domain::job::OperationControl;
+use kvault_domain::operations::{BackupOperation, RestoreOperation};
 use kvault_domain::restore::RestoreRequest;
 use kvault_domain::{BackupId, CompressionType};
 use kvault_testkit::{ConsumedRecord, TestBroker, TestRecord};
@@ -106,8 +107,8 @@ async fn a_chain_of_incremental_backups_restores_whole_or_up_to_an_instant() {
     req.restore_consumer_groups = Some(GroupChoice::Every(true));
     req.rate_limit_per_second = Some(10_000_000);
     let control = OperationControl::new();
-    let restored = kafka
-        .restore(req.validate().unwrap(), store.clone(), control.clone())
+    let restored = engine(&kafka, &store)
+        .restore(kafka.id(), req.validate().unwrap(), control.clone())
         .await
         .expect("chain restore");
     assert_eq!(restored.messages_restored, 40);
@@ -229,8 +230,8 @@ async fn an_increment_with_nothing_new_writes_no_archive() {
         req.validate(BackupDefaults::default(), Utc::now()).unwrap()
     };
 
-    let idle = kafka
-        .backup_unless_unchanged(incremental("idle"), store.clone(), OperationControl::new())
+    let idle = engine(&kafka, &store)
+        .backup_unless_unchanged(kafka.id(), incremental("idle"), OperationControl::new())
         .await
         .expect("idle run");
     let BackupOutcome::NothingNew(unchanged) = idle else {
@@ -264,8 +265,8 @@ async fn an_increment_with_nothing_new_writes_no_archive() {
             }],
         )
         .await;
-    let busy = kafka
-        .backup_unless_unchanged(incremental("busy"), store.clone(), OperationControl::new())
+    let busy = engine(&kafka, &store)
+        .backup_unless_unchanged(kafka.id(), incremental("busy"), OperationControl::new())
         .await
         .expect("busy run");
     let BackupOutcome::Written(written) = busy else {

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use common::{backup, cluster, request, store};
+use common::{backup, cluster, engine, request, store};
 use kvault_domain::job::OperationControl;
+use kvault_domain::operations::RestoreOperation;
 use kvault_domain::restore::RestoreRequest;
 use kvault_domain::resume::{JobJournal, StartRecord, TopicResume};
 use kvault_domain::{CompressionType, DomainError, DomainResult, IfExists, PartitionMapping};
@@ -128,9 +129,8 @@ async fn restore_with(
         req.if_exists = IfExists::Append;
     }
     let control = OperationControl::with_journal(journal.clone());
-    let result = src
-        .kafka
-        .restore(req.validate().unwrap(), src.store.clone(), control)
+    let result = engine(&src.kafka, &src.store)
+        .restore(src.kafka.id(), req.validate().unwrap(), control)
         .await;
     (result, journal)
 }
@@ -347,7 +347,9 @@ async fn a_continued_point_in_time_restore_of_a_chain_is_exact() {
             req.until_time = Some(until);
             let control = OperationControl::with_journal(journal.clone());
             let plan = req.validate().unwrap();
-            let result = src.kafka.restore(plan, src.store.clone(), control).await;
+            let result = engine(&src.kafka, &src.store)
+                .restore(src.kafka.id(), plan, control)
+                .await;
             (result, journal)
         }
     };
@@ -428,7 +430,9 @@ async fn a_continued_restore_commits_the_groups_as_a_run_that_never_stopped() {
             req.restore_consumer_groups = Some(GroupChoice::Only(vec![group]));
             let control = OperationControl::with_journal(journal.clone());
             let plan = req.validate().unwrap();
-            let result = src.kafka.restore(plan, src.store.clone(), control).await;
+            let result = engine(&src.kafka, &src.store)
+                .restore(src.kafka.id(), plan, control)
+                .await;
             (result.expect("restore"), journal)
         }
     };

@@ -1,5 +1,6 @@
 //! What the Kafka adapter's integration tests share: a cluster on the test broker, a local
-//! archive store, and backup and restore calls with test-friendly defaults.
+//! archive store, the engine over both, and backup and restore calls with test-friendly
+//! defaults.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::sync::Arc;
@@ -7,10 +8,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use kvault_domain::backup::{BackupDefaults, BackupRequest};
 use kvault_domain::job::OperationControl;
+use kvault_domain::operations::{BackupOperation, RestoreOperation};
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestoreRequest;
 use kvault_domain::{BackupResult, ClusterId, CompressionType, DomainError, RestoreResult};
-use kvault_kafka::{ClusterConfig, KafkaCluster};
+use kvault_kafka::{ClusterConfig, KafkaCluster, KafkaEngine};
 use kvault_storage::Store;
 use kvault_testkit::TestBroker;
 use tempfile::TempDir;
@@ -21,6 +23,12 @@ pub fn cluster(broker: &TestBroker) -> KafkaCluster {
         &ClusterConfig::new(broker.bootstrap()),
     )
     .unwrap()
+}
+
+/// The engine the API runs operations through, over `kafka` alone and archiving into `store`.
+pub fn engine(kafka: &KafkaCluster, store: &Arc<dyn ArchiveStore>) -> KafkaEngine {
+    let cluster = (kafka.id().clone(), kafka.config().clone());
+    KafkaEngine::new([cluster], store.clone()).unwrap()
 }
 
 pub fn store() -> (TempDir, Arc<dyn ArchiveStore>) {
@@ -42,8 +50,8 @@ pub async fn backup(
     req: BackupRequest,
 ) -> Result<BackupResult, DomainError> {
     let plan = req.validate(BackupDefaults::default(), Utc::now())?;
-    kafka
-        .backup(plan, store.clone(), OperationControl::new())
+    engine(kafka, store)
+        .backup(kafka.id(), plan, OperationControl::new())
         .await
 }
 
@@ -56,7 +64,7 @@ pub async fn restore(
         req.rate_limit_per_second = Some(10_000_000);
     }
     let plan = req.validate()?;
-    kafka
-        .restore(plan, store.clone(), OperationControl::new())
+    engine(kafka, store)
+        .restore(kafka.id(), plan, OperationControl::new())
         .await
 }
