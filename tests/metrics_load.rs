@@ -93,7 +93,7 @@ async fn seed_archives(dir: &std::path::Path) {
         let spec = ArchiveSpec {
             backup_id: BackupId::parse(&format!("backup-load-{i}")).unwrap(),
             archive_uid: kvault_domain::ids::new_uid(),
-            cluster_id: "local".into(),
+            cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
             topic: TopicMetadata {
                 name: format!("topic-{}", i % 50),
                 partition_count: 2,

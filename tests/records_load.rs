@@ -29,7 +29,7 @@ async fn seed(dir: &Path, id: &str, count: i64, value: fn(i64) -> Vec<u8>) {
     let spec = ArchiveSpec {
         backup_id: BackupId::parse(id).unwrap(),
         archive_uid: kvault_domain::ids::new_uid(),
-        cluster_id: "local".into(),
+        cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
         topic: TopicMetadata {
             name: "big".into(),
             partition_count: 1,

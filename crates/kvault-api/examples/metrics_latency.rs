@@ -114,7 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let spec = ArchiveSpec {
                 backup_id: BackupId::parse(&format!("bench-{b}")).map_err(|e| e.to_string())?,
                 archive_uid: kvault_domain::ids::new_uid(),
-                cluster_id: "local".into(),
+                cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
                 topic: TopicMetadata {
                     name: "events".into(),
                     partition_count: 1,

@@ -7,7 +7,7 @@ use crate::compression::{Compression, CompressionType};
 use crate::error::ValidationError;
 use crate::field_checks::{validate_partition_list, validate_rate};
 use crate::groups::{GroupChoice, GroupSelection};
-use crate::ids::{validate_topic_name, BackupId};
+use crate::ids::{validate_topic_name, BackupId, ClusterId};
 use crate::manifest::BackupSetRef;
 use crate::offset::Offset;
 
@@ -318,7 +318,8 @@ pub struct PartitionBackupResult {
 pub struct BackupResult {
     pub backup_id: String,
     pub topic: String,
-    pub cluster_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cluster_id: ClusterId,
     pub compression: CompressionType,
     pub total_messages: u64,
     /// Payload bytes (keys, values, headers) before compression.
@@ -351,7 +352,8 @@ pub struct BackupResult {
 pub struct NothingNewResult {
     /// `nothing_new`.
     pub status: crate::operation_status::OperationStatus,
-    pub cluster_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cluster_id: ClusterId,
     pub topic: String,
     /// The backup this run would have continued: still the chain's tip.
     pub incremental_from: String,

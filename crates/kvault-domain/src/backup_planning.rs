@@ -9,6 +9,7 @@ use crate::backup::{
     PartitionEnd,
 };
 use crate::error::ValidationError;
+use crate::ids::ClusterId;
 use crate::manifest::Manifest;
 use crate::offset::Offset;
 
@@ -81,7 +82,7 @@ pub fn plan_range(plan: &BackupPlan, partition: i32, marks: PartitionMarks) -> P
 pub fn nothing_new(
     plan: &BackupPlan,
     ranges: &[PartitionRange],
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     (checked_at, duration_ms): (DateTime<Utc>, u64),
 ) -> Option<NothingNewResult> {
     let parent = plan.incremental_from.as_ref()?;
@@ -90,7 +91,7 @@ pub fn nothing_new(
     }
     Some(NothingNewResult {
         status: crate::operation_status::OperationStatus::NothingNew,
-        cluster_id: cluster_id.to_owned(),
+        cluster_id: cluster_id.clone(),
         topic: plan.topic.clone(),
         incremental_from: parent.to_string(),
         partitions: ranges
@@ -108,7 +109,7 @@ pub fn nothing_new(
 /// When and how long a finished backup ran, and what it should tell the caller.
 #[derive(Debug, Clone)]
 pub struct BackupRun {
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub created_at: DateTime<Utc>,
     pub duration_ms: u64,
     pub warnings: Vec<String>,
@@ -196,7 +197,7 @@ mod tests {
             plan_range(&child, 0, continuing(Some(7), 7)),
             plan_range(&child, 1, continuing(Some(3), 3)),
         ];
-        let found = nothing_new(&child, &idle, "c", (now, 5)).unwrap();
+        let found = nothing_new(&child, &idle, &ClusterId::parse("c").unwrap(), (now, 5)).unwrap();
         assert_eq!(found.incremental_from, "parent");
         assert_eq!(
             found.status,
@@ -220,13 +221,19 @@ mod tests {
         assert!(json.get("backup_id").is_none());
         // One new record, or a partition the parent did not have, is something to back up.
         let one_new = [idle[0], plan_range(&child, 1, continuing(Some(3), 4))];
-        assert!(nothing_new(&child, &one_new, "c", (now, 5)).is_none());
+        assert!(nothing_new(&child, &one_new, &ClusterId::parse("c").unwrap(), (now, 5)).is_none());
         let new_partition = [idle[0], plan_range(&child, 2, continuing(None, 2))];
-        assert!(nothing_new(&child, &new_partition, "c", (now, 5)).is_none());
+        assert!(nothing_new(
+            &child,
+            &new_partition,
+            &ClusterId::parse("c").unwrap(),
+            (now, 5)
+        )
+        .is_none());
         // A full backup is always written: a chain needs its first link.
         let full = plan(r#"{"topic":"t"}"#);
         let empty = [plan_range(&full, 0, continuing(None, 0))];
-        assert!(nothing_new(&full, &empty, "c", (now, 5)).is_none());
+        assert!(nothing_new(&full, &empty, &ClusterId::parse("c").unwrap(), (now, 5)).is_none());
     }
 
     #[test]

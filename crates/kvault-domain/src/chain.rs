@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{DomainError, DomainResult, ValidationError};
-use crate::ids::BackupId;
+use crate::ids::{BackupId, ClusterId};
 use crate::manifest::{ChainLink, Manifest, PartitionManifest};
 use crate::ports::ArchiveStore;
 
@@ -18,10 +18,10 @@ use crate::ports::ArchiveStore;
 /// The parent must be a backup of the same cluster and topic.
 pub fn continue_chain(
     parent: &Manifest,
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     topic: &str,
 ) -> Result<(ChainLink, BTreeMap<i32, i64>), ValidationError> {
-    if parent.cluster_id != cluster_id || parent.topic.name != topic {
+    if parent.cluster_id != cluster_id.as_str() || parent.topic.name != topic {
         return Err(ValidationError::new(
             "incremental_from",
             &parent.backup_id,
@@ -40,7 +40,7 @@ pub fn continue_chain(
         sequence: parent.chain.as_ref().map_or(1, |c| c.sequence + 1),
         parent_uid: parent.archive_uid.clone(),
         root_uid: parent.root_uid().map(str::to_owned),
-        cluster_id: Some(cluster_id.to_owned()),
+        cluster_id: Some(cluster_id.to_string()),
         topic: Some(topic.to_owned()),
     };
     let starts = parent
@@ -56,7 +56,7 @@ pub fn continue_chain(
 pub async fn continue_from(
     store: &dyn ArchiveStore,
     parent: Option<&BackupId>,
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     topic: &str,
 ) -> DomainResult<(Option<ChainLink>, BTreeMap<i32, i64>)> {
     let Some(parent) = parent else {
@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn a_child_starts_where_its_parent_ended() {
         let root = link("a", None, &[(0, 0, 10), (1, 0, 4)], "2026-01-01T00:01:00Z");
-        let (next, starts) = continue_chain(&root, "c", "t").unwrap();
+        let (next, starts) = continue_chain(&root, &ClusterId::parse("c").unwrap(), "t").unwrap();
         assert_eq!(
             (
                 next.parent_id.as_str(),
@@ -375,7 +375,9 @@ mod tests {
         );
         assert_eq!(starts, BTreeMap::from([(0, 10), (1, 4)]));
         assert_eq!(
-            continue_chain(&root, "c", "other").unwrap_err().field,
+            continue_chain(&root, &ClusterId::parse("c").unwrap(), "other")
+                .unwrap_err()
+                .field,
             "incremental_from"
         );
     }
@@ -466,7 +468,7 @@ mod tests {
     fn an_archive_under_a_reused_parent_id_is_not_the_parent() {
         let a = link("a", None, &[(0, 0, 10)], "2026-01-01T00:01:00Z");
         let b = link("b", Some("a"), &[(0, 10, 15)], "2026-01-01T00:02:00Z");
-        let (next, _) = continue_chain(&b, "c", "t").unwrap();
+        let (next, _) = continue_chain(&b, &ClusterId::parse("c").unwrap(), "t").unwrap();
         assert_eq!(
             (next.parent_uid.as_deref(), next.root_uid.as_deref()),
             (Some("uid-b"), Some("uid-a"))

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::groups::GroupTranslation;
+use crate::ids::ClusterId;
 use crate::restore::{PartitionMapping, PartitionRestoreResult};
 
 /// The target topic as the run would find or make it.
@@ -34,7 +35,8 @@ pub struct RestoreDryRun {
     pub dry_run: bool,
     pub backup_id: String,
     pub target_topic: String,
-    pub cluster_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cluster_id: ClusterId,
     pub topic: TopicPlan,
     pub partition_mapping: PartitionMapping,
     pub offsets_preserved: bool,

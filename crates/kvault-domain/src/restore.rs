@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::field_checks::{validate_partition_list, validate_rate};
 use crate::groups::{ConsumerGroupsMode, GroupChoice, GroupSelection, GroupTranslation};
-use crate::ids::{validate_topic_name, BackupId};
+use crate::ids::{validate_topic_name, BackupId, ClusterId};
 use crate::restore_transform::{
     ExcludedKey, MaskRule, SampleRequest, TransformCounts, TransformFields, TransformPlan,
 };
@@ -343,7 +343,8 @@ pub struct PartitionRestoreResult {
 pub struct RestoreResult {
     pub backup_id: String,
     pub target_topic: String,
-    pub cluster_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cluster_id: ClusterId,
     /// Messages selected from the backup for this restore.
     pub total_messages: u64,
     /// Payload bytes of those messages.

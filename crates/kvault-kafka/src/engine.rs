@@ -110,11 +110,7 @@ impl KafkaEngine {
     ) -> DomainResult<BackupOutcome> {
         let cluster = self.cluster(cluster)?;
         cluster.check_connection().await?;
-        let (id, config, store) = (
-            cluster.id().as_str(),
-            cluster.config(),
-            self.archives.clone(),
-        );
+        let (id, config, store) = (cluster.id(), cluster.config(), self.archives.clone());
         crate::backup::run(id, config, plan, store, control, skip_unchanged).await
     }
 
@@ -186,11 +182,7 @@ impl RestoreOperation for KafkaEngine {
         let cluster = self.cluster(cluster)?;
         let plan = self.keyed(plan)?;
         cluster.check_connection().await?;
-        let (id, config, store) = (
-            cluster.id().as_str(),
-            cluster.config(),
-            self.archives.clone(),
-        );
+        let (id, config, store) = (cluster.id(), cluster.config(), self.archives.clone());
         crate::restore::run(id, config, plan, store, control).await
     }
 
@@ -201,7 +193,7 @@ impl RestoreOperation for KafkaEngine {
         control: OperationControl,
     ) -> DomainResult<RestoreDryRun> {
         let cluster = self.cluster(cluster)?;
-        let (id, config) = (cluster.id().as_str(), cluster.config());
+        let (id, config) = (cluster.id(), cluster.config());
         let plan = self.keyed(plan)?;
         crate::restore::dry_run(id, config, plan, self.archives.clone(), control).await
     }

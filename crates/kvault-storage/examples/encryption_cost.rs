@@ -36,7 +36,7 @@ fn spec(id: &str, codec: CompressionType) -> ArchiveSpec {
     ArchiveSpec {
         backup_id: BackupId::parse(id).expect("id"),
         archive_uid: kvault_domain::ids::new_uid(),
-        cluster_id: "local".into(),
+        cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
         topic: TopicMetadata {
             name: "events".into(),
             partition_count: 1,

@@ -45,7 +45,7 @@ fn seed(store: &Store) {
     let spec = ArchiveSpec {
         backup_id: BackupId::parse("seed").unwrap(),
         archive_uid: kvault_domain::ids::new_uid(),
-        cluster_id: "local".into(),
+        cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
         topic: TopicMetadata {
             name: "events".into(),
             partition_count: 1,

@@ -38,7 +38,7 @@ fn main() {
         .blocking_create(ArchiveSpec {
             backup_id: id.clone(),
             archive_uid: kvault_domain::ids::new_uid(),
-            cluster_id: "local".into(),
+            cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
             topic: TopicMetadata {
                 name: "events".into(),
                 partition_count: PARTITIONS,

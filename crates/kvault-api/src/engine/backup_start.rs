@@ -91,7 +91,7 @@ async fn check_topic_backup(
             .manifest(parent)
             .await
             .map_err(|e| parent_error(e, parent, "backup"))?;
-        kvault_domain::chain::continue_chain(&parent, cluster.as_str(), &plan.topic)?;
+        kvault_domain::chain::continue_chain(&parent, cluster, &plan.topic)?;
     }
     refuse_taken_id(state, &plan.backup_id).await?;
     require_topic(state, cluster, &plan.topic).await

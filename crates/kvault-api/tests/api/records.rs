@@ -54,7 +54,7 @@ async fn seed(app: &TestApp, id: &str) {
     let spec = ArchiveSpec {
         backup_id: BackupId::parse(id).unwrap(),
         archive_uid: kvault_domain::ids::new_uid(),
-        cluster_id: "local".into(),
+        cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
         topic: TopicMetadata {
             name: "events".into(),
             partition_count: 3,

@@ -184,7 +184,7 @@ async fn a_set_id_names_one_set_only() {
         .create(kvault_domain::ports::ArchiveSpec {
             backup_id: kvault_domain::BackupId::parse("claimed").unwrap(),
             archive_uid: kvault_domain::ids::new_uid(),
-            cluster_id: "local".into(),
+            cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
             topic: kvault_domain::TopicMetadata {
                 name: a.clone(),
                 partition_count: 1,

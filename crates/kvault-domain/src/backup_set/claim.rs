@@ -37,7 +37,7 @@ pub(crate) async fn claim_set_id(
         .create(ArchiveSpec {
             backup_id: plan.set_id.clone(),
             archive_uid: plan.set_uid.clone(),
-            cluster_id: cluster.to_string(),
+            cluster_id: cluster.clone(),
             topic: TopicMetadata {
                 name: String::new(),
                 partition_count: 0,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::compression::Compression;
 use crate::error::{DomainError, DomainResult};
-use crate::ids::BackupId;
+use crate::ids::{BackupId, ClusterId};
 use crate::job::OperationControl;
 use crate::manifest::{
     BackupSetRef, ChainLink, ConsumerGroupOffsets, Manifest, PartitionManifest, SegmentInfo,
@@ -30,7 +30,7 @@ pub struct ArchiveSpec {
     /// The archive's immutable unique id, written into its manifest (see
     /// [`crate::ids::new_uid`]).
     pub archive_uid: String,
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub topic: TopicMetadata,
     pub compression: Compression,
     pub include_keys: bool,

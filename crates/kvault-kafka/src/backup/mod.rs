@@ -38,7 +38,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::manifest::PartitionManifest;
 use kvault_domain::ports::{ArchiveSpec, ArchiveStore, ArchiveWriter, PartitionWriter};
 use kvault_domain::record_block::RecordBlock;
-use kvault_domain::DomainError;
+use kvault_domain::{ClusterId, DomainError};
 use rdkafka::message::{BorrowedMessage, Message};
 
 use crate::admin::{blocking, drop_in_background, Admin};
@@ -52,7 +52,7 @@ type SharedArchive = Arc<Mutex<Option<Box<dyn ArchiveWriter>>>>;
 /// Backs up the plan's cut of its topic into a new archive of `store`; with `skip_unchanged`,
 /// an incremental backup whose cut holds nothing new stops before the groups and the archive.
 pub(crate) async fn run(
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     cluster: &ClusterConfig,
     plan: BackupPlan,
     store: Arc<dyn ArchiveStore>,
@@ -100,7 +100,7 @@ pub(crate) async fn run(
     let spec = ArchiveSpec {
         backup_id: plan.backup_id.clone(),
         archive_uid: plan.archive_uid.clone(),
-        cluster_id: cluster_id.to_owned(),
+        cluster_id: cluster_id.clone(),
         topic,
         compression: plan.compression,
         include_keys: plan.include_keys,
@@ -135,7 +135,7 @@ struct BackupAttempt {
 /// Opens (or resumes) the archive, copies every partition's range into it while the groups
 /// at the cut are read, and commits it.
 async fn write_archive(
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     cluster: &ClusterConfig,
     plan: &BackupPlan,
     store: Arc<dyn ArchiveStore>,
@@ -202,7 +202,7 @@ async fn write_archive(
     drop_in_background((shared.readers.drain(), admin));
     let manifest = commit::commit_or_abort(&archive, outcomes, consumer_groups, &shared).await?;
     let run = BackupRun {
-        cluster_id: cluster_id.to_owned(),
+        cluster_id: cluster_id.clone(),
         created_at,
         duration_ms: started.elapsed().as_millis() as u64,
         warnings,

@@ -47,7 +47,7 @@ use kvault_domain::error::DomainResult;
 use kvault_domain::job::OperationControl;
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestorePlan;
-use kvault_domain::{BackupId, DomainError, PartitionMapping, RestoreResult};
+use kvault_domain::{BackupId, ClusterId, DomainError, PartitionMapping, RestoreResult};
 
 use crate::admin::{drop_in_background, Admin};
 use crate::client::ClusterConfig;
@@ -73,7 +73,7 @@ struct SourceTotals {
 }
 
 pub(crate) async fn run(
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     cluster: &ClusterConfig,
     plan: RestorePlan,
     store: Arc<dyn ArchiveStore>,
@@ -235,7 +235,7 @@ struct Finished {
 
 /// Puts the consumer groups back (when asked) and makes the result.
 async fn finish(
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     cluster: &ClusterConfig,
     admin: &Admin,
     shared: &RestoreInProgress,
@@ -258,7 +258,7 @@ async fn finish(
     Ok(RestoreResult {
         backup_id: plan.backup_id.to_string(),
         target_topic: plan.target_topic,
-        cluster_id: cluster_id.to_owned(),
+        cluster_id: cluster_id.clone(),
         total_messages: done.totals.messages,
         total_size_bytes: done.totals.bytes,
         duration_ms: done.started.elapsed().as_millis() as u64,

@@ -22,7 +22,7 @@ use kvault_domain::ports::{ArchiveStore, ReadBounds};
 use kvault_domain::record::TimestampType;
 use kvault_domain::restore::RestorePlan;
 use kvault_domain::restore_planning::select_partitions;
-use kvault_domain::{BackupId, DomainError, PartitionMapping};
+use kvault_domain::{BackupId, ClusterId, DomainError, PartitionMapping};
 
 use super::groups::{restore_groups, warnings as group_warnings, GroupRestore};
 use super::load::{load_checked, Checked};
@@ -35,7 +35,7 @@ use crate::partitioner::KeyPartitioner;
 
 /// What the restore of `plan` would do (see the module docs).
 pub(crate) async fn dry_run(
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     cluster: &ClusterConfig,
     plan: RestorePlan,
     store: Arc<dyn ArchiveStore>,
@@ -91,7 +91,7 @@ pub(crate) async fn dry_run(
         dry_run: true,
         backup_id: plan.backup_id.to_string(),
         target_topic: plan.target_topic.clone(),
-        cluster_id: cluster_id.to_owned(),
+        cluster_id: cluster_id.clone(),
         topic: TopicPlan {
             topic: plan.target_topic.clone(),
             create: target.created,

@@ -365,7 +365,7 @@ mod tests {
         ArchiveSpec {
             backup_id: BackupId::parse(id).expect("valid id"),
             archive_uid: kvault_domain::ids::new_uid(),
-            cluster_id: "local".into(),
+            cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
             topic: TopicMetadata {
                 name: "events".into(),
                 partition_count: 1,

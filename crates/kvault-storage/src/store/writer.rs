@@ -108,7 +108,7 @@ impl StoreWriter {
             },
             backup_id: spec.backup_id.as_str().to_owned(),
             archive_uid: Some(spec.archive_uid.clone()),
-            cluster_id: spec.cluster_id.clone(),
+            cluster_id: spec.cluster_id.to_string(),
             topic: spec.topic.clone(),
             compression: spec.compression,
             include_keys: spec.include_keys,

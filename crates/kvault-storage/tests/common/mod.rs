@@ -57,7 +57,7 @@ pub fn spec(id: &str, codec: CompressionType, partitions: i32) -> ArchiveSpec {
     ArchiveSpec {
         backup_id: BackupId::parse(id).unwrap(),
         archive_uid: kvault_domain::ids::new_uid(),
-        cluster_id: "local".into(),
+        cluster_id: kvault_domain::ClusterId::parse("local").expect("cluster id"),
         topic: TopicMetadata {
             name: "events".into(),
             partition_count: partitions,

@@ -72,7 +72,7 @@ impl FakeEngine {
         let (chain, continue_at) = continue_from(
             self.archives().as_ref(),
             plan.incremental_from.as_ref(),
-            cluster.as_str(),
+            cluster,
             &plan.topic,
         )
         .await?;
@@ -88,14 +88,14 @@ impl FakeEngine {
             })
             .collect();
         let checked = (created_at, started.elapsed().as_millis() as u64);
-        let unchanged = nothing_new(&plan, &ranges, cluster.as_str(), checked);
+        let unchanged = nothing_new(&plan, &ranges, cluster, checked);
         if let Some(unchanged) = unchanged.filter(|_| skip_unchanged) {
             return Ok(BackupOutcome::NothingNew(unchanged));
         }
         let spec = ArchiveSpec {
             backup_id: plan.backup_id.clone(),
             archive_uid: plan.archive_uid.clone(),
-            cluster_id: cluster.to_string(),
+            cluster_id: cluster.clone(),
             topic: TopicMetadata {
                 name: plan.topic.clone(),
                 partition_count: count,
@@ -116,7 +116,7 @@ impl FakeEngine {
             .await
             .map_err(blocking_failed)??;
         let run = BackupRun {
-            cluster_id: cluster.to_string(),
+            cluster_id: cluster.clone(),
             created_at,
             duration_ms: started.elapsed().as_millis() as u64,
             warnings: Vec::new(),

@@ -88,7 +88,7 @@ impl FakeEngine {
             dry_run: true,
             backup_id: plan.backup_id.to_string(),
             target_topic: plan.target_topic.clone(),
-            cluster_id: cluster.to_string(),
+            cluster_id: cluster.clone(),
             topic: topic_plan(&plan.target_topic, existing.as_ref(), count, rf),
             partition_mapping: PartitionMapping::Identity,
             offsets_preserved: false,

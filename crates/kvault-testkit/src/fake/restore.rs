@@ -97,7 +97,7 @@ impl RestoreOperation for FakeEngine {
         Ok(RestoreResult {
             backup_id: plan.backup_id.to_string(),
             target_topic: plan.target_topic,
-            cluster_id: cluster.to_string(),
+            cluster_id: cluster.clone(),
             total_messages: restored,
             total_size_bytes: bytes,
             duration_ms: started.elapsed().as_millis() as u64,

@@ -154,7 +154,7 @@ async fn resume_backup(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), 
         Ok(manifest) => {
             let now = Utc::now();
             let run = BackupRun {
-                cluster_id: cluster.to_string(),
+                cluster_id: cluster.clone(),
                 created_at: job.job.created_at,
                 duration_ms: (now - job.job.created_at).num_milliseconds().max(0) as u64,
                 warnings: vec![
