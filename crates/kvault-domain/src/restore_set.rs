@@ -199,7 +199,8 @@ impl RestoreRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreSetResult {
     pub set_id: String,
-    pub cluster_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cluster_id: crate::ids::ClusterId,
     pub topic_count: u32,
     pub total_messages: u64,
     pub messages_restored: u64,
@@ -234,7 +235,7 @@ pub async fn run_restore_set(
     };
     Ok(RestoreSetResult {
         set_id: plan.set_id,
-        cluster_id: cluster.to_string(),
+        cluster_id: cluster.clone(),
         topic_count: results.len() as u32,
         total_messages: results.iter().map(|r| r.total_messages).sum(),
         messages_restored: results.iter().map(|r| r.messages_restored).sum(),

@@ -253,7 +253,8 @@ pub struct BackupSetResult {
     /// The set's immutable uid, recorded in each member's manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_uid: Option<String>,
-    pub cluster_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cluster_id: crate::ids::ClusterId,
     pub topic_count: u32,
     pub total_messages: u64,
     pub total_size_bytes: u64,
@@ -330,7 +331,7 @@ async fn write_members(
     Ok(BackupSetResult {
         set_id: plan.set_id.to_string(),
         set_uid: Some(plan.set_uid.clone()),
-        cluster_id: cluster.to_string(),
+        cluster_id: cluster.clone(),
         topic_count: results.len() as u32,
         total_messages: results.iter().map(|r| r.total_messages).sum(),
         total_size_bytes: results.iter().map(|r| r.total_size_bytes).sum(),

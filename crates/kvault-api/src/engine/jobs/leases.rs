@@ -425,11 +425,15 @@ pub(crate) mod tests {
         }
     }
 
+    fn target(cluster: &str, topic: &str) -> JobTarget {
+        JobTarget::new(kvault_domain::ClusterId::parse(cluster).unwrap(), topic)
+    }
+
     /// One writer per target: a job into a held topic is refused naming the holder, other
     /// topics and clusters are free, and the topic is free again once the holder ends.
     pub(crate) async fn exercise_targets(store: &JobStore) {
         let lease = Lease::new("a", Duration::from_secs(10));
-        let (t, u) = (JobTarget::new("c", "t"), JobTarget::new("c", "u"));
+        let (t, u) = (target("c", "t"), target("c", "u"));
         let set = writer(JobKind::Restore, "c");
         let verdict = store
             .admit_writer(&set, &[t.clone(), u.clone(), t.clone()], &lease, None, None)
@@ -446,8 +450,8 @@ pub(crate) mod tests {
         assert_eq!((held.target, held.job_id), (u.clone(), set.id.to_string()));
         assert_eq!(held.kind, "restore");
         assert!(store.get(second.id).await.unwrap().is_none());
-        for free in [JobTarget::new("c", "v"), JobTarget::new("d", "t")] {
-            let job = writer(JobKind::Restore, &free.cluster_id);
+        for free in [target("c", "v"), target("d", "t")] {
+            let job = writer(JobKind::Restore, free.cluster_id.as_str());
             let verdict = store.admit_writer(&job, &[free], &lease, None, None).await;
             assert_eq!(verdict.unwrap().admission, Admission::Admitted);
         }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use kvault_domain::ClusterId;
 use sqlx::{Any, Transaction};
 
 use super::StoreError;
@@ -12,14 +13,14 @@ use super::StoreError;
 /// A topic a job writes into.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct JobTarget {
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub topic: String,
 }
 
 impl JobTarget {
-    pub fn new(cluster_id: impl Into<String>, topic: impl Into<String>) -> Self {
+    pub fn new(cluster_id: ClusterId, topic: impl Into<String>) -> Self {
         Self {
-            cluster_id: cluster_id.into(),
+            cluster_id,
             topic: topic.into(),
         }
     }
@@ -44,7 +45,7 @@ pub(super) async fn holder(
             "SELECT t.job_id, j.kind FROM job_targets t JOIN jobs j ON j.id = t.job_id \
              WHERE t.cluster_id = $1 AND t.topic = $2 AND j.state = 'running' LIMIT 1",
         )
-        .bind(target.cluster_id.clone())
+        .bind(target.cluster_id.as_str().to_owned())
         .bind(target.topic.clone())
         .fetch_optional(&mut **tx)
         .await?;
@@ -69,7 +70,7 @@ pub(super) async fn record(
     for target in distinct {
         sqlx::query("INSERT INTO job_targets (job_id, cluster_id, topic) VALUES ($1, $2, $3)")
             .bind(job_id.to_owned())
-            .bind(target.cluster_id.clone())
+            .bind(target.cluster_id.as_str().to_owned())
             .bind(target.topic.clone())
             .execute(&mut **tx)
             .await?;

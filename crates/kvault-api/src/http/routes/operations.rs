@@ -139,7 +139,7 @@ pub async fn restore(
     }
     let capacity = state.limits.capacity(JobKind::Restore, &cluster_id);
     let backup_id = plan.backup_id.to_string();
-    let target = JobTarget::new(cluster_id.clone(), plan.target_topic.clone());
+    let target = JobTarget::new(cluster.clone(), plan.target_topic.clone());
     let engine = state.engine.clone();
     let (id, handle) = state
         .runner
@@ -274,7 +274,7 @@ pub async fn migrate(
     let capacity = state.limits.capacity(JobKind::Migrate, "");
     let source_cluster = plan.source.to_string();
     let target_cluster = plan.target.to_string();
-    let target = JobTarget::new(target_cluster.clone(), plan.request.target_topic.clone());
+    let target = JobTarget::new(plan.target.clone(), plan.request.target_topic.clone());
     let engine = state.engine.clone();
     let (id, handle) = state
         .runner

@@ -53,7 +53,7 @@ pub(crate) async fn start_restore_set(
     let targets: Vec<JobTarget> = plan
         .members
         .iter()
-        .map(|m| JobTarget::new(cluster.to_string(), m.target_topic.clone()))
+        .map(|m| JobTarget::new(cluster.clone(), m.target_topic.clone()))
         .collect();
     let engine = state.engine.clone();
     let (job_id, handle) = state
