@@ -95,6 +95,59 @@ impl fmt::Display for ClusterId {
     }
 }
 
+/// A schedule id: the name a schedule is created under, the prefix of its runs' backup ids
+/// (`{schedule_id}-{stamp}`), so it follows the backup id rules and is at most 100 characters
+/// (a run's id stays under the backup id limit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ScheduleId(String);
+
+/// The longest schedule id.
+pub const MAX_SCHEDULE_ID_LEN: usize = 100;
+
+impl ScheduleId {
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        validate_path_safe_id("schedule_id", raw)?;
+        if raw.len() > MAX_SCHEDULE_ID_LEN {
+            return Err(ValidationError::new(
+                "schedule_id",
+                raw.chars().take(64).collect::<String>(),
+                format!("must be at most {MAX_SCHEDULE_ID_LEN} characters"),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// A new unique id for a schedule created now without a name: `schedule-{millis}-{random}`.
+    pub fn generate(now: chrono::DateTime<chrono::Utc>) -> Self {
+        let generated = BackupId::generate(now).0;
+        Self(generated.replacen("backup-", "schedule-", 1))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ScheduleId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ScheduleId> for String {
+    fn from(id: ScheduleId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ScheduleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 fn validate_path_safe_id(field: &str, raw: &str) -> Result<(), ValidationError> {
     if raw.is_empty() || raw.len() > MAX_ID_LEN {
         return Err(ValidationError::new(

@@ -76,7 +76,7 @@ pub use error::{
     DomainError, DomainResult, ErrorKind, KafkaFailure, StorageFailure, ValidationError,
 };
 pub use error_code::ErrorCode;
-pub use ids::{BackupId, ClusterId};
+pub use ids::{BackupId, ClusterId, ScheduleId};
 pub use job::{Job, JobAttempt, JobId, JobKind, JobProgress, JobState, OperationStatus};
 pub use manifest::{Manifest, PartitionManifest, SegmentInfo, TopicMetadata};
 pub use migrate::{MessageTransformation, MigrateRequest, MigrateResult};

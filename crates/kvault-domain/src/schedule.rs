@@ -17,14 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::backup::{BackupDefaults, BackupRequest};
 use crate::compression::CompressionType;
 use crate::error::ValidationError;
-use crate::ids::{BackupId, ClusterId};
+use crate::ids::{BackupId, ClusterId, ScheduleId};
 
 /// The shortest interval a schedule may run at.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest `every` or `retention` accepted (ten years).
 const MAX_SPAN: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
-/// Schedule ids leave room for the run suffix inside a 200-character backup id.
-const MAX_SCHEDULE_ID_LEN: usize = 100;
 
 /// `POST /api/kafka/schedules`: what to back up, how often, and how long to keep the runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,7 +137,7 @@ impl Cadence {
 /// A validated schedule.
 #[derive(Debug, Clone)]
 pub struct SchedulePlan {
-    pub schedule_id: BackupId,
+    pub schedule_id: ScheduleId,
     pub cluster_id: ClusterId,
     pub cadence: Cadence,
     pub retention: Option<Duration>,
@@ -182,8 +180,8 @@ impl ScheduleRequest {
         now: DateTime<Utc>,
     ) -> Result<SchedulePlan, ValidationError> {
         let schedule_id = match &self.schedule_id {
-            Some(raw) => parse_schedule_id(raw)?,
-            None => generated_id(now),
+            Some(raw) => ScheduleId::parse(raw)?,
+            None => ScheduleId::generate(now),
         };
         let cluster_id = ClusterId::parse(&self.cluster_id).map_err(|mut e| {
             e.field = "cluster_id".into();
@@ -270,29 +268,9 @@ impl ScheduleRequest {
 
 /// The backup id of a run started at `at`: `{schedule_id}-{YYYYMMDDTHHMMSSmmmZ}`, which sorts
 /// by time.
-pub fn run_backup_id(schedule_id: &BackupId, at: DateTime<Utc>) -> BackupId {
+pub fn run_backup_id(schedule_id: &ScheduleId, at: DateTime<Utc>) -> BackupId {
     let stamp = at.format("%Y%m%dT%H%M%S%3fZ");
     BackupId::parse(&format!("{schedule_id}-{stamp}")).expect("a short id plus a stamp is valid")
-}
-
-fn parse_schedule_id(raw: &str) -> Result<BackupId, ValidationError> {
-    let id = BackupId::parse(raw).map_err(|mut e| {
-        e.field = "schedule_id".into();
-        e
-    })?;
-    if raw.len() > MAX_SCHEDULE_ID_LEN {
-        return Err(ValidationError::new(
-            "schedule_id",
-            raw.chars().take(64).collect::<String>(),
-            format!("must be at most {MAX_SCHEDULE_ID_LEN} characters"),
-        ));
-    }
-    Ok(id)
-}
-
-fn generated_id(now: DateTime<Utc>) -> BackupId {
-    let generated = BackupId::generate(now).to_string();
-    BackupId::parse(&generated.replacen("backup-", "schedule-", 1)).expect("a generated id")
 }
 
 fn parse_span(field: &str, raw: &str) -> Result<Duration, ValidationError> {

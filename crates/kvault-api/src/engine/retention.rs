@@ -48,7 +48,7 @@ pub async fn sweep_retention(
 /// One schedule's retention, its cluster and its completed runs, newest first.
 pub struct ScheduleRuns {
     pub retention: Duration,
-    pub cluster_id: String,
+    pub cluster_id: kvault_domain::ClusterId,
     pub runs: Vec<RecordedRun>,
 }
 
@@ -103,7 +103,7 @@ pub async fn sweep_expired(
                 let identity = RunCutoff {
                     cutoff,
                     uid: run.uid.as_deref(),
-                    cluster_id: &s.cluster_id,
+                    cluster_id: s.cluster_id.as_str(),
                 };
                 (run.backup_id.as_str(), identity)
             })

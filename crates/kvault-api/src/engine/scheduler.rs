@@ -20,7 +20,7 @@ use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use kvault_domain::restore_set::set_members;
 use kvault_domain::schedule::{run_backup_id, ScheduleRequest};
-use kvault_domain::{BackupId, ClusterId, DomainError, JobId};
+use kvault_domain::{BackupId, DomainError, JobId};
 
 use crate::engine::backup_start::{recorded_uid, start_backup, Starter};
 use crate::engine::jobs::{RunClaim, StoredSchedule};
@@ -105,7 +105,7 @@ async fn skip(
     let skipped = state
         .runner
         .jobs()
-        .skip_run(&schedule.id, due_ms, next_ms, why)
+        .skip_run(schedule.id.as_str(), due_ms, next_ms, why)
         .await;
     if let Err(e) = skipped {
         tracing::warn!(schedule_id = %schedule.id, error = %e, "could not record a skipped run");
@@ -136,7 +136,7 @@ async fn start_run(
         }
         None => None,
     };
-    let cluster = ClusterId::parse(&schedule.cluster_id)?;
+    let cluster = schedule.cluster_id.clone();
     if !state.engine.knows(&cluster) {
         return Err(ApiError::not_found(
             "cluster_id",
@@ -144,8 +144,7 @@ async fn start_run(
             format!("cluster '{cluster}' is no longer configured"),
         ));
     }
-    let schedule_id = BackupId::parse(&schedule.id)?;
-    let backup = request.run_request(run_backup_id(&schedule_id, now), parent.as_ref());
+    let backup = request.run_request(run_backup_id(&schedule.id, now), parent.as_ref());
     let starter = Starter {
         subject: schedule.subject.clone(),
         claim: Some(RunClaim {

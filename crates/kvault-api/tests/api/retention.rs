@@ -160,7 +160,7 @@ async fn retention_keeps_the_chain_a_job_reads_and_trims_schedules_from_their_ol
     };
     let runs = |cluster_id: &str, runs: Vec<RecordedRun>| ScheduleRuns {
         retention: std::time::Duration::from_secs(3600),
-        cluster_id: cluster_id.into(),
+        cluster_id: kvault_domain::ClusterId::parse(cluster_id).unwrap(),
         runs,
     };
     // Runs whose recorded uid or cluster is not the archive's are not the schedule's.

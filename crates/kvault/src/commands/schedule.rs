@@ -92,8 +92,8 @@ async fn create(
             format!("schedule '{}' already exists", new.id),
         ));
     }
-    let stored = jobs.schedule(&new.id).await.map_err(unavailable)?;
-    let stored = stored.ok_or_else(|| not_found(&new.id))?;
+    let stored = jobs.schedule(new.id.as_str()).await.map_err(unavailable)?;
+    let stored = stored.ok_or_else(|| not_found(new.id.as_str()))?;
     print_json(&describe(jobs, stored).await.map_err(unavailable)?)
 }
 

@@ -185,7 +185,7 @@ impl JobStore {
         .bind(lease.ttl_ms())
         .bind(job.backup_id.clone())
         .bind(job.target_cluster_id.clone())
-        .bind(claim.map(|c| c.schedule_id.clone()))
+        .bind(claim.map(|c| c.schedule_id.as_str().to_owned()))
         .bind(claim.map(|c| c.schedule_uid.clone()))
         .execute(&mut *tx)
         .await?;

@@ -14,6 +14,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use kvault_domain::schedule::SchedulePlan;
+use kvault_domain::{ClusterId, ScheduleId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -22,10 +23,10 @@ use super::{JobStore, StoreError, StoredJob, COLUMNS};
 /// A schedule about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewSchedule {
-    pub id: String,
+    pub id: ScheduleId,
     /// Fresh for every schedule created, even under a name used before.
     pub uid: String,
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub subject: String,
     pub request: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -36,9 +37,9 @@ impl NewSchedule {
     /// A validated schedule created now by `subject`.
     pub fn planned(plan: &SchedulePlan, subject: &str, now: DateTime<Utc>) -> Self {
         NewSchedule {
-            id: plan.schedule_id.to_string(),
+            id: plan.schedule_id.clone(),
             uid: kvault_domain::ids::new_uid(),
-            cluster_id: plan.cluster_id.to_string(),
+            cluster_id: plan.cluster_id.clone(),
             subject: subject.to_owned(),
             request: serde_json::to_value(&plan.request).unwrap_or_default(),
             created_at: now,
@@ -50,10 +51,10 @@ impl NewSchedule {
 /// A schedule row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSchedule {
-    pub id: String,
+    pub id: ScheduleId,
     /// The schedule's immutable uid: its runs are the jobs that carry it.
     pub uid: String,
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     /// Who created it; its runs are started on its behalf.
     pub subject: String,
     pub request: serde_json::Value,
@@ -66,7 +67,7 @@ pub struct StoredSchedule {
 /// Takes a schedule's due run; see the module doc.
 #[derive(Debug, Clone)]
 pub struct RunClaim {
-    pub schedule_id: String,
+    pub schedule_id: ScheduleId,
     /// The uid of the schedule the run belongs to; the claim fails if `schedule_id` now names
     /// another schedule.
     pub schedule_uid: String,
@@ -96,7 +97,7 @@ impl RunClaim {
              AND COALESCE({TIP}, '') = $4"
         ))
         .bind(self.next_run_at_ms)
-        .bind(self.schedule_id.clone())
+        .bind(self.schedule_id.as_str().to_owned())
         .bind(self.due_at_ms)
         .bind(self.tip_job_id.clone().unwrap_or_default())
         .bind(self.schedule_uid.clone())
@@ -113,8 +114,8 @@ impl JobStore {
             "INSERT INTO schedules (id, cluster_id, subject, request, created_at_ms, \
              next_run_at_ms, uid) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(schedule.id.clone())
-        .bind(schedule.cluster_id.clone())
+        .bind(schedule.id.as_str().to_owned())
+        .bind(schedule.cluster_id.as_str().to_owned())
         .bind(schedule.subject.clone())
         .bind(schedule.request.to_string())
         .bind(schedule.created_at.timestamp_millis())
@@ -229,15 +230,16 @@ impl StoredSchedule {
         let request: String = row.try_get("request")?;
         let next: Option<i64> = row.try_get("next_run_at_ms")?;
         let uid: Option<String> = row.try_get("uid")?;
+        let cluster_id: String = row.try_get("cluster_id")?;
         Ok(StoredSchedule {
             uid: uid.unwrap_or_else(|| format!("legacy-{id}")),
-            cluster_id: row.try_get("cluster_id")?,
+            cluster_id: ClusterId::parse(&cluster_id).map_err(|e| corrupt(e.to_string()))?,
             subject: row.try_get("subject")?,
             request: serde_json::from_str(&request).map_err(|e| corrupt(e.to_string()))?,
             created_at: time(row.try_get("created_at_ms")?)?,
             next_run_at: next.map(time).transpose()?,
             last_error: row.try_get("last_error")?,
-            id,
+            id: ScheduleId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
         })
     }
 }
@@ -270,9 +272,9 @@ pub(crate) mod tests {
         let now = Utc::now();
         let due = now.timestamp_millis() - 10;
         let schedule = NewSchedule {
-            id: "nightly".into(),
+            id: ScheduleId::parse("nightly").unwrap(),
             uid: "uid-1".into(),
-            cluster_id: "c".into(),
+            cluster_id: ClusterId::parse("c").unwrap(),
             subject: "ops".into(),
             request: serde_json::json!({"topic": "t", "every": "1m"}),
             created_at: now,
@@ -285,7 +287,7 @@ pub(crate) mod tests {
         assert_eq!(got[0].request["every"], "1m");
         let lease = Lease::new("a", Duration::from_secs(10));
         let claim = RunClaim {
-            schedule_id: "nightly".into(),
+            schedule_id: ScheduleId::parse("nightly").unwrap(),
             schedule_uid: "uid-1".into(),
             due_at_ms: due,
             next_run_at_ms: Some(due + 60_000),

@@ -378,7 +378,7 @@ async fn schedule_tip(
         ));
     }
     let schedule = crate::http::routes::schedules::visible(state, schedule_id, auth).await?;
-    crate::http::routes::schedules::latest_backup(state.runner.jobs(), &schedule.id)
+    crate::http::routes::schedules::latest_backup(state.runner.jobs(), schedule.id.as_str())
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| {

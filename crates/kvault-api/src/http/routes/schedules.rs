@@ -130,7 +130,10 @@ pub async fn list_schedules(
         .await
         .map_err(ApiError::internal)?;
     let mut schedules = Vec::new();
-    for schedule in stored.into_iter().filter(|s| auth.may_touch(&s.cluster_id)) {
+    for schedule in stored
+        .into_iter()
+        .filter(|s| auth.may_touch(s.cluster_id.as_str()))
+    {
         let view = describe(state.runner.jobs(), schedule).await;
         schedules.push(view.map_err(ApiError::internal)?);
     }
@@ -175,12 +178,12 @@ pub async fn delete_schedule(
     state
         .runner
         .jobs()
-        .delete_schedule(&schedule.id)
+        .delete_schedule(schedule.id.as_str())
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(schedule_id = %schedule.id, subject = auth.subject(), "backup schedule deleted");
     Ok(HttpResponse::Ok().json(DeletedSchedule {
-        schedule_id: schedule.id,
+        schedule_id: schedule.id.to_string(),
         deleted: true,
     }))
 }
@@ -197,7 +200,7 @@ pub(crate) async fn visible<R>(
         .schedule(id)
         .await
         .map_err(ApiError::internal)?
-        .filter(|s| auth.may_touch(&s.cluster_id))
+        .filter(|s| auth.may_touch(s.cluster_id.as_str()))
         .ok_or_else(|| ApiError::not_found("schedule_id", id, format!("schedule '{id}' not found")))
 }
 
@@ -218,7 +221,7 @@ pub async fn latest_backup(
 pub async fn describe(jobs: &JobStore, stored: StoredSchedule) -> Result<ScheduleView, StoreError> {
     let schedule: ScheduleRequest =
         serde_json::from_value(stored.request.clone()).map_err(|e| StoreError::Corrupt {
-            id: stored.id.clone(),
+            id: stored.id.to_string(),
             reason: e.to_string(),
         })?;
     let runs = jobs.schedule_runs(&stored.uid, false, RECENT_RUNS).await?;
