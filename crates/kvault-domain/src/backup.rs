@@ -316,7 +316,8 @@ pub struct PartitionBackupResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupResult {
-    pub backup_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub backup_id: BackupId,
     pub topic: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cluster_id: ClusterId,

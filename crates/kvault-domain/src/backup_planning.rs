@@ -9,7 +9,7 @@ use crate::backup::{
     PartitionEnd,
 };
 use crate::error::ValidationError;
-use crate::ids::ClusterId;
+use crate::ids::{BackupId, ClusterId};
 use crate::manifest::Manifest;
 use crate::offset::Offset;
 
@@ -109,6 +109,8 @@ pub fn nothing_new(
 /// When and how long a finished backup ran, and what it should tell the caller.
 #[derive(Debug, Clone)]
 pub struct BackupRun {
+    /// The backup written (its manifest names it too, as a stored string).
+    pub backup_id: BackupId,
     pub cluster_id: ClusterId,
     pub created_at: DateTime<Utc>,
     pub duration_ms: u64,
@@ -152,7 +154,7 @@ pub fn backup_result(
         manifest.total_compressed_bytes(),
     );
     BackupResult {
-        backup_id: manifest.backup_id.clone(),
+        backup_id: run.backup_id,
         topic: manifest.topic.name.clone(),
         cluster_id: run.cluster_id,
         compression: manifest.compression.codec,

@@ -33,7 +33,8 @@ pub struct TopicPlan {
 pub struct RestoreDryRun {
     /// Always true: nothing was written.
     pub dry_run: bool,
-    pub backup_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub backup_id: crate::ids::BackupId,
     pub target_topic: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cluster_id: ClusterId,

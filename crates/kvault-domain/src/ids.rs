@@ -54,6 +54,12 @@ impl From<BackupId> for String {
     }
 }
 
+impl From<&BackupId> for String {
+    fn from(id: &BackupId) -> String {
+        id.0.clone()
+    }
+}
+
 impl fmt::Display for BackupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

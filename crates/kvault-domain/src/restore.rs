@@ -341,7 +341,8 @@ pub struct PartitionRestoreResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreResult {
-    pub backup_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub backup_id: BackupId,
     pub target_topic: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cluster_id: ClusterId,

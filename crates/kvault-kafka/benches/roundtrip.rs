@@ -23,7 +23,7 @@ use kvault_domain::job::OperationControl;
 use kvault_domain::operations::{BackupOperation, RestoreOperation};
 use kvault_domain::ports::ArchiveStore;
 use kvault_domain::restore::RestoreRequest;
-use kvault_domain::{BackupId, ClusterId, CompressionType};
+use kvault_domain::{ClusterId, CompressionType};
 use kvault_kafka::{ClusterConfig, KafkaCluster, KafkaEngine};
 use kvault_storage::Store;
 use kvault_testkit::{bench_message, produce_with, TestBroker, TestRecord};
@@ -178,7 +178,7 @@ async fn run() {
             rss_before,
         );
         broker.delete_topic(&target).await;
-        let id = BackupId::parse(&backup.backup_id).expect("backup id");
+        let id = backup.backup_id.clone();
         store.delete(&id).await.expect("delete backup");
     }
 

@@ -128,7 +128,7 @@ async fn round_trip(codec: CompressionType, n: usize) {
         assert!(!p.start_truncated_by_retention);
     }
     let manifest = store
-        .manifest(&kvault_domain::BackupId::parse(&result.backup_id).unwrap())
+        .manifest(&kvault_domain::BackupId::parse(result.backup_id.as_str()).unwrap())
         .await
         .unwrap();
     assert_eq!(manifest.topic.partition_count, 3);
@@ -487,7 +487,7 @@ async fn a_corrupt_archive_is_refused_before_producing() {
         .unwrap();
 
     // Flip one byte in the middle of a segment file.
-    let segment = find_segment(&dir.path().join(&result.backup_id));
+    let segment = find_segment(&dir.path().join(result.backup_id.as_str()));
     let mut bytes = std::fs::read(&segment).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
@@ -502,7 +502,7 @@ async fn a_corrupt_archive_is_refused_before_producing() {
     .await
     {
         Err(DomainError::CorruptArchive { backup_id, .. }) => {
-            assert_eq!(backup_id, result.backup_id)
+            assert_eq!(backup_id, result.backup_id.as_str())
         }
         other => panic!("expected a corrupt-archive error, got {other:?}"),
     }
@@ -706,7 +706,7 @@ async fn old_records_and_the_targets_retention() {
         .await
         .unwrap();
     assert_eq!(
-        backup_configs(&store, &backup.backup_id)
+        backup_configs(&store, backup.backup_id.as_str())
             .await
             .get("retention.ms"),
         Some(&"86400000".to_owned())

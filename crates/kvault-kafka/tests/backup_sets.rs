@@ -116,7 +116,7 @@ async fn a_pattern_backs_up_every_matching_topic_and_the_set_restores_under_new_
         expected.iter().map(String::as_str).collect::<Vec<_>>()
     );
     assert_eq!(
-        set.topics[0].backup_id,
+        set.topics[0].backup_id.to_string(),
         format!("{prefix}-nightly.{prefix}-a")
     );
     assert_eq!(set.topics[0].consumer_groups, vec![group.clone()]);
@@ -235,7 +235,7 @@ async fn a_set_is_all_or_nothing_and_an_incomplete_set_is_not_restored() {
     let set = run_set(&kafka, &store, req, BackupDefaults::default())
         .await
         .expect("backup set");
-    let lost = BackupId::parse(&set.topics[1].backup_id).unwrap();
+    let lost = BackupId::parse(set.topics[1].backup_id.as_str()).unwrap();
     store.delete(&lost).await.unwrap();
     let members = set_members(store.as_ref(), &set.set_id).await.unwrap();
     let restore: RestoreRequest =

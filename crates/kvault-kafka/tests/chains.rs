@@ -60,14 +60,14 @@ async fn a_chain_of_incremental_backups_restores_whole_or_up_to_an_instant() {
     broker.produce(&topic, &batch("b", 5)).await;
     broker.commit_group(&group, &topic, &[(0, 12)]).await;
     let mut req = request(&topic, CompressionType::Zstd);
-    req.incremental_from = Some(first.backup_id.clone());
+    req.incremental_from = Some(first.backup_id.to_string());
     let second = backup(&kafka, &store, req).await.expect("incremental 1");
     let between = Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
     broker.produce(&topic, &batch("c", 5)).await;
     broker.commit_group(&group, &topic, &[(0, 18)]).await;
     let mut req = request(&topic, CompressionType::Gzip);
-    req.incremental_from = Some(second.backup_id.clone());
+    req.incremental_from = Some(second.backup_id.to_string());
     let third = backup(&kafka, &store, req).await.expect("incremental 2");
 
     assert_eq!(
@@ -80,7 +80,7 @@ async fn a_chain_of_incremental_backups_restores_whole_or_up_to_an_instant() {
         "each run copies only what arrived since the last"
     );
     let last = store
-        .manifest(&BackupId::parse(&third.backup_id).unwrap())
+        .manifest(&BackupId::parse(third.backup_id.as_str()).unwrap())
         .await
         .unwrap();
     let link = last.chain.clone().expect("an incremental backup is a link");
@@ -168,15 +168,15 @@ async fn a_backup_made_under_a_deleted_roots_id_never_joins_the_chain() {
     let root = backup(&kafka, &store, req).await.expect("root");
     broker.produce(&topic, &batch("more", 2)).await;
     let mut req = request(&topic, CompressionType::None);
-    req.incremental_from = Some(root.backup_id.clone());
+    req.incremental_from = Some(root.backup_id.to_string());
     let link = backup(&kafka, &store, req).await.expect("link");
 
-    let root_id = BackupId::parse(&root.backup_id).unwrap();
+    let root_id = BackupId::parse(root.backup_id.as_str()).unwrap();
     store.delete(&root_id).await.unwrap();
     // Same offsets per partition as the deleted root, so only identity tells them apart.
     broker.produce(&other, &batch("foreign", 3)).await;
     let mut req = request(&other, CompressionType::None);
-    req.backup_id = Some(root.backup_id.clone());
+    req.backup_id = Some(root.backup_id.to_string());
     backup(&kafka, &store, req)
         .await
         .expect("foreign backup under the root's id");
@@ -191,14 +191,14 @@ async fn a_backup_made_under_a_deleted_roots_id_never_joins_the_chain() {
     match refused {
         Err(kvault_domain::DomainError::Conflict { message, .. }) => {
             assert!(
-                message.contains(&root.backup_id) && message.contains("uid"),
+                message.contains(root.backup_id.as_str()) && message.contains("uid"),
                 "{message}"
             );
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
     let last = store
-        .manifest(&BackupId::parse(&link.backup_id).unwrap())
+        .manifest(&BackupId::parse(link.backup_id.as_str()).unwrap())
         .await
         .unwrap();
     assert!(load_chain(store.as_ref(), last, 100).await.is_err());
@@ -226,7 +226,7 @@ async fn an_increment_with_nothing_new_writes_no_archive() {
     let incremental = |id: &str| {
         let mut req = request(&topic, CompressionType::None);
         req.backup_id = Some(format!("{topic}-{id}"));
-        req.incremental_from = Some(first.backup_id.clone());
+        req.incremental_from = Some(first.backup_id.to_string());
         req.validate(BackupDefaults::default(), Utc::now()).unwrap()
     };
 
@@ -237,7 +237,7 @@ async fn an_increment_with_nothing_new_writes_no_archive() {
     let BackupOutcome::NothingNew(unchanged) = idle else {
         panic!("an idle increment wrote an archive: {idle:?}");
     };
-    assert_eq!(unchanged.incremental_from, first.backup_id);
+    assert_eq!(unchanged.incremental_from, first.backup_id.as_str());
     let ends: Vec<(i32, i64)> = unchanged
         .partitions
         .iter()
@@ -251,7 +251,7 @@ async fn an_increment_with_nothing_new_writes_no_archive() {
         .into_iter()
         .map(|m| m.backup_id)
         .collect();
-    assert_eq!(listed, vec![first.backup_id.clone()]);
+    assert_eq!(listed, vec![first.backup_id.to_string()]);
     let idle_id = BackupId::parse(&format!("{topic}-idle")).unwrap();
     assert!(store.manifest(&idle_id).await.is_err());
 
@@ -274,11 +274,11 @@ async fn an_increment_with_nothing_new_writes_no_archive() {
     };
     assert_eq!(written.total_messages, 1);
     let manifest = store
-        .manifest(&BackupId::parse(&written.backup_id).unwrap())
+        .manifest(&BackupId::parse(written.backup_id.as_str()).unwrap())
         .await
         .unwrap();
     assert_eq!(
         manifest.chain.map(|c| c.parent_id),
-        Some(first.backup_id.clone())
+        Some(first.backup_id.to_string())
     );
 }

@@ -64,7 +64,7 @@ async fn a_backup_records_the_groups_and_a_restore_puts_them_back() {
     assert!(result.consumer_groups.contains(&reader), "{result:?}");
     assert!(result.consumer_groups.contains(&tail), "{result:?}");
     assert!(!result.consumer_groups.contains(&elsewhere), "{result:?}");
-    let id = kvault_domain::BackupId::parse(&result.backup_id).unwrap();
+    let id = kvault_domain::BackupId::parse(result.backup_id.as_str()).unwrap();
     let manifest = store.manifest(&id).await.expect("manifest");
     let recorded = manifest.consumer_group(&reader).expect("reader recorded");
     let offsets: Vec<(i32, i64)> = recorded

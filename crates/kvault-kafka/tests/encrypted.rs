@@ -102,7 +102,7 @@ async fn an_encrypted_round_trip_per_codec_is_byte_exact() {
         let result = backup(&kafka, &store, request(&source, codec))
             .await
             .unwrap();
-        let archive = dir.path().join(&result.backup_id);
+        let archive = dir.path().join(result.backup_id.as_str());
         for f in files(&archive) {
             let bytes = std::fs::read(&f).unwrap();
             assert!(
@@ -141,7 +141,7 @@ async fn restores_without_the_key_or_of_a_tampered_block_produce_nothing() {
     let result = backup(&kafka, &store, request(&source, CompressionType::Lz4))
         .await
         .unwrap();
-    let id = BackupId::parse(&result.backup_id).unwrap();
+    let id = BackupId::parse(result.backup_id.as_str()).unwrap();
 
     // No key of that id here: refused, nothing created.
     let other: Arc<dyn ArchiveStore> = Arc::new(keyed(dir.path(), &[("k3", 3)], "k3"));
@@ -158,7 +158,7 @@ async fn restores_without_the_key_or_of_a_tampered_block_produce_nothing() {
                 failure: StorageFailure::KeyUnavailable,
                 message,
                 ..
-            } => assert!(message.contains("'k1'") && message.contains(&result.backup_id)),
+            } => assert!(message.contains("'k1'") && message.contains(result.backup_id.as_str())),
             other => panic!("{other:?}"),
         },
         Ok(r) => panic!("restored without the key: {r:?}"),
@@ -179,14 +179,17 @@ async fn restores_without_the_key_or_of_a_tampered_block_produce_nothing() {
     broker.delete_topic(&target).await;
 
     // A flipped ciphertext byte with its CRCs and the manifest's SHA-256 fixed up.
-    let manifest_path = dir.path().join(&result.backup_id).join("manifest.json");
+    let manifest_path = dir
+        .path()
+        .join(result.backup_id.as_str())
+        .join("manifest.json");
     let original_manifest = std::fs::read(&manifest_path).unwrap();
     let mut m: serde_json::Value = serde_json::from_slice(&original_manifest).unwrap();
     let file = m["partitions"][0]["segments"][0]["file"]
         .as_str()
         .unwrap()
         .to_owned();
-    let seg_path = dir.path().join(&result.backup_id).join(&file);
+    let seg_path = dir.path().join(result.backup_id.as_str()).join(&file);
     let original_segment = std::fs::read(&seg_path).unwrap();
     let mut seg = original_segment.clone();
     let block = 16; // the first block header, right after the file header

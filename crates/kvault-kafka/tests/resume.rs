@@ -106,7 +106,7 @@ async fn source(broker: &TestBroker, n: usize) -> Source {
         kafka,
         _dir: dir,
         store,
-        backup_id: result.backup_id,
+        backup_id: result.backup_id.to_string(),
         records: by_partition(broker.consume_all(&topic).await),
     }
 }
@@ -318,19 +318,19 @@ async fn a_continued_point_in_time_restore_of_a_chain_is_exact() {
         .produce(&topic, &stamped("b", 200, t0 + 10_000))
         .await;
     let mut req = request(&topic, CompressionType::Zstd);
-    req.incremental_from = Some(full.backup_id.clone());
+    req.incremental_from = Some(full.backup_id.to_string());
     let second = backup(&kafka, &store, req).await.expect("incremental 1");
     broker
         .produce(&topic, &stamped("c", 200, t0 + 20_000))
         .await;
     let mut req = request(&topic, CompressionType::Zstd);
-    req.incremental_from = Some(second.backup_id.clone());
+    req.incremental_from = Some(second.backup_id.to_string());
     let tip = backup(&kafka, &store, req).await.expect("incremental 2");
     let src = Source {
         kafka,
         _dir: dir,
         store,
-        backup_id: tip.backup_id,
+        backup_id: tip.backup_id.to_string(),
         records: Vec::new(),
     };
     let until = chrono::DateTime::from_timestamp_millis(t0 + 10_100).unwrap();
@@ -413,7 +413,7 @@ async fn a_continued_restore_commits_the_groups_as_a_run_that_never_stopped() {
         kafka,
         _dir: dir,
         store,
-        backup_id: result.backup_id,
+        backup_id: result.backup_id.to_string(),
         records: by_partition(broker.consume_all(&topic).await),
     };
     let restore_groups = |target: String, prior: Option<StartRecord>| {

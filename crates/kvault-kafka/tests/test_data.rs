@@ -136,7 +136,7 @@ async fn a_filter_by_header_or_json_field_restores_exactly_the_matching_records(
     for (expr, matches) in cases {
         let target = broker.unique_topic("td-filtered");
         let r = req(
-            &b.backup_id,
+            b.backup_id.as_str(),
             &target,
             serde_json::json!({"filter_expression": expr}),
         );
@@ -176,7 +176,7 @@ async fn a_filter_by_header_or_json_field_restores_exactly_the_matching_records(
         assert_eq!(dry.total_messages, expected.len() as u64);
     }
     let bad = req(
-        &b.backup_id,
+        b.backup_id.as_str(),
         "never",
         serde_json::json!({"filter_expression": "nosuch == 1"}),
     );
@@ -211,7 +211,7 @@ async fn a_sample_by_key_is_the_same_every_time_and_keeps_whole_keys() {
     for _ in 0..2 {
         let target = broker.unique_topic("td-sampled");
         let sample = serde_json::json!({"sample": {"ratio": 0.3, "by": "key"}});
-        let done = run(&engine, req(&b.backup_id, &target, sample))
+        let done = run(&engine, req(b.backup_id.as_str(), &target, sample))
             .await
             .unwrap();
         let got: Vec<Content> = broker
@@ -303,7 +303,7 @@ async fn masking_rewrites_exactly_the_named_fields_and_hashes_stably_under_the_k
     for key in [KEY, KEY, b"another-key-0123456789".as_slice()] {
         let engine = engine(broker, &store, key);
         let target = broker.unique_topic("td-masked");
-        let done = run(&engine, req(&b.backup_id, &target, mask.clone()))
+        let done = run(&engine, req(b.backup_id.as_str(), &target, mask.clone()))
             .await
             .unwrap();
         let got = broker.consume_all(&target).await;
@@ -378,7 +378,7 @@ async fn excluded_keys_lose_every_record_and_a_masked_key_decides_the_partition(
         "exclude_keys": ["k3", {"base64": binary}, {"list": "erasures"}],
         "mask": [{"key": true, "action": "hash"}]
     });
-    let done = run(&engine, req(&b.backup_id, &target, extra))
+    let done = run(&engine, req(b.backup_id.as_str(), &target, extra))
         .await
         .unwrap();
     let got = broker.consume_all(&target).await;
@@ -414,7 +414,7 @@ async fn excluded_keys_lose_every_record_and_a_masked_key_decides_the_partition(
     );
     let unknown = serde_json::json!({"exclude_keys": [{"list": "no-such-list"}]});
     let target = broker.unique_topic("td-unknown-list");
-    match run(&engine, req(&b.backup_id, &target, unknown)).await {
+    match run(&engine, req(b.backup_id.as_str(), &target, unknown)).await {
         Err(DomainError::Validation(e)) => assert_eq!(e.field, "exclude_keys"),
         other => panic!("an unknown list is the request's error: {other:?}"),
     }
@@ -448,7 +448,7 @@ async fn a_value_that_is_not_json_is_kept_or_refused_as_the_rule_says() {
 
     let target = broker.unique_topic("td-kept");
     let keep = serde_json::json!({"mask": [{"path": "$.email", "action": "redact", "on_non_json": "keep"}]});
-    let done = run(&engine, req(&b.backup_id, &target, keep))
+    let done = run(&engine, req(b.backup_id.as_str(), &target, keep))
         .await
         .unwrap();
     let got = broker.consume_all(&target).await;
@@ -466,7 +466,7 @@ async fn a_value_that_is_not_json_is_kept_or_refused_as_the_rule_says() {
 
     let target = broker.unique_topic("td-refused");
     let refuse = serde_json::json!({"mask": [{"path": "$.email", "action": "redact", "on_non_json": "refuse"}]});
-    match run(&engine, req(&b.backup_id, &target, refuse)).await {
+    match run(&engine, req(b.backup_id.as_str(), &target, refuse)).await {
         Err(e) => {
             let text = e.to_string();
             assert!(

@@ -373,11 +373,7 @@ fn parent_member(parents: &[Manifest], topic: &str) -> DomainResult<Option<Backu
 async fn delete_members(store: &dyn ArchiveStore, written: &[BackupResult]) -> String {
     let mut failed = Vec::new();
     for result in written {
-        let deleted = match BackupId::parse(&result.backup_id) {
-            Ok(id) => store.delete(&id).await,
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = deleted {
+        if let Err(e) = store.delete(&result.backup_id).await {
             failed.push(format!("{} ({e})", result.backup_id));
         }
     }

@@ -202,6 +202,7 @@ async fn write_archive(
     drop_in_background((shared.readers.drain(), admin));
     let manifest = commit::commit_or_abort(&archive, outcomes, consumer_groups, &shared).await?;
     let run = BackupRun {
+        backup_id: plan.backup_id.clone(),
         cluster_id: cluster_id.clone(),
         created_at,
         duration_ms: started.elapsed().as_millis() as u64,

@@ -37,19 +37,20 @@ pub(super) async fn load_checked(
 ) -> DomainResult<Checked> {
     let last = store.manifest(&plan.backup_id).await?;
     let chain = load_chain(store, last, MAX_CHAIN_LINKS).await?;
-    if plan.validate_checksum {
-        for link in &chain {
-            check_archive(store, &link.backup_id, control).await?;
-        }
-        control.reset_progress();
-    }
+    // The manifests' ids are parsed once, where they are read.
     let links = chain
         .iter()
         .map(|m| {
             let id = BackupId::parse(&m.backup_id)?;
             Ok((id, m.partitions.iter().map(|p| p.partition).collect()))
         })
-        .collect::<DomainResult<Vec<_>>>()?;
+        .collect::<DomainResult<Vec<(BackupId, BTreeSet<i32>)>>>()?;
+    if plan.validate_checksum {
+        for (backup_id, _) in &links {
+            check_archive(store, backup_id, control).await?;
+        }
+        control.reset_progress();
+    }
     let manifest = match chain.as_slice() {
         [only] if only.chain.is_none() => only.clone(),
         links => merge_chain(links, plan.until_time_ms)?,
@@ -73,11 +74,10 @@ pub(super) async fn load_checked(
 /// whole.
 async fn check_archive(
     store: &dyn ArchiveStore,
-    backup_id: &str,
+    backup_id: &BackupId,
     control: &OperationControl,
 ) -> DomainResult<()> {
-    let backup_id = BackupId::parse(backup_id)?;
-    let report = store.check_integrity(&backup_id, control).await?;
+    let report = store.check_integrity(backup_id, control).await?;
     if !report.valid {
         return Err(DomainError::CorruptArchive {
             backup_id: backup_id.to_string(),

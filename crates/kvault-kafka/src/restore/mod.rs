@@ -256,7 +256,7 @@ async fn finish(
     warnings.extend(groups::warnings(&consumer_groups_restored));
     let target = prepared.begun.target;
     Ok(RestoreResult {
-        backup_id: plan.backup_id.to_string(),
+        backup_id: plan.backup_id.clone(),
         target_topic: plan.target_topic,
         cluster_id: cluster_id.clone(),
         total_messages: done.totals.messages,

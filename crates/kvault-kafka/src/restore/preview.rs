@@ -89,7 +89,7 @@ pub(crate) async fn dry_run(
     all_warnings.extend(group_warnings(&consumer_groups));
     Ok(RestoreDryRun {
         dry_run: true,
-        backup_id: plan.backup_id.to_string(),
+        backup_id: plan.backup_id.clone(),
         target_topic: plan.target_topic.clone(),
         cluster_id: cluster_id.clone(),
         topic: TopicPlan {

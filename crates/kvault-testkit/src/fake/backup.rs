@@ -116,6 +116,7 @@ impl FakeEngine {
             .await
             .map_err(blocking_failed)??;
         let run = BackupRun {
+            backup_id: plan.backup_id.clone(),
             cluster_id: cluster.clone(),
             created_at,
             duration_ms: started.elapsed().as_millis() as u64,

@@ -86,7 +86,7 @@ impl FakeEngine {
             .unwrap_or(manifest.topic.replication_factor);
         Ok(RestoreDryRun {
             dry_run: true,
-            backup_id: plan.backup_id.to_string(),
+            backup_id: plan.backup_id.clone(),
             target_topic: plan.target_topic.clone(),
             cluster_id: cluster.clone(),
             topic: topic_plan(&plan.target_topic, existing.as_ref(), count, rf),

@@ -95,7 +95,7 @@ impl RestoreOperation for FakeEngine {
             });
         }
         Ok(RestoreResult {
-            backup_id: plan.backup_id.to_string(),
+            backup_id: plan.backup_id.clone(),
             target_topic: plan.target_topic,
             cluster_id: cluster.clone(),
             total_messages: restored,

@@ -154,6 +154,7 @@ async fn resume_backup(state: &Arc<EngineState>, job: &StoredJob) -> Result<(), 
         Ok(manifest) => {
             let now = Utc::now();
             let run = BackupRun {
+                backup_id: plan.backup_id.clone(),
                 cluster_id: cluster.clone(),
                 created_at: job.job.created_at,
                 duration_ms: (now - job.job.created_at).num_milliseconds().max(0) as u64,
