@@ -152,7 +152,7 @@ async fn start_run(
             schedule_uid: schedule.uid.clone(),
             due_at_ms: due_ms,
             next_run_at_ms: next_ms,
-            tip_job_id: tip.map(|run| run.job.id.to_string()),
+            tip_job_id: tip.map(|run| run.job.id),
         }),
     };
     let (id, _ends_on_its_own) = start_backup(state, cluster, backup, starter).await?;

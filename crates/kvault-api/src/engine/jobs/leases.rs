@@ -189,7 +189,7 @@ impl JobStore {
         .bind(claim.map(|c| c.schedule_uid.clone()))
         .execute(&mut *tx)
         .await?;
-        targets::record(&mut tx, &job.id.to_string(), targets).await?;
+        targets::record(&mut tx, job.id, targets).await?;
         self.note_attempt(&mut tx, &job.id.to_string(), 1, &lease.owner)
             .await?;
         tx.commit().await?;
@@ -447,7 +447,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(verdict.admission, Admission::TargetHeld);
         let held = verdict.held.unwrap();
-        assert_eq!((held.target, held.job_id), (u.clone(), set.id.to_string()));
+        assert_eq!((held.target, held.job_id), (u.clone(), set.id));
         assert_eq!(held.kind, "restore");
         assert!(store.get(second.id).await.unwrap().is_none());
         for free in [target("c", "v"), target("d", "t")] {

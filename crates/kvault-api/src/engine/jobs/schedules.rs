@@ -13,6 +13,7 @@
 //! continues. Of several replicas seeing the same due run, one claim succeeds.
 
 use chrono::{DateTime, TimeZone, Utc};
+use kvault_domain::job::JobId;
 use kvault_domain::schedule::SchedulePlan;
 use kvault_domain::{ClusterId, ScheduleId};
 use sqlx::any::AnyRow;
@@ -76,7 +77,7 @@ pub struct RunClaim {
     /// The run after this one (ms); `None` when the schedule never runs again.
     pub next_run_at_ms: Option<i64>,
     /// The job id of the completed run this one continues (`None`: the first run).
-    pub tip_job_id: Option<String>,
+    pub tip_job_id: Option<JobId>,
 }
 
 const SCHEDULE_COLUMNS: &str =
@@ -99,7 +100,7 @@ impl RunClaim {
         .bind(self.next_run_at_ms)
         .bind(self.schedule_id.as_str().to_owned())
         .bind(self.due_at_ms)
-        .bind(self.tip_job_id.clone().unwrap_or_default())
+        .bind(self.tip_job_id.map(|id| id.to_string()).unwrap_or_default())
         .bind(self.schedule_uid.clone())
         .execute(&mut **tx)
         .await?;
@@ -358,7 +359,7 @@ pub(crate) mod tests {
             Admission::NotDue
         );
         let fresh = RunClaim {
-            tip_job_id: Some(winner.id.to_string()),
+            tip_job_id: Some(winner.id),
             ..again
         };
         assert_eq!(

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use kvault_domain::job::JobId;
 use kvault_domain::ClusterId;
 use sqlx::{Any, Transaction};
 
@@ -30,7 +31,7 @@ impl JobTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldTarget {
     pub target: JobTarget,
-    pub job_id: String,
+    pub job_id: JobId,
     /// `restore` or `migrate`.
     pub kind: String,
 }
@@ -50,9 +51,13 @@ pub(super) async fn holder(
         .fetch_optional(&mut **tx)
         .await?;
         if let Some((job_id, kind)) = held {
+            let uuid = uuid::Uuid::parse_str(&job_id).map_err(|e| StoreError::Corrupt {
+                id: job_id.clone(),
+                reason: e.to_string(),
+            })?;
             return Ok(Some(HeldTarget {
                 target: target.clone(),
-                job_id,
+                job_id: JobId(uuid),
                 kind,
             }));
         }
@@ -63,13 +68,13 @@ pub(super) async fn holder(
 /// Stores `targets` as job `job_id`'s.
 pub(super) async fn record(
     tx: &mut Transaction<'_, Any>,
-    job_id: &str,
+    job_id: JobId,
     targets: &[JobTarget],
 ) -> Result<(), StoreError> {
     let distinct: BTreeSet<&JobTarget> = targets.iter().collect();
     for target in distinct {
         sqlx::query("INSERT INTO job_targets (job_id, cluster_id, topic) VALUES ($1, $2, $3)")
-            .bind(job_id.to_owned())
+            .bind(job_id.to_string())
             .bind(target.cluster_id.as_str().to_owned())
             .bind(target.topic.clone())
             .execute(&mut **tx)
